@@ -1,0 +1,118 @@
+//! `gridshare`: the command line for households, registrars and auditors.
+//! Parses arguments and wires them to the library; no logic lives here.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use gridshare_cli::amount::{parse_scaled, scale};
+use gridshare_cli::clear;
+use gridshare_matching::{Limits, Mechanism, Params};
+
+/// Exit status for bad usage or input.
+const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "gridshare", version, about = "Trade energy with your neighbours on a Gridshare ledger")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Clear a book of orders with the Gridshare auction and print the trades.
+    #[command(after_help = "Examples:
+  gridshare clear --orders examples/community-book.csv
+  gridshare clear --orders book.csv --mechanism pay-as-bid --fee 0.03 --json
+
+The file is CSV with the header `id,side,energy_kwh,price_per_kwh`, e.g.
+  id,side,energy_kwh,price_per_kwh
+  h01,sell,2.5,0.11
+  h02,buy,1.2,0.25
+Energies have at most 3 decimals (Wh), prices at most 6 (micro-currency).")]
+    Clear(ClearArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ClearArgs {
+    /// The order book: a CSV file with the header id,side,energy_kwh,price_per_kwh.
+    #[arg(long, value_name = "FILE")]
+    orders: PathBuf,
+    /// How trades are priced.
+    #[arg(long, value_enum, default_value_t = MechanismArg::Uniform)]
+    mechanism: MechanismArg,
+    /// Where the uniform price lies between the lowest (0) and highest (1)
+    /// price that clears the market, with at most 3 decimals.
+    #[arg(long, default_value = "0.5", value_parser = parse_k)]
+    k: u16,
+    /// Network fee in currency per kWh, paid by buyers on top of the price.
+    #[arg(long, default_value = "0", value_parser = parse_price)]
+    fee: u64,
+    /// Print JSON for programs instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MechanismArg {
+    /// Pay-as-clear: every trade at one clearing price.
+    Uniform,
+    /// Each trade at its buyer's limit price net of the fee.
+    PayAsBid,
+}
+
+fn parse_k(text: &str) -> Result<u16, String> {
+    let thousandths =
+        parse_scaled(text, scale::FRACTION_TO_THOUSANDTHS).map_err(|error| error.to_string())?;
+    u16::try_from(thousandths)
+        .ok()
+        .filter(|&k| k <= Params::K_THOUSANDTHS_MAX)
+        .ok_or_else(|| format!("`{text}` is not between 0 and 1"))
+}
+
+fn parse_price(text: &str) -> Result<u64, String> {
+    parse_scaled(text, scale::CURRENCY_TO_MICRO).map_err(|error| error.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Clear(args) => run_clear(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn run_clear(args: &ClearArgs) -> anyhow::Result<()> {
+    let file = std::fs::File::open(&args.orders)
+        .map_err(|error| anyhow::anyhow!("cannot open {}: {error}", args.orders.display()))?;
+    let book = clear::read_orders(std::io::BufReader::new(file))
+        .map_err(|error| anyhow::anyhow!("{}: {error}", args.orders.display()))?;
+    let params = Params {
+        mechanism: match args.mechanism {
+            MechanismArg::Uniform => Mechanism::Uniform,
+            MechanismArg::PayAsBid => Mechanism::PayAsBid,
+        },
+        k_thousandths: args.k,
+        network_fee_micro_per_kwh: args.fee,
+        limits: Limits::default(),
+    };
+    let clearing = clear::clear_book(book, &params)
+        .map_err(|error| anyhow::anyhow!("{}: {error}", args.orders.display()))?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut stdout, &clear::to_json(&clearing))?;
+        writeln!(stdout)?;
+    } else {
+        write!(stdout, "{}", clear::to_text(&params, &clearing))?;
+    }
+    stdout.flush()?;
+    Ok(())
+}
