@@ -1,17 +1,14 @@
 //! The clearing algorithm of `docs/AUCTION.md`: validate, sort, walk the price
 //! levels, share the marginal levels pro rata, pair fills into trades.
 
-use crate::{ClearError, Clearing, Fill, Mechanism, Order, Params, Side, Trade};
+use crate::{ClearError, Clearing, Fill, Mechanism, Order, Params, Side, Trade, radix};
 
 /// Clears one book.
 ///
 /// The result depends only on the set of orders and `params`, never on the
 /// order of `orders`. Takes the orders by value so that, for large books, the
 /// fills are written into the input's allocation.
-pub fn clear<Id: Ord + Clone>(
-    mut orders: Vec<Order<Id>>,
-    params: &Params,
-) -> Result<Clearing<Id>, ClearError> {
+pub fn clear<Id: Ord>(mut orders: Vec<Order<Id>>, params: &Params) -> Result<Clearing<Id>, ClearError> {
     validate(&orders, params)?;
 
     // Canonical order first: from here on an order's position is its rank by id,
@@ -21,30 +18,40 @@ pub fn clear<Id: Ord + Clone>(
         return Err(ClearError::DuplicateId);
     }
 
+    // Each side's keys, built in id order and then sorted stably by price, so
+    // that they are in (price, id) order. They carry the energy, so that the
+    // walk, the shares and the pairing read memory in sequence.
     let fee = params.network_fee_micro_per_kwh;
-    let mut bids: Vec<Key> = Vec::new();
-    let mut asks: Vec<Key> = Vec::new();
+    // Sized exactly: growing by doubling would copy and page-fault them anew.
+    let bid_count = orders.iter().filter(|order| order.side == Side::Buy).count();
+    let mut bids: Vec<Key> = Vec::with_capacity(bid_count);
+    let mut asks: Vec<Key> = Vec::with_capacity(orders.len() - bid_count);
     for (position, order) in orders.iter().enumerate() {
+        let key = |price_rank| Key { price_rank, energy_wh: order.energy_wh, position };
         match order.side {
             // Bids sort by descending effective price: store its complement.
             Side::Buy => {
                 if let Some(effective) = order.price_micro_per_kwh.checked_sub(fee) {
-                    bids.push(Key { price_rank: u64::MAX - effective, position });
+                    bids.push(key(u64::MAX - effective));
                 }
             }
-            Side::Sell => asks.push(Key { price_rank: order.price_micro_per_kwh, position }),
+            Side::Sell => asks.push(key(order.price_micro_per_kwh)),
         }
     }
-    bids.sort_unstable();
-    asks.sort_unstable();
+    let mut scratch = Vec::new();
+    radix::sort_by_price_rank(&mut bids, &mut scratch);
+    radix::sort_by_price_rank(&mut asks, &mut scratch);
+    drop(scratch);
     let bid_price = |key: &Key| u64::MAX - key.price_rank;
     let ask_price = |key: &Key| key.price_rank;
 
-    let walk = walk_levels(&orders, &bids, &asks);
-    let mut fills_wh = vec![0_u64; orders.len()];
+    // Fills parallel to each side's keys.
+    let walk = walk_levels(&bids, &asks);
+    let mut bid_fills_wh = vec![0_u64; bids.len()];
+    let mut ask_fills_wh = vec![0_u64; asks.len()];
     if let Some(walk) = &walk {
-        fill_side(&orders, &bids, walk.bid_marginal, &mut fills_wh);
-        fill_side(&orders, &asks, walk.ask_marginal, &mut fills_wh);
+        fill_side(&bids, walk.bid_marginal, &mut bid_fills_wh);
+        fill_side(&asks, walk.ask_marginal, &mut ask_fills_wh);
     }
 
     let clearing_price = match (params.mechanism, &walk) {
@@ -62,17 +69,25 @@ pub fn clear<Id: Ord + Clone>(
     };
 
     // Count the trades first so that their vector is allocated once, exactly.
+    let bid_side = (bids.as_slice(), bid_fills_wh.as_slice());
+    let ask_side = (asks.as_slice(), ask_fills_wh.as_slice());
     let mut trade_count = 0;
-    pair(&bids, &asks, &fills_wh, |_, _, _| trade_count += 1);
+    pair(bid_side, ask_side, |_, _, _| trade_count += 1);
     let mut trades = Vec::with_capacity(trade_count);
-    pair(&bids, &asks, &fills_wh, |bid, ask, energy_wh| {
+    pair(bid_side, ask_side, |bid, ask, energy_wh| {
+        // A key's position is its order's rank by id: its index in the fills.
         trades.push(Trade {
-            buy_id: orders[bid.position].id.clone(),
-            sell_id: orders[ask.position].id.clone(),
+            buy: bid.position,
+            sell: ask.position,
             energy_wh,
             price_micro_per_kwh: clearing_price.unwrap_or_else(|| bid_price(bid)),
         });
     });
+
+    let mut fills_wh = vec![0_u64; orders.len()];
+    for (key, filled_wh) in bids.iter().zip(bid_fills_wh).chain(asks.iter().zip(ask_fills_wh)) {
+        fills_wh[key.position] = filled_wh;
+    }
     drop((bids, asks));
     let volume_wh = walk.map_or(0, |walk| walk.volume_wh);
 
@@ -92,11 +107,13 @@ pub fn clear<Id: Ord + Clone>(
     })
 }
 
-/// Sort key of an order on its side of the book: price rank, then rank by id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Key {
-    price_rank: u64,
-    position: usize,
+/// Sort key of an order on its side of the book: price rank (ascending is
+/// best first), then position in id order; with the order's energy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Key {
+    pub(crate) price_rank: u64,
+    pub(crate) energy_wh: u64,
+    pub(crate) position: usize,
 }
 
 /// A run of keys with one price, and how much of it trades.
@@ -166,8 +183,7 @@ fn validate<Id>(orders: &[Order<Id>], params: &Params) -> Result<(), ClearError>
 }
 
 /// Iterates one side's price levels: runs of keys with the same price rank.
-struct Levels<'a, Id> {
-    orders: &'a [Order<Id>],
+struct Levels<'a> {
     keys: &'a [Key],
     next: usize,
 }
@@ -180,7 +196,7 @@ struct Level {
     energy_wh: u64,
 }
 
-impl<Id> Iterator for Levels<'_, Id> {
+impl Iterator for Levels<'_> {
     type Item = Level;
 
     fn next(&mut self) -> Option<Level> {
@@ -189,7 +205,7 @@ impl<Id> Iterator for Levels<'_, Id> {
         let mut energy_wh = 0;
         let mut end = start;
         while let Some(key) = self.keys.get(end).filter(|key| key.price_rank == price_rank) {
-            energy_wh += self.orders[key.position].energy_wh;
+            energy_wh += key.energy_wh;
             end += 1;
         }
         self.next = end;
@@ -199,9 +215,9 @@ impl<Id> Iterator for Levels<'_, Id> {
 
 /// Matches the best bid level against the best ask level while they cross
 /// (docs/AUCTION.md §2). Returns `None` when nothing trades.
-fn walk_levels<Id>(orders: &[Order<Id>], bids: &[Key], asks: &[Key]) -> Option<Walk> {
-    let mut bid_levels = Levels { orders, keys: bids, next: 0 };
-    let mut ask_levels = Levels { orders, keys: asks, next: 0 };
+fn walk_levels(bids: &[Key], asks: &[Key]) -> Option<Walk> {
+    let mut bid_levels = Levels { keys: bids, next: 0 };
+    let mut ask_levels = Levels { keys: asks, next: 0 };
     let mut bid = bid_levels.next();
     let mut ask = ask_levels.next();
     let mut bid_left_wh = bid.map_or(0, |level| level.energy_wh);
@@ -250,33 +266,32 @@ fn walk_levels<Id>(orders: &[Order<Id>], bids: &[Key], asks: &[Key]) -> Option<W
     })
 }
 
-/// Writes the fills of one side: every level before the marginal one fills
-/// completely; the marginal level shares its traded volume pro rata by energy,
-/// rounded down, and the Wh left over go one each, in ascending id order, to
-/// the orders whose share was rounded down (docs/AUCTION.md §4).
-fn fill_side<Id>(orders: &[Order<Id>], keys: &[Key], marginal: Marginal, fills_wh: &mut [u64]) {
-    for key in &keys[..marginal.start] {
-        fills_wh[key.position] = orders[key.position].energy_wh;
+/// Writes the fills of one side, parallel to its keys: every level before the
+/// marginal one fills completely; the marginal level shares its traded volume
+/// pro rata by energy, rounded down, and the Wh left over go one each, in
+/// ascending id order, to the orders whose share was rounded down
+/// (docs/AUCTION.md §4).
+fn fill_side(keys: &[Key], marginal: Marginal, fills_wh: &mut [u64]) {
+    for (fill_wh, key) in fills_wh.iter_mut().zip(&keys[..marginal.start]) {
+        *fill_wh = key.energy_wh;
     }
     let level = &keys[marginal.start..marginal.end];
-    let level_energy_wh: u64 = level.iter().map(|key| orders[key.position].energy_wh).sum();
+    let level_fills_wh = &mut fills_wh[marginal.start..marginal.end];
+    let level_energy_wh: u64 = level.iter().map(|key| key.energy_wh).sum();
     let mut shared_wh = 0;
-    for key in level {
-        let share_wh = mul_div_floor(marginal.traded_wh, orders[key.position].energy_wh, level_energy_wh);
-        fills_wh[key.position] = share_wh;
-        shared_wh += share_wh;
+    for (fill_wh, key) in level_fills_wh.iter_mut().zip(level) {
+        *fill_wh = mul_div_floor(marginal.traded_wh, key.energy_wh, level_energy_wh);
+        shared_wh += *fill_wh;
     }
     let mut leftover_wh = marginal.traded_wh - shared_wh;
     // Keys within a level are in ascending id order.
-    for key in level {
+    for (fill_wh, key) in level_fills_wh.iter_mut().zip(level) {
         if leftover_wh == 0 {
             break;
         }
-        let energy_wh = orders[key.position].energy_wh;
-        let exact = u128::from(marginal.traded_wh) * u128::from(energy_wh);
-        let rounded_down = exact % u128::from(level_energy_wh) != 0;
-        if rounded_down {
-            fills_wh[key.position] += 1;
+        let exact = u128::from(marginal.traded_wh) * u128::from(key.energy_wh);
+        if exact % u128::from(level_energy_wh) != 0 {
+            *fill_wh += 1;
             leftover_wh -= 1;
         }
     }
@@ -285,26 +300,30 @@ fn fill_side<Id>(orders: &[Order<Id>], keys: &[Key], marginal: Marginal, fills_w
 
 /// Pairs filled bids (best price first, then ascending id) with filled asks
 /// (best price first, then ascending id) greedily (docs/AUCTION.md §5),
-/// calling `trade(bid, ask, energy_wh)` for each pair in order.
-fn pair(bids: &[Key], asks: &[Key], fills_wh: &[u64], mut trade: impl FnMut(&Key, &Key, u64)) {
-    let mut filled_bids = bids.iter().filter(|key| fills_wh[key.position] > 0);
-    let mut filled_asks = asks.iter().filter(|key| fills_wh[key.position] > 0);
+/// calling `trade(bid, ask, energy_wh)` for each pair in order. Each side is
+/// its keys and the fills parallel to them.
+fn pair(
+    (bids, bid_fills_wh): (&[Key], &[u64]),
+    (asks, ask_fills_wh): (&[Key], &[u64]),
+    mut trade: impl FnMut(&Key, &Key, u64),
+) {
+    fn filled<'a>((key, &fill_wh): (&'a Key, &u64)) -> Option<(&'a Key, u64)> {
+        (fill_wh > 0).then_some((key, fill_wh))
+    }
+    let mut filled_bids = bids.iter().zip(bid_fills_wh).filter_map(filled);
+    let mut filled_asks = asks.iter().zip(ask_fills_wh).filter_map(filled);
     let mut bid = filled_bids.next();
     let mut ask = filled_asks.next();
-    let mut bid_left_wh = bid.map_or(0, |key| fills_wh[key.position]);
-    let mut ask_left_wh = ask.map_or(0, |key| fills_wh[key.position]);
-    while let (Some(bid_key), Some(ask_key)) = (bid, ask) {
-        let energy_wh = bid_left_wh.min(ask_left_wh);
+    while let (Some((bid_key, bid_left_wh)), Some((ask_key, ask_left_wh))) = (&mut bid, &mut ask) {
+        let energy_wh = (*bid_left_wh).min(*ask_left_wh);
         trade(bid_key, ask_key, energy_wh);
-        bid_left_wh -= energy_wh;
-        ask_left_wh -= energy_wh;
-        if bid_left_wh == 0 {
+        *bid_left_wh -= energy_wh;
+        *ask_left_wh -= energy_wh;
+        if *bid_left_wh == 0 {
             bid = filled_bids.next();
-            bid_left_wh = bid.map_or(0, |key| fills_wh[key.position]);
         }
-        if ask_left_wh == 0 {
+        if *ask_left_wh == 0 {
             ask = filled_asks.next();
-            ask_left_wh = ask.map_or(0, |key| fills_wh[key.position]);
         }
     }
     assert!(bid.is_none() && ask.is_none(), "buy and sell fills have equal sums");

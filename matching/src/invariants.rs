@@ -37,7 +37,7 @@ macro_rules! ensure {
 ///   below it fill completely, bids below and asks above it do not trade.
 ///
 /// It does not check that the volume is the maximum; that takes a search.
-pub fn check<Id: Ord + Clone + std::fmt::Debug>(
+pub fn check<Id: Ord + std::fmt::Debug>(
     orders: &[Order<Id>],
     params: &Params,
     clearing: &Clearing<Id>,
@@ -87,9 +87,12 @@ pub fn check<Id: Ord + Clone + std::fmt::Debug>(
 
     let mut traded_wh: BTreeMap<&Id, u128> = BTreeMap::new();
     for trade in &clearing.trades {
-        let (Some(buy), Some(sell)) = (by_id.get(&trade.buy_id), by_id.get(&trade.sell_id)) else {
-            return Err(Violation(format!("trade {trade:?} names an unknown order")));
+        let (Some(buy_fill), Some(sell_fill)) =
+            (clearing.fills.get(trade.buy), clearing.fills.get(trade.sell))
+        else {
+            return Err(Violation(format!("trade {trade:?} names a fill that does not exist")));
         };
+        let (buy, sell) = (by_id[&buy_fill.id], by_id[&sell_fill.id]);
         ensure!(buy.side == Side::Buy && sell.side == Side::Sell, "trade {trade:?} pairs the wrong sides");
         ensure!(trade.energy_wh > 0, "trade {trade:?} is empty");
         let effective_bid = buy.price_micro_per_kwh.saturating_sub(fee);
@@ -101,8 +104,8 @@ pub fn check<Id: Ord + Clone + std::fmt::Debug>(
         if let Some(price) = clearing.clearing_price_micro_per_kwh {
             ensure!(trade.price_micro_per_kwh == price, "trade {trade:?} is not at the clearing price");
         }
-        *traded_wh.entry(&trade.buy_id).or_default() += u128::from(trade.energy_wh);
-        *traded_wh.entry(&trade.sell_id).or_default() += u128::from(trade.energy_wh);
+        *traded_wh.entry(&buy.id).or_default() += u128::from(trade.energy_wh);
+        *traded_wh.entry(&sell.id).or_default() += u128::from(trade.energy_wh);
     }
     for (id, filled) in &fill_of {
         let traded = traded_wh.get(id).copied().unwrap_or(0);

@@ -27,6 +27,7 @@
 mod auction;
 mod error;
 mod invariants;
+mod radix;
 mod types;
 
 pub use auction::clear;

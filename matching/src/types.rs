@@ -126,11 +126,15 @@ pub struct Fill<Id> {
     pub filled_wh: u64,
 }
 
-/// Energy moving from one seller to one buyer at one price.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Trade<Id> {
-    pub buy_id: Id,
-    pub sell_id: Id,
+/// Energy moving from one seller to one buyer at one price. The two orders
+/// are named by their index in [`Clearing::fills`], which lists every order in
+/// ascending id order: compact, and no id is copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Trade {
+    /// Index of the buy order in [`Clearing::fills`].
+    pub buy: usize,
+    /// Index of the sell order in [`Clearing::fills`].
+    pub sell: usize,
     pub energy_wh: u64,
     /// What the seller receives per kWh. The buyer pays this plus the fee.
     pub price_micro_per_kwh: u64,
@@ -147,5 +151,12 @@ pub struct Clearing<Id> {
     /// Every order of the input, filled or not, in ascending id order.
     pub fills: Vec<Fill<Id>>,
     /// Bilateral trades in pairing order (see `docs/AUCTION.md`).
-    pub trades: Vec<Trade<Id>>,
+    pub trades: Vec<Trade>,
+}
+
+impl<Id> Clearing<Id> {
+    /// The ids of a trade's buy and sell orders.
+    pub fn trade_ids(&self, trade: &Trade) -> (&Id, &Id) {
+        (&self.fills[trade.buy].id, &self.fills[trade.sell].id)
+    }
 }

@@ -41,10 +41,9 @@ fn render(clearing: &Clearing<String>) -> String {
         out += &format!("fill  {:<4} {:<4} {}\n", fill.id, fill.side.as_str(), fill.filled_wh);
     }
     for trade in &clearing.trades {
-        out += &format!(
-            "trade {} <- {} {} Wh @ {}\n",
-            trade.buy_id, trade.sell_id, trade.energy_wh, trade.price_micro_per_kwh
-        );
+        let (buy_id, sell_id) = clearing.trade_ids(trade);
+        out +=
+            &format!("trade {buy_id} <- {sell_id} {} Wh @ {}\n", trade.energy_wh, trade.price_micro_per_kwh);
     }
     out
 }

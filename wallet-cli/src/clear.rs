@@ -216,8 +216,8 @@ pub fn to_json(clearing: &Clearing<String>) -> ClearingJson<'_> {
             .trades
             .iter()
             .map(|trade| TradeJson {
-                buy_id: &trade.buy_id,
-                sell_id: &trade.sell_id,
+                buy_id: &clearing.fills[trade.buy].id,
+                sell_id: &clearing.fills[trade.sell].id,
                 energy_wh: trade.energy_wh,
                 price_micro_per_kwh: trade.price_micro_per_kwh,
             })
@@ -263,12 +263,8 @@ pub fn to_text(params: &Params, clearing: &Clearing<String>) -> String {
             .trades
             .iter()
             .map(|trade| {
-                vec![
-                    trade.buy_id.clone(),
-                    trade.sell_id.clone(),
-                    kwh(trade.energy_wh),
-                    price(trade.price_micro_per_kwh),
-                ]
+                let (buy_id, sell_id) = clearing.trade_ids(trade);
+                vec![buy_id.clone(), sell_id.clone(), kwh(trade.energy_wh), price(trade.price_micro_per_kwh)]
             })
             .collect();
         out += &table::render(

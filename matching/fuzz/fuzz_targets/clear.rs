@@ -18,21 +18,23 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let squeeze = |value: u64, modulus: u64| if input.small_numbers { value % modulus } else { value };
+    // With `small_numbers`, values fall on a few levels; otherwise they are raw.
+    let squeeze =
+        |value: u64, levels: u64, step: u64| if input.small_numbers { value % levels * step } else { value };
     let orders: Vec<Order<u16>> = input
         .orders
         .iter()
         .map(|&(id, buy, energy_wh, price)| Order {
             id,
             side: if buy { Side::Buy } else { Side::Sell },
-            energy_wh: squeeze(energy_wh, 1_000),
-            price_micro_per_kwh: squeeze(price, 8) * 10_000,
+            energy_wh: squeeze(energy_wh, 1_000, 1),
+            price_micro_per_kwh: squeeze(price, 8, 10_000),
         })
         .collect();
     let params = Params {
         mechanism: if input.pay_as_bid { Mechanism::PayAsBid } else { Mechanism::Uniform },
         k_thousandths: input.k_thousandths,
-        network_fee_micro_per_kwh: squeeze(input.network_fee_micro_per_kwh, 4) * 10_000,
+        network_fee_micro_per_kwh: squeeze(input.network_fee_micro_per_kwh, 4, 10_000),
         limits: Limits::default(),
     };
     let Ok(clearing) = clear(orders.clone(), &params) else { return };
