@@ -1,0 +1,258 @@
+//! Blocks, receipts (clearings and settlements), votes and commit
+//! certificates: the objects that make the hash-chained ledger.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use crate::encoding::{Domain, domain_bytes, domain_hash, to_bytes};
+use crate::genesis::{Genesis, Mechanism, Tariffs};
+use crate::ids::{AccountId, CommunityId, Keypair, PublicKey, Signature};
+use crate::tx::SignedTx;
+use crate::{Hash, merkle};
+
+/// What a block commits to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BlockHeader {
+    pub community_id: CommunityId,
+    pub height: u64,
+    /// Hash of the previous header; zero for height 1.
+    pub previous_hash: Hash,
+    pub timestamp_ms: u64,
+    pub proposer: PublicKey,
+    /// RFC 6962 root over the canonical bytes of the transactions.
+    pub tx_root: Hash,
+    /// The number of transactions: an inclusion proof's tree size must equal
+    /// it, since RFC 6962 proofs do not bind the size themselves.
+    pub tx_count: u32,
+    /// RFC 6962 root over the canonical bytes of the receipts.
+    pub receipt_root: Hash,
+    pub receipt_count: u32,
+    /// Hash of the state after this block.
+    pub state_root: Hash,
+}
+
+impl BlockHeader {
+    pub fn hash(&self) -> Hash {
+        domain_hash(Domain::BlockHeader, &self.community_id, self)
+    }
+}
+
+/// A block: header, transactions and the receipts that executing it derived.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Block {
+    pub header: BlockHeader,
+    pub transactions: Vec<SignedTx>,
+    pub receipts: Vec<Receipt>,
+}
+
+impl Block {
+    pub fn hash(&self) -> Hash {
+        self.header.hash()
+    }
+}
+
+/// RFC 6962 root over the canonical bytes of the transactions.
+pub fn tx_root(transactions: &[SignedTx]) -> Hash {
+    let leaves: Vec<Hash> = transactions.iter().map(|tx| merkle::leaf_hash(&to_bytes(tx))).collect();
+    merkle::root(&leaves)
+}
+
+/// RFC 6962 root over the canonical bytes of the receipts.
+pub fn receipt_root(receipts: &[Receipt]) -> Hash {
+    let leaves: Vec<Hash> = receipts.iter().map(|receipt| merkle::leaf_hash(&to_bytes(receipt))).collect();
+    merkle::root(&leaves)
+}
+
+/// What executing a block derived. Variant order is part of the format.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Receipt {
+    Clearing(ClearingReceipt),
+    Settlement(SettlementReceipt),
+}
+
+/// The auction of one interval.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ClearingReceipt {
+    pub interval: u64,
+    pub mechanism: Mechanism,
+    pub k_thousandths: u16,
+    pub network_fee_micro_per_kwh: u64,
+    /// Offers that took part, in ascending id order.
+    pub offers: u32,
+    pub clearing_price_micro_per_kwh: Option<u64>,
+    pub volume_wh: u64,
+    pub trades: Vec<TradeReceipt>,
+}
+
+/// One bilateral trade of a clearing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TradeReceipt {
+    pub buy_offer: Hash,
+    pub sell_offer: Hash,
+    pub buyer: AccountId,
+    pub seller: AccountId,
+    pub energy_wh: u64,
+    /// What the seller receives per kWh; the buyer pays this plus the fee.
+    pub price_micro_per_kwh: u64,
+}
+
+/// The metered settlement of one interval: every account's bill.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct SettlementReceipt {
+    pub interval: u64,
+    /// The tariffs in force for the interval.
+    pub tariffs: Tariffs,
+    /// One bill per account with trades or metered energy, ascending account.
+    pub bills: Vec<Bill>,
+}
+
+/// One account's itemised bill for one interval. Money is in nano-currency,
+/// positive when the account receives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Bill {
+    pub account: AccountId,
+    pub sold_wh: u64,
+    pub bought_wh: u64,
+    /// Received from buyers at the clearing.
+    pub sold_nano: i128,
+    /// Paid to sellers at the clearing (negative).
+    pub bought_nano: i128,
+    /// Network fees paid at the clearing (negative).
+    pub fees_nano: i128,
+    /// Σ over the account's meters of export minus import in the interval.
+    pub metered_net_export_wh: i64,
+    /// Metered minus contracted net export.
+    pub deviation_wh: i64,
+    pub grid_import_wh: u64,
+    /// Paid to the grid for the import (negative).
+    pub grid_import_nano: i128,
+    pub feed_in_wh: u64,
+    /// Received from the grid for the feed-in.
+    pub feed_in_nano: i128,
+    /// The sum of the money lines.
+    pub total_nano: i128,
+}
+
+/// A consensus vote. Validators sign its domain-separated bytes; a
+/// precommit for a block hash is what commit certificates collect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Vote {
+    pub kind: VoteKind,
+    pub height: u64,
+    pub round: u32,
+    /// `None` is a vote for no block (nil).
+    pub block_hash: Option<Hash>,
+    pub validator: PublicKey,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum VoteKind {
+    Prevote,
+    Precommit,
+}
+
+impl Vote {
+    pub fn signing_bytes(&self, community: &CommunityId) -> Vec<u8> {
+        domain_bytes(Domain::Vote, community, self)
+    }
+}
+
+/// One validator's precommit signature in a certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct CommitSignature {
+    pub validator: PublicKey,
+    pub signature: Signature,
+}
+
+/// Proof that a block is final: precommits for it from validators holding
+/// more than two thirds of the voting power.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct CommitCertificate {
+    pub height: u64,
+    pub round: u32,
+    pub block_hash: Hash,
+    pub signatures: Vec<CommitSignature>,
+}
+
+/// Why a certificate does not make a block final.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    #[error(
+        "the certificate is for height {certificate} and block {certificate_hash}, not height {height} and block {block_hash}"
+    )]
+    WrongBlock { certificate: u64, certificate_hash: Hash, height: u64, block_hash: Hash },
+    #[error("{0} signed but is not a validator")]
+    NotAValidator(PublicKey),
+    #[error("{0} signed twice")]
+    Duplicate(PublicKey),
+    #[error("the precommit signature of {0} does not verify")]
+    BadSignature(PublicKey),
+    #[error("signers hold {signed} of {total} voting power, not more than two thirds")]
+    NotEnoughPower { signed: u64, total: u64 },
+}
+
+impl CommitCertificate {
+    /// The precommit a signer of this certificate signed.
+    pub fn vote(&self, validator: PublicKey) -> Vote {
+        Vote {
+            kind: VoteKind::Precommit,
+            height: self.height,
+            round: self.round,
+            block_hash: Some(self.block_hash),
+            validator,
+        }
+    }
+
+    /// Signs a certificate for `header` by every key in `signers`: for tests
+    /// and the dev-mode chain builder.
+    pub fn sign(header: &BlockHeader, round: u32, signers: &[&Keypair]) -> CommitCertificate {
+        let mut certificate = CommitCertificate {
+            height: header.height,
+            round,
+            block_hash: header.hash(),
+            signatures: Vec::new(),
+        };
+        for signer in signers {
+            let vote = certificate.vote(signer.public());
+            certificate.signatures.push(CommitSignature {
+                validator: signer.public(),
+                signature: signer.sign(&vote.signing_bytes(&header.community_id)),
+            });
+        }
+        certificate
+    }
+
+    /// Checks that this certificate makes `header` final under `genesis`.
+    pub fn verify(&self, genesis: &Genesis, header: &BlockHeader) -> Result<(), CertificateError> {
+        let block_hash = header.hash();
+        if self.height != header.height || self.block_hash != block_hash {
+            return Err(CertificateError::WrongBlock {
+                certificate: self.height,
+                certificate_hash: self.block_hash,
+                height: header.height,
+                block_hash,
+            });
+        }
+        let mut signed: u64 = 0;
+        let mut seen: Vec<PublicKey> = Vec::with_capacity(self.signatures.len());
+        for commit in &self.signatures {
+            let power = genesis
+                .voting_power_of(&commit.validator)
+                .ok_or(CertificateError::NotAValidator(commit.validator))?;
+            if seen.contains(&commit.validator) {
+                return Err(CertificateError::Duplicate(commit.validator));
+            }
+            seen.push(commit.validator);
+            let vote = self.vote(commit.validator);
+            commit
+                .validator
+                .verify(&vote.signing_bytes(&genesis.community_id), &commit.signature)
+                .map_err(|_| CertificateError::BadSignature(commit.validator))?;
+            signed = signed.saturating_add(power);
+        }
+        let total = genesis.total_voting_power();
+        if u128::from(signed) * 3 <= u128::from(total) * 2 {
+            return Err(CertificateError::NotEnoughPower { signed, total });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,852 @@
+//! The state machine: `execute(state, block) -> (state', receipts)`, a pure,
+//! deterministic function (docs/PROTOCOL.md §5). A block first clears every
+//! interval whose gate has closed, then settles every interval whose
+//! settlement time has come, then applies its transactions in order.
+
+use std::collections::BTreeMap;
+
+use gridshare_matching as matching;
+
+use crate::Hash;
+use crate::block::{
+    Bill, Block, BlockHeader, ClearingReceipt, Receipt, SettlementReceipt, TradeReceipt, receipt_root,
+    tx_root,
+};
+use crate::genesis::{Genesis, Mechanism, Tariffs};
+use crate::ids::{AccountId, MeterId, PublicKey, SignatureError};
+use crate::state::{Account, Contract, Meter, OpenOffer, Position, State};
+use crate::tx::{Offer, Side, SignedTx, Tx};
+
+/// The longest text field (zone, payment reference), in bytes.
+pub const TEXT_LEN_MAX: usize = 64;
+
+/// Whether `execute` checks signatures. A node that verified every
+/// transaction when it entered its mempool may skip them; everyone else
+/// (validators voting on a proposal from another, replicas, the audit) checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signatures {
+    Verify,
+    AlreadyVerified,
+}
+
+/// Why a transaction is not admitted. It never enters a block, and a block
+/// that contains one is invalid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("bad signature: {0}")]
+    BadSignature(#[from] SignatureError),
+    #[error("{0} is not a registrar of this community")]
+    NotARegistrar(PublicKey),
+    #[error("account {0} is not registered")]
+    UnknownAccount(AccountId),
+    #[error("account {0} is already registered")]
+    AccountExists(AccountId),
+    #[error("meter {0} is not registered")]
+    UnknownMeter(MeterId),
+    #[error("meter {0} is already registered")]
+    MeterExists(MeterId),
+    #[error("nonce {nonce} of {signer} is not above its last nonce {last}")]
+    StaleNonce { signer: PublicKey, nonce: u64, last: u64 },
+    #[error("interval {interval} closed for offers at {gate_closure_ms} ms; the block time is {time_ms} ms")]
+    IntervalClosed { interval: u64, gate_closure_ms: u64, time_ms: u64 },
+    #[error("interval {interval} is beyond the offer horizon (interval {horizon_interval})")]
+    IntervalTooFarAhead { interval: u64, horizon_interval: u64 },
+    #[error("energy must be between 1 Wh and {max_wh} Wh, not {energy_wh} Wh")]
+    EnergyOutOfRange { energy_wh: u64, max_wh: u64 },
+    #[error("{requested_wh} Wh offered in interval {interval} exceeds the meters' limit of {limit_wh} Wh")]
+    EnergyAboveMeterLimit { interval: u64, requested_wh: u64, limit_wh: u64 },
+    #[error(
+        "price {price_micro_per_kwh} is outside the floor {floor_micro_per_kwh} and cap {cap_micro_per_kwh} (micro per kWh)"
+    )]
+    PriceOutOfRange { price_micro_per_kwh: u64, floor_micro_per_kwh: u64, cap_micro_per_kwh: u64 },
+    #[error("the account already has {existing:?} offers in interval {interval}: no self trades")]
+    BothSides { interval: u64, existing: Side },
+    #[error("insufficient funds: {needed_nano} nano needed, {available_nano} nano available")]
+    InsufficientFunds { needed_nano: i128, available_nano: i128 },
+    #[error("the attestation's meter {meter} does not belong to account {account}")]
+    ForeignMeter { meter: MeterId, account: AccountId },
+    #[error(
+        "the attestation of interval {reading_interval} is too old for interval {offer_interval} (at most {max_age} intervals)"
+    )]
+    StaleAttestation { reading_interval: u64, offer_interval: u64, max_age: u64 },
+    #[error(
+        "meter {meter}: reading for interval {interval} is not after its last reading, for interval {last_interval}"
+    )]
+    ReadingNotIncreasing { meter: MeterId, interval: u64, last_interval: u64 },
+    #[error(
+        "meter {meter}: the {register} register went down from {last_wh} Wh to {value_wh} Wh (tamper evidence)"
+    )]
+    RegisterDecreased { meter: MeterId, register: &'static str, value_wh: u64, last_wh: u64 },
+    #[error(
+        "meter reading for interval {interval}, which ends at {end_ms} ms, after the block time {time_ms} ms"
+    )]
+    ReadingBeforeIntervalEnd { interval: u64, end_ms: u64, time_ms: u64 },
+    #[error("account {account} already has {max} open offers")]
+    TooManyOpenOffers { account: AccountId, max: u32 },
+    #[error("interval {interval} already has {max} offers")]
+    TooManyOffersInInterval { interval: u64, max: u32 },
+    #[error("offer {0} is not open")]
+    UnknownOffer(Hash),
+    #[error("offer {offer} belongs to {owner}")]
+    NotYourOffer { offer: Hash, owner: AccountId },
+    #[error("{field} must be positive and at most 10^30 nano, not {value}")]
+    InvalidAmount { field: &'static str, value: i128 },
+    #[error("{field} is longer than {TEXT_LEN_MAX} bytes")]
+    TextTooLong { field: &'static str },
+    #[error("tariffs may only change for a future interval: {effective_from} is not after {current}")]
+    TariffsNotInFuture { effective_from: u64, current: u64 },
+    #[error("tariffs must be at most 1000 per kWh")]
+    TariffTooHigh,
+    #[error("an amount overflowed")]
+    Overflow,
+}
+
+/// Why a block is invalid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    #[error("block for community {found}, expected {expected}")]
+    WrongCommunity { expected: crate::ids::CommunityId, found: crate::ids::CommunityId },
+    #[error("block height {found}, expected {expected}")]
+    WrongHeight { expected: u64, found: u64 },
+    #[error("block links to {found}, expected {expected}")]
+    WrongPrevious { expected: Hash, found: Hash },
+    #[error("block time {found} ms is not after the previous block's {previous} ms")]
+    TimeNotIncreasing { previous: u64, found: u64 },
+    #[error("proposer {0} is not a validator")]
+    NotAValidator(PublicKey),
+    #[error("{count} transactions exceed the bound of {max} per block")]
+    TooManyTransactions { count: usize, max: u32 },
+    #[error("the transaction root does not match the transactions")]
+    WrongTxRoot,
+    #[error("transaction {index} ({kind}) is not admissible: {rejection}")]
+    Inadmissible { index: usize, kind: &'static str, rejection: Rejection },
+    #[error("the block's receipts differ from what executing it derives")]
+    WrongReceipts,
+    #[error("the receipt root does not match the receipts")]
+    WrongReceiptRoot,
+    #[error("the state root {found} differs from the computed {expected}")]
+    WrongStateRoot { expected: Hash, found: Hash },
+    #[error("an amount overflowed while clearing or settling")]
+    Overflow,
+}
+
+/// Executes `block` on `state`: the next state and the receipts it derived.
+/// Pure and deterministic: the same inputs give the same outputs everywhere.
+pub fn execute(
+    genesis: &Genesis,
+    state: &State,
+    block: &Block,
+    signatures: Signatures,
+) -> Result<(State, Vec<Receipt>), BlockError> {
+    let header = &block.header;
+    check_header(genesis, state, header, block.transactions.len())?;
+    if tx_root(&block.transactions) != header.tx_root
+        || u32::try_from(block.transactions.len()).ok() != Some(header.tx_count)
+    {
+        return Err(BlockError::WrongTxRoot);
+    }
+    let mut next = state.clone();
+    let receipts = advance_market(genesis, &mut next, header.timestamp_ms)?;
+    for (index, tx) in block.transactions.iter().enumerate() {
+        let admitted = match signatures {
+            Signatures::Verify => tx.verify(&genesis.community_id).map_err(Rejection::from),
+            Signatures::AlreadyVerified => Ok(()),
+        }
+        .and_then(|()| admit(genesis, &mut next, header.timestamp_ms, tx));
+        if let Err(rejection) = admitted {
+            return Err(BlockError::Inadmissible { index, kind: tx.tx.kind(), rejection });
+        }
+    }
+    if receipts != block.receipts {
+        return Err(BlockError::WrongReceipts);
+    }
+    if receipt_root(&receipts) != header.receipt_root
+        || u32::try_from(receipts.len()).ok() != Some(header.receipt_count)
+    {
+        return Err(BlockError::WrongReceiptRoot);
+    }
+    finish(&mut next, header);
+    let state_root = next.root(&genesis.community_id);
+    if state_root != header.state_root {
+        return Err(BlockError::WrongStateRoot { expected: state_root, found: header.state_root });
+    }
+    Ok((next, receipts))
+}
+
+/// A block built from candidates, the state after it, and the candidates that
+/// were left out with the reason.
+#[derive(Clone, Debug)]
+pub struct BuiltBlock {
+    pub block: Block,
+    pub state: State,
+    pub left_out: Vec<(SignedTx, Rejection)>,
+}
+
+/// Builds the next block from candidate transactions, in order, leaving out
+/// those that are not admissible. Used by the block producer.
+pub fn build_block(
+    genesis: &Genesis,
+    state: &State,
+    candidates: Vec<SignedTx>,
+    timestamp_ms: u64,
+    proposer: PublicKey,
+    signatures: Signatures,
+) -> Result<BuiltBlock, BlockError> {
+    let mut header = BlockHeader {
+        community_id: genesis.community_id,
+        height: state.height + 1,
+        previous_hash: state.last_block_hash,
+        timestamp_ms,
+        proposer,
+        tx_root: Hash::ZERO,
+        tx_count: 0,
+        receipt_root: Hash::ZERO,
+        receipt_count: 0,
+        state_root: Hash::ZERO,
+    };
+    check_header(genesis, state, &header, 0)?;
+    let mut next = state.clone();
+    let receipts = advance_market(genesis, &mut next, timestamp_ms)?;
+    let max = usize::try_from(genesis.market.max_transactions_per_block).unwrap_or(usize::MAX);
+    let mut transactions = Vec::new();
+    let mut left_out = Vec::new();
+    for tx in candidates {
+        if transactions.len() == max {
+            break;
+        }
+        // Admission checks every rule before it changes anything, so a
+        // rejection leaves `next` as it was.
+        let admitted = match signatures {
+            Signatures::Verify => tx.verify(&genesis.community_id).map_err(Rejection::from),
+            Signatures::AlreadyVerified => Ok(()),
+        }
+        .and_then(|()| admit(genesis, &mut next, timestamp_ms, &tx));
+        match admitted {
+            Ok(()) => transactions.push(tx),
+            Err(rejection) => left_out.push((tx, rejection)),
+        }
+    }
+    header.tx_root = tx_root(&transactions);
+    header.tx_count = u32::try_from(transactions.len()).expect("bounded by max_transactions_per_block");
+    header.receipt_root = receipt_root(&receipts);
+    header.receipt_count = u32::try_from(receipts.len()).unwrap_or(u32::MAX);
+    finish(&mut next, &header);
+    header.state_root = next.root(&genesis.community_id);
+    next.last_block_hash = header.hash();
+    debug_assert_eq!(next.root(&genesis.community_id), header.state_root);
+    Ok(BuiltBlock { block: Block { header, transactions, receipts }, state: next, left_out })
+}
+
+fn check_header(
+    genesis: &Genesis,
+    state: &State,
+    header: &BlockHeader,
+    tx_count: usize,
+) -> Result<(), BlockError> {
+    if header.community_id != genesis.community_id {
+        return Err(BlockError::WrongCommunity {
+            expected: genesis.community_id,
+            found: header.community_id,
+        });
+    }
+    if header.height != state.height + 1 {
+        return Err(BlockError::WrongHeight { expected: state.height + 1, found: header.height });
+    }
+    if header.previous_hash != state.last_block_hash {
+        return Err(BlockError::WrongPrevious {
+            expected: state.last_block_hash,
+            found: header.previous_hash,
+        });
+    }
+    if header.timestamp_ms <= state.last_timestamp_ms {
+        return Err(BlockError::TimeNotIncreasing {
+            previous: state.last_timestamp_ms,
+            found: header.timestamp_ms,
+        });
+    }
+    if genesis.voting_power_of(&header.proposer).is_none() {
+        return Err(BlockError::NotAValidator(header.proposer));
+    }
+    let max = genesis.market.max_transactions_per_block;
+    if tx_count > usize::try_from(max).unwrap_or(usize::MAX) {
+        return Err(BlockError::TooManyTransactions { count: tx_count, max });
+    }
+    Ok(())
+}
+
+/// Records the block in the state and asserts the conservation invariants.
+fn finish(next: &mut State, header: &BlockHeader) {
+    next.height = header.height;
+    next.last_block_hash = header.hash();
+    next.last_timestamp_ms = header.timestamp_ms;
+    if let Err(broken) = next.check_invariants() {
+        panic!("state machine invariant broken at height {}: {broken}", header.height);
+    }
+}
+
+/// Clears every interval whose gate closed by `time_ms` and settles every
+/// interval whose settlement time has come, in interval order.
+fn advance_market(genesis: &Genesis, state: &mut State, time_ms: u64) -> Result<Vec<Receipt>, BlockError> {
+    let mut receipts = Vec::new();
+    // Intervals with gate(i) ≤ t, i.e. start(i) ≤ t + lead, are cleared.
+    let cleared_below =
+        intervals_started_by(genesis, time_ms.saturating_add(genesis.market.gate_closure_lead_ms));
+    if cleared_below > state.next_clearing_interval {
+        let intervals: Vec<u64> = state
+            .offers_by_interval
+            .range((state.next_clearing_interval, Hash::ZERO)..(cleared_below, Hash::ZERO))
+            .map(|(interval, _)| *interval)
+            .collect::<std::collections::BTreeSet<u64>>()
+            .into_iter()
+            .collect();
+        for interval in intervals {
+            receipts.push(Receipt::Clearing(clear_interval(genesis, state, interval)?));
+        }
+        state.next_clearing_interval = cleared_below;
+    }
+    // Intervals with end(i) + delay ≤ t, i.e. start(i + 1) ≤ t − delay, are settled.
+    let settled_below = match time_ms.checked_sub(genesis.market.settlement_delay_ms) {
+        Some(time) => intervals_started_by(genesis, time).saturating_sub(1),
+        None => 0,
+    };
+    if settled_below > state.next_settlement_interval {
+        let from = state.next_settlement_interval;
+        let mut intervals: std::collections::BTreeSet<u64> = state
+            .contracts
+            .range((from, PublicKey([0; 32]))..(settled_below, PublicKey([0; 32])))
+            .map(|((interval, _), _)| *interval)
+            .collect();
+        intervals.extend(
+            state
+                .readings
+                .range((from, PublicKey([0; 32]))..(settled_below, PublicKey([0; 32])))
+                .map(|((interval, _), _)| *interval),
+        );
+        for interval in intervals {
+            if let Some(receipt) = settle_interval(state, interval)? {
+                receipts.push(Receipt::Settlement(receipt));
+            }
+        }
+        state.next_settlement_interval = settled_below;
+        // Readings of interval settled_below − 1 are the base of the next.
+        let keep_from = settled_below - 1;
+        state.readings = state.readings.split_off(&(keep_from, PublicKey([0; 32])));
+    }
+    Ok(receipts)
+}
+
+/// How many intervals have started by `time_ms`: the index of the first
+/// interval that starts after it.
+fn intervals_started_by(genesis: &Genesis, time_ms: u64) -> u64 {
+    match time_ms.checked_sub(genesis.genesis_time_ms) {
+        Some(elapsed) => elapsed / genesis.market.interval_length_ms + 1,
+        None => 0,
+    }
+}
+
+/// Runs the auction of one interval over its open offers and moves the money.
+fn clear_interval(
+    genesis: &Genesis,
+    state: &mut State,
+    interval: u64,
+) -> Result<ClearingReceipt, BlockError> {
+    let tariffs = state.tariffs_for(interval);
+    let ids: Vec<Hash> = state
+        .offers_by_interval
+        .range((interval, Hash::ZERO)..=(interval, Hash([0xff; 32])))
+        .map(|(_, id)| *id)
+        .collect();
+    let mut offers = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let offer = state.offers.remove(id).expect("the interval index names open offers only");
+        state.offers_by_interval.remove(&(interval, *id));
+        offers.push((*id, offer));
+    }
+    let orders: Vec<matching::Order<Hash>> = offers
+        .iter()
+        .map(|(id, offer)| matching::Order {
+            id: *id,
+            side: match offer.side {
+                Side::Buy => matching::Side::Buy,
+                Side::Sell => matching::Side::Sell,
+            },
+            energy_wh: offer.energy_wh,
+            price_micro_per_kwh: offer.price_micro_per_kwh,
+        })
+        .collect();
+    let params = matching::Params {
+        mechanism: match genesis.market.mechanism {
+            Mechanism::Uniform => matching::Mechanism::Uniform,
+            Mechanism::PayAsBid => matching::Mechanism::PayAsBid,
+        },
+        k_thousandths: genesis.market.k_thousandths,
+        network_fee_micro_per_kwh: tariffs.network_fee_micro_per_kwh,
+        limits: matching::Limits::default(),
+    };
+    // Admission keeps every order inside the auction's bounds.
+    let clearing = matching::clear(orders, &params).expect("admitted offers are valid auction input");
+
+    // Offers are in ascending id order, as are the fills: index i is offer i.
+    let mut trades = Vec::with_capacity(clearing.trades.len());
+    for trade in &clearing.trades {
+        let (buy_id, buy) = &offers[trade.buy];
+        let (sell_id, sell) = &offers[trade.sell];
+        let energy = i128::from(trade.energy_wh);
+        let paid_to_seller = energy * i128::from(trade.price_micro_per_kwh);
+        let fee = energy * i128::from(tariffs.network_fee_micro_per_kwh);
+        move_money(state, &buy.account, -(paid_to_seller + fee))?;
+        move_money(state, &sell.account, paid_to_seller)?;
+        state.network_balance_nano =
+            state.network_balance_nano.checked_add(fee).ok_or(BlockError::Overflow)?;
+        let buyer = state.contracts.entry((interval, buy.account)).or_default();
+        buyer.bought_wh += trade.energy_wh;
+        buyer.bought_nano -= paid_to_seller;
+        buyer.fees_nano -= fee;
+        let seller = state.contracts.entry((interval, sell.account)).or_default();
+        seller.sold_wh += trade.energy_wh;
+        seller.sold_nano += paid_to_seller;
+        trades.push(TradeReceipt {
+            buy_offer: *buy_id,
+            sell_offer: *sell_id,
+            buyer: buy.account,
+            seller: sell.account,
+            energy_wh: trade.energy_wh,
+            price_micro_per_kwh: trade.price_micro_per_kwh,
+        });
+    }
+    state.offer_counts.remove(&interval);
+    for (_, offer) in &offers {
+        let account = state.accounts.get_mut(&offer.account).expect("offers belong to registered accounts");
+        account.reserved_nano -= offer.reserved_nano;
+        account.open_offers -= 1;
+        state.positions.remove(&(offer.account, interval));
+    }
+    Ok(ClearingReceipt {
+        interval,
+        mechanism: genesis.market.mechanism,
+        k_thousandths: genesis.market.k_thousandths,
+        network_fee_micro_per_kwh: tariffs.network_fee_micro_per_kwh,
+        offers: u32::try_from(offers.len()).unwrap_or(u32::MAX),
+        clearing_price_micro_per_kwh: clearing.clearing_price_micro_per_kwh,
+        volume_wh: clearing.volume_wh,
+        trades,
+    })
+}
+
+fn move_money(state: &mut State, account: &AccountId, amount_nano: i128) -> Result<(), BlockError> {
+    let account = state.accounts.get_mut(account).expect("trading accounts are registered");
+    account.balance_nano = account.balance_nano.checked_add(amount_nano).ok_or(BlockError::Overflow)?;
+    Ok(())
+}
+
+/// Settles one interval: each account's metered net export against what it
+/// traded, the deviation bought from or sold to the grid at the tariffs.
+fn settle_interval(state: &mut State, interval: u64) -> Result<Option<SettlementReceipt>, BlockError> {
+    let tariffs = state.tariffs_for(interval);
+    let mut metered: BTreeMap<AccountId, i128> = BTreeMap::new();
+    if let Some(previous) = interval.checked_sub(1) {
+        for ((_, meter), &(import_total, export_total)) in
+            state.readings.range((interval, PublicKey([0; 32]))..=(interval, PublicKey([0xff; 32])))
+        {
+            // A meter without both readings counts as zero (DESIGN §6).
+            let Some(&(import_before, export_before)) = state.readings.get(&(previous, *meter)) else {
+                continue;
+            };
+            let owner = state.meters[meter].owner;
+            let net = (i128::from(export_total) - i128::from(export_before))
+                - (i128::from(import_total) - i128::from(import_before));
+            *metered.entry(owner).or_default() += net;
+        }
+    }
+    let contracts: Vec<(AccountId, Contract)> = state
+        .contracts
+        .range((interval, PublicKey([0; 32]))..=(interval, PublicKey([0xff; 32])))
+        .map(|((_, account), contract)| (*account, *contract))
+        .collect();
+    for (account, _) in &contracts {
+        state.contracts.remove(&(interval, *account));
+        metered.entry(*account).or_default();
+    }
+    let contracts: BTreeMap<AccountId, Contract> = contracts.into_iter().collect();
+    if metered.is_empty() {
+        return Ok(None);
+    }
+    let mut bills = Vec::with_capacity(metered.len());
+    for (account, metered_net_export) in metered {
+        let contract = contracts.get(&account).copied().unwrap_or_default();
+        let bill = bill(account, &contract, metered_net_export, &tariffs).ok_or(BlockError::Overflow)?;
+        let grid_money = bill.grid_import_nano + bill.feed_in_nano;
+        move_money(state, &account, grid_money)?;
+        state.grid_balance_nano =
+            state.grid_balance_nano.checked_sub(grid_money).ok_or(BlockError::Overflow)?;
+        bills.push(bill);
+    }
+    Ok(Some(SettlementReceipt { interval, tariffs, bills }))
+}
+
+fn bill(
+    account: AccountId,
+    contract: &Contract,
+    metered_net_export_wh: i128,
+    tariffs: &Tariffs,
+) -> Option<Bill> {
+    let contracted = i128::from(contract.sold_wh) - i128::from(contract.bought_wh);
+    let deviation = metered_net_export_wh - contracted;
+    let (grid_import_wh, feed_in_wh) =
+        if deviation < 0 { (deviation.unsigned_abs(), 0) } else { (0, deviation.unsigned_abs()) };
+    let grid_import_nano =
+        -i128::try_from(grid_import_wh).ok()?.checked_mul(i128::from(tariffs.grid_import_micro_per_kwh))?;
+    let feed_in_nano =
+        i128::try_from(feed_in_wh).ok()?.checked_mul(i128::from(tariffs.grid_feed_in_micro_per_kwh))?;
+    let total_nano = contract
+        .sold_nano
+        .checked_add(contract.bought_nano)?
+        .checked_add(contract.fees_nano)?
+        .checked_add(grid_import_nano)?
+        .checked_add(feed_in_nano)?;
+    Some(Bill {
+        account,
+        sold_wh: contract.sold_wh,
+        bought_wh: contract.bought_wh,
+        sold_nano: contract.sold_nano,
+        bought_nano: contract.bought_nano,
+        fees_nano: contract.fees_nano,
+        metered_net_export_wh: i64::try_from(metered_net_export_wh).ok()?,
+        deviation_wh: i64::try_from(deviation).ok()?,
+        grid_import_wh: u64::try_from(grid_import_wh).ok()?,
+        grid_import_nano,
+        feed_in_wh: u64::try_from(feed_in_wh).ok()?,
+        feed_in_nano,
+        total_nano,
+    })
+}
+
+/// Admits one transaction at block time `time_ms`: checks every rule, then
+/// applies it. On a rejection `state` is unchanged.
+pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) -> Result<(), Rejection> {
+    match &tx.tx {
+        Tx::RegisterAccount { registrar, nonce, account, credit_limit_nano } => {
+            check_registrar(genesis, state, registrar, *nonce)?;
+            check_amount("credit limit", *credit_limit_nano, true)?;
+            if state.accounts.contains_key(account) {
+                return Err(Rejection::AccountExists(*account));
+            }
+            state.accounts.insert(
+                *account,
+                Account {
+                    balance_nano: 0,
+                    reserved_nano: 0,
+                    credit_limit_nano: *credit_limit_nano,
+                    last_nonce: 0,
+                    open_offers: 0,
+                    max_import_w: 0,
+                    max_export_w: 0,
+                },
+            );
+            state.registrar_nonces.insert(*registrar, *nonce);
+        }
+        Tx::RegisterMeter { registrar, nonce, meter, owner, max_import_w, max_export_w, zone } => {
+            check_registrar(genesis, state, registrar, *nonce)?;
+            check_text("zone", zone)?;
+            if state.meters.contains_key(meter) {
+                return Err(Rejection::MeterExists(*meter));
+            }
+            let account = state.accounts.get(owner).ok_or(Rejection::UnknownAccount(*owner))?;
+            let max_import = account.max_import_w.checked_add(*max_import_w).ok_or(Rejection::Overflow)?;
+            let max_export = account.max_export_w.checked_add(*max_export_w).ok_or(Rejection::Overflow)?;
+            let account = state.accounts.get_mut(owner).expect("checked above");
+            account.max_import_w = max_import;
+            account.max_export_w = max_export;
+            state.meters.insert(
+                *meter,
+                Meter {
+                    owner: *owner,
+                    max_import_w: *max_import_w,
+                    max_export_w: *max_export_w,
+                    zone: zone.clone(),
+                    last_reading: None,
+                },
+            );
+            state.registrar_nonces.insert(*registrar, *nonce);
+        }
+        Tx::Credit { registrar, nonce, account, amount_nano, reference } => {
+            check_registrar(genesis, state, registrar, *nonce)?;
+            check_amount("amount", *amount_nano, false)?;
+            check_text("reference", reference)?;
+            let credits = state.credits_nano.checked_add(*amount_nano).ok_or(Rejection::Overflow)?;
+            let entry = state.accounts.get_mut(account).ok_or(Rejection::UnknownAccount(*account))?;
+            entry.balance_nano = entry.balance_nano.checked_add(*amount_nano).ok_or(Rejection::Overflow)?;
+            state.credits_nano = credits;
+            state.registrar_nonces.insert(*registrar, *nonce);
+        }
+        Tx::Debit { registrar, nonce, account, amount_nano, reference } => {
+            check_registrar(genesis, state, registrar, *nonce)?;
+            check_amount("amount", *amount_nano, false)?;
+            check_text("reference", reference)?;
+            let debits = state.debits_nano.checked_add(*amount_nano).ok_or(Rejection::Overflow)?;
+            let entry = state.accounts.get_mut(account).ok_or(Rejection::UnknownAccount(*account))?;
+            if entry.available_nano() < *amount_nano {
+                return Err(Rejection::InsufficientFunds {
+                    needed_nano: *amount_nano,
+                    available_nano: entry.available_nano(),
+                });
+            }
+            entry.balance_nano -= amount_nano;
+            state.debits_nano = debits;
+            state.registrar_nonces.insert(*registrar, *nonce);
+        }
+        Tx::SetTariffs { registrar, nonce, tariffs } => {
+            check_registrar(genesis, state, registrar, *nonce)?;
+            let current = genesis.interval_at(time_ms);
+            // Not retroactive: cleared and settled intervals keep their tariffs.
+            let earliest = current.max(state.next_clearing_interval);
+            if tariffs.effective_from_interval <= earliest {
+                return Err(Rejection::TariffsNotInFuture {
+                    effective_from: tariffs.effective_from_interval,
+                    current: earliest,
+                });
+            }
+            let bound = crate::genesis::PRICE_MAX_MICRO_PER_KWH;
+            if tariffs.grid_import_micro_per_kwh > bound
+                || tariffs.grid_feed_in_micro_per_kwh > bound
+                || tariffs.network_fee_micro_per_kwh > bound
+            {
+                return Err(Rejection::TariffTooHigh);
+            }
+            // A later change replaces any scheduled one from the same interval on.
+            state
+                .tariffs
+                .retain(|existing| existing.effective_from_interval < tariffs.effective_from_interval);
+            state.tariffs.push(*tariffs);
+            state.registrar_nonces.insert(*registrar, *nonce);
+        }
+        Tx::Offer(offer) => admit_offer(genesis, state, time_ms, tx.id(&genesis.community_id), offer)?,
+        Tx::CancelOffer { account, nonce, offer_id } => {
+            check_account_nonce(state, account, *nonce)?;
+            let offer = state.offers.get(offer_id).ok_or(Rejection::UnknownOffer(*offer_id))?;
+            if offer.account != *account {
+                return Err(Rejection::NotYourOffer { offer: *offer_id, owner: offer.account });
+            }
+            check_open(genesis, offer.interval, time_ms)?;
+            let offer = state.offers.remove(offer_id).expect("checked above");
+            state.offers_by_interval.remove(&(offer.interval, *offer_id));
+            let count = state.offer_counts.get_mut(&offer.interval).expect("open offers are counted");
+            *count -= 1;
+            if *count == 0 {
+                state.offer_counts.remove(&offer.interval);
+            }
+            let key = (offer.account, offer.interval);
+            let position = state.positions.get_mut(&key).expect("open offers have a position");
+            position.energy_wh -= offer.energy_wh;
+            if position.energy_wh == 0 {
+                state.positions.remove(&key);
+            }
+            let entry = state.accounts.get_mut(account).expect("checked above");
+            entry.reserved_nano -= offer.reserved_nano;
+            entry.open_offers -= 1;
+            entry.last_nonce = *nonce;
+        }
+        Tx::MeterReading(reading) => {
+            let meter = state.meters.get(&reading.meter).ok_or(Rejection::UnknownMeter(reading.meter))?;
+            let end_ms = genesis.interval_end_ms(reading.interval).unwrap_or(u64::MAX);
+            if end_ms > time_ms {
+                return Err(Rejection::ReadingBeforeIntervalEnd {
+                    interval: reading.interval,
+                    end_ms,
+                    time_ms,
+                });
+            }
+            if let Some(last) = &meter.last_reading {
+                if reading.interval <= last.interval {
+                    return Err(Rejection::ReadingNotIncreasing {
+                        meter: reading.meter,
+                        interval: reading.interval,
+                        last_interval: last.interval,
+                    });
+                }
+                for (register, value_wh, last_wh) in [
+                    ("import", reading.import_wh_total, last.import_wh_total),
+                    ("export", reading.export_wh_total, last.export_wh_total),
+                ] {
+                    if value_wh < last_wh {
+                        return Err(Rejection::RegisterDecreased {
+                            meter: reading.meter,
+                            register,
+                            value_wh,
+                            last_wh,
+                        });
+                    }
+                }
+            }
+            // Readings older than the settlement base can settle nothing.
+            if reading.interval + 1 >= state.next_settlement_interval {
+                state.readings.insert(
+                    (reading.interval, reading.meter),
+                    (reading.import_wh_total, reading.export_wh_total),
+                );
+            }
+            state.meters.get_mut(&reading.meter).expect("checked above").last_reading = Some(*reading);
+        }
+    }
+    Ok(())
+}
+
+fn admit_offer(
+    genesis: &Genesis,
+    state: &mut State,
+    time_ms: u64,
+    id: Hash,
+    offer: &Offer,
+) -> Result<(), Rejection> {
+    let market = &genesis.market;
+    let account = check_account_nonce(state, &offer.account, offer.nonce)?;
+    check_open(genesis, offer.interval, time_ms)?;
+    let horizon_interval = genesis.interval_at(time_ms).saturating_add(market.offer_horizon_intervals);
+    if offer.interval > horizon_interval {
+        return Err(Rejection::IntervalTooFarAhead { interval: offer.interval, horizon_interval });
+    }
+    let max_wh = matching::Limits::MAX_ENERGY_WH_DEFAULT;
+    if offer.energy_wh == 0 || offer.energy_wh > max_wh {
+        return Err(Rejection::EnergyOutOfRange { energy_wh: offer.energy_wh, max_wh });
+    }
+    if offer.price_micro_per_kwh < market.price_floor_micro_per_kwh
+        || offer.price_micro_per_kwh > market.price_cap_micro_per_kwh
+    {
+        return Err(Rejection::PriceOutOfRange {
+            price_micro_per_kwh: offer.price_micro_per_kwh,
+            floor_micro_per_kwh: market.price_floor_micro_per_kwh,
+            cap_micro_per_kwh: market.price_cap_micro_per_kwh,
+        });
+    }
+    let reading = &offer.attestation.reading;
+    let meter = state.meters.get(&reading.meter).ok_or(Rejection::UnknownMeter(reading.meter))?;
+    if meter.owner != offer.account {
+        return Err(Rejection::ForeignMeter { meter: reading.meter, account: offer.account });
+    }
+    let max_age = market.attestation_max_age_intervals;
+    if reading.interval > offer.interval || offer.interval - reading.interval > max_age {
+        return Err(Rejection::StaleAttestation {
+            reading_interval: reading.interval,
+            offer_interval: offer.interval,
+            max_age,
+        });
+    }
+    let position = state.positions.get(&(offer.account, offer.interval)).copied();
+    if let Some(position) = position
+        && position.side != offer.side
+    {
+        return Err(Rejection::BothSides { interval: offer.interval, existing: position.side });
+    }
+    let requested_wh =
+        position.map_or(0, |p| p.energy_wh).checked_add(offer.energy_wh).ok_or(Rejection::Overflow)?;
+    let limit_w = match offer.side {
+        Side::Buy => account.max_import_w,
+        Side::Sell => account.max_export_w,
+    };
+    let limit_wh = genesis.energy_per_interval_wh(limit_w);
+    if requested_wh > limit_wh {
+        return Err(Rejection::EnergyAboveMeterLimit { interval: offer.interval, requested_wh, limit_wh });
+    }
+    if account.open_offers >= market.max_open_offers_per_account {
+        return Err(Rejection::TooManyOpenOffers {
+            account: offer.account,
+            max: market.max_open_offers_per_account,
+        });
+    }
+    if state.offer_counts.get(&offer.interval).copied().unwrap_or(0) >= market.max_offers_per_interval {
+        return Err(Rejection::TooManyOffersInInterval {
+            interval: offer.interval,
+            max: market.max_offers_per_interval,
+        });
+    }
+    let reserved_nano = match offer.side {
+        // Wh × micro per kWh = nano, exactly; both are bounded, so no overflow.
+        Side::Buy => i128::from(offer.energy_wh) * i128::from(offer.price_micro_per_kwh),
+        Side::Sell => 0,
+    };
+    if reserved_nano > account.available_nano() {
+        return Err(Rejection::InsufficientFunds {
+            needed_nano: reserved_nano,
+            available_nano: account.available_nano(),
+        });
+    }
+    if state.offers.contains_key(&id) {
+        // Ids hash the signer's nonce, which is fresh: this cannot happen.
+        return Err(Rejection::StaleNonce { signer: offer.account, nonce: offer.nonce, last: offer.nonce });
+    }
+    let entry = state.accounts.get_mut(&offer.account).expect("checked above");
+    entry.reserved_nano += reserved_nano;
+    entry.open_offers += 1;
+    entry.last_nonce = offer.nonce;
+    state
+        .positions
+        .insert((offer.account, offer.interval), Position { side: offer.side, energy_wh: requested_wh });
+    state.offers_by_interval.insert((offer.interval, id));
+    *state.offer_counts.entry(offer.interval).or_default() += 1;
+    state.offers.insert(
+        id,
+        OpenOffer {
+            account: offer.account,
+            interval: offer.interval,
+            side: offer.side,
+            energy_wh: offer.energy_wh,
+            price_micro_per_kwh: offer.price_micro_per_kwh,
+            reserved_nano,
+        },
+    );
+    Ok(())
+}
+
+fn check_registrar(
+    genesis: &Genesis,
+    state: &State,
+    registrar: &PublicKey,
+    nonce: u64,
+) -> Result<(), Rejection> {
+    if !genesis.is_registrar(registrar) {
+        return Err(Rejection::NotARegistrar(*registrar));
+    }
+    let last = state.registrar_nonces.get(registrar).copied().unwrap_or(0);
+    if nonce <= last {
+        return Err(Rejection::StaleNonce { signer: *registrar, nonce, last });
+    }
+    Ok(())
+}
+
+fn check_account_nonce<'a>(
+    state: &'a State,
+    account: &AccountId,
+    nonce: u64,
+) -> Result<&'a Account, Rejection> {
+    let entry = state.accounts.get(account).ok_or(Rejection::UnknownAccount(*account))?;
+    if nonce <= entry.last_nonce {
+        return Err(Rejection::StaleNonce { signer: *account, nonce, last: entry.last_nonce });
+    }
+    Ok(entry)
+}
+
+/// An interval is open for offers and cancellations strictly before its gate.
+fn check_open(genesis: &Genesis, interval: u64, time_ms: u64) -> Result<(), Rejection> {
+    let gate_closure_ms = genesis.gate_closure_ms(interval).unwrap_or(u64::MAX);
+    if time_ms >= gate_closure_ms {
+        return Err(Rejection::IntervalClosed { interval, gate_closure_ms, time_ms });
+    }
+    Ok(())
+}
+
+/// Amounts are positive (or, for limits, non-negative) and at most 10^30
+/// nano, so that sums of many of them stay far inside i128.
+fn check_amount(field: &'static str, value: i128, zero_allowed: bool) -> Result<(), Rejection> {
+    const MAX_NANO: i128 = 1_000_000_000_000_000_000_000_000_000_000;
+    if !(0..=MAX_NANO).contains(&value) || (value == 0 && !zero_allowed) {
+        return Err(Rejection::InvalidAmount { field, value });
+    }
+    Ok(())
+}
+
+fn check_text(field: &'static str, text: &str) -> Result<(), Rejection> {
+    if text.len() > TEXT_LEN_MAX {
+        return Err(Rejection::TextTooLong { field });
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The export format: a whole ledger in one streamable file, the genesis
+//! then every certified block in height order (docs/PROTOCOL.md §8).
+//!
+//! `magic (24 bytes) ‖ format version (u16 LE) ‖ record*`, where a record is
+//! `kind (u8) ‖ length (u32 LE) ‖ borsh bytes`: kind 0 is the genesis (first
+//! and once), 1 a certified block, 2 the end (a u64 block count), so that a
+//! truncated file is told apart from a short chain.
+
+use std::io::{Read, Write};
+
+use crate::encoding::{from_bytes, to_bytes};
+use crate::genesis::Genesis;
+use crate::store::{Store, StoreError};
+use crate::testkit::CertifiedBlock;
+
+/// The first bytes of every export.
+pub const MAGIC: &[u8; 24] = b"GRIDSHARE-LEDGER-EXPORT\n";
+pub const FORMAT_VERSION: u16 = 1;
+/// The largest record accepted: a bound so garbage cannot ask for gigabytes.
+pub const RECORD_BYTES_MAX: u32 = 256 << 20;
+
+const KIND_GENESIS: u8 = 0;
+const KIND_BLOCK: u8 = 1;
+const KIND_END: u8 = 2;
+
+/// Why an export could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a Gridshare ledger export (the file does not start with the export magic)")]
+    NotAnExport,
+    #[error("export format version {0} is not supported (this build reads version {FORMAT_VERSION})")]
+    Version(u16),
+    #[error("record {index}: {message}")]
+    Malformed { index: u64, message: String },
+    #[error("the export ends after {blocks} blocks without its end record: it is truncated")]
+    Truncated { blocks: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Writes an export record by record.
+#[derive(Debug)]
+pub struct ExportWriter<W: Write> {
+    out: W,
+    blocks: u64,
+}
+
+impl<W: Write> ExportWriter<W> {
+    pub fn new(mut out: W, genesis: &Genesis) -> Result<ExportWriter<W>, ExportError> {
+        out.write_all(MAGIC)?;
+        out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        let mut writer = ExportWriter { out, blocks: 0 };
+        writer.record(KIND_GENESIS, &to_bytes(genesis))?;
+        Ok(writer)
+    }
+
+    pub fn block(&mut self, block: &CertifiedBlock) -> Result<(), ExportError> {
+        self.record(KIND_BLOCK, &to_bytes(block))?;
+        self.blocks += 1;
+        Ok(())
+    }
+
+    /// Writes the end record and flushes; returns the number of blocks.
+    pub fn finish(mut self) -> Result<u64, ExportError> {
+        let blocks = self.blocks;
+        self.record(KIND_END, &blocks.to_le_bytes())?;
+        self.out.flush()?;
+        Ok(blocks)
+    }
+
+    fn record(&mut self, kind: u8, bytes: &[u8]) -> Result<(), ExportError> {
+        let length =
+            u32::try_from(bytes.len()).ok().filter(|&length| length <= RECORD_BYTES_MAX).ok_or_else(
+                || ExportError::Malformed { index: self.blocks + 1, message: "record too large".into() },
+            )?;
+        self.out.write_all(&[kind])?;
+        self.out.write_all(&length.to_le_bytes())?;
+        self.out.write_all(bytes)?;
+        Ok(())
+    }
+}
+
+/// Writes the whole chain of `store` to `out`; returns the number of blocks.
+pub fn export_store(store: &dyn Store, out: impl Write) -> Result<u64, ExportError> {
+    let mut writer = ExportWriter::new(out, &store.genesis()?)?;
+    for height in 1..=store.height()? {
+        let block = store.block(height)?.ok_or_else(|| {
+            ExportError::Store(StoreError::Corrupt(format!("block {height} is missing below the tip")))
+        })?;
+        writer.block(&block)?;
+    }
+    writer.finish()
+}
+
+/// Reads an export record by record; blocks come one at a time, so an export
+/// of any length streams in bounded memory.
+#[derive(Debug)]
+pub struct ExportReader<R: Read> {
+    input: R,
+    /// Records read so far, the genesis included.
+    records: u64,
+    blocks: u64,
+    ended: bool,
+}
+
+impl<R: Read> ExportReader<R> {
+    /// Checks the magic and version and reads the genesis.
+    pub fn open(mut input: R) -> Result<(ExportReader<R>, Genesis), ExportError> {
+        let mut magic = [0_u8; 24];
+        input.read_exact(&mut magic).map_err(|_| ExportError::NotAnExport)?;
+        if &magic != MAGIC {
+            return Err(ExportError::NotAnExport);
+        }
+        let mut version = [0_u8; 2];
+        input.read_exact(&mut version).map_err(|_| ExportError::NotAnExport)?;
+        let version = u16::from_le_bytes(version);
+        if version != FORMAT_VERSION {
+            return Err(ExportError::Version(version));
+        }
+        let mut reader = ExportReader { input, records: 0, blocks: 0, ended: false };
+        let (kind, bytes) = reader.record()?.ok_or(ExportError::Truncated { blocks: 0 })?;
+        if kind != KIND_GENESIS {
+            return Err(ExportError::Malformed {
+                index: 0,
+                message: "the first record is not the genesis".into(),
+            });
+        }
+        let genesis = from_bytes::<Genesis>(&bytes)
+            .map_err(|error| ExportError::Malformed { index: 0, message: error.to_string() })?;
+        Ok((reader, genesis))
+    }
+
+    /// The next block, or `None` after the end record.
+    pub fn next_block(&mut self) -> Result<Option<CertifiedBlock>, ExportError> {
+        if self.ended {
+            return Ok(None);
+        }
+        let index = self.records;
+        let (kind, bytes) = self.record()?.ok_or(ExportError::Truncated { blocks: self.blocks })?;
+        match kind {
+            KIND_BLOCK => {
+                let block = from_bytes::<CertifiedBlock>(&bytes)
+                    .map_err(|error| ExportError::Malformed { index, message: error.to_string() })?;
+                self.blocks += 1;
+                Ok(Some(block))
+            }
+            KIND_END => {
+                let count: [u8; 8] = bytes.as_slice().try_into().map_err(|_| ExportError::Malformed {
+                    index,
+                    message: "the end record is not an 8-byte block count".into(),
+                })?;
+                let count = u64::from_le_bytes(count);
+                if count != self.blocks {
+                    return Err(ExportError::Malformed {
+                        index,
+                        message: format!(
+                            "the end record counts {count} blocks, the file holds {}",
+                            self.blocks
+                        ),
+                    });
+                }
+                let mut rest = [0_u8; 1];
+                if self.input.read(&mut rest)? != 0 {
+                    return Err(ExportError::Malformed {
+                        index,
+                        message: "bytes follow the end record".into(),
+                    });
+                }
+                self.ended = true;
+                Ok(None)
+            }
+            other => Err(ExportError::Malformed { index, message: format!("unknown record kind {other}") }),
+        }
+    }
+
+    /// One record, or `None` at a clean end of input.
+    fn record(&mut self) -> Result<Option<(u8, Vec<u8>)>, ExportError> {
+        let index = self.records;
+        let mut kind = [0_u8; 1];
+        if self.input.read(&mut kind)? == 0 {
+            return Ok(None);
+        }
+        let mut length = [0_u8; 4];
+        self.input
+            .read_exact(&mut length)
+            .map_err(|_| ExportError::Malformed { index, message: "the record length is cut off".into() })?;
+        let length = u32::from_le_bytes(length);
+        if length > RECORD_BYTES_MAX {
+            return Err(ExportError::Malformed {
+                index,
+                message: format!("a record of {length} bytes is above the bound of {RECORD_BYTES_MAX}"),
+            });
+        }
+        let mut bytes = vec![0_u8; usize::try_from(length).unwrap_or(usize::MAX)];
+        self.input.read_exact(&mut bytes).map_err(|_| ExportError::Malformed {
+            index,
+            message: format!("the record is cut off ({length} bytes)"),
+        })?;
+        self.records += 1;
+        Ok(Some((kind[0], bytes)))
+    }
+}

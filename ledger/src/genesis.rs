@@ -1,0 +1,201 @@
+//! The genesis of a community: its market rules, tariffs, validators and
+//! registrars, and the market-time arithmetic derived from them.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use crate::encoding::{Domain, domain_hash};
+use crate::ids::{CommunityId, PublicKey};
+use crate::{Hash, MICROS_PER_UNIT};
+
+/// The auction mechanism, as recorded on the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Mechanism {
+    Uniform,
+    PayAsBid,
+}
+
+/// Grid tariffs and the network fee, in force from an interval on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Tariffs {
+    pub effective_from_interval: u64,
+    /// What a household pays the grid per kWh it imports beyond its trades.
+    pub grid_import_micro_per_kwh: u64,
+    /// What the grid pays per kWh exported beyond trades.
+    pub grid_feed_in_micro_per_kwh: u64,
+    /// Paid by buyers on top of the clearing price, to the network account.
+    pub network_fee_micro_per_kwh: u64,
+}
+
+/// The rules of the market.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct MarketParams {
+    pub interval_length_ms: u64,
+    /// Gate closure of interval i is this long before its start.
+    pub gate_closure_lead_ms: u64,
+    /// Interval i settles this long after its end.
+    pub settlement_delay_ms: u64,
+    /// How many intervals ahead an offer may be for.
+    pub offer_horizon_intervals: u64,
+    /// How many intervals older than the offer's interval its attestation may be.
+    pub attestation_max_age_intervals: u64,
+    pub price_floor_micro_per_kwh: u64,
+    pub price_cap_micro_per_kwh: u64,
+    pub mechanism: Mechanism,
+    pub k_thousandths: u16,
+    pub max_open_offers_per_account: u32,
+    pub max_offers_per_interval: u32,
+    pub max_transactions_per_block: u32,
+}
+
+/// A validator and its voting power.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Validator {
+    pub key: PublicKey,
+    pub voting_power: u64,
+}
+
+/// Everything that is fixed when a community starts.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Genesis {
+    pub community_id: CommunityId,
+    pub name: String,
+    /// ISO 4217 code, e.g. "EUR": amounts are in millionths (prices) and
+    /// billionths (money) of it.
+    pub currency: String,
+    pub genesis_time_ms: u64,
+    pub market: MarketParams,
+    pub tariffs: Tariffs,
+    pub validators: Vec<Validator>,
+    pub registrars: Vec<PublicKey>,
+}
+
+/// A genesis that cannot start a community.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid genesis: {0}")]
+pub struct GenesisError(pub String);
+
+/// Bounds of genesis values, so that market-time arithmetic cannot overflow.
+pub const NAME_LEN_MAX: usize = 64;
+pub const INTERVAL_LENGTH_MS_MAX: u64 = 24 * 3_600_000;
+pub const VALIDATORS_MAX: usize = 100;
+pub const PRICE_MAX_MICRO_PER_KWH: u64 = 1_000 * MICROS_PER_UNIT;
+
+impl Genesis {
+    pub fn hash(&self) -> Hash {
+        domain_hash(Domain::Genesis, &self.community_id, self)
+    }
+
+    /// Checks the genesis is usable: positive interval length, consistent
+    /// prices, at least one validator with power, at least one registrar.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        let market = &self.market;
+        let fail = |message: &str| Err(GenesisError(message.to_string()));
+        if self.name.is_empty() || self.name.len() > NAME_LEN_MAX {
+            return fail("the name must be 1 to 64 bytes");
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return fail("the currency must be a three-letter ISO 4217 code such as EUR");
+        }
+        if market.interval_length_ms == 0 || market.interval_length_ms > INTERVAL_LENGTH_MS_MAX {
+            return fail("the interval length must be between 1 ms and 24 hours");
+        }
+        if market.gate_closure_lead_ms > 7 * INTERVAL_LENGTH_MS_MAX
+            || market.settlement_delay_ms > 7 * INTERVAL_LENGTH_MS_MAX
+        {
+            return fail("gate closure lead and settlement delay must be at most a week");
+        }
+        if market.offer_horizon_intervals == 0 || market.offer_horizon_intervals > 10_000 {
+            return fail("the offer horizon must be 1 to 10000 intervals");
+        }
+        if market.price_floor_micro_per_kwh > market.price_cap_micro_per_kwh
+            || market.price_cap_micro_per_kwh > PRICE_MAX_MICRO_PER_KWH
+        {
+            return fail("the price floor must not exceed the cap, and the cap must be at most 1000 per kWh");
+        }
+        if market.k_thousandths > 1000 {
+            return fail("k must be at most 1000 thousandths");
+        }
+        if market.max_open_offers_per_account == 0
+            || market.max_offers_per_interval == 0
+            || market.max_transactions_per_block == 0
+        {
+            return fail("the offer and block bounds must be positive");
+        }
+        let auction_orders_max = gridshare_matching::Limits::MAX_ORDERS_DEFAULT;
+        if usize::try_from(market.max_offers_per_interval).map_or(true, |max| max > auction_orders_max) {
+            return fail("at most 2097152 offers per interval: the auction's bound");
+        }
+        let tariffs = &self.tariffs;
+        if tariffs.grid_import_micro_per_kwh > PRICE_MAX_MICRO_PER_KWH
+            || tariffs.grid_feed_in_micro_per_kwh > PRICE_MAX_MICRO_PER_KWH
+            || tariffs.network_fee_micro_per_kwh > PRICE_MAX_MICRO_PER_KWH
+        {
+            return fail("tariffs must be at most 1000 per kWh");
+        }
+        if self.validators.is_empty() || self.validators.len() > VALIDATORS_MAX {
+            return fail("there must be 1 to 100 validators");
+        }
+        if self.validators.iter().any(|validator| validator.voting_power == 0) {
+            return fail("every validator needs positive voting power");
+        }
+        if self.validators.iter().map(|v| u128::from(v.voting_power)).sum::<u128>() > u128::from(u64::MAX) {
+            return fail("the total voting power must fit 64 bits");
+        }
+        let mut keys: Vec<PublicKey> = self.validators.iter().map(|validator| validator.key).collect();
+        keys.sort();
+        if keys.windows(2).any(|pair| pair[0] == pair[1]) {
+            return fail("a validator is listed twice");
+        }
+        if self.registrars.is_empty() {
+            return fail("there must be at least one registrar");
+        }
+        // 2^62 ms is 146 million years: market time arithmetic cannot overflow.
+        if self.genesis_time_ms > 1 << 62 {
+            return fail("the genesis time is too far in the future");
+        }
+        Ok(())
+    }
+
+    pub fn total_voting_power(&self) -> u64 {
+        self.validators.iter().map(|validator| validator.voting_power).sum()
+    }
+
+    pub fn voting_power_of(&self, key: &PublicKey) -> Option<u64> {
+        self.validators.iter().find(|validator| validator.key == *key).map(|validator| validator.voting_power)
+    }
+
+    pub fn is_registrar(&self, key: &PublicKey) -> bool {
+        self.registrars.contains(key)
+    }
+
+    /// Start of interval `interval`, or `None` past any representable time.
+    pub fn interval_start_ms(&self, interval: u64) -> Option<u64> {
+        interval.checked_mul(self.market.interval_length_ms)?.checked_add(self.genesis_time_ms)
+    }
+
+    pub fn interval_end_ms(&self, interval: u64) -> Option<u64> {
+        self.interval_start_ms(interval.checked_add(1)?)
+    }
+
+    /// Gate closure: offers for the interval are accepted strictly before it.
+    /// Saturates at zero for intervals that start within the lead of genesis.
+    pub fn gate_closure_ms(&self, interval: u64) -> Option<u64> {
+        Some(self.interval_start_ms(interval)?.saturating_sub(self.market.gate_closure_lead_ms))
+    }
+
+    /// Interval `interval` settles in the first block at or after this time.
+    pub fn settlement_ms(&self, interval: u64) -> Option<u64> {
+        self.interval_end_ms(interval)?.checked_add(self.market.settlement_delay_ms)
+    }
+
+    /// The interval that contains time `time_ms` (0 before genesis).
+    pub fn interval_at(&self, time_ms: u64) -> u64 {
+        time_ms.saturating_sub(self.genesis_time_ms) / self.market.interval_length_ms
+    }
+
+    /// The energy a meter of `power_w` can move in one interval, in Wh.
+    pub fn energy_per_interval_wh(&self, power_w: u64) -> u64 {
+        let energy = u128::from(power_w) * u128::from(self.market.interval_length_ms) / 3_600_000;
+        u64::try_from(energy).unwrap_or(u64::MAX)
+    }
+}

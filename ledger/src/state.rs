@@ -1,0 +1,217 @@
+//! The ledger state: accounts, meters, open offers, contracts awaiting
+//! settlement and the market cursors. Ordered maps only, so the state has one
+//! canonical encoding and its root is a plain hash of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use crate::Hash;
+use crate::encoding::{Domain, domain_hash};
+use crate::genesis::{Genesis, Tariffs};
+use crate::ids::{AccountId, CommunityId, MeterId, PublicKey};
+use crate::tx::{MeterReading, Side};
+
+/// A registered account. Money is in nano-currency.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Account {
+    pub balance_nano: i128,
+    /// Held for open buy offers: energy × limit price.
+    pub reserved_nano: i128,
+    /// How far the balance may go below zero.
+    pub credit_limit_nano: i128,
+    /// The highest nonce used; a transaction needs a larger one.
+    pub last_nonce: u64,
+    pub open_offers: u32,
+    /// Σ of the account's meters' limits, for the per-interval energy bound.
+    pub max_import_w: u64,
+    pub max_export_w: u64,
+}
+
+impl Account {
+    /// What the account may still commit: balance plus credit minus reservations.
+    pub fn available_nano(&self) -> i128 {
+        self.balance_nano.saturating_add(self.credit_limit_nano).saturating_sub(self.reserved_nano)
+    }
+}
+
+/// A registered meter.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Meter {
+    pub owner: AccountId,
+    pub max_import_w: u64,
+    pub max_export_w: u64,
+    pub zone: String,
+    pub last_reading: Option<MeterReading>,
+}
+
+/// An admitted offer waiting for its interval's gate closure.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct OpenOffer {
+    pub account: AccountId,
+    pub interval: u64,
+    pub side: Side,
+    pub energy_wh: u64,
+    pub price_micro_per_kwh: u64,
+    pub reserved_nano: i128,
+}
+
+/// One account's position in one interval: its offers' side and energy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Position {
+    pub side: Side,
+    pub energy_wh: u64,
+}
+
+/// What an account traded in a cleared interval, kept until settlement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Contract {
+    pub sold_wh: u64,
+    pub bought_wh: u64,
+    pub sold_nano: i128,
+    pub bought_nano: i128,
+    pub fees_nano: i128,
+}
+
+/// The whole state after a block.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct State {
+    pub height: u64,
+    /// Hash of the last block's header; the genesis hash before block 1.
+    pub last_block_hash: Hash,
+    /// The last block's timestamp; the genesis time before block 1.
+    pub last_timestamp_ms: u64,
+    pub accounts: BTreeMap<AccountId, Account>,
+    /// The highest nonce each registrar has used.
+    pub registrar_nonces: BTreeMap<PublicKey, u64>,
+    pub meters: BTreeMap<MeterId, Meter>,
+    /// Readings kept for settlement: (interval, meter) → (import, export) totals.
+    pub readings: BTreeMap<(u64, MeterId), (u64, u64)>,
+    pub offers: BTreeMap<Hash, OpenOffer>,
+    /// Open offers by interval, in ascending id order within each.
+    pub offers_by_interval: BTreeSet<(u64, Hash)>,
+    /// How many offers are open in each interval (the per-interval bound).
+    pub offer_counts: BTreeMap<u64, u32>,
+    pub positions: BTreeMap<(AccountId, u64), Position>,
+    pub contracts: BTreeMap<(u64, AccountId), Contract>,
+    /// Tariff schedule, ascending by `effective_from_interval`.
+    pub tariffs: Vec<Tariffs>,
+    /// Intervals below this have been cleared.
+    pub next_clearing_interval: u64,
+    /// Intervals below this have been settled.
+    pub next_settlement_interval: u64,
+    pub grid_balance_nano: i128,
+    pub network_balance_nano: i128,
+    pub credits_nano: i128,
+    pub debits_nano: i128,
+}
+
+impl State {
+    /// The state before the first block.
+    pub fn genesis(genesis: &Genesis) -> State {
+        State {
+            height: 0,
+            last_block_hash: genesis.hash(),
+            last_timestamp_ms: genesis.genesis_time_ms,
+            accounts: BTreeMap::new(),
+            registrar_nonces: BTreeMap::new(),
+            meters: BTreeMap::new(),
+            readings: BTreeMap::new(),
+            offers: BTreeMap::new(),
+            offers_by_interval: BTreeSet::new(),
+            offer_counts: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            contracts: BTreeMap::new(),
+            tariffs: vec![genesis.tariffs],
+            next_clearing_interval: 0,
+            next_settlement_interval: 0,
+            grid_balance_nano: 0,
+            network_balance_nano: 0,
+            credits_nano: 0,
+            debits_nano: 0,
+        }
+    }
+
+    /// The hash committing to the whole state (O(size of the state)), except
+    /// `last_block_hash`: the root is in the header of that very block, so it
+    /// cannot commit to the block's own hash. It commits to everything else,
+    /// the previous block's hash included through the header that holds it.
+    pub fn root(&self, community: &CommunityId) -> Hash {
+        // Destructured so that a new field cannot be left out by accident.
+        let State {
+            height,
+            last_block_hash: _,
+            last_timestamp_ms,
+            accounts,
+            registrar_nonces,
+            meters,
+            readings,
+            offers,
+            offers_by_interval,
+            offer_counts,
+            positions,
+            contracts,
+            tariffs,
+            next_clearing_interval,
+            next_settlement_interval,
+            grid_balance_nano,
+            network_balance_nano,
+            credits_nano,
+            debits_nano,
+        } = self;
+        domain_hash(
+            Domain::State,
+            community,
+            &(
+                (height, last_timestamp_ms, accounts, registrar_nonces, meters, readings, offers),
+                (offers_by_interval, offer_counts, positions, contracts, tariffs, next_clearing_interval),
+                (
+                    next_settlement_interval,
+                    grid_balance_nano,
+                    network_balance_nano,
+                    credits_nano,
+                    debits_nano,
+                ),
+            ),
+        )
+    }
+
+    /// The tariffs in force for `interval`.
+    pub fn tariffs_for(&self, interval: u64) -> Tariffs {
+        *self
+            .tariffs
+            .iter()
+            .rev()
+            .find(|tariffs| tariffs.effective_from_interval <= interval)
+            .unwrap_or(&self.tariffs[0])
+    }
+
+    /// Checks the conservation invariants of DESIGN §6. A failure is a bug in
+    /// the state machine, never bad input: callers assert on it.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut balances = self.grid_balance_nano.checked_add(self.network_balance_nano);
+        for account in self.accounts.values() {
+            balances = balances.and_then(|sum| sum.checked_add(account.balance_nano));
+        }
+        let issued = self.credits_nano.checked_sub(self.debits_nano);
+        if balances.is_none() || balances != issued {
+            return Err(format!("money: balances sum to {balances:?}, credits minus debits are {issued:?}"));
+        }
+        let mut reserved: BTreeMap<&AccountId, i128> = BTreeMap::new();
+        for offer in self.offers.values() {
+            *reserved.entry(&offer.account).or_default() += offer.reserved_nano;
+        }
+        for (key, account) in &self.accounts {
+            if account.reserved_nano != reserved.get(key).copied().unwrap_or(0) {
+                return Err(format!("reservations of {key} do not match its open offers"));
+            }
+        }
+        if self.offers.len() != self.offers_by_interval.len()
+            || self.offer_counts.values().map(|&count| u64::from(count)).sum::<u64>()
+                != u64::try_from(self.offers.len()).unwrap_or(u64::MAX)
+        {
+            return Err("the offer index or counts do not match the offers".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,470 @@
+//! The on-disk [`Store`]: one redb file with a `meta` table (format and
+//! genesis), `blocks` (height → certified block) and `snapshots` (height →
+//! state, every [`SNAPSHOT_EVERY_BLOCKS`] blocks).
+//!
+//! A commit is one redb write transaction with [`Durability::Immediate`]:
+//! when it returns the block (and the snapshot, if due) is on disk. Opening
+//! checks the whole file's redb checksums first (so a damaged file is an error,
+//! not a panic inside redb), decodes every record strictly, and recovers the
+//! latest state by re-executing the blocks after the last snapshot.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::backends::FileBackend;
+use redb::{
+    Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    StorageError, TableDefinition, TableError, TableHandle,
+};
+
+use crate::Hash;
+use crate::encoding::{from_bytes, to_bytes};
+use crate::execute::{Signatures, execute};
+use crate::genesis::Genesis;
+use crate::state::State;
+use crate::testkit::CertifiedBlock;
+
+use super::{SNAPSHOT_EVERY_BLOCKS, Store, StoreError, check_next};
+
+/// The `meta` record that names the file format; bumped on any change of
+/// the tables or of what they hold.
+const FORMAT: &str = "gridshare-ledger/1";
+const FORMAT_KEY: &str = "format";
+const GENESIS_KEY: &str = "genesis";
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+
+/// The first bytes of every redb file (redb's file header).
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+/// redb's page cache. The default (1 GiB) is more than a ledger node needs.
+const CACHE_BYTES: usize = 64 << 20;
+
+/// A chain store in one redb file.
+pub struct RedbStore {
+    path: PathBuf,
+    db: Database,
+    genesis: Genesis,
+    /// The hash the next block must link to: the tip block's header hash,
+    /// or the genesis hash before the first block.
+    tip: Hash,
+    height: u64,
+    state: State,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .field("community", &self.genesis.community_id)
+            .field("height", &self.height)
+            .field("tip", &self.tip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// Creates a store of `genesis` at `path`. If a file is already there, it
+    /// is opened if it is a store of the same genesis and refused otherwise.
+    ///
+    /// The new file is prepared under a staging name and published with a
+    /// hard link, so a crash during creation never leaves a half-made store
+    /// at `path`.
+    pub fn create(path: impl AsRef<Path>, genesis: &Genesis) -> Result<RedbStore, StoreError> {
+        let path = path.as_ref();
+        let expected = genesis.hash();
+        let open_existing = || {
+            let store = RedbStore::open(path)?;
+            let found = store.genesis.hash();
+            if found != expected {
+                return Err(StoreError::GenesisMismatch { expected, found });
+            }
+            Ok(store)
+        };
+        match fs::symlink_metadata(path) {
+            Ok(_) => return open_existing(),
+            Err(error) if error.kind() == ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(path, &error)),
+        }
+        // A staging name of this creation's own: a concurrent creator cannot
+        // touch it. A creation that crashed leaves it behind (about 1 MiB); a
+        // file with the same name is from a dead process that had our id.
+        let staging = staging_path(path);
+        match fs::remove_file(&staging) {
+            Ok(()) => {}
+            Err(error) if error.kind() == ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(&staging, &error)),
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&staging)
+            .map_err(|error| io_error(&staging, &error))?;
+        let prepared = prepare(&staging, file, genesis);
+        // A hard link never replaces an existing file: if another process
+        // published a store meanwhile, open that one instead.
+        let linked = prepared.and_then(|()| fs::hard_link(&staging, path).map_err(|e| io_error(path, &e)));
+        let _ = fs::remove_file(&staging);
+        match linked {
+            Ok(()) => sync_parent(path)?,
+            Err(_) if fs::symlink_metadata(path).is_ok() => {}
+            Err(error) => return Err(error),
+        }
+        open_existing()
+    }
+
+    /// Opens the store at `path`, which must exist, and recovers the latest
+    /// state: the last snapshot and the blocks after it, re-executed.
+    pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
+        let path = path.as_ref();
+        check_magic(path)?;
+        let db = builder().open(path).map_err(|error| open_error(path, error))?;
+        let genesis = read_meta(path, &db)?;
+        let (height, tip, state) = recover(path, &db, &genesis)?;
+        Ok(RedbStore { path: path.to_path_buf(), db, genesis, tip, height, state })
+    }
+
+    /// The file the store is in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read_block(&self, height: u64) -> Result<CertifiedBlock, StoreError> {
+        let read = self.db.begin_read().map_err(|error| database_error(&self.path, error))?;
+        let blocks = open_table(&self.path, &read, BLOCKS)?;
+        read_block(&self.path, &blocks, height)
+    }
+}
+
+impl Store for RedbStore {
+    fn genesis(&self) -> Result<Genesis, StoreError> {
+        Ok(self.genesis.clone())
+    }
+
+    fn height(&self) -> Result<u64, StoreError> {
+        Ok(self.height)
+    }
+
+    fn block(&self, height: u64) -> Result<Option<CertifiedBlock>, StoreError> {
+        if height == 0 || height > self.height {
+            return Ok(None);
+        }
+        self.read_block(height).map(Some)
+    }
+
+    fn commit(&mut self, block: &CertifiedBlock, state: &State) -> Result<(), StoreError> {
+        check_next(&self.genesis, self.height, self.tip, block, state)?;
+        let header = &block.block.header;
+        let height = header.height;
+        let hash = header.hash();
+        let mut state = state.clone();
+        // The root does not cover `last_block_hash`: it is by definition the
+        // hash of this block's header (what `execute` sets), so it is set here
+        // rather than trusted. A snapshot with another would not load.
+        state.last_block_hash = hash;
+        let block_bytes = to_bytes(block);
+        let snapshot_bytes = height.is_multiple_of(SNAPSHOT_EVERY_BLOCKS).then(|| to_bytes(&state));
+        let path = &self.path;
+        let mut write = self.db.begin_write().map_err(|error| database_error(path, error))?;
+        // The default, stated: the commit is on disk (fsync) when it returns.
+        write.set_durability(Durability::Immediate).map_err(|error| database_error(path, error))?;
+        {
+            let mut blocks = write.open_table(BLOCKS).map_err(|error| table_error(path, "blocks", error))?;
+            let previous = blocks.insert(height, block_bytes.as_slice()).map_err(|e| storage(path, e))?;
+            if previous.is_some() {
+                // The cache said this height was free: the file changed under us.
+                return Err(StoreError::Corrupt(format!(
+                    "{}: blocks[{height}] already exists above the tip {}",
+                    path.display(),
+                    self.height
+                )));
+            }
+            if let Some(bytes) = &snapshot_bytes {
+                let mut snapshots =
+                    write.open_table(SNAPSHOTS).map_err(|error| table_error(path, "snapshots", error))?;
+                snapshots.insert(height, bytes.as_slice()).map_err(|e| storage(path, e))?;
+            }
+        }
+        write.commit().map_err(|error| database_error(path, error))?;
+        self.height = height;
+        self.tip = hash;
+        self.state = state;
+        Ok(())
+    }
+
+    fn state(&self) -> Result<State, StoreError> {
+        Ok(self.state.clone())
+    }
+}
+
+fn builder() -> redb::Builder {
+    let mut builder = redb::Builder::new();
+    // redb trusts a cleanly closed file and may panic on one damaged since;
+    // with the check it verifies every page's checksum and reports
+    // corruption as an error. The cost is one read of the file per open.
+    builder.set_check_integrity_on_open(true).set_cache_size(CACHE_BYTES);
+    builder
+}
+
+/// Makes a new store of `genesis` in `file`, the empty file at `staging`,
+/// durably: written, synced and closed.
+fn prepare(staging: &Path, file: File, genesis: &Genesis) -> Result<(), StoreError> {
+    let backend = FileBackend::new(file).map_err(|error| database_error(staging, error))?;
+    let db = builder().create_with_backend(backend).map_err(|error| database_error(staging, error))?;
+    let written = initialize(&db, genesis).map_err(|error| database_error(staging, error));
+    // Closing reports a failure to flush that dropping would ignore.
+    let closed = db.close().map_err(|error| database_error(staging, error));
+    written.and(closed)
+}
+
+/// Writes the format record, the genesis and the empty tables.
+fn initialize(db: &Database, genesis: &Genesis) -> Result<(), redb::Error> {
+    let mut write = db.begin_write()?;
+    write.set_durability(Durability::Immediate)?;
+    {
+        let mut meta = write.open_table(META)?;
+        meta.insert(FORMAT_KEY, FORMAT.as_bytes())?;
+        meta.insert(GENESIS_KEY, to_bytes(genesis).as_slice())?;
+        write.open_table(BLOCKS)?;
+        write.open_table(SNAPSHOTS)?;
+    }
+    write.commit()?;
+    Ok(())
+}
+
+/// Refuses, before redb sees it, a file that does not start like a redb
+/// database: an empty file, a short one, or another kind of file.
+fn check_magic(path: &Path) -> Result<(), StoreError> {
+    let mut file = File::open(path).map_err(|error| io_error(path, &error))?;
+    let mut head = [0_u8; REDB_MAGIC.len()];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) => return Err(io_error(path, &error)),
+        }
+    }
+    let reason = if filled == 0 {
+        "the file is empty"
+    } else if filled < head.len() || head != REDB_MAGIC {
+        "the file is not a redb database (no redb header)"
+    } else {
+        return Ok(());
+    };
+    Err(not_a_store(path, reason))
+}
+
+/// Reads and checks the format record; returns the genesis.
+fn read_meta(path: &Path, db: &Database) -> Result<Genesis, StoreError> {
+    let read = db.begin_read().map_err(|error| database_error(path, error))?;
+    let meta = match read.open_table(META) {
+        Ok(meta) => meta,
+        Err(TableError::TableDoesNotExist(_)) => {
+            return Err(not_a_store(path, "a redb database without the `meta` table"));
+        }
+        Err(
+            error @ (TableError::TableTypeMismatch { .. }
+            | TableError::TableIsMultimap(_)
+            | TableError::TypeDefinitionChanged { .. }),
+        ) => {
+            return Err(not_a_store(
+                path,
+                &format!("a redb database whose `meta` table is not ours: {error}"),
+            ));
+        }
+        Err(error) => return Err(table_error(path, "meta", error)),
+    };
+    let format = meta.get(FORMAT_KEY).map_err(|error| storage(path, error))?;
+    let Some(format) = format else {
+        return Err(not_a_store(path, "a redb database without a format record in `meta`"));
+    };
+    if format.value() != FORMAT.as_bytes() {
+        let found = String::from_utf8_lossy(format.value()).into_owned();
+        return Err(not_a_store(path, &format!("its format is {found:?}, and this build reads {FORMAT:?}")));
+    }
+    let genesis = meta.get(GENESIS_KEY).map_err(|error| storage(path, error))?;
+    let Some(genesis) = genesis else {
+        return Err(corrupt(path, "meta", "genesis", "missing"));
+    };
+    from_bytes::<Genesis>(genesis.value())
+        .map_err(|error| corrupt(path, "meta", "genesis", &error.to_string()))
+}
+
+/// The height, the tip hash and the state after the tip: the last snapshot
+/// and the later blocks re-executed, then the tip re-verified.
+fn recover(path: &Path, db: &Database, genesis: &Genesis) -> Result<(u64, Hash, State), StoreError> {
+    let read = db.begin_read().map_err(|error| database_error(path, error))?;
+    let blocks = open_table(path, &read, BLOCKS)?;
+    let snapshots = open_table(path, &read, SNAPSHOTS)?;
+    let last = blocks.last().map_err(|error| storage(path, error))?;
+    let height = last.map_or(0, |(key, _)| key.value());
+    let count = blocks.len().map_err(|error| storage(path, error))?;
+    if count != height {
+        return Err(StoreError::Corrupt(format!(
+            "{}: the `blocks` table holds {count} blocks but its last is block {height}",
+            path.display()
+        )));
+    }
+    let last_snapshot = snapshots.last().map_err(|error| storage(path, error))?;
+    let (base, mut state) = match last_snapshot {
+        None => (0, State::genesis(genesis)),
+        Some((key, bytes)) => {
+            let key = key.value();
+            let state = from_bytes::<State>(bytes.value())
+                .map_err(|error| corrupt(path, "snapshots", &key.to_string(), &error.to_string()))?;
+            (key, state)
+        }
+    };
+    if base > height {
+        return Err(corrupt(path, "snapshots", &base.to_string(), &format!("above the last block {height}")));
+    }
+    if base > 0 {
+        let block = read_block(path, &blocks, base)?;
+        let header = &block.block.header;
+        if state.height != base
+            || state.root(&genesis.community_id) != header.state_root
+            || state.last_block_hash != header.hash()
+        {
+            return Err(corrupt(
+                path,
+                "snapshots",
+                &base.to_string(),
+                "does not match the block at its height",
+            ));
+        }
+    }
+    for next in base + 1..=height {
+        let block = read_block(path, &blocks, next)?;
+        // Checks the link, the transaction and receipt roots and the state root.
+        let (after, _receipts) = execute(genesis, &state, &block.block, Signatures::AlreadyVerified)
+            .map_err(|source| StoreError::Replay { height: next, source: Box::new(source) })?;
+        state = after;
+    }
+    if height == 0 {
+        return Ok((0, genesis.hash(), state));
+    }
+    // Re-verify the tip: its certificate and its link to the block before.
+    let tip = read_block(path, &blocks, height)?;
+    let header = &tip.block.header;
+    tip.certificate
+        .verify(genesis, header)
+        .map_err(|source| StoreError::BadCertificate { height, source })?;
+    let previous =
+        if height == 1 { genesis.hash() } else { read_block(path, &blocks, height - 1)?.block.header.hash() };
+    if header.previous_hash != previous {
+        return Err(StoreError::WrongPrevious { height, expected: previous, found: header.previous_hash });
+    }
+    Ok((height, header.hash(), state))
+}
+
+/// Block `height`, decoded strictly; a missing or malformed one is `Corrupt`.
+fn read_block(
+    path: &Path,
+    blocks: &impl ReadableTable<u64, &'static [u8]>,
+    height: u64,
+) -> Result<CertifiedBlock, StoreError> {
+    let key = height.to_string();
+    let bytes = blocks.get(height).map_err(|error| storage(path, error))?;
+    let bytes = bytes.ok_or_else(|| corrupt(path, "blocks", &key, "missing"))?;
+    let block = from_bytes::<CertifiedBlock>(bytes.value())
+        .map_err(|error| corrupt(path, "blocks", &key, &error.to_string()))?;
+    if block.block.header.height != height {
+        let found = block.block.header.height;
+        return Err(corrupt(path, "blocks", &key, &format!("holds block {found}")));
+    }
+    Ok(block)
+}
+
+fn open_table(
+    path: &Path,
+    read: &redb::ReadTransaction,
+    table: TableDefinition<u64, &'static [u8]>,
+) -> Result<redb::ReadOnlyTable<u64, &'static [u8]>, StoreError> {
+    read.open_table(table).map_err(|error| table_error(path, table.name(), error))
+}
+
+/// Where this process prepares a new store before it publishes it at
+/// `path`: a name no other creation running now uses.
+fn staging_path(path: &Path) -> PathBuf {
+    static CREATIONS: AtomicU64 = AtomicU64::new(0);
+    let creation = CREATIONS.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.file_name().map(|name| name.to_os_string()).unwrap_or_default();
+    name.push(format!(".creating.{}.{creation}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Makes the new directory entry of `path` durable.
+fn sync_parent(path: &Path) -> Result<(), StoreError> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    File::open(parent).and_then(|dir| dir.sync_all()).map_err(|error| io_error(parent, &error))
+}
+
+fn not_a_store(path: &Path, reason: &str) -> StoreError {
+    StoreError::NotAStore { path: path.display().to_string(), reason: reason.to_string() }
+}
+
+fn corrupt(path: &Path, table: &str, key: &str, problem: &str) -> StoreError {
+    StoreError::Corrupt(format!("{}: {table}[{key}]: {problem}", path.display()))
+}
+
+fn io_error(path: &Path, error: &std::io::Error) -> StoreError {
+    StoreError::Database(format!("{}: {error}", path.display()))
+}
+
+/// A redb failure: corruption it detected is `Corrupt`, the rest `Database`.
+fn storage(path: &Path, error: StorageError) -> StoreError {
+    match error {
+        StorageError::Corrupted(message) => {
+            StoreError::Corrupt(format!("{}: redb found the file damaged: {message}", path.display()))
+        }
+        StorageError::Io(error) if error.kind() == ErrorKind::UnexpectedEof => StoreError::Corrupt(format!(
+            "{}: the file ends before the data its redb header points to (truncated?): {error}",
+            path.display()
+        )),
+        other => StoreError::Database(format!("{}: {other}", path.display())),
+    }
+}
+
+fn table_error(path: &Path, table: &str, error: TableError) -> StoreError {
+    match error {
+        TableError::Storage(error) => storage(path, error),
+        TableError::TableDoesNotExist(_) => {
+            StoreError::Corrupt(format!("{}: the `{table}` table is missing", path.display()))
+        }
+        other => StoreError::Corrupt(format!("{}: the `{table}` table: {other}", path.display())),
+    }
+}
+
+fn open_error(path: &Path, error: DatabaseError) -> StoreError {
+    match error {
+        DatabaseError::Storage(error) => storage(path, error),
+        DatabaseError::UpgradeRequired(version) => not_a_store(
+            path,
+            &format!("a redb database in file format {version}, which this build's redb cannot open"),
+        ),
+        DatabaseError::DatabaseAlreadyOpen => StoreError::Database(format!(
+            "{}: the store is already open, in this or another process",
+            path.display()
+        )),
+        other => database_error(path, other),
+    }
+}
+
+fn database_error(path: &Path, error: impl Into<redb::Error>) -> StoreError {
+    match error.into() {
+        redb::Error::Corrupted(message) => {
+            StoreError::Corrupt(format!("{}: redb found the file damaged: {message}", path.display()))
+        }
+        other => StoreError::Database(format!("{}: {other}", path.display())),
+    }
+}

@@ -1,0 +1,143 @@
+//! The export format and the audit: a valid ledger passes with the right
+//! counts; any one-byte change, truncation or foreign file is found.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+use gridshare_ledger::audit::{audit_export, audit_store};
+use gridshare_ledger::export::{ExportError, ExportReader, ExportWriter, MAGIC};
+use gridshare_ledger::state::State;
+use gridshare_ledger::store::{MemoryStore, Store};
+use gridshare_ledger::testkit::{CertifiedBlock, TestCommunity, trading_chain};
+
+fn export(community: &TestCommunity, chain: &[CertifiedBlock]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut writer = ExportWriter::new(&mut bytes, &community.genesis).unwrap();
+    for block in chain {
+        writer.block(block).unwrap();
+    }
+    assert_eq!(writer.finish().unwrap(), chain.len() as u64);
+    bytes
+}
+
+#[test]
+fn a_valid_ledger_passes_with_the_right_counts() {
+    let (community, chain) = trading_chain(3, 6, 16);
+    let bytes = export(&community, &chain);
+    let mut progress = Vec::new();
+    let report = audit_export(bytes.as_slice(), |done| progress.push(done)).unwrap();
+    assert!(report.passed(), "{:?}", report.findings);
+    assert_eq!(report.blocks, 17);
+    assert_eq!(report.executed_height, 17);
+    assert_eq!(report.transactions, chain.iter().map(|b| b.block.transactions.len() as u64).sum::<u64>());
+    assert!(report.intervals_cleared >= 5, "{report:?}");
+    assert!(report.trades > 0 && report.energy_traded_wh > 0, "{report:?}");
+    assert!(report.settlements >= 3 && report.bills >= 18, "{report:?}");
+    assert_eq!(report.accounts, 6);
+    assert_eq!(progress.last(), Some(&17));
+    assert!(progress.windows(2).all(|pair| pair[0] < pair[1]));
+    // The audit's final state root is the chain's.
+    assert_eq!(report.state_root, chain.last().unwrap().block.header.state_root);
+}
+
+#[test]
+fn an_export_reads_back_block_by_block() {
+    let (community, chain) = trading_chain(4, 2, 5);
+    let bytes = export(&community, &chain);
+    let (mut reader, genesis) = ExportReader::open(bytes.as_slice()).unwrap();
+    assert_eq!(genesis, community.genesis);
+    let mut read = Vec::new();
+    while let Some(block) = reader.next_block().unwrap() {
+        read.push(block);
+    }
+    assert_eq!(read, chain);
+}
+
+#[test]
+fn any_one_byte_change_is_found() {
+    let (community, chain) = trading_chain(5, 4, 8);
+    let bytes = export(&community, &chain);
+    assert!(audit_export(bytes.as_slice(), |_| ()).unwrap().passed());
+    // Every byte of the header and the genesis record, then positions spread
+    // over the whole file (a prime stride), each flipped in two ways.
+    let genesis_end = MAGIC.len() + 2 + 5 + gridshare_ledger::encoding::to_bytes(&community.genesis).len();
+    let positions: Vec<usize> =
+        (0..genesis_end.min(bytes.len())).chain((genesis_end..bytes.len()).step_by(13)).collect();
+    assert!(positions.len() > 400, "{} positions", positions.len());
+    for position in positions {
+        for mask in [0x01_u8, 0x80] {
+            let mut changed = bytes.clone();
+            changed[position] ^= mask;
+            match audit_export(changed.as_slice(), |_| ()) {
+                Ok(report) => assert!(!report.passed(), "byte {position} ^ {mask:#x} went unnoticed"),
+                // The magic or version no longer says this is an export, or
+                // the genesis cannot be read: nothing can be audited.
+                Err(ExportError::NotAnExport | ExportError::Version(_)) => {
+                    assert!(position < MAGIC.len() + 2)
+                }
+                Err(ExportError::Malformed { index: 0, .. }) => assert!(position < genesis_end),
+                Err(other) => panic!("byte {position}: unexpected error {other}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn truncation_and_trailing_bytes_are_found() {
+    let (community, chain) = trading_chain(6, 2, 4);
+    let bytes = export(&community, &chain);
+    for cut in [bytes.len() - 1, bytes.len() - 9, bytes.len() / 2] {
+        let report = audit_export(&bytes[..cut], |_| ()).unwrap();
+        assert!(!report.passed(), "cut at {cut}");
+        assert!(report.findings.iter().any(|f| f.object == "export"), "{:?}", report.findings);
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(!audit_export(longer.as_slice(), |_| ()).unwrap().passed());
+    // Cut inside the genesis record: not auditable at all.
+    let inside_genesis = audit_export(&bytes[..MAGIC.len() + 2 + 5], |_| ());
+    assert!(matches!(inside_genesis, Err(ExportError::Malformed { index: 0, .. })), "{inside_genesis:?}");
+    assert!(matches!(audit_export(&b"hello, world"[..], |_| ()), Err(ExportError::NotAnExport)));
+    assert!(matches!(audit_export(&b""[..], |_| ()), Err(ExportError::NotAnExport)));
+}
+
+#[test]
+fn a_block_signed_by_a_stranger_or_reordered_is_found() {
+    let (community, mut chain) = trading_chain(7, 2, 4);
+    // A certificate by a key that is not a validator.
+    let stranger = gridshare_ledger::ids::Keypair::from_seed([42; 32]);
+    chain[2].certificate =
+        gridshare_ledger::block::CommitCertificate::sign(&chain[2].block.header, 0, &[&stranger]);
+    let report = audit_export(export(&community, &chain).as_slice(), |_| ()).unwrap();
+    let finding = report.findings.iter().find(|f| f.object == "certificate").unwrap();
+    assert_eq!(finding.height, Some(3));
+    assert!(finding.message.contains("is not a validator"), "{finding}");
+
+    let (community, mut chain) = trading_chain(7, 2, 4);
+    chain.swap(1, 2);
+    let report = audit_export(export(&community, &chain).as_slice(), |_| ()).unwrap();
+    assert!(report.findings.iter().any(|f| f.message.contains("follows height")), "{:?}", report.findings);
+}
+
+#[test]
+fn a_store_is_audited_like_an_export() {
+    let (community, chain) = trading_chain(8, 4, 6);
+    let mut store = MemoryStore::new(community.genesis.clone());
+    let mut state = State::genesis(&community.genesis);
+    for block in &chain {
+        state = gridshare_ledger::execute::execute(
+            &community.genesis,
+            &state,
+            &block.block,
+            gridshare_ledger::execute::Signatures::Verify,
+        )
+        .unwrap()
+        .0;
+        store.commit(block, &state).unwrap();
+    }
+    let report = audit_store(&store, |_| ()).unwrap();
+    assert!(report.passed(), "{:?}", report.findings);
+    assert_eq!(report.blocks, 7);
+    let mut bytes = Vec::new();
+    gridshare_ledger::export::export_store(&store, &mut bytes).unwrap();
+    assert_eq!(bytes, export(&community, &chain));
+}
