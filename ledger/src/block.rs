@@ -256,3 +256,55 @@ impl CommitCertificate {
         Ok(())
     }
 }
+
+/// Why an inclusion proof does not prove what it claims.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InclusionError {
+    #[error("the proof is for a tree of {proof} items, the header commits to {header}")]
+    WrongTreeSize { proof: u64, header: u32 },
+    #[error(transparent)]
+    Proof(#[from] merkle::ProofError),
+}
+
+impl Block {
+    /// An inclusion proof of transaction `index` against this block's header.
+    pub fn prove_transaction(&self, index: usize) -> Option<merkle::InclusionProof> {
+        let leaves: Vec<Hash> = self.transactions.iter().map(|tx| merkle::leaf_hash(&to_bytes(tx))).collect();
+        merkle::prove(&leaves, index)
+    }
+
+    /// An inclusion proof of receipt `index` against this block's header.
+    pub fn prove_receipt(&self, index: usize) -> Option<merkle::InclusionProof> {
+        let leaves: Vec<Hash> =
+            self.receipts.iter().map(|receipt| merkle::leaf_hash(&to_bytes(receipt))).collect();
+        merkle::prove(&leaves, index)
+    }
+}
+
+impl BlockHeader {
+    /// Checks that `tx` is in the block of this header. The header itself
+    /// must be certified (`CommitCertificate::verify`) for this to mean the
+    /// transaction is final.
+    pub fn verify_transaction(
+        &self,
+        tx: &SignedTx,
+        proof: &merkle::InclusionProof,
+    ) -> Result<(), InclusionError> {
+        if proof.tree_size != u64::from(self.tx_count) {
+            return Err(InclusionError::WrongTreeSize { proof: proof.tree_size, header: self.tx_count });
+        }
+        Ok(proof.verify(&to_bytes(tx), &self.tx_root)?)
+    }
+
+    /// Checks that `receipt` is in the block of this header.
+    pub fn verify_receipt(
+        &self,
+        receipt: &Receipt,
+        proof: &merkle::InclusionProof,
+    ) -> Result<(), InclusionError> {
+        if proof.tree_size != u64::from(self.receipt_count) {
+            return Err(InclusionError::WrongTreeSize { proof: proof.tree_size, header: self.receipt_count });
+        }
+        Ok(proof.verify(&to_bytes(receipt), &self.receipt_root)?)
+    }
+}

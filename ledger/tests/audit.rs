@@ -141,3 +141,34 @@ fn a_store_is_audited_like_an_export() {
     gridshare_ledger::export::export_store(&store, &mut bytes).unwrap();
     assert_eq!(bytes, export(&community, &chain));
 }
+
+#[test]
+fn transactions_and_receipts_are_proven_against_a_certified_header() {
+    let (community, chain) = trading_chain(9, 4, 8);
+    let genesis = &community.genesis;
+    let mut receipts_proven = 0;
+    for certified in &chain {
+        let (block, header) = (&certified.block, &certified.block.header);
+        certified.certificate.verify(genesis, header).unwrap();
+        for (index, tx) in block.transactions.iter().enumerate() {
+            let proof = block.prove_transaction(index).unwrap();
+            header.verify_transaction(tx, &proof).unwrap();
+            // Another transaction does not verify with this proof.
+            if let Some(other) = block.transactions.get(index + 1) {
+                assert!(header.verify_transaction(other, &proof).is_err());
+            }
+        }
+        for (index, receipt) in block.receipts.iter().enumerate() {
+            let proof = block.prove_receipt(index).unwrap();
+            header.verify_receipt(receipt, &proof).unwrap();
+            receipts_proven += 1;
+        }
+    }
+    assert!(receipts_proven >= 3, "{receipts_proven} receipts");
+    // A proof relabelled to another tree size is refused by the header check.
+    let block = &chain[2].block;
+    let mut proof = block.prove_transaction(0).unwrap();
+    proof.tree_size += 1;
+    let error = block.header.verify_transaction(&block.transactions[0], &proof).unwrap_err();
+    assert!(matches!(error, gridshare_ledger::block::InclusionError::WrongTreeSize { .. }), "{error:?}");
+}
