@@ -24,6 +24,9 @@ pub use redb_store::RedbStore;
 /// How often the whole state is written with a block.
 pub const SNAPSHOT_EVERY_BLOCKS: u64 = 64;
 
+/// The store's file name inside a node's data directory.
+pub const STORE_FILE_NAME: &str = "ledger.redb";
+
 /// A chain store. Implementations: [`RedbStore`] on disk, [`MemoryStore`]
 /// for tests.
 pub trait Store {

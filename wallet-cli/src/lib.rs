@@ -3,5 +3,6 @@
 //! to these functions, so tests reach everything here.
 
 pub mod amount;
+pub mod audit;
 pub mod clear;
 pub mod table;

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gridshare_cli::amount::{parse_scaled, scale};
-use gridshare_cli::clear;
+use gridshare_cli::{audit, clear};
 use gridshare_matching::{Limits, Mechanism, Params};
 
+/// Exit status when an audit has findings or a request was rejected.
+const EXIT_FINDING: u8 = 1;
 /// Exit status for bad usage or input.
 const EXIT_BAD_INPUT: u8 = 2;
 
@@ -33,6 +35,44 @@ The file is CSV with the header `id,side,energy_kwh,price_per_kwh`, e.g.
   h02,buy,1.2,0.25
 Energies have at most 3 decimals (Wh), prices at most 6 (micro-currency).")]
     Clear(ClearArgs),
+    /// Verify a whole ledger as a regulator would: every block, certificate
+    /// and signature, every clearing and settlement re-run and compared.
+    #[command(after_help = "Examples:
+  gridshare audit ledger.export
+  gridshare audit --data-dir ~/.local/share/gridshare-node --json
+
+Exit status: 0 when the audit finds nothing, 1 when it finds anything,
+2 when the ledger cannot be read at all.")]
+    Audit(AuditArgs),
+    /// Write the ledger in a node's data directory to one export file.
+    #[command(after_help = "Example:
+  gridshare export --data-dir ~/.local/share/gridshare-node --out ledger.export
+
+The node must be stopped: its store is opened exclusively.")]
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AuditArgs {
+    /// An export file written by `gridshare export`.
+    #[arg(value_name = "FILE", required_unless_present = "data_dir", conflicts_with = "data_dir")]
+    file: Option<PathBuf>,
+    /// A node's data directory instead of an export file.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print the report as JSON for programs.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// The node's data directory.
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// The export file to write.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,10 +119,12 @@ fn parse_price(text: &str) -> Result<u64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Clear(args) => run_clear(&args),
+        Command::Clear(args) => run_clear(&args).map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => run_audit(&args),
+        Command::Export(args) => run_export(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(EXIT_BAD_INPUT)
@@ -114,5 +156,28 @@ fn run_clear(args: &ClearArgs) -> anyhow::Result<()> {
         write!(stdout, "{}", clear::to_text(&params, &clearing))?;
     }
     stdout.flush()?;
+    Ok(())
+}
+
+fn run_audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    let report = match (&args.file, &args.data_dir) {
+        (Some(file), _) => audit::audit_file(file)?,
+        (None, Some(data_dir)) => audit::audit_data_dir(data_dir)?,
+        (None, None) => anyhow::bail!("name an export file or a --data-dir"),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut stdout, &audit::to_json(&report))?;
+        writeln!(stdout)?;
+    } else {
+        write!(stdout, "{}", audit::to_text(&report))?;
+    }
+    stdout.flush()?;
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FINDING) })
+}
+
+fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
+    let blocks = audit::export_data_dir(&args.data_dir, &args.out)?;
+    println!("Exported {blocks} blocks to {}", args.out.display());
     Ok(())
 }
