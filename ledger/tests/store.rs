@@ -6,7 +6,9 @@
 //! The crash test runs 200 kills by default; a longer run:
 //! `GRIDSHARE_CRASH_ITERATIONS=1000 cargo test -p gridshare-ledger --test store crash`
 //! (`GRIDSHARE_CRASH_SEED=N` replays the plan of a reported seed; the kill
-//! instants themselves are up to the scheduler).
+//! instants themselves are up to the scheduler). Kills land right after an
+//! acknowledged commit, at a random instant of start-up, or as soon as the
+//! store file starts changing for the next commit.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -513,12 +515,31 @@ impl Verified {
 }
 
 /// When the parent kills the child: after it acknowledged `commits`
-/// commits, and then `delay` later, whatever the child is doing then
-/// (starting, creating or opening the store, producing or committing).
+/// commits, and then at once or at the moment `then` says.
 #[derive(Debug)]
 struct Kill {
     commits: u64,
-    delay: Duration,
+    then: Then,
+}
+
+#[derive(Debug)]
+enum Then {
+    /// Right after the last acknowledged commit (or at start).
+    Now,
+    /// After this many looks at the store file: a random instant in the
+    /// child's start (creating or opening the store, recovery, first blocks),
+    /// without sleeping.
+    AfterLooks(u64),
+    /// As soon as the store file changes after the last acknowledged commit:
+    /// the child is writing its next commit.
+    WhenTheFileChanges,
+}
+
+/// What the parent can see of the store file: its length and modification
+/// time, or nothing while it does not exist.
+fn look(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.len(), metadata.modified().ok()?))
 }
 
 /// Where a kill landed, as far as the parent can tell.
@@ -572,14 +593,13 @@ fn crash_at_random_instants_loses_no_acknowledged_commit() {
             file = Some(CrashFile { path, seed, kills: 0, verified: Verified::new(genesis) });
         }
         let file = file.as_mut().unwrap();
-        let micros = |rng: &mut SplitMix64, max| Duration::from_micros(rng.between(0, max));
         let kill = match rng.between(0, 9) {
             // Anywhere in the start: process, create or open and recovery, first blocks.
-            0..=1 => Kill { commits: 0, delay: micros(&mut rng, 40_000) },
-            // Anywhere in a later block, its commit included (a block takes a few ms).
-            2..=3 => Kill { commits: rng.between(0, 5), delay: micros(&mut rng, 4_000) },
-            4..=5 => Kill { commits: rng.between(0, 1), delay: Duration::ZERO },
-            _ => Kill { commits: rng.between(2, 40), delay: Duration::ZERO },
+            0..=1 => Kill { commits: 0, then: Then::AfterLooks(rng.between(0, 20_000)) },
+            // Inside the write of a later commit.
+            2..=3 => Kill { commits: rng.between(0, 5), then: Then::WhenTheFileChanges },
+            4..=5 => Kill { commits: rng.between(0, 1), then: Then::Now },
+            _ => Kill { commits: rng.between(2, 40), then: Then::Now },
         };
         let before = file.verified.height();
         match crash_once(file, &kill) {
@@ -631,10 +651,23 @@ fn crash_once(file: &mut CrashFile, kill: &Kill) -> Result<Landed, String> {
             Err(mpsc::RecvTimeoutError::Disconnected) => Err("the child stopped by itself".to_string()),
         };
     }
-    if waited.is_ok() && !kill.delay.is_zero() {
-        // Not waiting for anything: it picks a random instant in the child's work.
-        let random_kill_delay = kill.delay;
-        std::thread::sleep(random_kill_delay);
+    if waited.is_ok() {
+        match kill.then {
+            Then::Now => {}
+            Then::AfterLooks(looks) => {
+                for _ in 0..looks {
+                    std::hint::black_box(look(&file.path));
+                }
+            }
+            Then::WhenTheFileChanges => {
+                // The file as the last acknowledged commit left it; the child
+                // may still be printing, so a change means the next commit.
+                let acknowledged = look(&file.path);
+                while look(&file.path) == acknowledged && Instant::now() < deadline {
+                    std::hint::spin_loop();
+                }
+            }
+        }
     }
     // Child::kill sends SIGKILL: no destructor, no flush, no redb close.
     child.kill().map_err(|e| format!("cannot kill the child: {e}"))?;
