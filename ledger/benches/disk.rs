@@ -2,11 +2,12 @@
 //! every interval, blocks one interval apart, clearings and settlements
 //! included. Run with `cargo bench -p gridshare-ledger --bench disk`.
 
+use gridshare_ledger::block::CertifiedBlock;
 use gridshare_ledger::block::CommitCertificate;
 use gridshare_ledger::execute::{Signatures, build_block};
 use gridshare_ledger::state::State;
 use gridshare_ledger::store::{RedbStore, Store};
-use gridshare_ledger::testkit::{CertifiedBlock, SplitMix64, TestCommunity, test_market};
+use gridshare_ledger::testkit::{SplitMix64, TestCommunity, test_market};
 use gridshare_ledger::tx::Side;
 
 const HOUSEHOLDS: u32 = 1_000;

@@ -4,12 +4,13 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use gridshare_ledger::audit::audit_export;
+use gridshare_ledger::block::CertifiedBlock;
 use gridshare_ledger::block::CommitCertificate;
 use gridshare_ledger::execute::{Signatures, build_block, execute};
 use gridshare_ledger::export::ExportWriter;
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::state::State;
-use gridshare_ledger::testkit::{CertifiedBlock, SplitMix64, TestCommunity, test_market};
+use gridshare_ledger::testkit::{SplitMix64, TestCommunity, test_market};
 use gridshare_ledger::tx::{Side, SignedTx};
 
 const HOUSEHOLDS: u32 = 10_000;

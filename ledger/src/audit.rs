@@ -11,6 +11,7 @@ use std::io::Read;
 use rayon::prelude::*;
 
 use crate::Hash;
+use crate::block::CertifiedBlock;
 use crate::block::Receipt;
 use crate::execute::{Signatures, execute};
 use crate::export::{ExportError, ExportReader};
@@ -18,7 +19,6 @@ use crate::genesis::Genesis;
 use crate::ids::SignatureError;
 use crate::state::State;
 use crate::store::{Store, StoreError};
-use crate::testkit::CertifiedBlock;
 use crate::tx::SignatureCheck;
 
 /// At most this many findings are listed; the rest are counted.

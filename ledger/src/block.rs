@@ -50,6 +50,14 @@ impl Block {
     }
 }
 
+/// A block with the certificate that makes it final: what is stored,
+/// exported and served to syncing peers.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct CertifiedBlock {
+    pub block: Block,
+    pub certificate: CommitCertificate,
+}
+
 /// RFC 6962 root over the canonical bytes of the transactions.
 pub fn tx_root(transactions: &[SignedTx]) -> Hash {
     let leaves: Vec<Hash> = transactions.iter().map(|tx| merkle::leaf_hash(&to_bytes(tx))).collect();

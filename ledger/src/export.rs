@@ -8,10 +8,10 @@
 
 use std::io::{Read, Write};
 
+use crate::block::CertifiedBlock;
 use crate::encoding::{from_bytes, to_bytes};
 use crate::genesis::Genesis;
 use crate::store::{Store, StoreError};
-use crate::testkit::CertifiedBlock;
 
 /// The first bytes of every export.
 pub const MAGIC: &[u8; 24] = b"GRIDSHARE-LEDGER-EXPORT\n";

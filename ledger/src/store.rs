@@ -10,10 +10,10 @@
 
 use crate::Hash;
 use crate::block::CertificateError;
+use crate::block::CertifiedBlock;
 use crate::execute::BlockError;
 use crate::genesis::Genesis;
 use crate::state::State;
-use crate::testkit::CertifiedBlock;
 
 mod memory;
 mod redb_store;

@@ -2,7 +2,7 @@
 //! a genesis, registration transactions, and a single local validator that
 //! produces blocks and signs their commit certificates.
 
-use crate::block::{Block, CommitCertificate};
+use crate::block::{CertifiedBlock, CommitCertificate};
 use crate::execute::{BlockError, BuiltBlock, Signatures, build_block};
 use crate::genesis::{Genesis, MarketParams, Mechanism, Tariffs, Validator};
 use crate::ids::{CommunityId, Keypair};
@@ -174,13 +174,6 @@ impl TestCommunity {
         };
         SignedTx::sign(Tx::Offer(offer), account, &self.genesis.community_id)
     }
-}
-
-/// A block with the certificate that makes it final.
-#[derive(Clone, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
-pub struct CertifiedBlock {
-    pub block: Block,
-    pub certificate: CommitCertificate,
 }
 
 /// A validator that alone holds more than two thirds of the voting power:

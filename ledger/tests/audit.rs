@@ -4,10 +4,11 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use gridshare_ledger::audit::{audit_export, audit_store};
+use gridshare_ledger::block::CertifiedBlock;
 use gridshare_ledger::export::{ExportError, ExportReader, ExportWriter, MAGIC};
 use gridshare_ledger::state::State;
 use gridshare_ledger::store::{MemoryStore, Store};
-use gridshare_ledger::testkit::{CertifiedBlock, TestCommunity, trading_chain};
+use gridshare_ledger::testkit::{TestCommunity, trading_chain};
 
 fn export(community: &TestCommunity, chain: &[CertifiedBlock]) -> Vec<u8> {
     let mut bytes = Vec::new();

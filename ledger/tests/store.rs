@@ -21,13 +21,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use gridshare_ledger::Hash;
+use gridshare_ledger::block::CertifiedBlock;
 use gridshare_ledger::block::CommitCertificate;
 use gridshare_ledger::encoding::to_bytes;
 use gridshare_ledger::execute::{Signatures, execute};
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::state::State;
 use gridshare_ledger::store::{MemoryStore, RedbStore, SNAPSHOT_EVERY_BLOCKS, Store, StoreError};
-use gridshare_ledger::testkit::{CertifiedBlock, derived_key};
+use gridshare_ledger::testkit::derived_key;
 use gridshare_ledger::tx::Tx;
 
 #[allow(dead_code)] // Its `main` is the child process's; the tests share its workload.

@@ -8,12 +8,13 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use gridshare_ledger::block::CertifiedBlock;
 use gridshare_ledger::execute::BuiltBlock;
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::state::State;
 use gridshare_ledger::store::{RedbStore, Store};
-use gridshare_ledger::testkit::{CertifiedBlock, LocalValidator, TestCommunity, test_market};
+use gridshare_ledger::testkit::{LocalValidator, TestCommunity, test_market};
 use gridshare_ledger::tx::{Side, SignedTx, Tx};
 use gridshare_ledger::{MICROS_PER_UNIT, NANOS_PER_UNIT};
 

@@ -2,9 +2,9 @@
 //! state, with the same commit checks as the on-disk store.
 
 use crate::Hash;
+use crate::block::CertifiedBlock;
 use crate::genesis::Genesis;
 use crate::state::State;
-use crate::testkit::CertifiedBlock;
 
 use super::{Store, StoreError, check_next};
 

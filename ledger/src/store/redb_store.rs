@@ -20,11 +20,11 @@ use redb::{
 };
 
 use crate::Hash;
+use crate::block::CertifiedBlock;
 use crate::encoding::{from_bytes, to_bytes};
 use crate::execute::{Signatures, execute};
 use crate::genesis::Genesis;
 use crate::state::State;
-use crate::testkit::CertifiedBlock;
 
 use super::{SNAPSHOT_EVERY_BLOCKS, Store, StoreError, check_next};
 
