@@ -5,4 +5,5 @@
 pub mod amount;
 pub mod audit;
 pub mod clear;
+pub mod keystore;
 pub mod table;

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gridshare_cli::amount::{parse_scaled, scale};
+use gridshare_cli::keystore::{KeyFile, Keystore, PassphraseSource, Role, parse_seed};
+use gridshare_cli::table::{self, Align};
 use gridshare_cli::{audit, clear};
 use gridshare_matching::{Limits, Mechanism, Params};
 
@@ -18,6 +20,10 @@ const EXIT_BAD_INPUT: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "gridshare", version, about = "Trade energy with your neighbours on a Gridshare ledger")]
 struct Cli {
+    /// The keystore directory (default: $GRIDSHARE_KEYSTORE, else the user's
+    /// data directory's gridshare/keys).
+    #[arg(long, global = true, value_name = "DIR")]
+    keystore: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,8 +56,52 @@ Exit status: 0 when the audit finds nothing, 1 when it finds anything,
 
 The node must be stopped: its store is opened exclusively.")]
     Export(ExportArgs),
+    /// Create, list, show, import and export keys: accounts, meters,
+    /// registrars, validators.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key from a fresh random seed, encrypted with a passphrase.
+    #[command(after_help = "Examples:
+  gridshare keys new home
+  gridshare keys new home-meter --role meter
+  GRIDSHARE_PASSPHRASE=... gridshare keys new home    (scripts)
+  gridshare keys new testnet-1 --insecure-plaintext   (testnets only)")]
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Role::Account)]
+        role: Role,
+        /// Store the secret unencrypted. Only for throwaway testnet keys.
+        #[arg(long)]
+        insecure_plaintext: bool,
+    },
+    /// List every key with its role and public key.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one key's role and public key.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store an existing secret key, read as 64 hex digits from standard input.
+    #[command(after_help = "Example:
+  gridshare keys export old-name | gridshare keys import new-name --role account")]
+    Import {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Role::Account)]
+        role: Role,
+        #[arg(long)]
+        insecure_plaintext: bool,
+    },
+    /// Print a key's secret seed as 64 hex digits (after its passphrase).
+    Export { name: String },
+}
 #[derive(Debug, clap::Args)]
 struct AuditArgs {
     /// An export file written by `gridshare export`.
@@ -122,6 +172,7 @@ fn main() -> ExitCode {
         Command::Clear(args) => run_clear(&args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => run_audit(&args),
         Command::Export(args) => run_export(&args).map(|()| ExitCode::SUCCESS),
+        Command::Keys(command) => run_keys(cli.keystore, command).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -179,5 +230,89 @@ fn run_audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
 fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
     let blocks = audit::export_data_dir(&args.data_dir, &args.out)?;
     println!("Exported {blocks} blocks to {}", args.out.display());
+    Ok(())
+}
+
+fn run_keys(dir: Option<PathBuf>, command: KeysCommand) -> anyhow::Result<()> {
+    let keystore = Keystore::new(match dir {
+        Some(dir) => dir,
+        None => Keystore::default_dir()?,
+    });
+    let passphrase = |plaintext: bool| (!plaintext).then(PassphraseSource::from_env);
+    let describe = |file: &KeyFile| {
+        serde_json::json!({
+            "name": file.name,
+            "role": file.role.as_str(),
+            "public_key": file.public_key,
+            "encrypted": file.is_encrypted(),
+        })
+    };
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        KeysCommand::New { name, role, insecure_plaintext } => {
+            let file = keystore.generate(&name, role, passphrase(insecure_plaintext).as_ref())?;
+            writeln!(stdout, "Created {} key `{}`: {}", role.as_str(), file.name, file.public_key)?;
+        }
+        KeysCommand::Import { name, role, insecure_plaintext } => {
+            let mut text = String::new();
+            std::io::stdin().read_line(&mut text)?;
+            let seed = parse_seed(&text)?;
+            let file = keystore.import(&name, role, seed, passphrase(insecure_plaintext).as_ref())?;
+            writeln!(stdout, "Imported {} key `{}`: {}", role.as_str(), file.name, file.public_key)?;
+        }
+        KeysCommand::Export { name } => {
+            let keypair = keystore.unlock(&name, &PassphraseSource::from_env())?;
+            writeln!(stdout, "{}", hex::encode(keypair.seed()))?;
+        }
+        KeysCommand::List { json } => {
+            let files = keystore.list()?;
+            if json {
+                let keys: Vec<serde_json::Value> = files.iter().map(describe).collect();
+                writeln!(stdout, "{}", serde_json::Value::Array(keys))?;
+            } else if files.is_empty() {
+                writeln!(
+                    stdout,
+                    "No keys in {}: create one with `gridshare keys new NAME`.",
+                    keystore.dir().display()
+                )?;
+            } else {
+                let rows: Vec<Vec<String>> = files
+                    .iter()
+                    .map(|file| {
+                        let encrypted = if file.is_encrypted() { "yes" } else { "NO" };
+                        vec![
+                            file.name.clone(),
+                            file.role.as_str().into(),
+                            file.public_key.clone(),
+                            encrypted.into(),
+                        ]
+                    })
+                    .collect();
+                let header = [
+                    ("NAME", Align::Left),
+                    ("ROLE", Align::Left),
+                    ("PUBLIC KEY", Align::Left),
+                    ("ENCRYPTED", Align::Left),
+                ];
+                write!(stdout, "{}", table::render(&header, &rows))?;
+            }
+        }
+        KeysCommand::Show { name, json } => {
+            let file = keystore.get(&name)?;
+            if json {
+                writeln!(stdout, "{}", describe(&file))?;
+            } else {
+                writeln!(stdout, "Name        {}", file.name)?;
+                writeln!(stdout, "Role        {}", file.role.as_str())?;
+                writeln!(stdout, "Public key  {}", file.public_key)?;
+                writeln!(
+                    stdout,
+                    "Encrypted   {}",
+                    if file.is_encrypted() { "yes" } else { "no (plain text)" }
+                )?;
+            }
+        }
+    }
+    stdout.flush()?;
     Ok(())
 }
