@@ -260,3 +260,23 @@ fn domain_tags_separate_types_and_communities() {
     assert!(txs[0].verify(&id).is_ok());
     assert!(txs[0].verify(&other).is_err());
 }
+
+#[test]
+fn genesis_validation_refuses_what_cannot_run() {
+    let good = TestCommunity::new(3, 0, test_market(), 1_000).genesis;
+    assert_eq!(good.validate(), Ok(()));
+    let refused = |change: &dyn Fn(&mut gridshare_ledger::genesis::Genesis), expected: &str| {
+        let mut genesis = good.clone();
+        change(&mut genesis);
+        let error = genesis.validate().unwrap_err().to_string();
+        assert!(error.contains(expected), "{error} does not say {expected}");
+    };
+    refused(&|g| g.market.interval_length_ms = 0, "interval length");
+    refused(&|g| g.market.price_floor_micro_per_kwh = g.market.price_cap_micro_per_kwh + 1, "price floor");
+    refused(&|g| g.validators.clear(), "validators");
+    refused(&|g| g.validators[0].voting_power = u64::MAX / 3 + 1, "third of 2^64");
+    refused(&|g| g.validators.push(g.validators[0]), "listed twice");
+    refused(&|g| g.registrars.clear(), "registrar");
+    refused(&|g| g.currency = "euro".into(), "currency");
+    refused(&|g| g.market.max_offers_per_interval = u32::MAX, "auction's bound");
+}
