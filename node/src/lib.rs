@@ -6,4 +6,5 @@
 pub mod api;
 pub mod dev;
 pub mod mempool;
+pub mod network;
 pub mod node;

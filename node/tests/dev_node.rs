@@ -53,6 +53,7 @@ fn a_dev_community_clears_settles_stops_and_passes_the_audit() {
     let data_dir = dir.path().join("dev");
     let child = Command::new(env!("CARGO_BIN_EXE_gridshare-node"))
         .args(["run", "--dev", "--api", "127.0.0.1:0", "--block-time-ms", "100", "--interval-ms", "1000"])
+        .args(["--p2p", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
         .arg("--data-dir")
         .arg(&data_dir)
         .env("RUST_LOG", "warn")
