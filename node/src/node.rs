@@ -33,6 +33,8 @@ use crate::network::{
 
 /// The genesis file in a data directory: the genesis's canonical bytes.
 pub const GENESIS_FILE_NAME: &str = "genesis.bin";
+/// The node's libp2p identity in a data directory (protobuf-encoded key).
+pub const NODE_KEY_FILE_NAME: &str = "node.key";
 /// How long start-up waits for the swarm to report its listen addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -150,6 +152,10 @@ pub enum NodeError {
     Genesis(String),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+    #[error("the node key {path} cannot be read or written: {reason}")]
+    NodeKey { path: PathBuf, reason: String },
+    #[error("cannot listen on {address}: {reason}")]
+    Listen { address: Multiaddr, reason: String },
     #[error("cannot read the genesis {path}: {reason}")]
     GenesisFile { path: PathBuf, reason: String },
 }
@@ -225,11 +231,14 @@ pub async fn start_dev(
         .map_err(|error| NodeError::DataDir { path: genesis_path, error })?;
     let validator = LocalValidator { keypair: Keypair::from_seed(community.validator.seed()) };
     let producer = Producer { validator, households: DevHouseholds::new(community) };
-    start(config, genesis, path, Some(producer), shutdown).await
+    let store = RedbStore::create(&path, &genesis)?;
+    start(config, genesis, store, Some(producer), shutdown).await
 }
 
 /// Starts a replica (a household's non-voting node) of the community of
 /// `genesis_path`: it receives certified blocks, verifies and executes them.
+/// A data directory that already holds this community's ledger is reopened:
+/// the store recovers its last committed block and the replica catches up.
 pub async fn start_replica(
     config: NodeConfig,
     genesis_path: &std::path::Path,
@@ -242,8 +251,46 @@ pub async fn start_replica(
     genesis
         .validate()
         .map_err(|error| NodeError::GenesisFile { path: genesis_path.into(), reason: error.to_string() })?;
-    let path = prepare_data_dir(&config)?;
-    start(config, genesis, path, None, shutdown).await
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|error| NodeError::DataDir { path: config.data_dir.clone(), error })?;
+    let path = config.data_dir.join(STORE_FILE_NAME);
+    let store = if path.exists() {
+        let store = RedbStore::open(&path)?;
+        let found = store.genesis()?.hash();
+        if found != genesis.hash() {
+            return Err(StoreError::GenesisMismatch { expected: genesis.hash(), found }.into());
+        }
+        tracing::info!(height = store.height()?, "reopened the ledger");
+        store
+    } else {
+        RedbStore::create(&path, &genesis)?
+    };
+    start(config, genesis, store, None, shutdown).await
+}
+
+/// The node's libp2p identity, kept in the data directory so that peers
+/// know it across restarts (it is separate from every ledger key).
+fn node_identity(data_dir: &std::path::Path) -> Result<identity::Keypair, NodeError> {
+    let path = data_dir.join(NODE_KEY_FILE_NAME);
+    let damaged = |reason: String| NodeError::NodeKey { path: path.clone(), reason };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            identity::Keypair::from_protobuf_encoding(&bytes).map_err(|error| damaged(error.to_string()))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let keypair = identity::Keypair::generate_ed25519();
+            let bytes = keypair.to_protobuf_encoding().map_err(|error| damaged(error.to_string()))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path).map_err(|error| damaged(error.to_string()))?;
+            std::io::Write::write_all(&mut file, &bytes).map_err(|error| damaged(error.to_string()))?;
+            file.sync_all().map_err(|error| damaged(error.to_string()))?;
+            Ok(keypair)
+        }
+        Err(error) => Err(damaged(error.to_string())),
+    }
 }
 
 fn prepare_data_dir(config: &NodeConfig) -> Result<PathBuf, NodeError> {
@@ -259,15 +306,17 @@ fn prepare_data_dir(config: &NodeConfig) -> Result<PathBuf, NodeError> {
 async fn start(
     config: NodeConfig,
     genesis: Genesis,
-    store_path: PathBuf,
+    store: RedbStore,
     producer: Option<Producer>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Started, NodeError> {
-    let store = RedbStore::create(&store_path, &genesis)?;
-    let state = State::genesis(&genesis);
-    let (mut swarm, topics) =
-        build_swarm(identity::Keypair::generate_ed25519(), &genesis.community_id, config.mdns)?;
-    swarm.listen_on(config.p2p_listen.clone()).map_err(|error| NodeError::Producer(error.to_string()))?;
+    let state = store.state()?;
+    let identity = node_identity(&config.data_dir)?;
+    let (mut swarm, topics) = build_swarm(identity, &genesis.community_id, config.mdns)?;
+    swarm.listen_on(config.p2p_listen.clone()).map_err(|error| NodeError::Listen {
+        address: config.p2p_listen.clone(),
+        reason: error.to_string(),
+    })?;
     let listen_addresses = wait_for_listen_addresses(&mut swarm).await;
     for address in &config.bootstrap {
         if let Err(error) = swarm.dial(address.clone()) {

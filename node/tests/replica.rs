@@ -1,7 +1,8 @@
 //! Two real processes on loopback: a dev validator and a replica that
 //! bootstraps from it over libp2p, verifies every certified block and
-//! re-executes it, and ends with the same chain; its own ledger passes the
-//! audit.
+//! re-executes it, and ends with the same chain; killed, it restarts from
+//! its own store with the same identity and catches up; its own ledger
+//! passes the audit.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -74,7 +75,7 @@ fn stop(node: &mut Node) {
 }
 
 #[test]
-fn a_replica_follows_the_validator_over_libp2p() {
+fn a_replica_follows_the_validator_and_catches_up_after_a_kill() {
     let dir = tempfile::tempdir().unwrap();
     let (validator_dir, replica_dir) = (dir.path().join("validator"), dir.path().join("replica"));
     let mut validator = start(&["--dev", "--block-time-ms", "100", "--interval-ms", "1000"], &validator_dir);
@@ -104,6 +105,32 @@ fn a_replica_follows_the_validator_over_libp2p() {
     let on_validator = get(&validator.api, &format!("/v1/blocks/{height}"));
     assert_eq!(on_replica["hash"], on_validator["hash"]);
     assert_eq!(on_replica["state_root"], on_validator["state_root"]);
+
+    // Killed (SIGKILL), the replica misses blocks; restarted on the same
+    // data directory it keeps its identity and catches up.
+    let replica_p2p = replica.p2p.clone().unwrap();
+    replica.child.kill().unwrap();
+    replica.child.wait().unwrap();
+    let missed_until = loop {
+        let height_now = get(&validator.api, "/v1/status")["height"].as_u64().unwrap();
+        if height_now >= height + 10 {
+            break height_now;
+        }
+        assert!(Instant::now() < deadline + Duration::from_secs(30), "the validator stalled");
+        std::thread::yield_now();
+    };
+    let mut replica =
+        start(&["--genesis", genesis.to_str().unwrap(), "--bootstrap", &bootstrap], &replica_dir);
+    let peer_id = |address: &str| address.rsplit('/').next().unwrap().to_string();
+    assert_eq!(peer_id(replica.p2p.as_ref().unwrap()), peer_id(&replica_p2p), "the node key persists");
+    let caught_up = Instant::now() + Duration::from_secs(60);
+    while get(&replica.api, "/v1/status")["height"].as_u64().unwrap() < missed_until {
+        assert!(Instant::now() < caught_up, "the restarted replica did not catch up within 60 s");
+        std::thread::yield_now();
+    }
+    let on_replica = get(&replica.api, &format!("/v1/blocks/{missed_until}"));
+    let on_validator = get(&validator.api, &format!("/v1/blocks/{missed_until}"));
+    assert_eq!(on_replica["hash"], on_validator["hash"]);
 
     stop(&mut replica);
     stop(&mut validator);
