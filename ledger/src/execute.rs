@@ -148,12 +148,7 @@ pub fn execute(
     let mut next = state.clone();
     let receipts = advance_market(genesis, &mut next, header.timestamp_ms)?;
     for (index, tx) in block.transactions.iter().enumerate() {
-        let admitted = match signatures {
-            Signatures::Verify => tx.verify(&genesis.community_id).map_err(Rejection::from),
-            Signatures::AlreadyVerified => Ok(()),
-        }
-        .and_then(|()| admit(genesis, &mut next, header.timestamp_ms, tx));
-        if let Err(rejection) = admitted {
+        if let Err(rejection) = admit_signed(genesis, &mut next, header.timestamp_ms, tx, signatures) {
             return Err(BlockError::Inadmissible { index, kind: tx.tx.kind(), rejection });
         }
     }
@@ -216,12 +211,7 @@ pub fn build_block(
         }
         // Admission checks every rule before it changes anything, so a
         // rejection leaves `next` as it was.
-        let admitted = match signatures {
-            Signatures::Verify => tx.verify(&genesis.community_id).map_err(Rejection::from),
-            Signatures::AlreadyVerified => Ok(()),
-        }
-        .and_then(|()| admit(genesis, &mut next, timestamp_ms, &tx));
-        match admitted {
+        match admit_signed(genesis, &mut next, timestamp_ms, &tx, signatures) {
             Ok(()) => transactions.push(tx),
             Err(rejection) => left_out.push((tx, rejection)),
         }
@@ -519,6 +509,20 @@ fn bill(
         feed_in_nano,
         total_nano,
     })
+}
+
+/// Verifies `tx`'s signatures when `signatures` asks for it, then admits it.
+fn admit_signed(
+    genesis: &Genesis,
+    state: &mut State,
+    time_ms: u64,
+    tx: &SignedTx,
+    signatures: Signatures,
+) -> Result<(), Rejection> {
+    if signatures == Signatures::Verify {
+        tx.verify(&genesis.community_id)?;
+    }
+    admit(genesis, state, time_ms, tx)
 }
 
 /// Admits one transaction at block time `time_ms`: checks every rule, then
