@@ -24,6 +24,7 @@ pub fn router(client: Client) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/transactions", post(submit))
         .route("/v1/blocks/{height}", get(block))
+        .route("/v1/accounts/{key}", get(account))
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX))
         .with_state(client)
 }
@@ -141,4 +142,52 @@ fn block_json(certified: &CertifiedBlock) -> Value {
         "receipts": receipts,
         "certificate_signatures": certified.certificate.signatures.len(),
     })
+}
+
+/// An amount of nano-currency as an exact decimal string: `-1.500000000`.
+pub fn nano_to_decimal(nano: i128) -> String {
+    let sign = if nano < 0 { "-" } else { "" };
+    let magnitude = nano.unsigned_abs();
+    format!("{sign}{}.{:09}", magnitude / 1_000_000_000, magnitude % 1_000_000_000)
+}
+
+async fn account(State(client): State<Client>, Path(key): Path<String>) -> Response {
+    let Ok(public_key) = key.parse::<gridshare_ledger::ids::PublicKey>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_key",
+            format!("`{key}` is not a 64-digit hex public key"),
+        );
+    };
+    match client.account(public_key).await {
+        Ok(Some(view)) => axum::Json(json!({
+            "account": public_key.to_string(),
+            "currency": view.currency,
+            "balance": nano_to_decimal(view.balance_nano),
+            "reserved": nano_to_decimal(view.reserved_nano),
+            "credit_limit": nano_to_decimal(view.credit_limit_nano),
+            "available": nano_to_decimal(view.available_nano),
+            "open_offers": view.open_offers,
+            "last_nonce": view.last_nonce,
+        }))
+        .into_response(),
+        Ok(None) => {
+            error(StatusCode::NOT_FOUND, "unknown_account", format!("account {public_key} is not registered"))
+        }
+        Err(_) => unavailable(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nano_to_decimal;
+
+    #[test]
+    fn nano_amounts_are_exact_decimal_strings() {
+        assert_eq!(nano_to_decimal(0), "0.000000000");
+        assert_eq!(nano_to_decimal(100_000_000_000), "100.000000000");
+        assert_eq!(nano_to_decimal(-1_500_000_000), "-1.500000000");
+        assert_eq!(nano_to_decimal(1), "0.000000001");
+        assert_eq!(nano_to_decimal(i128::MIN), "-170141183460469231731687303715.884105728");
+    }
 }

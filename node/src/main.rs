@@ -67,7 +67,10 @@ Ctrl-C, then audit what it wrote: gridshare audit --data-dir DIR")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // Kademlia warns at start when a lone validator has no peer to
+            // bootstrap from, which is normal here; RUST_LOG overrides this.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,libp2p_kad=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();

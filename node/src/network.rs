@@ -22,6 +22,16 @@ pub const GOSSIP_BYTES_MAX: usize = 8 << 20;
 pub const SYNC_BLOCKS_MAX: u32 = 64;
 /// The sync protocol.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/sync/1");
+/// Gridshare's own Kademlia protocol: a community's DHT is not the IPFS one.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/kad/1");
+
+/// Kademlia without periodic bootstrap: peers come from the bootstrap list,
+/// identify and mDNS, and a lone validator has nobody to bootstrap from.
+fn kad_config() -> kad::Config {
+    let mut config = kad::Config::new(KAD_PROTOCOL);
+    config.set_periodic_bootstrap_interval(None);
+    config
+}
 
 /// The gossip topics of a community.
 #[derive(Clone, Debug)]
@@ -118,7 +128,11 @@ pub fn build_swarm(
                     key.public(),
                 )),
                 ping: ping::Behaviour::new(ping::Config::new()),
-                kademlia: kad::Behaviour::new(peer_id, kad::store::MemoryStore::new(peer_id)),
+                kademlia: kad::Behaviour::with_config(
+                    peer_id,
+                    kad::store::MemoryStore::new(peer_id),
+                    kad_config(),
+                ),
                 mdns: Toggle::from(mdns),
                 sync: request_response::cbor::Behaviour::new(
                     [(SYNC_PROTOCOL, ProtocolSupport::Full)],

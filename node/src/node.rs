@@ -47,6 +47,19 @@ pub enum Command {
     Submit { tx: Box<SignedTx>, reply: oneshot::Sender<Result<Hash, SubmitError>> },
     Status { reply: oneshot::Sender<Status> },
     Block { height: u64, reply: oneshot::Sender<Result<Option<CertifiedBlock>, String>> },
+    Account { key: gridshare_ledger::ids::PublicKey, reply: oneshot::Sender<Option<AccountView>> },
+}
+
+/// What `GET /v1/accounts/{key}` reports, in nano-currency.
+#[derive(Clone, Debug)]
+pub struct AccountView {
+    pub currency: String,
+    pub balance_nano: i128,
+    pub reserved_nano: i128,
+    pub credit_limit_nano: i128,
+    pub available_nano: i128,
+    pub open_offers: u32,
+    pub last_nonce: u64,
 }
 
 /// What `GET /v1/status` reports.
@@ -97,6 +110,13 @@ impl Client {
 
     pub async fn block(&self, height: u64) -> Result<Result<Option<CertifiedBlock>, String>, NodeGone> {
         self.ask(|reply| Command::Block { height, reply }).await
+    }
+
+    pub async fn account(
+        &self,
+        key: gridshare_ledger::ids::PublicKey,
+    ) -> Result<Option<AccountView>, NodeGone> {
+        self.ask(|reply| Command::Account { key, reply }).await
     }
 }
 
@@ -398,6 +418,18 @@ impl Node {
             }
             Command::Block { height, reply } => {
                 let _ = reply.send(self.store.block(height).map_err(|error| error.to_string()));
+            }
+            Command::Account { key, reply } => {
+                let view = self.state.accounts.get(&key).map(|account| AccountView {
+                    currency: self.genesis.currency.clone(),
+                    balance_nano: account.balance_nano,
+                    reserved_nano: account.reserved_nano,
+                    credit_limit_nano: account.credit_limit_nano,
+                    available_nano: account.available_nano(),
+                    open_offers: account.open_offers,
+                    last_nonce: account.last_nonce,
+                });
+                let _ = reply.send(view);
             }
         }
     }

@@ -97,6 +97,18 @@ fn a_dev_community_clears_settles_stops_and_passes_the_audit() {
     let clearing = clearing.unwrap();
     assert!(clearing["volume_wh"].as_u64().unwrap() > 0, "{clearing}");
 
+    // The households' accounts: 100 units credited, then trades and bills.
+    let household = gridshare_ledger::testkit::derived_key(1, 3, 0).public();
+    let (code, body) = http(&address, "GET", &format!("/v1/accounts/{household}"), "");
+    assert_eq!(code, 200, "{body}");
+    let account = json(&body);
+    assert_eq!(account["currency"], "EUR");
+    let balance = account["balance"].as_str().unwrap();
+    assert!(balance.contains('.') && balance.split('.').nth(1).unwrap().len() == 9, "{balance}");
+    // The seller has earned from its trades and feed-in: more than the 100 credited.
+    let units: i64 = balance.split('.').next().unwrap().parse().unwrap();
+    assert!(units >= 100 && balance != "100.000000000", "{balance}");
+
     // Bad input gets 4xx JSON errors.
     for (method, path, body, code, expected) in [
         ("POST", "/v1/transactions", "not json", 400, "bad_json"),
@@ -105,6 +117,8 @@ fn a_dev_community_clears_settles_stops_and_passes_the_audit() {
         ("POST", "/v1/transactions", "{}", 400, "bad_request"),
         ("GET", "/v1/blocks/x", "", 400, "bad_height"),
         ("GET", "/v1/blocks/99999999", "", 404, "not_found"),
+        ("GET", "/v1/accounts/xyz", "", 400, "bad_key"),
+        ("GET", &format!("/v1/accounts/{}", "ab".repeat(32)), "", 404, "unknown_account"),
     ] {
         let (status, response) = http(&address, method, path, body);
         assert_eq!(status, code, "{method} {path} {body}: {response}");
