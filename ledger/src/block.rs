@@ -58,16 +58,19 @@ pub struct CertifiedBlock {
     pub certificate: CommitCertificate,
 }
 
+/// RFC 6962 leaf hashes of the canonical bytes of `items`.
+fn leaf_hashes<T: BorshSerialize>(items: &[T]) -> Vec<Hash> {
+    items.iter().map(|item| merkle::leaf_hash(&to_bytes(item))).collect()
+}
+
 /// RFC 6962 root over the canonical bytes of the transactions.
 pub fn tx_root(transactions: &[SignedTx]) -> Hash {
-    let leaves: Vec<Hash> = transactions.iter().map(|tx| merkle::leaf_hash(&to_bytes(tx))).collect();
-    merkle::root(&leaves)
+    merkle::root(&leaf_hashes(transactions))
 }
 
 /// RFC 6962 root over the canonical bytes of the receipts.
 pub fn receipt_root(receipts: &[Receipt]) -> Hash {
-    let leaves: Vec<Hash> = receipts.iter().map(|receipt| merkle::leaf_hash(&to_bytes(receipt))).collect();
-    merkle::root(&leaves)
+    merkle::root(&leaf_hashes(receipts))
 }
 
 /// What executing a block derived. Variant order is part of the format.
@@ -277,15 +280,12 @@ pub enum InclusionError {
 impl Block {
     /// An inclusion proof of transaction `index` against this block's header.
     pub fn prove_transaction(&self, index: usize) -> Option<merkle::InclusionProof> {
-        let leaves: Vec<Hash> = self.transactions.iter().map(|tx| merkle::leaf_hash(&to_bytes(tx))).collect();
-        merkle::prove(&leaves, index)
+        merkle::prove(&leaf_hashes(&self.transactions), index)
     }
 
     /// An inclusion proof of receipt `index` against this block's header.
     pub fn prove_receipt(&self, index: usize) -> Option<merkle::InclusionProof> {
-        let leaves: Vec<Hash> =
-            self.receipts.iter().map(|receipt| merkle::leaf_hash(&to_bytes(receipt))).collect();
-        merkle::prove(&leaves, index)
+        merkle::prove(&leaf_hashes(&self.receipts), index)
     }
 }
 
@@ -298,10 +298,7 @@ impl BlockHeader {
         tx: &SignedTx,
         proof: &merkle::InclusionProof,
     ) -> Result<(), InclusionError> {
-        if proof.tree_size != u64::from(self.tx_count) {
-            return Err(InclusionError::WrongTreeSize { proof: proof.tree_size, header: self.tx_count });
-        }
-        Ok(proof.verify(&to_bytes(tx), &self.tx_root)?)
+        verify_inclusion(tx, proof, &self.tx_root, self.tx_count)
     }
 
     /// Checks that `receipt` is in the block of this header.
@@ -310,9 +307,20 @@ impl BlockHeader {
         receipt: &Receipt,
         proof: &merkle::InclusionProof,
     ) -> Result<(), InclusionError> {
-        if proof.tree_size != u64::from(self.receipt_count) {
-            return Err(InclusionError::WrongTreeSize { proof: proof.tree_size, header: self.receipt_count });
-        }
-        Ok(proof.verify(&to_bytes(receipt), &self.receipt_root)?)
+        verify_inclusion(receipt, proof, &self.receipt_root, self.receipt_count)
     }
+}
+
+/// Checks `proof` for `item` against a root and the item count the header
+/// commits to: RFC 6962 proofs do not bind the tree size themselves.
+fn verify_inclusion<T: BorshSerialize>(
+    item: &T,
+    proof: &merkle::InclusionProof,
+    root: &Hash,
+    count: u32,
+) -> Result<(), InclusionError> {
+    if proof.tree_size != u64::from(count) {
+        return Err(InclusionError::WrongTreeSize { proof: proof.tree_size, header: count });
+    }
+    Ok(proof.verify(&to_bytes(item), root)?)
 }
