@@ -19,7 +19,7 @@ use crate::genesis::Genesis;
 use crate::ids::SignatureError;
 use crate::state::State;
 use crate::store::{Store, StoreError};
-use crate::tx::SignatureCheck;
+use crate::tx::{SignatureCheck, verify_batch};
 
 /// At most this many findings are listed; the rest are counted.
 pub const FINDINGS_MAX: usize = 10_000;
@@ -250,12 +250,7 @@ fn push(report: &mut Report, finding: Finding) {
 /// Batch-verifies a chunk; on failure, verifies one by one to name the bad
 /// ones. Batch and single verification agree under ZIP-215 rules.
 fn verify_chunk(chunk: &[(usize, usize, SignatureCheck)]) -> Vec<(usize, usize, SignatureError)> {
-    let mut batch = ed25519_zebra::batch::Verifier::new();
-    for (_, _, check) in chunk {
-        let key = ed25519_zebra::VerificationKeyBytes::from(check.key.0);
-        batch.queue((key, ed25519_zebra::Signature::from(check.signature.0), &check.message));
-    }
-    if batch.verify(rand_core::OsRng).is_ok() {
+    if verify_batch(chunk.iter().map(|(_, _, check)| check)).is_ok() {
         return Vec::new();
     }
     chunk

@@ -101,6 +101,42 @@ pub enum Rejection {
     Overflow,
 }
 
+impl Rejection {
+    /// A stable machine code for the reason, as the node's API reports it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::BadSignature(_) => "bad_signature",
+            Rejection::NotARegistrar(_) => "not_a_registrar",
+            Rejection::UnknownAccount(_) => "unknown_account",
+            Rejection::AccountExists(_) => "account_exists",
+            Rejection::UnknownMeter(_) => "unknown_meter",
+            Rejection::MeterExists(_) => "meter_exists",
+            Rejection::StaleNonce { .. } => "stale_nonce",
+            Rejection::IntervalClosed { .. } => "interval_closed",
+            Rejection::IntervalTooFarAhead { .. } => "interval_too_far_ahead",
+            Rejection::EnergyOutOfRange { .. } => "energy_out_of_range",
+            Rejection::EnergyAboveMeterLimit { .. } => "energy_above_meter_limit",
+            Rejection::PriceOutOfRange { .. } => "price_out_of_range",
+            Rejection::BothSides { .. } => "both_sides",
+            Rejection::InsufficientFunds { .. } => "insufficient_funds",
+            Rejection::ForeignMeter { .. } => "foreign_meter",
+            Rejection::StaleAttestation { .. } => "stale_attestation",
+            Rejection::ReadingNotIncreasing { .. } => "reading_not_increasing",
+            Rejection::RegisterDecreased { .. } => "register_decreased",
+            Rejection::ReadingBeforeIntervalEnd { .. } => "reading_before_interval_end",
+            Rejection::TooManyOpenOffers { .. } => "too_many_open_offers",
+            Rejection::TooManyOffersInInterval { .. } => "too_many_offers_in_interval",
+            Rejection::UnknownOffer(_) => "unknown_offer",
+            Rejection::NotYourOffer { .. } => "not_your_offer",
+            Rejection::InvalidAmount { .. } => "invalid_amount",
+            Rejection::TextTooLong { .. } => "text_too_long",
+            Rejection::TariffsNotInFuture { .. } => "tariffs_not_in_future",
+            Rejection::TariffTooHigh => "tariff_too_high",
+            Rejection::Overflow => "overflow",
+        }
+    }
+}
+
 /// Why a block is invalid.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BlockError {

@@ -224,3 +224,21 @@ impl SignatureCheck {
         self.key.verify(&self.message, &self.signature)
     }
 }
+
+/// Verifies `checks` as one batch (about twice as fast as one by one); on a
+/// failure, one by one, so the result names the first bad one. Batch and
+/// single verification agree under ZIP-215, so the random batch
+/// coefficients cannot change the verdict.
+pub fn verify_batch<'a>(
+    checks: impl IntoIterator<Item = &'a SignatureCheck> + Clone,
+) -> Result<(), SignatureError> {
+    let mut batch = ed25519_zebra::batch::Verifier::new();
+    for check in checks.clone() {
+        let key = ed25519_zebra::VerificationKeyBytes::from(check.key.0);
+        batch.queue((key, ed25519_zebra::Signature::from(check.signature.0), &check.message));
+    }
+    if batch.verify(rand_core::OsRng).is_ok() {
+        return Ok(());
+    }
+    checks.into_iter().try_for_each(SignatureCheck::verify)
+}
