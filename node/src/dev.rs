@@ -5,6 +5,7 @@
 //! transactions exactly as real wallets and meters do.
 
 use gridshare_ledger::genesis::{MarketParams, Mechanism};
+use gridshare_ledger::state::State;
 use gridshare_ledger::testkit::{TestCommunity, test_market};
 use gridshare_ledger::tx::{Side, SignedTx};
 
@@ -46,6 +47,31 @@ impl DevHouseholds {
             last_offered: None,
             nonces: [0, 0],
         }
+    }
+
+    /// The households of a dev community that already has a ledger: what
+    /// they did so far is read back from its state.
+    pub fn resume(community: TestCommunity, state: &State) -> DevHouseholds {
+        let mut households = DevHouseholds::new(community);
+        let seller = households.community.households.first().map(|household| household.account.public());
+        households.last_offered = state
+            .offers
+            .values()
+            .filter(|offer| Some(offer.account) == seller)
+            .map(|offer| offer.interval)
+            .max();
+        for (index, household) in households.community.households.iter().enumerate().take(2) {
+            let Some(account) = state.accounts.get(&household.account.public()) else { continue };
+            households.registered = true;
+            households.nonces[index] = account.last_nonce;
+            if let Some(reading) =
+                state.meters.get(&household.meter.public()).and_then(|meter| meter.last_reading)
+            {
+                households.registers[index] = (reading.import_wh_total, reading.export_wh_total);
+                households.last_read = Some(reading.interval);
+            }
+        }
+        households
     }
 
     /// What the households and the registrar submit at `time_ms`: the

@@ -1,10 +1,14 @@
-//! gridshare-node: block production, storage, the mempool and the local
-//! HTTP API of a Gridshare community. This version runs a dev community
-//! with a single local validator; the libp2p market swarm and BFT consensus
-//! (docs/NODE-PLAN.md) plug into the same event loop.
+//! gridshare-node: the libp2p market swarm, block production with one
+//! validator, verifying replicas, the mempool, the query index and the local
+//! HTTP API of a Gridshare community. BFT consensus among several validators
+//! (docs/NODE-PLAN.md) plugs into the same event loop.
 
 pub mod api;
+pub mod config;
 pub mod dev;
+pub mod genesis_file;
+pub mod index;
 pub mod mempool;
+pub mod metrics;
 pub mod network;
 pub mod node;

@@ -1,12 +1,18 @@
-//! `gridshare-node`: parses arguments, starts the event loop and the HTTP
-//! API, and stops both on Ctrl-C or SIGTERM. No logic lives here.
+//! `gridshare-node`: parses arguments, writes genesis files and data
+//! directories, starts the event loop and the HTTP API, and stops both on
+//! Ctrl-C or SIGTERM. No logic lives here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use gridshare_node::node::{GENESIS_FILE_NAME, NodeConfig, Started, start_dev, start_replica};
+use gridshare_ledger::encoding::to_bytes;
+use gridshare_node::config::{self, CONFIG_FILE_NAME, GENESIS_FILE_NAME};
+use gridshare_node::genesis_file::{self, GenesisOptions};
+use gridshare_node::node::{
+    DEV_KEYS_DIR_NAME, NodeConfig, Started, default_data_dir, has_ledger, now_ms, start, start_dev,
+};
 use libp2p::Multiaddr;
 
 #[derive(Debug, Parser)]
@@ -18,49 +24,98 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a node.
-    #[command(after_help = "Example:
+    /// Run a node: the community's validator or a household's replica.
+    #[command(after_help = "Examples:
   gridshare-node run --dev
-  gridshare-node run --dev --data-dir ./dev-ledger --api 127.0.0.1:8700
-  gridshare-node run --genesis ./dev-ledger/genesis.bin --api 127.0.0.1:8701 \\
+  gridshare-node run --data-dir ./node
+  gridshare-node run --genesis ./dev/genesis.bin --data-dir ./replica --api 127.0.0.1:8701 \\
       --bootstrap /ip4/127.0.0.1/tcp/PORT/p2p/PEER_ID
 
-A dev community has one validator, a registrar and two households with
-simulated meters; an interval clears every 10 seconds. A replica follows it:
-it verifies each block's certificate and re-executes it. Stop a node with
-Ctrl-C, then audit what it wrote: gridshare audit --data-dir DIR")]
-    Run {
-        /// Run a one-validator dev community that writes its genesis into
-        /// the data directory for replicas.
-        #[arg(long, required_unless_present = "genesis", conflicts_with = "genesis")]
-        dev: bool,
-        /// Run a replica (a household's non-voting node) of the community of
-        /// this genesis file; it verifies and executes every certified block.
-        #[arg(long, value_name = "FILE")]
-        genesis: Option<PathBuf>,
-        /// Where the ledger is stored (default: a new directory under the
-        /// system's temporary directory).
+--dev runs a one-validator dev community with a registrar and two households
+with simulated meters; an interval clears every 10 seconds. Its registrar key
+is written to DATA_DIR/dev-keys/registrar.seed for `gridshare keys import`.
+Without --dev the data directory (made by `gridshare-node init`) decides: the
+node is the validator if its validator key is the genesis's validator, and a
+replica otherwise, which verifies each block's certificate and re-executes
+it. Stop a node with Ctrl-C; it finishes the block being stored.")]
+    Run(Box<RunArgs>),
+    /// Create a data directory: node key, validator key and a commented
+    /// config file, and the community's genesis if given.
+    #[command(after_help = "Examples:
+  gridshare-node init --data-dir ./validator          (prints the validator key for the genesis)
+  gridshare-node init --data-dir ./validator --genesis genesis.bin
+
+Running it again keeps the keys and config; a genesis of another community
+is refused.")]
+    Init {
+        /// The data directory (default: the platform's data directory).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
-        /// Address of the local HTTP API.
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700")]
-        api: SocketAddr,
-        /// Where the market swarm listens.
-        #[arg(long, value_name = "MULTIADDR", default_value = "/ip4/0.0.0.0/tcp/0")]
-        p2p: Multiaddr,
-        /// Peers to dial at start, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3Koo...
-        #[arg(long, value_name = "MULTIADDR")]
-        bootstrap: Vec<Multiaddr>,
-        /// Do not discover peers on the LAN with mDNS.
-        #[arg(long)]
-        no_mdns: bool,
-        /// Target time between blocks (dev validator).
-        #[arg(long, value_name = "MS", default_value_t = 1_000)]
-        block_time_ms: u64,
-        /// Length of a delivery interval in the dev community.
-        #[arg(long, value_name = "MS", default_value_t = gridshare_node::dev::DEV_INTERVAL_MS)]
-        interval_ms: u64,
+        /// The community's genesis file, from `gridshare-node genesis new`.
+        #[arg(long, value_name = "FILE")]
+        genesis: Option<PathBuf>,
     },
+    /// Write or inspect a community's genesis.
+    #[command(subcommand)]
+    Genesis(GenesisCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GenesisCommand {
+    /// Write the genesis of a new community.
+    #[command(after_help = "Example:
+  gridshare-node genesis new --name \"Sunny Street\" --currency EUR \\
+      --validator $(cat validator-key.hex) --registrar REGISTRAR_KEY \\
+      --interval-ms 900000 --import-tariff 0.30 --feed-in-tariff 0.08 --network-fee 0.01 \\
+      --out genesis.bin
+
+Validator keys come from `gridshare-node init` (it prints them); registrar
+keys from `gridshare keys new NAME --role registrar`. Prices are in currency
+per kWh with at most 6 decimals.")]
+    New {
+        #[command(flatten)]
+        options: Box<GenesisOptions>,
+        /// Where to write the genesis (canonical bytes).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print a genesis file as JSON.
+    #[command(after_help = "Example:\n  gridshare-node genesis show genesis.bin")]
+    Show { file: PathBuf },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Run a one-validator dev community (a new one, or the one already in
+    /// the data directory).
+    #[arg(long)]
+    dev: bool,
+    /// Join the community of this genesis file (the data directory is
+    /// initialized with it first).
+    #[arg(long, value_name = "FILE", conflicts_with = "dev")]
+    genesis: Option<PathBuf>,
+    /// The data directory (default: the platform's data directory; with
+    /// --dev a new directory under the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address of the local HTTP API [config: api].
+    #[arg(long, value_name = "ADDR")]
+    api: Option<SocketAddr>,
+    /// Where the market swarm listens [config: p2p_listen].
+    #[arg(long, value_name = "MULTIADDR")]
+    p2p: Option<Multiaddr>,
+    /// Peers to dial at start, in addition to the config's [config: bootstrap].
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<Multiaddr>,
+    /// Do not discover peers on the LAN with mDNS [config: mdns].
+    #[arg(long)]
+    no_mdns: bool,
+    /// Target time between blocks, for a validator [config: block_time_ms].
+    #[arg(long, value_name = "MS")]
+    block_time_ms: Option<u64>,
+    /// Length of a delivery interval in a new dev community.
+    #[arg(long, value_name = "MS", default_value_t = gridshare_node::dev::DEV_INTERVAL_MS)]
+    interval_ms: u64,
 }
 
 #[tokio::main]
@@ -74,34 +129,93 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Run { dev, genesis, data_dir, api, p2p, bootstrap, no_mdns, block_time_ms, interval_ms } =
-        Cli::parse().command;
-    let data_dir = match data_dir {
-        Some(dir) => dir,
-        None => std::env::temp_dir().join(format!("gridshare-node-{}", std::process::id())),
+    match Cli::parse().command {
+        Command::Run(args) => run(*args).await,
+        Command::Init { data_dir, genesis } => {
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let made = config::init(&data_dir, genesis.as_deref())?;
+            println!("Data dir:      {}", data_dir.display());
+            println!("Config:        {}", data_dir.join(CONFIG_FILE_NAME).display());
+            println!("Validator key: {}", made.validator_key.public());
+            match made.genesis {
+                Some(genesis) => {
+                    let role = if genesis.voting_power_of(&made.validator_key.public()).is_some() {
+                        "validator"
+                    } else {
+                        "replica"
+                    };
+                    println!("Community:     {} {} ({role})", genesis.name, genesis.community_id);
+                    println!("Next:          gridshare-node run --data-dir {}", data_dir.display());
+                }
+                None => println!(
+                    "Next:          put the validator key in the genesis (gridshare-node genesis new --validator KEY ...),\n               then: gridshare-node init --data-dir {} --genesis FILE",
+                    data_dir.display()
+                ),
+            }
+            Ok(())
+        }
+        Command::Genesis(GenesisCommand::New { options, out }) => {
+            let genesis = genesis_file::build(&options, now_ms()).map_err(anyhow::Error::msg)?;
+            if out.exists() {
+                anyhow::bail!("{} exists; choose another --out", out.display());
+            }
+            std::fs::write(&out, to_bytes(&genesis))
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("{}", serde_json::to_string_pretty(&genesis_file::summary(&genesis))?);
+            eprintln!("Wrote {}", out.display());
+            Ok(())
+        }
+        Command::Genesis(GenesisCommand::Show { file }) => {
+            let genesis = config::read_genesis(&file)?;
+            println!("{}", serde_json::to_string_pretty(&genesis_file::summary(&genesis))?);
+            Ok(())
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let data_dir = match (&args.data_dir, args.dev) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => std::env::temp_dir().join(format!("gridshare-dev-{}", std::process::id())),
+        (None, false) => default_data_dir(),
     };
-    let config =
-        NodeConfig { data_dir: data_dir.clone(), block_time_ms, p2p_listen: p2p, bootstrap, mdns: !no_mdns };
+    if let Some(genesis) = &args.genesis {
+        config::init(&data_dir, Some(genesis))?;
+    }
+    let file = config::read_config(&data_dir)?;
+    let api = args.api.unwrap_or(file.api);
+    let mut bootstrap = file.bootstrap;
+    bootstrap.extend(args.bootstrap);
+    let config = NodeConfig {
+        data_dir: data_dir.clone(),
+        block_time_ms: args.block_time_ms.unwrap_or(file.block_time_ms),
+        p2p_listen: args.p2p.unwrap_or(file.p2p_listen),
+        bootstrap,
+        mdns: file.mdns && !args.no_mdns,
+    };
     // Bind the API first, so a busy port fails before anything is written.
     let listener =
         tokio::net::TcpListener::bind(api).await.with_context(|| format!("cannot listen on {api}"))?;
-    let started = match (dev, genesis) {
-        (true, _) => start_dev(config, interval_ms, shutdown_signal()).await?,
-        (false, Some(genesis)) => start_replica(config, &genesis, shutdown_signal()).await?,
-        (false, None) => anyhow::bail!("give --dev or --genesis FILE"),
+    let resumed = has_ledger(&data_dir);
+    let started = if args.dev {
+        start_dev(config, args.interval_ms, shutdown_signal()).await?
+    } else {
+        start(config, shutdown_signal()).await?
     };
-    let Started { client, genesis, peer_id, listen_addresses, event_loop } = started;
+    let Started { client, genesis, peer_id, listen_addresses, validator, event_loop } = started;
     let address = listener.local_addr()?;
-    let role = if dev { "validator" } else { "replica" };
-    println!("{} {} is running ({role})", genesis.name, genesis.community_id);
+    let role = if validator { "validator" } else { "replica" };
+    let how = if resumed { "resumed" } else { "started" };
+    println!("{} {} {how} ({role})", genesis.name, genesis.community_id);
     println!("API:      http://{address}/v1/status");
     for listen in &listen_addresses {
         println!("P2P:      {listen}/p2p/{peer_id}");
     }
-    println!("Data dir: {}", data_dir.display());
-    if dev {
+    if args.dev {
         println!("Genesis:  {}", data_dir.join(GENESIS_FILE_NAME).display());
+        println!("Registrar key: {}", data_dir.join(DEV_KEYS_DIR_NAME).join("registrar.seed").display());
     }
+    println!("Data dir: {}", data_dir.display());
     let server = axum::serve(listener, gridshare_node::api::router(client));
     tokio::select! {
         result = event_loop => result?,

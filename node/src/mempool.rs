@@ -1,31 +1,54 @@
 //! The mempool: transactions admitted against the state the next block will
-//! start from, waiting for a block. Bounded in total and per signer; a
-//! transaction stays until it is included, or is dropped when a block makes
-//! it inadmissible (its interval's gate closed, its nonce used, ...).
+//! start from, waiting for a block.
+//!
+//! Rules (docs/API.md refers here):
+//! - Bounds: [`MEMPOOL_TRANSACTIONS_MAX`] transactions and
+//!   [`MEMPOOL_BYTES_MAX`] bytes in total, [`MEMPOOL_PER_SIGNER_MAX`] per
+//!   signer, [`MEMPOOL_PER_INTERVAL_MAX`] offers per delivery interval. A
+//!   transaction beyond a bound is refused (never another one evicted), so
+//!   an admitted transaction stays admitted: the sender retries after the
+//!   next block.
+//! - Admission: signatures verified, then the ledger's own admission rules on
+//!   the committed state with every waiting transaction applied, so the
+//!   waiting set is always a valid block body in arrival order.
+//! - A transaction leaves when a block includes it, or when, re-admitted on
+//!   the new state after a block, it no longer fits: its interval's gate
+//!   closed (expired), its nonce was used, its funds are gone (invalidated).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gridshare_ledger::Hash;
+use gridshare_ledger::encoding::to_bytes;
 use gridshare_ledger::execute::{Rejection, admit};
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::PublicKey;
 use gridshare_ledger::state::State;
-use gridshare_ledger::tx::SignedTx;
+use gridshare_ledger::tx::{SignedTx, Tx};
 
 /// At most this many transactions wait for a block.
 pub const MEMPOOL_TRANSACTIONS_MAX: usize = 20_000;
+/// At most this many bytes (canonical encodings) wait.
+pub const MEMPOOL_BYTES_MAX: usize = 16 << 20;
 /// At most this many from one signer.
 pub const MEMPOOL_PER_SIGNER_MAX: usize = 64;
+/// At most this many offers for one delivery interval.
+pub const MEMPOOL_PER_INTERVAL_MAX: usize = 10_000;
 
 /// Why the mempool refused a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
-    #[error("the transaction is not admissible: {0}")]
+    #[error("{0}")]
     Rejected(#[from] Rejection),
-    #[error("the mempool is full ({MEMPOOL_TRANSACTIONS_MAX} transactions): try again after the next block")]
+    #[error(
+        "the mempool is full ({MEMPOOL_TRANSACTIONS_MAX} transactions or {MEMPOOL_BYTES_MAX} bytes): try again after the next block"
+    )]
     Full,
-    #[error("{0} already has {MEMPOOL_PER_SIGNER_MAX} transactions waiting")]
+    #[error("{0} already has {MEMPOOL_PER_SIGNER_MAX} transactions waiting: try again after the next block")]
     SignerFull(PublicKey),
+    #[error(
+        "interval {0} already has {MEMPOOL_PER_INTERVAL_MAX} offers waiting: try again after the next block"
+    )]
+    IntervalFull(u64),
     #[error("transaction {0} is already waiting")]
     Duplicate(Hash),
 }
@@ -34,14 +57,25 @@ pub enum SubmitError {
 #[derive(Debug)]
 pub struct Mempool {
     transactions: Vec<(Hash, SignedTx)>,
+    /// Where each waiting transaction is in `transactions`.
+    ids: BTreeMap<Hash, usize>,
+    bytes: usize,
     per_signer: BTreeMap<PublicKey, usize>,
+    per_interval: BTreeMap<u64, usize>,
     /// The committed state with every waiting transaction applied.
     pending: State,
 }
 
 impl Mempool {
     pub fn new(committed: State) -> Mempool {
-        Mempool { transactions: Vec::new(), per_signer: BTreeMap::new(), pending: committed }
+        Mempool {
+            transactions: Vec::new(),
+            ids: BTreeMap::new(),
+            bytes: 0,
+            per_signer: BTreeMap::new(),
+            per_interval: BTreeMap::new(),
+            pending: committed,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -52,25 +86,59 @@ impl Mempool {
         self.transactions.is_empty()
     }
 
+    /// The committed state with every waiting transaction applied: what the
+    /// next transaction is admitted against (its nonces, balances, offers).
+    pub fn pending(&self) -> &State {
+        &self.pending
+    }
+
+    pub fn contains(&self, id: &Hash) -> bool {
+        self.ids.contains_key(id)
+    }
+
+    /// Whether exactly `tx` (signatures included) is waiting: its signatures
+    /// were verified when it was admitted.
+    pub fn holds(&self, id: &Hash, tx: &SignedTx) -> bool {
+        self.ids
+            .get(id)
+            .and_then(|&position| self.transactions.get(position))
+            .is_some_and(|(_, waiting)| waiting == tx)
+    }
+
     /// Verifies the signatures and admits `tx` at `time_ms` (the earliest
     /// time of the next block) on top of everything already waiting.
     pub fn submit(&mut self, genesis: &Genesis, time_ms: u64, tx: SignedTx) -> Result<Hash, SubmitError> {
         let id = tx.id(&genesis.community_id);
-        if self.transactions.iter().any(|(waiting, _)| *waiting == id) {
+        if self.ids.contains_key(&id) {
             return Err(SubmitError::Duplicate(id));
         }
-        if self.transactions.len() >= MEMPOOL_TRANSACTIONS_MAX {
+        let size = to_bytes(&tx).len();
+        if self.transactions.len() >= MEMPOOL_TRANSACTIONS_MAX || self.bytes + size > MEMPOOL_BYTES_MAX {
             return Err(SubmitError::Full);
         }
         let signer = tx.tx.signer();
         if self.per_signer.get(&signer).copied().unwrap_or(0) >= MEMPOOL_PER_SIGNER_MAX {
             return Err(SubmitError::SignerFull(signer));
         }
+        if let Some(interval) = offer_interval(&tx)
+            && self.per_interval.get(&interval).copied().unwrap_or(0) >= MEMPOOL_PER_INTERVAL_MAX
+        {
+            return Err(SubmitError::IntervalFull(interval));
+        }
         tx.verify(&genesis.community_id).map_err(Rejection::from)?;
         admit(genesis, &mut self.pending, time_ms, &tx)?;
-        *self.per_signer.entry(signer).or_default() += 1;
-        self.transactions.push((id, tx));
+        self.insert(id, tx, size);
         Ok(id)
+    }
+
+    fn insert(&mut self, id: Hash, tx: SignedTx, size: usize) {
+        *self.per_signer.entry(tx.tx.signer()).or_default() += 1;
+        if let Some(interval) = offer_interval(&tx) {
+            *self.per_interval.entry(interval).or_default() += 1;
+        }
+        self.ids.insert(id, self.transactions.len());
+        self.bytes += size;
+        self.transactions.push((id, tx));
     }
 
     /// The waiting transactions, in arrival order, for the next block.
@@ -87,9 +155,12 @@ impl Mempool {
         included: &[SignedTx],
         time_ms: u64,
     ) -> Vec<(Hash, Rejection)> {
-        let included: Vec<Hash> = included.iter().map(|tx| tx.id(&genesis.community_id)).collect();
+        let included: BTreeSet<Hash> = included.iter().map(|tx| tx.id(&genesis.community_id)).collect();
         let waiting = std::mem::take(&mut self.transactions);
+        self.ids.clear();
+        self.bytes = 0;
         self.per_signer.clear();
+        self.per_interval.clear();
         self.pending = committed.clone();
         let mut dropped = Vec::new();
         for (id, tx) in waiting {
@@ -99,12 +170,53 @@ impl Mempool {
             // Signatures were verified on submission.
             match admit(genesis, &mut self.pending, time_ms, &tx) {
                 Ok(()) => {
-                    *self.per_signer.entry(tx.tx.signer()).or_default() += 1;
-                    self.transactions.push((id, tx));
+                    let size = to_bytes(&tx).len();
+                    self.insert(id, tx, size);
                 }
                 Err(rejection) => dropped.push((id, rejection)),
             }
         }
         dropped
+    }
+}
+
+fn offer_interval(tx: &SignedTx) -> Option<u64> {
+    match &tx.tx {
+        Tx::Offer(offer) => Some(offer.interval),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridshare_ledger::testkit::{TestCommunity, test_market};
+    use gridshare_ledger::tx::Side;
+
+    #[test]
+    fn admitted_transactions_wait_until_included_or_expired() {
+        let mut community = TestCommunity::new(5, 2, test_market(), 0);
+        let genesis = community.genesis.clone();
+        let mut state = State::genesis(&genesis);
+        for tx in community.registrations() {
+            admit(&genesis, &mut state, 1, &tx).unwrap();
+        }
+        let mut mempool = Mempool::new(state.clone());
+        let attestation = community.reading(0, 0, 0, 0);
+        let offer = community.offer_tx(0, 1, 3, Side::Sell, 100, 50_000, attestation);
+        let id = mempool.submit(&genesis, 1_000, offer.clone()).unwrap();
+        assert!(mempool.contains(&id));
+        assert_eq!(mempool.submit(&genesis, 1_000, offer.clone()), Err(SubmitError::Duplicate(id)));
+        // Replayed nonce: the same account's next offer needs a larger one.
+        let replay = community.offer_tx(0, 1, 4, Side::Sell, 100, 50_000, attestation);
+        assert!(matches!(
+            mempool.submit(&genesis, 1_000, replay),
+            Err(SubmitError::Rejected(Rejection::StaleNonce { .. }))
+        ));
+        // A block without it, after gate closure of interval 3 (3,000 - 500 ms).
+        let dropped = mempool.after_block(&genesis, &state, &[], 2_600);
+        assert_eq!(dropped.len(), 1);
+        assert!(matches!(dropped[0].1, Rejection::IntervalClosed { .. }), "{:?}", dropped[0].1);
+        assert!(mempool.is_empty() && !mempool.contains(&id));
     }
 }

@@ -11,13 +11,28 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, Swarm, SwarmBuilder, identify, identity, kad, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits, identify, identity, kad, mdns,
+    noise, ping, tcp, yamux,
+};
 use serde::{Deserialize, Serialize};
 
 use gridshare_ledger::ids::CommunityId;
 
 /// The largest gossip message: a block of the largest size we produce.
 pub const GOSSIP_BYTES_MAX: usize = 8 << 20;
+/// The largest gossiped transaction (an offer is about 300 bytes); a larger
+/// one is rejected and counts against its sender.
+pub const TX_BYTES_MAX: usize = 4 * 1024;
+/// At most this many peers are banned for sending invalid data.
+pub const BANNED_PEERS_MAX: usize = 1_024;
+/// A peer whose gossip score falls below this (gossipsub's graylist
+/// threshold) is disconnected and banned.
+pub const BAN_SCORE: f64 = -80.0;
+/// Established connections at most: in total, incoming, and per peer.
+pub const CONNECTIONS_MAX: u32 = 512;
+pub const INCOMING_CONNECTIONS_MAX: u32 = 256;
+pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
 /// The most blocks one catch-up response carries.
 pub const SYNC_BLOCKS_MAX: u32 = 64;
 /// The sync protocol.
@@ -56,22 +71,53 @@ pub struct SyncRequest {
     pub max_blocks: u32,
 }
 
-/// Certified blocks in height order, each its canonical (borsh) bytes.
+/// Certified blocks in height order, each its canonical (borsh) bytes, and
+/// the responder's height (so the requester knows whether to ask again).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncResponse {
     pub blocks: Vec<Vec<u8>>,
+    pub tip_height: u64,
 }
 
 /// Every protocol of the market swarm.
 #[derive(NetworkBehaviour)]
 #[allow(missing_debug_implementations)] // libp2p behaviours are not Debug.
 pub struct Behaviour {
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub limits: connection_limits::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub kademlia: kad::Behaviour<kad::store::MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+}
+
+/// Gossip scoring for a community's topics. Traffic is sparse (a block a
+/// second, offers now and then), so the delivery-rate penalties that suit
+/// busy topics are off; what counts is invalid messages: their count,
+/// squared, times -6, so four in quick succession take a peer below the
+/// graylist threshold (-80), where gossipsub ignores it and the node
+/// disconnects and bans it. An honest peer that relays one stale
+/// transaction in a race scores -6 and recovers as the count decays by 10%
+/// a second.
+fn peer_score_params(topics: &Topics) -> gossipsub::PeerScoreParams {
+    let topic = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.0,
+        first_message_deliveries_weight: 0.1,
+        first_message_deliveries_cap: 100.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -6.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..gossipsub::TopicScoreParams::default()
+    };
+    let mut params = gossipsub::PeerScoreParams::default();
+    for topic_hash in [topics.transactions.hash(), topics.blocks.hash()] {
+        params.topics.insert(topic_hash, topic.clone());
+    }
+    params
 }
 
 /// Why the swarm could not be built.
@@ -110,10 +156,7 @@ pub fn build_swarm(
                 gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
                     .map_err(failed)?;
             gossipsub
-                .with_peer_score(
-                    gossipsub::PeerScoreParams::default(),
-                    gossipsub::PeerScoreThresholds::default(),
-                )
+                .with_peer_score(peer_score_params(&topics), gossipsub::PeerScoreThresholds::default())
                 .map_err(failed)?;
             let peer_id = key.public().to_peer_id();
             let mdns = if enable_mdns {
@@ -122,6 +165,13 @@ pub fn build_swarm(
                 None
             };
             Ok(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
+                limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_established(Some(CONNECTIONS_MAX))
+                        .with_max_established_incoming(Some(INCOMING_CONNECTIONS_MAX))
+                        .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX)),
+                ),
                 gossipsub,
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/gridshare/1".into(),

@@ -1,85 +1,102 @@
-//! The node's one event loop: a timer produces blocks, commands from the
-//! HTTP API are answered, a shutdown signal ends the loop after the block
-//! being stored. The rest of the node talks to it through a [`Client`].
+//! The node's one event loop: a timer produces blocks (on the community's
+//! validator), the market swarm delivers gossip and catch-up responses,
+//! commands from the HTTP API are answered, and a shutdown signal ends the
+//! loop after the block being stored. The rest of the node talks to it
+//! through a [`Client`].
 //!
-//! This version produces blocks with a single local validator (the dev
-//! community); BFT consensus replaces `produce_block` behind the same loop.
+//! Blocks are made by a single validator ([`Producer`]); BFT consensus
+//! replaces `produce_block` behind the same loop (docs/NODE-PLAN.md).
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gridshare_ledger::Hash;
-use gridshare_ledger::block::{CertifiedBlock, Receipt};
+use gridshare_ledger::block::{
+    CertifiedBlock, ClearingReceipt, CommitCertificate, Receipt, SettlementReceipt,
+};
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
-use gridshare_ledger::execute::{Rejection, Signatures, execute};
+use gridshare_ledger::execute::{Rejection, Signatures, build_block, execute};
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::state::State;
 use gridshare_ledger::store::{RedbStore, STORE_FILE_NAME, Store, StoreError};
-use gridshare_ledger::testkit::{LocalValidator, TestCommunity};
-use gridshare_ledger::tx::SignedTx;
+use gridshare_ledger::testkit::TestCommunity;
+use gridshare_ledger::tx::{SignedTx, verify_batch};
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, mdns, request_response};
-use tokio::sync::{mpsc, oneshot};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, request_response};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::config::{self, ConfigError, GENESIS_FILE_NAME, INDEX_FILE_NAME, VALIDATOR_KEY_FILE_NAME};
 use crate::dev::{DevHouseholds, dev_market};
-use crate::mempool::{Mempool, SubmitError};
+use crate::index::{Index, IndexError};
+use crate::mempool::{MEMPOOL_PER_SIGNER_MAX, MEMPOOL_TRANSACTIONS_MAX, Mempool, SubmitError};
+use crate::metrics::Metrics;
 use crate::network::{
-    Behaviour, BehaviourEvent, SYNC_BLOCKS_MAX, SyncRequest, SyncResponse, Topics, build_swarm,
+    BANNED_PEERS_MAX, Behaviour, BehaviourEvent, GOSSIP_BYTES_MAX, SYNC_BLOCKS_MAX, SyncRequest,
+    SyncResponse, TX_BYTES_MAX, Topics, build_swarm,
 };
 
-/// The genesis file in a data directory: the genesis's canonical bytes.
-pub const GENESIS_FILE_NAME: &str = "genesis.bin";
-/// The node's libp2p identity in a data directory (protobuf-encoded key).
-pub const NODE_KEY_FILE_NAME: &str = "node.key";
 /// How long start-up waits for the swarm to report its listen addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often peers' gossip scores are checked; one below the graylist
+/// threshold is disconnected and banned.
+const PEER_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a peer that sent invalid data stays banned.
+const BAN_DURATION: Duration = Duration::from_secs(600);
+/// A transaction gossiped again this many blocks after the block that
+/// included it is a replay, not a late copy on a slow path.
+pub const REPLAY_GRACE_BLOCKS: u64 = 32;
+/// The directory of a dev community's keys for wallets (the registrar's).
+pub const DEV_KEYS_DIR_NAME: &str = "dev-keys";
 
 /// Commands waiting for the event loop at most.
 pub const COMMANDS_MAX: usize = 1_024;
+/// Events kept for slow event-stream subscribers.
+pub const EVENTS_BUFFER: usize = 1_024;
+
+/// A read of the node's state, run inside the event loop.
+pub type Read = Box<dyn FnOnce(View<'_>) + Send>;
 
 /// A request to the event loop, with where to send the answer.
-#[derive(Debug)]
 pub enum Command {
     Submit { tx: Box<SignedTx>, reply: oneshot::Sender<Result<Hash, SubmitError>> },
-    Status { reply: oneshot::Sender<Status> },
-    Block { height: u64, reply: oneshot::Sender<Result<Option<CertifiedBlock>, String>> },
-    Account { key: gridshare_ledger::ids::PublicKey, reply: oneshot::Sender<Option<AccountView>> },
+    Read(Read),
 }
 
-/// What `GET /v1/accounts/{key}` reports, in nano-currency.
-#[derive(Clone, Debug)]
-pub struct AccountView {
-    pub currency: String,
-    pub balance_nano: i128,
-    pub reserved_nano: i128,
-    pub credit_limit_nano: i128,
-    pub available_nano: i128,
-    pub open_offers: u32,
-    pub last_nonce: u64,
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Submit { .. } => f.write_str("Submit"),
+            Command::Read(_) => f.write_str("Read"),
+        }
+    }
 }
 
-/// What `GET /v1/status` reports.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Status {
-    pub community_id: String,
-    pub name: String,
-    pub height: u64,
-    pub last_block_hash: String,
-    pub last_block_time_ms: u64,
-    pub next_clearing_interval: u64,
-    pub next_settlement_interval: u64,
-    pub role: &'static str,
+/// What a read sees: the committed chain, the index and the mempool.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub genesis: &'a Genesis,
+    pub state: &'a State,
+    pub store: &'a RedbStore,
+    pub index: &'a Index,
+    pub mempool: &'a Mempool,
     pub peers: usize,
-    pub mempool_transactions: usize,
-    pub accounts: usize,
-    pub intervals_cleared: u64,
-    pub trades: u64,
-    pub energy_traded_wh: u64,
-    pub settlements: u64,
+    pub validator: bool,
+    /// The highest height a peer has shown us.
+    pub best_seen_height: u64,
+}
+
+/// What the event stream reports.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Block { height: u64, hash: Hash, timestamp_ms: u64, transactions: usize },
+    Clearing { height: u64, receipt: Arc<ClearingReceipt> },
+    Settlement { height: u64, receipt: Arc<SettlementReceipt> },
 }
 
 /// The event loop has stopped.
@@ -87,43 +104,46 @@ pub struct Status {
 #[error("the node is shutting down")]
 pub struct NodeGone;
 
-/// A handle to the event loop.
+/// A handle to the event loop, its event stream and its metrics.
 #[derive(Clone, Debug)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    pub metrics: Arc<Metrics>,
+    pub genesis: Arc<Genesis>,
 }
 
 impl Client {
-    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeGone> {
+    pub async fn submit(&self, tx: SignedTx) -> Result<Result<Hash, SubmitError>, NodeGone> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(command(reply)).await.map_err(|_| NodeGone)?;
+        self.commands.send(Command::Submit { tx: Box::new(tx), reply }).await.map_err(|_| NodeGone)?;
         answer.await.map_err(|_| NodeGone)
     }
 
-    pub async fn submit(&self, tx: SignedTx) -> Result<Result<Hash, SubmitError>, NodeGone> {
-        self.ask(|reply| Command::Submit { tx: Box::new(tx), reply }).await
-    }
-
-    pub async fn status(&self) -> Result<Status, NodeGone> {
-        self.ask(|reply| Command::Status { reply }).await
-    }
-
-    pub async fn block(&self, height: u64) -> Result<Result<Option<CertifiedBlock>, String>, NodeGone> {
-        self.ask(|reply| Command::Block { height, reply }).await
-    }
-
-    pub async fn account(
+    /// Runs `read` in the event loop and returns what it returns.
+    pub async fn read<T: Send + 'static>(
         &self,
-        key: gridshare_ledger::ids::PublicKey,
-    ) -> Result<Option<AccountView>, NodeGone> {
-        self.ask(|reply| Command::Account { key, reply }).await
+        read: impl FnOnce(View<'_>) -> T + Send + 'static,
+    ) -> Result<T, NodeGone> {
+        let (reply, answer) = oneshot::channel();
+        let read: Read = Box::new(move |view| {
+            // A requester that went away does not care about the answer.
+            let _ = reply.send(read(view));
+        });
+        self.commands.send(Command::Read(read)).await.map_err(|_| NodeGone)?;
+        answer.await.map_err(|_| NodeGone)
+    }
+
+    /// A receiver of every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
     }
 }
 
 /// How a node runs.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// The directory of the store (and, for a dev validator, the genesis).
+    /// The data directory: genesis, keys, the ledger and its index.
     pub data_dir: PathBuf,
     pub block_time_ms: u64,
     /// Where the market swarm listens, e.g. `/ip4/127.0.0.1/tcp/0`.
@@ -138,12 +158,13 @@ pub struct NodeConfig {
 pub type EventLoop = std::pin::Pin<Box<dyn Future<Output = Result<(), NodeError>> + Send>>;
 
 /// A started node: its API client, its community, its libp2p identity and
-/// addresses, and the event loop to run.
+/// addresses, its role, and the event loop to run.
 pub struct Started {
     pub client: Client,
     pub genesis: Genesis,
     pub peer_id: PeerId,
     pub listen_addresses: Vec<Multiaddr>,
+    pub validator: bool,
     pub event_loop: EventLoop,
 }
 
@@ -160,50 +181,52 @@ impl std::fmt::Debug for Started {
 /// Why the node could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("{0} already holds a ledger: a dev community starts fresh; use another --data-dir")]
-    DataDirInUse(PathBuf),
-    #[error("cannot create the data directory {path}: {error}")]
-    DataDir { path: PathBuf, error: std::io::Error },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
     #[error("the block producer failed: {0}")]
     Producer(String),
     #[error("invalid dev community: {0}")]
-    Genesis(String),
+    Dev(String),
+    #[error(
+        "this node's validator key {key} is one of {validators} validators: several validators need BFT consensus, which this version does not run yet; run the community with one validator"
+    )]
+    NeedsConsensus { key: String, validators: usize },
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
-    #[error("the node key {path} cannot be read or written: {reason}")]
-    NodeKey { path: PathBuf, reason: String },
     #[error("cannot listen on {address}: {reason}")]
     Listen { address: Multiaddr, reason: String },
-    #[error("cannot read the genesis {path}: {reason}")]
-    GenesisFile { path: PathBuf, reason: String },
 }
 
-/// The dev market must make a valid genesis (e.g. a positive interval).
-fn market_fits(market: &gridshare_ledger::genesis::MarketParams) -> Result<(), NodeError> {
-    if market.interval_length_ms < 100 {
-        return Err(NodeError::Genesis("intervals must be at least 100 ms".into()));
-    }
-    Ok(())
+/// The block producer of a community with one validator, and in a dev
+/// community its simulated households.
+struct Producer {
+    /// The validator's ledger key: it signs each block's certificate.
+    key: Keypair,
+    households: Option<DevHouseholds>,
 }
 
 /// The state the event loop owns.
 struct Node {
     genesis: Genesis,
     store: RedbStore,
+    index: Index,
     state: State,
     mempool: Mempool,
-    /// The dev validator and its households; `None` on a replica.
+    /// `None` on a replica.
     producer: Option<Producer>,
     swarm: Swarm<Behaviour>,
     topics: Topics,
-    counters: Counters,
-}
-
-struct Producer {
-    validator: LocalValidator,
-    households: DevHouseholds,
+    metrics: Arc<Metrics>,
+    events: broadcast::Sender<Event>,
+    best_seen_height: u64,
+    /// Banned peers and when their ban ends.
+    banned: BTreeMap<PeerId, tokio::time::Instant>,
+    /// Dialled again while disconnected, so a restarted peer is found.
+    bootstrap: Vec<Multiaddr>,
 }
 
 /// What became of a certified block from a peer.
@@ -215,115 +238,87 @@ enum Applied {
     Gap,
 }
 
-#[derive(Default)]
-struct Counters {
-    intervals_cleared: u64,
-    trades: u64,
-    energy_traded_wh: u64,
-    settlements: u64,
-}
-
 /// Milliseconds since the Unix epoch, from the system clock (the node is
 /// an edge: the state machine never reads a clock).
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Creates the dev community in `config.data_dir` (writing its genesis
-/// there for replicas) and starts its validator node.
+/// Starts the dev community in `config.data_dir`: a new one (writing its
+/// genesis, validator key and registrar key there), or the one already in
+/// it, whose simulated households resume from the ledger.
 pub async fn start_dev(
     config: NodeConfig,
     interval_ms: u64,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Started, NodeError> {
-    let path = prepare_data_dir(&config)?;
-    let market = dev_market(interval_ms);
-    market_fits(&market)?;
-    // Intervals are aligned to wall-clock multiples of their length.
-    let genesis_time_ms = now_ms() / interval_ms * interval_ms;
+    let data_dir = &config.data_dir;
+    if interval_ms < 100 {
+        return Err(NodeError::Dev("intervals must be at least 100 ms".into()));
+    }
+    let existing = config::installed_genesis(data_dir)?;
+    let (market, genesis_time_ms) = match &existing {
+        Some(genesis) => (genesis.market.clone(), genesis.genesis_time_ms),
+        // Intervals are aligned to wall-clock multiples of their length.
+        None => (dev_market(interval_ms), now_ms() / interval_ms * interval_ms),
+    };
     let mut community = TestCommunity::new(1, 2, market, genesis_time_ms);
     community.genesis.name = "Gridshare dev community".into();
     let genesis = community.genesis.clone();
-    let genesis_path = config.data_dir.join(GENESIS_FILE_NAME);
-    std::fs::write(&genesis_path, to_bytes(&genesis))
-        .map_err(|error| NodeError::DataDir { path: genesis_path, error })?;
-    let validator = LocalValidator { keypair: Keypair::from_seed(community.validator.seed()) };
-    let producer = Producer { validator, households: DevHouseholds::new(community) };
-    let store = RedbStore::create(&path, &genesis)?;
-    start(config, genesis, store, Some(producer), shutdown).await
+    if let Some(existing) = existing {
+        if existing != genesis {
+            return Err(NodeError::Dev(format!("{} holds another community", data_dir.display())));
+        }
+    } else {
+        std::fs::create_dir_all(data_dir.join(DEV_KEYS_DIR_NAME))
+            .map_err(|error| ConfigError::Io { path: data_dir.clone(), error })?;
+        let seed = |keypair: &Keypair| format!("{}\n", hex::encode(keypair.seed()));
+        config::write_private(
+            &data_dir.join(VALIDATOR_KEY_FILE_NAME),
+            seed(&community.validator).as_bytes(),
+        )?;
+        let registrar = data_dir.join(DEV_KEYS_DIR_NAME).join("registrar.seed");
+        config::write_private(&registrar, seed(&community.registrar).as_bytes())?;
+        let path = data_dir.join(GENESIS_FILE_NAME);
+        std::fs::write(&path, to_bytes(&genesis)).map_err(|error| ConfigError::Io { path, error })?;
+    }
+    let store = RedbStore::create(data_dir.join(STORE_FILE_NAME), &genesis)?;
+    let key = Keypair::from_seed(community.validator.seed());
+    let households = DevHouseholds::resume(community, &store.state()?);
+    let producer = Producer { key, households: Some(households) };
+    launch(config, genesis, store, Some(producer), shutdown).await
 }
 
-/// Starts a replica (a household's non-voting node) of the community of
-/// `genesis_path`: it receives certified blocks, verifies and executes them.
-/// A data directory that already holds this community's ledger is reopened:
-/// the store recovers its last committed block and the replica catches up.
-pub async fn start_replica(
+/// Starts the node of the data directory (made by `init`): the community's
+/// validator if the directory's validator key is the genesis's only
+/// validator, otherwise a replica that verifies and executes every
+/// certified block. An existing ledger is reopened and the node catches up.
+pub async fn start(
     config: NodeConfig,
-    genesis_path: &std::path::Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Started, NodeError> {
-    let bytes = std::fs::read(genesis_path)
-        .map_err(|error| NodeError::GenesisFile { path: genesis_path.into(), reason: error.to_string() })?;
-    let genesis = from_bytes::<Genesis>(&bytes)
-        .map_err(|error| NodeError::GenesisFile { path: genesis_path.into(), reason: error.to_string() })?;
-    genesis
-        .validate()
-        .map_err(|error| NodeError::GenesisFile { path: genesis_path.into(), reason: error.to_string() })?;
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|error| NodeError::DataDir { path: config.data_dir.clone(), error })?;
-    let path = config.data_dir.join(STORE_FILE_NAME);
-    let store = if path.exists() {
-        let store = RedbStore::open(&path)?;
-        let found = store.genesis()?.hash();
-        if found != genesis.hash() {
-            return Err(StoreError::GenesisMismatch { expected: genesis.hash(), found }.into());
+    let data_dir = &config.data_dir;
+    let genesis =
+        config::installed_genesis(data_dir)?.ok_or_else(|| ConfigError::NoGenesis(data_dir.clone()))?;
+    let key = config::validator_key(data_dir)?;
+    let producer = match genesis.voting_power_of(&key.public()) {
+        None => None,
+        Some(_) if genesis.validators.len() == 1 => Some(Producer { key, households: None }),
+        Some(_) => {
+            return Err(NodeError::NeedsConsensus {
+                key: key.public().to_string(),
+                validators: genesis.validators.len(),
+            });
         }
-        tracing::info!(height = store.height()?, "reopened the ledger");
-        store
-    } else {
-        RedbStore::create(&path, &genesis)?
     };
-    start(config, genesis, store, None, shutdown).await
+    let store = RedbStore::create(data_dir.join(STORE_FILE_NAME), &genesis)?;
+    tracing::info!(height = store.height()?, "opened the ledger");
+    launch(config, genesis, store, producer, shutdown).await
 }
 
-/// The node's libp2p identity, kept in the data directory so that peers
-/// know it across restarts (it is separate from every ledger key).
-fn node_identity(data_dir: &std::path::Path) -> Result<identity::Keypair, NodeError> {
-    let path = data_dir.join(NODE_KEY_FILE_NAME);
-    let damaged = |reason: String| NodeError::NodeKey { path: path.clone(), reason };
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            identity::Keypair::from_protobuf_encoding(&bytes).map_err(|error| damaged(error.to_string()))
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let keypair = identity::Keypair::generate_ed25519();
-            let bytes = keypair.to_protobuf_encoding().map_err(|error| damaged(error.to_string()))?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path).map_err(|error| damaged(error.to_string()))?;
-            std::io::Write::write_all(&mut file, &bytes).map_err(|error| damaged(error.to_string()))?;
-            file.sync_all().map_err(|error| damaged(error.to_string()))?;
-            Ok(keypair)
-        }
-        Err(error) => Err(damaged(error.to_string())),
-    }
-}
-
-fn prepare_data_dir(config: &NodeConfig) -> Result<PathBuf, NodeError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|error| NodeError::DataDir { path: config.data_dir.clone(), error })?;
-    let path = config.data_dir.join(STORE_FILE_NAME);
-    if path.exists() {
-        return Err(NodeError::DataDirInUse(config.data_dir.clone()));
-    }
-    Ok(path)
-}
-
-async fn start(
+async fn launch(
     config: NodeConfig,
     genesis: Genesis,
     store: RedbStore,
@@ -331,7 +326,8 @@ async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Started, NodeError> {
     let state = store.state()?;
-    let identity = node_identity(&config.data_dir)?;
+    let index = Index::open(&config.data_dir.join(INDEX_FILE_NAME), &genesis.hash())?;
+    let identity = config::node_identity(&config.data_dir)?;
     let (mut swarm, topics) = build_swarm(identity, &genesis.community_id, config.mdns)?;
     swarm.listen_on(config.p2p_listen.clone()).map_err(|error| NodeError::Listen {
         address: config.p2p_listen.clone(),
@@ -344,23 +340,44 @@ async fn start(
         }
     }
     let peer_id = *swarm.local_peer_id();
-    let node = Node {
+    let metrics = Arc::new(Metrics::new(&[
+        ("commands_max", COMMANDS_MAX),
+        ("events_buffer", EVENTS_BUFFER),
+        ("mempool_transactions_max", MEMPOOL_TRANSACTIONS_MAX),
+        ("mempool_per_signer_max", MEMPOOL_PER_SIGNER_MAX),
+        ("gossip_bytes_max", GOSSIP_BYTES_MAX),
+        ("gossip_transaction_bytes_max", TX_BYTES_MAX),
+        ("sync_blocks_max", usize::try_from(SYNC_BLOCKS_MAX).unwrap_or(usize::MAX)),
+        ("banned_peers_max", BANNED_PEERS_MAX),
+        ("api_request_bytes_max", crate::api::REQUEST_BYTES_MAX),
+    ]));
+    metrics.height.set(i64::try_from(state.height).unwrap_or(i64::MAX));
+    let (events, _) = broadcast::channel(EVENTS_BUFFER);
+    let validator = producer.is_some();
+    let mut node = Node {
         mempool: Mempool::new(state.clone()),
         genesis: genesis.clone(),
         store,
+        index,
+        best_seen_height: state.height,
         state,
         producer,
         swarm,
         topics,
-        counters: Counters::default(),
+        metrics: metrics.clone(),
+        events: events.clone(),
+        banned: BTreeMap::new(),
+        bootstrap: config.bootstrap.clone(),
     };
+    node.catch_up_index(None)?;
     let (commands, inbox) = mpsc::channel(COMMANDS_MAX);
     let block_time = Duration::from_millis(config.block_time_ms.max(1));
     Ok(Started {
-        client: Client { commands },
+        client: Client { commands, events, metrics, genesis: Arc::new(genesis.clone()) },
         genesis,
         peer_id,
         listen_addresses,
+        validator,
         event_loop: Box::pin(node.run(inbox, block_time, shutdown)),
     })
 }
@@ -388,13 +405,15 @@ impl Node {
     ) -> Result<(), NodeError> {
         let mut ticks = tokio::time::interval(block_time);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut peer_checks = tokio::time::interval(PEER_CHECK_INTERVAL);
         let producing = self.producer.is_some();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = ticks.tick(), if producing => self.produce_block()?,
+                _ = peer_checks.tick() => self.check_peers(),
                 Some(command) = inbox.recv() => self.handle(command),
-                event = self.swarm.select_next_some() => self.on_swarm_event(event)?,
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 () = &mut shutdown => break,
             }
         }
@@ -403,34 +422,34 @@ impl Node {
     }
 
     fn handle(&mut self, command: Command) {
-        // A requester that went away does not care about the answer.
         match command {
             Command::Submit { tx, reply } => {
                 let bytes = to_bytes(&*tx);
                 let result = self.mempool.submit(&self.genesis, self.next_block_time_ms(), *tx);
-                if result.is_ok() && self.producer.is_none() {
+                self.metrics.submission(match &result {
+                    Ok(_) => "admitted",
+                    Err(SubmitError::Rejected(_)) => "rejected",
+                    Err(SubmitError::Duplicate(_)) => "duplicate",
+                    Err(_) => "mempool_full",
+                });
+                if result.is_ok() {
+                    // Relayed so that the validator (and every mempool) has it.
                     self.publish(true, bytes);
                 }
+                self.metrics.mempool_transactions.set(gauge(self.mempool.len()));
+                // A requester that went away does not care about the answer.
                 let _ = reply.send(result);
             }
-            Command::Status { reply } => {
-                let _ = reply.send(self.status());
-            }
-            Command::Block { height, reply } => {
-                let _ = reply.send(self.store.block(height).map_err(|error| error.to_string()));
-            }
-            Command::Account { key, reply } => {
-                let view = self.state.accounts.get(&key).map(|account| AccountView {
-                    currency: self.genesis.currency.clone(),
-                    balance_nano: account.balance_nano,
-                    reserved_nano: account.reserved_nano,
-                    credit_limit_nano: account.credit_limit_nano,
-                    available_nano: account.available_nano(),
-                    open_offers: account.open_offers,
-                    last_nonce: account.last_nonce,
-                });
-                let _ = reply.send(view);
-            }
+            Command::Read(read) => read(View {
+                genesis: &self.genesis,
+                state: &self.state,
+                store: &self.store,
+                index: &self.index,
+                mempool: &self.mempool,
+                peers: self.swarm.connected_peers().count(),
+                validator: self.producer.is_some(),
+                best_seen_height: self.best_seen_height,
+            }),
         }
     }
 
@@ -442,16 +461,25 @@ impl Node {
     fn produce_block(&mut self) -> Result<(), NodeError> {
         let time_ms = self.next_block_time_ms();
         let Some(producer) = &mut self.producer else { return Ok(()) };
-        for tx in producer.households.transactions(time_ms) {
-            if let Err(error) = self.mempool.submit(&self.genesis, time_ms, tx) {
-                tracing::warn!(%error, "a dev household's transaction was refused");
+        if let Some(households) = &mut producer.households {
+            for tx in households.transactions(time_ms) {
+                if let Err(error) = self.mempool.submit(&self.genesis, time_ms, tx) {
+                    tracing::warn!(%error, "a dev household's transaction was refused");
+                }
             }
         }
-        let candidates = self.mempool.candidates();
-        let (certified, built) = producer
-            .validator
-            .produce(&self.genesis, &self.state, candidates, time_ms)
-            .map_err(|error| NodeError::Producer(error.to_string()))?;
+        // Everything in the mempool had its signatures verified on admission.
+        let built = build_block(
+            &self.genesis,
+            &self.state,
+            self.mempool.candidates(),
+            time_ms,
+            producer.key.public(),
+            Signatures::AlreadyVerified,
+        )
+        .map_err(|error| NodeError::Producer(error.to_string()))?;
+        let certificate = CommitCertificate::sign(&built.block.header, 0, &[&producer.key]);
+        let certified = CertifiedBlock { block: built.block.clone(), certificate };
         for (tx, rejection) in &built.left_out {
             tracing::warn!(kind = tx.tx.kind(), %rejection, "left out of the block");
         }
@@ -462,6 +490,8 @@ impl Node {
         Ok(())
     }
 
+    /// Everything that follows a committed block: the mempool, the index,
+    /// metrics, logs and the event stream.
     fn after_block(&mut self, certified: &CertifiedBlock) {
         let time_ms = self.next_block_time_ms();
         let dropped =
@@ -469,7 +499,32 @@ impl Node {
         for (id, rejection) in dropped {
             tracing::info!(%id, %rejection, "dropped from the mempool");
         }
+        if let Err(error) = self.catch_up_index(Some(certified)) {
+            // Derived data: the node goes on and rebuilds it on restart.
+            tracing::error!(%error, "cannot index a block");
+        }
+        self.best_seen_height = self.best_seen_height.max(self.state.height);
         self.report(certified);
+    }
+
+    /// Indexes the committed blocks the index lacks (`just_committed`, the
+    /// tip, is used as it is rather than read back).
+    fn catch_up_index(&mut self, just_committed: Option<&CertifiedBlock>) -> Result<(), NodeError> {
+        while self.index.height() < self.state.height {
+            let height = self.index.height() + 1;
+            match just_committed {
+                Some(block) if block.block.header.height == height => {
+                    self.index.add(block, &self.genesis.community_id)?;
+                }
+                _ => {
+                    let block = self.store.block(height)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("block {height} is missing below the tip"))
+                    })?;
+                    self.index.add(&block, &self.genesis.community_id)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Gossips a transaction or a certified block; with no peer yet there
@@ -477,29 +532,95 @@ impl Node {
     fn publish(&mut self, transaction: bool, bytes: Vec<u8>) {
         let topic = if transaction { self.topics.transactions.clone() } else { self.topics.blocks.clone() };
         match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
-            Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Ok(_)
+            | Err(gossipsub::PublishError::NoPeersSubscribedToTopic | gossipsub::PublishError::Duplicate) => {
+            }
             Err(error) => tracing::warn!(%error, "cannot gossip"),
         }
     }
 
-    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Result<(), NodeError> {
+    /// Lifts expired bans, redials bootstrap peers that are not connected,
+    /// and disconnects and bans peers whose gossip score fell below the
+    /// graylist threshold (they sent invalid data).
+    fn check_peers(&mut self) {
+        let now = tokio::time::Instant::now();
+        let expired: Vec<PeerId> =
+            self.banned.iter().filter(|(_, until)| **until <= now).map(|(peer, _)| *peer).collect();
+        for peer in expired {
+            self.banned.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        self.metrics.peers.set(gauge(peers.len()));
+        for address in &self.bootstrap {
+            let peer = address.iter().find_map(|protocol| match protocol {
+                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+                _ => None,
+            });
+            let connected = match peer {
+                Some(peer) => self.swarm.is_connected(&peer),
+                None => !peers.is_empty(),
+            };
+            if !connected && let Err(error) = self.swarm.dial(address.clone()) {
+                tracing::debug!(%address, %error, "cannot redial a bootstrap peer");
+            }
+        }
+        for peer in peers {
+            self.ban_if_hostile(peer);
+        }
+    }
+
+    /// Bans `peer` (which disconnects it) if its gossip score is below the
+    /// graylist threshold.
+    fn ban_if_hostile(&mut self, peer: PeerId) {
+        let score = self.swarm.behaviour().gossipsub.peer_score(&peer);
+        if score.is_some_and(|score| score < crate::network::BAN_SCORE)
+            && self.banned.len() < BANNED_PEERS_MAX
+            && self.banned.insert(peer, tokio::time::Instant::now() + BAN_DURATION).is_none()
+        {
+            tracing::warn!(%peer, ?score, "banning a peer that sent invalid data");
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
                 message,
             })) => {
-                let acceptance = if message.topic == self.topics.blocks.hash() {
-                    self.on_gossiped_block(propagation_source, &message.data)
+                let (topic, acceptance) = if message.topic == self.topics.blocks.hash() {
+                    ("blocks", self.on_gossiped_block(propagation_source, &message.data))
                 } else {
-                    self.on_gossiped_transaction(&message.data)
+                    ("tx", self.on_gossiped_transaction(&message.data))
                 };
+                self.metrics.gossip(
+                    topic,
+                    match acceptance {
+                        MessageAcceptance::Accept => "accept",
+                        MessageAcceptance::Reject => "reject",
+                        MessageAcceptance::Ignore => "ignore",
+                    },
+                );
                 // Reported exactly once per message: forwarded only if accepted.
+                let rejected = matches!(acceptance, MessageAcceptance::Reject);
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
                     &message_id,
                     &propagation_source,
                     acceptance,
                 );
+                if rejected {
+                    self.ban_if_hostile(propagation_source);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            })) => {
+                let dropped = failed_messages.total_queue_full() + failed_messages.timeout;
+                self.metrics.gossip_messages_dropped.inc_by(dropped as u64);
+                tracing::debug!(%peer_id, dropped, "gossip to a slow peer was dropped");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                 peer,
@@ -533,18 +654,23 @@ impl Node {
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 tracing::info!(%peer_id, "connected");
+                self.metrics.peers.set(gauge(self.swarm.connected_peers().count()));
                 if self.producer.is_none() {
                     self.request_blocks(peer_id);
                 }
             }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                tracing::info!(%peer_id, "disconnected");
+                self.metrics.peers.set(gauge(self.swarm.connected_peers().count()));
+            }
             SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
             _ => {}
         }
-        Ok(())
     }
 
     fn request_blocks(&mut self, peer: PeerId) {
         let request = SyncRequest { from_height: self.state.height + 1, max_blocks: SYNC_BLOCKS_MAX };
+        self.metrics.sync_requests_sent.inc();
         self.swarm.behaviour_mut().sync.send_request(&peer, request);
     }
 
@@ -557,14 +683,16 @@ impl Node {
             .map_while(|height| self.store.block(height).ok().flatten())
             .map(|block| to_bytes(&block))
             .collect();
-        SyncResponse { blocks }
+        SyncResponse { blocks, tip_height: self.state.height }
     }
 
     fn on_sync_response(&mut self, peer: PeerId, response: SyncResponse) {
-        let full = u32::try_from(response.blocks.len()).is_ok_and(|count| count >= SYNC_BLOCKS_MAX);
-        for bytes in &response.blocks {
+        self.best_seen_height = self.best_seen_height.max(response.tip_height);
+        let mut applied = 0_u64;
+        for bytes in response.blocks.iter().take(usize::try_from(SYNC_BLOCKS_MAX).unwrap_or(usize::MAX)) {
             match self.apply(bytes) {
-                Ok(Applied::New | Applied::Old) => {}
+                Ok(Applied::New) => applied += 1,
+                Ok(Applied::Old) => {}
                 Ok(Applied::Gap) => break,
                 Err(problem) => {
                     tracing::warn!(%peer, %problem, "invalid block in a sync response");
@@ -572,7 +700,8 @@ impl Node {
                 }
             }
         }
-        if full {
+        self.metrics.sync_blocks_received.inc_by(applied);
+        if applied > 0 && self.state.height < response.tip_height {
             self.request_blocks(peer);
         }
     }
@@ -596,11 +725,32 @@ impl Node {
         }
     }
 
+    /// A gossiped transaction is forwarded only if this node admits it.
+    /// Garbage, oversized messages, bad signatures and replays of
+    /// transactions committed more than [`REPLAY_GRACE_BLOCKS`] ago count
+    /// against the peer that sent them; anything else that does not fit is
+    /// ignored, since honest peers see transactions in different orders and
+    /// at different heights: a stale nonce may be the later of two
+    /// transactions that arrived first, and a transaction may come by a slow
+    /// path just after the block that includes it.
     fn on_gossiped_transaction(&mut self, bytes: &[u8]) -> MessageAcceptance {
+        if bytes.len() > TX_BYTES_MAX {
+            return MessageAcceptance::Reject;
+        }
         let Ok(tx) = from_bytes::<SignedTx>(bytes) else { return MessageAcceptance::Reject };
-        match self.mempool.submit(&self.genesis, self.next_block_time_ms(), tx) {
+        let id = tx.id(&self.genesis.community_id);
+        let result = self.mempool.submit(&self.genesis, self.next_block_time_ms(), tx);
+        self.metrics.mempool_transactions.set(gauge(self.mempool.len()));
+        match result {
             Ok(_) => MessageAcceptance::Accept,
             Err(SubmitError::Rejected(Rejection::BadSignature(_))) => MessageAcceptance::Reject,
+            Err(SubmitError::Rejected(Rejection::StaleNonce { .. }))
+                if self.index.transaction(&id).is_ok_and(|found| {
+                    found.is_some_and(|found| found.height + REPLAY_GRACE_BLOCKS < self.state.height)
+                }) =>
+            {
+                MessageAcceptance::Reject
+            }
             Err(_) => MessageAcceptance::Ignore,
         }
     }
@@ -609,6 +759,7 @@ impl Node {
     fn apply(&mut self, bytes: &[u8]) -> Result<Applied, String> {
         let certified = from_bytes::<CertifiedBlock>(bytes).map_err(|error| error.to_string())?;
         let header = &certified.block.header;
+        self.best_seen_height = self.best_seen_height.max(header.height);
         if header.height <= self.state.height {
             return Ok(Applied::Old);
         }
@@ -616,7 +767,18 @@ impl Node {
             return Ok(Applied::Gap);
         }
         certified.certificate.verify(&self.genesis, header).map_err(|error| error.to_string())?;
-        let (next, _) = execute(&self.genesis, &self.state, &certified.block, Signatures::Verify)
+        // Transactions waiting in the mempool were verified on admission; the
+        // others are verified here, in one batch.
+        let community = &self.genesis.community_id;
+        let checks: Vec<_> = certified
+            .block
+            .transactions
+            .iter()
+            .filter(|tx| !self.mempool.holds(&tx.id(community), tx))
+            .flat_map(|tx| tx.signature_checks(community))
+            .collect();
+        verify_batch(&checks).map_err(|error| format!("a transaction's signature: {error}"))?;
+        let (next, _) = execute(&self.genesis, &self.state, &certified.block, Signatures::AlreadyVerified)
             .map_err(|error| error.to_string())?;
         self.store.commit(&certified, &next).map_err(|error| error.to_string())?;
         self.state = next;
@@ -626,14 +788,25 @@ impl Node {
 
     fn report(&mut self, certified: &CertifiedBlock) {
         let block = &certified.block;
+        let height = block.header.height;
+        let metrics = &self.metrics;
+        metrics.height.set(i64::try_from(height).unwrap_or(i64::MAX));
+        metrics.blocks_committed.inc();
+        metrics.transactions_committed.inc_by(block.transactions.len() as u64);
+        metrics.mempool_transactions.set(gauge(self.mempool.len()));
+        let mut events = vec![Event::Block {
+            height,
+            hash: block.header.hash(),
+            timestamp_ms: block.header.timestamp_ms,
+            transactions: block.transactions.len(),
+        }];
         for receipt in &block.receipts {
             match receipt {
                 Receipt::Clearing(clearing) => {
-                    self.counters.intervals_cleared += 1;
-                    self.counters.trades += clearing.trades.len() as u64;
-                    self.counters.energy_traded_wh += clearing.volume_wh;
+                    metrics.intervals_cleared.inc();
+                    metrics.trades.inc_by(clearing.trades.len() as u64);
                     tracing::info!(
-                        height = block.header.height,
+                        height,
                         interval = clearing.interval,
                         offers = clearing.offers,
                         volume_wh = clearing.volume_wh,
@@ -641,44 +814,40 @@ impl Node {
                         trades = clearing.trades.len(),
                         "interval cleared"
                     );
+                    events.push(Event::Clearing { height, receipt: Arc::new(clearing.clone()) });
                 }
                 Receipt::Settlement(settlement) => {
-                    self.counters.settlements += 1;
+                    metrics.settlements.inc();
                     tracing::info!(
-                        height = block.header.height,
+                        height,
                         interval = settlement.interval,
                         bills = settlement.bills.len(),
                         "interval settled"
                     );
+                    events.push(Event::Settlement { height, receipt: Arc::new(settlement.clone()) });
                 }
             }
         }
+        for event in events {
+            // No subscriber is not an error.
+            let _ = self.events.send(event);
+        }
         if !block.transactions.is_empty() {
-            tracing::debug!(
-                height = block.header.height,
-                transactions = block.transactions.len(),
-                "block stored"
-            );
+            tracing::debug!(height, transactions = block.transactions.len(), "block stored");
         }
     }
+}
 
-    fn status(&self) -> Status {
-        Status {
-            community_id: self.genesis.community_id.to_string(),
-            name: self.genesis.name.clone(),
-            role: if self.producer.is_some() { "validator" } else { "replica" },
-            peers: self.swarm.connected_peers().count(),
-            height: self.state.height,
-            last_block_hash: self.state.last_block_hash.to_string(),
-            last_block_time_ms: self.state.last_timestamp_ms,
-            next_clearing_interval: self.state.next_clearing_interval,
-            next_settlement_interval: self.state.next_settlement_interval,
-            mempool_transactions: self.mempool.len(),
-            accounts: self.state.accounts.len(),
-            intervals_cleared: self.counters.intervals_cleared,
-            trades: self.counters.trades,
-            energy_traded_wh: self.counters.energy_traded_wh,
-            settlements: self.counters.settlements,
-        }
-    }
+fn gauge(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The data directory a node uses when none is given.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("gridshare-node")
+}
+
+/// Whether `dir` holds a ledger already.
+pub fn has_ledger(dir: &Path) -> bool {
+    dir.join(STORE_FILE_NAME).exists()
 }

@@ -7,12 +7,13 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use gridshare_ledger::audit::{Report, audit_export, audit_store};
-use gridshare_ledger::export::{ExportError, export_store};
+use gridshare_ledger::export::{ExportError, ExportReader, export_store};
 use gridshare_ledger::store::{RedbStore, STORE_FILE_NAME, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::amount::{format_scaled, scale};
+use crate::node_client::{NodeClient, NodeError};
 
 /// Why a ledger could not be read or written at all (as opposed to findings
 /// inside a ledger that was read). The cause is part of the message, not a
@@ -28,6 +29,8 @@ pub enum LedgerAccessError {
     Store { path: PathBuf, error: StoreError },
     #[error("{data_dir} holds no ledger (no {STORE_FILE_NAME}): is it a node's data directory?")]
     NoStore { data_dir: PathBuf },
+    #[error("{0}")]
+    Node(NodeError),
 }
 
 /// The store file of a data directory.
@@ -94,6 +97,54 @@ pub fn export_data_dir(data_dir: &Path, out: &Path) -> Result<u64, LedgerAccessE
         .map_err(|error| LedgerAccessError::Export { path: out.into(), error })?;
     std::fs::rename(&partial, out).map_err(|error| LedgerAccessError::Open { path: out.into(), error })?;
     Ok(blocks)
+}
+
+/// Counts the blocks of an export file, reading it to its end record: a
+/// download that broke off is caught here.
+fn count_blocks(path: &Path) -> Result<u64, LedgerAccessError> {
+    let file = File::open(path).map_err(|error| LedgerAccessError::Open { path: path.into(), error })?;
+    let export = |error| LedgerAccessError::Export { path: path.into(), error };
+    let (mut reader, _) = ExportReader::open(BufReader::new(file)).map_err(export)?;
+    let mut blocks = 0;
+    while reader.next_block().map_err(export)?.is_some() {
+        blocks += 1;
+    }
+    Ok(blocks)
+}
+
+/// Downloads a node's ledger (`GET /v1/export`) to one export file and
+/// checks that it is complete; returns the number of blocks. As with a data
+/// directory, the file appears under its name only when complete.
+pub fn export_node(node: &NodeClient, out: &Path) -> Result<u64, LedgerAccessError> {
+    let partial = out.with_extension("partial");
+    let result = (|| {
+        let file = File::create(&partial)
+            .map_err(|error| LedgerAccessError::Open { path: partial.clone(), error })?;
+        let mut writer = BufWriter::new(file);
+        node.export(&mut writer).map_err(LedgerAccessError::Node)?;
+        drop(writer);
+        let blocks = count_blocks(&partial)?;
+        std::fs::rename(&partial, out)
+            .map_err(|error| LedgerAccessError::Open { path: out.into(), error })?;
+        Ok(blocks)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// Downloads a node's ledger to a temporary file and audits it.
+pub fn audit_node(node: &NodeClient) -> Result<Report, LedgerAccessError> {
+    let temporary = tempfile::Builder::new()
+        .prefix("gridshare-audit-")
+        .suffix(".export")
+        .tempfile()
+        .map_err(|error| LedgerAccessError::Open { path: std::env::temp_dir(), error })?;
+    let mut writer = BufWriter::new(temporary.as_file());
+    node.export(&mut writer).map_err(LedgerAccessError::Node)?;
+    drop(writer);
+    audit_file(temporary.path())
 }
 
 /// The `--json` form of a report.

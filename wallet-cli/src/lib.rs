@@ -5,5 +5,13 @@
 pub mod amount;
 pub mod audit;
 pub mod clear;
+pub mod household;
 pub mod keystore;
+pub mod market;
+pub mod market_time;
+pub mod node_client;
+pub mod prove;
+pub mod registrar;
 pub mod table;
+pub mod wallet;
+pub mod watch;

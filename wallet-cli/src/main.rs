@@ -7,15 +7,22 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gridshare_cli::amount::{parse_scaled, scale};
+use gridshare_cli::household::{
+    BalanceArgs, BillArgs, CancelArgs, MeterReportArgs, OfferArgs, OffersArgs, TradesArgs,
+};
 use gridshare_cli::keystore::{KeyFile, Keystore, PassphraseSource, Role, parse_seed};
+use gridshare_cli::market::MarketArgs;
+use gridshare_cli::node_client::{DEFAULT_NODE_URL, NODE_ENV, NodeClient};
+use gridshare_cli::prove::ProveArgs;
+use gridshare_cli::registrar::{
+    Direction, MoneyArgs, RegisterAccountArgs, RegisterMeterArgs, TariffsSetArgs,
+};
 use gridshare_cli::table::{self, Align};
-use gridshare_cli::{audit, clear};
+use gridshare_cli::wallet::{CommandError, EXIT_BAD_INPUT, EXIT_FINDING, Wallet};
+use gridshare_cli::watch::WatchArgs;
+use gridshare_cli::{audit, clear, household, market, prove, registrar, watch};
+use gridshare_ledger::tx::Side;
 use gridshare_matching::{Limits, Mechanism, Params};
-
-/// Exit status when an audit has findings or a request was rejected.
-const EXIT_FINDING: u8 = 1;
-/// Exit status for bad usage or input.
-const EXIT_BAD_INPUT: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(name = "gridshare", version, about = "Trade energy with your neighbours on a Gridshare ledger")]
@@ -24,12 +31,118 @@ struct Cli {
     /// data directory's gridshare/keys).
     #[arg(long, global = true, value_name = "DIR")]
     keystore: Option<PathBuf>,
+    /// The node's HTTP API (default: $GRIDSHARE_NODE, else http://127.0.0.1:8700).
+    #[arg(long, global = true, value_name = "URL")]
+    node: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Appends the exit statuses of a command that submits a transaction to its
+/// examples.
+macro_rules! with_exit_status {
+    ($examples:literal) => {
+        concat!(
+            $examples,
+            "\n\nExit status: 0 admitted; 1 the node rejected it (the reason is printed);\n",
+            "2 bad usage or input (nothing was sent), or the node could not be reached."
+        )
+    };
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Offer to buy or sell energy in a delivery interval.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  gridshare offer sell 2.5kWh --price 0.11
+  gridshare offer buy 800Wh --price 0.30 --interval +1"
+    )]
+    Offer(OfferCommand),
+    /// List your open offers.
+    #[command(after_help = "Examples:
+  gridshare offers
+  gridshare offers --from home --interval next --json")]
+    Offers(OffersArgs),
+    /// Cancel an open offer before its interval's gate closure.
+    #[command(after_help = with_exit_status!("Example:
+  gridshare cancel 3f2a...c9 (the id as `gridshare offers` lists it)"))]
+    Cancel(CancelArgs),
+    /// Show your balance, reservations, credit limit and what is available.
+    #[command(after_help = "Examples:
+  gridshare balance
+  gridshare balance --from home --json")]
+    Balance(BalanceArgs),
+    /// List your trades in cleared intervals.
+    #[command(after_help = "Examples:
+  gridshare trades                              (the last 24 cleared intervals)
+  gridshare trades --interval 1234
+  gridshare trades --from-interval 1200 --to-interval 1290 --json")]
+    Trades(TradesArgs),
+    /// Show your itemised bills: traded energy and money, fees, the
+    /// deviation from what you traded, grid import and feed-in at tariff.
+    #[command(after_help = "Examples:
+  gridshare bill                                (the last 24 settled intervals)
+  gridshare bill --interval 1234                (one interval, line by line)
+  gridshare bill --day 2026-11-21 --json        (a UTC day)")]
+    Bill(BillArgs),
+    /// Show an interval's market: clearing price, volume, the supply and
+    /// demand curves as a chart, the book and the trades.
+    #[command(after_help = "Examples:
+  gridshare market                              (the latest cleared interval)
+  gridshare market --interval next              (the book so far)
+  gridshare market --interval 2026-11-21T17:20Z --json")]
+    Market(MarketArgs),
+    /// Report meter readings.
+    #[command(
+        subcommand,
+        after_help = "Example:
+  gridshare meter report --meter home-meter --import-kwh 1520.4 --export-kwh 3310.25"
+    )]
+    Meter(MeterCommand),
+    /// Verify, here, that an offer, your trades or your bill are in a block
+    /// the validators certified.
+    #[command(after_help = "Examples:
+  gridshare prove 3f2a...c9                     (an offer, or any transaction, by id)
+  gridshare prove trade 1234                    (your trades in interval 1234)
+  gridshare prove bill 1234 --genesis dev-ledger/genesis.bin
+
+The proof is checked with the genesis only: the commit certificate against
+the validators, then the Merkle inclusion against the certified header.
+Exit status: 0 verified; 1 verification failed; 2 bad input or no node.")]
+    Prove(ProveArgs),
+    /// Follow the node and print clearings and settlements as they happen.
+    #[command(after_help = "Examples:
+  gridshare watch
+  gridshare watch --json | jq .                 (one JSON object a line)
+
+Runs until Ctrl-C.")]
+    Watch(WatchArgs),
+    /// Registrar: register an account or a meter.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  gridshare register account home --credit-limit 0
+  gridshare register meter home-meter --owner home --max-import-kw 11 --max-export-kw 7.4"
+    )]
+    Register(RegisterCommand),
+    /// Registrar: credit an account with money paid in outside the ledger.
+    #[command(after_help = with_exit_status!("Examples:
+  gridshare credit home 50 --reference \"transfer 2026-11-21\"
+  gridshare credit 3f2a...c9 12.50EUR --reference INV-0042 --as registrar"))]
+    Credit(MoneyArgs),
+    /// Registrar: debit an account for money paid out outside the ledger.
+    #[command(after_help = with_exit_status!("Example:
+  gridshare debit home 20 --reference \"payout 2026-11\""))]
+    Debit(MoneyArgs),
+    /// Registrar: schedule grid tariffs and the network fee.
+    #[command(
+        subcommand,
+        after_help = "Example:
+  gridshare tariffs set --import 0.30 --feed-in 0.08 --network-fee 0.02 --from-interval next"
+    )]
+    Tariffs(TariffsCommand),
     /// Clear a book of orders with the Gridshare auction and print the trades.
     #[command(after_help = "Examples:
   gridshare clear --orders examples/community-book.csv
@@ -46,20 +159,77 @@ Energies have at most 3 decimals (Wh), prices at most 6 (micro-currency).")]
     #[command(after_help = "Examples:
   gridshare audit ledger.export
   gridshare audit --data-dir ~/.local/share/gridshare-node --json
+  gridshare audit --node http://127.0.0.1:8700  (downloads the node's export)
 
 Exit status: 0 when the audit finds nothing, 1 when it finds anything,
 2 when the ledger cannot be read at all.")]
     Audit(AuditArgs),
-    /// Write the ledger in a node's data directory to one export file.
-    #[command(after_help = "Example:
+    /// Write a node's ledger to one export file: from its data directory, or
+    /// over its API.
+    #[command(after_help = "Examples:
   gridshare export --data-dir ~/.local/share/gridshare-node --out ledger.export
+  gridshare export --node http://127.0.0.1:8700 --out ledger.export
 
-The node must be stopped: its store is opened exclusively.")]
+With --data-dir the node must be stopped: its store is opened exclusively.
+With --node it keeps running.")]
     Export(ExportArgs),
     /// Create, list, show, import and export keys: accounts, meters,
     /// registrars, validators.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OfferCommand {
+    /// Offer to sell energy: at least --price per kWh.
+    #[command(after_help = with_exit_status!("Examples:
+  gridshare offer sell 2.5kWh --price 0.11
+  gridshare offer sell 2500Wh --price 0.11 --interval +2 --from home --meter home-meter
+  gridshare offer sell 1.2 --price 0.10 --interval 2026-11-21T17:20Z --json
+
+Intervals: next (the first whose gate closes at least 2 s from now), +N
+(N after next), an interval number, or a UTC time in the interval."))]
+    Sell(OfferArgs),
+    /// Offer to buy energy: at most --price per kWh, network fee included.
+    #[command(after_help = with_exit_status!("Examples:
+  gridshare offer buy 2.5kWh --price 0.25
+  gridshare offer buy 800Wh --price 0.30 --interval +1 --from home
+
+A buy reserves energy × price until the interval clears."))]
+    Buy(OfferArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum MeterCommand {
+    /// Sign and submit a meter's cumulative registers at the end of an interval.
+    #[command(after_help = with_exit_status!("Examples:
+  gridshare meter report --meter home-meter --import-kwh 1520.4 --export-kwh 3310.25
+  gridshare meter report --meter home-meter --import-kwh 1520.4 --export-kwh 3310.25 --interval 1233"))]
+    Report(MeterReportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum RegisterCommand {
+    /// Register an account with a credit limit.
+    #[command(after_help = with_exit_status!("Examples:
+  gridshare register account home --credit-limit 0
+  gridshare register account 3f2a...c9 --credit-limit 50 --as registrar"))]
+    Account(RegisterAccountArgs),
+    /// Register a meter of an account with its power limits.
+    #[command(after_help = with_exit_status!("Example:
+  gridshare register meter home-meter --owner home --max-import-kw 11 --max-export-kw 7.4 --zone north
+
+An account may offer, per interval, what its meters can move at their limits."))]
+    Meter(RegisterMeterArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TariffsCommand {
+    /// Set the grid import and feed-in tariffs and the network fee from an interval on.
+    #[command(after_help = with_exit_status!("Examples:
+  gridshare tariffs set --import 0.30 --feed-in 0.08 --network-fee 0.02 --from-interval next
+  gridshare tariffs set --import 0.28 --feed-in 0.07 --network-fee 0.02 --from-interval 5000"))]
+    Set(TariffsSetArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,8 +274,9 @@ enum KeysCommand {
 }
 #[derive(Debug, clap::Args)]
 struct AuditArgs {
-    /// An export file written by `gridshare export`.
-    #[arg(value_name = "FILE", required_unless_present = "data_dir", conflicts_with = "data_dir")]
+    /// An export file written by `gridshare export` (or give --data-dir, or
+    /// --node to audit what a running node serves).
+    #[arg(value_name = "FILE", conflicts_with = "data_dir")]
     file: Option<PathBuf>,
     /// A node's data directory instead of an export file.
     #[arg(long, value_name = "DIR")]
@@ -117,9 +288,9 @@ struct AuditArgs {
 
 #[derive(Debug, clap::Args)]
 struct ExportArgs {
-    /// The node's data directory.
+    /// The node's data directory (or give --node to export over its API).
     #[arg(long, value_name = "DIR")]
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
     /// The export file to write.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
@@ -170,17 +341,64 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Clear(args) => run_clear(&args).map(|()| ExitCode::SUCCESS),
-        Command::Audit(args) => run_audit(&args),
-        Command::Export(args) => run_export(&args).map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => run_audit(&args, explicit_node(cli.node)),
+        Command::Export(args) => run_export(&args, explicit_node(cli.node)).map(|()| ExitCode::SUCCESS),
         Command::Keys(command) => run_keys(cli.keystore, command).map(|()| ExitCode::SUCCESS),
+        command => run_node_command(cli.keystore, cli.node, command).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(EXIT_BAD_INPUT)
+            let code = error.downcast_ref::<CommandError>().map_or(EXIT_BAD_INPUT, CommandError::exit_code);
+            ExitCode::from(code)
         }
     }
+}
+
+/// The node named with --node or $GRIDSHARE_NODE, if any.
+fn explicit_node(flag: Option<String>) -> Option<String> {
+    flag.or_else(|| std::env::var(NODE_ENV).ok().filter(|url| !url.trim().is_empty()))
+}
+
+fn keystore_of(dir: Option<PathBuf>) -> anyhow::Result<Keystore> {
+    Ok(Keystore::new(match dir {
+        Some(dir) => dir,
+        None => Keystore::default_dir()?,
+    }))
+}
+
+/// The commands that talk to a node.
+fn run_node_command(keystore: Option<PathBuf>, node: Option<String>, command: Command) -> anyhow::Result<()> {
+    let url = explicit_node(node).unwrap_or_else(|| DEFAULT_NODE_URL.to_string());
+    let node = NodeClient::new(&url).map_err(CommandError::from)?;
+    let wallet = Wallet::new(keystore_of(keystore)?, node);
+    let mut stdout = std::io::stdout().lock();
+    let out: &mut dyn Write = &mut stdout;
+    let result = match &command {
+        Command::Offer(OfferCommand::Sell(args)) => household::offer(&wallet, Side::Sell, args, out),
+        Command::Offer(OfferCommand::Buy(args)) => household::offer(&wallet, Side::Buy, args, out),
+        Command::Offers(args) => household::offers(&wallet, args, out),
+        Command::Cancel(args) => household::cancel(&wallet, args, out),
+        Command::Balance(args) => household::balance(&wallet, args, out),
+        Command::Trades(args) => household::trades(&wallet, args, out),
+        Command::Bill(args) => household::bill(&wallet, args, out),
+        Command::Market(args) => market::market(&wallet, args, out),
+        Command::Meter(MeterCommand::Report(args)) => household::meter_report(&wallet, args, out),
+        Command::Prove(args) => prove::prove(&wallet, args, out),
+        Command::Watch(args) => watch::watch(&wallet, args, out),
+        Command::Register(RegisterCommand::Account(args)) => registrar::register_account(&wallet, args, out),
+        Command::Register(RegisterCommand::Meter(args)) => registrar::register_meter(&wallet, args, out),
+        Command::Credit(args) => registrar::move_money(&wallet, Direction::Credit, args, out),
+        Command::Debit(args) => registrar::move_money(&wallet, Direction::Debit, args, out),
+        Command::Tariffs(TariffsCommand::Set(args)) => registrar::set_tariffs(&wallet, args, out),
+        Command::Clear(_) | Command::Audit(_) | Command::Export(_) | Command::Keys(_) => {
+            unreachable!("dispatched in main")
+        }
+    };
+    let flushed = out.flush().map_err(CommandError::from);
+    result.and(flushed)?;
+    Ok(())
 }
 
 fn run_clear(args: &ClearArgs) -> anyhow::Result<()> {
@@ -210,11 +428,12 @@ fn run_clear(args: &ClearArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
-    let report = match (&args.file, &args.data_dir) {
-        (Some(file), _) => audit::audit_file(file)?,
-        (None, Some(data_dir)) => audit::audit_data_dir(data_dir)?,
-        (None, None) => anyhow::bail!("name an export file or a --data-dir"),
+fn run_audit(args: &AuditArgs, node: Option<String>) -> anyhow::Result<ExitCode> {
+    let report = match (&args.file, &args.data_dir, node) {
+        (Some(file), _, _) => audit::audit_file(file)?,
+        (None, Some(data_dir), _) => audit::audit_data_dir(data_dir)?,
+        (None, None, Some(url)) => audit::audit_node(&NodeClient::new(&url)?)?,
+        (None, None, None) => anyhow::bail!("name an export file, a --data-dir or a --node URL"),
     };
     let mut stdout = std::io::stdout().lock();
     if args.json {
@@ -227,17 +446,24 @@ fn run_audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FINDING) })
 }
 
-fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
-    let blocks = audit::export_data_dir(&args.data_dir, &args.out)?;
-    println!("Exported {blocks} blocks to {}", args.out.display());
+fn run_export(args: &ExportArgs, node: Option<String>) -> anyhow::Result<()> {
+    match (&args.data_dir, node) {
+        (Some(data_dir), _) => {
+            let blocks = audit::export_data_dir(data_dir, &args.out)?;
+            println!("Exported {blocks} blocks to {}", args.out.display());
+        }
+        (None, Some(url)) => {
+            let client = NodeClient::new(&url)?;
+            let blocks = audit::export_node(&client, &args.out)?;
+            println!("Exported {blocks} blocks from {} to {}", client.url(), args.out.display());
+        }
+        (None, None) => anyhow::bail!("name the node's --data-dir, or its API with --node URL"),
+    }
     Ok(())
 }
 
 fn run_keys(dir: Option<PathBuf>, command: KeysCommand) -> anyhow::Result<()> {
-    let keystore = Keystore::new(match dir {
-        Some(dir) => dir,
-        None => Keystore::default_dir()?,
-    });
+    let keystore = keystore_of(dir)?;
     let passphrase = |plaintext: bool| (!plaintext).then(PassphraseSource::from_env);
     let describe = |file: &KeyFile| {
         serde_json::json!({

@@ -13,7 +13,7 @@ use gridshare_ledger::store::{RedbStore, Store};
 use gridshare_ledger::testkit::trading_chain;
 
 fn gridshare(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gridshare")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_gridshare")).args(args).env_remove("GRIDSHARE_NODE").output().unwrap()
 }
 
 /// A data directory holding a trading chain of `blocks` blocks.
@@ -92,7 +92,11 @@ fn unreadable_ledgers_exit_with_status_2() {
             "ledger.redb",
         ),
         (vec!["audit".into(), "a".into(), "--data-dir".into(), "b".into()], "cannot be used with"),
-        (vec!["audit".into()], "required"),
+        (vec!["audit".into()], "name an export file, a --data-dir or a --node URL"),
+        (
+            vec!["export".into(), "--out".into(), "x".into()],
+            "name the node's --data-dir, or its API with --node URL",
+        ),
     ];
     for (args, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -1,0 +1,335 @@
+//! Measures a local community of real `gridshare-node` processes (one
+//! validator, four household replicas) under load: offers signed by many
+//! accounts are submitted through the households' APIs and reach the
+//! validator by gossip. Reports the admitted and committed transactions per
+//! second, the time from gate closure to the clearing block on every
+//! household (p50/p99) and each node's peak memory. BENCHMARKS.md has the
+//! figures.
+//!
+//! ```text
+//! cargo build --release -p gridshare-node --bins --examples
+//! target/release/examples/throughput [SECONDS] [ACCOUNTS]
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)] // A measuring tool: a panic is the report.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gridshare_ledger::encoding::to_bytes;
+use gridshare_ledger::genesis::MarketParams;
+use gridshare_ledger::testkit::{TestCommunity, test_market};
+use gridshare_ledger::tx::{Side, SignedTx};
+use gridshare_node::node::now_ms;
+
+const HOUSEHOLD_NODES: usize = 4;
+const SUBMITTERS: usize = 8;
+const INTERVAL_MS: u64 = 2_000;
+const GATE_CLOSURE_LEAD_MS: u64 = 500;
+
+/// A keep-alive HTTP/1.1 connection to one node's API.
+struct Connection {
+    address: String,
+    stream: BufReader<TcpStream>,
+}
+
+impl Connection {
+    fn open(address: &str) -> Connection {
+        let stream = TcpStream::connect(address).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Connection { address: address.to_string(), stream: BufReader::new(stream) }
+    }
+
+    fn request(&mut self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let address = &self.address;
+        write!(
+            self.stream.get_mut(),
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut status_line = String::new();
+        self.stream.read_line(&mut status_line).unwrap();
+        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).unwrap();
+        (status, String::from_utf8(body).unwrap())
+    }
+
+    fn json(&mut self, path: &str) -> serde_json::Value {
+        let (status, body) = self.request("GET", path, "");
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn submit(&mut self, tx: &SignedTx) -> (u16, String) {
+        let body = format!("{{\"transaction_hex\":\"{}\"}}", hex::encode(to_bytes(tx)));
+        self.request("POST", "/v1/transactions", &body)
+    }
+}
+
+struct Node {
+    child: Child,
+    api: String,
+    p2p: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("gridshare-node");
+    assert!(path.exists(), "build it first: cargo build --release -p gridshare-node --bins --examples");
+    path
+}
+
+fn start(dir: &Path, extra: &[&str]) -> Node {
+    let mut child = Command::new(binary())
+        .args(["run", "--data-dir"])
+        .arg(dir)
+        .args(["--api", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .args(extra)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut api, mut p2p) = (String::new(), String::new());
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(url) = line.strip_prefix("API:") {
+            api = url.trim().trim_start_matches("http://").trim_end_matches("/v1/status").to_string();
+        } else if let Some(address) = line.strip_prefix("P2P:") {
+            p2p = address.trim().to_string();
+        } else if line.starts_with("Data dir:") {
+            break;
+        }
+    }
+    Node { child, api, p2p }
+}
+
+/// The kernel's high-water mark of a process's resident memory, in KiB.
+fn peak_memory_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[u64], percent: usize) -> u64 {
+    sorted[(sorted.len() * percent / 100).min(sorted.len() - 1)]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let seconds: u64 = args.next().map_or(30, |text| text.parse().unwrap());
+    let accounts: u32 = args.next().map_or(1_000, |text| text.parse().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let market = MarketParams {
+        interval_length_ms: INTERVAL_MS,
+        gate_closure_lead_ms: GATE_CLOSURE_LEAD_MS,
+        settlement_delay_ms: 1_000,
+        max_open_offers_per_account: 64,
+        ..test_market()
+    };
+    let mut community = TestCommunity::new(99, accounts, market, now_ms() / INTERVAL_MS * INTERVAL_MS);
+    let genesis = community.genesis.clone();
+    let genesis_file = dir.path().join("genesis.bin");
+    std::fs::write(&genesis_file, to_bytes(&genesis)).unwrap();
+    let validator_dir = dir.path().join("validator");
+    std::fs::create_dir_all(&validator_dir).unwrap();
+    std::fs::write(validator_dir.join("validator.key"), hex::encode(community.validator.seed())).unwrap();
+    let validator =
+        start(&validator_dir, &["--genesis", genesis_file.to_str().unwrap(), "--block-time-ms", "250"]);
+    let households: Vec<Node> = (0..HOUSEHOLD_NODES)
+        .map(|index| {
+            let dir = dir.path().join(format!("household-{index}"));
+            start(&dir, &["--genesis", genesis_file.to_str().unwrap(), "--bootstrap", &validator.p2p])
+        })
+        .collect();
+
+    // Register every account and meter, the registrar's transactions in
+    // waves of what its mempool share allows.
+    println!("registering {accounts} accounts");
+    let mut pending = community.registrations();
+    let mut connection = Connection::open(&validator.api);
+    while !pending.is_empty() {
+        // In order: a meter needs its account, so a wave stops at the first
+        // refusal and the rest waits for the next block.
+        let mut sent = 0;
+        for tx in &pending {
+            let (status, body) = connection.submit(tx);
+            match status {
+                202 => sent += 1,
+                429 => break,
+                _ => panic!("registration refused: {body}"),
+            }
+        }
+        pending.drain(..sent);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let registered = Instant::now();
+    while connection.json("/v1/status")["accounts"].as_u64().unwrap() < u64::from(accounts) {
+        assert!(registered.elapsed() < Duration::from_secs(120), "registrations did not land");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for node in &households {
+        let mut connection = Connection::open(&node.api);
+        while connection.json("/v1/status")["accounts"].as_u64().unwrap() < u64::from(accounts) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // Watch every household for clearings: (interval, ms after gate closure).
+    let stop = Arc::new(AtomicBool::new(false));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let watchers: Vec<_> = households
+        .iter()
+        .map(|node| {
+            let (api, stop, latencies, genesis) =
+                (node.api.clone(), stop.clone(), latencies.clone(), genesis.clone());
+            std::thread::spawn(move || {
+                let mut connection = Connection::open(&api);
+                let mut next = connection.json("/v1/status")["next_clearing_interval"].as_u64().unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let now_next = connection.json("/v1/status")["next_clearing_interval"].as_u64().unwrap();
+                    let seen = now_ms();
+                    for interval in next..now_next {
+                        let gate = genesis.gate_closure_ms(interval).unwrap();
+                        latencies.lock().unwrap().push(seen.saturating_sub(gate));
+                    }
+                    next = now_next;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+
+    // Load: each submitter signs offers for its accounts and submits them
+    // through the households, round robin.
+    println!("loading for {seconds} s with {SUBMITTERS} submitters");
+    let start_height = connection.json("/v1/status")["height"].as_u64().unwrap();
+    let admitted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let community = Arc::new(community);
+    let submitters: Vec<_> = (0..SUBMITTERS)
+        .map(|submitter| {
+            let apis: Vec<String> = households.iter().map(|node| node.api.clone()).collect();
+            let (community, admitted, refused) = (community.clone(), admitted.clone(), refused.clone());
+            std::thread::spawn(move || {
+                let mut connections: Vec<Connection> = apis.iter().map(|api| Connection::open(api)).collect();
+                let mine: Vec<usize> =
+                    (0..community.households.len()).filter(|index| index % SUBMITTERS == submitter).collect();
+                let mut nonces = vec![0_u64; community.households.len()];
+                let mut turn = 0;
+                while Instant::now() < deadline {
+                    let interval = community.genesis.interval_at(now_ms()) + 2;
+                    for &index in &mine {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        nonces[index] += 1;
+                        let side = if index % 2 == 0 { Side::Sell } else { Side::Buy };
+                        let price = 100_000 + (nonces[index] % 50) * 2_000;
+                        let attestation = community.reading(index, interval - 2, 0, 0);
+                        let offer =
+                            community.offer_tx(index, nonces[index], interval, side, 100, price, attestation);
+                        turn = (turn + 1) % connections.len();
+                        let (status, _) = connections[turn].submit(&offer);
+                        if status == 202 {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for submitter in submitters {
+        submitter.join().unwrap();
+    }
+    let load_ms = seconds * 1_000;
+    // Let the last offers clear.
+    std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
+    stop.store(true, Ordering::Relaxed);
+    for watcher in watchers {
+        watcher.join().unwrap();
+    }
+    let end_height = connection.json("/v1/status")["height"].as_u64().unwrap();
+    let mut committed = 0_u64;
+    let (mut first_ms, mut last_ms) = (u64::MAX, 0);
+    for height in start_height + 1..=end_height {
+        let block = connection.json(&format!("/v1/blocks/{height}"));
+        let offers =
+            block["transactions"].as_array().unwrap().iter().filter(|tx| tx["kind"] == "offer").count();
+        if offers > 0 {
+            let time = block["timestamp_ms"].as_u64().unwrap();
+            first_ms = first_ms.min(time);
+            last_ms = last_ms.max(time);
+            committed += offers as u64;
+        }
+    }
+    let admitted = admitted.load(Ordering::Relaxed);
+    let mut latencies = latencies.lock().unwrap().clone();
+    latencies.sort_unstable();
+    println!(
+        "accounts: {accounts}, household nodes: {HOUSEHOLD_NODES}, interval: {INTERVAL_MS} ms, blocks: 250 ms"
+    );
+    println!(
+        "admitted through the API: {admitted} in {seconds} s = {} tx/s (refused: {})",
+        admitted * 1_000 / load_ms,
+        refused.load(Ordering::Relaxed)
+    );
+    let span_ms = last_ms.saturating_sub(first_ms).max(1);
+    println!(
+        "committed offers: {committed} over {span_ms} ms of blocks = {} tx/s",
+        committed * 1_000 / span_ms
+    );
+    if !latencies.is_empty() {
+        println!(
+            "gate closure to clearing seen on a household: p50 {} ms, p99 {} ms, max {} ms ({} samples)",
+            percentile(&latencies, 50),
+            percentile(&latencies, 99),
+            latencies[latencies.len() - 1],
+            latencies.len()
+        );
+    }
+    for node in std::iter::once(&validator).chain(&households) {
+        let (_, metrics) = Connection::open(&node.api).request("GET", "/metrics", "");
+        let gossip: Vec<&str> = metrics
+            .lines()
+            .filter(|line| line.starts_with("gridshare_gossip") || line.starts_with("gridshare_height"))
+            .collect();
+        println!("{} gossip: {}", node.api, gossip.join(" "));
+    }
+    println!("peak memory: validator {} MiB", peak_memory_kib(validator.child.id()) / 1024);
+    for (index, node) in households.iter().enumerate() {
+        println!("peak memory: household {index} {} MiB", peak_memory_kib(node.child.id()) / 1024);
+    }
+}

@@ -1,0 +1,139 @@
+//! The node's Prometheus metrics (`GET /metrics`): chain progress, peers,
+//! the mempool, gossip verdicts, sync and API traffic, and the capacity of
+//! every bounded queue, so that an operator sees a bound being reached.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// A gossip message's topic and the verdict it got.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GossipLabels {
+    pub topic: &'static str,
+    pub verdict: &'static str,
+}
+
+/// A submitted transaction's outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// A bounded queue or size by name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BoundLabels {
+    pub bound: &'static str,
+}
+
+/// Every metric; cheap to update from the event loop (atomics).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub height: Gauge,
+    pub peers: Gauge,
+    pub mempool_transactions: Gauge,
+    pub blocks_committed: Counter,
+    pub transactions_committed: Counter,
+    pub intervals_cleared: Counter,
+    pub trades: Counter,
+    pub settlements: Counter,
+    pub gossip_messages: Family<GossipLabels, Counter>,
+    pub gossip_messages_dropped: Counter,
+    pub submissions: Family<OutcomeLabels, Counter>,
+    pub sync_requests_sent: Counter,
+    pub sync_blocks_received: Counter,
+    pub api_requests: Counter,
+    pub events_dropped: Counter,
+    pub bounds: Family<BoundLabels, Gauge>,
+}
+
+impl Metrics {
+    /// The metrics with the node's bounds recorded.
+    pub fn new(bounds: &[(&'static str, usize)]) -> Metrics {
+        let metrics = Metrics::default();
+        for &(bound, value) in bounds {
+            metrics
+                .bounds
+                .get_or_create(&BoundLabels { bound })
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+        metrics
+    }
+
+    pub fn gossip(&self, topic: &'static str, verdict: &'static str) {
+        self.gossip_messages.get_or_create(&GossipLabels { topic, verdict }).inc();
+    }
+
+    pub fn submission(&self, outcome: &'static str) {
+        self.submissions.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut registry = Registry::with_prefix("gridshare");
+        registry.register("height", "Height of the last committed block", self.height.clone());
+        registry.register("peers", "Connected libp2p peers", self.peers.clone());
+        registry.register(
+            "mempool_transactions",
+            "Transactions waiting for a block",
+            self.mempool_transactions.clone(),
+        );
+        registry.register("blocks_committed", "Blocks committed", self.blocks_committed.clone());
+        registry.register(
+            "transactions_committed",
+            "Transactions in committed blocks",
+            self.transactions_committed.clone(),
+        );
+        registry.register("intervals_cleared", "Intervals cleared", self.intervals_cleared.clone());
+        registry.register("trades", "Trades in cleared intervals", self.trades.clone());
+        registry.register("settlements", "Intervals settled", self.settlements.clone());
+        registry.register(
+            "gossip_messages",
+            "Gossip messages by topic and verdict",
+            self.gossip_messages.clone(),
+        );
+        registry.register(
+            "gossip_messages_dropped",
+            "Gossip messages not sent to a slow peer in time or for a full queue",
+            self.gossip_messages_dropped.clone(),
+        );
+        registry.register("submissions", "API submissions by outcome", self.submissions.clone());
+        registry.register("sync_requests_sent", "Catch-up requests sent", self.sync_requests_sent.clone());
+        registry.register(
+            "sync_blocks_received",
+            "Blocks received in catch-up responses",
+            self.sync_blocks_received.clone(),
+        );
+        registry.register("api_requests", "HTTP API requests", self.api_requests.clone());
+        registry.register(
+            "events_dropped",
+            "Events a slow event-stream client missed",
+            self.events_dropped.clone(),
+        );
+        registry.register("bound", "Capacity of each bounded queue, cache and size", self.bounds.clone());
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    #[test]
+    fn metrics_are_exposed_with_their_labels() {
+        let metrics = Metrics::new(&[("mempool_transactions_max", 20_000)]);
+        metrics.height.set(7);
+        metrics.gossip("tx", "reject");
+        let text = metrics.encode();
+        assert!(text.contains("gridshare_height 7"), "{text}");
+        assert!(
+            text.contains("gridshare_gossip_messages_total{topic=\"tx\",verdict=\"reject\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("gridshare_bound{bound=\"mempool_transactions_max\"} 20000"), "{text}");
+    }
+}

@@ -1,0 +1,342 @@
+//! Market time for people: which delivery interval `next`, `+2`, `1234` or
+//! `2026-11-21T17:20Z` means, and UTC times read and written without a
+//! time-zone database (the ledger's times are milliseconds since the epoch).
+
+use std::str::FromStr;
+
+use gridshare_ledger::genesis::Genesis;
+
+/// How far ahead `next` looks for an offer: a node admits a transaction at
+/// the time of its next block, so an interval whose gate closes sooner than
+/// this would likely be closed by then.
+pub const OFFER_MARGIN_MS: u64 = 2_000;
+const MS_PER_SECOND: u64 = 1_000;
+const MS_PER_DAY: u64 = 86_400_000;
+/// Days from 0000-03-01 to 1970-01-01 in the proleptic Gregorian calendar.
+const DAYS_0000_03_01_TO_EPOCH: u64 = 719_468;
+const DAYS_PER_400_YEARS: u64 = 146_097;
+
+/// How people name an interval on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntervalSpec {
+    /// The first interval whose gate closure is still in the future.
+    Next,
+    /// This many intervals after `Next`.
+    AfterNext(u64),
+    /// An interval by its index.
+    Index(u64),
+    /// The interval that contains this time (ms since the epoch).
+    At(u64),
+}
+
+/// Why an interval or a time was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    #[error(
+        "bad interval `{0}`: use next, +N (N intervals after next), an interval number, or a UTC time such as 2026-11-21T17:20Z"
+    )]
+    BadInterval(String),
+    #[error("bad time `{text}`: {reason}")]
+    BadTime { text: String, reason: &'static str },
+    #[error("bad day `{0}`: use YYYY-MM-DD, e.g. 2026-11-21")]
+    BadDay(String),
+    #[error("{time} is before the community began ({genesis})")]
+    BeforeGenesis { time: String, genesis: String },
+    #[error("the interval is beyond any representable time")]
+    OutOfRange,
+}
+
+impl FromStr for IntervalSpec {
+    type Err = TimeError;
+
+    fn from_str(text: &str) -> Result<IntervalSpec, TimeError> {
+        let text = text.trim();
+        let bad = || TimeError::BadInterval(text.to_string());
+        if text.eq_ignore_ascii_case("next") {
+            return Ok(IntervalSpec::Next);
+        }
+        if let Some(count) = text.strip_prefix('+') {
+            return digits(count).map(IntervalSpec::AfterNext).ok_or_else(bad);
+        }
+        if let Some(index) = digits(text) {
+            return Ok(IntervalSpec::Index(index));
+        }
+        if text.len() >= 10 && text.as_bytes().get(4) == Some(&b'-') {
+            return parse_utc(text).map(IntervalSpec::At);
+        }
+        Err(bad())
+    }
+}
+
+/// A non-empty run of ASCII digits as a number.
+fn digits(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+impl IntervalSpec {
+    /// The interval this names for an offer at `now_ms`: `next` and `+N`
+    /// count from the first interval whose gate closes at least
+    /// `OFFER_MARGIN_MS` later, so that the offer reaches a block in time.
+    pub fn resolve_for_offer(self, genesis: &Genesis, now_ms: u64) -> Result<u64, TimeError> {
+        match self {
+            IntervalSpec::Next | IntervalSpec::AfterNext(_) => {
+                self.resolve(genesis, now_ms.saturating_add(OFFER_MARGIN_MS))
+            }
+            IntervalSpec::Index(_) | IntervalSpec::At(_) => self.resolve(genesis, now_ms),
+        }
+    }
+
+    /// The interval this names at time `now_ms`.
+    pub fn resolve(self, genesis: &Genesis, now_ms: u64) -> Result<u64, TimeError> {
+        match self {
+            IntervalSpec::Next => Ok(next_open_interval(genesis, now_ms)),
+            IntervalSpec::AfterNext(count) => {
+                next_open_interval(genesis, now_ms).checked_add(count).ok_or(TimeError::OutOfRange)
+            }
+            IntervalSpec::Index(index) => Ok(index),
+            IntervalSpec::At(time_ms) => {
+                if time_ms < genesis.genesis_time_ms {
+                    return Err(TimeError::BeforeGenesis {
+                        time: format_utc(time_ms),
+                        genesis: format_utc(genesis.genesis_time_ms),
+                    });
+                }
+                Ok(genesis.interval_at(time_ms))
+            }
+        }
+    }
+}
+
+/// The first interval whose gate closure is after `now_ms`: the earliest an
+/// offer can be for.
+pub fn next_open_interval(genesis: &Genesis, now_ms: u64) -> u64 {
+    // gate(i) > now ⇔ start(i) > now + lead: the intervals started by
+    // now + lead are closed.
+    let horizon_ms = now_ms.saturating_add(genesis.market.gate_closure_lead_ms);
+    let mut interval = match horizon_ms.checked_sub(genesis.genesis_time_ms) {
+        Some(elapsed) => elapsed / genesis.market.interval_length_ms + 1,
+        None => 0,
+    };
+    // The same rule the ledger applies, checked directly.
+    while genesis.gate_closure_ms(interval).is_some_and(|gate_ms| gate_ms <= now_ms) {
+        interval += 1;
+    }
+    interval
+}
+
+/// The latest interval that has ended by `now_ms`, if any has.
+pub fn latest_ended_interval(genesis: &Genesis, now_ms: u64) -> Option<u64> {
+    let elapsed = now_ms.checked_sub(genesis.genesis_time_ms)?;
+    (elapsed / genesis.market.interval_length_ms).checked_sub(1)
+}
+
+/// The system clock in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `2026-11-21 17:20:04 UTC`, with `.800` when the time has milliseconds.
+pub fn format_utc(time_ms: u64) -> String {
+    let (year, month, day) = civil_from_days(time_ms / MS_PER_DAY);
+    let in_day_ms = time_ms % MS_PER_DAY;
+    let seconds = in_day_ms / MS_PER_SECOND;
+    let (hour, minute, second) = (seconds / 3_600, seconds / 60 % 60, seconds % 60);
+    let millis = in_day_ms % MS_PER_SECOND;
+    let fraction = if millis == 0 { String::new() } else { format!(".{millis:03}") };
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}{fraction} UTC")
+}
+
+/// Parses a UTC time: `YYYY-MM-DDTHH:MM[:SS[.fff]]` followed by `Z` or
+/// `+00:00` (a space may replace the `T`). The time zone is required, so
+/// that nobody's local time is taken for UTC.
+pub fn parse_utc(text: &str) -> Result<u64, TimeError> {
+    let bad = |reason| TimeError::BadTime { text: text.to_string(), reason };
+    let trimmed = text.trim();
+    let body = if let Some(body) = trimmed.strip_suffix('Z').or_else(|| trimmed.strip_suffix('z')) {
+        body
+    } else if let Some(body) = trimmed.strip_suffix("+00:00") {
+        body
+    } else {
+        return Err(bad("times are UTC: end it with Z, e.g. 2026-11-21T17:20Z"));
+    };
+    let (date, time) = body
+        .split_once(['T', 't', ' '])
+        .ok_or(bad("expected YYYY-MM-DDTHH:MM[:SS[.fff]]Z, e.g. 2026-11-21T17:20Z"))?;
+    let day_ms = parse_day(date).map_err(|_| bad("the date must be YYYY-MM-DD and exist"))?;
+    let (clock, millis) = match time.split_once('.') {
+        Some((clock, fraction)) => {
+            if fraction.is_empty() || fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("at most 3 digits after the seconds' point"));
+            }
+            let padded = format!("{fraction:0<3}");
+            (clock, padded.parse::<u64>().map_err(|_| bad("bad milliseconds"))?)
+        }
+        None => (time, 0),
+    };
+    let parts: Vec<&str> = clock.split(':').collect();
+    let field = |index: usize, max: u64| -> Option<u64> {
+        let part = parts.get(index)?;
+        if part.len() != 2 {
+            return None;
+        }
+        digits(part).filter(|value| *value <= max)
+    };
+    let invalid = bad("the time of day must be HH:MM or HH:MM:SS");
+    let (hour, minute) = (field(0, 23), field(1, 59));
+    let second = if parts.len() == 3 { field(2, 59) } else { Some(0) };
+    let (Some(hour), Some(minute), Some(second)) = (hour, minute, second) else {
+        return Err(invalid);
+    };
+    if !(2..=3).contains(&parts.len()) || (parts.len() == 2 && millis > 0) {
+        return Err(invalid);
+    }
+    Ok(day_ms + ((hour * 60 + minute) * 60 + second) * MS_PER_SECOND + millis)
+}
+
+/// Parses a UTC day `YYYY-MM-DD` (1970 to 9999) into the time it starts.
+pub fn parse_day(text: &str) -> Result<u64, TimeError> {
+    let bad = || TimeError::BadDay(text.to_string());
+    let parts: Vec<&str> = text.trim().split('-').collect();
+    let [year, month, day] = parts[..] else { return Err(bad()) };
+    if year.len() != 4 || month.len() != 2 || day.len() != 2 {
+        return Err(bad());
+    }
+    let (Some(year), Some(month), Some(day)) = (digits(year), digits(month), digits(day)) else {
+        return Err(bad());
+    };
+    if year < 1970 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return Err(bad());
+    }
+    Ok(days_from_civil(year, month, day) * MS_PER_DAY)
+}
+
+/// The length of a UTC day in milliseconds.
+pub const DAY_MS: u64 = MS_PER_DAY;
+
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a date from 1970 on (H. Hinnant's algorithm,
+/// with years starting in March so that leap days come last).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let year_of_era = year - era * 400;
+    let month_from_march = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * DAYS_PER_400_YEARS + day_of_era - DAYS_0000_03_01_TO_EPOCH
+}
+
+/// The date of a day since 1970-01-01: the inverse of `days_from_civil`.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let days = days + DAYS_0000_03_01_TO_EPOCH;
+    let era = days / DAYS_PER_400_YEARS;
+    let day_of_era = days - era * DAYS_PER_400_YEARS;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use gridshare_ledger::testkit::{TestCommunity, test_market};
+
+    use super::*;
+
+    /// 10-second intervals with gate closure 4 s before the start, from
+    /// 2026-11-21 00:00:00 UTC.
+    fn genesis() -> Genesis {
+        let mut market = test_market();
+        market.interval_length_ms = 10_000;
+        market.gate_closure_lead_ms = 4_000;
+        TestCommunity::new(1, 0, market, 1_795_219_200_000).genesis
+    }
+
+    #[test]
+    fn parses_interval_specs() {
+        assert_eq!("next".parse(), Ok(IntervalSpec::Next));
+        assert_eq!("NEXT".parse(), Ok(IntervalSpec::Next));
+        assert_eq!("+3".parse(), Ok(IntervalSpec::AfterNext(3)));
+        assert_eq!("1234".parse(), Ok(IntervalSpec::Index(1234)));
+        assert_eq!("2026-11-21T17:20Z".parse(), Ok(IntervalSpec::At(1_795_281_600_000)));
+        for bad in ["", "+", "+-1", "-1", "soon", "1.5", "12a", "2026-11-21T17:20"] {
+            assert!(bad.parse::<IntervalSpec>().is_err(), "{bad:?} was accepted");
+        }
+        let message = "later".parse::<IntervalSpec>().unwrap_err().to_string();
+        assert!(message.starts_with("bad interval `later`: use next, +N"), "{message}");
+        let message = "2026-11-21T17:20".parse::<IntervalSpec>().unwrap_err().to_string();
+        assert!(message.contains("times are UTC: end it with Z"), "{message}");
+    }
+
+    #[test]
+    fn resolves_next_by_gate_closure() {
+        let genesis = genesis();
+        let start = genesis.genesis_time_ms;
+        // At the start, interval 0's gate (saturated at genesis − 4 s) has
+        // passed: interval 1's gate is at 6 s.
+        assert_eq!(next_open_interval(&genesis, start), 1);
+        assert_eq!(next_open_interval(&genesis, start + 5_999), 1);
+        assert_eq!(next_open_interval(&genesis, start + 6_000), 2);
+        assert_eq!(next_open_interval(&genesis, start - 10_000), 0);
+        for now in [start, start + 5_999, start + 6_000, start + 123_456] {
+            let next = next_open_interval(&genesis, now);
+            assert!(genesis.gate_closure_ms(next).unwrap() > now);
+            assert!(next == 0 || genesis.gate_closure_ms(next - 1).unwrap() <= now);
+        }
+        assert_eq!(IntervalSpec::AfterNext(2).resolve(&genesis, start), Ok(3));
+        // Offers leave time to reach a block: 4.5 s in, interval 1's gate
+        // (at 6 s) is too close.
+        assert_eq!(IntervalSpec::Next.resolve(&genesis, start + 4_500), Ok(1));
+        assert_eq!(IntervalSpec::Next.resolve_for_offer(&genesis, start + 4_500), Ok(2));
+        assert_eq!(IntervalSpec::AfterNext(1).resolve_for_offer(&genesis, start + 4_500), Ok(3));
+        assert_eq!(IntervalSpec::Index(1).resolve_for_offer(&genesis, start + 4_500), Ok(1));
+        assert_eq!(IntervalSpec::At(start + 25_000).resolve(&genesis, 0), Ok(2));
+        assert!(matches!(
+            IntervalSpec::At(start - 1).resolve(&genesis, 0),
+            Err(TimeError::BeforeGenesis { .. })
+        ));
+        assert_eq!(latest_ended_interval(&genesis, start + 9_999), None);
+        assert_eq!(latest_ended_interval(&genesis, start + 10_000), Some(0));
+        assert_eq!(latest_ended_interval(&genesis, start + 29_999), Some(1));
+        assert_eq!(latest_ended_interval(&genesis, start - 1), None);
+    }
+
+    #[test]
+    fn utc_times_round_trip() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(1_795_281_604_800), "2026-11-21 17:20:04.800 UTC");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(parse_utc("2026-11-21T17:20:04.8Z"), Ok(1_795_281_604_800));
+        assert_eq!(parse_utc("2026-11-21 17:20:04+00:00"), Ok(1_795_281_604_000));
+        assert_eq!(parse_day("2000-02-29"), Ok(951_782_400_000));
+        assert_eq!(parse_day("1970-01-01"), Ok(0));
+        for bad in ["2026-02-29", "2026-13-01", "2026-1-01", "1969-12-31", "2026-11-21T00:00Z"] {
+            assert!(parse_day(bad).is_err(), "{bad:?} was accepted");
+        }
+        for bad in ["2026-11-21T24:00Z", "2026-11-21T17:60Z", "2026-11-21T17Z", "2026-11-21T17:20:00.1234Z"] {
+            assert!(parse_utc(bad).is_err(), "{bad:?} was accepted");
+        }
+        // Every day from 1970 to 2100 survives the round trip.
+        let mut day_ms = 0;
+        while day_ms < 4_102_444_800_000 {
+            let text = format_utc(day_ms);
+            assert_eq!(parse_day(&text[..10]), Ok(day_ms), "{text}");
+            day_ms += MS_PER_DAY;
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! End to end: the real `gridshare` binary against a real dev node
+//! (`gridshare-node run --dev`): keys, registration, a credit, a meter
+//! reading, offers (one cancelled, one traded), trades, the market, bills,
+//! proofs checked locally, the event stream, an export and an audit over the
+//! API; and the messages and exit statuses of bad input and rejections.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const PASSPHRASE: &str = "correct horse battery staple";
+/// How often a condition is polled.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The `gridshare-node` binary of the same target directory.
+fn node_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let name = format!("gridshare-node{}", std::env::consts::EXE_SUFFIX);
+    exe.ancestors().skip(1).map(|dir| dir.join(&name)).find(|path| path.is_file()).unwrap_or_else(|| {
+        panic!(
+            "no {name} binary in the target directory of {}: run `cargo build -p gridshare-node` first",
+            exe.display()
+        )
+    })
+}
+
+/// A running dev node, killed when dropped.
+struct DevNode {
+    child: Child,
+    api: String,
+    genesis_file: PathBuf,
+    data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl DevNode {
+    fn start(dir: &Path) -> DevNode {
+        let data_dir = dir.join("node");
+        let log = dir.join("node.log");
+        let mut child = Command::new(node_binary())
+            .args(["run", "--dev", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--api", "127.0.0.1:0", "--no-mdns", "--interval-ms", "2000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (lines, received) = mpsc::channel();
+        // Keeps reading after the address is known: a node whose stdout is
+        // closed fails on its next line.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut api = None;
+        let mut genesis_file = None;
+        let mut printed = Vec::new();
+        while api.is_none() || genesis_file.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = received.recv_timeout(left) else {
+                let _ = child.kill();
+                panic!(
+                    "the dev node printed no API address within 60 s; it printed {printed:?}; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            };
+            if let Some(rest) = line.strip_prefix("API:") {
+                let url = rest.trim().trim_end_matches("/v1/status");
+                api = Some(url.to_string());
+            }
+            if let Some(rest) = line.strip_prefix("Genesis:") {
+                genesis_file = Some(PathBuf::from(rest.trim()));
+            }
+            printed.push(line);
+        }
+        DevNode { child, api: api.unwrap(), genesis_file: genesis_file.unwrap(), data_dir, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for DevNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `gridshare` with a keystore and a node from the environment.
+struct Gridshare {
+    keystore: PathBuf,
+    node: String,
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl Gridshare {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gridshare"));
+        command
+            .args(args)
+            .env("GRIDSHARE_KEYSTORE", &self.keystore)
+            .env("GRIDSHARE_NODE", &self.node)
+            .env("GRIDSHARE_PASSPHRASE", PASSPHRASE);
+        command
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, "")
+    }
+
+    /// Runs a command that must succeed; its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "gridshare {args:?} failed with {:?}:\n{}{}",
+            output.status.code(),
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let stdout = self.ok(args);
+        serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("gridshare {args:?}: {error}: {stdout}"))
+    }
+
+    /// Runs a command that must fail with `code` and say `expected`.
+    fn fails(&self, args: &[&str], code: i32, expected: &str) -> String {
+        let output = self.run(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "gridshare {args:?}: {stderr}{}", text(&output.stdout));
+        assert!(stderr.contains(expected), "gridshare {args:?}: expected {expected:?} in {stderr:?}");
+        stderr
+    }
+}
+
+/// Polls `condition` until it gives a value or `limit` passes.
+fn poll<T>(what: &str, limit: Duration, node: &DevNode, mut condition: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "waited {limit:?} for {what}; the node's log:\n{}", node.log());
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+#[test]
+fn a_household_trades_with_the_dev_community() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(dir.path());
+    let gridshare = Gridshare { keystore: dir.path().join("keys"), node: node.api.clone() };
+
+    // The dev registrar's key, and a new household's account and meter keys.
+    let seed_file = node.data_dir.join("dev-keys").join("registrar.seed");
+    let seed = std::fs::read_to_string(&seed_file)
+        .unwrap_or_else(|error| panic!("{}: {error}; the node's log:\n{}", seed_file.display(), node.log()));
+    let imported = gridshare.run_with_stdin(
+        &["keys", "import", "registrar", "--role", "registrar", "--insecure-plaintext"],
+        &seed,
+    );
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    gridshare.ok(&["keys", "new", "home"]);
+    gridshare.ok(&["keys", "new", "home-meter", "--role", "meter", "--insecure-plaintext"]);
+
+    // The registrar registers them and credits the account, one after the
+    // other without waiting: nonces come from the node, then the next free.
+    let stdout = gridshare.ok(&["register", "account", "home", "--credit-limit", "0"]);
+    assert!(stdout.starts_with("Admitted: register account home ("), "{stdout}");
+    let stdout = gridshare.ok(&[
+        "register",
+        "meter",
+        "home-meter",
+        "--owner",
+        "home",
+        "--max-import-kw",
+        "7000",
+        "--max-export-kw",
+        "7000",
+        "--zone",
+        "main",
+    ]);
+    assert!(stdout.contains("register meter home-meter"), "{stdout}");
+    let credited = gridshare.json(&["credit", "home", "50", "--reference", "e2e deposit", "--json"]);
+    assert_eq!(credited["status"], "admitted", "{credited}");
+    // A rejection says why with the amounts, and exits with status 1.
+    let stderr =
+        gridshare.fails(&["debit", "home", "1000EUR", "--reference", "too much"], 1, "insufficient funds");
+    assert!(stderr.contains("EUR"), "{stderr}");
+
+    let balance = poll("the credit to be committed", Duration::from_secs(30), &node, || {
+        let output = gridshare.run(&["balance", "--json"]);
+        if !output.status.success() {
+            // Until the registration is in a block.
+            assert!(text(&output.stderr).contains("is not registered"), "{}", text(&output.stderr));
+            return None;
+        }
+        let balance: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        (balance["balance_nano"] == "50000000000").then_some(balance)
+    });
+    assert_eq!(balance["meters"][0]["zone"], "main", "{balance}");
+    let stdout = gridshare.ok(&["balance"]);
+    assert!(stdout.contains("Balance") && stdout.contains("50.00 EUR"), "{stdout}");
+
+    // A meter reading for the latest ended interval (the first one may not
+    // have ended yet).
+    poll("an interval to end for a meter reading", Duration::from_secs(30), &node, || {
+        let output = gridshare.run(&[
+            "meter",
+            "report",
+            "--meter",
+            "home-meter",
+            "--import-kwh",
+            "0",
+            "--export-kwh",
+            "0",
+        ]);
+        let stderr = text(&output.stderr);
+        if output.status.success() {
+            return Some(());
+        }
+        assert!(stderr.contains("has not ended") || stderr.contains("no interval has ended"), "{stderr}");
+        None
+    });
+
+    // An offer to cancel, and one to trade, a few intervals ahead so that
+    // they are still open while they are listed.
+    let cancelled =
+        gridshare.json(&["offer", "buy", "500Wh", "--price", "0.5", "--interval", "+5", "--json"]);
+    assert_eq!(cancelled["status"], "admitted", "{cancelled}");
+    let cancelled_id = cancelled["id"].as_str().unwrap().to_string();
+    let offered = gridshare.json(&["offer", "buy", "1kWh", "--price", "0.9", "--interval", "+3", "--json"]);
+    assert_eq!(offered["status"], "admitted", "{offered}");
+    assert_eq!((offered["side"].as_str(), offered["energy_wh"].as_u64()), (Some("buy"), Some(1_000)));
+    assert_eq!(offered["price_micro_per_kwh"], 900_000);
+    let offer_id = offered["id"].as_str().unwrap().to_string();
+    poll("both offers to be listed", Duration::from_secs(10), &node, || {
+        let listed = gridshare.ok(&["offers", "--json"]);
+        (listed.contains(&offer_id) && listed.contains(&cancelled_id)).then_some(())
+    });
+    let stdout = gridshare.ok(&["cancel", &cancelled_id]);
+    assert!(stdout.starts_with(&format!("Cancellation of offer {cancelled_id} admitted")), "{stdout}");
+    poll("the cancelled offer to go", Duration::from_secs(10), &node, || {
+        (!gridshare.ok(&["offers", "--json"]).contains(&cancelled_id)).then_some(())
+    });
+
+    // The dev community's solar household sells about 1 kWh an interval at
+    // 0.09 to 0.13: a bid of 0.90 trades.
+    let trade = poll("the offer to trade", Duration::from_secs(60), &node, || {
+        let trades = gridshare.json(&["trades", "--json"]);
+        trades["trades"].as_array().unwrap().iter().find(|trade| trade["offer"] == offer_id.as_str()).cloned()
+    });
+    assert_eq!(trade["side"], "buy", "{trade}");
+    let energy_wh = trade["energy_wh"].as_u64().unwrap();
+    assert!((1..=1_000).contains(&energy_wh), "{trade}");
+    assert!(trade["price_micro_per_kwh"].as_u64().unwrap() <= 900_000, "{trade}");
+    let interval = trade["interval"].as_u64().unwrap().to_string();
+    let stdout = gridshare.ok(&["trades", "--interval", &interval]);
+    assert!(stdout.starts_with("INTERVAL  SIDE") && stdout.contains(" buy "), "{stdout}");
+    let stdout = gridshare.ok(&["market", "--interval", &interval]);
+    assert!(stdout.contains("Clearing price  0.") && stdout.contains("S supply"), "{stdout}");
+
+    // Proofs, checked here against the genesis file the node wrote.
+    let genesis_file = node.genesis_file.to_str().unwrap();
+    let stdout = gridshare.ok(&["prove", &offer_id, "--genesis", genesis_file]);
+    assert!(stdout.starts_with(&format!("Verified: transaction {offer_id} is final.")), "{stdout}");
+    assert!(stdout.contains("offer by home: buy 1.000 kWh at 0.900000 EUR/kWh"), "{stdout}");
+    let stdout = gridshare.ok(&["prove", "trade", &interval]);
+    assert!(stdout.contains("Trade        home bought"), "{stdout}");
+    let proven = gridshare.json(&["prove", "trade", &interval, "--json"]);
+    assert_eq!(proven["verified"], true);
+
+    // The bill once the interval settles.
+    let bill = poll("the interval to settle", Duration::from_secs(30), &node, || {
+        let bills = gridshare.json(&["bill", "--interval", &interval, "--json"]);
+        bills["bills"].as_array().unwrap().first().cloned()
+    });
+    assert_eq!(bill["bought_wh"].as_u64(), Some(energy_wh), "{bill}");
+    let stdout = gridshare.ok(&["bill", "--interval", &interval]);
+    assert!(stdout.starts_with(&format!("Bill of home for interval {interval}")), "{stdout}");
+    assert!(stdout.contains("Bought (traded)") && stdout.contains("Total"), "{stdout}");
+    let stdout = gridshare.ok(&["prove", "bill", &interval]);
+    assert!(stdout.contains("Bill of home for interval"), "{stdout}");
+    let balance = gridshare.json(&["balance", "--json"]);
+    let balance_nano: i128 = balance["balance_nano"].as_str().unwrap().parse().unwrap();
+    assert!(balance_nano < 50_000_000_000, "{balance}");
+
+    // The event stream: a clearing or a settlement arrives within seconds.
+    let mut watcher =
+        gridshare.command(&["watch", "--json"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let stdout = watcher.stdout.take().unwrap();
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = received.recv_timeout(Duration::from_secs(30));
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    let line = line.unwrap_or_else(|_| {
+        panic!("no event from `gridshare watch` in 30 s; the node's log:\n{}", node.log())
+    });
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(matches!(event["event"].as_str(), Some("clearing" | "settlement")), "{event}");
+    assert!(event["data"]["interval"].is_u64(), "{event}");
+
+    // The auditor: the export over the API, and an audit of it.
+    let export = dir.path().join("ledger.export");
+    let stdout = gridshare.ok(&["export", "--out", export.to_str().unwrap()]);
+    assert!(
+        stdout.starts_with("Exported ") && stdout.contains(&format!(" blocks from {}", node.api)),
+        "{stdout}"
+    );
+    let stdout = gridshare.ok(&["audit"]);
+    assert!(stdout.starts_with("Audit           PASSED: no finding"), "{stdout}");
+
+    // Input refused before anything is sent.
+    gridshare.fails(
+        &["offer", "buy", "1", "--price", "0.5", "--interval", "0"],
+        2,
+        "already closed for offers at",
+    );
+    gridshare.fails(&["offer", "buy", "1", "--price", "0.5", "--from", "nobody"], 2, "unknown key `nobody`");
+    gridshare.fails(&["credit", "nobody", "1", "--reference", "x"], 2, "unknown key `nobody`");
+    gridshare.fails(
+        &["credit", "home", "1usd", "--reference", "x"],
+        2,
+        "the community's currency is EUR, not USD",
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: whatever reaches the node fails to connect.
+    let gridshare = Gridshare { keystore: dir.path().join("keys"), node: "http://127.0.0.1:1".into() };
+    gridshare.ok(&["keys", "new", "home", "--insecure-plaintext"]);
+    let cases: &[(&[&str], &str)] = &[
+        (&["offer", "buy", "2.5kwhh", "--price", "0.1"], "bad amount `2.5kwhh`: the unit must be kWh or Wh"),
+        (&["offer", "sell", "0", "--price", "0.1"], "bad amount `0`: an offer is for at least 1 Wh"),
+        (&["offer", "sell", "1", "--price", "0.1234567"], "bad amount `0.1234567`"),
+        (&["offer", "sell", "1", "--price", "0.1", "--interval", "soon"], "bad interval `soon`"),
+        (&["offer", "sell", "1", "--price", "0.1", "--interval", "2026-11-21T17:20"], "times are UTC"),
+        (&["offer", "sell", "1", "--price", "0.1", "--from", "nobody"], "unknown key `nobody`"),
+        (
+            &["register", "meter", "m", "--owner", "home", "--max-import-kw", "7kVA", "--max-export-kw", "1"],
+            "bad amount `7kVA`",
+        ),
+        (&["bill", "--day", "2026-02-30"], "bad day `2026-02-30`"),
+        (&["prove", "cafe"], "cannot prove `cafe`"),
+        (&["trades", "--from-interval", "3"], "--to-interval"),
+        (&["balance"], "node not reachable at http://127.0.0.1:1"),
+        (&["--node", "https://example.org", "balance"], "https is not supported"),
+    ];
+    for (args, expected) in cases {
+        gridshare.fails(args, 2, expected);
+    }
+    let stderr = gridshare.fails(&["balance"], 2, "start one with: gridshare-node run --dev");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // Every command explains itself with examples.
+    for command in [
+        &["offer"][..],
+        &["meter"],
+        &["register"],
+        &["tariffs"],
+        &["offer", "sell"],
+        &["offer", "buy"],
+        &["offers"],
+        &["cancel"],
+        &["balance"],
+        &["trades"],
+        &["bill"],
+        &["market"],
+        &["meter", "report"],
+        &["prove"],
+        &["watch"],
+        &["register", "account"],
+        &["register", "meter"],
+        &["credit"],
+        &["debit"],
+        &["tariffs", "set"],
+        &["export"],
+        &["audit"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let stdout = gridshare.ok(&args);
+        assert!(stdout.contains("Example"), "{command:?} --help has no example:\n{stdout}");
+    }
+}
