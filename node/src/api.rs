@@ -40,6 +40,8 @@ pub const INTERVAL_SPAN_MAX: u64 = 96;
 pub const INTERVAL_SPAN_DEFAULT: u64 = 24;
 /// The most items in one list.
 pub const LIST_MAX: usize = 1_000;
+/// The longest isolation `POST /v1/admin/isolate` accepts.
+pub const ISOLATION_MS_MAX: u64 = 3_600_000;
 /// Blocks read from the event loop at a time while exporting.
 const EXPORT_CHUNK_BLOCKS: u64 = 64;
 
@@ -63,6 +65,7 @@ pub fn router(client: Client) -> Router {
         .route("/v1/proofs/settlements/{interval}", get(prove_settlement))
         .route("/v1/events", get(events))
         .route("/v1/export", get(export))
+        .route("/v1/admin/isolate", post(isolate))
         .route("/metrics", get(prometheus))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint: see docs/API.md") })
         .method_not_allowed_fallback(|| async {
@@ -808,6 +811,19 @@ fn tokio_stream_from<T: Send + 'static>(
     receiver: tokio::sync::mpsc::Receiver<T>,
 ) -> impl libp2p::futures::Stream<Item = T> + Send {
     stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) })
+}
+
+/// `POST /v1/admin/isolate` with `{"duration_ms": N}`: cuts the node off from
+/// every peer for N ms (at most an hour), for testnets' disconnect faults.
+async fn isolate(State(client): State<Client>, body: Result<Bytes, BytesRejection>) -> Reply {
+    let body = body.map_err(|rejection| error(rejection.status(), "bad_body", rejection))?;
+    let request: Value = serde_json::from_slice(&body).map_err(|problem| bad_request("bad_json", problem))?;
+    let duration_ms =
+        request.get("duration_ms").and_then(Value::as_u64).filter(|&ms| ms <= ISOLATION_MS_MAX).ok_or_else(
+            || bad_request("bad_request", format!("expected {{\"duration_ms\": 0..={ISOLATION_MS_MAX}}}")),
+        )?;
+    client.isolate(std::time::Duration::from_millis(duration_ms)).await?;
+    Ok(axum::Json(json!({ "isolated_ms": duration_ms })).into_response())
 }
 
 async fn prometheus(State(client): State<Client>) -> Response {

@@ -113,6 +113,10 @@ struct RunArgs {
     /// Target time between blocks, for a validator [config: block_time_ms].
     #[arg(long, value_name = "MS")]
     block_time_ms: Option<u64>,
+    /// Run with the clock this many ms ahead (negative: behind), to test how
+    /// a community copes with a node whose clock is wrong.
+    #[arg(long, value_name = "MS", default_value_t = 0, allow_hyphen_values = true)]
+    clock_skew_ms: i64,
     /// Length of a delivery interval in a new dev community.
     #[arg(long, value_name = "MS", default_value_t = gridshare_node::dev::DEV_INTERVAL_MS)]
     interval_ms: u64,
@@ -174,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    gridshare_node::node::set_clock_skew_ms(args.clock_skew_ms);
     let data_dir = match (&args.data_dir, args.dev) {
         (Some(dir), _) => dir.clone(),
         (None, true) => std::env::temp_dir().join(format!("gridshare-dev-{}", std::process::id())),

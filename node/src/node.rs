@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gridshare_ledger::Hash;
@@ -64,8 +65,16 @@ pub type Read = Box<dyn FnOnce(View<'_>) + Send>;
 
 /// A request to the event loop, with where to send the answer.
 pub enum Command {
-    Submit { tx: Box<SignedTx>, reply: oneshot::Sender<Result<Hash, SubmitError>> },
+    Submit {
+        tx: Box<SignedTx>,
+        reply: oneshot::Sender<Result<Hash, SubmitError>>,
+    },
     Read(Read),
+    /// Cut the node off from every peer for a while (testnet faults).
+    Isolate {
+        duration: Duration,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 impl std::fmt::Debug for Command {
@@ -73,6 +82,7 @@ impl std::fmt::Debug for Command {
         match self {
             Command::Submit { .. } => f.write_str("Submit"),
             Command::Read(_) => f.write_str("Read"),
+            Command::Isolate { duration, .. } => write!(f, "Isolate({duration:?})"),
         }
     }
 }
@@ -131,6 +141,13 @@ impl Client {
             let _ = reply.send(read(view));
         });
         self.commands.send(Command::Read(read)).await.map_err(|_| NodeGone)?;
+        answer.await.map_err(|_| NodeGone)
+    }
+
+    /// Disconnects every peer and refuses connections for `duration`.
+    pub async fn isolate(&self, duration: Duration) -> Result<(), NodeGone> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Isolate { duration, reply }).await.map_err(|_| NodeGone)?;
         answer.await.map_err(|_| NodeGone)
     }
 
@@ -227,6 +244,8 @@ struct Node {
     banned: BTreeMap<PeerId, tokio::time::Instant>,
     /// Dialled again while disconnected, so a restarted peer is found.
     bootstrap: Vec<Multiaddr>,
+    /// While set, every connection is closed at once (testnet faults).
+    isolated_until: Option<tokio::time::Instant>,
 }
 
 /// What became of a certified block from a peer.
@@ -238,12 +257,22 @@ enum Applied {
     Gap,
 }
 
-/// Milliseconds since the Unix epoch, from the system clock (the node is
-/// an edge: the state machine never reads a clock).
+/// The skew added to the system clock (`run --clock-skew-ms`, for testnets
+/// that exercise a node whose clock is wrong).
+static CLOCK_SKEW_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Skews this process's clock by `skew_ms` from now on.
+pub fn set_clock_skew_ms(skew_ms: i64) {
+    CLOCK_SKEW_MS.store(skew_ms, Ordering::Relaxed);
+}
+
+/// Milliseconds since the Unix epoch, from the system clock plus the skew
+/// (the node is an edge: the state machine never reads a clock).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
+    let system = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+    system.saturating_add_signed(CLOCK_SKEW_MS.load(Ordering::Relaxed))
 }
 
 /// Starts the dev community in `config.data_dir`: a new one (writing its
@@ -368,6 +397,7 @@ async fn launch(
         events: events.clone(),
         banned: BTreeMap::new(),
         bootstrap: config.bootstrap.clone(),
+        isolated_until: None,
     };
     node.catch_up_index(None)?;
     let (commands, inbox) = mpsc::channel(COMMANDS_MAX);
@@ -439,6 +469,15 @@ impl Node {
                 self.metrics.mempool_transactions.set(gauge(self.mempool.len()));
                 // A requester that went away does not care about the answer.
                 let _ = reply.send(result);
+            }
+            Command::Isolate { duration, reply } => {
+                tracing::warn!(?duration, "isolated from every peer");
+                self.isolated_until = Some(tokio::time::Instant::now() + duration);
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                for peer in peers {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                let _ = reply.send(());
             }
             Command::Read(read) => read(View {
                 genesis: &self.genesis,
@@ -550,8 +589,15 @@ impl Node {
             self.banned.remove(&peer);
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
         }
+        if self.isolated_until.is_some_and(|until| until <= now) {
+            tracing::warn!("isolation over: reconnecting");
+            self.isolated_until = None;
+        }
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         self.metrics.peers.set(gauge(peers.len()));
+        if self.isolated_until.is_some() {
+            return;
+        }
         for address in &self.bootstrap {
             let peer = address.iter().find_map(|protocol| match protocol {
                 libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
@@ -651,6 +697,9 @@ impl Node {
                 for address in info.listen_addrs {
                     self.swarm.behaviour_mut().kademlia.add_address(&peer_id, address);
                 }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if self.isolated_until.is_some() => {
+                let _ = self.swarm.disconnect_peer_id(peer_id);
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 tracing::info!(%peer_id, "connected");

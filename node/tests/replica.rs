@@ -62,6 +62,20 @@ fn a_replica_follows_the_validator_and_catches_up_after_a_kill() {
     let on_validator = get(&validator.api, &format!("/v1/blocks/{missed_until}"));
     assert_eq!(on_replica["hash"], on_validator["hash"]);
 
+    // Cut off from its peers for a while, it reconnects and catches up.
+    let (status, response) =
+        common::request(&replica.api, "POST", "/v1/admin/isolate", br#"{"duration_ms": 1500}"#);
+    assert_eq!(status, 200, "{response}");
+    wait_for("the replica to be cut off", Duration::from_secs(10), || {
+        (get(&replica.api, "/v1/status")["peers"] == 0).then_some(())
+    });
+    let target = common::height(&validator.api) + 10;
+    wait_for("the isolated replica to catch up", Duration::from_secs(60), || {
+        (common::height(&replica.api) >= target).then_some(())
+    });
+    let (status, response) = common::request(&replica.api, "POST", "/v1/admin/isolate", b"{}");
+    assert_eq!((status, response["code"].as_str()), (400, Some("bad_request")), "{response}");
+
     stop(&mut replica);
     stop(&mut validator);
     let store = RedbStore::open(replica_dir.join("ledger.redb")).unwrap();
