@@ -29,6 +29,10 @@ pub enum Domain {
     /// The bytes a validator signs.
     Vote,
     State,
+    /// A validator's proposal of a block for a height and round.
+    Proposal,
+    /// The proposer's signature at the end of a streamed block.
+    StreamedBlock,
 }
 
 impl Domain {
@@ -41,6 +45,8 @@ impl Domain {
             Domain::BlockHeader => "gridshare/block-header",
             Domain::Vote => "gridshare/vote",
             Domain::State => "gridshare/state",
+            Domain::Proposal => "gridshare/proposal",
+            Domain::StreamedBlock => "gridshare/streamed-block",
         }
     }
 }

@@ -14,8 +14,9 @@ pub type AccountId = PublicKey;
 /// A meter is its device key.
 pub type MeterId = PublicKey;
 
-/// An ed25519 signature.
-#[derive(Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+/// An ed25519 signature. Ordered by its bytes (consensus keeps signatures in
+/// ordered sets); the order has no other meaning.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
 pub struct Signature(pub [u8; 64]);
 
 /// The id of a community: part of every signed and hashed message.

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod block;
+pub mod consensus;
 pub mod encoding;
 pub mod execute;
 pub mod export;

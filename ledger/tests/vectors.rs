@@ -13,6 +13,7 @@ use gridshare_ledger::block::{
     Bill, Block, BlockHeader, ClearingReceipt, CommitCertificate, Receipt, SettlementReceipt, TradeReceipt,
     Vote, VoteKind, receipt_root, tx_root,
 };
+use gridshare_ledger::consensus::{Proposal, StreamedBlock, VoteEquivocation};
 use gridshare_ledger::encoding::{Domain, domain_bytes, from_bytes, to_bytes};
 use gridshare_ledger::genesis::Mechanism;
 use gridshare_ledger::ids::{Keypair, PublicKey};
@@ -142,6 +143,31 @@ fn objects() -> (TestCommunity, Vec<SignedTx>, Block, CommitCertificate) {
     (community, txs, block, certificate)
 }
 
+/// A proposal, a streamed-block signature and an equivocation of the block's validator.
+fn consensus_objects(community: &TestCommunity, block: &Block) -> (Proposal, StreamedBlock, VoteEquivocation) {
+    let validator = &community.validator;
+    let id = community.genesis.community_id;
+    let block_hash = block.hash();
+    let proposal =
+        Proposal { height: 1, round: 0, block_hash, pol_round: None, proposer: validator.public() };
+    let streamed = StreamedBlock { height: 1, round: 0, block_hash, builder: validator.public() };
+    let vote = |block_hash| Vote {
+        kind: VoteKind::Prevote,
+        height: 1,
+        round: 0,
+        block_hash,
+        validator: validator.public(),
+    };
+    let (first, second) = (vote(Some(block_hash)), vote(None));
+    let equivocation = VoteEquivocation {
+        first,
+        first_signature: validator.sign(&first.signing_bytes(&id)),
+        second,
+        second_signature: validator.sign(&second.signing_bytes(&id)),
+    };
+    (proposal, streamed, equivocation)
+}
+
 fn vector<T: BorshSerialize>(out: &mut String, name: &str, value: &T, hash: Option<Hash>) {
     out.push_str(&format!("== {name}\nbytes {}\n", hex::encode(to_bytes(value))));
     if let Some(hash) = hash {
@@ -168,6 +194,12 @@ fn golden_vectors() {
     vector(&mut out, "vote (precommit)", &vote, None);
     out.push_str(&format!("signed {}\n", hex::encode(vote.signing_bytes(&id))));
     vector(&mut out, "commit certificate", &certificate, None);
+    let (proposal, streamed, equivocation) = consensus_objects(&community, &block);
+    vector(&mut out, "proposal", &proposal, None);
+    out.push_str(&format!("signed {}\n", hex::encode(proposal.signing_bytes(&id))));
+    vector(&mut out, "streamed block", &streamed, None);
+    out.push_str(&format!("signed {}\n", hex::encode(streamed.signing_bytes(&id))));
+    vector(&mut out, "vote equivocation", &equivocation, None);
     let state = State::genesis(&community.genesis);
     vector(&mut out, "state at genesis", &state, Some(state.root(&id)));
     out.push_str(&format!("== block\nhash  {}\n", block.hash()));
@@ -202,6 +234,11 @@ fn every_object_round_trips_and_decodes_strictly() {
     round_trip(&certificate);
     round_trip(&certificate.vote(community.validator.public()));
     round_trip(&State::genesis(&community.genesis));
+    let (proposal, streamed, equivocation) = consensus_objects(&community, &block);
+    round_trip(&proposal);
+    round_trip(&streamed);
+    round_trip(&equivocation);
+    equivocation.verify(&community.genesis).unwrap();
 }
 
 #[test]
