@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use crate::Hash;
 use crate::block::CertifiedBlock;
 use crate::block::Receipt;
+use crate::consensus::VoteEquivocation;
 use crate::execute::{Signatures, execute};
 use crate::export::{ExportError, ExportReader};
 use crate::genesis::Genesis;
@@ -68,6 +69,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Findings beyond [`FINDINGS_MAX`].
     pub findings_omitted: u64,
+    /// Equivocations the ledger's evidence proves (each checked against the
+    /// genesis; evidence that does not hold is a finding).
+    pub equivocations: u64,
 }
 
 impl Report {
@@ -127,6 +131,20 @@ impl Auditor {
         self.flush();
         let height = Some(self.height + 1);
         push(&mut self.report, Finding { height, object: object.into(), message });
+    }
+
+    /// Checks evidence that a validator equivocated.
+    pub fn evidence(&mut self, evidence: &VoteEquivocation) {
+        match evidence.verify(&self.genesis) {
+            Ok(()) => self.report.equivocations += 1,
+            Err(error) => {
+                let message = format!("equivocation evidence of {}: {error}", evidence.first.validator);
+                push(
+                    &mut self.report,
+                    Finding { height: Some(evidence.first.height), object: "evidence".into(), message },
+                );
+            }
+        }
     }
 
     pub fn finish(mut self) -> Report {
@@ -281,6 +299,9 @@ pub fn audit_export(input: impl Read, mut progress: impl FnMut(u64)) -> Result<R
             }
         }
     }
+    for evidence in reader.evidence() {
+        auditor.evidence(evidence);
+    }
     Ok(auditor.finish())
 }
 
@@ -294,6 +315,9 @@ pub fn audit_store(store: &dyn Store, mut progress: impl FnMut(u64)) -> Result<R
             None => auditor.finding("store", format!("block {height} is missing below the tip")),
         }
         progress(height);
+    }
+    for evidence in store.evidence()? {
+        auditor.evidence(&evidence);
     }
     Ok(auditor.finish())
 }

@@ -31,11 +31,12 @@ impl Proposal {
 }
 
 /// What the builder of a block signs at the end of streaming it to the other
-/// validators, so that a stream cannot be passed off as another's.
+/// validators, so that a stream cannot be passed off as another's. It names
+/// no round: a block re-proposed in a later round is streamed again with the
+/// same signature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct StreamedBlock {
     pub height: u64,
-    pub round: u32,
     pub block_hash: Hash,
     pub builder: PublicKey,
 }
@@ -138,7 +139,7 @@ mod tests {
         let hash = Hash([1; 32]);
         let proposer = PublicKey([2; 32]);
         let proposal = Proposal { height: 1, round: 0, block_hash: hash, pol_round: None, proposer };
-        let streamed = StreamedBlock { height: 1, round: 0, block_hash: hash, builder: proposer };
+        let streamed = StreamedBlock { height: 1, block_hash: hash, builder: proposer };
         assert_ne!(proposal.signing_bytes(&community), streamed.signing_bytes(&community));
         assert!(proposal.signing_bytes(&community)[1..].starts_with(b"gridshare/proposal"));
     }

@@ -47,6 +47,8 @@ pub enum Rejection {
     MeterExists(MeterId),
     #[error("nonce {nonce} of {signer} is not above its last nonce {last}")]
     StaleNonce { signer: PublicKey, nonce: u64, last: u64 },
+    #[error("nonce {nonce} of {signer} skips ahead: the next is {expected}")]
+    NonceGap { signer: PublicKey, nonce: u64, expected: u64 },
     #[error("interval {interval} closed for offers at {gate_closure_ms} ms; the block time is {time_ms} ms")]
     IntervalClosed { interval: u64, gate_closure_ms: u64, time_ms: u64 },
     #[error("interval {interval} is beyond the offer horizon (interval {horizon_interval})")]
@@ -112,6 +114,7 @@ impl Rejection {
             Rejection::UnknownMeter(_) => "unknown_meter",
             Rejection::MeterExists(_) => "meter_exists",
             Rejection::StaleNonce { .. } => "stale_nonce",
+            Rejection::NonceGap { .. } => "nonce_gap",
             Rejection::IntervalClosed { .. } => "interval_closed",
             Rejection::IntervalTooFarAhead { .. } => "interval_too_far_ahead",
             Rejection::EnergyOutOfRange { .. } => "energy_out_of_range",
@@ -847,8 +850,18 @@ fn check_registrar(
         return Err(Rejection::NotARegistrar(*registrar));
     }
     let last = state.registrar_nonces.get(registrar).copied().unwrap_or(0);
+    check_next_nonce(registrar, nonce, last)
+}
+
+/// A signer's transactions are numbered 1, 2, 3, ... with no gap, so that
+/// validators that see them in different orders cannot include a later one
+/// first and make the earlier ones invalid.
+fn check_next_nonce(signer: &PublicKey, nonce: u64, last: u64) -> Result<(), Rejection> {
     if nonce <= last {
-        return Err(Rejection::StaleNonce { signer: *registrar, nonce, last });
+        return Err(Rejection::StaleNonce { signer: *signer, nonce, last });
+    }
+    if nonce != last + 1 {
+        return Err(Rejection::NonceGap { signer: *signer, nonce, expected: last + 1 });
     }
     Ok(())
 }
@@ -859,9 +872,7 @@ fn check_account_nonce<'a>(
     nonce: u64,
 ) -> Result<&'a Account, Rejection> {
     let entry = state.accounts.get(account).ok_or(Rejection::UnknownAccount(*account))?;
-    if nonce <= entry.last_nonce {
-        return Err(Rejection::StaleNonce { signer: *account, nonce, last: entry.last_nonce });
-    }
+    check_next_nonce(account, nonce, entry.last_nonce)?;
     Ok(entry)
 }
 

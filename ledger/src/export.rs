@@ -3,25 +3,30 @@
 //!
 //! `magic (24 bytes) ‖ format version (u16 LE) ‖ record*`, where a record is
 //! `kind (u8) ‖ length (u32 LE) ‖ borsh bytes`: kind 0 is the genesis (first
-//! and once), 1 a certified block, 2 the end (a u64 block count), so that a
-//! truncated file is told apart from a short chain.
+//! and once), 1 a certified block, 3 a `VoteEquivocation` (version 2 on), 2
+//! the end (a u64 block count), so that a truncated file is told apart from
+//! a short chain. Version 1 files (without evidence) are still read.
 
 use std::io::{Read, Write};
 
 use crate::block::CertifiedBlock;
+use crate::consensus::VoteEquivocation;
 use crate::encoding::{from_bytes, to_bytes};
 use crate::genesis::Genesis;
-use crate::store::{Store, StoreError};
+use crate::store::{EVIDENCE_MAX, Store, StoreError};
 
 /// The first bytes of every export.
 pub const MAGIC: &[u8; 24] = b"GRIDSHARE-LEDGER-EXPORT\n";
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_FORMAT_VERSION: u16 = 1;
 /// The largest record accepted: a bound so garbage cannot ask for gigabytes.
 pub const RECORD_BYTES_MAX: u32 = 256 << 20;
 
 const KIND_GENESIS: u8 = 0;
 const KIND_BLOCK: u8 = 1;
 const KIND_END: u8 = 2;
+const KIND_EVIDENCE: u8 = 3;
 
 /// Why an export could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +67,11 @@ impl<W: Write> ExportWriter<W> {
         Ok(())
     }
 
+    /// Writes evidence that a validator equivocated.
+    pub fn evidence(&mut self, evidence: &VoteEquivocation) -> Result<(), ExportError> {
+        self.record(KIND_EVIDENCE, &to_bytes(evidence))
+    }
+
     /// Writes the end record and flushes; returns the number of blocks.
     pub fn finish(mut self) -> Result<u64, ExportError> {
         let blocks = self.blocks;
@@ -91,6 +101,9 @@ pub fn export_store(store: &dyn Store, out: impl Write) -> Result<u64, ExportErr
         })?;
         writer.block(&block)?;
     }
+    for evidence in store.evidence()? {
+        writer.evidence(&evidence)?;
+    }
     writer.finish()
 }
 
@@ -103,6 +116,7 @@ pub struct ExportReader<R: Read> {
     records: u64,
     blocks: u64,
     ended: bool,
+    evidence: Vec<VoteEquivocation>,
 }
 
 impl<R: Read> ExportReader<R> {
@@ -116,10 +130,10 @@ impl<R: Read> ExportReader<R> {
         let mut version = [0_u8; 2];
         input.read_exact(&mut version).map_err(|_| ExportError::NotAnExport)?;
         let version = u16::from_le_bytes(version);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(ExportError::Version(version));
         }
-        let mut reader = ExportReader { input, records: 0, blocks: 0, ended: false };
+        let mut reader = ExportReader { input, records: 0, blocks: 0, ended: false, evidence: Vec::new() };
         let (kind, bytes) = reader.record()?.ok_or(ExportError::Truncated { blocks: 0 })?;
         if kind != KIND_GENESIS {
             return Err(ExportError::Malformed {
@@ -132,13 +146,42 @@ impl<R: Read> ExportReader<R> {
         Ok((reader, genesis))
     }
 
-    /// The next block, or `None` after the end record.
+    /// The equivocation evidence read so far (all of it once `next_block`
+    /// has returned `None`).
+    pub fn evidence(&self) -> &[VoteEquivocation] {
+        &self.evidence
+    }
+
+    /// The next block, or `None` after the end record. Evidence records on
+    /// the way are collected (see [`ExportReader::evidence`]).
     pub fn next_block(&mut self) -> Result<Option<CertifiedBlock>, ExportError> {
-        if self.ended {
-            return Ok(None);
+        loop {
+            if self.ended {
+                return Ok(None);
+            }
+            let index = self.records;
+            let (kind, bytes) = self.record()?.ok_or(ExportError::Truncated { blocks: self.blocks })?;
+            if kind != KIND_EVIDENCE {
+                return self.block_or_end(index, kind, bytes);
+            }
+            if self.evidence.len() >= EVIDENCE_MAX {
+                return Err(ExportError::Malformed {
+                    index,
+                    message: format!("more than {EVIDENCE_MAX} evidence records"),
+                });
+            }
+            let evidence = from_bytes::<VoteEquivocation>(&bytes)
+                .map_err(|error| ExportError::Malformed { index, message: error.to_string() })?;
+            self.evidence.push(evidence);
         }
-        let index = self.records;
-        let (kind, bytes) = self.record()?.ok_or(ExportError::Truncated { blocks: self.blocks })?;
+    }
+
+    fn block_or_end(
+        &mut self,
+        index: u64,
+        kind: u8,
+        bytes: Vec<u8>,
+    ) -> Result<Option<CertifiedBlock>, ExportError> {
         match kind {
             KIND_BLOCK => {
                 let block = from_bytes::<CertifiedBlock>(&bytes)

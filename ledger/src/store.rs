@@ -11,6 +11,7 @@
 use crate::Hash;
 use crate::block::CertificateError;
 use crate::block::CertifiedBlock;
+use crate::consensus::VoteEquivocation;
 use crate::execute::BlockError;
 use crate::genesis::Genesis;
 use crate::state::State;
@@ -41,7 +42,17 @@ pub trait Store {
     fn commit(&mut self, block: &CertifiedBlock, state: &State) -> Result<(), StoreError>;
     /// The state after the last committed block.
     fn state(&self) -> Result<State, StoreError>;
+    /// Records, durably, evidence that a validator equivocated (checked by
+    /// the caller against the genesis); a copy already recorded is ignored.
+    /// At most [`EVIDENCE_MAX`] are kept.
+    fn record_evidence(&mut self, evidence: &VoteEquivocation) -> Result<(), StoreError>;
+    /// Every recorded equivocation, in the order recorded.
+    fn evidence(&self) -> Result<Vec<VoteEquivocation>, StoreError>;
 }
+
+/// Equivocations a store keeps at most (each validator's first few are
+/// what matters; the engine reports at most three per validator a height).
+pub const EVIDENCE_MAX: usize = 10_000;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

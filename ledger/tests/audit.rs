@@ -173,3 +173,69 @@ fn transactions_and_receipts_are_proven_against_a_certified_header() {
     let error = block.header.verify_transaction(&block.transactions[0], &proof).unwrap_err();
     assert!(matches!(error, gridshare_ledger::block::InclusionError::WrongTreeSize { .. }), "{error:?}");
 }
+
+/// Two conflicting prevotes of the community's validator.
+fn equivocation(community: &TestCommunity) -> gridshare_ledger::consensus::VoteEquivocation {
+    use gridshare_ledger::block::{Vote, VoteKind};
+    let key = &community.validator;
+    let id = community.genesis.community_id;
+    let vote = |byte| Vote {
+        kind: VoteKind::Prevote,
+        height: 3,
+        round: 0,
+        block_hash: Some(gridshare_ledger::Hash([byte; 32])),
+        validator: key.public(),
+    };
+    let (first, second) = (vote(1), vote(2));
+    gridshare_ledger::consensus::VoteEquivocation {
+        first,
+        first_signature: key.sign(&first.signing_bytes(&id)),
+        second,
+        second_signature: key.sign(&second.signing_bytes(&id)),
+    }
+}
+
+#[test]
+fn equivocation_evidence_is_stored_exported_and_checked_by_the_audit() {
+    let (community, chain) = trading_chain(12, 2, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    let mut store = gridshare_ledger::store::RedbStore::create(&path, &community.genesis).unwrap();
+    let mut state = State::genesis(&community.genesis);
+    for block in &chain {
+        let signatures = gridshare_ledger::execute::Signatures::Verify;
+        state = gridshare_ledger::execute::execute(&community.genesis, &state, &block.block, signatures)
+            .unwrap()
+            .0;
+        store.commit(block, &state).unwrap();
+    }
+    let evidence = equivocation(&community);
+    store.record_evidence(&evidence).unwrap();
+    store.record_evidence(&evidence).unwrap();
+    drop(store);
+    let store = gridshare_ledger::store::RedbStore::open(&path).unwrap();
+    assert_eq!(store.evidence().unwrap(), vec![evidence], "kept once, across a reopen");
+
+    let report = audit_store(&store, |_| ()).unwrap();
+    assert!(report.passed() && report.equivocations == 1, "{report:?}");
+    let mut bytes = Vec::new();
+    gridshare_ledger::export::export_store(&store, &mut bytes).unwrap();
+    let report = audit_export(bytes.as_slice(), |_| ()).unwrap();
+    assert!(report.passed() && report.equivocations == 1, "{report:?}");
+
+    // Evidence that does not hold is a finding.
+    let forged = gridshare_ledger::consensus::VoteEquivocation {
+        second_signature: evidence.first_signature,
+        ..evidence
+    };
+    let mut bytes = Vec::new();
+    let mut writer = ExportWriter::new(&mut bytes, &community.genesis).unwrap();
+    for block in &chain {
+        writer.block(block).unwrap();
+    }
+    writer.evidence(&forged).unwrap();
+    writer.finish().unwrap();
+    let report = audit_export(bytes.as_slice(), |_| ()).unwrap();
+    assert_eq!(report.equivocations, 0);
+    assert!(report.findings.iter().any(|f| f.object == "evidence"), "{:?}", report.findings);
+}

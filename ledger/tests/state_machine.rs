@@ -276,6 +276,9 @@ fn every_admission_rule_rejects_with_its_reason() {
     is(rejection(&s, &offer(0, 0, 5, Side::Sell, 100, 100_000), t), &|r| {
         matches!(r, Rejection::StaleNonce { .. })
     });
+    is(rejection(&s, &offer(0, 2, 5, Side::Sell, 100, 100_000), t), &|r| {
+        matches!(r, Rejection::NonceGap { nonce: 2, expected: 1, .. })
+    });
     let attestation_of_other = c.offer_tx(0, 1, 5, Side::Sell, 100, 100_000, att(c, 1));
     is(rejection(&s, &attestation_of_other, t), &|r| matches!(r, Rejection::ForeignMeter { .. }));
     let stale = c.offer_tx(0, 1, 50, Side::Sell, 100, 100_000, att(c, 0));
@@ -290,9 +293,11 @@ fn every_admission_rule_rejects_with_its_reason() {
     assert!(matches!(both, Rejection::BothSides { interval: 5, existing: Side::Sell }), "{both:?}");
     // Cancelling someone else's offer, or an unknown one.
     let id = sell.id(&s.genesis().community_id);
+    // Household 0 used nonce 1 for its offer; household 1 none yet.
     let cancel = |h: usize, offer_id| {
+        let nonce = if h == 0 { 2 } else { 1 };
         SignedTx::sign(
-            Tx::CancelOffer { account: c.households[h].account.public(), nonce: 5, offer_id },
+            Tx::CancelOffer { account: c.households[h].account.public(), nonce, offer_id },
             &c.households[h].account,
             &s.genesis().community_id,
         )

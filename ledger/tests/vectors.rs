@@ -144,13 +144,16 @@ fn objects() -> (TestCommunity, Vec<SignedTx>, Block, CommitCertificate) {
 }
 
 /// A proposal, a streamed-block signature and an equivocation of the block's validator.
-fn consensus_objects(community: &TestCommunity, block: &Block) -> (Proposal, StreamedBlock, VoteEquivocation) {
+fn consensus_objects(
+    community: &TestCommunity,
+    block: &Block,
+) -> (Proposal, StreamedBlock, VoteEquivocation) {
     let validator = &community.validator;
     let id = community.genesis.community_id;
     let block_hash = block.hash();
     let proposal =
         Proposal { height: 1, round: 0, block_hash, pol_round: None, proposer: validator.public() };
-    let streamed = StreamedBlock { height: 1, round: 0, block_hash, builder: validator.public() };
+    let streamed = StreamedBlock { height: 1, block_hash, builder: validator.public() };
     let vote = |block_hash| Vote {
         kind: VoteKind::Prevote,
         height: 1,

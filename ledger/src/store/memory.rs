@@ -3,10 +3,11 @@
 
 use crate::Hash;
 use crate::block::CertifiedBlock;
+use crate::consensus::VoteEquivocation;
 use crate::genesis::Genesis;
 use crate::state::State;
 
-use super::{Store, StoreError, check_next};
+use super::{EVIDENCE_MAX, Store, StoreError, check_next};
 
 /// A chain store that lives in memory and is lost with the process.
 #[derive(Clone, Debug)]
@@ -15,13 +16,14 @@ pub struct MemoryStore {
     genesis_hash: Hash,
     blocks: Vec<CertifiedBlock>,
     state: State,
+    evidence: Vec<VoteEquivocation>,
 }
 
 impl MemoryStore {
     /// An empty store of the community `genesis` starts.
     pub fn new(genesis: Genesis) -> MemoryStore {
         let state = State::genesis(&genesis);
-        MemoryStore { genesis_hash: genesis.hash(), genesis, blocks: Vec::new(), state }
+        MemoryStore { genesis_hash: genesis.hash(), genesis, blocks: Vec::new(), state, evidence: Vec::new() }
     }
 
     /// The hash the next block must link to.
@@ -59,5 +61,16 @@ impl Store for MemoryStore {
 
     fn state(&self) -> Result<State, StoreError> {
         Ok(self.state.clone())
+    }
+
+    fn record_evidence(&mut self, evidence: &VoteEquivocation) -> Result<(), StoreError> {
+        if self.evidence.len() < EVIDENCE_MAX && !self.evidence.contains(evidence) {
+            self.evidence.push(*evidence);
+        }
+        Ok(())
+    }
+
+    fn evidence(&self) -> Result<Vec<VoteEquivocation>, StoreError> {
+        Ok(self.evidence.clone())
     }
 }

@@ -21,12 +21,13 @@ use redb::{
 
 use crate::Hash;
 use crate::block::CertifiedBlock;
+use crate::consensus::VoteEquivocation;
 use crate::encoding::{from_bytes, to_bytes};
 use crate::execute::{Signatures, execute};
 use crate::genesis::Genesis;
 use crate::state::State;
 
-use super::{SNAPSHOT_EVERY_BLOCKS, Store, StoreError, check_next};
+use super::{EVIDENCE_MAX, SNAPSHOT_EVERY_BLOCKS, Store, StoreError, check_next};
 
 /// The `meta` record that names the file format; bumped on any change of
 /// the tables or of what they hold.
@@ -37,6 +38,8 @@ const GENESIS_KEY: &str = "genesis";
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+/// Sequence number → a `VoteEquivocation`, in the order recorded.
+const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
 
 /// The first bytes of every redb file (redb's file header).
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
@@ -200,6 +203,42 @@ impl Store for RedbStore {
     fn state(&self) -> Result<State, StoreError> {
         Ok(self.state.clone())
     }
+
+    fn record_evidence(&mut self, evidence: &VoteEquivocation) -> Result<(), StoreError> {
+        let recorded = self.evidence()?;
+        if recorded.len() >= EVIDENCE_MAX || recorded.contains(evidence) {
+            return Ok(());
+        }
+        let path = &self.path;
+        let mut write = self.db.begin_write().map_err(|error| database_error(path, error))?;
+        write.set_durability(Durability::Immediate).map_err(|error| database_error(path, error))?;
+        {
+            let mut table =
+                write.open_table(EVIDENCE).map_err(|error| table_error(path, "evidence", error))?;
+            let sequence = u64::try_from(recorded.len()).unwrap_or(u64::MAX);
+            table.insert(sequence, to_bytes(evidence).as_slice()).map_err(|e| storage(path, e))?;
+        }
+        write.commit().map_err(|error| database_error(path, error))
+    }
+
+    fn evidence(&self) -> Result<Vec<VoteEquivocation>, StoreError> {
+        let path = &self.path;
+        let read = self.db.begin_read().map_err(|error| database_error(path, error))?;
+        let table = match read.open_table(EVIDENCE) {
+            Ok(table) => table,
+            // A store made before evidence was recorded has none.
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(table_error(path, "evidence", error)),
+        };
+        let mut evidence = Vec::new();
+        for entry in table.iter().map_err(|e| storage(path, e))? {
+            let (key, value) = entry.map_err(|e| storage(path, e))?;
+            let decoded = from_bytes::<VoteEquivocation>(value.value())
+                .map_err(|error| corrupt(path, "evidence", &key.value().to_string(), &error.to_string()))?;
+            evidence.push(decoded);
+        }
+        Ok(evidence)
+    }
 }
 
 fn builder() -> redb::Builder {
@@ -232,6 +271,7 @@ fn initialize(db: &Database, genesis: &Genesis) -> Result<(), redb::Error> {
         meta.insert(GENESIS_KEY, to_bytes(genesis).as_slice())?;
         write.open_table(BLOCKS)?;
         write.open_table(SNAPSHOTS)?;
+        write.open_table(EVIDENCE)?;
     }
     write.commit()?;
     Ok(())
