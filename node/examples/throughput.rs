@@ -1,14 +1,14 @@
-//! Measures a local community of real `gridshare-node` processes (one
-//! validator, four household replicas) under load: offers signed by many
-//! accounts are submitted through the households' APIs and reach the
-//! validator by gossip. Reports the admitted and committed transactions per
-//! second, the time from gate closure to the clearing block on every
-//! household (p50/p99) and each node's peak memory. BENCHMARKS.md has the
-//! figures.
+//! Measures a local community of real `gridshare-node` processes (N
+//! validators running consensus, four household replicas) under load:
+//! offers signed by many accounts are submitted through the households' APIs
+//! and reach the validators by gossip. Reports the admitted and committed
+//! transactions per second, the block time, the time from gate closure to
+//! the clearing block on every household (p50/p99) and each node's peak
+//! memory. BENCHMARKS.md has the figures.
 //!
 //! ```text
 //! cargo build --release -p gridshare-node --bins --examples
-//! target/release/examples/throughput [SECONDS] [ACCOUNTS]
+//! target/release/examples/throughput [SECONDS] [ACCOUNTS] [VALIDATORS]
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // A measuring tool: a panic is the report.
@@ -31,6 +31,7 @@ const HOUSEHOLD_NODES: usize = 4;
 const SUBMITTERS: usize = 8;
 const INTERVAL_MS: u64 = 2_000;
 const GATE_CLOSURE_LEAD_MS: u64 = 500;
+const BLOCK_TIME_MS: &str = "250";
 
 /// A keep-alive HTTP/1.1 connection to one node's API.
 struct Connection {
@@ -148,6 +149,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args.next().map_or(30, |text| text.parse().unwrap());
     let accounts: u32 = args.next().map_or(1_000, |text| text.parse().unwrap());
+    let validator_count: u32 = args.next().map_or(1, |text| text.parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let market = MarketParams {
         interval_length_ms: INTERVAL_MS,
@@ -157,18 +159,48 @@ fn main() {
         ..test_market()
     };
     let mut community = TestCommunity::new(99, accounts, market, now_ms() / INTERVAL_MS * INTERVAL_MS);
+    let validator_keys: Vec<_> =
+        (0..validator_count).map(|index| gridshare_ledger::testkit::derived_key(99, 2, index)).collect();
+    community.genesis.validators = validator_keys
+        .iter()
+        .map(|key| gridshare_ledger::genesis::Validator { key: key.public(), voting_power: 1 })
+        .collect();
     let genesis = community.genesis.clone();
     let genesis_file = dir.path().join("genesis.bin");
     std::fs::write(&genesis_file, to_bytes(&genesis)).unwrap();
-    let validator_dir = dir.path().join("validator");
-    std::fs::create_dir_all(&validator_dir).unwrap();
-    std::fs::write(validator_dir.join("validator.key"), hex::encode(community.validator.seed())).unwrap();
-    let validator =
-        start(&validator_dir, &["--genesis", genesis_file.to_str().unwrap(), "--block-time-ms", "250"]);
+    let consensus: Vec<String> = (0..validator_count)
+        .map(|_| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            format!("/ip4/127.0.0.1/tcp/{port}")
+        })
+        .collect();
+    // Validators also meet on the market swarm, where transactions travel.
+    let mut validators: Vec<Node> = Vec::new();
+    for (index, (key, listen)) in validator_keys.iter().zip(&consensus).enumerate() {
+        let dir = dir.path().join(format!("validator-{index}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("validator.key"), hex::encode(key.seed())).unwrap();
+        let genesis = genesis_file.to_str().unwrap();
+        let mut args =
+            vec!["--genesis", genesis, "--block-time-ms", BLOCK_TIME_MS, "--consensus-p2p", listen];
+        for peer in consensus.iter().filter(|peer| *peer != listen) {
+            args.extend(["--consensus-peer", peer]);
+        }
+        let earlier: Vec<String> = validators.iter().map(|node| node.p2p.clone()).collect();
+        for address in &earlier {
+            args.extend(["--bootstrap", address]);
+        }
+        validators.push(start(&dir, &args));
+    }
+    let validator = &validators[0];
     let households: Vec<Node> = (0..HOUSEHOLD_NODES)
         .map(|index| {
             let dir = dir.path().join(format!("household-{index}"));
-            start(&dir, &["--genesis", genesis_file.to_str().unwrap(), "--bootstrap", &validator.p2p])
+            let mut args = vec!["--genesis", genesis_file.to_str().unwrap()];
+            for node in &validators {
+                args.extend(["--bootstrap", node.p2p.as_str()]);
+            }
+            start(&dir, &args)
         })
         .collect();
 
@@ -194,7 +226,12 @@ fn main() {
     }
     let registered = Instant::now();
     while connection.json("/v1/status")["accounts"].as_u64().unwrap() < u64::from(accounts) {
-        assert!(registered.elapsed() < Duration::from_secs(120), "registrations did not land");
+        if registered.elapsed() > Duration::from_secs(120) {
+            for node in &validators {
+                eprintln!("{}", Connection::open(&node.api).request("GET", "/v1/status", "").1);
+            }
+            panic!("registrations did not land");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     for node in &households {
@@ -264,6 +301,8 @@ fn main() {
                         if status == 202 {
                             admitted.fetch_add(1, Ordering::Relaxed);
                         } else {
+                            // Nonces have no gaps: the next offer reuses it.
+                            nonces[index] -= 1;
                             refused.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -284,8 +323,12 @@ fn main() {
     let end_height = connection.json("/v1/status")["height"].as_u64().unwrap();
     let mut committed = 0_u64;
     let (mut first_ms, mut last_ms) = (u64::MAX, 0);
+    let (mut first_block_ms, mut last_block_ms) = (u64::MAX, 0);
     for height in start_height + 1..=end_height {
         let block = connection.json(&format!("/v1/blocks/{height}"));
+        let time = block["timestamp_ms"].as_u64().unwrap();
+        first_block_ms = first_block_ms.min(time);
+        last_block_ms = last_block_ms.max(time);
         let offers =
             block["transactions"].as_array().unwrap().iter().filter(|tx| tx["kind"] == "offer").count();
         if offers > 0 {
@@ -299,7 +342,12 @@ fn main() {
     let mut latencies = latencies.lock().unwrap().clone();
     latencies.sort_unstable();
     println!(
-        "accounts: {accounts}, household nodes: {HOUSEHOLD_NODES}, interval: {INTERVAL_MS} ms, blocks: 250 ms"
+        "validators: {validator_count}, accounts: {accounts}, household nodes: {HOUSEHOLD_NODES}, interval: {INTERVAL_MS} ms, target block time: {BLOCK_TIME_MS} ms"
+    );
+    let blocks = end_height.saturating_sub(start_height).max(1);
+    println!(
+        "block time: {} ms on average over {blocks} blocks",
+        last_block_ms.saturating_sub(first_block_ms) / blocks
     );
     println!(
         "admitted through the API: {admitted} in {seconds} s = {} tx/s (refused: {})",
@@ -320,7 +368,7 @@ fn main() {
             latencies.len()
         );
     }
-    for node in std::iter::once(&validator).chain(&households) {
+    for node in validators.iter().chain(&households) {
         let (_, metrics) = Connection::open(&node.api).request("GET", "/metrics", "");
         let gossip: Vec<&str> = metrics
             .lines()
@@ -328,7 +376,9 @@ fn main() {
             .collect();
         println!("{} gossip: {}", node.api, gossip.join(" "));
     }
-    println!("peak memory: validator {} MiB", peak_memory_kib(validator.child.id()) / 1024);
+    for (index, node) in validators.iter().enumerate() {
+        println!("peak memory: validator {index} {} MiB", peak_memory_kib(node.child.id()) / 1024);
+    }
     for (index, node) in households.iter().enumerate() {
         println!("peak memory: household {index} {} MiB", peak_memory_kib(node.child.id()) / 1024);
     }

@@ -64,6 +64,7 @@ pub fn router(client: Client) -> Router {
         .route("/v1/proofs/clearings/{interval}", get(prove_clearing))
         .route("/v1/proofs/settlements/{interval}", get(prove_settlement))
         .route("/v1/events", get(events))
+        .route("/v1/evidence", get(evidence))
         .route("/v1/export", get(export))
         .route("/v1/admin/isolate", post(isolate))
         .route("/metrics", get(prometheus))
@@ -712,6 +713,40 @@ async fn prove_receipt(client: Client, interval: String, settlement: bool) -> Re
     Ok(axum::Json(body).into_response())
 }
 
+/// `GET /v1/evidence`: every equivocation the validators' consensus
+/// reported, each checked against the genesis before it was kept.
+async fn evidence(State(client): State<Client>) -> Reply {
+    let body = read(&client, |view| {
+        let evidence = view.store.evidence().map_err(storage)?;
+        let items: Vec<Value> = evidence
+            .iter()
+            .take(LIST_MAX)
+            .map(|evidence| {
+                let vote = |vote: &gridshare_ledger::block::Vote| {
+                    json!({
+                        "kind": match vote.kind {
+                            gridshare_ledger::block::VoteKind::Prevote => "prevote",
+                            gridshare_ledger::block::VoteKind::Precommit => "precommit",
+                        },
+                        "height": vote.height,
+                        "round": vote.round,
+                        "block_hash": vote.block_hash.map(|hash| hash.to_string()),
+                    })
+                };
+                json!({
+                    "validator": evidence.first.validator.to_string(),
+                    "first": vote(&evidence.first),
+                    "second": vote(&evidence.second),
+                    "evidence_hex": hex::encode(to_bytes(evidence)),
+                })
+            })
+            .collect();
+        Ok(json!({ "equivocations": items }))
+    })
+    .await?;
+    Ok(axum::Json(body).into_response())
+}
+
 fn event_json(event: &Event) -> sse::Event {
     let (name, data) = match event {
         Event::Block { height, hash, timestamp_ms, transactions } => (
@@ -793,6 +828,13 @@ async fn export(State(client): State<Client>) -> Reply {
                     writer.block(&block).map_err(|error| error.to_string())?;
                 }
                 from = to + 1;
+            }
+            let evidence = runtime
+                .block_on(client.read(|view| view.store.evidence()))
+                .map_err(|error| error.to_string())?
+                .map_err(|error| error.to_string())?;
+            for evidence in &evidence {
+                writer.evidence(evidence).map_err(|error| error.to_string())?;
             }
             writer.finish().map_err(|error| error.to_string())?;
             Ok(())

@@ -42,6 +42,10 @@ pub struct Config {
     pub mdns: bool,
     /// Target time between blocks, for a validator.
     pub block_time_ms: u64,
+    /// Where a validator's consensus swarm listens.
+    pub consensus_listen: Multiaddr,
+    /// The other validators' consensus addresses.
+    pub consensus_peers: Vec<Multiaddr>,
 }
 
 impl Default for Config {
@@ -52,6 +56,8 @@ impl Default for Config {
             bootstrap: Vec::new(),
             mdns: true,
             block_time_ms: 1_000,
+            consensus_listen: "/ip4/0.0.0.0/tcp/4800".parse().unwrap_or_else(|_| Multiaddr::empty()),
+            consensus_peers: Vec::new(),
         }
     }
 }
@@ -73,8 +79,13 @@ bootstrap = []
 # Discover peers on the local network with mDNS.
 mdns = true
 
-# Target time between blocks, when this node is the community's validator.
+# Target time between blocks, when this node is one of the community's validators.
 block_time_ms = 1000
+
+# Validators only: where the consensus swarm (Malachite) listens, and the
+# other validators' consensus addresses, as "/ip4/ADDRESS/tcp/PORT".
+consensus_listen = "/ip4/0.0.0.0/tcp/4800"
+consensus_peers = []
 "#;
 
 /// Why a data directory cannot be used.

@@ -5,6 +5,7 @@
 //! transactions exactly as real wallets and meters do.
 
 use gridshare_ledger::genesis::{MarketParams, Mechanism};
+use gridshare_ledger::ids::PublicKey;
 use gridshare_ledger::state::State;
 use gridshare_ledger::testkit::{TestCommunity, test_market};
 use gridshare_ledger::tx::{Side, SignedTx};
@@ -34,7 +35,6 @@ pub struct DevHouseholds {
     registers: [(u64, u64); 2],
     last_read: Option<u64>,
     last_offered: Option<u64>,
-    nonces: [u64; 2],
 }
 
 impl DevHouseholds {
@@ -45,7 +45,6 @@ impl DevHouseholds {
             registers: [(0, 0), (0, 0)],
             last_read: None,
             last_offered: None,
-            nonces: [0, 0],
         }
     }
 
@@ -61,9 +60,10 @@ impl DevHouseholds {
             .map(|offer| offer.interval)
             .max();
         for (index, household) in households.community.households.iter().enumerate().take(2) {
-            let Some(account) = state.accounts.get(&household.account.public()) else { continue };
+            if !state.accounts.contains_key(&household.account.public()) {
+                continue;
+            }
             households.registered = true;
-            households.nonces[index] = account.last_nonce;
             if let Some(reading) =
                 state.meters.get(&household.meter.public()).and_then(|meter| meter.last_reading)
             {
@@ -77,7 +77,9 @@ impl DevHouseholds {
     /// What the households and the registrar submit at `time_ms`: the
     /// registrations first, then each interval's meter readings once it has
     /// ended, and offers for two intervals ahead.
-    pub fn transactions(&mut self, time_ms: u64) -> Vec<SignedTx> {
+    /// `last_nonce` gives an account's last nonce, waiting transactions
+    /// included, so that a refused offer leaves no gap.
+    pub fn transactions(&mut self, time_ms: u64, last_nonce: impl Fn(&PublicKey) -> u64) -> Vec<SignedTx> {
         if !self.registered {
             self.registered = true;
             return self.community.registrations();
@@ -107,13 +109,13 @@ impl DevHouseholds {
             let prices = [90_000 + (target % 5) * 10_000, 260_000 - (target % 3) * 20_000];
             let energies = [1_000 + (target % 4) * 100, 900 + (target % 3) * 150];
             for household in 0..2 {
-                self.nonces[household] += 1;
+                let nonce = last_nonce(&self.community.households[household].account.public()) + 1;
                 let side = if household == 0 { Side::Sell } else { Side::Buy };
                 let (import, export) = self.registers[household];
                 let attestation = self.community.reading(household, read, import, export);
                 txs.push(self.community.offer_tx(
                     household,
-                    self.nonces[household],
+                    nonce,
                     target,
                     side,
                     energies[household],

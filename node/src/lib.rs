@@ -1,10 +1,10 @@
-//! gridshare-node: the libp2p market swarm, block production with one
-//! validator, verifying replicas, the mempool, the query index and the local
-//! HTTP API of a Gridshare community. BFT consensus among several validators
-//! (docs/NODE-PLAN.md) plugs into the same event loop.
+//! gridshare-node: the libp2p market swarm, BFT consensus among the
+//! community's validators (Malachite), verifying replicas, the mempool, the
+//! query index and the local HTTP API of a Gridshare community.
 
 pub mod api;
 pub mod config;
+pub mod consensus;
 pub mod dev;
 pub mod genesis_file;
 pub mod index;

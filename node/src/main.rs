@@ -110,6 +110,12 @@ struct RunArgs {
     /// Do not discover peers on the LAN with mDNS [config: mdns].
     #[arg(long)]
     no_mdns: bool,
+    /// Where a validator's consensus swarm listens [config: consensus_listen].
+    #[arg(long, value_name = "MULTIADDR")]
+    consensus_p2p: Option<Multiaddr>,
+    /// Another validator's consensus address [config: consensus_peers].
+    #[arg(long, value_name = "MULTIADDR")]
+    consensus_peer: Vec<Multiaddr>,
     /// Target time between blocks, for a validator [config: block_time_ms].
     #[arg(long, value_name = "MS")]
     block_time_ms: Option<u64>,
@@ -127,9 +133,13 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             // Kademlia warns at start when a lone validator has no peer to
-            // bootstrap from, which is normal here; RUST_LOG overrides this.
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,libp2p_kad=error".into()),
+            // bootstrap from, Malachite logs every vote at info, and its
+            // network logs an error for every message a lone validator
+            // cannot publish: all normal. RUST_LOG overrides this (e.g.
+            // RUST_LOG=info,arc_malachitebft=info to follow consensus).
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,libp2p_kad=error,arc_malachitebft=warn,arc_malachitebft_network=off".into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -191,12 +201,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let api = args.api.unwrap_or(file.api);
     let mut bootstrap = file.bootstrap;
     bootstrap.extend(args.bootstrap);
+    let mut consensus_peers = file.consensus_peers;
+    consensus_peers.extend(args.consensus_peer);
     let config = NodeConfig {
         data_dir: data_dir.clone(),
         block_time_ms: args.block_time_ms.unwrap_or(file.block_time_ms),
         p2p_listen: args.p2p.unwrap_or(file.p2p_listen),
         bootstrap,
         mdns: file.mdns && !args.no_mdns,
+        // A dev community's lone validator needs no known consensus port.
+        consensus_listen: args.consensus_p2p.unwrap_or(if args.dev {
+            "/ip4/127.0.0.1/tcp/0".parse()?
+        } else {
+            file.consensus_listen
+        }),
+        consensus_peers,
     };
     // Bind the API first, so a busy port fails before anything is written.
     let listener =

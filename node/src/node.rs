@@ -15,9 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gridshare_ledger::Hash;
-use gridshare_ledger::block::{
-    CertifiedBlock, ClearingReceipt, CommitCertificate, Receipt, SettlementReceipt,
-};
+use gridshare_ledger::block::{Block, CertifiedBlock, ClearingReceipt, Receipt, SettlementReceipt};
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
 use gridshare_ledger::execute::{Rejection, Signatures, build_block, execute};
 use gridshare_ledger::genesis::Genesis;
@@ -30,9 +28,12 @@ use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, request_response};
+use malachitebft_app_channel::AppMsg;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{self, ConfigError, GENESIS_FILE_NAME, INDEX_FILE_NAME, VALIDATOR_KEY_FILE_NAME};
+use crate::consensus::app::{Chain, Consensus, ConsensusNetwork};
+use crate::consensus::context::GridshareContext;
 use crate::dev::{DevHouseholds, dev_market};
 use crate::index::{Index, IndexError};
 use crate::mempool::{MEMPOOL_PER_SIGNER_MAX, MEMPOOL_TRANSACTIONS_MAX, Mempool, SubmitError};
@@ -169,6 +170,10 @@ pub struct NodeConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Discover peers on the LAN with mDNS.
     pub mdns: bool,
+    /// Where a validator's consensus swarm listens.
+    pub consensus_listen: Multiaddr,
+    /// The other validators' consensus addresses.
+    pub consensus_peers: Vec<Multiaddr>,
 }
 
 /// The node's event loop, to be awaited until shutdown.
@@ -204,14 +209,10 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Index(#[from] IndexError),
-    #[error("the block producer failed: {0}")]
-    Producer(String),
+    #[error("consensus failed: {0}")]
+    Consensus(String),
     #[error("invalid dev community: {0}")]
     Dev(String),
-    #[error(
-        "this node's validator key {key} is one of {validators} validators: several validators need BFT consensus, which this version does not run yet; run the community with one validator"
-    )]
-    NeedsConsensus { key: String, validators: usize },
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
     #[error("cannot listen on {address}: {reason}")]
@@ -224,6 +225,16 @@ struct Producer {
     /// The validator's ledger key: it signs each block's certificate.
     key: Keypair,
     households: Option<DevHouseholds>,
+}
+
+/// The engine's next message; never, on a replica.
+async fn consensus_message(slot: &mut Option<Consensus>) -> AppMsg<GridshareContext> {
+    if let Some(consensus) = slot
+        && let Some(message) = consensus.next().await
+    {
+        return message;
+    }
+    std::future::pending().await
 }
 
 /// The state the event loop owns.
@@ -246,6 +257,8 @@ struct Node {
     bootstrap: Vec<Multiaddr>,
     /// While set, every connection is closed at once (testnet faults).
     isolated_until: Option<tokio::time::Instant>,
+    /// Malachite, on a validator.
+    consensus: Option<Consensus>,
 }
 
 /// What became of a certified block from a peer.
@@ -332,16 +345,7 @@ pub async fn start(
     let genesis =
         config::installed_genesis(data_dir)?.ok_or_else(|| ConfigError::NoGenesis(data_dir.clone()))?;
     let key = config::validator_key(data_dir)?;
-    let producer = match genesis.voting_power_of(&key.public()) {
-        None => None,
-        Some(_) if genesis.validators.len() == 1 => Some(Producer { key, households: None }),
-        Some(_) => {
-            return Err(NodeError::NeedsConsensus {
-                key: key.public().to_string(),
-                validators: genesis.validators.len(),
-            });
-        }
-    };
+    let producer = genesis.voting_power_of(&key.public()).map(|_| Producer { key, households: None });
     let store = RedbStore::create(data_dir.join(STORE_FILE_NAME), &genesis)?;
     tracing::info!(height = store.height()?, "opened the ledger");
     launch(config, genesis, store, producer, shutdown).await
@@ -398,17 +402,34 @@ async fn launch(
         banned: BTreeMap::new(),
         bootstrap: config.bootstrap.clone(),
         isolated_until: None,
+        consensus: None,
     };
+    if let Some(producer) = &node.producer {
+        let network = ConsensusNetwork {
+            listen: config.consensus_listen.clone(),
+            peers: config.consensus_peers.clone(),
+        };
+        let consensus = Consensus::start(
+            &node.genesis,
+            Keypair::from_seed(producer.key.seed()),
+            config::node_identity(&config.data_dir)?,
+            network,
+            &config.data_dir,
+            Duration::from_millis(config.block_time_ms.max(1)),
+        )
+        .await
+        .map_err(|error| NodeError::Consensus(error.to_string()))?;
+        node.consensus = Some(consensus);
+    }
     node.catch_up_index(None)?;
     let (commands, inbox) = mpsc::channel(COMMANDS_MAX);
-    let block_time = Duration::from_millis(config.block_time_ms.max(1));
     Ok(Started {
         client: Client { commands, events, metrics, genesis: Arc::new(genesis.clone()) },
         genesis,
         peer_id,
         listen_addresses,
         validator,
-        event_loop: Box::pin(node.run(inbox, block_time, shutdown)),
+        event_loop: Box::pin(node.run(inbox, shutdown)),
     })
 }
 
@@ -430,19 +451,15 @@ impl Node {
     async fn run(
         mut self,
         mut inbox: mpsc::Receiver<Command>,
-        block_time: Duration,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), NodeError> {
-        let mut ticks = tokio::time::interval(block_time);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut peer_checks = tokio::time::interval(PEER_CHECK_INTERVAL);
-        let producing = self.producer.is_some();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = ticks.tick(), if producing => self.produce_block()?,
                 _ = peer_checks.tick() => self.check_peers(),
                 Some(command) = inbox.recv() => self.handle(command),
+                message = consensus_message(&mut self.consensus) => self.on_consensus(message),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 () = &mut shutdown => break,
             }
@@ -497,35 +514,85 @@ impl Node {
         now_ms().max(self.state.last_timestamp_ms + 1)
     }
 
-    fn produce_block(&mut self) -> Result<(), NodeError> {
-        let time_ms = self.next_block_time_ms();
-        let Some(producer) = &mut self.producer else { return Ok(()) };
-        if let Some(households) = &mut producer.households {
-            for tx in households.transactions(time_ms) {
-                if let Err(error) = self.mempool.submit(&self.genesis, time_ms, tx) {
-                    tracing::warn!(%error, "a dev household's transaction was refused");
-                }
+    fn on_consensus(&mut self, message: AppMsg<GridshareContext>) {
+        if let Some(mut consensus) = self.consensus.take() {
+            consensus.handle(message, self);
+            self.consensus = Some(consensus);
+        }
+    }
+
+    /// Hands the dev households' transactions of `time_ms` to the mempool.
+    fn dev_transactions(&mut self, time_ms: u64) {
+        let Some(households) = self.producer.as_mut().and_then(|producer| producer.households.as_mut())
+        else {
+            return;
+        };
+        let pending = self.mempool.pending();
+        let last_nonce = |key: &gridshare_ledger::ids::PublicKey| {
+            pending.accounts.get(key).map_or(0, |account| account.last_nonce)
+        };
+        for tx in households.transactions(time_ms, last_nonce) {
+            if let Err(error) = self.mempool.submit(&self.genesis, time_ms, tx) {
+                tracing::warn!(%error, "a dev household's transaction was refused");
             }
         }
-        // Everything in the mempool had its signatures verified on admission.
+    }
+
+    /// Builds the next block at `time_ms` from `candidates` (from the
+    /// mempool, so their signatures were verified on admission), proposed by
+    /// `key`.
+    fn build_block(
+        &self,
+        candidates: Vec<SignedTx>,
+        time_ms: u64,
+        key: &Keypair,
+    ) -> Result<(Block, State), String> {
         let built = build_block(
             &self.genesis,
             &self.state,
-            self.mempool.candidates(),
+            candidates,
             time_ms,
-            producer.key.public(),
+            key.public(),
             Signatures::AlreadyVerified,
         )
-        .map_err(|error| NodeError::Producer(error.to_string()))?;
-        let certificate = CommitCertificate::sign(&built.block.header, 0, &[&producer.key]);
-        let certified = CertifiedBlock { block: built.block.clone(), certificate };
+        .map_err(|error| error.to_string())?;
         for (tx, rejection) in &built.left_out {
             tracing::warn!(kind = tx.tx.kind(), %rejection, "left out of the block");
         }
-        self.store.commit(&certified, &built.state)?;
-        self.state = built.state;
-        self.after_block(&certified);
-        self.publish(false, to_bytes(&certified));
+        Ok((built.block, built.state))
+    }
+
+    /// Executes `block` on the tip: the state after it, or why it is
+    /// invalid. Transactions waiting in the mempool were verified on
+    /// admission; the others are verified here, in one batch.
+    fn check_block(&self, block: &Block) -> Result<State, String> {
+        let community = &self.genesis.community_id;
+        let checks: Vec<_> = block
+            .transactions
+            .iter()
+            .filter(|tx| !self.mempool.holds(&tx.id(community), tx))
+            .flat_map(|tx| tx.signature_checks(community))
+            .collect();
+        verify_batch(&checks).map_err(|error| format!("a transaction's signature: {error}"))?;
+        let (next, _) = execute(&self.genesis, &self.state, block, Signatures::AlreadyVerified)
+            .map_err(|error| error.to_string())?;
+        Ok(next)
+    }
+
+    /// Stores a final block and the state after it, then tells everyone;
+    /// `gossip`: the block is new to the network (this node made it final).
+    fn commit_block(
+        &mut self,
+        certified: &CertifiedBlock,
+        state: State,
+        gossip: bool,
+    ) -> Result<(), NodeError> {
+        self.store.commit(certified, &state)?;
+        self.state = state;
+        self.after_block(certified);
+        if gossip {
+            self.publish(false, to_bytes(certified));
+        }
         Ok(())
     }
 
@@ -816,22 +883,8 @@ impl Node {
             return Ok(Applied::Gap);
         }
         certified.certificate.verify(&self.genesis, header).map_err(|error| error.to_string())?;
-        // Transactions waiting in the mempool were verified on admission; the
-        // others are verified here, in one batch.
-        let community = &self.genesis.community_id;
-        let checks: Vec<_> = certified
-            .block
-            .transactions
-            .iter()
-            .filter(|tx| !self.mempool.holds(&tx.id(community), tx))
-            .flat_map(|tx| tx.signature_checks(community))
-            .collect();
-        verify_batch(&checks).map_err(|error| format!("a transaction's signature: {error}"))?;
-        let (next, _) = execute(&self.genesis, &self.state, &certified.block, Signatures::AlreadyVerified)
-            .map_err(|error| error.to_string())?;
-        self.store.commit(&certified, &next).map_err(|error| error.to_string())?;
-        self.state = next;
-        self.after_block(&certified);
+        let next = self.check_block(&certified.block)?;
+        self.commit_block(&certified, next, false).map_err(|error| error.to_string())?;
         Ok(Applied::New)
     }
 
@@ -884,6 +937,57 @@ impl Node {
         if !block.transactions.is_empty() {
             tracing::debug!(height, transactions = block.transactions.len(), "block stored");
         }
+    }
+}
+
+impl Chain for Node {
+    fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    fn state(&self) -> &State {
+        &self.state
+    }
+
+    fn block(&self, height: u64) -> Option<CertifiedBlock> {
+        self.store.block(height).ok().flatten()
+    }
+
+    fn candidates(&mut self, time_ms: u64) -> Vec<SignedTx> {
+        self.dev_transactions(time_ms);
+        self.mempool.candidates()
+    }
+
+    fn next_block_time_ms(&self) -> u64 {
+        Node::next_block_time_ms(self)
+    }
+
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    fn check(&self, block: &Block) -> Result<State, String> {
+        self.check_block(block)
+    }
+
+    fn build(
+        &self,
+        candidates: Vec<SignedTx>,
+        time_ms: u64,
+        proposer: &Keypair,
+    ) -> Result<(Block, State), String> {
+        self.build_block(candidates, time_ms, proposer)
+    }
+
+    fn commit(&mut self, block: CertifiedBlock, state: State) -> Result<(), String> {
+        self.commit_block(&block, state, true).map_err(|error| error.to_string())
+    }
+
+    fn record_evidence(
+        &mut self,
+        evidence: &gridshare_ledger::consensus::VoteEquivocation,
+    ) -> Result<(), String> {
+        self.store.record_evidence(evidence).map_err(|error| error.to_string())
     }
 }
 

@@ -109,6 +109,7 @@ fn a_dev_community_clears_settles_answers_its_api_and_resumes() {
         assert_eq!(tx.id(&genesis.community_id).to_string(), tx_id);
     }
     assert_eq!(get(&api, "/v1/blocks/latest")["certificate_signatures"], 1);
+    assert_eq!(get(&api, "/v1/evidence")["equivocations"], serde_json::json!([]));
     let offers = get(&api, "/v1/offers");
     assert!(offers["offers"].as_array().is_some(), "{offers}");
 

@@ -163,6 +163,8 @@ pub struct ReportJson {
     pub accounts: u64,
     pub executed_height: u64,
     pub state_root: String,
+    /// Validators proven to have equivocated (verified evidence).
+    pub equivocations: u64,
     pub findings: Vec<FindingJson>,
     pub findings_omitted: u64,
 }
@@ -189,6 +191,7 @@ pub fn to_json(report: &Report) -> ReportJson {
         accounts: report.accounts,
         executed_height: report.executed_height,
         state_root: report.state_root.to_string(),
+        equivocations: report.equivocations,
         findings: report
             .findings
             .iter()
@@ -224,6 +227,12 @@ pub fn to_text(report: &Report) -> String {
     );
     out += &format!("Settlements     {} ({} bills)\n", report.settlements, report.bills);
     out += &format!("Accounts        {}\n", report.accounts);
+    if report.equivocations > 0 {
+        out += &format!(
+            "Equivocations   {} (verified evidence of validators signing conflicting votes)\n",
+            report.equivocations
+        );
+    }
     let count = report.findings.len() as u64 + report.findings_omitted;
     out += &format!("Findings        {count}\n");
     for finding in &report.findings {

@@ -29,7 +29,7 @@ impl Drop for Node {
 /// The `gridshare-node` binary with `args`.
 pub(crate) fn command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gridshare-node"));
-    command.args(args).env("RUST_LOG", "warn");
+    command.args(args).env("RUST_LOG", "warn,arc_malachitebft=error,arc_malachitebft_network=off");
     command
 }
 
@@ -40,6 +40,9 @@ pub(crate) fn start(args: &[&str], data_dir: &Path) -> Node {
     run.args(args).args(["--api", "127.0.0.1:0", "--no-mdns", "--data-dir"]).arg(data_dir);
     if !args.contains(&"--p2p") {
         run.args(["--p2p", "/ip4/127.0.0.1/tcp/0"]);
+    }
+    if !args.contains(&"--consensus-p2p") {
+        run.args(["--consensus-p2p", "/ip4/127.0.0.1/tcp/0"]);
     }
     let mut child = run.stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -1,0 +1,691 @@
+//! The application side of Malachite's channel API: it answers the engine's
+//! `AppMsg`s with Gridshare blocks. A proposer builds a block from the
+//! mempool and streams it in parts; the others reassemble it, check the
+//! builder's signature and execute it with `ledger` before consensus votes
+//! on it; a decided block is committed with its certificate; lagging
+//! validators get certified blocks through Malachite's sync.
+//!
+//! The node's event loop calls [`Consensus::handle`] for each message, with
+//! its chain behind the [`Chain`] boundary, so consensus never touches the
+//! store or the mempool directly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gridshare_ledger::block::{Block, CertifiedBlock, CommitCertificate, CommitSignature};
+use gridshare_ledger::consensus::{StreamedBlock, VoteEquivocation};
+use gridshare_ledger::encoding::{from_bytes, to_bytes};
+use gridshare_ledger::genesis::Genesis;
+use gridshare_ledger::ids::{Keypair, Signature};
+use gridshare_ledger::state::State;
+use gridshare_ledger::tx::SignedTx;
+use malachitebft_app_channel::app::config::{ConsensusConfig, NodeConfig, ValueSyncConfig};
+use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
+use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
+use malachitebft_app_channel::app::types::core::{
+    CommitCertificate as EngineCertificate, ExtendedCommitCertificate, ExtendedCommitSignature,
+    LinearTimeouts, Round, Validity,
+};
+use malachitebft_app_channel::app::types::sync::RawDecidedValue;
+use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
+use malachitebft_app_channel::{
+    AppMsg, Channels, ConsensusContext, EngineHandle, NetworkContext, NetworkIdentity, NetworkMsg,
+    RequestContext, SyncContext, WalContext,
+};
+use malachitebft_signing::Signer;
+
+use super::codec::BorshCodec;
+use super::context::{
+    Address, BlockId, GridshareContext, Height, ProposalPart, ValidatorSet, ValidatorSigner,
+    ValidatorVerifier,
+};
+
+/// What consensus needs from the node's chain: read the tip, take the
+/// mempool's candidates, check and commit blocks.
+pub trait Chain {
+    fn genesis(&self) -> &Genesis;
+    fn state(&self) -> &State;
+    fn block(&self, height: u64) -> Option<CertifiedBlock>;
+    /// The transactions for a block built at `time_ms`.
+    fn candidates(&mut self, time_ms: u64) -> Vec<SignedTx>;
+    /// The time of a block built now: strictly after the tip's.
+    fn next_block_time_ms(&self) -> u64;
+    /// The node's clock.
+    fn now_ms(&self) -> u64;
+    /// Executes `block` on the tip, verifying signatures the mempool has not.
+    fn check(&self, block: &Block) -> Result<State, String>;
+    /// Builds a block on the tip from `candidates` (verified by the mempool).
+    fn build(
+        &self,
+        candidates: Vec<SignedTx>,
+        time_ms: u64,
+        proposer: &Keypair,
+    ) -> Result<(Block, State), String>;
+    /// Commits a certified block and the state after it, durably, and
+    /// tells everyone (mempool, index, API, replicas).
+    fn commit(&mut self, block: CertifiedBlock, state: State) -> Result<(), String>;
+    /// Keeps evidence that a validator equivocated, durably.
+    fn record_evidence(&mut self, evidence: &VoteEquivocation) -> Result<(), String>;
+}
+
+/// Bytes of block data per proposal part.
+const PART_BYTES: usize = 128 * 1024;
+/// Partial streams kept at most (the oldest is dropped).
+const STREAMS_MAX: usize = 64;
+/// Blocks kept for heights ahead of ours, at most.
+const PENDING_MAX: usize = 64;
+/// A block may be at most this far ahead of the validator's clock.
+pub const BLOCK_TIME_DRIFT_MAX_MS: u64 = 5_000;
+/// Decided blocks per sync response, at most.
+const SYNC_BLOCKS_MAX: u64 = 32;
+
+/// A block as a validator streamed it: the block, who built it and the
+/// builder's signature over the `StreamedBlock`.
+#[derive(Clone, Debug)]
+struct Streamed {
+    block: Block,
+    builder: Address,
+    signature: Signature,
+    round: Round,
+    pol_round: Round,
+}
+
+/// A block consensus may decide this height, and what executing it gave.
+#[derive(Clone, Debug)]
+struct Candidate {
+    block: Block,
+    /// The state after it, or why it is invalid.
+    outcome: Result<State, String>,
+    builder: Address,
+    /// The builder's stream signature; `None` for a block that came by
+    /// sync with its certificate (it is never streamed again).
+    signature: Option<Signature>,
+    /// The round it was proposed in, and the proof-of-lock round it was
+    /// re-proposed under (`Nil` for a new block).
+    round: Round,
+    pol_round: Round,
+}
+
+/// Parts of one stream received so far.
+#[derive(Debug, Default)]
+struct PartialStream {
+    parts: BTreeMap<u64, ProposalPart>,
+    fin: Option<u64>,
+    bytes: usize,
+}
+
+/// The consensus engine's handle and the application's state for it.
+pub struct Consensus {
+    channels: Channels<GridshareContext>,
+    /// Kept so the engine runs as long as the node.
+    _engine: EngineHandle,
+    key: Arc<Keypair>,
+    address: Address,
+    validators: ValidatorSet,
+    block_time: Duration,
+    /// Blocks for the next height, by id.
+    candidates: BTreeMap<BlockId, Candidate>,
+    /// Blocks for later heights, checked when their height comes.
+    pending: BTreeMap<(u64, BlockId), Streamed>,
+    streams: BTreeMap<(PeerId, Bytes), PartialStream>,
+    stream_order: Vec<(PeerId, Bytes)>,
+    next_stream: u64,
+    /// Where the blocks this validator built are kept until decided, so that
+    /// after a crash it proposes the very same block again.
+    built_dir: PathBuf,
+    /// A decided block could not be committed: restart the height.
+    failed: bool,
+}
+
+impl std::fmt::Debug for Consensus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consensus").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+/// Where a validator's consensus swarm listens and whom it dials.
+#[derive(Clone, Debug)]
+pub struct ConsensusNetwork {
+    pub listen: libp2p::Multiaddr,
+    pub peers: Vec<libp2p::Multiaddr>,
+}
+
+/// Malachite's configuration.
+#[derive(Clone, Debug)]
+struct EngineConfig {
+    moniker: String,
+    consensus: ConsensusConfig,
+    value_sync: ValueSyncConfig,
+}
+
+impl NodeConfig for EngineConfig {
+    fn moniker(&self) -> &str {
+        &self.moniker
+    }
+
+    fn consensus(&self) -> &ConsensusConfig {
+        &self.consensus
+    }
+
+    fn consensus_mut(&mut self) -> &mut ConsensusConfig {
+        &mut self.consensus
+    }
+
+    fn value_sync(&self) -> &ValueSyncConfig {
+        &self.value_sync
+    }
+
+    fn value_sync_mut(&mut self) -> &mut ValueSyncConfig {
+        &mut self.value_sync
+    }
+}
+
+/// Why consensus could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start consensus: {0}")]
+pub struct ConsensusError(pub String);
+
+impl Consensus {
+    /// Starts Malachite for the validator `key` of `genesis`, its WAL and
+    /// built blocks under `data_dir`.
+    pub async fn start(
+        genesis: &Genesis,
+        key: Keypair,
+        identity: libp2p::identity::Keypair,
+        network: ConsensusNetwork,
+        data_dir: &Path,
+        block_time: Duration,
+    ) -> Result<Consensus, ConsensusError> {
+        let fail = |error: &dyn std::fmt::Display| ConsensusError(error.to_string());
+        let community = genesis.community_id;
+        let key = Arc::new(key);
+        let address = Address(key.public());
+        let context = GridshareContext { community };
+        let mut consensus = ConsensusConfig::default();
+        consensus.p2p.listen_addr = network.listen;
+        consensus.p2p.persistent_peers = network.peers;
+        // Validators of a community on one host (testnets) share an IP.
+        consensus.p2p.discovery.max_connections_per_ip = 128;
+        let config =
+            EngineConfig { moniker: address.to_string(), consensus, value_sync: ValueSyncConfig::default() };
+        let signer = ValidatorSigner { key: key.clone(), community };
+        let peer_id = identity.public().to_peer_id();
+        let proof = signer
+            .sign_validator_proof(key.public().0.to_vec(), peer_id.to_bytes())
+            .await
+            .map_err(|error| fail(&error))?;
+        let proof_bytes = malachitebft_app_channel::app::types::codec::Codec::encode(&BorshCodec, &proof)
+            .map_err(|error| fail(&error))?;
+        let identity =
+            NetworkIdentity::new_validator(address.to_string(), identity, address.to_string(), proof_bytes);
+        let consensus_dir = data_dir.join("consensus");
+        let built_dir = consensus_dir.join("built");
+        std::fs::create_dir_all(&built_dir).map_err(|error| fail(&error))?;
+        let (channels, engine) = malachitebft_app_channel::start_engine(
+            context,
+            config,
+            WalContext::new(consensus_dir.join("wal").join("consensus.wal"), BorshCodec),
+            NetworkContext::new(identity, BorshCodec),
+            ConsensusContext::new_validator(
+                address,
+                Box::new(ValidatorVerifier { community }),
+                Box::new(signer),
+            ),
+            SyncContext::new(BorshCodec),
+            RequestContext::new(16),
+        )
+        .await
+        .map_err(|error| fail(&error))?;
+        Ok(Consensus {
+            channels,
+            _engine: engine,
+            key,
+            address,
+            validators: ValidatorSet::from_genesis(genesis),
+            block_time,
+            candidates: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            stream_order: Vec::new(),
+            next_stream: 0,
+            built_dir,
+            failed: false,
+        })
+    }
+
+    /// The next message from the engine.
+    pub async fn next(&mut self) -> Option<AppMsg<GridshareContext>> {
+        self.channels.consensus.recv().await
+    }
+
+    fn params(&self) -> HeightParams<GridshareContext> {
+        HeightParams::new(self.validators.clone(), LinearTimeouts::default(), Some(self.block_time))
+    }
+
+    /// Answers one message of the engine. A reply the engine no longer
+    /// waits for is dropped: the engine moved on.
+    pub fn handle(&mut self, message: AppMsg<GridshareContext>, chain: &mut impl Chain) {
+        match message {
+            AppMsg::ConsensusReady { reply } => {
+                let start = Height(chain.state().height + 1);
+                tracing::info!(height = start.0, "consensus ready");
+                let _ = reply.send((start, self.params()));
+            }
+            AppMsg::StartedRound { height, round, proposer, reply_value, .. } => {
+                tracing::debug!(height = height.0, %round, %proposer, "round started");
+                self.check_pending(height, chain);
+                let values = self
+                    .candidates
+                    .iter()
+                    .filter(|(_, candidate)| {
+                        candidate.block.header.height == height.0 && candidate.round == round
+                    })
+                    .map(|(id, candidate)| proposed(height, candidate, *id))
+                    .collect();
+                let _ = reply_value.send(values);
+            }
+            AppMsg::GetValue { height, round, reply, .. } => match self.propose(height, round, chain) {
+                Ok((id, parts)) => {
+                    let _ = reply.send(LocallyProposedValue::new(height, round, id));
+                    self.publish(parts);
+                }
+                Err(problem) => tracing::error!(height = height.0, %problem, "cannot build a block"),
+            },
+            AppMsg::ReceivedProposalPart { from, published_by, part, reply } => {
+                // Parts may come through different peers: a stream is its
+                // publisher's.
+                let _ = reply.send(self.received_part(published_by.unwrap_or(from), part, chain));
+            }
+            AppMsg::RestreamProposal { height, round, valid_round, value_id, .. } => {
+                if let Some(candidate) = self.candidates.get(&value_id).cloned()
+                    && let Some(signature) = candidate.signature
+                {
+                    let parts = self.stream(
+                        height,
+                        round,
+                        valid_round,
+                        candidate.builder,
+                        &candidate.block,
+                        signature,
+                    );
+                    self.publish(parts);
+                }
+            }
+            AppMsg::ExtendVote { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            AppMsg::VerifyVoteExtensions { reply, .. } => {
+                let _ = reply.send(Vec::new());
+            }
+            AppMsg::Decided { certificate, reply, .. } => {
+                if let Err(problem) = self.decided(&certificate, chain) {
+                    tracing::error!(height = certificate.height.0, %problem, "cannot commit the decided block");
+                    self.failed = true;
+                }
+                let _ = reply.send(());
+            }
+            AppMsg::Finalized { certificate, evidence, reply, .. } => {
+                for (validator, pairs) in evidence.votes.iter() {
+                    tracing::warn!(%validator, pairs = pairs.len(), "a validator equivocated");
+                    for (first, second) in pairs {
+                        let (Some(first_vote), Some(second_vote)) =
+                            (first.message.ledger(), second.message.ledger())
+                        else {
+                            continue;
+                        };
+                        let evidence = VoteEquivocation {
+                            first: first_vote,
+                            first_signature: first.signature,
+                            second: second_vote,
+                            second_signature: second.signature,
+                        };
+                        // Kept only if it holds up: anyone can check it later.
+                        match evidence.verify(chain.genesis()) {
+                            Ok(()) => {
+                                if let Err(problem) = chain.record_evidence(&evidence) {
+                                    tracing::error!(%problem, "cannot store equivocation evidence");
+                                }
+                            }
+                            Err(error) => tracing::warn!(%error, "the engine's evidence does not verify"),
+                        }
+                    }
+                }
+                let height = chain.state().height + 1;
+                let next = if std::mem::take(&mut self.failed) {
+                    Next::Restart(Height(height), self.params())
+                } else {
+                    Next::Start(Height(height), self.params())
+                };
+                tracing::debug!(decided = certificate.height.0, next = height, "finalized");
+                let _ = reply.send(next);
+            }
+            AppMsg::GetHistoryMinHeight { reply } => {
+                let _ = reply.send(Height(1));
+            }
+            AppMsg::GetDecidedValues { range, reply } => {
+                let from = range.start().0.max(1);
+                let to = range.end().0.min(from.saturating_add(SYNC_BLOCKS_MAX - 1));
+                let values = (from..=to)
+                    .map_while(|height| chain.block(height))
+                    .map(|block| {
+                        RawDecidedValue::new(Bytes::from(to_bytes(&block.block)), engine_certificate(&block))
+                    })
+                    .collect();
+                let _ = reply.send(values);
+            }
+            AppMsg::ProcessSyncedValue { height, round, proposer, value_bytes, reply } => {
+                let outcome = match from_bytes::<Block>(&value_bytes) {
+                    Err(_) => SyncedValueOutcome::PeerFault,
+                    Ok(block) => {
+                        let id = BlockId(block.hash());
+                        let candidate = Candidate {
+                            outcome: self.validate(&block, height, chain),
+                            block,
+                            builder: proposer,
+                            signature: None,
+                            round,
+                            pol_round: Round::Nil,
+                        };
+                        let value = proposed(height, &candidate, id);
+                        self.candidates.insert(id, candidate);
+                        SyncedValueOutcome::Verdict(value)
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// The block this validator proposes for `height` and `round`: the one it
+    /// built before for them (kept on disk, so a restart cannot make it
+    /// propose another), or a new one from the mempool.
+    fn propose(
+        &mut self,
+        height: Height,
+        round: Round,
+        chain: &mut impl Chain,
+    ) -> Result<(BlockId, Vec<StreamMessage<ProposalPart>>), String> {
+        let file = self.built_dir.join(format!("{}-{}.block", height.0, round.as_i64()));
+        let (block, outcome) = match std::fs::read(&file) {
+            Ok(bytes) => {
+                let block = from_bytes::<Block>(&bytes).map_err(|error| error.to_string())?;
+                let outcome = chain.check(&block);
+                (block, outcome)
+            }
+            Err(_) => {
+                let time_ms = chain.next_block_time_ms();
+                let candidates = chain.candidates(time_ms);
+                let (block, state) = chain.build(candidates, time_ms, &self.key)?;
+                // Durable before anyone hears of it.
+                crate::config::write_private(&file, &to_bytes(&block)).map_err(|error| error.to_string())?;
+                (block, Ok(state))
+            }
+        };
+        let id = BlockId(block.hash());
+        let streamed = StreamedBlock { height: height.0, block_hash: id.0, builder: self.address.0 };
+        let signature = self.key.sign(&streamed.signing_bytes(&chain.genesis().community_id));
+        let candidate = Candidate {
+            outcome,
+            block: block.clone(),
+            builder: self.address,
+            signature: Some(signature),
+            round,
+            pol_round: Round::Nil,
+        };
+        self.candidates.insert(id, candidate);
+        Ok((id, self.stream(height, round, Round::Nil, self.address, &block, signature)))
+    }
+
+    /// The parts of a stream of `block`.
+    fn stream(
+        &mut self,
+        height: Height,
+        round: Round,
+        pol_round: Round,
+        builder: Address,
+        block: &Block,
+        signature: Signature,
+    ) -> Vec<StreamMessage<ProposalPart>> {
+        self.next_stream += 1;
+        let mut id = Vec::with_capacity(24);
+        id.extend_from_slice(&height.0.to_be_bytes());
+        id.extend_from_slice(&round.as_i64().to_be_bytes());
+        id.extend_from_slice(&self.next_stream.to_be_bytes());
+        let stream_id = StreamId::new(Bytes::from(id));
+        let bytes = to_bytes(block);
+        let mut parts = vec![ProposalPart::Init { height, round, pol_round, builder }];
+        parts.extend(bytes.chunks(PART_BYTES).map(|chunk| ProposalPart::Data(chunk.to_vec())));
+        parts.push(ProposalPart::Fin(signature));
+        let mut messages: Vec<StreamMessage<ProposalPart>> = parts
+            .into_iter()
+            .zip(0_u64..)
+            .map(|(part, sequence)| {
+                StreamMessage::new(stream_id.clone(), sequence, StreamContent::Data(part))
+            })
+            .collect();
+        let end = u64::try_from(messages.len()).unwrap_or(u64::MAX);
+        messages.push(StreamMessage::new(stream_id, end, StreamContent::Fin));
+        messages
+    }
+
+    /// Hands parts to the engine's network without blocking the event loop.
+    fn publish(&self, parts: Vec<StreamMessage<ProposalPart>>) {
+        let network = self.channels.network.clone();
+        tokio::spawn(async move {
+            for part in parts {
+                if network.send(NetworkMsg::PublishProposalPart(part)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Collects a part; when its stream is complete, checks the block.
+    fn received_part(
+        &mut self,
+        from: PeerId,
+        part: StreamMessage<ProposalPart>,
+        chain: &mut impl Chain,
+    ) -> Option<ProposedValue<GridshareContext>> {
+        let key = (from, part.stream_id.to_bytes());
+        if !self.streams.contains_key(&key) {
+            if self.stream_order.len() >= STREAMS_MAX {
+                let oldest = self.stream_order.remove(0);
+                self.streams.remove(&oldest);
+            }
+            self.stream_order.push(key.clone());
+        }
+        let stream = self.streams.entry(key.clone()).or_default();
+        match part.content {
+            StreamContent::Fin => stream.fin = Some(part.sequence),
+            StreamContent::Data(data) => {
+                stream.bytes += match &data {
+                    ProposalPart::Data(bytes) => bytes.len(),
+                    _ => 0,
+                };
+                if stream.bytes > crate::network::GOSSIP_BYTES_MAX {
+                    self.streams.remove(&key);
+                    return None;
+                }
+                stream.parts.insert(part.sequence, data);
+            }
+        }
+        let complete = stream.fin.is_some_and(|fin| {
+            u64::try_from(stream.parts.len()).is_ok_and(|count| count == fin)
+                && stream.parts.keys().copied().eq(0..fin)
+        });
+        if !complete {
+            return None;
+        }
+        let stream = self.streams.remove(&key)?;
+        self.stream_order.retain(|other| *other != key);
+        self.assemble(stream, chain)
+    }
+
+    fn assemble(
+        &mut self,
+        stream: PartialStream,
+        chain: &mut impl Chain,
+    ) -> Option<ProposedValue<GridshareContext>> {
+        let mut parts = stream.parts.into_values();
+        let Some(ProposalPart::Init { height, round, pol_round, builder }) = parts.next() else {
+            return None;
+        };
+        let mut bytes = Vec::new();
+        let mut signature = None;
+        for part in parts {
+            match part {
+                ProposalPart::Data(chunk) => bytes.extend_from_slice(&chunk),
+                ProposalPart::Fin(fin) => signature = Some(fin),
+                ProposalPart::Init { .. } => return None,
+            }
+        }
+        let signature = signature?;
+        let block = from_bytes::<Block>(&bytes).ok()?;
+        let id = BlockId(block.hash());
+        let community = chain.genesis().community_id;
+        let streamed = StreamedBlock { height: height.0, block_hash: id.0, builder: builder.0 };
+        if chain.genesis().voting_power_of(&builder.0).is_none()
+            || builder.0.verify(&streamed.signing_bytes(&community), &signature).is_err()
+        {
+            tracing::warn!(height = height.0, %builder, "a streamed block's signature does not verify");
+            return None;
+        }
+        let next = chain.state().height + 1;
+        if height.0 > next {
+            if self.pending.len() < PENDING_MAX {
+                self.pending.insert((height.0, id), Streamed { block, builder, signature, round, pol_round });
+            }
+            return None;
+        }
+        if height.0 < next {
+            return None;
+        }
+        let candidate = Candidate {
+            outcome: self.validate(&block, height, chain),
+            block,
+            builder,
+            signature: Some(signature),
+            round,
+            pol_round,
+        };
+        let value = proposed(height, &candidate, id);
+        self.candidates.insert(id, candidate);
+        Some(value)
+    }
+
+    /// Forgets blocks of decided heights and checks blocks that arrived for
+    /// `height` before it started.
+    fn check_pending(&mut self, height: Height, chain: &mut impl Chain) {
+        self.candidates.retain(|_, candidate| candidate.block.header.height >= height.0);
+        self.pending.retain(|(pending, _), _| *pending >= height.0);
+        let ready: Vec<(u64, BlockId)> =
+            self.pending.keys().filter(|key| key.0 == height.0).copied().collect();
+        for key in ready {
+            if let Some(Streamed { block, builder, signature, round, pol_round }) = self.pending.remove(&key)
+            {
+                let outcome = self.validate(&block, height, chain);
+                let signature = Some(signature);
+                self.candidates
+                    .insert(key.1, Candidate { block, outcome, builder, signature, round, pol_round });
+            }
+        }
+    }
+
+    /// Whether `block` may be decided at `height`: it is the next block, its
+    /// time is not too far ahead of this validator's clock, and it executes.
+    fn validate(&self, block: &Block, height: Height, chain: &impl Chain) -> Result<State, String> {
+        if block.header.height != height.0 || height.0 != chain.state().height + 1 {
+            return Err(format!("block {} is not the next block", block.header.height));
+        }
+        let ahead = block.header.timestamp_ms.saturating_sub(chain.now_ms());
+        if ahead > BLOCK_TIME_DRIFT_MAX_MS {
+            return Err(format!("the block's time is {ahead} ms ahead of this validator's clock"));
+        }
+        chain.check(block)
+    }
+
+    /// Commits the decided block with the certificate consensus made.
+    fn decided(
+        &mut self,
+        certificate: &EngineCertificate<GridshareContext>,
+        chain: &mut impl Chain,
+    ) -> Result<(), String> {
+        let candidate = self
+            .candidates
+            .remove(&certificate.value_id)
+            .ok_or_else(|| format!("block {} was decided but never received", certificate.value_id))?;
+        let state = candidate.outcome?;
+        let round = certificate.round.as_u32().ok_or("a certificate without a round")?;
+        let mut signatures: Vec<CommitSignature> = certificate
+            .commit_signatures
+            .iter()
+            .map(|signature| CommitSignature {
+                validator: signature.address.0,
+                signature: signature.signature,
+            })
+            .collect();
+        signatures.sort_by_key(|signature| signature.validator);
+        let ledger = CommitCertificate {
+            height: certificate.height.0,
+            round,
+            block_hash: certificate.value_id.0,
+            signatures,
+        };
+        ledger.verify(chain.genesis(), &candidate.block.header).map_err(|error| error.to_string())?;
+        let height = certificate.height.0;
+        chain.commit(CertifiedBlock { block: candidate.block, certificate: ledger }, state)?;
+        self.candidates.clear();
+        // Blocks built for this height are no longer needed.
+        if let Ok(entries) = std::fs::read_dir(&self.built_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let decided =
+                    name.to_str().and_then(|name| name.split('-').next()).and_then(|h| h.parse::<u64>().ok());
+                if decided.is_some_and(|built| built <= height) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The value consensus votes on for `candidate`; an invalid one is logged
+/// with the reason.
+fn proposed(height: Height, candidate: &Candidate, id: BlockId) -> ProposedValue<GridshareContext> {
+    let round = candidate.round;
+    if let Err(problem) = &candidate.outcome {
+        tracing::warn!(height = height.0, %round, builder = %candidate.builder, %problem, "an invalid block was proposed");
+    }
+    ProposedValue {
+        height,
+        round,
+        valid_round: candidate.pol_round,
+        proposer: candidate.builder,
+        value: id,
+        validity: if candidate.outcome.is_ok() { Validity::Valid } else { Validity::Invalid },
+    }
+}
+
+/// A stored block's certificate as Malachite's sync carries it.
+fn engine_certificate(block: &CertifiedBlock) -> ExtendedCommitCertificate<GridshareContext> {
+    let certificate = &block.certificate;
+    ExtendedCommitCertificate {
+        height: Height(certificate.height),
+        round: Round::new(certificate.round),
+        value_id: BlockId(certificate.block_hash),
+        commit_signatures: certificate
+            .signatures
+            .iter()
+            .map(|signature| ExtendedCommitSignature {
+                address: Address(signature.validator),
+                signature: signature.signature,
+                extension: None,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,236 @@
+//! BFT consensus among four validators (Malachite), with real processes on
+//! loopback: the validators and three households trade and agree; with one
+//! validator killed the chain goes on, and restarted it catches up; paused
+//! past several heights, one catches up; with two of four down the chain
+//! stops without forking and resumes when one returns; every block's
+//! certificate carries a quorum, and the audit of the export passes.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+mod common;
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Node, command, get, height, http, kill, start, stop, submit, wait_for};
+use gridshare_ledger::audit::audit_export;
+use gridshare_ledger::encoding::from_bytes;
+use gridshare_ledger::genesis::Genesis;
+use gridshare_ledger::testkit::{TestCommunity, test_market};
+use gridshare_ledger::tx::Side;
+
+const VALIDATORS: usize = 4;
+
+fn run_to_end(args: &[&str]) -> Vec<String> {
+    let output = command(args).output().unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout.lines().map(Result::unwrap).collect()
+}
+
+/// A loopback port the OS hands out now, for a validator's consensus
+/// swarm: the others must know it before it starts.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Validator {
+    dir: std::path::PathBuf,
+    consensus: String,
+    node: Option<Node>,
+}
+
+fn start_validator(validator: &Validator, peers: &[String]) -> Node {
+    let mut args = vec!["--block-time-ms", "300", "--consensus-p2p", &validator.consensus];
+    for peer in peers.iter().filter(|peer| **peer != validator.consensus) {
+        args.extend(["--consensus-peer", peer]);
+    }
+    start(&args, &validator.dir)
+}
+
+fn signal(node: &Node, name: &str) {
+    let pid = node.child.id().to_string();
+    assert!(Command::new("kill").args([name, &pid]).status().unwrap().success());
+}
+
+/// The highest height any of `apis` reports.
+fn top(apis: &[String]) -> u64 {
+    apis.iter().map(|api| height(api)).max().unwrap()
+}
+
+fn init(dir: &Path, genesis: Option<&Path>) -> Vec<String> {
+    let mut args = vec!["init", "--data-dir", dir.to_str().unwrap()];
+    if let Some(genesis) = genesis {
+        args.extend(["--genesis", genesis.to_str().unwrap()]);
+    }
+    run_to_end(&args)
+}
+
+#[test]
+fn four_validators_agree_survive_one_fault_and_stop_safely_without_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+
+    // Four validator keys, one genesis.
+    let mut keys = Vec::new();
+    for index in 0..VALIDATORS {
+        let printed = init(&path(&format!("v{index}")), None);
+        let line = printed.iter().find(|line| line.starts_with("Validator key:")).unwrap();
+        keys.push(line.trim_start_matches("Validator key:").trim().to_string());
+    }
+    let mut community = TestCommunity::new(21, 3, test_market(), 0);
+    let registrar = community.registrar.public().to_string();
+    let genesis_file = path("genesis.bin");
+    let mut args = vec!["genesis", "new", "--name", "Four Oaks", "--registrar", &registrar];
+    for key in &keys {
+        args.extend(["--validator", key]);
+    }
+    args.extend(["--interval-ms", "2000", "--gate-closure-lead-ms", "800", "--settlement-delay-ms", "1000"]);
+    args.extend(["--out", genesis_file.to_str().unwrap()]);
+    run_to_end(&args);
+    let genesis: Genesis = from_bytes(&std::fs::read(&genesis_file).unwrap()).unwrap();
+    community.genesis = genesis.clone();
+
+    let mut validators: Vec<Validator> = (0..VALIDATORS)
+        .map(|index| Validator {
+            dir: path(&format!("v{index}")),
+            consensus: format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+            node: None,
+        })
+        .collect();
+    let peers: Vec<String> = validators.iter().map(|validator| validator.consensus.clone()).collect();
+    for validator in &mut validators {
+        init(&validator.dir, Some(&genesis_file));
+        validator.node = Some(start_validator(validator, &peers));
+    }
+    let api = |validators: &[Validator], index: usize| validators[index].node.as_ref().unwrap().api.clone();
+    let p2p: Vec<String> =
+        validators.iter().map(|validator| validator.node.as_ref().unwrap().p2p.clone()).collect();
+    let mut households: Vec<Node> = (0..3)
+        .map(|index| {
+            let dir = path(&format!("h{index}"));
+            init(&dir, Some(&genesis_file));
+            let mut args = Vec::new();
+            for address in &p2p {
+                args.extend(["--bootstrap", address.as_str()]);
+            }
+            start(&args, &dir)
+        })
+        .collect();
+    for validator in &validators {
+        assert_eq!(get(&validator.node.as_ref().unwrap().api, "/v1/status")["role"], "validator");
+    }
+    let all =
+        |validators: &[Validator]| (0..VALIDATORS).map(|index| api(validators, index)).collect::<Vec<_>>();
+    wait_for("blocks from the four validators", Duration::from_secs(60), || {
+        (all(&validators).iter().all(|api| height(api) >= 3)).then_some(())
+    });
+
+    // Trade: registrations and offers through the households.
+    for tx in community.registrations() {
+        let (status, response) = submit(&households[0].api, &tx);
+        assert_eq!(status, 202, "{response}");
+    }
+    wait_for("the registrations", Duration::from_secs(60), || {
+        (get(&households[2].api, "/v1/status")["accounts"] == 3).then_some(())
+    });
+    let target = genesis.interval_at(gridshare_node::node::now_ms()) + 3;
+    for (index, node) in households.iter().enumerate() {
+        // One sells 400 Wh at 0.10; two buy 400 Wh each at up to 0.20.
+        let (side, price) = if index == 0 { (Side::Sell, 100_000) } else { (Side::Buy, 200_000) };
+        let attestation = community.reading(index, target - 3, 0, 0);
+        let offer = community.offer_tx(index, 1, target, side, 400, price, attestation);
+        let (status, response) = submit(&node.api, &offer);
+        assert_eq!(status, 202, "household {index}: {response}");
+    }
+    let clearing = wait_for("the clearing", Duration::from_secs(60), || {
+        let view = get(&households[1].api, &format!("/v1/intervals/{target}"));
+        (!view["clearing"].is_null()).then_some(view["clearing"].clone())
+    });
+    assert_eq!(clearing["offers"], 3, "{clearing}");
+    assert_eq!(clearing["volume_wh"], 400, "{clearing}");
+
+    // Every node has the same block at a common height, with a quorum.
+    let common = all(&validators)
+        .iter()
+        .chain(households.iter().map(|node| &node.api))
+        .map(|api| height(api))
+        .min()
+        .unwrap();
+    let reference = get(&api(&validators, 0), &format!("/v1/blocks/{common}"));
+    for node_api in all(&validators).iter().chain(households.iter().map(|node| &node.api)) {
+        let block = get(node_api, &format!("/v1/blocks/{common}"));
+        assert_eq!((&block["hash"], &block["state_root"]), (&reference["hash"], &reference["state_root"]));
+    }
+    assert!(reference["certificate_signatures"].as_u64().unwrap() >= 3, "{reference}");
+
+    // One validator killed: the chain goes on; restarted, it catches up.
+    kill(validators[3].node.as_mut().unwrap());
+    validators[3].node = None;
+    let live: Vec<String> = (0..3).map(|index| api(&validators, index)).collect();
+    let before = top(&live);
+    wait_for("progress with one validator down", Duration::from_secs(60), || {
+        (live.iter().all(|api| height(api) >= before + 5)).then_some(())
+    });
+    validators[3].node = Some(start_validator(&validators[3], &peers));
+    let goal = top(&live);
+    wait_for("the restarted validator to catch up", Duration::from_secs(90), || {
+        (height(&api(&validators, 3)) >= goal).then_some(())
+    });
+
+    // One validator paused past several heights catches up after.
+    signal(validators[2].node.as_ref().unwrap(), "-STOP");
+    let others: Vec<String> = [0, 1, 3].iter().map(|&index| api(&validators, index)).collect();
+    let paused_at = top(&others);
+    wait_for("progress while one is paused", Duration::from_secs(60), || {
+        (others.iter().all(|api| height(api) >= paused_at + 5)).then_some(())
+    });
+    signal(validators[2].node.as_ref().unwrap(), "-CONT");
+    let goal = top(&others);
+    wait_for("the paused validator to catch up", Duration::from_secs(90), || {
+        (height(&api(&validators, 2)) >= goal).then_some(())
+    });
+
+    // Two of four down: no quorum, so the chain stops, without forking.
+    kill(validators[2].node.as_mut().unwrap());
+    kill(validators[3].node.as_mut().unwrap());
+    validators[2].node = None;
+    validators[3].node = None;
+    let live: Vec<String> = (0..2).map(|index| api(&validators, index)).collect();
+    // A block already precommitted may still land; then nothing.
+    let stalled = top(&live) + 1;
+    let window = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < window {
+        assert!(top(&live) <= stalled, "the chain went on without a quorum");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stopped_at = top(&live);
+    // One returns: a quorum again, and the chain resumes.
+    validators[3].node = Some(start_validator(&validators[3], &peers));
+    wait_for("the chain to resume", Duration::from_secs(90), || {
+        (live.iter().all(|api| height(api) >= stopped_at + 3)).then_some(())
+    });
+    let resumed = top(&live);
+    wait_for("the households to follow", Duration::from_secs(60), || {
+        (households.iter().all(|node| height(&node.api) >= resumed)).then_some(())
+    });
+    for index in [0, 1, 3] {
+        let block = get(&api(&validators, index), &format!("/v1/blocks/{resumed}"));
+        let on_household = get(&households[0].api, &format!("/v1/blocks/{resumed}"));
+        assert_eq!(block["hash"], on_household["hash"], "validator {index} forked");
+    }
+
+    // The whole ledger, exported by a household, passes the audit.
+    let (status, export) = http(&households[0].api, "GET", "/v1/export", b"");
+    assert_eq!(status, 200);
+    let report = audit_export(export.as_slice(), |_| ()).unwrap();
+    assert!(report.passed(), "{:?}", report.findings);
+    assert!(report.blocks >= resumed && report.trades >= 2, "{report:?}");
+
+    for node in
+        households.iter_mut().chain(validators.iter_mut().filter_map(|validator| validator.node.as_mut()))
+    {
+        stop(node);
+    }
+}

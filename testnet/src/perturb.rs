@@ -1,0 +1,254 @@
+//! The perturbations of the manifest, each on its own thread at its time:
+//! kill and restart, pause and resume, disconnect, a restart with a skewed
+//! clock, and a household flooding its node with invalid transactions
+//! (garbage bytes, text that is not hex, bad signatures, replays of its own
+//! committed transactions). Each fault is logged with when it started and
+//! ended and what went wrong applying it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use gridshare_ledger::ids::Keypair;
+use gridshare_ledger::testkit::SplitMix64;
+use gridshare_ledger::tx::{MeterReading, Offer, Side, SignedMeterReading, SignedTx, Tx};
+
+use crate::agent::{Market, sleep_until};
+use crate::http::{Api, Verdict};
+use crate::journal::{FloodOutcome, Journal, now_ms};
+use crate::manifest::Perturbation;
+use crate::nodes::Node;
+
+/// How often a restart is tried before the fault is reported as failed.
+const START_ATTEMPTS: u32 = 3;
+
+/// What became of one perturbation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FaultLog {
+    pub fault: String,
+    /// Seconds after trading started.
+    pub applied_at_s: Option<u64>,
+    pub healed_at_s: Option<u64>,
+    /// Empty when it went as planned.
+    pub problems: Vec<String>,
+}
+
+/// Everything a perturbation thread needs.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub nodes: Arc<Vec<Arc<Node>>>,
+    pub api: Api,
+    pub journal: Arc<Journal>,
+    pub market: Arc<Market>,
+    pub stop: Arc<AtomicBool>,
+    /// When trading started, in ms since the epoch.
+    pub start_ms: u64,
+    /// Each household's account and meter key, for floods.
+    pub accounts: Arc<Vec<(Keypair, Keypair)>>,
+    pub household_nodes: u32,
+}
+
+impl Context {
+    fn seconds_since_start(&self) -> u64 {
+        now_ms().saturating_sub(self.start_ms) / 1_000
+    }
+
+    fn node(&self, name: &str) -> Option<(usize, Arc<Node>)> {
+        self.nodes.iter().position(|node| node.name == name).map(|index| (index, self.nodes[index].clone()))
+    }
+}
+
+/// Restarts `node`, a few attempts; records the validator's height.
+fn restart(context: &Context, node: &Node, log: &mut FaultLog) {
+    for attempt in 1..=START_ATTEMPTS {
+        match node.start() {
+            Ok(()) => {
+                node.restarts.fetch_add(1, Ordering::Relaxed);
+                let height =
+                    context.api.get_u64(&context.nodes[0].api(), "/v1/status", "height").unwrap_or(0);
+                context.journal.restarted_at_height(height);
+                return;
+            }
+            Err(error) => {
+                log.problems.push(format!("restart attempt {attempt}: {error}"));
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Stops `node` with SIGTERM and restarts it with its clock `skew_ms` off.
+fn restart_skewed(context: &Context, index: usize, node: &Node, skew_ms: i64, log: &mut FaultLog) {
+    context.journal.ended_by_testnet(index, now_ms());
+    if !node.stop() {
+        log.problems.push("the node did not stop cleanly on SIGTERM".into());
+    }
+    node.set_clock_skew_ms(skew_ms);
+    restart(context, node, log);
+}
+
+/// Applies one perturbation at its time (a clock skew at 0 s was applied
+/// when the node started) and returns its log.
+pub fn apply(context: &Context, perturbation: &Perturbation) -> FaultLog {
+    let mut log = FaultLog {
+        fault: perturbation.to_string(),
+        applied_at_s: None,
+        healed_at_s: None,
+        problems: Vec::new(),
+    };
+    if let Perturbation::ClockSkew { at_s: 0, duration_s: None, .. } = perturbation {
+        log.applied_at_s = Some(0);
+        log.healed_at_s = Some(0);
+        return log;
+    }
+    if !sleep_until(context.start_ms + perturbation.at_s() * 1_000, &context.stop) {
+        log.problems.push("the run stopped before the fault's time".into());
+        return log;
+    }
+    log.applied_at_s = Some(context.seconds_since_start());
+    let node = perturbation.node().and_then(|name| context.node(name));
+    match (perturbation, node) {
+        (Perturbation::Kill { down_s, .. }, Some((index, node))) => {
+            context.journal.ended_by_testnet(index, now_ms());
+            node.kill();
+            sleep_until(now_ms() + down_s * 1_000, &context.stop);
+            restart(context, &node, &mut log);
+        }
+        (Perturbation::Pause { duration_s, .. }, Some((_, node))) => {
+            if let Err(error) = node.pause() {
+                log.problems.push(error.to_string());
+            }
+            sleep_until(now_ms() + duration_s * 1_000, &context.stop);
+            if let Err(error) = node.resume() {
+                log.problems.push(error.to_string());
+            }
+        }
+        (Perturbation::Disconnect { duration_s, .. }, Some((_, node))) => {
+            let body = serde_json::json!({ "duration_ms": duration_s * 1_000 });
+            match context.api.request(&node.api(), "POST", "/v1/admin/isolate", Some(&body)) {
+                Ok((200, _)) => {}
+                Ok((status, answer)) => log.problems.push(format!("isolate: HTTP {status} {answer}")),
+                Err(error) => log.problems.push(format!("isolate: {error}")),
+            }
+            sleep_until(now_ms() + duration_s * 1_000, &context.stop);
+        }
+        (Perturbation::ClockSkew { at_s, skew_ms, duration_s, .. }, Some((index, node))) => {
+            // At 0 s the node started skewed.
+            if *at_s > 0 {
+                restart_skewed(context, index, &node, *skew_ms, &mut log);
+            }
+            if let Some(duration_s) = duration_s {
+                sleep_until(context.start_ms + (at_s + duration_s) * 1_000, &context.stop);
+                restart_skewed(context, index, &node, 0, &mut log);
+            }
+        }
+        (Perturbation::Flood { household, duration_s, rate_per_s, .. }, _) => {
+            flood(context, *household, *duration_s, *rate_per_s, &mut log);
+        }
+        (_, None) => log.problems.push("no such node".into()),
+    }
+    log.healed_at_s = Some(context.seconds_since_start());
+    log
+}
+
+/// Household `household` sends invalid transactions to its node at
+/// `rate_per_s`, cycling through four kinds.
+fn flood(context: &Context, household: u32, duration_s: u64, rate_per_s: u32, log: &mut FaultLog) {
+    let node = context.nodes[1 + (household % context.household_nodes) as usize].clone();
+    let (account, meter) = &context.accounts[household as usize];
+    let mut random = SplitMix64(context.market.seed ^ 0xF100D);
+    let period_ms = (1_000 / u64::from(rate_per_s)).max(1);
+    let end_ms = now_ms() + duration_s * 1_000;
+    let mut turn = 0_u64;
+    let mut next_ms = now_ms();
+    while now_ms() < end_ms && !context.stop.load(Ordering::Relaxed) {
+        let (sent, hex_text) = match turn % 4 {
+            0 => {
+                let length = usize::try_from(random.between(8, 300)).unwrap_or(8);
+                let bytes: Vec<u8> = (0..length).map(|_| random.next_u64().to_le_bytes()[0]).collect();
+                ("garbage", hex::encode(bytes))
+            }
+            1 => {
+                ("not_hex", format!("zz{}", "g".repeat(usize::try_from(random.between(1, 64)).unwrap_or(1))))
+            }
+            2 => (
+                "bad_signature",
+                hex::encode(gridshare_ledger::encoding::to_bytes(&bad_signature(
+                    context,
+                    account,
+                    meter,
+                    &mut random,
+                ))),
+            ),
+            _ => match replay(context, household, &node, turn) {
+                Some(tx) => ("replay", hex::encode(gridshare_ledger::encoding::to_bytes(&tx))),
+                None => (
+                    "bad_signature",
+                    hex::encode(gridshare_ledger::encoding::to_bytes(&bad_signature(
+                        context,
+                        account,
+                        meter,
+                        &mut random,
+                    ))),
+                ),
+            },
+        };
+        let answer = if node.is_up() {
+            match context.api.submit_hex(&node.api(), &hex_text) {
+                Ok(Verdict::Admitted(_)) => "202 admitted".to_string(),
+                Ok(Verdict::Refused { status, code, reason, .. }) => {
+                    format!("{status} {}", reason.unwrap_or(code))
+                }
+                Err(_) => "no answer".to_string(),
+            }
+        } else {
+            "node down".to_string()
+        };
+        context.journal.flood(FloodOutcome { sent, answer });
+        turn += 1;
+        next_ms += period_ms;
+        if !sleep_until(next_ms, &context.stop) {
+            break;
+        }
+    }
+    if turn == 0 {
+        log.problems.push("the flood sent nothing".into());
+    }
+}
+
+/// A well-formed offer whose signature is not the account's (the meter
+/// signed it): the node must refuse it as a bad signature.
+fn bad_signature(context: &Context, account: &Keypair, meter: &Keypair, random: &mut SplitMix64) -> SignedTx {
+    let market = &context.market;
+    let community = &market.genesis.community_id;
+    let interval = market.next_open_interval(now_ms() + 1_000);
+    let reading = MeterReading {
+        meter: meter.public(),
+        interval: interval.saturating_sub(2),
+        import_wh_total: 0,
+        export_wh_total: 0,
+    };
+    let offer = Offer {
+        account: account.public(),
+        nonce: u64::MAX - random.between(0, 1 << 20),
+        interval,
+        side: Side::Sell,
+        energy_wh: random.between(1, 1_000),
+        price_micro_per_kwh: market.tariffs.feed_in_micro_per_kwh + 1,
+        attestation: SignedMeterReading::sign(reading, meter, community),
+    };
+    SignedTx::sign(Tx::Offer(offer), meter, community)
+}
+
+/// One of the household's own transactions that is committed already.
+fn replay(context: &Context, household: u32, node: &Node, turn: u64) -> Option<SignedTx> {
+    let community = &context.market.genesis.community_id;
+    for attempt in 0..4 {
+        let tx = context.journal.replay_candidate(household, usize::try_from(turn + attempt).unwrap_or(0))?;
+        let path = format!("/v1/transactions/{}", tx.id(community));
+        if context.api.get(&node.api(), &path).is_ok_and(|status| status["status"] == "included") {
+            return Some(tx);
+        }
+    }
+    None
+}

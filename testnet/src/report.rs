@@ -1,0 +1,359 @@
+//! The run's report: the figures computed from the exported ledger and the
+//! journal (trades, energy traded locally and with the grid, the
+//! community's savings against grid-only bills, latencies, throughput),
+//! the checks, the faults and the findings, as JSON and as a summary for
+//! people.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use gridshare_ledger::NANOS_PER_UNIT;
+use serde::Serialize;
+
+use crate::chain::Chain;
+use crate::journal::Snapshot;
+use crate::manifest::format_decimal;
+use crate::perturb::FaultLog;
+
+/// One end check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn new(name: &str, passed: bool, detail: String) -> Check {
+        Check { name: name.to_string(), passed, detail }
+    }
+}
+
+/// One node at the end of the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeReport {
+    pub name: String,
+    pub role: &'static str,
+    pub api: String,
+    pub restarts: u32,
+    pub clock_skew_ms: i64,
+    pub final_height: Option<u64>,
+    /// The highest resident memory of its processes (VmHWM), in MiB.
+    pub peak_memory_mib: u64,
+}
+
+/// What became of the acknowledged transactions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Transactions {
+    pub acknowledged: u64,
+    pub on_ledger: u64,
+    /// Dropped from a mempool with a logged reason the rule accepts, by reason.
+    pub dropped: BTreeMap<String, u64>,
+    /// Acknowledged by a node the testnet then restarted (its mempool is in
+    /// memory), and nowhere since.
+    pub lost_with_restarted_node: u64,
+    /// Neither on the ledger nor accounted for: each one fails the check.
+    pub unaccounted: u64,
+    /// Refused at submission, by kind, status and reason.
+    pub refused: BTreeMap<String, u64>,
+    /// Submissions that got no answer (a paused or dying node).
+    pub unanswered: u64,
+    /// Submissions not sent because the household's node was down.
+    pub skipped_node_down: u64,
+}
+
+/// The flood's submissions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Flood {
+    pub sent: u64,
+    pub admitted: u64,
+    /// `kind → answer → count`.
+    pub outcomes: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// The report of a run (`--report FILE`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub passed: bool,
+    pub seed: u64,
+    pub manifest: String,
+    pub name: String,
+    pub checks: Vec<Check>,
+    pub nodes: Vec<NodeReport>,
+    pub households: u32,
+    pub first_interval: u64,
+    pub last_interval: u64,
+    pub trading_s: u64,
+    pub height: u64,
+    pub intervals_cleared: u64,
+    pub trades: u64,
+    pub energy_traded_wh: u64,
+    pub average_trade_price_micro_per_kwh: Option<u64>,
+    pub settlements: u64,
+    pub bills: u64,
+    /// Bought from the grid beyond trades, per the bills.
+    pub grid_import_wh: u64,
+    pub grid_feed_in_wh: u64,
+    /// What the households would have imported with no local trading.
+    pub grid_only_import_wh: u64,
+    /// Σ bill totals (negative: the households paid), nano-currency.
+    pub bills_total_nano: String,
+    /// The same energy at the grid tariffs alone.
+    pub grid_only_total_nano: String,
+    pub community_savings_nano: String,
+    pub currency: String,
+    pub transactions: Transactions,
+    pub tx_per_s: u64,
+    pub acknowledged_per_s: u64,
+    pub offer_to_ledger_ms_p50: Option<u64>,
+    pub offer_to_ledger_ms_p99: Option<u64>,
+    /// Gate closure until each node's event stream showed the clearing.
+    pub finality_ms_p50: Option<u64>,
+    pub finality_ms_p99: Option<u64>,
+    pub finality_validator_ms_p50: Option<u64>,
+    pub finality_validator_ms_p99: Option<u64>,
+    pub finality_samples: usize,
+    pub restarts: u32,
+    pub restarts_survived: u32,
+    pub faults: Vec<FaultLog>,
+    pub flood: Flood,
+    pub findings: Vec<String>,
+    pub export_path: String,
+    pub workdir: String,
+    pub workdir_kept: bool,
+}
+
+/// Money for people: nano-currency as currency with two decimals.
+pub fn money(nano: i128) -> String {
+    let cents = nano / (NANOS_PER_UNIT / 100);
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", cents / 100, cents % 100)
+}
+
+/// Energy for people: Wh as kWh with one decimal.
+pub fn kwh(wh: u64) -> String {
+    format!("{}.{}", wh / 1_000, wh % 1_000 / 100)
+}
+
+fn milliseconds(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".into(), |ms| format!("{ms} ms"))
+}
+
+/// The market figures of the ledger.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Market {
+    pub intervals_cleared: u64,
+    pub trades: u64,
+    pub energy_traded_wh: u64,
+    pub average_price_micro_per_kwh: Option<u64>,
+    pub settlements: u64,
+    pub bills: u64,
+    pub grid_import_wh: u64,
+    pub grid_feed_in_wh: u64,
+    pub grid_only_import_wh: u64,
+    pub bills_total_nano: i128,
+    pub grid_only_total_nano: i128,
+}
+
+/// Trades and bills from the ledger. A household's grid-only bill for an
+/// interval is its metered net export at the feed-in tariff, or its net
+/// import at the import tariff (the settlement's tariffs); its actual bill
+/// is what the ledger settled: trades, network fees and the deviation at
+/// the grid tariffs.
+pub fn market(chain: &Chain) -> Market {
+    let mut market = Market::default();
+    let mut price_weighted: u128 = 0;
+    for (_, clearing) in &chain.clearings {
+        market.intervals_cleared += 1;
+        market.trades += clearing.trades.len() as u64;
+        market.energy_traded_wh += clearing.volume_wh;
+        for trade in &clearing.trades {
+            price_weighted += u128::from(trade.energy_wh) * u128::from(trade.price_micro_per_kwh);
+        }
+    }
+    if market.energy_traded_wh > 0 {
+        market.average_price_micro_per_kwh =
+            u64::try_from(price_weighted / u128::from(market.energy_traded_wh)).ok();
+    }
+    for (_, settlement) in &chain.settlements {
+        market.settlements += 1;
+        let tariffs = &settlement.tariffs;
+        for bill in &settlement.bills {
+            market.bills += 1;
+            market.grid_import_wh += bill.grid_import_wh;
+            market.grid_feed_in_wh += bill.feed_in_wh;
+            market.bills_total_nano += bill.total_nano;
+            let metered = i128::from(bill.metered_net_export_wh);
+            let grid_only = if metered >= 0 {
+                metered * i128::from(tariffs.grid_feed_in_micro_per_kwh)
+            } else {
+                metered * i128::from(tariffs.grid_import_micro_per_kwh)
+            };
+            market.grid_only_total_nano += grid_only;
+            if metered < 0 {
+                market.grid_only_import_wh += bill.metered_net_export_wh.unsigned_abs();
+            }
+        }
+    }
+    market
+}
+
+/// Sorted latencies from the journal: offer to ledger (acknowledged offers
+/// found on the ledger: sent until the block was first seen on an event
+/// stream, or the block's time if no stream saw it), and gate closure to
+/// clearing per node (`validator` only: node 0).
+pub fn latencies(
+    chain: &Chain,
+    snapshot: &Snapshot,
+    first: u64,
+    last: u64,
+    validator: bool,
+) -> (Vec<u64>, Vec<u64>) {
+    let block_time: BTreeMap<u64, u64> =
+        chain.blocks.iter().map(|block| (block.height, block.timestamp_ms)).collect();
+    let mut offers: Vec<u64> = snapshot
+        .acknowledged
+        .iter()
+        .filter(|ack| ack.kind == "offer")
+        .filter_map(|ack| {
+            let height = chain.transactions.get(&ack.id)?;
+            let seen = snapshot.block_seen_ms.get(height).or_else(|| block_time.get(height))?;
+            Some(seen.saturating_sub(ack.sent_ms))
+        })
+        .collect();
+    offers.sort_unstable();
+    let mut finality: Vec<u64> = snapshot
+        .clearings
+        .iter()
+        .filter(|clearing| (first..=last).contains(&clearing.interval) && (!validator || clearing.node == 0))
+        .filter_map(|clearing| {
+            let gate = chain.genesis.gate_closure_ms(clearing.interval)?;
+            Some(clearing.seen_ms.saturating_sub(gate))
+        })
+        .collect();
+    finality.sort_unstable();
+    (offers, finality)
+}
+
+impl Report {
+    /// The summary for people.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let verdict = if self.passed { "PASSED" } else { "FAILED" };
+        let passed = self.checks.iter().filter(|check| check.passed).count();
+        let _ = writeln!(
+            out,
+            "\n{}: {verdict} ({passed} of {} checks), seed {}",
+            self.name,
+            self.checks.len(),
+            self.seed
+        );
+        let currency = &self.currency;
+        let price = self.average_trade_price_micro_per_kwh.map_or_else(String::new, |price| {
+            format!(" at {} {currency}/kWh on average", format_decimal(price, 6))
+        });
+        let _ = writeln!(
+            out,
+            "  Market        {} intervals cleared, {} trades, {} kWh traded locally{price}",
+            self.intervals_cleared,
+            self.trades,
+            kwh(self.energy_traded_wh)
+        );
+        let _ = writeln!(
+            out,
+            "  Grid          {} kWh bought from the grid ({} kWh without local trading), {} kWh fed in",
+            kwh(self.grid_import_wh),
+            kwh(self.grid_only_import_wh),
+            kwh(self.grid_feed_in_wh)
+        );
+        let actual: i128 = self.bills_total_nano.parse().unwrap_or(0);
+        let grid_only: i128 = self.grid_only_total_nano.parse().unwrap_or(0);
+        let savings: i128 = self.community_savings_nano.parse().unwrap_or(0);
+        // A share of the grid-only cost only means something when both are costs.
+        let share = if grid_only < 0 && actual < 0 {
+            format!(" ({}%)", savings * 100 / -grid_only)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  Bills         {} settled intervals, {} bills: the households' net is {} {currency}, {} {currency} at grid tariffs alone: {} {currency} saved{share}",
+            self.settlements,
+            self.bills,
+            money(actual),
+            money(grid_only),
+            money(savings)
+        );
+        let _ = writeln!(
+            out,
+            "  Latency       offer to ledger p50 {}, p99 {}; clearing seen after gate closure p50 {}, p99 {} (all nodes), validator p50 {}, p99 {}",
+            milliseconds(self.offer_to_ledger_ms_p50),
+            milliseconds(self.offer_to_ledger_ms_p99),
+            milliseconds(self.finality_ms_p50),
+            milliseconds(self.finality_ms_p99),
+            milliseconds(self.finality_validator_ms_p50),
+            milliseconds(self.finality_validator_ms_p99),
+        );
+        let _ = writeln!(
+            out,
+            "  Throughput    {} tx/s committed, {} tx/s acknowledged over {} s of trading; height {}",
+            self.tx_per_s, self.acknowledged_per_s, self.trading_s, self.height
+        );
+        let t = &self.transactions;
+        let dropped: u64 = t.dropped.values().sum();
+        let reasons: Vec<String> =
+            t.dropped.iter().map(|(reason, count)| format!("{reason} {count}")).collect();
+        let _ = writeln!(
+            out,
+            "  Transactions  {} acknowledged: {} on the ledger, {dropped} dropped{}, {} lost with a restarted node, {} unaccounted; {} refused, {} unanswered, {} skipped (node down)",
+            t.acknowledged,
+            t.on_ledger,
+            if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) },
+            t.lost_with_restarted_node,
+            t.unaccounted,
+            t.refused.values().sum::<u64>(),
+            t.unanswered,
+            t.skipped_node_down
+        );
+        let _ = writeln!(out, "  Restarts      {} of {} survived", self.restarts_survived, self.restarts);
+        for fault in &self.faults {
+            let status =
+                if fault.problems.is_empty() { "done".to_string() } else { fault.problems.join("; ") };
+            let _ = writeln!(out, "  Fault         {}: {status}", fault.fault);
+        }
+        if self.flood.sent > 0 {
+            let _ = writeln!(
+                out,
+                "  Flood         {} invalid transactions sent, {} admitted",
+                self.flood.sent, self.flood.admitted
+            );
+        }
+        let _ = writeln!(out, "  Checks");
+        for check in &self.checks {
+            let mark = if check.passed { "ok  " } else { "FAIL" };
+            let _ = writeln!(out, "    [{mark}] {}: {}", check.name, check.detail);
+        }
+        if !self.findings.is_empty() {
+            let _ = writeln!(out, "  Findings");
+            for finding in &self.findings {
+                let _ = writeln!(out, "    - {finding}");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_and_energy_read_well() {
+        assert_eq!(money(12_345_678_901), "12.34");
+        assert_eq!(money(-5_000_000), "0.00");
+        assert_eq!(money(-1_230_000_000), "-1.23");
+        assert_eq!(kwh(12_345), "12.3");
+        assert_eq!(kwh(999), "0.9");
+    }
+}
