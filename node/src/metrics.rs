@@ -40,6 +40,7 @@ pub struct Metrics {
     pub settlements: Counter,
     pub gossip_messages: Family<GossipLabels, Counter>,
     pub gossip_messages_dropped: Counter,
+    pub gossip_replays: Counter,
     pub submissions: Family<OutcomeLabels, Counter>,
     pub sync_requests_sent: Counter,
     pub sync_blocks_received: Counter,
@@ -97,6 +98,11 @@ impl Metrics {
             "gossip_messages_dropped",
             "Gossip messages not sent to a slow peer in time or for a full queue",
             self.gossip_messages_dropped.clone(),
+        );
+        registry.register(
+            "gossip_replays",
+            "Gossiped transactions already in a block (ignored)",
+            self.gossip_replays.clone(),
         );
         registry.register("submissions", "API submissions by outcome", self.submissions.clone());
         registry.register("sync_requests_sent", "Catch-up requests sent", self.sync_requests_sent.clone());

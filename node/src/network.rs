@@ -95,12 +95,12 @@ pub struct Behaviour {
 
 /// Gossip scoring for a community's topics. Traffic is sparse (a block a
 /// second, offers now and then), so the delivery-rate penalties that suit
-/// busy topics are off; what counts is invalid messages: their count,
-/// squared, times -6, so four in quick succession take a peer below the
-/// graylist threshold (-80), where gossipsub ignores it and the node
-/// disconnects and bans it. An honest peer that relays one stale
-/// transaction in a race scores -6 and recovers as the count decays by 10%
-/// a second.
+/// busy topics are off; what counts is invalid messages (garbage, oversized,
+/// bad signatures: nothing an honest peer sends), their count squared times
+/// -10, so three in quick succession take a peer below the graylist
+/// threshold (-80), where gossipsub ignores it and the node disconnects and
+/// bans it. The IP colocation penalty is off: a community's nodes on one
+/// host, or behind one NAT, share an address.
 fn peer_score_params(topics: &Topics) -> gossipsub::PeerScoreParams {
     let topic = gossipsub::TopicScoreParams {
         topic_weight: 1.0,
@@ -109,11 +109,11 @@ fn peer_score_params(topics: &Topics) -> gossipsub::PeerScoreParams {
         first_message_deliveries_cap: 100.0,
         mesh_message_deliveries_weight: 0.0,
         mesh_failure_penalty_weight: 0.0,
-        invalid_message_deliveries_weight: -6.0,
+        invalid_message_deliveries_weight: -10.0,
         invalid_message_deliveries_decay: 0.9,
         ..gossipsub::TopicScoreParams::default()
     };
-    let mut params = gossipsub::PeerScoreParams::default();
+    let mut params = gossipsub::PeerScoreParams { ip_colocation_factor_weight: 0.0, ..Default::default() };
     for topic_hash in [topics.transactions.hash(), topics.blocks.hash()] {
         params.topics.insert(topic_hash, topic.clone());
     }

@@ -107,9 +107,10 @@ pub struct Drop {
 /// The reason code of a rejection message as the node logs it (the
 /// ledger's `Rejection` display).
 pub fn reason_of(message: &str) -> &'static str {
-    const PATTERNS: [(&str, &str); 9] = [
+    const PATTERNS: [(&str, &str); 10] = [
         ("closed for offers", "interval_closed"),
         ("is not above its last nonce", "stale_nonce"),
+        ("skips ahead", "nonce_gap"),
         ("is not after its last reading", "reading_not_increasing"),
         ("after the block time", "reading_before_interval_end"),
         ("insufficient funds", "insufficient_funds"),
@@ -211,6 +212,7 @@ mod tests {
         assert_eq!(found[0].reason, "interval_closed");
         assert_eq!(found[1].reason, "stale_nonce");
         assert_eq!(found[0].node, "household-1");
+        assert_eq!(reason_of("nonce 6 of ab skips ahead: the next is 5"), "nonce_gap");
         assert_eq!(reason_of("something new"), "other");
     }
 

@@ -5,9 +5,11 @@
 //!
 //! The rule for acknowledged transactions: each one must be on the ledger,
 //! or have been dropped by a node's mempool with a logged reason that time
-//! or the signer's own later transactions explain (`interval_closed`: its
+//! or the signer's own other transactions explain (`interval_closed`: its
 //! gate passed while it waited; `stale_nonce` or `reading_not_increasing`:
-//! a later transaction of the same signer was committed first), or have
+//! a later transaction of the same signer was committed first; `nonce_gap`,
+//! where the ledger wants consecutive nonces: an earlier transaction of the
+//! same signer was dropped, so this one skips ahead), or have
 //! been acknowledged by a node that the testnet restarted afterwards (killed,
 //! or stopped to restart it with a skewed clock): a 202 admits a transaction
 //! to a mempool held in memory, and promises no durability.
@@ -22,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gridshare_ledger::audit::audit_export;
+use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 
 use crate::agent::{Agent, Market};
@@ -39,7 +42,7 @@ use crate::setup::{self, Keys, SetupError};
 /// Requests of the agents and checks give up after this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Drop reasons the rule accepts for an acknowledged transaction.
-const ACCEPTED_DROPS: [&str; 3] = ["interval_closed", "stale_nonce", "reading_not_increasing"];
+const ACCEPTED_DROPS: [&str; 4] = ["interval_closed", "stale_nonce", "reading_not_increasing", "nonce_gap"];
 /// At most this many examples are quoted in a check's detail.
 const EXAMPLES_MAX: usize = 5;
 /// Included transactions whose status is asked from the API.
@@ -102,9 +105,104 @@ fn workdir(options: &Options, seed: u64) -> Result<(PathBuf, bool), RunError> {
     }
 }
 
+/// Everything the phases of a run share once the community is set up.
+struct Community {
+    manifest: Manifest,
+    seed: u64,
+    workdir: PathBuf,
+    keep_workdir: bool,
+    genesis: Genesis,
+    keys: Keys,
+    nodes: Arc<Vec<Arc<Node>>>,
+    api: Api,
+    journal: Arc<Journal>,
+}
+
+/// What trading left behind.
+struct Trading {
+    market: Arc<Market>,
+    start_ms: u64,
+    end_ms: u64,
+    faults: Vec<FaultLog>,
+    flooders: BTreeSet<u32>,
+}
+
+/// Where the nodes are once the last interval settled.
+struct Drained {
+    /// The validator's height when the last interval had settled.
+    target: u64,
+    /// Each node's height after catching up (or the deadline).
+    heights: Vec<Option<u64>>,
+}
+
 /// Runs the manifest's testnet.
 pub fn run(options: &Options) -> Result<Outcome, RunError> {
     let manifest_text = std::fs::read_to_string(&options.manifest).unwrap_or_default();
+    let community = set_up(options)?;
+    let stop_monitors = Arc::new(AtomicBool::new(false));
+    let board = spawn_monitors(&community, &stop_monitors);
+    let trading = trade(&community, &board)?;
+    println!("Trading over; waiting for the last interval to settle and every node to catch up");
+    let drained = drain(&community, &trading);
+
+    // Checks against the live nodes and the export.
+    let Community { nodes, api, journal, workdir, .. } = &community;
+    let export_path = workdir.join("ledger.export");
+    let chain = match api.download_export(&nodes[0].api(), &export_path) {
+        Ok(_) => Chain::read(&export_path).map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    let snapshot = journal.snapshot();
+    let mut checks = Vec::new();
+    let live = match &chain {
+        Ok(chain) => live_checks(chain, nodes, api, &drained.heights, drained.target, &snapshot),
+        Err(error) => {
+            let detail = format!("the validator's export could not be read: {error}");
+            checks.push(Check::new("export", false, detail));
+            LiveChecks::default()
+        }
+    };
+    checks.extend(live.checks.iter().cloned());
+    checks.push(exits_check(nodes));
+
+    // Stop everyone, then read the logs.
+    stop_monitors.store(true, Ordering::Relaxed);
+    let mut findings = Vec::new();
+    let stopped: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = nodes.iter().map(|node| scope.spawn(|| node.stop())).collect();
+        handles.into_iter().map(|handle| handle.join().unwrap_or(false)).collect()
+    });
+    for (node, clean) in nodes.iter().zip(&stopped) {
+        if !clean {
+            findings.push(format!("{} did not stop cleanly on SIGTERM within the deadline", node.name));
+        }
+    }
+    let mut drops: BTreeMap<String, Vec<Drop>> = BTreeMap::new();
+    for node in nodes.iter() {
+        let log = std::fs::read_to_string(&node.log_path).unwrap_or_default();
+        drops_in_log(&node.name, &log, &mut drops);
+        for (warning, count) in warnings_in_log(&log) {
+            findings.push(format!("{} logged {count}× {warning}", node.name));
+        }
+    }
+    let ended = Ended { chain, snapshot, drops, live, checks, findings, export_path };
+    let report = build_report(options, &community, trading, &drained, ended);
+    let report_path =
+        options.report.clone().or_else(|| report.workdir_kept.then(|| workdir.join("report.json")));
+    if let Some(path) = &report_path {
+        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+        std::fs::write(path, json + "\n")
+            .map_err(|error| RunError::Report { path: path.display().to_string(), error })?;
+    }
+    if !report.workdir_kept {
+        let _ = std::fs::remove_dir_all(workdir);
+    }
+    Ok(Outcome { report, report_path, manifest_text })
+}
+
+/// Reads the manifest, writes the genesis and data directories, starts the
+/// nodes and registers the households.
+fn set_up(options: &Options) -> Result<Community, RunError> {
     let manifest = Manifest::load(&options.manifest)?;
     let seed = options.seed.unwrap_or(manifest.seed);
     let binary = node_binary(options.node_binary.as_deref())?;
@@ -124,6 +222,7 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
     let (genesis, _, nodes) = setup::prepare(&manifest, &keys, &workdir, &binary)?;
     let nodes = Arc::new(nodes);
     let api = Api::new(REQUEST_TIMEOUT);
+    // Clock skews from the start are how those nodes start.
     let skews: Vec<(usize, i64)> = manifest
         .perturbations
         .iter()
@@ -144,19 +243,28 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
     let journal = Arc::new(Journal::default());
     setup::register(&manifest, &genesis, &keys, &nodes, &api, &journal)?;
     println!("Registered {} households with their meters and credits", manifest.households);
+    Ok(Community { manifest, seed, workdir, keep_workdir, genesis, keys, nodes, api, journal })
+}
 
-    let stop_monitors = Arc::new(AtomicBool::new(false));
-    let board = Arc::new(Board::new(nodes.len()));
-    for (index, node) in nodes.iter().enumerate() {
-        let (node, api, journal, stop) = (node.clone(), api.clone(), journal.clone(), stop_monitors.clone());
+/// A thread per node following its event stream, and the status poller.
+fn spawn_monitors(community: &Community, stop: &Arc<AtomicBool>) -> Arc<Board> {
+    let board = Arc::new(Board::new(community.nodes.len()));
+    for (index, node) in community.nodes.iter().enumerate() {
+        let (node, api, journal, stop) =
+            (node.clone(), community.api.clone(), community.journal.clone(), stop.clone());
         std::thread::spawn(move || watch_events(&node, index, &api, &journal, &stop));
     }
-    {
-        let (nodes, api, board, stop) = (nodes.clone(), api.clone(), board.clone(), stop_monitors.clone());
-        std::thread::spawn(move || poll(&nodes, &api, &board, &stop));
-    }
+    let (nodes, api, poll_board, stop) =
+        (community.nodes.clone(), community.api.clone(), board.clone(), stop.clone());
+    std::thread::spawn(move || poll(&nodes, &api, &poll_board, &stop));
+    board
+}
 
-    // Trading.
+/// Runs an agent per household and a thread per perturbation, showing
+/// progress, until the agents have reported the last interval.
+fn trade(community: &Community, board: &Board) -> Result<Trading, RunError> {
+    let Community { manifest, seed, genesis, keys, nodes, api, journal, .. } = community;
+    let seed = *seed;
     let start_ms = now_ms();
     let first_interval = genesis.interval_at(start_ms);
     let market = Arc::new(Market {
@@ -181,10 +289,10 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
         })
         .collect();
     let stop_agents = Arc::new(AtomicBool::new(false));
-    let traits = community_traits(seed, &manifest.profiles, manifest.households);
     let copy = |key: &Keypair| Keypair::from_seed(key.seed());
-    let mut agents = Vec::with_capacity(traits.len());
-    for (index, traits) in traits.iter().enumerate() {
+    let mut agents = Vec::with_capacity(keys.accounts.len());
+    for (index, traits) in community_traits(seed, &manifest.profiles, manifest.households).iter().enumerate()
+    {
         let household = u32::try_from(index).unwrap_or(u32::MAX);
         let node_index = 1 + index % manifest.household_nodes as usize;
         let agent = Agent {
@@ -231,17 +339,18 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
     let trading_ms =
         genesis.interval_end_ms(market.last_interval).unwrap_or(start_ms).saturating_sub(start_ms);
     let mut progress = Progress::new(trading_ms / 1_000, manifest.interval_ms.max(5_000));
+    let elapsed_s = || now_ms().saturating_sub(start_ms) / 1_000;
     while agents.iter().any(|agent| !agent.is_finished()) {
-        progress.update(now_ms().saturating_sub(start_ms) / 1_000, &journal, &board, nodes.len());
+        progress.update(elapsed_s(), journal, board, nodes.len());
         std::thread::sleep(Duration::from_millis(250));
     }
-    progress.update(now_ms().saturating_sub(start_ms) / 1_000, &journal, &board, nodes.len());
+    progress.update(elapsed_s(), journal, board, nodes.len());
     progress.finish();
     let end_ms = now_ms();
     for agent in agents {
         let _ = agent.join();
     }
-    let faults: Vec<FaultLog> = faults
+    let faults = faults
         .into_iter()
         .map(|fault| {
             fault.join().unwrap_or_else(|_| FaultLog {
@@ -252,13 +361,18 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
             })
         })
         .collect();
+    Ok(Trading { market, start_ms, end_ms, faults, flooders })
+}
 
-    // Let the last interval settle and every node catch up.
-    println!("Trading over; waiting for the last interval to settle and every node to catch up");
-    let settled_by = genesis.settlement_ms(market.last_interval).unwrap_or(end_ms) + 60_000;
+/// Waits (with deadlines) for the last interval to settle on the
+/// validator, then for every node to reach the validator's height.
+fn drain(community: &Community, trading: &Trading) -> Drained {
+    let Community { genesis, nodes, api, .. } = community;
+    let last = trading.market.last_interval;
+    let settled_by = genesis.settlement_ms(last).unwrap_or(trading.end_ms) + 60_000;
     while now_ms() < settled_by {
         let next = api.get_u64(&nodes[0].api(), "/v1/status", "next_settlement_interval").unwrap_or(0);
-        if next > market.last_interval {
+        if next > last {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -273,67 +387,49 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
         if heights.iter().all(|height| height.is_some_and(|height| height >= target))
             || now_ms() > caught_up_by
         {
-            break;
+            return Drained { target, heights };
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
 
-    // Checks against the live nodes and the export.
-    let export_path = workdir.join("ledger.export");
-    let export = api.download_export(&nodes[0].api(), &export_path);
-    let chain = match &export {
-        Ok(_) => Chain::read(&export_path).map_err(|error| error.to_string()),
-        Err(error) => Err(error.to_string()),
-    };
-    let snapshot = journal.snapshot();
-    let mut checks = Vec::new();
-    let mut findings = Vec::new();
-    let live = match &chain {
-        Ok(chain) => live_checks(chain, &nodes, &api, &heights, target, &snapshot),
-        Err(error) => {
-            checks.push(Check::new(
-                "export",
-                false,
-                format!("the validator's export could not be read: {error}"),
-            ));
-            LiveChecks::default()
-        }
-    };
-    checks.extend(live.checks.iter().cloned());
+/// No node process ended unless the testnet ended it.
+fn exits_check(nodes: &[Arc<Node>]) -> Check {
     let exits: Vec<String> = nodes.iter().flat_map(|node| node.unexpected_exits()).collect();
-    checks.push(Check::new(
-        "no node ended unless the testnet ended it",
-        exits.is_empty(),
-        if exits.is_empty() {
-            "every process ended only when a perturbation or the end of the run ended it".to_string()
-        } else {
-            format!(
-                "{} (a log ending \"stopped after the last stored block\" means a SIGTERM or SIGINT from outside the testnet)",
-                exits.join(" || ")
-            )
-        },
-    ));
+    let detail = if exits.is_empty() {
+        "every process ended only when a perturbation or the end of the run ended it".to_string()
+    } else {
+        format!(
+            "{} (a log ending \"stopped after the last stored block\" means a SIGTERM or SIGINT from outside the testnet)",
+            exits.join(" || ")
+        )
+    };
+    Check::new("no node ended unless the testnet ended it", exits.is_empty(), detail)
+}
 
-    // Stop everyone, then read the logs.
-    stop_monitors.store(true, Ordering::Relaxed);
-    let stopped: Vec<bool> = std::thread::scope(|scope| {
-        let handles: Vec<_> = nodes.iter().map(|node| scope.spawn(|| node.stop())).collect();
-        handles.into_iter().map(|handle| handle.join().unwrap_or(false)).collect()
-    });
-    for (node, clean) in nodes.iter().zip(&stopped) {
-        if !clean {
-            findings.push(format!("{} did not stop cleanly on SIGTERM within the deadline", node.name));
-        }
-    }
-    let mut drops: BTreeMap<String, Vec<Drop>> = BTreeMap::new();
-    for node in nodes.iter() {
-        let log = std::fs::read_to_string(&node.log_path).unwrap_or_default();
-        drops_in_log(&node.name, &log, &mut drops);
-        for (warning, count) in warnings_in_log(&log) {
-            findings.push(format!("{} logged {count}× {warning}", node.name));
-        }
-    }
+/// What the end of a run collected for the report.
+struct Ended {
+    chain: Result<Chain, String>,
+    snapshot: Snapshot,
+    drops: BTreeMap<String, Vec<Drop>>,
+    live: LiveChecks,
+    checks: Vec<Check>,
+    findings: Vec<String>,
+    export_path: PathBuf,
+}
 
+/// The checks that read the export and the logs, the figures, and the report.
+fn build_report(
+    options: &Options,
+    community: &Community,
+    trading: Trading,
+    drained: &Drained,
+    ended: Ended,
+) -> Report {
+    let Community { manifest, nodes, .. } = community;
+    let Trading { market, start_ms, end_ms, faults, flooders } = trading;
+    let Ended { chain, snapshot, drops, live, mut checks, mut findings, export_path } = ended;
+    let first_interval = market.first_interval;
     let mut report_market = report::Market::default();
     let mut transactions = Transactions::default();
     let (mut offer_latencies, mut finality, mut finality_validator) = (Vec::new(), Vec::new(), Vec::new());
@@ -342,7 +438,7 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
         height = chain.height();
         checks.push(certificate_check(chain, manifest.validators as usize));
         checks.push(audit_check(&export_path, chain, &mut findings));
-        let (check, accounted) = transactions_check(chain, &snapshot, &drops, &live.not_on_ledger, &nodes);
+        let (check, accounted) = transactions_check(chain, &snapshot, &drops, &live.not_on_ledger, nodes);
         checks.push(check);
         transactions = accounted;
         report_market = report::market(chain);
@@ -364,28 +460,7 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
     }
     let flood = flood_report(&snapshot);
     if !flooders.is_empty() {
-        checks.push(Check::new(
-            "invalid transactions rejected",
-            flood.sent > 0 && flood.admitted == 0,
-            format!(
-                "{} sent, {} admitted; {}",
-                flood.sent,
-                flood.admitted,
-                flood
-                    .outcomes
-                    .iter()
-                    .map(|(kind, answers)| format!(
-                        "{kind}: {}",
-                        answers
-                            .iter()
-                            .map(|(answer, count)| format!("{answer} ×{count}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-        ));
+        checks.push(flood_check(&flood));
     }
     if !faults.is_empty() {
         let failed: Vec<String> = faults
@@ -393,15 +468,12 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
             .filter(|fault| !fault.problems.is_empty())
             .map(|fault| format!("{}: {}", fault.fault, fault.problems.join("; ")))
             .collect();
-        checks.push(Check::new(
-            "faults applied as planned",
-            failed.is_empty(),
-            if failed.is_empty() {
-                format!("{} faults applied and healed", faults.len())
-            } else {
-                failed.join(" | ")
-            },
-        ));
+        let detail = if failed.is_empty() {
+            format!("{} faults applied and healed", faults.len())
+        } else {
+            failed.join(" | ")
+        };
+        checks.push(Check::new("faults applied as planned", failed.is_empty(), detail));
     }
     findings.extend(transaction_findings(&transactions, &drops, &snapshot, &chain));
     if snapshot.events_lagged > 0 {
@@ -425,8 +497,8 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
         .sum();
     let restarts_survived: u32 = nodes
         .iter()
-        .zip(&heights)
-        .filter(|(_, height)| height.is_some_and(|height| height >= target))
+        .zip(&drained.heights)
+        .filter(|(_, height)| height.is_some_and(|height| height >= drained.target))
         .map(|(node, _)| node.restarts.load(Ordering::Relaxed))
         .sum();
     let trading_s = end_ms.saturating_sub(start_ms) / 1_000;
@@ -444,7 +516,7 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
     let passed = checks.iter().all(|check| check.passed);
     let node_reports = nodes
         .iter()
-        .zip(&heights)
+        .zip(&drained.heights)
         .map(|(node, height)| NodeReport {
             name: node.name.clone(),
             role: if node.role == Role::Validator { "validator" } else { "household" },
@@ -455,10 +527,9 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
             peak_memory_mib: node.peak_memory_kib() / 1_024,
         })
         .collect();
-    let workdir_kept = keep_workdir || !passed;
-    let report = Report {
+    Report {
         passed,
-        seed,
+        seed: community.seed,
         manifest: options.manifest.display().to_string(),
         name: manifest.name.clone(),
         checks,
@@ -481,7 +552,7 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
         grid_only_total_nano: report_market.grid_only_total_nano.to_string(),
         community_savings_nano: (report_market.bills_total_nano - report_market.grid_only_total_nano)
             .to_string(),
-        currency: genesis.currency.clone(),
+        currency: community.genesis.currency.clone(),
         transactions,
         tx_per_s: committed / trading_s.max(1),
         acknowledged_per_s: acknowledged_in_window / trading_s.max(1),
@@ -498,19 +569,27 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
         flood,
         findings,
         export_path: export_path.display().to_string(),
-        workdir: workdir.display().to_string(),
-        workdir_kept,
-    };
-    let report_path = options.report.clone().or_else(|| workdir_kept.then(|| workdir.join("report.json")));
-    if let Some(path) = &report_path {
-        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
-        std::fs::write(path, json + "\n")
-            .map_err(|error| RunError::Report { path: path.display().to_string(), error })?;
+        workdir: community.workdir.display().to_string(),
+        workdir_kept: community.keep_workdir || !passed,
     }
-    if !workdir_kept {
-        let _ = std::fs::remove_dir_all(&workdir);
-    }
-    Ok(Outcome { report, report_path, manifest_text })
+}
+
+/// The flood's transactions were all refused.
+fn flood_check(flood: &Flood) -> Check {
+    let answers: Vec<String> = flood
+        .outcomes
+        .iter()
+        .map(|(kind, answers)| {
+            let list: Vec<String> =
+                answers.iter().map(|(answer, count)| format!("{answer} ×{count}")).collect();
+            format!("{kind}: {}", list.join(", "))
+        })
+        .collect();
+    Check::new(
+        "invalid transactions rejected",
+        flood.sent > 0 && flood.admitted == 0,
+        format!("{} sent, {} admitted; {}", flood.sent, flood.admitted, answers.join("; ")),
+    )
 }
 
 /// The results of the checks that need the nodes running.
