@@ -26,9 +26,6 @@ pub const GOSSIP_BYTES_MAX: usize = 8 << 20;
 pub const TX_BYTES_MAX: usize = 4 * 1024;
 /// At most this many peers are banned for sending invalid data.
 pub const BANNED_PEERS_MAX: usize = 1_024;
-/// A peer whose gossip score falls below this (gossipsub's graylist
-/// threshold) is disconnected and banned.
-pub const BAN_SCORE: f64 = -80.0;
 /// Established connections at most: in total, incoming, and per peer.
 pub const CONNECTIONS_MAX: u32 = 512;
 pub const INCOMING_CONNECTIONS_MAX: u32 = 256;
@@ -98,8 +95,8 @@ pub struct Behaviour {
 /// busy topics are off; what counts is invalid messages (garbage, oversized,
 /// bad signatures: nothing an honest peer sends), their count squared times
 /// -10, so three in quick succession take a peer below the graylist
-/// threshold (-80), where gossipsub ignores it and the node disconnects and
-/// bans it. The IP colocation penalty is off: a community's nodes on one
+/// threshold (-80), where gossipsub ignores it; the node bans a peer after
+/// three invalid messages of its own count. The IP colocation penalty is off: a community's nodes on one
 /// host, or behind one NAT, share an address.
 fn peer_score_params(topics: &Topics) -> gossipsub::PeerScoreParams {
     let topic = gossipsub::TopicScoreParams {

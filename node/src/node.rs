@@ -48,6 +48,9 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often peers' gossip scores are checked; one below the graylist
 /// threshold is disconnected and banned.
 const PEER_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// Invalid messages (garbage, oversized, bad signatures, invalid blocks)
+/// after which a peer is banned.
+const INVALID_MESSAGES_BAN: u32 = 3;
 /// How long a peer that sent invalid data stays banned.
 const BAN_DURATION: Duration = Duration::from_secs(600);
 /// The directory of a dev community's keys for wallets (the registrar's).
@@ -250,6 +253,8 @@ struct Node {
     best_seen_height: u64,
     /// Banned peers and when their ban ends.
     banned: BTreeMap<PeerId, tokio::time::Instant>,
+    /// Invalid messages each peer sent, for bans (bounded like the bans).
+    invalid_messages: BTreeMap<PeerId, u32>,
     /// Dialled again while disconnected, so a restarted peer is found.
     bootstrap: Vec<Multiaddr>,
     /// While set, every connection is closed at once (testnet faults).
@@ -397,6 +402,7 @@ async fn launch(
         metrics: metrics.clone(),
         events: events.clone(),
         banned: BTreeMap::new(),
+        invalid_messages: BTreeMap::new(),
         bootstrap: config.bootstrap.clone(),
         isolated_until: None,
         consensus: None,
@@ -642,9 +648,8 @@ impl Node {
         }
     }
 
-    /// Lifts expired bans, redials bootstrap peers that are not connected,
-    /// and disconnects and bans peers whose gossip score fell below the
-    /// graylist threshold (they sent invalid data).
+    /// Lifts expired bans and redials bootstrap peers that are not
+    /// connected.
     fn check_peers(&mut self) {
         let now = tokio::time::Instant::now();
         let expired: Vec<PeerId> =
@@ -675,20 +680,24 @@ impl Node {
                 tracing::debug!(%address, %error, "cannot redial a bootstrap peer");
             }
         }
-        for peer in peers {
-            self.ban_if_hostile(peer);
-        }
     }
 
-    /// Bans `peer` (which disconnects it) if its gossip score is below the
-    /// graylist threshold.
+    /// Counts an invalid message from `peer` and bans it (which disconnects
+    /// it) at [`INVALID_MESSAGES_BAN`]. Only invalid data counts, never the
+    /// gossip score as a whole: its delivery and behaviour penalties also
+    /// sink an honest peer that is merely overloaded.
     fn ban_if_hostile(&mut self, peer: PeerId) {
-        let score = self.swarm.behaviour().gossipsub.peer_score(&peer);
-        if score.is_some_and(|score| score < crate::network::BAN_SCORE)
+        if !self.invalid_messages.contains_key(&peer) && self.invalid_messages.len() >= BANNED_PEERS_MAX {
+            return;
+        }
+        let count = self.invalid_messages.entry(peer).or_default();
+        *count += 1;
+        if *count >= INVALID_MESSAGES_BAN
             && self.banned.len() < BANNED_PEERS_MAX
             && self.banned.insert(peer, tokio::time::Instant::now() + BAN_DURATION).is_none()
         {
-            tracing::warn!(%peer, ?score, "banning a peer that sent invalid data");
+            tracing::warn!(%peer, invalid = *count, "banning a peer that sent invalid data");
+            self.invalid_messages.remove(&peer);
             self.swarm.behaviour_mut().blocked.block_peer(peer);
         }
     }
