@@ -97,12 +97,12 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
         &dir.path().join("h"),
     );
     let genesis: Genesis = from_bytes(&std::fs::read(&genesis_file).unwrap()).unwrap();
-    wait_for("the household to connect", Duration::from_secs(30), || {
+    wait_for("the household to connect", &validator.api, Duration::from_secs(30), || {
         (get(&household.api, "/v1/status")["peers"].as_u64().unwrap() >= 1).then_some(())
     });
 
     // A real transaction of the chain (the registrar's first, nonce 1).
-    let first: CertifiedBlock = wait_for("the first block", Duration::from_secs(30), || {
+    let first: CertifiedBlock = wait_for("the first block", &validator.api, Duration::from_secs(30), || {
         let (status, body) = http(&validator.api, "GET", "/v1/blocks/1", b"");
         (status == 200).then(|| {
             let block: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -130,11 +130,16 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
     }
     // The forgery, the oversized message and the garbage are rejected; the
     // replay is ignored (a late honest copy looks the same) but counted.
-    wait_for("the validator to reject three and ignore the replay", Duration::from_secs(30), || {
-        (gossip_count(&validator.api, "tx", "reject") >= 3
-            && gossip_count(&validator.api, "tx", "ignore") >= 1)
-            .then_some(())
-    });
+    wait_for(
+        "the validator to reject three and ignore the replay",
+        &validator.api,
+        Duration::from_secs(30),
+        || {
+            (gossip_count(&validator.api, "tx", "reject") >= 3
+                && gossip_count(&validator.api, "tx", "ignore") >= 1)
+                .then_some(())
+        },
+    );
     let (_, metrics) = http(&validator.api, "GET", "/metrics", b"");
     assert!(String::from_utf8(metrics).unwrap().contains("gridshare_gossip_replays_total 1"));
     assert_eq!(gossip_count(&validator.api, "tx", "accept"), 0);
@@ -172,7 +177,7 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
     );
     let (status, response) = submit(&household.api, &tx);
     assert_eq!(status, 202, "{response}");
-    wait_for("the honest registration on the validator", Duration::from_secs(30), || {
+    wait_for("the honest registration on the validator", &validator.api, Duration::from_secs(30), || {
         (http(&validator.api, "GET", &format!("/v1/accounts/{account}"), b"").0 == 200).then_some(())
     });
     // None of the hostile messages reached the household: the only gossip

@@ -100,7 +100,7 @@ fn one_validator_and_households_trade_agree_and_recover() {
     let mut households: Vec<Node> =
         ["h0", "h1", "h2", "h3"].iter().map(|name| household(&path(name), &bootstrap)).collect();
     for node in &households {
-        wait_for("households to connect", Duration::from_secs(30), || {
+        wait_for("households to connect", &validator.api, Duration::from_secs(30), || {
             (get(&node.api, "/v1/status")["peers"].as_u64().unwrap() >= 1).then_some(())
         });
     }
@@ -110,14 +110,14 @@ fn one_validator_and_households_trade_agree_and_recover() {
         let (status, response) = submit(&households[0].api, &tx);
         assert_eq!(status, 202, "{response}");
     }
-    wait_for("the registrations on the validator", Duration::from_secs(30), || {
+    wait_for("the registrations on the validator", &validator.api, Duration::from_secs(30), || {
         (get(&validator.api, "/v1/status")["accounts"] == 4).then_some(())
     });
 
     // Two sell and two buy, each through its own node, for one interval.
     let target = genesis.interval_at(gridshare_node::node::now_ms()) + 3;
     for (index, node) in households.iter().enumerate() {
-        wait_for("the household's node to know its account", Duration::from_secs(30), || {
+        wait_for("the household's node to know its account", &validator.api, Duration::from_secs(30), || {
             let account = community.households[index].account.public();
             (common::http(&node.api, "GET", &format!("/v1/accounts/{account}"), b"").0 == 200).then_some(())
         });
@@ -135,7 +135,7 @@ fn one_validator_and_households_trade_agree_and_recover() {
     let clearings: Vec<_> = std::iter::once(&validator)
         .chain(&households)
         .map(|node| {
-            wait_for("the clearing on every node", Duration::from_secs(30), || {
+            wait_for("the clearing on every node", &node.api, Duration::from_secs(30), || {
                 let view = get(&node.api, &format!("/v1/intervals/{target}"));
                 (!view["clearing"].is_null()).then_some(view["clearing"].clone())
             })
@@ -156,19 +156,20 @@ fn one_validator_and_households_trade_agree_and_recover() {
     // A household offline for many blocks catches up.
     let offline_at = height(&households[3].api);
     kill(&mut households[3]);
-    let missed = wait_for("blocks while a household is down", Duration::from_secs(30), || {
-        let now = height(&validator.api);
-        (now >= offline_at + 20).then_some(now)
-    });
+    let missed =
+        wait_for("blocks while a household is down", &validator.api, Duration::from_secs(30), || {
+            let now = height(&validator.api);
+            (now >= offline_at + 20).then_some(now)
+        });
     households[3] = household(&path("h3"), &bootstrap);
-    wait_for("the offline household to catch up", Duration::from_secs(60), || {
+    wait_for("the offline household to catch up", &validator.api, Duration::from_secs(60), || {
         (height(&households[3].api) >= missed).then_some(())
     });
 
     // A new household syncs from genesis through another household.
     let mut newcomer = household(&path("h4"), &households[0].p2p);
     let tip = height(&validator.api);
-    wait_for("the new household to sync", Duration::from_secs(60), || {
+    wait_for("the new household to sync", &validator.api, Duration::from_secs(60), || {
         (height(&newcomer.api) >= tip).then_some(())
     });
 
@@ -185,9 +186,12 @@ fn one_validator_and_households_trade_agree_and_recover() {
     let resumed = height(&validator.api);
     let goal = resumed + 5;
     for node in std::iter::once(&newcomer).chain(&households) {
-        wait_for("every node to follow the restarted validator", Duration::from_secs(60), || {
-            (height(&node.api) >= goal).then_some(())
-        });
+        wait_for(
+            "every node to follow the restarted validator",
+            &validator.api,
+            Duration::from_secs(60),
+            || (height(&node.api) >= goal).then_some(()),
+        );
     }
     let nodes: Vec<&Node> = std::iter::once(&validator).chain(&households).chain([&newcomer]).collect();
     assert_same_block(&nodes, goal);

@@ -39,7 +39,7 @@ fn a_dev_community_clears_settles_answers_its_api_and_resumes() {
     events.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(events, "GET /v1/events HTTP/1.1\r\nHost: {api}\r\n\r\n").unwrap();
 
-    let status = wait_for("a trade and two settlements", Duration::from_secs(60), || {
+    let status = wait_for("a trade and two settlements", &api, Duration::from_secs(60), || {
         let status = get(&api, "/v1/status");
         (status["trades"].as_u64().unwrap() > 0 && status["settlements"].as_u64().unwrap() > 1)
             .then_some(status)
@@ -206,7 +206,7 @@ fn a_dev_community_clears_settles_answers_its_api_and_resumes() {
     let resumed = get(&node.api, "/v1/status");
     assert_eq!(resumed["community_id"], status["community_id"]);
     assert!(resumed["height"].as_u64().unwrap() >= stopped_at);
-    wait_for("a trade after resuming", Duration::from_secs(60), || {
+    wait_for("a trade after resuming", &node.api, Duration::from_secs(60), || {
         (get(&node.api, "/v1/status")["trades"].as_u64().unwrap() > 0).then_some(())
     });
     assert!(height(&node.api) > stopped_at);

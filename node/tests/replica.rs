@@ -25,12 +25,16 @@ fn a_replica_follows_the_validator_and_catches_up_after_a_kill() {
         start(&["--genesis", genesis.to_str().unwrap(), "--bootstrap", &bootstrap], &replica_dir);
 
     // Until the replica has executed a clearing with a trade and a settlement.
-    let status =
-        wait_for("the replica to follow a trade and two settlements", Duration::from_secs(60), || {
+    let status = wait_for(
+        "the replica to follow a trade and two settlements",
+        &validator.api,
+        Duration::from_secs(60),
+        || {
             let status = get(&replica.api, "/v1/status");
             (status["trades"].as_u64().unwrap() > 0 && status["settlements"].as_u64().unwrap() > 1)
                 .then_some(status)
-        });
+        },
+    );
     assert_eq!(status["role"], "replica");
     assert!(status["peers"].as_u64().unwrap() >= 1, "{status}");
     let validator_status = get(&validator.api, "/v1/status");
@@ -47,7 +51,7 @@ fn a_replica_follows_the_validator_and_catches_up_after_a_kill() {
     // data directory it keeps its identity and catches up.
     let replica_p2p = replica.p2p.clone();
     kill(&mut replica);
-    let missed_until = wait_for("the validator to go on", Duration::from_secs(30), || {
+    let missed_until = wait_for("the validator to go on", &validator.api, Duration::from_secs(30), || {
         let now = common::height(&validator.api);
         (now >= height + 10).then_some(now)
     });
@@ -55,7 +59,7 @@ fn a_replica_follows_the_validator_and_catches_up_after_a_kill() {
         start(&["--genesis", genesis.to_str().unwrap(), "--bootstrap", &bootstrap], &replica_dir);
     let peer_id = |address: &str| address.rsplit('/').next().unwrap().to_string();
     assert_eq!(peer_id(&replica.p2p), peer_id(&replica_p2p), "the node key persists");
-    wait_for("the restarted replica to catch up", Duration::from_secs(60), || {
+    wait_for("the restarted replica to catch up", &validator.api, Duration::from_secs(60), || {
         (common::height(&replica.api) >= missed_until).then_some(())
     });
     let on_replica = get(&replica.api, &format!("/v1/blocks/{missed_until}"));
@@ -66,11 +70,11 @@ fn a_replica_follows_the_validator_and_catches_up_after_a_kill() {
     let (status, response) =
         common::request(&replica.api, "POST", "/v1/admin/isolate", br#"{"duration_ms": 1500}"#);
     assert_eq!(status, 200, "{response}");
-    wait_for("the replica to be cut off", Duration::from_secs(10), || {
+    wait_for("the replica to be cut off", &validator.api, Duration::from_secs(10), || {
         (get(&replica.api, "/v1/status")["peers"] == 0).then_some(())
     });
     let target = common::height(&validator.api) + 10;
-    wait_for("the isolated replica to catch up", Duration::from_secs(60), || {
+    wait_for("the isolated replica to catch up", &validator.api, Duration::from_secs(60), || {
         (common::height(&replica.api) >= target).then_some(())
     });
     let (status, response) = common::request(&replica.api, "POST", "/v1/admin/isolate", b"{}");

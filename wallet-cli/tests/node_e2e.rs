@@ -13,8 +13,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const PASSPHRASE: &str = "correct horse battery staple";
-/// How often a condition is polled.
-const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The `gridshare-node` binary of the same target directory.
 fn node_binary() -> PathBuf {
@@ -161,15 +159,30 @@ impl Gridshare {
     }
 }
 
-/// Polls `condition` until it gives a value or `limit` passes.
+/// Checks `condition` now and after each block the node makes (what
+/// changes what the commands see) until it gives a value or `limit` passes.
 fn poll<T>(what: &str, limit: Duration, node: &DevNode, mut condition: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
+    let address = node.api.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET /v1/events HTTP/1.1\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut events = BufReader::new(stream);
     loop {
         if let Some(value) = condition() {
             return value;
         }
-        assert!(Instant::now() < deadline, "waited {limit:?} for {what}; the node's log:\n{}", node.log());
-        std::thread::sleep(POLL_INTERVAL);
+        // The next block, or the deadline.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "waited {limit:?} for {what}; the node's log:\n{}", node.log());
+            events.get_ref().set_read_timeout(Some(left)).unwrap();
+            let mut line = String::new();
+            match events.read_line(&mut line) {
+                Ok(0) | Err(_) => panic!("waited {limit:?} for {what}; the node's log:\n{}", node.log()),
+                Ok(_) if line.trim_end() == "event: block" => break,
+                Ok(_) => {}
+            }
+        }
     }
 }
 

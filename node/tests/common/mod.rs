@@ -136,15 +136,52 @@ pub(crate) fn submit(address: &str, tx: &gridshare_ledger::tx::SignedTx) -> (u16
     request(address, "POST", "/v1/transactions", body.to_string().as_bytes())
 }
 
-/// Polls `probe` until it returns `Some`, failing after `limit`.
-pub(crate) fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+/// A node's event stream, to wait for its next block rather than for a time.
+pub(crate) struct Blocks {
+    stream: BufReader<TcpStream>,
+}
+
+impl Blocks {
+    /// Subscribes to the blocks of the node at `address`.
+    pub(crate) fn subscribe(address: &str) -> Blocks {
+        let mut stream = TcpStream::connect(address).unwrap();
+        write!(stream, "GET /v1/events HTTP/1.1\r\nHost: {address}\r\n\r\n").unwrap();
+        Blocks { stream: BufReader::new(stream) }
+    }
+
+    /// Waits for the next block, until `deadline`; false if none came.
+    pub(crate) fn next(&mut self, deadline: Instant) -> bool {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.stream.get_ref().set_read_timeout(Some(left)).unwrap();
+            let mut line = String::new();
+            match self.stream.read_line(&mut line) {
+                Ok(0) | Err(_) => return false, // the node went away, or the deadline passed
+                Ok(_) if line.trim_end() == "event: block" => return true,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Checks `probe` now and after each new block of the node at `pace` (whose
+/// blocks are what changes the state probed), failing after `limit`.
+pub(crate) fn wait_for<T>(
+    what: &str,
+    pace: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + limit;
+    let mut blocks = Blocks::subscribe(pace);
     loop {
         if let Some(value) = probe() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
+        assert!(blocks.next(deadline), "timed out after {limit:?} waiting for {what}");
     }
 }
 
