@@ -321,6 +321,16 @@ fn header_text<T>(genesis: &Genesis, proven: &Proven<T>, what: &str) -> String {
     )
 }
 
+/// `header_text` for a receipt, with where it is in the block.
+fn receipt_text<T>(genesis: &Genesis, proven: &Proven<T>, what: &str) -> String {
+    format!(
+        "{}  Inclusion    receipt {} of {} in the block\n",
+        header_text(genesis, proven, what),
+        proven.index + 1,
+        proven.header.receipt_count
+    )
+}
+
 /// The genesis to verify against: a pinned file, or the node's (whose hash
 /// the client checked), and both must agree.
 fn genesis_for(wallet: &Wallet, pinned: Option<&PathBuf>) -> Result<Genesis, CommandError> {
@@ -408,13 +418,7 @@ pub fn prove(wallet: &Wallet, args: &ProveArgs, out: &mut dyn Write) -> Result<(
             write!(
                 out,
                 "{}",
-                header_text(&genesis, &proven, &format!("the clearing of interval {interval}"))
-            )?;
-            writeln!(
-                out,
-                "  Inclusion    receipt {} of {} in the block",
-                proven.index + 1,
-                proven.header.receipt_count
+                receipt_text(&genesis, &proven, &format!("the clearing of interval {interval}"))
             )?;
             let price = clearing.clearing_price_micro_per_kwh.map_or_else(
                 || "no single price".to_string(),
@@ -466,13 +470,7 @@ pub fn prove(wallet: &Wallet, args: &ProveArgs, out: &mut dyn Write) -> Result<(
             write!(
                 out,
                 "{}",
-                header_text(&genesis, &proven, &format!("the settlement of interval {interval}"))
-            )?;
-            writeln!(
-                out,
-                "  Inclusion    receipt {} of {} in the block",
-                proven.index + 1,
-                proven.header.receipt_count
+                receipt_text(&genesis, &proven, &format!("the settlement of interval {interval}"))
             )?;
             writeln!(out, "  Bill of {} for interval {interval}:", account_file.name)?;
             let tariffs = TariffsJson {
