@@ -12,8 +12,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits, identify, identity, kad, mdns,
-    noise, ping, tcp, yamux,
+    Multiaddr, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits, identify, identity,
+    kad, mdns, noise, ping, tcp, yamux,
 };
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +126,29 @@ fn failed(error: impl std::fmt::Display) -> NetworkError {
     NetworkError(error.to_string())
 }
 
+/// Refuses a TCP port another process already listens on. libp2p listens
+/// with `SO_REUSEPORT`, so a second node started with the same port would
+/// share it silently, the kernel handing each incoming connection to one of
+/// the two at random; a plain bind (no `SO_REUSEPORT`) fails on a port in
+/// use, which is what an operator needs to hear. Port 0 and addresses that
+/// are not IP + TCP are left to libp2p.
+pub fn check_port_free(address: &Multiaddr) -> Result<(), String> {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = address.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let Some(Protocol::Tcp(port)) = parts.next() else { return Ok(()) };
+    if port == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind((ip, port)).map(drop).map_err(|error| {
+        format!("TCP port {port} is taken ({error}): another process, perhaps another gridshare-node, listens there")
+    })
+}
+
 /// Builds the swarm for `community` with the node's libp2p identity (which
 /// is separate from every ledger key) and subscribes to its topics.
 pub fn build_swarm(
@@ -194,4 +217,22 @@ pub fn build_swarm(
         swarm.behaviour_mut().gossipsub.subscribe(topic).map_err(failed)?;
     }
     Ok((swarm, topics))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_in_use_is_refused_and_a_free_one_is_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let address: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+        let error = check_port_free(&address).unwrap_err();
+        assert!(error.starts_with(&format!("TCP port {port} is taken")), "{error}");
+        drop(listener);
+        assert_eq!(check_port_free(&address), Ok(()));
+        assert_eq!(check_port_free(&"/ip4/127.0.0.1/tcp/0".parse().unwrap()), Ok(()));
+        assert_eq!(check_port_free(&"/dns4/localhost/tcp/4700".parse().unwrap()), Ok(()));
+    }
 }

@@ -363,6 +363,12 @@ async fn launch(
     let state = store.state()?;
     let index = Index::open(&config.data_dir.join(INDEX_FILE_NAME), &genesis.hash())?;
     let identity = config::node_identity(&config.data_dir)?;
+    for address in
+        [&config.p2p_listen].into_iter().chain(producer.is_some().then_some(&config.consensus_listen))
+    {
+        crate::network::check_port_free(address)
+            .map_err(|reason| NodeError::Listen { address: address.clone(), reason })?;
+    }
     let (mut swarm, topics) = build_swarm(identity, &genesis.community_id, config.mdns)?;
     swarm.listen_on(config.p2p_listen.clone()).map_err(|error| NodeError::Listen {
         address: config.p2p_listen.clone(),
