@@ -11,6 +11,9 @@ use serde::de::{self, Deserializer, Visitor};
 
 /// The most households one manifest may ask for.
 pub const HOUSEHOLDS_MAX: u32 = 10_000;
+/// Validators in one testnet: a community's validator set is small (the
+/// operator, the DSO, a few representatives), and each is a process here.
+pub const VALIDATORS_MAX: u32 = 10;
 /// The most offers a household makes per interval (a price ladder).
 pub const OFFERS_PER_INTERVAL_MAX: u32 = 32;
 /// The most a perturbation may skew a node's clock, in either direction.
@@ -230,6 +233,12 @@ impl Manifest {
         self.intervals.saturating_mul(self.interval_ms)
     }
 
+    /// The index, in `node_names()`, of the node household `household`
+    /// uses: household nodes come after the validators, shared round robin.
+    pub fn node_of_household(&self, household: u32) -> usize {
+        (self.validators + household % self.household_nodes) as usize
+    }
+
     /// The names of the nodes: `validator-0`, then `household-0` ...
     pub fn node_names(&self) -> Vec<String> {
         let validators = (0..self.validators).map(|index| format!("validator-{index}"));
@@ -377,19 +386,11 @@ fn share(field: &str, text: Option<&DecimalText>, default: u64) -> Result<u64, M
 
 impl RawManifest {
     fn check(self) -> Result<Manifest, ManifestError> {
-        match self.validators {
-            0 => return Err(invalid("validators", "a community needs a validator: use validators = 1")),
-            1 => {}
-            several => {
-                return Err(invalid(
-                    "validators",
-                    format!(
-                        "{several} validators need BFT consensus, which gridshare-node does not run yet \
-                         (it refuses a genesis with several validators): multi-validator manifests wait for \
-                         the consensus issue (docs/NODE-PLAN.md); use validators = 1 until then"
-                    ),
-                ));
-            }
+        if self.validators == 0 || self.validators > VALIDATORS_MAX {
+            return Err(invalid(
+                "validators",
+                format!("must be 1 to {VALIDATORS_MAX}, not {}", self.validators),
+            ));
         }
         if self.households == 0 || self.households > HOUSEHOLDS_MAX {
             return Err(invalid(
@@ -555,7 +556,8 @@ fn check_perturbations(manifest: &Manifest) -> Result<(), ManifestError> {
             return Err(invalid(
                 field("node"),
                 format!(
-                    "no node `{node}`: the nodes are validator-0 and household-0 to household-{}",
+                    "no node `{node}`: the nodes are validator-0 to validator-{} and household-0 to household-{}",
+                    manifest.validators - 1,
                     manifest.household_nodes - 1
                 ),
             ));
@@ -688,10 +690,20 @@ rate_per_s = 50
     }
 
     #[test]
-    fn several_validators_wait_for_consensus() {
-        let error = error_of(&MINIMAL.replace("validators = 1", "validators = 4"));
-        assert!(error.starts_with("`validators`: 4 validators need BFT consensus"), "{error}");
-        assert!(error.contains("consensus issue"), "{error}");
+    fn validators_are_named_and_bounded() {
+        let four = Manifest::parse(&MINIMAL.replace("validators = 1", "validators = 4")).unwrap();
+        assert_eq!(
+            &four.node_names()[..5],
+            ["validator-0", "validator-1", "validator-2", "validator-3", "household-0"]
+        );
+        assert_eq!(four.node_names()[four.node_of_household(2)], "household-2");
+        for count in [0, VALIDATORS_MAX + 1] {
+            let error = error_of(&MINIMAL.replace("validators = 1", &format!("validators = {count}")));
+            assert!(
+                error.starts_with(&format!("`validators`: must be 1 to {VALIDATORS_MAX}, not {count}")),
+                "{error}"
+            );
+        }
     }
 
     #[test]
@@ -767,7 +779,8 @@ rate_per_s = 50
         for name in ["demo", "smoke", "faults", "scale"] {
             let manifest = Manifest::load(&dir.join(format!("{name}.toml")))
                 .unwrap_or_else(|error| panic!("{name}.toml: {error}"));
-            assert_eq!(manifest.validators, 1, "{name}.toml");
+            let expected = if name == "scale" { 1 } else { 4 };
+            assert_eq!(manifest.validators, expected, "{name}.toml");
         }
         let faults = Manifest::load(&dir.join("faults.toml")).unwrap();
         let kinds: std::collections::BTreeSet<&str> =

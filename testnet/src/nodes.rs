@@ -129,14 +129,6 @@ pub fn run_to_end(binary: &Path, args: &[&str]) -> Result<String, ProcessError> 
     Ok(String::from_utf8_lossy(&output.stdout).to_string())
 }
 
-/// Whether `gridshare-node run` takes `flag` (its `--help` names it).
-pub fn takes_flag(binary: &Path, flag: &str) -> bool {
-    Command::new(binary)
-        .args(["run", "--help"])
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains(flag))
-}
-
 /// Sends `signal` (`TERM`, `STOP`, `CONT`) to `pid` with kill(1): the
 /// workspace forbids unsafe code, so no libc call.
 fn signal(pid: u32, signal: &str) -> Result<(), ProcessError> {
@@ -182,8 +174,16 @@ struct Launch {
     bootstrap: Vec<String>,
     block_time_ms: Option<u64>,
     clock_skew_ms: i64,
-    /// The binary's `run` takes `--consensus-p2p` (a node with consensus).
-    consensus_flag: bool,
+    /// A validator's consensus swarm: where it listens and the other
+    /// validators' consensus addresses, fixed for every start.
+    consensus: Option<ConsensusAddresses>,
+}
+
+/// Where a validator's consensus swarm listens and where the others do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsensusAddresses {
+    pub listen: String,
+    pub peers: Vec<String>,
 }
 
 /// Which process of a node is expected to end, and the ends that were not:
@@ -243,7 +243,15 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(name: &str, role: Role, data_dir: PathBuf, log_path: PathBuf, binary: &Path) -> Node {
+    /// A node; `consensus` is set for a validator.
+    pub fn new(
+        name: &str,
+        consensus: Option<ConsensusAddresses>,
+        data_dir: PathBuf,
+        log_path: PathBuf,
+        binary: &Path,
+    ) -> Node {
+        let role = if consensus.is_some() { Role::Validator } else { Role::Household };
         Node {
             name: name.to_string(),
             role,
@@ -259,7 +267,7 @@ impl Node {
                 bootstrap: Vec::new(),
                 block_time_ms: None,
                 clock_skew_ms: 0,
-                consensus_flag: role == Role::Validator && takes_flag(binary, "--consensus-p2p"),
+                consensus,
             }),
             api: RwLock::new(String::new()),
             lifecycle: Arc::new(Lifecycle::default()),
@@ -358,11 +366,14 @@ impl Node {
         if launch.clock_skew_ms != 0 {
             command.arg(format!("--clock-skew-ms={}", launch.clock_skew_ms));
         }
-        // A validator of a node with BFT consensus listens for the other
-        // validators on its own port, by default a fixed one on every
-        // interface: give it a free port on loopback instead.
-        if self.role == Role::Validator && launch.consensus_flag {
-            command.args(["--consensus-p2p", "/ip4/127.0.0.1/tcp/0"]);
+        // A validator listens for the other validators on its own port, by
+        // default a fixed one on every interface: the testnet gives each a
+        // port on loopback, the same on every restart, since the others dial it.
+        if let Some(consensus) = &launch.consensus {
+            command.args(["--consensus-p2p", &consensus.listen]);
+            for peer in &consensus.peers {
+                command.args(["--consensus-peer", peer]);
+            }
         }
         let what = format!("{} ({})", self.name, self.binary.display());
         let mut child = command

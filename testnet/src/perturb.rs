@@ -16,8 +16,8 @@ use gridshare_ledger::tx::{MeterReading, Offer, Side, SignedMeterReading, Signed
 use crate::agent::{Market, sleep_until};
 use crate::http::{Api, Verdict};
 use crate::journal::{FloodOutcome, Journal, now_ms};
-use crate::manifest::Perturbation;
-use crate::nodes::Node;
+use crate::manifest::{Manifest, Perturbation};
+use crate::nodes::{Node, Role};
 
 /// How often a restart is tried before the fault is reported as failed.
 const START_ATTEMPTS: u32 = 3;
@@ -45,7 +45,7 @@ pub struct Context {
     pub start_ms: u64,
     /// Each household's account and meter key, for floods.
     pub accounts: Arc<Vec<(Keypair, Keypair)>>,
-    pub household_nodes: u32,
+    pub manifest: Manifest,
 }
 
 impl Context {
@@ -58,14 +58,23 @@ impl Context {
     }
 }
 
-/// Restarts `node`, a few attempts; records the validator's height.
+/// Restarts `node`, a few attempts; records the chain's height then (the
+/// highest of the other validators that are up, or the node's own).
 fn restart(context: &Context, node: &Node, log: &mut FaultLog) {
     for attempt in 1..=START_ATTEMPTS {
         match node.start() {
             Ok(()) => {
                 node.restarts.fetch_add(1, Ordering::Relaxed);
-                let height =
-                    context.api.get_u64(&context.nodes[0].api(), "/v1/status", "height").unwrap_or(0);
+                let height = context
+                    .nodes
+                    .iter()
+                    .filter(|other| other.role == Role::Validator && other.name != node.name && other.is_up())
+                    .filter_map(|validator| {
+                        context.api.get_u64(&validator.api(), "/v1/status", "height").ok()
+                    })
+                    .max()
+                    .or_else(|| context.api.get_u64(&node.api(), "/v1/status", "height").ok())
+                    .unwrap_or(0);
                 context.journal.restarted_at_height(height);
                 return;
             }
@@ -154,7 +163,7 @@ pub fn apply(context: &Context, perturbation: &Perturbation) -> FaultLog {
 /// Household `household` sends invalid transactions to its node at
 /// `rate_per_s`, cycling through four kinds.
 fn flood(context: &Context, household: u32, duration_s: u64, rate_per_s: u32, log: &mut FaultLog) {
-    let node = context.nodes[1 + (household % context.household_nodes) as usize].clone();
+    let node = context.nodes[context.manifest.node_of_household(household)].clone();
     let (account, meter) = &context.accounts[household as usize];
     let mut random = SplitMix64(context.market.seed ^ 0xF100D);
     let period_ms = (1_000 / u64::from(rate_per_s)).max(1);

@@ -202,13 +202,14 @@ pub fn market(chain: &Chain) -> Market {
 /// Sorted latencies from the journal: offer to ledger (acknowledged offers
 /// found on the ledger: sent until the block was first seen on an event
 /// stream, or the block's time if no stream saw it), and gate closure to
-/// clearing per node (`validator` only: node 0).
+/// clearing per node, for the nodes whose index is in `nodes` (the
+/// validators come first).
 pub fn latencies(
     chain: &Chain,
     snapshot: &Snapshot,
     first: u64,
     last: u64,
-    validator: bool,
+    nodes: std::ops::Range<usize>,
 ) -> (Vec<u64>, Vec<u64>) {
     let block_time: BTreeMap<u64, u64> =
         chain.blocks.iter().map(|block| (block.height, block.timestamp_ms)).collect();
@@ -226,7 +227,7 @@ pub fn latencies(
     let mut finality: Vec<u64> = snapshot
         .clearings
         .iter()
-        .filter(|clearing| (first..=last).contains(&clearing.interval) && (!validator || clearing.node == 0))
+        .filter(|clearing| (first..=last).contains(&clearing.interval) && nodes.contains(&clearing.node))
         .filter_map(|clearing| {
             let gate = chain.genesis.gate_closure_ms(clearing.interval)?;
             Some(clearing.seen_ms.saturating_sub(gate))
@@ -287,7 +288,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "  Latency       offer to ledger p50 {}, p99 {}; clearing seen after gate closure p50 {}, p99 {} (all nodes), validator p50 {}, p99 {}",
+            "  Latency       offer to ledger p50 {}, p99 {}; clearing seen after gate closure p50 {}, p99 {} (all nodes), validators p50 {}, p99 {}",
             milliseconds(self.offer_to_ledger_ms_p50),
             milliseconds(self.offer_to_ledger_ms_p99),
             milliseconds(self.finality_ms_p50),

@@ -208,7 +208,7 @@ fn set_up(options: &Options) -> Result<Community, RunError> {
     let binary = node_binary(options.node_binary.as_deref())?;
     let (workdir, keep_workdir) = workdir(options, seed)?;
     println!(
-        "{}: seed {seed}, {} validator, {} households on {} household nodes, {} intervals of {} ms ({} s of trading)",
+        "{}: seed {seed}, {} validator(s), {} households on {} household nodes, {} intervals of {} ms ({} s of trading)",
         manifest.name,
         manifest.validators,
         manifest.households,
@@ -235,7 +235,7 @@ fn set_up(options: &Options) -> Result<Community, RunError> {
         .collect();
     setup::start(&manifest, &nodes, &api, &skews)?;
     println!(
-        "Started {} nodes; validator at {} (API http://{})",
+        "Started {} nodes; validator-0 at {} (API http://{})",
         nodes.len(),
         nodes[0].p2p(),
         nodes[0].api()
@@ -294,7 +294,7 @@ fn trade(community: &Community, board: &Board) -> Result<Trading, RunError> {
     for (index, traits) in community_traits(seed, &manifest.profiles, manifest.households).iter().enumerate()
     {
         let household = u32::try_from(index).unwrap_or(u32::MAX);
-        let node_index = 1 + index % manifest.household_nodes as usize;
+        let node_index = manifest.node_of_household(household);
         let agent = Agent {
             household: Household::new(household, *traits),
             account: copy(&keys.accounts[index]),
@@ -326,7 +326,7 @@ fn trade(community: &Community, board: &Board) -> Result<Trading, RunError> {
                 .map(|(account, meter)| (copy(account), copy(meter)))
                 .collect(),
         ),
-        household_nodes: manifest.household_nodes,
+        manifest: manifest.clone(),
     };
     let faults: Vec<_> = manifest
         .perturbations
@@ -436,7 +436,7 @@ fn build_report(
     let mut height = 0;
     if let Ok(chain) = &chain {
         height = chain.height();
-        checks.push(certificate_check(chain, manifest.validators as usize));
+        checks.push(certificate_check(chain));
         checks.push(audit_check(&export_path, chain, &mut findings));
         let (check, accounted) = transactions_check(chain, &snapshot, &drops, &live.not_on_ledger, nodes);
         checks.push(check);
@@ -454,9 +454,14 @@ fn build_report(
             ),
         ));
         (offer_latencies, finality) =
-            report::latencies(chain, &snapshot, first_interval, market.last_interval, false);
-        (_, finality_validator) =
-            report::latencies(chain, &snapshot, first_interval, market.last_interval, true);
+            report::latencies(chain, &snapshot, first_interval, market.last_interval, 0..nodes.len());
+        (_, finality_validator) = report::latencies(
+            chain,
+            &snapshot,
+            first_interval,
+            market.last_interval,
+            0..manifest.validators as usize,
+        );
     }
     let flood = flood_report(&snapshot);
     if !flooders.is_empty() {
@@ -721,16 +726,21 @@ fn live_checks(
     live
 }
 
-fn certificate_check(chain: &Chain, validators: usize) -> Check {
-    let bad: Vec<u64> = chain
-        .blocks
-        .iter()
-        .filter(|block| !block.certificate_valid || block.certificate_signatures != validators)
-        .map(|block| block.height)
-        .collect();
+/// Every block's certificate verifies against the genesis validators:
+/// more than two thirds of the voting power signed, each signer a
+/// validator, once. With several validators a certificate holds the
+/// precommits its proposer had when the block was decided, a quorum or more.
+fn certificate_check(chain: &Chain) -> Check {
+    let bad: Vec<u64> =
+        chain.blocks.iter().filter(|block| !block.certificate_valid).map(|block| block.height).collect();
+    let signatures = chain.blocks.iter().map(|block| block.certificate_signatures);
+    let (fewest, most) = (signatures.clone().min().unwrap_or(0), signatures.max().unwrap_or(0));
+    let signed = if fewest == most { fewest.to_string() } else { format!("{fewest} to {most}") };
     let mut detail = format!(
-        "{} blocks, each with a certificate of {validators} signature(s) that verifies against the genesis validators",
-        chain.blocks.len()
+        "{} blocks, each with a certificate of {signed} of {} validators' signatures that verifies \
+         against the genesis validators",
+        chain.blocks.len(),
+        chain.genesis.validators.len()
     );
     if !bad.is_empty() {
         detail = format!(
@@ -908,9 +918,9 @@ fn transaction_findings(
             .collect();
         findings.push(format!(
             "acknowledged transactions that never reached a block, dropped from mempools: {}. A node gossips a \
-             transaction once, when it admits it; one admitted while the validator could not take it (down, \
-             paused, restarting, cut off, or finding it early: a validator whose clock is behind refuses a \
-             meter reading as early) is not gossiped again and waits until a block makes it inadmissible",
+             transaction once, when it admits it; one admitted while the proposing validators could not take it \
+             (down, paused, restarting, cut off, or finding it early: a validator whose clock is behind \
+             refuses a meter reading as early) is not gossiped again and waits until a block makes it inadmissible",
             list.join(", ")
         ));
     }

@@ -1,9 +1,10 @@
 //! Setting a community up as its operators would: keys derived from the
 //! seed, the genesis written by `gridshare-node genesis new`, a data
-//! directory per node made by `gridshare-node init` (the validator's ledger
-//! key written first, so that it is the genesis validator), the nodes
-//! started on loopback and connected, and the registrar registering and
-//! crediting every household's account and meter in waves.
+//! directory per node made by `gridshare-node init` (each validator's ledger
+//! key written first, so that the genesis validators are theirs), the nodes
+//! started on loopback and connected (validators also on their consensus
+//! ports), and the registrar registering and crediting every household's
+//! account and meter in waves.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use gridshare_ledger::tx::{SignedTx, Tx};
 use crate::http::{Api, HttpError, Verdict};
 use crate::journal::{Acknowledged, Journal, now_ms};
 use crate::manifest::{Manifest, format_decimal};
-use crate::nodes::{Node, ProcessError, Role, run_to_end};
+use crate::nodes::{ConsensusAddresses, Node, ProcessError, run_to_end};
 
 /// Each household starts with this much money, in currency units.
 pub const INITIAL_CREDIT_UNITS: i128 = 1_000;
@@ -169,6 +170,7 @@ pub fn prepare(
     let bytes = std::fs::read(&genesis_file).map_err(io(format!("reading {}", genesis_file.display())))?;
     let genesis: Genesis = from_bytes(&bytes).map_err(|error| SetupError::Genesis(error.to_string()))?;
 
+    let consensus = consensus_addresses(keys.validators.len())?;
     let mut nodes = Vec::with_capacity(names.len());
     for (index, name) in names.iter().enumerate() {
         let dir = nodes_dir.join(name);
@@ -177,8 +179,8 @@ pub fn prepare(
             binary,
             &["init", "--data-dir", &dir_text, "--genesis", &genesis_file.display().to_string()],
         )?;
-        let role = if index < keys.validators.len() { Role::Validator } else { Role::Household };
-        let expected = if role == Role::Validator { "(validator)" } else { "(replica)" };
+        let consensus = consensus.get(index).cloned();
+        let expected = if consensus.is_some() { "(validator)" } else { "(replica)" };
         if !printed.lines().any(|line| line.trim_end().ends_with(expected)) {
             return Err(SetupError::Refused {
                 what: format!("gridshare-node init for {name}"),
@@ -186,13 +188,40 @@ pub fn prepare(
             });
         }
         let log = logs_dir.join(format!("{name}.log"));
-        nodes.push(Arc::new(Node::new(name, role, dir, log, binary)));
+        nodes.push(Arc::new(Node::new(name, consensus, dir, log, binary)));
     }
     Ok((genesis, genesis_file, nodes))
 }
 
-/// Starts the validator, then every household node bootstrapping from it,
-/// and waits until each household node has a peer.
+/// The consensus addresses of `validators` validators: a lone validator
+/// listens on a port the OS picks; several get loopback ports the OS hands
+/// out now, kept for every restart, since each dials the others.
+fn consensus_addresses(validators: usize) -> Result<Vec<ConsensusAddresses>, SetupError> {
+    if validators == 1 {
+        return Ok(vec![ConsensusAddresses { listen: "/ip4/127.0.0.1/tcp/0".into(), peers: Vec::new() }]);
+    }
+    // Hold every listener until all ports are known, so none repeats.
+    let listeners = (0..validators)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io("reserving a loopback port for a validator's consensus"))?;
+    let listen = listeners
+        .iter()
+        .map(|listener| listener.local_addr().map(|address| format!("/ip4/127.0.0.1/tcp/{}", address.port())))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io("reading a reserved port"))?;
+    Ok(listen
+        .iter()
+        .map(|own| ConsensusAddresses {
+            listen: own.clone(),
+            peers: listen.iter().filter(|peer| *peer != own).cloned().collect(),
+        })
+        .collect())
+}
+
+/// Starts the validators (each bootstrapping from the ones before it),
+/// then every household node bootstrapping from all of them, and waits
+/// until each household node has a peer.
 pub fn start(
     manifest: &Manifest,
     nodes: &[Arc<Node>],
@@ -201,20 +230,23 @@ pub fn start(
 ) -> Result<(), SetupError> {
     let skew_of =
         |index: usize| skews.iter().rev().find(|(node, _)| *node == index).map_or(0, |(_, skew)| *skew);
-    let validator = &nodes[0];
-    validator.configure(Vec::new(), Some(manifest.block_time_ms), skew_of(0));
-    validator.start()?;
-    let bootstrap = vec![validator.p2p()];
+    let validators = manifest.validators as usize;
+    let mut bootstrap = Vec::with_capacity(validators);
+    for (index, validator) in nodes[..validators].iter().enumerate() {
+        validator.configure(bootstrap.clone(), Some(manifest.block_time_ms), skew_of(index));
+        validator.start()?;
+        bootstrap.push(validator.p2p());
+    }
     // Start household nodes a few at a time: each start waits for the
     // node's addresses, which takes a moment.
-    for (chunk_index, chunk) in nodes[1..].chunks(8).enumerate() {
+    for (chunk_index, chunk) in nodes[validators..].chunks(8).enumerate() {
         let results: Vec<Result<(), ProcessError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = chunk
                 .iter()
                 .enumerate()
                 .map(|(offset, node)| {
                     let bootstrap = bootstrap.clone();
-                    let skew = skew_of(1 + chunk_index * 8 + offset);
+                    let skew = skew_of(validators + chunk_index * 8 + offset);
                     scope.spawn(move || {
                         node.configure(bootstrap, None, skew);
                         node.start()
@@ -238,7 +270,9 @@ pub fn start(
         }
     }
     let deadline = Instant::now() + CONNECT_TIMEOUT;
-    for node in &nodes[1..] {
+    // A lone validator has no one to wait for; every other node needs a peer.
+    let needs_peer = if validators == 1 { &nodes[1..] } else { nodes };
+    for node in needs_peer {
         loop {
             let peers = api.get_u64(&node.api(), "/v1/status", "peers").unwrap_or(0);
             if peers >= 1 {
@@ -246,7 +280,7 @@ pub fn start(
             }
             if Instant::now() > deadline {
                 return Err(SetupError::Timeout {
-                    what: format!("{} to connect to the validator", node.name),
+                    what: format!("{} to connect to a peer", node.name),
                     seconds: CONNECT_TIMEOUT.as_secs(),
                     hint: hint(nodes),
                 });
