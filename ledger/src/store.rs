@@ -2,11 +2,11 @@
 //! order, the genesis, and snapshots of the state (docs/PROTOCOL.md §7).
 //!
 //! A block, its receipts (in the block), its certificate and the state after
-//! it are committed in one write transaction. The state is written as a
-//! snapshot every [`SNAPSHOT_EVERY_BLOCKS`] blocks; between snapshots it is
-//! recovered by re-executing the blocks after the last one, which also
-//! re-verifies them. The chain is checked when a block is stored (height,
-//! link, certificate, state root) and again when it is loaded.
+//! it are committed together. The state is written as a snapshot every
+//! [`SNAPSHOT_EVERY_BLOCKS`] blocks, and only the latest is kept; between
+//! snapshots it is recovered by re-executing the blocks after the last one,
+//! which also re-verifies them. The chain is checked when a block is stored
+//! (height, link, certificate, state root) and again when it is loaded.
 
 use crate::Hash;
 use crate::block::CertificateError;
@@ -16,6 +16,7 @@ use crate::execute::BlockError;
 use crate::genesis::Genesis;
 use crate::state::State;
 
+pub mod at_rest;
 mod memory;
 mod redb_store;
 
@@ -27,6 +28,10 @@ pub const SNAPSHOT_EVERY_BLOCKS: u64 = 64;
 
 /// The store's file name inside a node's data directory.
 pub const STORE_FILE_NAME: &str = "ledger.redb";
+
+/// What a [`RedbStore`]'s blocks file adds to the name of its redb file
+/// (`ledger.redb.blocks` in a node's data directory).
+pub const BLOCKS_FILE_SUFFIX: &str = ".blocks";
 
 /// A chain store. Implementations: [`RedbStore`] on disk, [`MemoryStore`]
 /// for tests.
@@ -71,6 +76,8 @@ pub enum StoreError {
     BadCertificate { height: u64, source: CertificateError },
     #[error("block {height}: the state root {found} differs from the header's {expected}")]
     StateRootMismatch { height: u64, expected: Hash, found: Hash },
+    #[error("block {height} has {bytes} canonical bytes, more than the {max_bytes} a store keeps")]
+    BlockTooLarge { height: u64, bytes: u64, max_bytes: u64 },
     #[error("stored block {height} does not re-execute: {source}")]
     Replay { height: u64, source: Box<BlockError> },
     #[error("the store is damaged: {0}")]

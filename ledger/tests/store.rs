@@ -1,7 +1,8 @@
 //! Tests of the chain stores: both stores keep a chain and refuse blocks
-//! that do not follow it; the redb store survives reopening, reports damaged
-//! and foreign files as errors (never panics), and loses no acknowledged
-//! commit when its process is killed at an arbitrary instant.
+//! that do not follow it; the redb store survives reopening, keeps one state
+//! snapshot, reports damaged and foreign files as errors (never panics),
+//! moves a store of layout 1 to its own, and loses no acknowledged commit
+//! when its process is killed at an arbitrary instant.
 //!
 //! The crash test runs 200 kills by default; a longer run:
 //! `GRIDSHARE_CRASH_ITERATIONS=1000 cargo test -p gridshare-ledger --test store crash`
@@ -27,7 +28,7 @@ use gridshare_ledger::encoding::to_bytes;
 use gridshare_ledger::execute::{Signatures, execute};
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::state::State;
-use gridshare_ledger::store::{MemoryStore, RedbStore, SNAPSHOT_EVERY_BLOCKS, Store, StoreError};
+use gridshare_ledger::store::{MemoryStore, RedbStore, SNAPSHOT_EVERY_BLOCKS, Store, StoreError, at_rest};
 use gridshare_ledger::testkit::derived_key;
 use gridshare_ledger::tx::Tx;
 
@@ -109,7 +110,18 @@ fn both_stores_keep_the_chain_and_redb_recovers_it_on_open() {
     // `create` on the store of the same genesis opens it.
     let redb = RedbStore::create(&path, &genesis).unwrap();
     assert_holds(&redb, &genesis, &chain, blocks);
-    let size = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(redb.blocks_path(), RedbStore::blocks_path_of(&path));
+    drop(redb);
+    // Only the latest snapshot is kept.
+    let db = redb::Database::open(&path).unwrap();
+    let read = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let snapshots = read.open_table(SNAPSHOTS).unwrap();
+    let heights: Vec<u64> =
+        redb::ReadableTable::iter(&snapshots).unwrap().map(|entry| entry.unwrap().0.value()).collect();
+    assert_eq!(heights, [2 * SNAPSHOT_EVERY_BLOCKS]);
+    drop((snapshots, read, db));
+    let size = std::fs::metadata(&path).unwrap().len()
+        + std::fs::metadata(RedbStore::blocks_path_of(&path)).unwrap().len();
     let per_offer = size / u64::try_from(offers).unwrap();
     eprintln!("{blocks} blocks with {offers} offers: {size} bytes on disk, {per_offer} bytes per offer");
 }
@@ -193,10 +205,22 @@ fn store_file(dir: &Path, genesis: &Genesis, chain: &[(CertifiedBlock, State)]) 
     path
 }
 
-/// A copy of `original` named `name`, changed through redb by `change`.
-fn altered(original: &Path, name: &str, change: impl FnOnce(&redb::WriteTransaction)) -> PathBuf {
+/// A copy of the store `original` (its redb file and its blocks file, if
+/// there is one) named `name`.
+fn copied(original: &Path, name: &str) -> PathBuf {
     let path = original.with_file_name(name);
     std::fs::copy(original, &path).unwrap();
+    let blocks = RedbStore::blocks_path_of(original);
+    if blocks.exists() {
+        std::fs::copy(&blocks, RedbStore::blocks_path_of(&path)).unwrap();
+    }
+    path
+}
+
+/// A copy of the store `original` named `name`, changed through redb by
+/// `change`.
+fn altered(original: &Path, name: &str, change: impl FnOnce(&redb::WriteTransaction)) -> PathBuf {
+    let path = copied(original, name);
     let db = redb::Database::open(&path).unwrap();
     let write = db.begin_write().unwrap();
     change(&write);
@@ -204,12 +228,62 @@ fn altered(original: &Path, name: &str, change: impl FnOnce(&redb::WriteTransact
     path
 }
 
-const BLOCKS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("blocks");
-const SNAPSHOTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("snapshots");
+const BLOCK_INDEX: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("block_index");
+const SNAPSHOTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("state_snapshots");
 const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+/// Layout 1's tables: blocks and snapshots in borsh.
+const BLOCKS_1: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("blocks");
+const SNAPSHOTS_1: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("snapshots");
+/// The blocks file's header: magic, version, genesis hash.
+const BLOCKS_HEADER_BYTES: usize = 50;
 
-fn put_block(write: &redb::WriteTransaction, height: u64, bytes: &[u8]) {
-    write.open_table(BLOCKS).unwrap().insert(height, bytes).unwrap();
+/// A copy of the store `original` named `name` whose block records (the
+/// at-rest bytes of each height) `change` rewrites: the blocks file is
+/// written again in height order and every index entry (offset, length,
+/// blake3) with it, so the store's own checksums hold.
+fn with_records(original: &Path, name: &str, change: impl FnOnce(&mut BTreeMap<u64, Vec<u8>>)) -> PathBuf {
+    let path = copied(original, name);
+    let blocks_path = RedbStore::blocks_path_of(&path);
+    let file = std::fs::read(&blocks_path).unwrap();
+    let db = redb::Database::open(&path).unwrap();
+    let write = db.begin_write().unwrap();
+    {
+        let mut index = write.open_table(BLOCK_INDEX).unwrap();
+        let mut records = BTreeMap::new();
+        for entry in redb::ReadableTable::iter(&index).unwrap() {
+            let (height, location) = entry.unwrap();
+            let location = location.value();
+            let offset = usize::try_from(u64::from_le_bytes(location[..8].try_into().unwrap())).unwrap();
+            let length = usize::try_from(u32::from_le_bytes(location[8..12].try_into().unwrap())).unwrap();
+            records.insert(height.value(), file[offset..offset + length].to_vec());
+        }
+        change(&mut records);
+        let mut rewritten = file[..BLOCKS_HEADER_BYTES].to_vec();
+        for (height, record) in &records {
+            let offset = u64::try_from(rewritten.len()).unwrap();
+            let length = u32::try_from(record.len()).unwrap();
+            let location =
+                [&offset.to_le_bytes()[..], &length.to_le_bytes(), blake3::hash(record).as_bytes()].concat();
+            index.insert(*height, location.as_slice()).unwrap();
+            rewritten.extend_from_slice(record);
+        }
+        std::fs::write(&blocks_path, rewritten).unwrap();
+    }
+    write.commit().unwrap();
+    path
+}
+
+/// A copy of the store `original` named `name` with block `height`'s
+/// record replaced by `record`.
+fn with_record(original: &Path, name: &str, height: u64, record: Vec<u8>) -> PathBuf {
+    with_records(original, name, |records| {
+        records.insert(height, record);
+    })
+}
+
+/// The at-rest record of `block`, as the store writes it.
+fn record_of(block: &CertifiedBlock) -> Vec<u8> {
+    at_rest::encode(&to_bytes(block))
 }
 
 /// `result`'s error, which must be `Corrupt` and mention `needle`.
@@ -227,23 +301,43 @@ fn redb_reports_damaged_records_by_table_and_key() {
     let original = store_file(dir.path(), &genesis, &chain);
 
     // Garbage in an old block: the store opens, reading the block fails.
-    let path = altered(&original, "old-block.redb", |write| put_block(write, 5, b"garbage"));
+    let path = with_record(&original, "old-block.redb", 5, b"garbage".to_vec());
     let store = RedbStore::open(&path).unwrap();
-    assert_corrupt(store.block(5), "blocks[5]");
+    assert_corrupt(store.block(5), "blocks[5]: unknown at-rest encoding");
     // A valid encoding with bytes left over is refused as well.
     let mut trailing = to_bytes(&at(&chain, 6).0);
     trailing.push(0);
-    let path = altered(&original, "trailing.redb", |write| put_block(write, 6, &trailing));
+    let path = with_record(&original, "trailing.redb", 6, at_rest::encode(&trailing));
     assert_corrupt(RedbStore::open(&path).unwrap().block(6), "blocks[6]");
+    // A record changed in the blocks file, not in the index: its checksum.
+    let path = copied(&original, "flipped.redb");
+    let blocks_path = RedbStore::blocks_path_of(&path);
+    let mut bytes = std::fs::read(&blocks_path).unwrap();
+    bytes[BLOCKS_HEADER_BYTES + 10] ^= 1;
+    std::fs::write(&blocks_path, &bytes).unwrap();
+    assert_corrupt(
+        RedbStore::open(&path).unwrap().block(1),
+        "blocks[1]: its record does not match its checksum",
+    );
+    // An index entry that is not a location, or points past the records.
+    let path = altered(&original, "index.redb", |write| {
+        write.open_table(BLOCK_INDEX).unwrap().insert(7, b"garbage".as_slice()).unwrap();
+    });
+    assert_corrupt(RedbStore::open(&path).unwrap().block(7), "block_index[7]: not a record location");
+    let path = altered(&original, "outside.redb", |write| {
+        let location = [&u64::MAX.to_le_bytes()[..], &[0; 36]].concat();
+        write.open_table(BLOCK_INDEX).unwrap().insert(8, location.as_slice()).unwrap();
+    });
+    assert_corrupt(RedbStore::open(&path).unwrap().block(8), "blocks[8]: its record (bytes");
 
     // Garbage in the snapshot, in a block after it, in the tip, in the genesis.
     let path = altered(&original, "snapshot.redb", |write| {
         write.open_table(SNAPSHOTS).unwrap().insert(SNAPSHOT_EVERY_BLOCKS, b"garbage".as_slice()).unwrap();
     });
     assert_corrupt(RedbStore::open(&path), &format!("snapshots[{SNAPSHOT_EVERY_BLOCKS}]"));
-    let path = altered(&original, "replayed.redb", |write| put_block(write, height - 2, &[1, 2, 3]));
+    let path = with_record(&original, "replayed.redb", height - 2, vec![1, 2, 3]);
     assert_corrupt(RedbStore::open(&path), &format!("blocks[{}]", height - 2));
-    let path = altered(&original, "tip.redb", |write| put_block(write, height, &[]));
+    let path = with_record(&original, "tip.redb", height, Vec::new());
     assert_corrupt(RedbStore::open(&path), &format!("blocks[{height}]"));
     let path = altered(&original, "genesis.redb", |write| {
         write.open_table(META).unwrap().insert("genesis", b"garbage".as_slice()).unwrap();
@@ -251,16 +345,16 @@ fn redb_reports_damaged_records_by_table_and_key() {
     assert_corrupt(RedbStore::open(&path), "meta[genesis]");
 
     // A block stored under another height.
-    let misplaced = to_bytes(&at(&chain, height - 1).0);
-    let path = altered(&original, "misplaced.redb", |write| put_block(write, height - 2, &misplaced));
+    let misplaced = record_of(&at(&chain, height - 1).0);
+    let path = with_record(&original, "misplaced.redb", height - 2, misplaced);
     assert_corrupt(RedbStore::open(&path), "holds block");
     // A gap in the blocks.
     let path = altered(&original, "gap.redb", |write| {
-        write.open_table(BLOCKS).unwrap().remove(3).unwrap();
+        write.open_table(BLOCK_INDEX).unwrap().remove(3).unwrap();
     });
     assert_corrupt(RedbStore::open(&path), "blocks");
     // A snapshot that is not the state of its block.
-    let wrong_state = to_bytes(&at(&chain, SNAPSHOT_EVERY_BLOCKS - 1).1);
+    let wrong_state = at_rest::encode(&to_bytes(&at(&chain, SNAPSHOT_EVERY_BLOCKS - 1).1));
     let path = altered(&original, "wrong-snapshot.redb", |write| {
         write.open_table(SNAPSHOTS).unwrap().insert(SNAPSHOT_EVERY_BLOCKS, wrong_state.as_slice()).unwrap();
     });
@@ -269,13 +363,13 @@ fn redb_reports_damaged_records_by_table_and_key() {
     // A well-formed block after the snapshot that does not re-execute.
     let mut emptied = at(&chain, height - 2).0.clone();
     emptied.block.transactions.clear();
-    let path = altered(&original, "replay.redb", |write| put_block(write, height - 2, &to_bytes(&emptied)));
+    let path = with_record(&original, "replay.redb", height - 2, record_of(&emptied));
     let error = RedbStore::open(&path).unwrap_err();
     assert!(matches!(error, StoreError::Replay { height: h, .. } if h == height - 2), "{error}");
     // A tip whose certificate a non-validator signed.
     let mut forged = at(&chain, height).0.clone();
     forged.certificate = CommitCertificate::sign(&forged.block.header, 0, &[&derived_key(999, 2, 0)]);
-    let path = altered(&original, "forged.redb", |write| put_block(write, height, &to_bytes(&forged)));
+    let path = with_record(&original, "forged.redb", height, record_of(&forged));
     let error = RedbStore::open(&path).unwrap_err();
     assert!(matches!(error, StoreError::BadCertificate { height: h, .. } if h == height), "{error}");
     // A tip that does not link to the block before: the tip is the snapshot's
@@ -286,9 +380,7 @@ fn redb_reports_damaged_records_by_table_and_key() {
     let mut replaced = at(&chain, SNAPSHOT_EVERY_BLOCKS - 1).0.clone();
     replaced.block.header.timestamp_ms += 1;
     replaced.certificate = CommitCertificate::sign(&replaced.block.header, 0, &[&community(2).0.validator]);
-    let path = altered(&at_snapshot, "unlinked.redb", |write| {
-        put_block(write, SNAPSHOT_EVERY_BLOCKS - 1, &to_bytes(&replaced));
-    });
+    let path = with_record(&at_snapshot, "unlinked.redb", SNAPSHOT_EVERY_BLOCKS - 1, record_of(&replaced));
     let error = RedbStore::open(&path).unwrap_err();
     assert!(
         matches!(error, StoreError::WrongPrevious { height: h, .. } if h == SNAPSHOT_EVERY_BLOCKS),
@@ -369,9 +461,109 @@ fn redb_create_and_open_refuse_what_is_not_their_store() {
     });
     not_a_store(RedbStore::open(&unformatted), "format record");
     let newer = altered(&path, "newer.redb", |write| {
-        write.open_table(META).unwrap().insert("format", b"gridshare-ledger/2".as_slice()).unwrap();
+        write.open_table(META).unwrap().insert("format", b"gridshare-ledger/3".as_slice()).unwrap();
     });
-    not_a_store(RedbStore::open(&newer), "gridshare-ledger/2");
+    not_a_store(RedbStore::open(&newer), "gridshare-ledger/3");
+
+    // The blocks file: missing, truncated, another store's, not one at all.
+    let missing_blocks = copied(&path, "missing-blocks.redb");
+    std::fs::remove_file(RedbStore::blocks_path_of(&missing_blocks)).unwrap();
+    let error = RedbStore::open(&missing_blocks).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt(_)) && error.to_string().contains("missing"), "{error}");
+    let truncated = copied(&path, "truncated.redb");
+    let blocks = RedbStore::blocks_path_of(&truncated);
+    let length = std::fs::metadata(&blocks).unwrap().len();
+    std::fs::File::options().write(true).open(&blocks).unwrap().set_len(length - 1).unwrap();
+    let error = RedbStore::open(&truncated).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt(_)) && error.to_string().contains("truncated"), "{error}");
+    let other_store = dir.path().join("other.redb");
+    drop(RedbStore::create(&other_store, &other.genesis).unwrap());
+    std::fs::copy(RedbStore::blocks_path_of(&path), RedbStore::blocks_path_of(&other_store)).unwrap();
+    not_a_store(RedbStore::open(&other_store), "a blocks file of the store of genesis");
+    std::fs::write(RedbStore::blocks_path_of(&other_store), &random).unwrap();
+    not_a_store(RedbStore::open(&other_store), "not a Gridshare blocks file");
+    assert_eq!(std::fs::read(RedbStore::blocks_path_of(&other_store)).unwrap(), random);
+}
+
+#[test]
+fn redb_cuts_off_a_record_whose_commit_did_not_complete() {
+    let (genesis, chain) = chain(9, 4);
+    let dir = temp_dir();
+    let path = store_file(dir.path(), &genesis, &chain[..3]);
+    let blocks = RedbStore::blocks_path_of(&path);
+    let committed = std::fs::read(&blocks).unwrap();
+    // What a crash between the record's write and the index's commit leaves.
+    let mut interrupted = committed.clone();
+    interrupted.extend_from_slice(&record_of(&at(&chain, 4).0)[..100]);
+    std::fs::write(&blocks, &interrupted).unwrap();
+    let mut store = RedbStore::open(&path).unwrap();
+    assert_holds(&store, &genesis, &chain, 3);
+    assert_eq!(std::fs::read(&blocks).unwrap(), committed);
+    let (fourth, state) = at(&chain, 4);
+    store.commit(fourth, state).unwrap();
+    drop(store);
+    assert_holds(&RedbStore::open(&path).unwrap(), &genesis, &chain, 4);
+}
+
+/// Writes the store of layout 1 (`gridshare-ledger/1`, blocks and every
+/// snapshot in borsh inside redb) that the build before layout 2 made of
+/// `chain`, at `path`.
+fn write_layout_1(path: &Path, genesis: &Genesis, chain: &[(CertifiedBlock, State)]) {
+    let db = redb::Database::create(path).unwrap();
+    let write = db.begin_write().unwrap();
+    {
+        let mut meta = write.open_table(META).unwrap();
+        meta.insert("format", b"gridshare-ledger/1".as_slice()).unwrap();
+        meta.insert("genesis", to_bytes(genesis).as_slice()).unwrap();
+        let mut blocks = write.open_table(BLOCKS_1).unwrap();
+        let mut snapshots = write.open_table(SNAPSHOTS_1).unwrap();
+        for (height, (block, state)) in (1..).zip(chain) {
+            blocks.insert(height, to_bytes(block).as_slice()).unwrap();
+            if height % SNAPSHOT_EVERY_BLOCKS == 0 {
+                snapshots.insert(height, to_bytes(state).as_slice()).unwrap();
+            }
+        }
+        write.open_table(redb::TableDefinition::<u64, &[u8]>::new("evidence")).unwrap();
+    }
+    write.commit().unwrap();
+}
+
+#[test]
+fn a_store_of_layout_1_is_moved_to_the_current_layout_on_open() {
+    let height = 2 * SNAPSHOT_EVERY_BLOCKS + 5;
+    let (genesis, chain) = chain(10, height + 1);
+    let dir = temp_dir();
+    let path = dir.path().join("layout-1.redb");
+    write_layout_1(&path, &genesis, &chain[..usize::try_from(height).unwrap()]);
+    let before = std::fs::metadata(&path).unwrap().len();
+    let mut store = RedbStore::open(&path).unwrap();
+    assert_holds(&store, &genesis, &chain, height);
+    let (block, state) = at(&chain, height + 1);
+    store.commit(block, state).unwrap();
+    drop(store);
+    assert_holds(&RedbStore::open(&path).unwrap(), &genesis, &chain, height + 1);
+    // The old tables are gone, one snapshot is left, and the redb file,
+    // compacted, no longer holds the blocks.
+    let db = redb::Database::open(&path).unwrap();
+    let read = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let format = read.open_table(META).unwrap().get("format").unwrap().unwrap().value().to_vec();
+    assert_eq!(format, b"gridshare-ledger/2");
+    assert!(matches!(read.open_table(BLOCKS_1), Err(redb::TableError::TableDoesNotExist(_))));
+    assert!(matches!(read.open_table(SNAPSHOTS_1), Err(redb::TableError::TableDoesNotExist(_))));
+    assert_eq!(redb::ReadableTableMetadata::len(&read.open_table(SNAPSHOTS).unwrap()).unwrap(), 1);
+    drop((read, db));
+    let after = std::fs::metadata(&path).unwrap().len();
+    eprintln!("layout 1: {before} bytes of redb file; moved: {after} bytes and a blocks file");
+    assert!(after < before, "{after} bytes after, {before} before");
+
+    // A move cut short by a crash before its transaction: the store is still
+    // of layout 1, with bytes in the blocks file that the next move replaces.
+    let path = dir.path().join("cut-short.redb");
+    write_layout_1(&path, &genesis, &chain[..10]);
+    let header = [&b"gridshare-blocks"[..], &1_u16.to_le_bytes(), genesis.hash().as_bytes()].concat();
+    let cut_short = [&header[..], b"records of a move that did not finish"].concat();
+    std::fs::write(RedbStore::blocks_path_of(&path), cut_short).unwrap();
+    assert_holds(&RedbStore::open(&path).unwrap(), &genesis, &chain, 10);
 }
 
 /// Opens `path` and reads every block: the height, or the error's message.
@@ -387,9 +579,32 @@ fn open_and_read_everything(path: &Path) -> Result<u64, String> {
     Ok(height)
 }
 
-/// Opens damaged copies of the store file `bytes`, written at `path`:
-/// truncated ones and ones with a byte flipped. Counts the outcomes.
-fn open_damaged_copies(bytes: &[u8], path: &Path, rng: &mut SplitMix64) -> BTreeMap<String, usize> {
+/// Which of a store's two files to damage.
+#[derive(Clone, Copy, Debug)]
+enum Damaged {
+    Redb,
+    Blocks,
+}
+
+/// Opens damaged copies of the store `original` at `path`: copies with one
+/// of its files truncated or with a byte of it flipped. Counts the outcomes.
+fn open_damaged_copies(
+    original: &Path,
+    path: &Path,
+    damaged: Damaged,
+    rng: &mut SplitMix64,
+) -> BTreeMap<String, usize> {
+    let (target, intact, intact_target) = match damaged {
+        Damaged::Redb => {
+            (path.to_path_buf(), RedbStore::blocks_path_of(original), RedbStore::blocks_path_of(path))
+        }
+        Damaged::Blocks => (RedbStore::blocks_path_of(path), original.to_path_buf(), path.to_path_buf()),
+    };
+    let bytes = match damaged {
+        Damaged::Redb => std::fs::read(original).unwrap(),
+        Damaged::Blocks => std::fs::read(RedbStore::blocks_path_of(original)).unwrap(),
+    };
+    let intact = std::fs::read(intact).unwrap();
     let len = bytes.len();
     let name = path.file_name().unwrap().to_str().unwrap();
     let mut outcomes = BTreeMap::<String, usize>::new();
@@ -404,8 +619,12 @@ fn open_damaged_copies(bytes: &[u8], path: &Path, rng: &mut SplitMix64) -> BTree
         };
         *outcomes.entry(outcome).or_default() += 1;
     };
+    let write = |damaged_bytes: &[u8]| {
+        std::fs::write(&target, damaged_bytes).unwrap();
+        std::fs::write(&intact_target, &intact).unwrap();
+    };
     for keep in [1, 8, 9, 100, 4096, 4097, len / 3, len / 2, len - 4096, len - 1] {
-        std::fs::write(path, &bytes[..keep]).unwrap();
+        write(&bytes[..keep]);
         record(open_and_read_everything(path));
     }
     // At positions spread over the file and at random ones.
@@ -417,7 +636,7 @@ fn open_damaged_copies(bytes: &[u8], path: &Path, rng: &mut SplitMix64) -> BTree
     for position in positions {
         let mut damaged = bytes.to_vec();
         damaged[position] ^= 1 << (rng.next_u64() % 8);
-        std::fs::write(path, &damaged).unwrap();
+        write(&damaged);
         record(open_and_read_everything(path));
     }
     outcomes
@@ -431,10 +650,11 @@ fn opening_damaged_files_gives_errors_not_panics() {
     let mut rng = SplitMix64(7);
     // A store closed cleanly.
     let original = store_file(dir.path(), &genesis, &chain);
-    let bytes = std::fs::read(&original).unwrap();
-    let outcomes = open_damaged_copies(&bytes, &dir.path().join("damaged.redb"), &mut rng);
-    for (outcome, count) in &outcomes {
-        eprintln!("{count:>4} × {outcome}");
+    for damaged in [Damaged::Redb, Damaged::Blocks] {
+        let outcomes = open_damaged_copies(&original, &dir.path().join("damaged.redb"), damaged, &mut rng);
+        for (outcome, count) in &outcomes {
+            eprintln!("{damaged:?}: {count:>4} × {outcome}");
+        }
     }
     // A store whose process was killed: opening it repairs it first.
     let killed = dir.path().join("killed.redb");
@@ -450,10 +670,12 @@ fn opening_damaged_files_gives_errors_not_panics() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let bytes = std::fs::read(&killed).unwrap();
-    let outcomes = open_damaged_copies(&bytes, &dir.path().join("damaged-after-kill.redb"), &mut rng);
-    for (outcome, count) in &outcomes {
-        eprintln!("{count:>4} × {outcome}");
+    for damaged in [Damaged::Redb, Damaged::Blocks] {
+        let outcomes =
+            open_damaged_copies(&killed, &dir.path().join("damaged-after-kill.redb"), damaged, &mut rng);
+        for (outcome, count) in &outcomes {
+            eprintln!("{damaged:?}: {count:>4} × {outcome}");
+        }
     }
 }
 
@@ -536,11 +758,17 @@ enum Then {
     WhenTheFileChanges,
 }
 
-/// What the parent can see of the store file: its length and modification
-/// time, or nothing while it does not exist.
-fn look(path: &Path) -> Option<(u64, std::time::SystemTime)> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.len(), metadata.modified().ok()?))
+/// What the parent can see of the store's files: their lengths and
+/// modification times (the blocks file changes first in a commit), or
+/// nothing while the redb file does not exist.
+fn look(path: &Path) -> Option<[(u64, std::time::SystemTime); 2]> {
+    let seen = |path: &Path| {
+        let metadata = std::fs::metadata(path).ok()?;
+        Some((metadata.len(), metadata.modified().ok()?))
+    };
+    let redb = seen(path)?;
+    let blocks = seen(&RedbStore::blocks_path_of(path)).unwrap_or((0, std::time::SystemTime::UNIX_EPOCH));
+    Some([redb, blocks])
 }
 
 /// Where a kill landed, as far as the parent can tell.

@@ -1,12 +1,25 @@
-//! The on-disk [`Store`]: one redb file with a `meta` table (format and
-//! genesis), `blocks` (height → certified block) and `snapshots` (height →
-//! state, every [`SNAPSHOT_EVERY_BLOCKS`] blocks).
+//! The on-disk [`Store`]: a redb file (the store's path) with `meta`
+//! (format and genesis), `block_index` (height → where the block's record is
+//! in the blocks file, and its blake3), `state_snapshots` (the state after
+//! the latest block of a height that is a multiple of
+//! [`SNAPSHOT_EVERY_BLOCKS`], only the latest kept) and `evidence`; and the
+//! blocks file next to it (`<path>.blocks`, see `block_file`), which holds
+//! every block's record in height order. Records and snapshots are in the
+//! at-rest encoding of [`super::at_rest`].
 //!
-//! A commit is one redb write transaction with [`Durability::Immediate`]:
-//! when it returns the block (and the snapshot, if due) is on disk. Opening
-//! checks the whole file's redb checksums first (so a damaged file is an error,
-//! not a panic inside redb), decodes every record strictly, and recovers the
-//! latest state by re-executing the blocks after the last snapshot.
+//! A commit writes the block's record to the blocks file and syncs it, then
+//! makes one redb write transaction with [`Durability::Immediate`] (the index
+//! entry and, if due, the snapshot): when it returns, both are on disk, and a
+//! crash before the transaction leaves only bytes past the indexed records,
+//! which opening cuts off. Opening checks the whole redb file's checksums
+//! first (so a damaged file is an error, not a panic inside redb), checks
+//! each record against its blake3 and decodes it strictly, and recovers the
+//! latest state by re-executing the blocks after the snapshot.
+//!
+//! A store of layout 1 (`gridshare-ledger/1`: blocks and uncompressed
+//! snapshots inside redb) is moved to this layout when it is opened.
+
+mod block_file;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read};
@@ -24,22 +37,38 @@ use crate::block::CertifiedBlock;
 use crate::consensus::VoteEquivocation;
 use crate::encoding::{from_bytes, to_bytes};
 use crate::execute::{Signatures, execute};
+use crate::export::RECORD_BYTES_MAX;
 use crate::genesis::Genesis;
 use crate::state::State;
 
-use super::{EVIDENCE_MAX, SNAPSHOT_EVERY_BLOCKS, Store, StoreError, check_next};
+use super::{
+    BLOCKS_FILE_SUFFIX, EVIDENCE_MAX, SNAPSHOT_EVERY_BLOCKS, Store, StoreError, at_rest, check_next,
+};
+use block_file::{BlockFile, RecordLocation};
 
-/// The `meta` record that names the file format; bumped on any change of
-/// the tables or of what they hold.
-const FORMAT: &str = "gridshare-ledger/1";
+/// The `meta` record that names the store's layout; bumped on any change of
+/// the tables, the blocks file or what they hold.
+const FORMAT: &str = "gridshare-ledger/2";
+/// Layout 1: blocks (borsh) and every snapshot (borsh) inside redb. Moved
+/// to layout 2 on open.
+const FORMAT_1: &str = "gridshare-ledger/1";
 const FORMAT_KEY: &str = "format";
 const GENESIS_KEY: &str = "genesis";
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
-const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+/// Height → the block's [`RecordLocation`] in the blocks file.
+const BLOCK_INDEX: TableDefinition<u64, &[u8]> = TableDefinition::new("block_index");
+/// Height → the at-rest record of the state after that block; one entry.
+const STATE_SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("state_snapshots");
 /// Sequence number → a `VoteEquivocation`, in the order recorded.
 const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
+/// Layout 1's tables, read only to move a store to layout 2.
+const BLOCKS_1: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const SNAPSHOTS_1: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+
+/// A stored block is at most this long in canonical bytes: what an export
+/// record can hold.
+const BLOCK_BYTES_MAX: usize = RECORD_BYTES_MAX as usize;
 
 /// The first bytes of every redb file (redb's file header).
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
@@ -51,6 +80,7 @@ const CACHE_BYTES: usize = 64 << 20;
 pub struct RedbStore {
     path: PathBuf,
     db: Database,
+    blocks: BlockFile,
     genesis: Genesis,
     /// The hash the next block must link to: the tip block's header hash,
     /// or the genesis hash before the first block.
@@ -63,6 +93,7 @@ impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedbStore")
             .field("path", &self.path)
+            .field("blocks", &self.blocks.path())
             .field("community", &self.genesis.community_id)
             .field("height", &self.height)
             .field("tip", &self.tip)
@@ -122,25 +153,87 @@ impl RedbStore {
     }
 
     /// Opens the store at `path`, which must exist, and recovers the latest
-    /// state: the last snapshot and the blocks after it, re-executed.
+    /// state: the last snapshot and the blocks after it, re-executed. A store
+    /// of layout 1 is moved to the current layout first.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         let path = path.as_ref();
         check_magic(path)?;
-        let db = builder().open(path).map_err(|error| open_error(path, error))?;
-        let genesis = read_meta(path, &db)?;
-        let (height, tip, state) = recover(path, &db, &genesis)?;
-        Ok(RedbStore { path: path.to_path_buf(), db, genesis, tip, height, state })
+        let mut db = builder().open(path).map_err(|error| open_error(path, error))?;
+        let blocks_path = RedbStore::blocks_path_of(path);
+        let (genesis, layout) = read_meta(path, &db)?;
+        if layout == Layout::One {
+            move_from_layout_1(path, &blocks_path, &mut db, &genesis)?;
+        }
+        let committed_end = index_end(path, &db)?;
+        let blocks = BlockFile::open(blocks_path, genesis.hash(), committed_end)?;
+        let (height, tip, state) = recover(path, &db, &blocks, &genesis)?;
+        Ok(RedbStore { path: path.to_path_buf(), db, blocks, genesis, tip, height, state })
     }
 
-    /// The file the store is in.
+    /// The redb file of the store.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The blocks file of the store.
+    pub fn blocks_path(&self) -> &Path {
+        self.blocks.path()
+    }
+
+    /// The blocks file of the store whose redb file is `path`: the same name
+    /// with [`BLOCKS_FILE_SUFFIX`] appended.
+    pub fn blocks_path_of(path: impl AsRef<Path>) -> PathBuf {
+        let path = path.as_ref();
+        let mut name = path.file_name().map(|name| name.to_os_string()).unwrap_or_default();
+        name.push(BLOCKS_FILE_SUFFIX);
+        path.with_file_name(name)
+    }
+
     fn read_block(&self, height: u64) -> Result<CertifiedBlock, StoreError> {
         let read = self.db.begin_read().map_err(|error| database_error(&self.path, error))?;
-        let blocks = open_table(&self.path, &read, BLOCKS)?;
-        read_block(&self.path, &blocks, height)
+        let index = open_table(&self.path, &read, BLOCK_INDEX)?;
+        read_block(&self.path, &self.blocks, &index, height)
+    }
+
+    /// Writes the block's record and syncs it, then, in one redb
+    /// transaction, its index entry and the snapshot if one is given.
+    fn write_commit(
+        &mut self,
+        height: u64,
+        record: &[u8],
+        snapshot: Option<&[u8]>,
+    ) -> Result<RecordLocation, StoreError> {
+        let path = &self.path;
+        let location = self.blocks.write(record)?;
+        self.blocks.sync()?;
+        let mut write = self.db.begin_write().map_err(|error| database_error(path, error))?;
+        // The default, stated: the commit is on disk (fsync) when it returns.
+        write.set_durability(Durability::Immediate).map_err(|error| database_error(path, error))?;
+        {
+            let mut index =
+                write.open_table(BLOCK_INDEX).map_err(|error| table_error(path, "block_index", error))?;
+            let previous =
+                index.insert(height, location.to_bytes().as_slice()).map_err(|e| storage(path, e))?;
+            if previous.is_some() {
+                // The cache said this height was free: the file changed under us.
+                return Err(StoreError::Corrupt(format!(
+                    "{}: block_index[{height}] already exists above the tip {}",
+                    path.display(),
+                    self.height
+                )));
+            }
+            if let Some(snapshot) = snapshot {
+                let mut snapshots = write
+                    .open_table(STATE_SNAPSHOTS)
+                    .map_err(|error| table_error(path, "state_snapshots", error))?;
+                snapshots.insert(height, snapshot).map_err(|e| storage(path, e))?;
+                // Only the latest is needed to recover, and each is as large
+                // as the whole state.
+                snapshots.retain(|key, _| key >= height).map_err(|e| storage(path, e))?;
+            }
+        }
+        write.commit().map_err(|error| database_error(path, error))?;
+        Ok(location)
     }
 }
 
@@ -170,30 +263,22 @@ impl Store for RedbStore {
         // hash of this block's header (what `execute` sets), so it is set here
         // rather than trusted. A snapshot with another would not load.
         state.last_block_hash = hash;
-        let block_bytes = to_bytes(block);
-        let snapshot_bytes = height.is_multiple_of(SNAPSHOT_EVERY_BLOCKS).then(|| to_bytes(&state));
-        let path = &self.path;
-        let mut write = self.db.begin_write().map_err(|error| database_error(path, error))?;
-        // The default, stated: the commit is on disk (fsync) when it returns.
-        write.set_durability(Durability::Immediate).map_err(|error| database_error(path, error))?;
-        {
-            let mut blocks = write.open_table(BLOCKS).map_err(|error| table_error(path, "blocks", error))?;
-            let previous = blocks.insert(height, block_bytes.as_slice()).map_err(|e| storage(path, e))?;
-            if previous.is_some() {
-                // The cache said this height was free: the file changed under us.
-                return Err(StoreError::Corrupt(format!(
-                    "{}: blocks[{height}] already exists above the tip {}",
-                    path.display(),
-                    self.height
-                )));
-            }
-            if let Some(bytes) = &snapshot_bytes {
-                let mut snapshots =
-                    write.open_table(SNAPSHOTS).map_err(|error| table_error(path, "snapshots", error))?;
-                snapshots.insert(height, bytes.as_slice()).map_err(|e| storage(path, e))?;
-            }
+        let canonical = to_bytes(block);
+        if canonical.len() > BLOCK_BYTES_MAX {
+            return Err(StoreError::BlockTooLarge {
+                height,
+                bytes: u64::try_from(canonical.len()).unwrap_or(u64::MAX),
+                max_bytes: u64::from(RECORD_BYTES_MAX),
+            });
         }
-        write.commit().map_err(|error| database_error(path, error))?;
+        let record = at_rest::encode(&canonical);
+        let snapshot =
+            height.is_multiple_of(SNAPSHOT_EVERY_BLOCKS).then(|| at_rest::encode(&to_bytes(&state)));
+        if let Err(error) = self.write_commit(height, &record, snapshot.as_deref()) {
+            self.blocks.rewind();
+            return Err(error);
+        }
+        self.blocks.commit();
         self.height = height;
         self.tip = hash;
         self.state = state;
@@ -269,8 +354,8 @@ fn initialize(db: &Database, genesis: &Genesis) -> Result<(), redb::Error> {
         let mut meta = write.open_table(META)?;
         meta.insert(FORMAT_KEY, FORMAT.as_bytes())?;
         meta.insert(GENESIS_KEY, to_bytes(genesis).as_slice())?;
-        write.open_table(BLOCKS)?;
-        write.open_table(SNAPSHOTS)?;
+        write.open_table(BLOCK_INDEX)?;
+        write.open_table(STATE_SNAPSHOTS)?;
         write.open_table(EVIDENCE)?;
     }
     write.commit()?;
@@ -301,8 +386,16 @@ fn check_magic(path: &Path) -> Result<(), StoreError> {
     Err(not_a_store(path, reason))
 }
 
-/// Reads and checks the format record; returns the genesis.
-fn read_meta(path: &Path, db: &Database) -> Result<Genesis, StoreError> {
+/// The layouts this build opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Layout 1, moved to the current one on open.
+    One,
+    Current,
+}
+
+/// Reads and checks the format record; returns the genesis and the layout.
+fn read_meta(path: &Path, db: &Database) -> Result<(Genesis, Layout), StoreError> {
     let read = db.begin_read().map_err(|error| database_error(path, error))?;
     let meta = match read.open_table(META) {
         Ok(meta) => meta,
@@ -325,48 +418,142 @@ fn read_meta(path: &Path, db: &Database) -> Result<Genesis, StoreError> {
     let Some(format) = format else {
         return Err(not_a_store(path, "a redb database without a format record in `meta`"));
     };
-    if format.value() != FORMAT.as_bytes() {
+    let layout = if format.value() == FORMAT.as_bytes() {
+        Layout::Current
+    } else if format.value() == FORMAT_1.as_bytes() {
+        Layout::One
+    } else {
         let found = String::from_utf8_lossy(format.value()).into_owned();
-        return Err(not_a_store(path, &format!("its format is {found:?}, and this build reads {FORMAT:?}")));
-    }
+        return Err(not_a_store(
+            path,
+            &format!(
+                "its format is {found:?}, and this build reads {FORMAT:?} (and moves {FORMAT_1:?} to it)"
+            ),
+        ));
+    };
     let genesis = meta.get(GENESIS_KEY).map_err(|error| storage(path, error))?;
     let Some(genesis) = genesis else {
         return Err(corrupt(path, "meta", "genesis", "missing"));
     };
-    from_bytes::<Genesis>(genesis.value())
-        .map_err(|error| corrupt(path, "meta", "genesis", &error.to_string()))
+    let genesis = from_bytes::<Genesis>(genesis.value())
+        .map_err(|error| corrupt(path, "meta", "genesis", &error.to_string()))?;
+    Ok((genesis, layout))
+}
+
+/// Moves a store of layout 1 to the current layout: every block's record
+/// into a new blocks file (synced), then one redb transaction that indexes
+/// them, keeps the latest snapshot in the at-rest encoding, drops layout 1's
+/// tables and sets the format; then compacts the redb file, which held the
+/// blocks. A crash before the transaction leaves a store of layout 1 (and
+/// bytes in the blocks file that the next attempt cuts off); after it, a
+/// store of the current layout.
+fn move_from_layout_1(
+    path: &Path,
+    blocks_path: &Path,
+    db: &mut Database,
+    genesis: &Genesis,
+) -> Result<(), StoreError> {
+    let mut blocks = BlockFile::open(blocks_path.to_path_buf(), genesis.hash(), None)?;
+    let mut locations = Vec::new();
+    let mut snapshot = None;
+    {
+        let read = db.begin_read().map_err(|error| database_error(path, error))?;
+        let old_blocks = open_table(path, &read, BLOCKS_1)?;
+        // Copied as they are, not decoded: a damaged block is reported when
+        // it is read, as layout 1 did, and the rest of the chain stays usable.
+        for entry in old_blocks.iter().map_err(|error| storage(path, error))? {
+            let (key, value) = entry.map_err(|error| storage(path, error))?;
+            locations.push((key.value(), blocks.write(&at_rest::encode(value.value()))?));
+        }
+        let old_snapshots = open_table(path, &read, SNAPSHOTS_1)?;
+        if let Some((key, value)) = old_snapshots.last().map_err(|error| storage(path, error))? {
+            snapshot = Some((key.value(), at_rest::encode(value.value())));
+        }
+    }
+    blocks.sync()?;
+    let mut write = db.begin_write().map_err(|error| database_error(path, error))?;
+    write.set_durability(Durability::Immediate).map_err(|error| database_error(path, error))?;
+    {
+        let mut index =
+            write.open_table(BLOCK_INDEX).map_err(|error| table_error(path, "block_index", error))?;
+        for (height, location) in &locations {
+            index.insert(*height, location.to_bytes().as_slice()).map_err(|e| storage(path, e))?;
+        }
+        let mut snapshots =
+            write.open_table(STATE_SNAPSHOTS).map_err(|error| table_error(path, "state_snapshots", error))?;
+        if let Some((height, record)) = &snapshot {
+            snapshots.insert(*height, record.as_slice()).map_err(|e| storage(path, e))?;
+        }
+        write.open_table(EVIDENCE).map_err(|error| table_error(path, "evidence", error))?;
+        let mut meta = write.open_table(META).map_err(|error| table_error(path, "meta", error))?;
+        meta.insert(FORMAT_KEY, FORMAT.as_bytes()).map_err(|e| storage(path, e))?;
+    }
+    write.delete_table(BLOCKS_1).map_err(|error| table_error(path, "blocks", error))?;
+    write.delete_table(SNAPSHOTS_1).map_err(|error| table_error(path, "snapshots", error))?;
+    write.commit().map_err(|error| database_error(path, error))?;
+    db.compact().map_err(|error| database_error(path, error))?;
+    Ok(())
+}
+
+/// Where the committed records in the blocks file end, by the index's last
+/// entry; `None` before the first block.
+fn index_end(path: &Path, db: &Database) -> Result<Option<u64>, StoreError> {
+    let read = db.begin_read().map_err(|error| database_error(path, error))?;
+    let index = open_table(path, &read, BLOCK_INDEX)?;
+    let last = index.last().map_err(|error| storage(path, error))?;
+    let Some((key, value)) = last else {
+        return Ok(None);
+    };
+    let location = RecordLocation::from_bytes(value.value())
+        .ok_or_else(|| corrupt(path, "block_index", &key.value().to_string(), "not a record location"))?;
+    Ok(Some(location.end()))
 }
 
 /// The height, the tip hash and the state after the tip: the last snapshot
 /// and the later blocks re-executed, then the tip re-verified.
-fn recover(path: &Path, db: &Database, genesis: &Genesis) -> Result<(u64, Hash, State), StoreError> {
+fn recover(
+    path: &Path,
+    db: &Database,
+    blocks: &BlockFile,
+    genesis: &Genesis,
+) -> Result<(u64, Hash, State), StoreError> {
     let read = db.begin_read().map_err(|error| database_error(path, error))?;
-    let blocks = open_table(path, &read, BLOCKS)?;
-    let snapshots = open_table(path, &read, SNAPSHOTS)?;
-    let last = blocks.last().map_err(|error| storage(path, error))?;
+    let index = open_table(path, &read, BLOCK_INDEX)?;
+    let snapshots = open_table(path, &read, STATE_SNAPSHOTS)?;
+    let last = index.last().map_err(|error| storage(path, error))?;
     let height = last.map_or(0, |(key, _)| key.value());
-    let count = blocks.len().map_err(|error| storage(path, error))?;
+    let count = index.len().map_err(|error| storage(path, error))?;
     if count != height {
         return Err(StoreError::Corrupt(format!(
-            "{}: the `blocks` table holds {count} blocks but its last is block {height}",
+            "{}: the `block_index` table holds {count} blocks but its last is block {height}",
             path.display()
         )));
     }
     let last_snapshot = snapshots.last().map_err(|error| storage(path, error))?;
     let (base, mut state) = match last_snapshot {
         None => (0, State::genesis(genesis)),
-        Some((key, bytes)) => {
+        Some((key, record)) => {
             let key = key.value();
-            let state = from_bytes::<State>(bytes.value())
-                .map_err(|error| corrupt(path, "snapshots", &key.to_string(), &error.to_string()))?;
+            let snapshot_error = |problem: &dyn std::fmt::Display| {
+                corrupt(path, "state_snapshots", &key.to_string(), &problem.to_string())
+            };
+            // A snapshot is bounded by its record (LZ4 expands at most 256 times).
+            let canonical =
+                at_rest::decode(record.value(), usize::MAX).map_err(|error| snapshot_error(&error))?;
+            let state = from_bytes::<State>(&canonical).map_err(|error| snapshot_error(&error))?;
             (key, state)
         }
     };
     if base > height {
-        return Err(corrupt(path, "snapshots", &base.to_string(), &format!("above the last block {height}")));
+        return Err(corrupt(
+            path,
+            "state_snapshots",
+            &base.to_string(),
+            &format!("above the last block {height}"),
+        ));
     }
     if base > 0 {
-        let block = read_block(path, &blocks, base)?;
+        let block = read_block(path, blocks, &index, base)?;
         let header = &block.block.header;
         if state.height != base
             || state.root(&genesis.community_id) != header.state_root
@@ -374,14 +561,14 @@ fn recover(path: &Path, db: &Database, genesis: &Genesis) -> Result<(u64, Hash, 
         {
             return Err(corrupt(
                 path,
-                "snapshots",
+                "state_snapshots",
                 &base.to_string(),
                 "does not match the block at its height",
             ));
         }
     }
     for next in base + 1..=height {
-        let block = read_block(path, &blocks, next)?;
+        let block = read_block(path, blocks, &index, next)?;
         // Checks the link, the transaction and receipt roots and the state root.
         let (after, _receipts) = execute(genesis, &state, &block.block, Signatures::AlreadyVerified)
             .map_err(|source| StoreError::Replay { height: next, source: Box::new(source) })?;
@@ -391,33 +578,44 @@ fn recover(path: &Path, db: &Database, genesis: &Genesis) -> Result<(u64, Hash, 
         return Ok((0, genesis.hash(), state));
     }
     // Re-verify the tip: its certificate and its link to the block before.
-    let tip = read_block(path, &blocks, height)?;
+    let tip = read_block(path, blocks, &index, height)?;
     let header = &tip.block.header;
     tip.certificate
         .verify(genesis, header)
         .map_err(|source| StoreError::BadCertificate { height, source })?;
-    let previous =
-        if height == 1 { genesis.hash() } else { read_block(path, &blocks, height - 1)?.block.header.hash() };
+    let previous = if height == 1 {
+        genesis.hash()
+    } else {
+        read_block(path, blocks, &index, height - 1)?.block.header.hash()
+    };
     if header.previous_hash != previous {
         return Err(StoreError::WrongPrevious { height, expected: previous, found: header.previous_hash });
     }
     Ok((height, header.hash(), state))
 }
 
-/// Block `height`, decoded strictly; a missing or malformed one is `Corrupt`.
+/// Block `height`: its index entry, its record (checked against the entry's
+/// blake3), decoded strictly. A missing or malformed one is `Corrupt`, named
+/// by the file it is in.
 fn read_block(
     path: &Path,
-    blocks: &impl ReadableTable<u64, &'static [u8]>,
+    blocks: &BlockFile,
+    index: &impl ReadableTable<u64, &'static [u8]>,
     height: u64,
 ) -> Result<CertifiedBlock, StoreError> {
     let key = height.to_string();
-    let bytes = blocks.get(height).map_err(|error| storage(path, error))?;
-    let bytes = bytes.ok_or_else(|| corrupt(path, "blocks", &key, "missing"))?;
-    let block = from_bytes::<CertifiedBlock>(bytes.value())
-        .map_err(|error| corrupt(path, "blocks", &key, &error.to_string()))?;
+    let location = index.get(height).map_err(|error| storage(path, error))?;
+    let location = location.ok_or_else(|| corrupt(path, "block_index", &key, "missing"))?;
+    let location = RecordLocation::from_bytes(location.value())
+        .ok_or_else(|| corrupt(path, "block_index", &key, "not a record location"))?;
+    let record = blocks.read(height, location)?;
+    let damaged =
+        |problem: &dyn std::fmt::Display| corrupt(blocks.path(), "blocks", &key, &problem.to_string());
+    let canonical = at_rest::decode(&record, BLOCK_BYTES_MAX).map_err(|error| damaged(&error))?;
+    let block = from_bytes::<CertifiedBlock>(&canonical).map_err(|error| damaged(&error))?;
     if block.block.header.height != height {
         let found = block.block.header.height;
-        return Err(corrupt(path, "blocks", &key, &format!("holds block {found}")));
+        return Err(damaged(&format!("holds block {found}")));
     }
     Ok(block)
 }
