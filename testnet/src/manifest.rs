@@ -779,8 +779,7 @@ rate_per_s = 50
         for name in ["demo", "smoke", "faults", "scale"] {
             let manifest = Manifest::load(&dir.join(format!("{name}.toml")))
                 .unwrap_or_else(|error| panic!("{name}.toml: {error}"));
-            let expected = if name == "scale" { 1 } else { 4 };
-            assert_eq!(manifest.validators, expected, "{name}.toml");
+            assert_eq!(manifest.validators, 4, "{name}.toml");
         }
         let faults = Manifest::load(&dir.join("faults.toml")).unwrap();
         let kinds: std::collections::BTreeSet<&str> =
