@@ -347,6 +347,32 @@ fn one_bid_against_many_asks_pairs_cheapest_first() {
 }
 
 #[test]
+fn energies_near_the_bound_of_a_u64() {
+    // Three orders of (2⁶⁴ − 1) / 3 Wh, the most the limits allow for three
+    // orders: the ask level shares the bid's volume, and the odd Wh left over
+    // from halving it goes to s1, the lower id. The ask level keeps volume,
+    // so it also bounds the price from above: P = 0.10.
+    use gridshare_matching::Limits;
+    let limits = Limits { max_orders: 3, max_energy_wh: u64::MAX / 3, ..Limits::default() };
+    run(
+        Params { limits, ..Params::uniform(500) },
+        "
+        b1 buy  6148914691236517205 200000
+        s2 sell 6148914691236517205 100000
+        s1 sell 6148914691236517205 100000
+        ",
+        expect![[r#"
+            uniform price=100000 volume=6148914691236517205
+            fill  b1   buy  6148914691236517205
+            fill  s1   sell 3074457345618258603
+            fill  s2   sell 3074457345618258602
+            trade b1 <- s1 3074457345618258603 Wh @ 100000
+            trade b1 <- s2 3074457345618258602 Wh @ 100000
+        "#]],
+    );
+}
+
+#[test]
 fn bad_input_gets_typed_errors() {
     use gridshare_matching::{ClearError, Limits};
     let order = |id: &'static str, energy_wh, price_micro_per_kwh| Order {

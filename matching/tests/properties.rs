@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use gridshare_matching::{Limits, Mechanism, Order, Params, Side, check, clear};
+use gridshare_matching::{ClearError, Limits, Mechanism, Order, Params, Side, check, clear};
 use proptest::prelude::*;
 
 /// A book with unique ids, few price levels (so ties and shared marginal
@@ -113,6 +113,55 @@ proptest! {
         };
         prop_assert_eq!(filled(&with_fee.fills), filled(&without_fee.fills));
         prop_assert_eq!(with_fee.clearing_price_micro_per_kwh, without_fee.clearing_price_micro_per_kwh);
+    }
+
+    /// Two orders with one id are an error wherever they are in the book and
+    /// whatever their sides and prices, in any input order.
+    #[test]
+    fn a_duplicate_id_is_rejected(
+        (mut orders, copied, copy) in book(40)
+            .prop_filter("two orders at least", |orders| orders.len() >= 2)
+            .prop_flat_map(|orders| {
+                let count = orders.len();
+                (Just(orders), 0..count, 0..count)
+            })
+            .prop_filter("two different orders", |(_, copied, copy)| copied != copy),
+        in_id_order in any::<bool>(),
+        params in params(),
+    ) {
+        orders[copy].id = orders[copied].id;
+        if in_id_order {
+            orders.sort_by_key(|order| order.id);
+        }
+        prop_assert_eq!(clear(orders, &params), Err(ClearError::DuplicateId));
+    }
+
+    /// Energies so large that only a few orders fit the limits, as a node
+    /// with custom limits could have: the invariants and the maximal volume
+    /// still hold.
+    #[test]
+    fn energies_near_the_bound_of_a_u64(
+        rows in prop::collection::vec((any::<bool>(), 1..=u64::MAX / 3, 0_u64..=4), 0..=3),
+        params in params(),
+    ) {
+        let limits = Limits { max_orders: 3, max_energy_wh: u64::MAX / 3, ..Limits::default() };
+        let params = Params { limits, ..params };
+        let orders: Vec<Order<u32>> = (0..)
+            .zip(rows)
+            .map(|(id, (buy, energy_wh, price_step))| Order {
+                id,
+                side: if buy { Side::Buy } else { Side::Sell },
+                energy_wh,
+                price_micro_per_kwh: price_step * 50_000,
+            })
+            .collect();
+        let clearing = clear(orders.clone(), &params).unwrap();
+        if let Err(violation) = check(&orders, &params, &clearing) {
+            prop_assert!(false, "{violation}");
+        }
+        prop_assert_eq!(clearing.volume_wh, brute_force_volume(&orders, params.network_fee_micro_per_kwh));
+        let reversed = orders.into_iter().rev().collect();
+        prop_assert_eq!(clear(reversed, &params).unwrap(), clearing);
     }
 
     /// Any input, however wild, gives a result or a typed error, never a panic.
