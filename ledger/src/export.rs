@@ -236,11 +236,15 @@ impl<R: Read> ExportReader<R> {
                 message: format!("a record of {length} bytes is above the bound of {RECORD_BYTES_MAX}"),
             });
         }
-        let mut bytes = vec![0_u8; usize::try_from(length).unwrap_or(usize::MAX)];
-        self.input.read_exact(&mut bytes).map_err(|_| ExportError::Malformed {
-            index,
-            message: format!("the record is cut off ({length} bytes)"),
-        })?;
+        // Memory follows the bytes that are there, not the length a record
+        // claims: a short file that claims 256 MiB does not get 256 MiB.
+        let mut bytes = Vec::new();
+        let cut_off =
+            || ExportError::Malformed { index, message: format!("the record is cut off ({length} bytes)") };
+        (&mut self.input).take(u64::from(length)).read_to_end(&mut bytes).map_err(|_| cut_off())?;
+        if bytes.len() != usize::try_from(length).unwrap_or(usize::MAX) {
+            return Err(cut_off());
+        }
         self.records += 1;
         Ok(Some((kind[0], bytes)))
     }

@@ -158,8 +158,11 @@ impl Genesis {
         Ok(())
     }
 
+    /// The sum of the validators' voting powers. It saturates: `validate`
+    /// bounds it by a third of 2^64, but a certificate may be checked
+    /// against a genesis that did not pass (the audit of an export does).
     pub fn total_voting_power(&self) -> u64 {
-        self.validators.iter().map(|validator| validator.voting_power).sum()
+        self.validators.iter().fold(0, |total, validator| total.saturating_add(validator.voting_power))
     }
 
     pub fn voting_power_of(&self, key: &PublicKey) -> Option<u64> {

@@ -83,6 +83,21 @@ fn any_one_byte_change_is_found() {
 }
 
 #[test]
+fn a_record_longer_than_the_file_is_cut_off() {
+    let (community, _) = trading_chain(2, 1, 1);
+    let mut bytes = Vec::new();
+    // The genesis record only: no block, no end record.
+    ExportWriter::new(&mut bytes, &community.genesis).unwrap();
+    // A block record (kind 1) that claims 200 MiB and holds 3 bytes.
+    bytes.push(1);
+    bytes.extend_from_slice(&(200_u32 << 20).to_le_bytes());
+    bytes.extend_from_slice(&[1, 2, 3]);
+    let (mut reader, _) = ExportReader::open(bytes.as_slice()).unwrap();
+    let error = reader.next_block().unwrap_err();
+    assert_eq!(error.to_string(), "record 1: the record is cut off (209715200 bytes)", "{error:?}");
+}
+
+#[test]
 fn truncation_and_trailing_bytes_are_found() {
     let (community, chain) = trading_chain(6, 2, 4);
     let bytes = export(&community, &chain);
@@ -238,4 +253,58 @@ fn equivocation_evidence_is_stored_exported_and_checked_by_the_audit() {
     let report = audit_export(bytes.as_slice(), |_| ()).unwrap();
     assert_eq!(report.equivocations, 0);
     assert!(report.findings.iter().any(|f| f.object == "evidence"), "{:?}", report.findings);
+}
+
+/// An export of one empty block linked to `genesis`, with a certificate for
+/// it that nobody signed and a made-up state root.
+fn one_empty_block(genesis: &gridshare_ledger::genesis::Genesis) -> Vec<u8> {
+    use gridshare_ledger::block::{Block, BlockHeader, CommitCertificate, receipt_root, tx_root};
+    let header = BlockHeader {
+        community_id: genesis.community_id,
+        height: 1,
+        previous_hash: genesis.hash(),
+        timestamp_ms: genesis.genesis_time_ms + 500,
+        proposer: genesis.validators[0].key,
+        tx_root: tx_root(&[]),
+        tx_count: 0,
+        receipt_root: receipt_root(&[]),
+        receipt_count: 0,
+        state_root: gridshare_ledger::Hash::ZERO,
+    };
+    let certificate = CommitCertificate::sign(&header, 0, &[]);
+    let block = Block { header, transactions: Vec::new(), receipts: Vec::new() };
+    let mut bytes = Vec::new();
+    let mut writer = ExportWriter::new(&mut bytes, genesis).unwrap();
+    writer.block(&CertifiedBlock { block, certificate }).unwrap();
+    writer.finish().unwrap();
+    bytes
+}
+
+/// Found by the `genesis` fuzz target (`ledger/fuzz`): the audit executed
+/// blocks under a genesis it had itself found invalid, and the market-time
+/// arithmetic divided by a zero interval length; an invalid genesis's voting
+/// powers could also overflow their total in the certificate check.
+#[test]
+fn an_export_with_an_invalid_genesis_is_audited_without_executing_under_it() {
+    use gridshare_ledger::genesis::Validator;
+    use gridshare_ledger::ids::PublicKey;
+    let valid = TestCommunity::new(13, 0, gridshare_ledger::testkit::test_market(), 1_000).genesis;
+    let report = audit_export(one_empty_block(&valid).as_slice(), |_| ()).unwrap();
+    let executed = |report: &gridshare_ledger::audit::Report| {
+        report.findings.iter().any(|f| f.message.contains("re-execution fails"))
+    };
+    assert!(executed(&report), "a valid genesis's block is executed: {:?}", report.findings);
+
+    let mut zero_interval = valid.clone();
+    zero_interval.market.interval_length_ms = 0;
+    let mut overflowing_power = valid.clone();
+    overflowing_power.validators[0].voting_power = u64::MAX;
+    overflowing_power.validators.push(Validator { key: PublicKey([9; 32]), voting_power: 1 });
+    for genesis in [zero_interval, overflowing_power] {
+        let report = audit_export(one_empty_block(&genesis).as_slice(), |_| ()).unwrap();
+        assert!(report.findings.iter().any(|f| f.object == "genesis"), "{:?}", report.findings);
+        assert!(report.findings.iter().any(|f| f.object == "certificate"), "{:?}", report.findings);
+        assert!(!executed(&report), "executed under an invalid genesis: {:?}", report.findings);
+        assert_eq!((report.blocks, report.executed_height), (1, 0));
+    }
 }
