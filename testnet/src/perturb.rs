@@ -171,16 +171,20 @@ fn flood(context: &Context, household: u32, duration_s: u64, rate_per_s: u32, lo
     let mut turn = 0_u64;
     let mut next_ms = now_ms();
     while now_ms() < end_ms && !context.stop.load(Ordering::Relaxed) {
-        let (sent, hex_text) = match turn % 4 {
-            0 => {
+        // The fourth kind replays a committed transaction when there is one,
+        // else sends a bad signature like the third.
+        let replayed = if turn % 4 == 3 { replay(context, household, &node, turn) } else { None };
+        let (sent, hex_text) = match (turn % 4, replayed) {
+            (_, Some(tx)) => ("replay", hex::encode(gridshare_ledger::encoding::to_bytes(&tx))),
+            (0, None) => {
                 let length = usize::try_from(random.between(8, 300)).unwrap_or(8);
                 let bytes: Vec<u8> = (0..length).map(|_| random.next_u64().to_le_bytes()[0]).collect();
                 ("garbage", hex::encode(bytes))
             }
-            1 => {
+            (1, None) => {
                 ("not_hex", format!("zz{}", "g".repeat(usize::try_from(random.between(1, 64)).unwrap_or(1))))
             }
-            2 => (
+            (_, None) => (
                 "bad_signature",
                 hex::encode(gridshare_ledger::encoding::to_bytes(&bad_signature(
                     context,
@@ -189,18 +193,6 @@ fn flood(context: &Context, household: u32, duration_s: u64, rate_per_s: u32, lo
                     &mut random,
                 ))),
             ),
-            _ => match replay(context, household, &node, turn) {
-                Some(tx) => ("replay", hex::encode(gridshare_ledger::encoding::to_bytes(&tx))),
-                None => (
-                    "bad_signature",
-                    hex::encode(gridshare_ledger::encoding::to_bytes(&bad_signature(
-                        context,
-                        account,
-                        meter,
-                        &mut random,
-                    ))),
-                ),
-            },
         };
         let answer = if node.is_up() {
             match context.api.submit_hex(&node.api(), &hex_text) {
