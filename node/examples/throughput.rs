@@ -1,14 +1,17 @@
 //! Measures a local community of real `gridshare-node` processes (N
-//! validators running consensus, four household replicas) under load:
+//! validators running consensus, four household replicas unless told
+//! otherwise) under load:
 //! offers signed by many accounts are submitted through the households' APIs
 //! and reach the validators by gossip. Reports the admitted and committed
 //! transactions per second, the block time, the time from gate closure to
 //! the clearing block on every household (p50/p99) and each node's peak
-//! memory. BENCHMARKS.md has the figures.
+//! memory, and the CPU time each node spent per committed offer (what
+//! bounds throughput when all of them share one machine's cores).
+//! BENCHMARKS.md has the figures.
 //!
 //! ```text
 //! cargo build --release -p gridshare-node --bins --examples
-//! target/release/examples/throughput [SECONDS] [ACCOUNTS] [VALIDATORS]
+//! target/release/examples/throughput [SECONDS] [ACCOUNTS] [VALIDATORS] [HOUSEHOLDS]
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // A measuring tool: a panic is the report.
@@ -27,7 +30,6 @@ use gridshare_ledger::testkit::{TestCommunity, test_market};
 use gridshare_ledger::tx::{Side, SignedTx};
 use gridshare_node::node::now_ms;
 
-const HOUSEHOLD_NODES: usize = 4;
 const SUBMITTERS: usize = 8;
 const INTERVAL_MS: u64 = 2_000;
 const GATE_CLOSURE_LEAD_MS: u64 = 500;
@@ -141,6 +143,16 @@ fn peak_memory_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The CPU time a process has used so far (user and system), in ms.
+fn cpu_ms(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are the 12th and 13th, in clock ticks of 10 ms on Linux.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) * 10
+}
+
 fn percentile(sorted: &[u64], percent: usize) -> u64 {
     sorted[(sorted.len() * percent / 100).min(sorted.len() - 1)]
 }
@@ -150,6 +162,8 @@ fn main() {
     let seconds: u64 = args.next().map_or(30, |text| text.parse().unwrap());
     let accounts: u32 = args.next().map_or(1_000, |text| text.parse().unwrap());
     let validator_count: u32 = args.next().map_or(1, |text| text.parse().unwrap());
+    let household_count: usize = args.next().map_or(4, |text| text.parse().unwrap());
+    assert!(household_count > 0, "offers are submitted through at least one household");
     let dir = tempfile::tempdir().unwrap();
     let market = MarketParams {
         interval_length_ms: INTERVAL_MS,
@@ -193,7 +207,7 @@ fn main() {
         validators.push(start(&dir, &args));
     }
     let validator = &validators[0];
-    let households: Vec<Node> = (0..HOUSEHOLD_NODES)
+    let households: Vec<Node> = (0..household_count)
         .map(|index| {
             let dir = dir.path().join(format!("household-{index}"));
             let mut args = vec!["--genesis", genesis_file.to_str().unwrap()];
@@ -270,6 +284,8 @@ fn main() {
     // through the households, round robin.
     println!("loading for {seconds} s with {SUBMITTERS} submitters");
     let start_height = connection.json("/v1/status")["height"].as_u64().unwrap();
+    let nodes: Vec<&Node> = validators.iter().chain(&households).collect();
+    let cpu_start_ms: Vec<u64> = nodes.iter().map(|node| cpu_ms(node.child.id())).collect();
     let admitted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -313,6 +329,8 @@ fn main() {
     for submitter in submitters {
         submitter.join().unwrap();
     }
+    let cpu_used_ms: Vec<u64> =
+        nodes.iter().zip(&cpu_start_ms).map(|(node, start)| cpu_ms(node.child.id()) - start).collect();
     let load_ms = seconds * 1_000;
     // Let the last offers clear.
     std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
@@ -342,7 +360,7 @@ fn main() {
     let mut latencies = latencies.lock().unwrap().clone();
     latencies.sort_unstable();
     println!(
-        "validators: {validator_count}, accounts: {accounts}, household nodes: {HOUSEHOLD_NODES}, interval: {INTERVAL_MS} ms, target block time: {BLOCK_TIME_MS} ms"
+        "validators: {validator_count}, accounts: {accounts}, household nodes: {household_count}, interval: {INTERVAL_MS} ms, target block time: {BLOCK_TIME_MS} ms"
     );
     let blocks = end_height.saturating_sub(start_height).max(1);
     println!(
@@ -368,6 +386,17 @@ fn main() {
             latencies.len()
         );
     }
+    // CPU per committed offer, over the load (the last blocks come after).
+    let per_offer_us =
+        |used: &[u64]| used.iter().sum::<u64>() * 1_000 / used.len().max(1) as u64 / committed.max(1);
+    let (validators_cpu, households_cpu) = cpu_used_ms.split_at(validators.len());
+    println!(
+        "CPU per committed offer and node: validators {} µs, households {} µs; CPU of all nodes during the load {} ms of {} ms",
+        per_offer_us(validators_cpu),
+        per_offer_us(households_cpu),
+        cpu_used_ms.iter().sum::<u64>(),
+        load_ms
+    );
     for node in validators.iter().chain(&households) {
         let (_, metrics) = Connection::open(&node.api).request("GET", "/metrics", "");
         let gossip: Vec<&str> = metrics

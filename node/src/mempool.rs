@@ -8,8 +8,10 @@
 //!   transaction beyond a bound is refused (never another one evicted), so
 //!   an admitted transaction stays admitted: the sender retries after the
 //!   next block.
-//! - Admission: signatures verified, then the ledger's own admission rules on
-//!   the committed state with every waiting transaction applied, so the
+//! - Admission: a used nonce is refused first (a gossiped copy of a
+//!   transaction that a block already holds is common, and costs nothing
+//!   then), then signatures verified, then the ledger's own admission rules
+//!   on the committed state with every waiting transaction applied, so the
 //!   waiting set is always a valid block body in arrival order.
 //! - A transaction leaves when a block includes it, or when, re-admitted on
 //!   the new state after a block, it no longer fits: its interval's gate
@@ -108,11 +110,20 @@ impl Mempool {
     /// Verifies the signatures and admits `tx` at `time_ms` (the earliest
     /// time of the next block) on top of everything already waiting.
     pub fn submit(&mut self, genesis: &Genesis, time_ms: u64, tx: SignedTx) -> Result<Hash, SubmitError> {
+        self.check(genesis, &tx)?;
+        tx.verify(&genesis.community_id).map_err(Rejection::from)?;
+        self.admit_verified(genesis, time_ms, tx)
+    }
+
+    /// What can be said of `tx` without checking its signatures: refused
+    /// for a bound, as a duplicate or for a nonce already used, or worth
+    /// verifying: its id and size then.
+    pub fn check(&self, genesis: &Genesis, tx: &SignedTx) -> Result<(Hash, usize), SubmitError> {
         let id = tx.id(&genesis.community_id);
         if self.ids.contains_key(&id) {
             return Err(SubmitError::Duplicate(id));
         }
-        let size = to_bytes(&tx).len();
+        let size = to_bytes(tx).len();
         if self.transactions.len() >= MEMPOOL_TRANSACTIONS_MAX || self.bytes + size > MEMPOOL_BYTES_MAX {
             return Err(SubmitError::Full);
         }
@@ -120,15 +131,41 @@ impl Mempool {
         if self.per_signer.get(&signer).copied().unwrap_or(0) >= MEMPOOL_PER_SIGNER_MAX {
             return Err(SubmitError::SignerFull(signer));
         }
-        if let Some(interval) = offer_interval(&tx)
+        if let Some(interval) = offer_interval(tx)
             && self.per_interval.get(&interval).copied().unwrap_or(0) >= MEMPOOL_PER_INTERVAL_MAX
         {
             return Err(SubmitError::IntervalFull(interval));
         }
-        tx.verify(&genesis.community_id).map_err(Rejection::from)?;
+        match self.used_nonce(tx) {
+            Some(stale) => Err(stale.into()),
+            None => Ok((id, size)),
+        }
+    }
+
+    /// Admits `tx`, whose signatures the caller has verified, like
+    /// [`Mempool::submit`].
+    pub fn admit_verified(
+        &mut self,
+        genesis: &Genesis,
+        time_ms: u64,
+        tx: SignedTx,
+    ) -> Result<Hash, SubmitError> {
+        let (id, size) = self.check(genesis, &tx)?;
         admit(genesis, &mut self.pending, time_ms, &tx)?;
         self.insert(id, tx, size);
         Ok(id)
+    }
+
+    /// The rejection `admit` would give `tx` for a nonce its signer has
+    /// already used, found without checking signatures.
+    fn used_nonce(&self, tx: &SignedTx) -> Option<Rejection> {
+        let nonce = tx.tx.nonce()?;
+        let signer = tx.tx.signer();
+        let last = match &tx.tx {
+            Tx::Offer(_) | Tx::CancelOffer { .. } => self.pending.accounts.get(&signer)?.last_nonce,
+            _ => *self.pending.registrar_nonces.get(&signer)?,
+        };
+        (nonce <= last).then_some(Rejection::StaleNonce { signer, nonce, last })
     }
 
     fn insert(&mut self, id: Hash, tx: SignedTx, size: usize) {
@@ -213,8 +250,28 @@ mod tests {
             mempool.submit(&genesis, 1_000, replay),
             Err(SubmitError::Rejected(Rejection::StaleNonce { .. }))
         ));
+        // A used nonce is refused before the signatures are checked: a forged
+        // copy of the admitted offer is stale, not a bad signature.
+        let mut forged = offer.clone();
+        forged.signature.0[0] ^= 1;
+        let committed = mempool.pending().clone();
+        assert!(mempool.after_block(&genesis, &committed, std::slice::from_ref(&offer), 1_000).is_empty());
+        assert!(matches!(
+            mempool.check(&genesis, &forged),
+            Err(SubmitError::Rejected(Rejection::StaleNonce { .. }))
+        ));
+        // With a fresh nonce the forgery is worth verifying, and fails it.
+        let fresh = community.offer_tx(0, 2, 3, Side::Sell, 100, 50_000, attestation);
+        let mut forged = fresh.clone();
+        forged.signature.0[0] ^= 1;
+        assert!(mempool.check(&genesis, &forged).is_ok());
+        assert!(matches!(
+            mempool.submit(&genesis, 1_000, forged),
+            Err(SubmitError::Rejected(Rejection::BadSignature(_)))
+        ));
+        let id = mempool.submit(&genesis, 1_000, fresh).unwrap();
         // A block without it, after gate closure of interval 3 (3,000 - 500 ms).
-        let dropped = mempool.after_block(&genesis, &state, &[], 2_600);
+        let dropped = mempool.after_block(&genesis, &committed, &[], 2_600);
         assert_eq!(dropped.len(), 1);
         assert!(matches!(dropped[0].1, Rejection::IntervalClosed { .. }), "{:?}", dropped[0].1);
         assert!(mempool.is_empty() && !mempool.contains(&id));

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub gossip_messages: Family<GossipLabels, Counter>,
     pub gossip_messages_dropped: Counter,
     pub gossip_replays: Counter,
+    pub verify_batches: Counter,
     pub submissions: Family<OutcomeLabels, Counter>,
     pub sync_requests_sent: Counter,
     pub sync_blocks_received: Counter,
@@ -103,6 +104,11 @@ impl Metrics {
             "gossip_replays",
             "Gossiped transactions already in a block (ignored)",
             self.gossip_replays.clone(),
+        );
+        registry.register(
+            "verify_batches",
+            "Batches in which transactions' signatures were verified together (gossiped and submitted)",
+            self.verify_batches.clone(),
         );
         registry.register("submissions", "API submissions by outcome", self.submissions.clone());
         registry.register("sync_requests_sent", "Catch-up requests sent", self.sync_requests_sent.clone());

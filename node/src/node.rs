@@ -24,7 +24,7 @@ use gridshare_ledger::state::State;
 use gridshare_ledger::store::{RedbStore, STORE_FILE_NAME, Store, StoreError};
 use gridshare_ledger::testkit::TestCommunity;
 use gridshare_ledger::tx::{SignedTx, verify_batch};
-use libp2p::futures::StreamExt;
+use libp2p::futures::{FutureExt, StreamExt};
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, request_response};
@@ -53,6 +53,9 @@ const PEER_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 const INVALID_MESSAGES_BAN: u32 = 3;
 /// How long a peer that sent invalid data stays banned.
 const BAN_DURATION: Duration = Duration::from_secs(600);
+/// Transactions (gossiped or submitted) whose signatures are verified
+/// together at most: a batch is about twice as fast as one by one.
+pub const VERIFY_BATCH_MAX: usize = 64;
 /// The directory of a dev community's keys for wallets (the registrar's).
 pub const DEV_KEYS_DIR_NAME: &str = "dev-keys";
 
@@ -261,6 +264,23 @@ struct Node {
     isolated_until: Option<tokio::time::Instant>,
     /// Malachite, on a validator.
     consensus: Option<Consensus>,
+    /// Transactions waiting for one batch verification of their signatures
+    /// (at most [`VERIFY_BATCH_MAX`]).
+    unverified: Vec<Unverified>,
+}
+
+/// A transaction that passed every check but its signatures, and who waits
+/// for the verdict.
+struct Unverified {
+    tx: SignedTx,
+    from: Origin,
+}
+
+enum Origin {
+    /// A gossip message, to be reported on exactly once.
+    Gossip { message_id: gossipsub::MessageId, source: PeerId },
+    /// A submission through the API.
+    Api { reply: oneshot::Sender<Result<Hash, SubmitError>> },
 }
 
 /// What became of a certified block from a peer.
@@ -387,6 +407,7 @@ async fn launch(
         ("mempool_transactions_max", MEMPOOL_TRANSACTIONS_MAX),
         ("mempool_per_signer_max", MEMPOOL_PER_SIGNER_MAX),
         ("gossip_bytes_max", GOSSIP_BYTES_MAX),
+        ("verify_batch_max", VERIFY_BATCH_MAX),
         ("gossip_transaction_bytes_max", TX_BYTES_MAX),
         ("sync_blocks_max", usize::try_from(SYNC_BLOCKS_MAX).unwrap_or(usize::MAX)),
         ("banned_peers_max", BANNED_PEERS_MAX),
@@ -412,6 +433,7 @@ async fn launch(
         bootstrap: config.bootstrap.clone(),
         isolated_until: None,
         consensus: None,
+        unverified: Vec::with_capacity(VERIFY_BATCH_MAX),
     };
     if let Some(producer) = &node.producer {
         let network = ConsensusNetwork {
@@ -467,9 +489,9 @@ impl Node {
         loop {
             tokio::select! {
                 _ = peer_checks.tick() => self.check_peers(),
-                Some(command) = inbox.recv() => self.handle(command),
+                Some(command) = inbox.recv() => self.on_commands(command, &mut inbox),
                 message = consensus_message(&mut self.consensus) => self.on_consensus(message),
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                event = self.swarm.select_next_some() => self.on_swarm_events(event),
                 () = &mut shutdown => break,
             }
         }
@@ -477,25 +499,25 @@ impl Node {
         Ok(())
     }
 
+    /// Handles `first` and the commands already waiting after it, up to a
+    /// batch of submissions; then verifies the batch.
+    fn on_commands(&mut self, first: Command, inbox: &mut mpsc::Receiver<Command>) {
+        self.handle(first);
+        while !self.unverified.is_empty() && self.unverified.len() < VERIFY_BATCH_MAX {
+            match inbox.try_recv() {
+                Ok(command) => self.handle(command),
+                Err(_) => break,
+            }
+        }
+        self.verify_waiting();
+    }
+
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Submit { tx, reply } => {
-                let bytes = to_bytes(&*tx);
-                let result = self.mempool.submit(&self.genesis, self.next_block_time_ms(), *tx);
-                self.metrics.submission(match &result {
-                    Ok(_) => "admitted",
-                    Err(SubmitError::Rejected(_)) => "rejected",
-                    Err(SubmitError::Duplicate(_)) => "duplicate",
-                    Err(_) => "mempool_full",
-                });
-                if result.is_ok() {
-                    // Relayed so that the validator (and every mempool) has it.
-                    self.publish(true, bytes);
-                }
-                self.metrics.mempool_transactions.set(gauge(self.mempool.len()));
-                // A requester that went away does not care about the answer.
-                let _ = reply.send(result);
-            }
+            Command::Submit { tx, reply } => match self.mempool.check(&self.genesis, &tx) {
+                Ok(_) => self.unverified.push(Unverified { tx: *tx, from: Origin::Api { reply } }),
+                Err(error) => self.answer(reply, Err(error)),
+            },
             Command::Isolate { duration, reply } => {
                 tracing::warn!(?duration, "isolated from every peer");
                 self.isolated_until = Some(tokio::time::Instant::now() + duration);
@@ -708,6 +730,20 @@ impl Node {
         }
     }
 
+    /// Handles `first` and, while gossiped transactions wait for their
+    /// signatures to be verified, the swarm events already there after it
+    /// (up to a batch); then verifies the batch.
+    fn on_swarm_events(&mut self, first: SwarmEvent<BehaviourEvent>) {
+        self.on_swarm_event(first);
+        while !self.unverified.is_empty() && self.unverified.len() < VERIFY_BATCH_MAX {
+            match self.swarm.select_next_some().now_or_never() {
+                Some(event) => self.on_swarm_event(event),
+                None => break,
+            }
+        }
+        self.verify_waiting();
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -715,28 +751,19 @@ impl Node {
                 message_id,
                 message,
             })) => {
-                let (topic, acceptance) = if message.topic == self.topics.blocks.hash() {
-                    ("blocks", self.on_gossiped_block(propagation_source, &message.data))
+                if message.topic == self.topics.blocks.hash() {
+                    let acceptance = self.on_gossiped_block(propagation_source, &message.data);
+                    self.report_gossip("blocks", &message_id, propagation_source, acceptance);
                 } else {
-                    ("tx", self.on_gossiped_transaction(&message.data))
-                };
-                self.metrics.gossip(
-                    topic,
-                    match acceptance {
-                        MessageAcceptance::Accept => "accept",
-                        MessageAcceptance::Reject => "reject",
-                        MessageAcceptance::Ignore => "ignore",
-                    },
-                );
-                // Reported exactly once per message: forwarded only if accepted.
-                let rejected = matches!(acceptance, MessageAcceptance::Reject);
-                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                    &message_id,
-                    &propagation_source,
-                    acceptance,
-                );
-                if rejected {
-                    self.ban_if_hostile(propagation_source);
+                    match self.check_gossiped_transaction(&message.data) {
+                        Ok(tx) => self.unverified.push(Unverified {
+                            tx,
+                            from: Origin::Gossip { message_id, source: propagation_source },
+                        }),
+                        Err(acceptance) => {
+                            self.report_gossip("tx", &message_id, propagation_source, acceptance)
+                        }
+                    }
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
@@ -853,32 +880,119 @@ impl Node {
         }
     }
 
-    /// A gossiped transaction is forwarded only if this node admits it.
+    /// Reports the verdict on a gossip message, exactly once: forwarded
+    /// only if accepted; a peer that sends invalid ones is banned.
+    fn report_gossip(
+        &mut self,
+        topic: &'static str,
+        message_id: &gossipsub::MessageId,
+        source: PeerId,
+        acceptance: MessageAcceptance,
+    ) {
+        self.metrics.gossip(
+            topic,
+            match acceptance {
+                MessageAcceptance::Accept => "accept",
+                MessageAcceptance::Reject => "reject",
+                MessageAcceptance::Ignore => "ignore",
+            },
+        );
+        let rejected = matches!(acceptance, MessageAcceptance::Reject);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(message_id, &source, acceptance);
+        if rejected {
+            self.ban_if_hostile(source);
+        }
+    }
+
+    /// A gossiped transaction that is worth verifying, or the verdict on it
+    /// without that (garbage, too large, a duplicate, a replay, no room).
+    fn check_gossiped_transaction(&mut self, bytes: &[u8]) -> Result<SignedTx, MessageAcceptance> {
+        if bytes.len() > TX_BYTES_MAX {
+            return Err(MessageAcceptance::Reject);
+        }
+        let tx = from_bytes::<SignedTx>(bytes).map_err(|_| MessageAcceptance::Reject)?;
+        match self.mempool.check(&self.genesis, &tx) {
+            Ok(_) => Ok(tx),
+            Err(error) => Err(self.verdict(&tx.id(&self.genesis.community_id), error)),
+        }
+    }
+
+    /// Verifies the waiting transactions' signatures in one batch (one by
+    /// one only if the batch fails), admits the valid ones in arrival order,
+    /// relays the submitted ones and gives every sender its verdict.
+    fn verify_waiting(&mut self) {
+        if self.unverified.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.unverified, Vec::with_capacity(VERIFY_BATCH_MAX));
+        self.metrics.verify_batches.inc();
+        let community = self.genesis.community_id;
+        let checks: Vec<_> = batch.iter().map(|waiting| waiting.tx.signature_checks(&community)).collect();
+        let all_valid = verify_batch(checks.iter().flatten()).is_ok();
+        for (Unverified { tx, from }, checks) in batch.into_iter().zip(&checks) {
+            let id = tx.id(&community);
+            let verified = if all_valid { Ok(()) } else { verify_batch(checks) };
+            let result = match verified {
+                Ok(()) => {
+                    let bytes = matches!(from, Origin::Api { .. }).then(|| to_bytes(&tx));
+                    let result = self.mempool.admit_verified(&self.genesis, self.next_block_time_ms(), tx);
+                    if let (Ok(_), Some(bytes)) = (&result, bytes) {
+                        // Relayed so that the validators (and every mempool) have it.
+                        self.publish(true, bytes);
+                    }
+                    result
+                }
+                Err(error) => Err(SubmitError::Rejected(Rejection::from(error))),
+            };
+            match from {
+                Origin::Api { reply } => self.answer(reply, result),
+                Origin::Gossip { message_id, source } => {
+                    let acceptance = match result {
+                        Ok(_) => MessageAcceptance::Accept,
+                        Err(error) => self.verdict(&id, error),
+                    };
+                    self.report_gossip("tx", &message_id, source, acceptance);
+                }
+            }
+        }
+        self.metrics.mempool_transactions.set(gauge(self.mempool.len()));
+    }
+
+    /// Answers a submission through the API.
+    fn answer(&self, reply: oneshot::Sender<Result<Hash, SubmitError>>, result: Result<Hash, SubmitError>) {
+        self.metrics.submission(match &result {
+            Ok(_) => "admitted",
+            Err(SubmitError::Rejected(_)) => "rejected",
+            Err(SubmitError::Duplicate(_)) => "duplicate",
+            Err(_) => "mempool_full",
+        });
+        // A requester that went away does not care about the answer.
+        let _ = reply.send(result);
+    }
+
+    /// The verdict on a gossiped transaction the mempool refused. A
+    /// gossiped transaction is forwarded only if this node admits it.
     /// Garbage, oversized messages and bad signatures count against the
     /// peer that sent them. Anything else that does not fit is ignored, not
     /// forwarded and not held against the sender: honest peers see
     /// transactions in different orders and at different heights, and a
     /// loaded node validates its queue late, so a replay of a committed
     /// transaction (counted in `gridshare_gossip_replays_total`) cannot be
-    /// told from a late copy.
-    fn on_gossiped_transaction(&mut self, bytes: &[u8]) -> MessageAcceptance {
-        if bytes.len() > TX_BYTES_MAX {
-            return MessageAcceptance::Reject;
-        }
-        let Ok(tx) = from_bytes::<SignedTx>(bytes) else { return MessageAcceptance::Reject };
-        let id = tx.id(&self.genesis.community_id);
-        let result = self.mempool.submit(&self.genesis, self.next_block_time_ms(), tx);
-        self.metrics.mempool_transactions.set(gauge(self.mempool.len()));
-        match result {
-            Ok(_) => MessageAcceptance::Accept,
-            Err(SubmitError::Rejected(Rejection::BadSignature(_))) => MessageAcceptance::Reject,
-            Err(SubmitError::Rejected(Rejection::StaleNonce { .. })) => {
-                if self.index.transaction(&id).is_ok_and(|found| found.is_some()) {
+    /// told from a late copy. A used nonce is found before the signatures
+    /// are checked, so a forged replay is ignored too: it cost a lookup.
+    fn verdict(&self, id: &Hash, error: SubmitError) -> MessageAcceptance {
+        match error {
+            SubmitError::Rejected(Rejection::BadSignature(_)) => MessageAcceptance::Reject,
+            SubmitError::Rejected(Rejection::StaleNonce { .. }) => {
+                if self.index.transaction(id).is_ok_and(|found| found.is_some()) {
                     self.metrics.gossip_replays.inc();
                 }
                 MessageAcceptance::Ignore
             }
-            Err(_) => MessageAcceptance::Ignore,
+            _ => MessageAcceptance::Ignore,
         }
     }
 

@@ -111,11 +111,22 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
     });
     let replayed = first.block.transactions[0].clone();
     assert!(matches!(replayed.tx, Tx::RegisterAccount { nonce: 1, .. }));
+    // A forgery with a fresh nonce is verified and rejected; one with a used
+    // nonce is ignored before its signatures are checked (it costs a lookup
+    // and is not forwarded either way).
     let mut forged = replayed.clone();
-    forged.signature.0[0] ^= 1;
+    let Tx::RegisterAccount { nonce, .. } = &mut forged.tx else { unreachable!() };
+    *nonce = 1_000;
+    let mut forged_replay = replayed.clone();
+    forged_replay.signature.0[0] ^= 1;
 
-    let hostile =
-        [to_bytes(&forged), to_bytes(&replayed), vec![7; TX_BYTES_MAX + 1], b"not a transaction".to_vec()];
+    let hostile = [
+        to_bytes(&forged),
+        to_bytes(&forged_replay),
+        to_bytes(&replayed),
+        vec![7; TX_BYTES_MAX + 1],
+        b"not a transaction".to_vec(),
+    ];
     let (messages, reports) = hostile_peer(genesis.community_id, validator.p2p.parse().unwrap());
     for message in &hostile {
         messages.send(message.clone()).unwrap();
@@ -128,20 +139,20 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
             Report::Disconnected => disconnected = true,
         }
     }
-    // The forgery, the oversized message and the garbage are rejected; the
-    // replay is ignored (a late honest copy looks the same) but counted.
+    // The fresh forgery, the oversized message and the garbage are rejected;
+    // the replays are ignored (a late honest copy looks the same) but counted.
     wait_for(
-        "the validator to reject three and ignore the replay",
+        "the validator to reject three and ignore the replays",
         &validator.api,
         Duration::from_secs(30),
         || {
             (gossip_count(&validator.api, "tx", "reject") >= 3
-                && gossip_count(&validator.api, "tx", "ignore") >= 1)
+                && gossip_count(&validator.api, "tx", "ignore") >= 2)
                 .then_some(())
         },
     );
     let (_, metrics) = http(&validator.api, "GET", "/metrics", b"");
-    assert!(String::from_utf8(metrics).unwrap().contains("gridshare_gossip_replays_total 1"));
+    assert!(String::from_utf8(metrics).unwrap().contains("gridshare_gossip_replays_total 2"));
     assert_eq!(gossip_count(&validator.api, "tx", "accept"), 0);
     // Banned: its connection is closed and it cannot come back.
     if !disconnected {
