@@ -3,6 +3,7 @@
 //! creates them. Everything a node needs to restart is in this directory.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
@@ -46,6 +47,8 @@ pub struct Config {
     pub consensus_listen: Multiaddr,
     /// The other validators' consensus addresses.
     pub consensus_peers: Vec<Multiaddr>,
+    /// Consensus connections accepted from one IP address at most.
+    pub consensus_connections_per_ip_max: NonZeroUsize,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             block_time_ms: 1_000,
             consensus_listen: "/ip4/0.0.0.0/tcp/4800".parse().unwrap_or_else(|_| Multiaddr::empty()),
             consensus_peers: Vec::new(),
+            consensus_connections_per_ip_max: NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN),
         }
     }
 }
@@ -86,6 +90,11 @@ block_time_ms = 1000
 # other validators' consensus addresses, as "/ip4/ADDRESS/tcp/PORT".
 consensus_listen = "/ip4/0.0.0.0/tcp/4800"
 consensus_peers = []
+
+# Validators only: consensus connections accepted from one IP address at most
+# (against a host that opens many with made-up peer ids). Validators that
+# share a host, as in a test network, count against it together.
+consensus_connections_per_ip_max = 16
 "#;
 
 /// Why a data directory cannot be used.
@@ -249,6 +258,8 @@ mod tests {
         assert!(error.contains("unknown field `blocktime`"), "{error}");
         let error = toml::from_str::<Config>("api = \"localhost\"").unwrap_err().to_string();
         assert!(error.contains("api"), "{error}");
+        let error = toml::from_str::<Config>("consensus_connections_per_ip_max = 0").unwrap_err().to_string();
+        assert!(error.contains("consensus_connections_per_ip_max") && error.contains("nonzero"), "{error}");
     }
 
     #[test]

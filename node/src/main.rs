@@ -116,6 +116,10 @@ struct RunArgs {
     /// Another validator's consensus address [config: consensus_peers].
     #[arg(long, value_name = "MULTIADDR")]
     consensus_peer: Vec<Multiaddr>,
+    /// Consensus connections accepted from one IP address at most
+    /// [config: consensus_connections_per_ip_max].
+    #[arg(long, value_name = "COUNT")]
+    consensus_connections_per_ip_max: Option<std::num::NonZeroUsize>,
     /// Target time between blocks, for a validator [config: block_time_ms].
     #[arg(long, value_name = "MS")]
     block_time_ms: Option<u64>,
@@ -216,6 +220,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             file.consensus_listen
         }),
         consensus_peers,
+        consensus_connections_per_ip_max: args
+            .consensus_connections_per_ip_max
+            .unwrap_or(file.consensus_connections_per_ip_max),
     };
     // Bind the API first, so a busy port fails before anything is written.
     let listener =

@@ -177,6 +177,8 @@ pub struct NodeConfig {
     pub consensus_listen: Multiaddr,
     /// The other validators' consensus addresses.
     pub consensus_peers: Vec<Multiaddr>,
+    /// Consensus connections accepted from one IP address at most.
+    pub consensus_connections_per_ip_max: std::num::NonZeroUsize,
 }
 
 /// The node's event loop, to be awaited until shutdown.
@@ -439,6 +441,7 @@ async fn launch(
         let network = ConsensusNetwork {
             listen: config.consensus_listen.clone(),
             peers: config.consensus_peers.clone(),
+            connections_per_ip_max: config.consensus_connections_per_ip_max,
         };
         let consensus = Consensus::start(
             &node.genesis,

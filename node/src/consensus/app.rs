@@ -151,6 +151,8 @@ impl std::fmt::Debug for Consensus {
 pub struct ConsensusNetwork {
     pub listen: libp2p::Multiaddr,
     pub peers: Vec<libp2p::Multiaddr>,
+    /// Connections accepted from one IP address at most.
+    pub connections_per_ip_max: std::num::NonZeroUsize,
 }
 
 /// Malachite's configuration.
@@ -207,8 +209,7 @@ impl Consensus {
         let mut consensus = ConsensusConfig::default();
         consensus.p2p.listen_addr = network.listen;
         consensus.p2p.persistent_peers = network.peers;
-        // Validators of a community on one host (testnets) share an IP.
-        consensus.p2p.discovery.max_connections_per_ip = 128;
+        consensus.p2p.discovery.max_connections_per_ip = network.connections_per_ip_max.get();
         let config =
             EngineConfig { moniker: address.to_string(), consensus, value_sync: ValueSyncConfig::default() };
         let signer = ValidatorSigner { key: key.clone(), community };
