@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use crate::Hash;
 use crate::block::CertifiedBlock;
 use crate::block::Receipt;
-use crate::consensus::VoteEquivocation;
+use crate::consensus::Equivocation;
 use crate::execute::{Signatures, execute};
 use crate::export::{ExportError, ExportReader};
 use crate::genesis::Genesis;
@@ -69,8 +69,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Findings beyond [`FINDINGS_MAX`].
     pub findings_omitted: u64,
-    /// Equivocations the ledger's evidence proves (each checked against the
-    /// genesis; evidence that does not hold is a finding).
+    /// Equivocations the ledger's evidence proves, of votes and of proposals
+    /// (each checked against the genesis; evidence that does not hold is a
+    /// finding).
     pub equivocations: u64,
 }
 
@@ -143,15 +144,19 @@ impl Auditor {
         push(&mut self.report, Finding { height, object: object.into(), message });
     }
 
-    /// Checks evidence that a validator equivocated.
-    pub fn evidence(&mut self, evidence: &VoteEquivocation) {
+    /// Checks evidence that a validator equivocated, of either kind.
+    pub fn evidence(&mut self, evidence: &Equivocation) {
         match evidence.verify(&self.genesis) {
             Ok(()) => self.report.equivocations += 1,
             Err(error) => {
-                let message = format!("equivocation evidence of {}: {error}", evidence.first.validator);
+                let kind = match evidence {
+                    Equivocation::Votes(_) => "vote",
+                    Equivocation::Proposals(_) => "proposal",
+                };
+                let message = format!("{kind} equivocation evidence of {}: {error}", evidence.validator());
                 push(
                     &mut self.report,
-                    Finding { height: Some(evidence.first.height), object: "evidence".into(), message },
+                    Finding { height: Some(evidence.height()), object: "evidence".into(), message },
                 );
             }
         }

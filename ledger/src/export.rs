@@ -3,21 +3,23 @@
 //!
 //! `magic (24 bytes) ‖ format version (u16 LE) ‖ record*`, where a record is
 //! `kind (u8) ‖ length (u32 LE) ‖ borsh bytes`: kind 0 is the genesis (first
-//! and once), 1 a certified block, 3 a `VoteEquivocation` (version 2 on), 2
-//! the end (a u64 block count), so that a truncated file is told apart from
-//! a short chain. Version 1 files (without evidence) are still read.
+//! and once), 1 a certified block, 3 a `VoteEquivocation` (version 2 on), 4 a
+//! `ProposalEquivocation` (version 3 on), 2 the end (a u64 block count), so
+//! that a truncated file is told apart from a short chain. Files of versions
+//! 1 (without evidence) and 2 (with vote evidence only) are still read; a
+//! record of a kind its file's version does not have is malformed.
 
 use std::io::{Read, Write};
 
 use crate::block::CertifiedBlock;
-use crate::consensus::VoteEquivocation;
-use crate::encoding::{from_bytes, to_bytes};
+use crate::consensus::{Equivocation, ProposalEquivocation, VoteEquivocation};
+use crate::encoding::{DecodeError, from_bytes, to_bytes};
 use crate::genesis::Genesis;
 use crate::store::{EVIDENCE_MAX, Store, StoreError};
 
 /// The first bytes of every export.
 pub const MAGIC: &[u8; 24] = b"GRIDSHARE-LEDGER-EXPORT\n";
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest version this build reads.
 pub const OLDEST_FORMAT_VERSION: u16 = 1;
 /// The largest record accepted: a bound so garbage cannot ask for gigabytes.
@@ -26,7 +28,12 @@ pub const RECORD_BYTES_MAX: u32 = 256 << 20;
 const KIND_GENESIS: u8 = 0;
 const KIND_BLOCK: u8 = 1;
 const KIND_END: u8 = 2;
-const KIND_EVIDENCE: u8 = 3;
+const KIND_VOTE_EVIDENCE: u8 = 3;
+const KIND_PROPOSAL_EVIDENCE: u8 = 4;
+
+/// The first format version with each kind of evidence record.
+const VOTE_EVIDENCE_SINCE_VERSION: u16 = 2;
+const PROPOSAL_EVIDENCE_SINCE_VERSION: u16 = 3;
 
 /// Why an export could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +42,9 @@ pub enum ExportError {
     Io(#[from] std::io::Error),
     #[error("not a Gridshare ledger export (the file does not start with the export magic)")]
     NotAnExport,
-    #[error("export format version {0} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error(
+        "export format version {0} is not supported (this build reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
+    )]
     Version(u16),
     #[error("record {index}: {message}")]
     Malformed { index: u64, message: String },
@@ -67,9 +76,12 @@ impl<W: Write> ExportWriter<W> {
         Ok(())
     }
 
-    /// Writes evidence that a validator equivocated.
-    pub fn evidence(&mut self, evidence: &VoteEquivocation) -> Result<(), ExportError> {
-        self.record(KIND_EVIDENCE, &to_bytes(evidence))
+    /// Writes evidence that a validator equivocated: a record of its kind.
+    pub fn evidence(&mut self, evidence: &Equivocation) -> Result<(), ExportError> {
+        match evidence {
+            Equivocation::Votes(votes) => self.record(KIND_VOTE_EVIDENCE, &to_bytes(votes)),
+            Equivocation::Proposals(proposals) => self.record(KIND_PROPOSAL_EVIDENCE, &to_bytes(proposals)),
+        }
     }
 
     /// Writes the end record and flushes; returns the number of blocks.
@@ -112,11 +124,13 @@ pub fn export_store(store: &dyn Store, out: impl Write) -> Result<u64, ExportErr
 #[derive(Debug)]
 pub struct ExportReader<R: Read> {
     input: R,
+    /// The file's format version.
+    version: u16,
     /// Records read so far, the genesis included.
     records: u64,
     blocks: u64,
     ended: bool,
-    evidence: Vec<VoteEquivocation>,
+    evidence: Vec<Equivocation>,
 }
 
 impl<R: Read> ExportReader<R> {
@@ -133,7 +147,8 @@ impl<R: Read> ExportReader<R> {
         if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(ExportError::Version(version));
         }
-        let mut reader = ExportReader { input, records: 0, blocks: 0, ended: false, evidence: Vec::new() };
+        let mut reader =
+            ExportReader { input, version, records: 0, blocks: 0, ended: false, evidence: Vec::new() };
         let (kind, bytes) = reader.record()?.ok_or(ExportError::Truncated { blocks: 0 })?;
         if kind != KIND_GENESIS {
             return Err(ExportError::Malformed {
@@ -146,9 +161,14 @@ impl<R: Read> ExportReader<R> {
         Ok((reader, genesis))
     }
 
-    /// The equivocation evidence read so far (all of it once `next_block`
-    /// has returned `None`).
-    pub fn evidence(&self) -> &[VoteEquivocation] {
+    /// The file's format version.
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// The equivocation evidence read so far, of both kinds in file order
+    /// (all of it once `next_block` has returned `None`).
+    pub fn evidence(&self) -> &[Equivocation] {
         &self.evidence
     }
 
@@ -161,8 +181,19 @@ impl<R: Read> ExportReader<R> {
             }
             let index = self.records;
             let (kind, bytes) = self.record()?.ok_or(ExportError::Truncated { blocks: self.blocks })?;
-            if kind != KIND_EVIDENCE {
-                return self.block_or_end(index, kind, bytes);
+            let since = match kind {
+                KIND_VOTE_EVIDENCE => VOTE_EVIDENCE_SINCE_VERSION,
+                KIND_PROPOSAL_EVIDENCE => PROPOSAL_EVIDENCE_SINCE_VERSION,
+                _ => return self.block_or_end(index, kind, bytes),
+            };
+            if self.version < since {
+                return Err(ExportError::Malformed {
+                    index,
+                    message: format!(
+                        "an evidence record of kind {kind} in a file of format version {}, which has none",
+                        self.version
+                    ),
+                });
             }
             if self.evidence.len() >= EVIDENCE_MAX {
                 return Err(ExportError::Malformed {
@@ -170,8 +201,12 @@ impl<R: Read> ExportReader<R> {
                     message: format!("more than {EVIDENCE_MAX} evidence records"),
                 });
             }
-            let evidence = from_bytes::<VoteEquivocation>(&bytes)
-                .map_err(|error| ExportError::Malformed { index, message: error.to_string() })?;
+            let malformed = |error: DecodeError| ExportError::Malformed { index, message: error.to_string() };
+            let evidence = if kind == KIND_VOTE_EVIDENCE {
+                Equivocation::Votes(from_bytes::<VoteEquivocation>(&bytes).map_err(malformed)?)
+            } else {
+                Equivocation::Proposals(from_bytes::<ProposalEquivocation>(&bytes).map_err(malformed)?)
+            };
             self.evidence.push(evidence);
         }
     }

@@ -11,7 +11,7 @@
 use crate::Hash;
 use crate::block::CertificateError;
 use crate::block::CertifiedBlock;
-use crate::consensus::VoteEquivocation;
+use crate::consensus::Equivocation;
 use crate::execute::BlockError;
 use crate::genesis::Genesis;
 use crate::state::State;
@@ -49,10 +49,10 @@ pub trait Store {
     fn state(&self) -> Result<State, StoreError>;
     /// Records, durably, evidence that a validator equivocated (checked by
     /// the caller against the genesis); a copy already recorded is ignored.
-    /// At most [`EVIDENCE_MAX`] are kept.
-    fn record_evidence(&mut self, evidence: &VoteEquivocation) -> Result<(), StoreError>;
-    /// Every recorded equivocation, in the order recorded.
-    fn evidence(&self) -> Result<Vec<VoteEquivocation>, StoreError>;
+    /// At most [`EVIDENCE_MAX`] are kept, of both kinds together.
+    fn record_equivocation(&mut self, evidence: &Equivocation) -> Result<(), StoreError>;
+    /// Every recorded equivocation, of either kind, in the order recorded.
+    fn evidence(&self) -> Result<Vec<Equivocation>, StoreError>;
 }
 
 /// Equivocations a store keeps at most (each validator's first few are

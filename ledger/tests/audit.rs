@@ -5,7 +5,8 @@
 
 use gridshare_ledger::audit::{audit_export, audit_store};
 use gridshare_ledger::block::CertifiedBlock;
-use gridshare_ledger::export::{ExportError, ExportReader, ExportWriter, MAGIC};
+use gridshare_ledger::consensus::{Equivocation, ProposalEquivocation, VoteEquivocation};
+use gridshare_ledger::export::{ExportError, ExportReader, ExportWriter, FORMAT_VERSION, MAGIC};
 use gridshare_ledger::state::State;
 use gridshare_ledger::store::{MemoryStore, Store};
 use gridshare_ledger::testkit::{TestCommunity, trading_chain};
@@ -57,7 +58,8 @@ fn an_export_reads_back_block_by_block() {
 fn any_one_byte_change_is_found() {
     let (community, chain) = trading_chain(5, 4, 8);
     let bytes = export(&community, &chain);
-    assert!(audit_export(bytes.as_slice(), |_| ()).unwrap().passed());
+    let original = audit_export(bytes.as_slice(), |_| ()).unwrap();
+    assert!(original.passed());
     // Every byte of the header and the genesis record, then positions spread
     // over the whole file (a prime stride), each flipped in two ways.
     let genesis_end = MAGIC.len() + 2 + 5 + gridshare_ledger::encoding::to_bytes(&community.genesis).len();
@@ -69,6 +71,12 @@ fn any_one_byte_change_is_found() {
             let mut changed = bytes.clone();
             changed[position] ^= mask;
             match audit_export(changed.as_slice(), |_| ()) {
+                // The version relabelled as another this build reads (3 ^ 1
+                // = 2): the file holds no record version 2 lacks, so it says
+                // the same thing, and the same ledger is audited.
+                Ok(report) if VERSION_AT.contains(&position) => {
+                    assert_eq!(report, original, "byte {position} ^ {mask:#x}: another ledger")
+                }
                 Ok(report) => assert!(!report.passed(), "byte {position} ^ {mask:#x} went unnoticed"),
                 // The magic or version no longer says this is an export, or
                 // the genesis cannot be read: nothing can be audited.
@@ -190,7 +198,7 @@ fn transactions_and_receipts_are_proven_against_a_certified_header() {
 }
 
 /// Two conflicting prevotes of the community's validator.
-fn equivocation(community: &TestCommunity) -> gridshare_ledger::consensus::VoteEquivocation {
+fn equivocation(community: &TestCommunity) -> VoteEquivocation {
     use gridshare_ledger::block::{Vote, VoteKind};
     let key = &community.validator;
     let id = community.genesis.community_id;
@@ -202,13 +210,51 @@ fn equivocation(community: &TestCommunity) -> gridshare_ledger::consensus::VoteE
         validator: key.public(),
     };
     let (first, second) = (vote(1), vote(2));
-    gridshare_ledger::consensus::VoteEquivocation {
+    VoteEquivocation {
         first,
         first_signature: key.sign(&first.signing_bytes(&id)),
         second,
         second_signature: key.sign(&second.signing_bytes(&id)),
     }
 }
+
+/// Two different proposals of the community's validator for one round.
+fn double_proposal(community: &TestCommunity) -> ProposalEquivocation {
+    use gridshare_ledger::consensus::Proposal;
+    let key = &community.validator;
+    let id = community.genesis.community_id;
+    let proposal = |byte| Proposal {
+        height: 2,
+        round: 1,
+        block_hash: gridshare_ledger::Hash([byte; 32]),
+        pol_round: None,
+        proposer: key.public(),
+    };
+    let (first, second) = (proposal(3), proposal(4));
+    ProposalEquivocation {
+        first,
+        first_signature: key.sign(&first.signing_bytes(&id)),
+        second,
+        second_signature: key.sign(&second.signing_bytes(&id)),
+    }
+}
+
+/// An export of `chain` followed by `evidence`.
+fn export_with(community: &TestCommunity, chain: &[CertifiedBlock], evidence: &[Equivocation]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut writer = ExportWriter::new(&mut bytes, &community.genesis).unwrap();
+    for block in chain {
+        writer.block(block).unwrap();
+    }
+    for evidence in evidence {
+        writer.evidence(evidence).unwrap();
+    }
+    writer.finish().unwrap();
+    bytes
+}
+
+/// Where an export's format version is.
+const VERSION_AT: std::ops::Range<usize> = MAGIC.len()..MAGIC.len() + 2;
 
 #[test]
 fn equivocation_evidence_is_stored_exported_and_checked_by_the_audit() {
@@ -224,35 +270,101 @@ fn equivocation_evidence_is_stored_exported_and_checked_by_the_audit() {
             .0;
         store.commit(block, &state).unwrap();
     }
-    let evidence = equivocation(&community);
-    store.record_evidence(&evidence).unwrap();
-    store.record_evidence(&evidence).unwrap();
+    let votes = equivocation(&community);
+    let proposals = double_proposal(&community);
+    store.record_equivocation(&Equivocation::Votes(votes)).unwrap();
+    store.record_equivocation(&Equivocation::Proposals(proposals)).unwrap();
+    store.record_equivocation(&Equivocation::Votes(votes)).unwrap();
+    store.record_equivocation(&Equivocation::Proposals(proposals)).unwrap();
     drop(store);
     let store = gridshare_ledger::store::RedbStore::open(&path).unwrap();
-    assert_eq!(store.evidence().unwrap(), vec![evidence], "kept once, across a reopen");
+    let both = vec![Equivocation::Votes(votes), Equivocation::Proposals(proposals)];
+    assert_eq!(store.evidence().unwrap(), both, "each kept once, in order, across a reopen");
 
     let report = audit_store(&store, |_| ()).unwrap();
-    assert!(report.passed() && report.equivocations == 1, "{report:?}");
+    assert!(report.passed() && report.equivocations == 2, "{report:?}");
     let mut bytes = Vec::new();
     gridshare_ledger::export::export_store(&store, &mut bytes).unwrap();
+    let (mut reader, _) = ExportReader::open(bytes.as_slice()).unwrap();
+    while reader.next_block().unwrap().is_some() {}
+    assert_eq!(reader.evidence(), both.as_slice());
+    assert_eq!(reader.version(), FORMAT_VERSION);
     let report = audit_export(bytes.as_slice(), |_| ()).unwrap();
+    assert!(report.passed() && report.equivocations == 2, "{report:?}");
+
+    // Evidence that does not hold is a finding, of either kind.
+    let forged_votes = VoteEquivocation { second_signature: votes.first_signature, ..votes };
+    let forged_proposals = ProposalEquivocation { second: proposals.first, ..proposals };
+    for (forged, expected) in [
+        (Equivocation::Votes(forged_votes), "vote equivocation evidence"),
+        (Equivocation::Proposals(forged_proposals), "proposal equivocation evidence"),
+    ] {
+        let bytes = export_with(&community, &chain, &[forged, Equivocation::Votes(votes)]);
+        let report = audit_export(bytes.as_slice(), |_| ()).unwrap();
+        assert_eq!(report.equivocations, 1, "{report:?}");
+        let finding = report.findings.iter().find(|f| f.object == "evidence").unwrap();
+        assert!(finding.message.starts_with(expected), "{finding}");
+        assert_eq!(finding.height, Some(forged.height()));
+    }
+}
+
+/// Exports of the versions before proposal evidence are still read: a
+/// version 2 file (what the build before wrote: vote evidence records of
+/// kind 3 only) and a version 1 file (no evidence). A record of a kind its
+/// version does not have is malformed.
+#[test]
+fn exports_of_earlier_versions_still_read_and_new_records_need_the_new_version() {
+    let (community, chain) = trading_chain(14, 2, 3);
+    let votes = equivocation(&community);
+    let proposals = double_proposal(&community);
+    let with_version = |mut bytes: Vec<u8>, version: u16| {
+        bytes[VERSION_AT].copy_from_slice(&version.to_le_bytes());
+        bytes
+    };
+    // Records as the build before wrote them: only the version differs.
+    let version_2 = with_version(export_with(&community, &chain, &[Equivocation::Votes(votes)]), 2);
+    let (mut reader, genesis) = ExportReader::open(version_2.as_slice()).unwrap();
+    assert_eq!((genesis, reader.version()), (community.genesis.clone(), 2));
+    let mut blocks = Vec::new();
+    while let Some(block) = reader.next_block().unwrap() {
+        blocks.push(block);
+    }
+    assert_eq!(blocks, chain);
+    assert_eq!(reader.evidence(), [Equivocation::Votes(votes)]);
+    let report = audit_export(version_2.as_slice(), |_| ()).unwrap();
     assert!(report.passed() && report.equivocations == 1, "{report:?}");
 
-    // Evidence that does not hold is a finding.
-    let forged = gridshare_ledger::consensus::VoteEquivocation {
-        second_signature: evidence.first_signature,
-        ..evidence
-    };
-    let mut bytes = Vec::new();
-    let mut writer = ExportWriter::new(&mut bytes, &community.genesis).unwrap();
-    for block in &chain {
-        writer.block(block).unwrap();
+    let version_1 = with_version(export(&community, &chain), 1);
+    let report = audit_export(version_1.as_slice(), |_| ()).unwrap();
+    assert!(
+        report.passed() && report.blocks == chain.len() as u64 && report.equivocations == 0,
+        "{report:?}"
+    );
+
+    // Proposal evidence (kind 4) in a version 2 file, any evidence in a
+    // version 1 file: malformed, and the audit says so.
+    for (bytes, version) in [
+        (export_with(&community, &chain, &[Equivocation::Proposals(proposals)]), 2),
+        (export_with(&community, &chain, &[Equivocation::Votes(votes)]), 1),
+    ] {
+        let bytes = with_version(bytes, version);
+        let (mut reader, _) = ExportReader::open(bytes.as_slice()).unwrap();
+        let error = loop {
+            match reader.next_block() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("version {version}: an evidence record its version lacks was read"),
+                Err(error) => break error,
+            }
+        };
+        assert!(error.to_string().contains(&format!("format version {version}, which has none")), "{error}");
+        let report = audit_export(bytes.as_slice(), |_| ()).unwrap();
+        assert!(!report.passed() && report.findings.iter().any(|f| f.object == "export"), "{report:?}");
     }
-    writer.evidence(&forged).unwrap();
-    writer.finish().unwrap();
-    let report = audit_export(bytes.as_slice(), |_| ()).unwrap();
-    assert_eq!(report.equivocations, 0);
-    assert!(report.findings.iter().any(|f| f.object == "evidence"), "{:?}", report.findings);
+    // A version this build does not know is refused before anything is read.
+    let future = with_version(export(&community, &chain), FORMAT_VERSION + 1);
+    assert!(
+        matches!(ExportReader::open(future.as_slice()), Err(ExportError::Version(v)) if v == FORMAT_VERSION + 1)
+    );
 }
 
 /// An export of one empty block linked to `genesis`, with a certificate for

@@ -1,8 +1,9 @@
 //! Tests of the chain stores: both stores keep a chain and refuse blocks
 //! that do not follow it; the redb store survives reopening, keeps one state
 //! snapshot, reports damaged and foreign files as errors (never panics),
-//! moves a store of layout 1 to its own, and loses no acknowledged commit
-//! when its process is killed at an arbitrary instant.
+//! keeps equivocation evidence of both kinds, moves stores of layouts 1 and
+//! 2 to its own, and loses no acknowledged commit when its process is killed
+//! at an arbitrary instant.
 //!
 //! The crash test runs 200 kills by default; a longer run:
 //! `GRIDSHARE_CRASH_ITERATIONS=1000 cargo test -p gridshare-ledger --test store crash`
@@ -24,6 +25,8 @@ use std::time::{Duration, Instant};
 use gridshare_ledger::Hash;
 use gridshare_ledger::block::CertifiedBlock;
 use gridshare_ledger::block::CommitCertificate;
+use gridshare_ledger::block::{Vote, VoteKind};
+use gridshare_ledger::consensus::{Equivocation, Proposal, ProposalEquivocation, VoteEquivocation};
 use gridshare_ledger::encoding::to_bytes;
 use gridshare_ledger::execute::{Signatures, execute};
 use gridshare_ledger::genesis::Genesis;
@@ -231,6 +234,7 @@ fn altered(original: &Path, name: &str, change: impl FnOnce(&redb::WriteTransact
 const BLOCK_INDEX: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("block_index");
 const SNAPSHOTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("state_snapshots");
 const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+const EVIDENCE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("evidence");
 /// Layout 1's tables: blocks and snapshots in borsh.
 const BLOCKS_1: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("blocks");
 const SNAPSHOTS_1: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("snapshots");
@@ -461,9 +465,9 @@ fn redb_create_and_open_refuse_what_is_not_their_store() {
     });
     not_a_store(RedbStore::open(&unformatted), "format record");
     let newer = altered(&path, "newer.redb", |write| {
-        write.open_table(META).unwrap().insert("format", b"gridshare-ledger/3".as_slice()).unwrap();
+        write.open_table(META).unwrap().insert("format", b"gridshare-ledger/4".as_slice()).unwrap();
     });
-    not_a_store(RedbStore::open(&newer), "gridshare-ledger/3");
+    not_a_store(RedbStore::open(&newer), "gridshare-ledger/4");
 
     // The blocks file: missing, truncated, another store's, not one at all.
     let missing_blocks = copied(&path, "missing-blocks.redb");
@@ -508,7 +512,12 @@ fn redb_cuts_off_a_record_whose_commit_did_not_complete() {
 /// Writes the store of layout 1 (`gridshare-ledger/1`, blocks and every
 /// snapshot in borsh inside redb) that the build before layout 2 made of
 /// `chain`, at `path`.
-fn write_layout_1(path: &Path, genesis: &Genesis, chain: &[(CertifiedBlock, State)]) {
+fn write_layout_1(
+    path: &Path,
+    genesis: &Genesis,
+    chain: &[(CertifiedBlock, State)],
+    evidence: &[VoteEquivocation],
+) {
     let db = redb::Database::create(path).unwrap();
     let write = db.begin_write().unwrap();
     {
@@ -523,9 +532,144 @@ fn write_layout_1(path: &Path, genesis: &Genesis, chain: &[(CertifiedBlock, Stat
                 snapshots.insert(height, to_bytes(state).as_slice()).unwrap();
             }
         }
-        write.open_table(redb::TableDefinition::<u64, &[u8]>::new("evidence")).unwrap();
+        let mut table = write.open_table(EVIDENCE).unwrap();
+        for (sequence, votes) in (0..).zip(evidence) {
+            table.insert(sequence, to_bytes(votes).as_slice()).unwrap();
+        }
     }
     write.commit().unwrap();
+}
+
+/// The format a store's `meta` table names.
+fn format_of(path: &Path) -> String {
+    let db = redb::Database::open(path).unwrap();
+    let read = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let format = read.open_table(META).unwrap().get("format").unwrap().unwrap().value().to_vec();
+    String::from_utf8(format).unwrap()
+}
+
+/// Evidence of both kinds against the validator of the community of `seed`:
+/// two vote equivocations (a prevote and a precommit pair) and a double
+/// proposal.
+fn evidence_of(seed: u64) -> (Genesis, [VoteEquivocation; 2], ProposalEquivocation) {
+    let (community, _) = community(seed);
+    let key = &community.validator;
+    let id = community.genesis.community_id;
+    let votes = |kind| {
+        let vote = |byte| Vote {
+            kind,
+            height: 5,
+            round: 2,
+            block_hash: (byte > 0).then_some(Hash([byte; 32])),
+            validator: key.public(),
+        };
+        let (first, second) = (vote(1), vote(0));
+        VoteEquivocation {
+            first,
+            first_signature: key.sign(&first.signing_bytes(&id)),
+            second,
+            second_signature: key.sign(&second.signing_bytes(&id)),
+        }
+    };
+    let proposal = |byte| Proposal {
+        height: 6,
+        round: 0,
+        block_hash: Hash([byte; 32]),
+        pol_round: None,
+        proposer: key.public(),
+    };
+    let (first, second) = (proposal(7), proposal(8));
+    let proposals = ProposalEquivocation {
+        first,
+        first_signature: key.sign(&first.signing_bytes(&id)),
+        second,
+        second_signature: key.sign(&second.signing_bytes(&id)),
+    };
+    (community.genesis, [votes(VoteKind::Prevote), votes(VoteKind::Precommit)], proposals)
+}
+
+#[test]
+fn both_stores_keep_evidence_of_both_kinds_once_in_the_order_recorded() {
+    let (genesis, [prevotes, precommits], proposals) = evidence_of(11);
+    let dir = temp_dir();
+    let path = dir.path().join("evidence.redb");
+    let mut memory = MemoryStore::new(genesis.clone());
+    let mut redb = RedbStore::create(&path, &genesis).unwrap();
+    let recorded = [
+        Equivocation::Proposals(proposals),
+        Equivocation::Votes(prevotes),
+        Equivocation::Proposals(proposals),
+        Equivocation::Votes(precommits),
+        Equivocation::Votes(prevotes),
+    ];
+    for evidence in &recorded {
+        memory.record_equivocation(evidence).unwrap();
+        redb.record_equivocation(evidence).unwrap();
+    }
+    // A copy already recorded is ignored.
+    memory.record_equivocation(&Equivocation::Votes(precommits)).unwrap();
+    redb.record_equivocation(&Equivocation::Votes(precommits)).unwrap();
+    let expected = vec![
+        Equivocation::Proposals(proposals),
+        Equivocation::Votes(prevotes),
+        Equivocation::Votes(precommits),
+    ];
+    assert_eq!(memory.evidence().unwrap(), expected);
+    assert_eq!(redb.evidence().unwrap(), expected);
+    drop(redb);
+    assert_eq!(RedbStore::open(&path).unwrap().evidence().unwrap(), expected);
+    for evidence in &expected {
+        evidence.verify(&genesis).unwrap();
+    }
+}
+
+/// A store that the build before proposal evidence wrote: the current
+/// layout's tables and blocks file (which layout 2 had too), named layout 2,
+/// with a borsh `VoteEquivocation` in each evidence entry.
+fn as_layout_2(original: &Path, name: &str, evidence: &[&[u8]]) -> PathBuf {
+    altered(original, name, |write| {
+        write.open_table(META).unwrap().insert("format", b"gridshare-ledger/2".as_slice()).unwrap();
+        let mut table = write.open_table(EVIDENCE).unwrap();
+        for (sequence, bytes) in (0..).zip(evidence) {
+            table.insert(sequence, *bytes).unwrap();
+        }
+    })
+}
+
+#[test]
+fn a_store_of_layout_2_is_moved_to_the_current_layout_on_open() {
+    let height = SNAPSHOT_EVERY_BLOCKS + 3;
+    let (genesis, chain) = chain(11, height + 1);
+    let (_, [prevotes, precommits], proposals) = evidence_of(11);
+    let dir = temp_dir();
+    let original = store_file(dir.path(), &genesis, &chain[..usize::try_from(height).unwrap()]);
+    let path = as_layout_2(&original, "layout-2.redb", &[&to_bytes(&prevotes), &to_bytes(&precommits)]);
+    assert_eq!(format_of(&path), "gridshare-ledger/2");
+    let mut store = RedbStore::open(&path).unwrap();
+    assert_holds(&store, &genesis, &chain, height);
+    let votes = vec![Equivocation::Votes(prevotes), Equivocation::Votes(precommits)];
+    assert_eq!(store.evidence().unwrap(), votes);
+    // It goes on as a store of the current layout: blocks and evidence of
+    // both kinds.
+    let (block, state) = at(&chain, height + 1);
+    store.commit(block, state).unwrap();
+    store.record_equivocation(&Equivocation::Proposals(proposals)).unwrap();
+    drop(store);
+    assert_eq!(format_of(&path), "gridshare-ledger/3");
+    // Opened again, nothing is moved twice.
+    let store = RedbStore::open(&path).unwrap();
+    assert_holds(&store, &genesis, &chain, height + 1);
+    let all = [&votes[..], &[Equivocation::Proposals(proposals)]].concat();
+    assert_eq!(store.evidence().unwrap(), all);
+    drop(store);
+
+    // A damaged evidence entry is moved as it is: the store opens, and the
+    // damage is reported, by table and key, when the evidence is read.
+    let damaged = to_bytes(&precommits)[..40].to_vec();
+    let path = as_layout_2(&original, "layout-2-damaged.redb", &[&to_bytes(&prevotes), &damaged]);
+    let store = RedbStore::open(&path).unwrap();
+    assert_holds(&store, &genesis, &chain, height);
+    assert_corrupt(store.evidence(), "evidence[1]");
 }
 
 #[test]
@@ -534,10 +678,12 @@ fn a_store_of_layout_1_is_moved_to_the_current_layout_on_open() {
     let (genesis, chain) = chain(10, height + 1);
     let dir = temp_dir();
     let path = dir.path().join("layout-1.redb");
-    write_layout_1(&path, &genesis, &chain[..usize::try_from(height).unwrap()]);
+    let (_, [prevotes, _], _) = evidence_of(10);
+    write_layout_1(&path, &genesis, &chain[..usize::try_from(height).unwrap()], &[prevotes]);
     let before = std::fs::metadata(&path).unwrap().len();
     let mut store = RedbStore::open(&path).unwrap();
     assert_holds(&store, &genesis, &chain, height);
+    assert_eq!(store.evidence().unwrap(), [Equivocation::Votes(prevotes)]);
     let (block, state) = at(&chain, height + 1);
     store.commit(block, state).unwrap();
     drop(store);
@@ -547,7 +693,7 @@ fn a_store_of_layout_1_is_moved_to_the_current_layout_on_open() {
     let db = redb::Database::open(&path).unwrap();
     let read = redb::ReadableDatabase::begin_read(&db).unwrap();
     let format = read.open_table(META).unwrap().get("format").unwrap().unwrap().value().to_vec();
-    assert_eq!(format, b"gridshare-ledger/2");
+    assert_eq!(format, b"gridshare-ledger/3");
     assert!(matches!(read.open_table(BLOCKS_1), Err(redb::TableError::TableDoesNotExist(_))));
     assert!(matches!(read.open_table(SNAPSHOTS_1), Err(redb::TableError::TableDoesNotExist(_))));
     assert_eq!(redb::ReadableTableMetadata::len(&read.open_table(SNAPSHOTS).unwrap()).unwrap(), 1);
@@ -559,7 +705,7 @@ fn a_store_of_layout_1_is_moved_to_the_current_layout_on_open() {
     // A move cut short by a crash before its transaction: the store is still
     // of layout 1, with bytes in the blocks file that the next move replaces.
     let path = dir.path().join("cut-short.redb");
-    write_layout_1(&path, &genesis, &chain[..10]);
+    write_layout_1(&path, &genesis, &chain[..10], &[]);
     let header = [&b"gridshare-blocks"[..], &1_u16.to_le_bytes(), genesis.hash().as_bytes()].concat();
     let cut_short = [&header[..], b"records of a move that did not finish"].concat();
     std::fs::write(RedbStore::blocks_path_of(&path), cut_short).unwrap();

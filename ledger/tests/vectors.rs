@@ -13,7 +13,9 @@ use gridshare_ledger::block::{
     Bill, Block, BlockHeader, ClearingReceipt, CommitCertificate, Receipt, SettlementReceipt, TradeReceipt,
     Vote, VoteKind, receipt_root, tx_root,
 };
-use gridshare_ledger::consensus::{Proposal, StreamedBlock, VoteEquivocation};
+use gridshare_ledger::consensus::{
+    Equivocation, Proposal, ProposalEquivocation, StreamedBlock, VoteEquivocation,
+};
 use gridshare_ledger::encoding::{Domain, domain_bytes, from_bytes, to_bytes};
 use gridshare_ledger::genesis::Mechanism;
 use gridshare_ledger::ids::{Keypair, PublicKey};
@@ -143,11 +145,13 @@ fn objects() -> (TestCommunity, Vec<SignedTx>, Block, CommitCertificate) {
     (community, txs, block, certificate)
 }
 
-/// A proposal, a streamed-block signature and an equivocation of the block's validator.
+/// A proposal, a streamed-block signature and equivocations of the block's
+/// validator: two votes, and two proposals (the same block re-proposed under
+/// a proof-of-lock round).
 fn consensus_objects(
     community: &TestCommunity,
     block: &Block,
-) -> (Proposal, StreamedBlock, VoteEquivocation) {
+) -> (Proposal, StreamedBlock, VoteEquivocation, ProposalEquivocation) {
     let validator = &community.validator;
     let id = community.genesis.community_id;
     let block_hash = block.hash();
@@ -168,7 +172,14 @@ fn consensus_objects(
         second,
         second_signature: validator.sign(&second.signing_bytes(&id)),
     };
-    (proposal, streamed, equivocation)
+    let relocked = Proposal { pol_round: Some(0), ..proposal };
+    let double_proposal = ProposalEquivocation {
+        first: proposal,
+        first_signature: validator.sign(&proposal.signing_bytes(&id)),
+        second: relocked,
+        second_signature: validator.sign(&relocked.signing_bytes(&id)),
+    };
+    (proposal, streamed, equivocation, double_proposal)
 }
 
 fn vector<T: BorshSerialize>(out: &mut String, name: &str, value: &T, hash: Option<Hash>) {
@@ -197,12 +208,19 @@ fn golden_vectors() {
     vector(&mut out, "vote (precommit)", &vote, None);
     out.push_str(&format!("signed {}\n", hex::encode(vote.signing_bytes(&id))));
     vector(&mut out, "commit certificate", &certificate, None);
-    let (proposal, streamed, equivocation) = consensus_objects(&community, &block);
+    let (proposal, streamed, equivocation, double_proposal) = consensus_objects(&community, &block);
     vector(&mut out, "proposal", &proposal, None);
     out.push_str(&format!("signed {}\n", hex::encode(proposal.signing_bytes(&id))));
     vector(&mut out, "streamed block", &streamed, None);
     out.push_str(&format!("signed {}\n", hex::encode(streamed.signing_bytes(&id))));
     vector(&mut out, "vote equivocation", &equivocation, None);
+    vector(&mut out, "proposal equivocation", &double_proposal, None);
+    vector(
+        &mut out,
+        "equivocation (as stored) of proposals",
+        &Equivocation::Proposals(double_proposal),
+        None,
+    );
     let state = State::genesis(&community.genesis);
     vector(&mut out, "state at genesis", &state, Some(state.root(&id)));
     out.push_str(&format!("== block\nhash  {}\n", block.hash()));
@@ -237,11 +255,23 @@ fn every_object_round_trips_and_decodes_strictly() {
     round_trip(&certificate);
     round_trip(&certificate.vote(community.validator.public()));
     round_trip(&State::genesis(&community.genesis));
-    let (proposal, streamed, equivocation) = consensus_objects(&community, &block);
+    let (proposal, streamed, equivocation, double_proposal) = consensus_objects(&community, &block);
     round_trip(&proposal);
     round_trip(&streamed);
     round_trip(&equivocation);
+    round_trip(&double_proposal);
     equivocation.verify(&community.genesis).unwrap();
+    double_proposal.verify(&community.genesis).unwrap();
+    for evidence in [Equivocation::Votes(equivocation), Equivocation::Proposals(double_proposal)] {
+        round_trip(&evidence);
+        evidence.verify(&community.genesis).unwrap();
+    }
+    // Evidence as stored is its kind's tag and then the evidence itself.
+    let stored = to_bytes(&Equivocation::Proposals(double_proposal));
+    assert_eq!((stored[0], &stored[1..]), (1, to_bytes(&double_proposal).as_slice()));
+    let mut unknown = stored.clone();
+    unknown[0] = 2;
+    assert!(from_bytes::<Equivocation>(&unknown).is_err());
 }
 
 #[test]

@@ -17,7 +17,8 @@ use axum::response::sse::{self, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use gridshare_ledger::Hash;
-use gridshare_ledger::block::{Bill, CertifiedBlock, ClearingReceipt, Receipt, TradeReceipt};
+use gridshare_ledger::block::{Bill, CertifiedBlock, ClearingReceipt, Receipt, TradeReceipt, Vote, VoteKind};
+use gridshare_ledger::consensus::{Equivocation, Proposal};
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
 use gridshare_ledger::export::ExportWriter;
 use gridshare_ledger::genesis::Mechanism;
@@ -714,37 +715,61 @@ async fn prove_receipt(client: Client, interval: String, settlement: bool) -> Re
 }
 
 /// `GET /v1/evidence`: every equivocation the validators' consensus
-/// reported, each checked against the genesis before it was kept.
+/// reported, two conflicting votes or two conflicting proposals, each
+/// checked against the genesis before it was kept.
 async fn evidence(State(client): State<Client>) -> Reply {
     let body = read(&client, |view| {
         let evidence = view.store.evidence().map_err(storage)?;
-        let items: Vec<Value> = evidence
-            .iter()
-            .take(LIST_MAX)
-            .map(|evidence| {
-                let vote = |vote: &gridshare_ledger::block::Vote| {
-                    json!({
-                        "kind": match vote.kind {
-                            gridshare_ledger::block::VoteKind::Prevote => "prevote",
-                            gridshare_ledger::block::VoteKind::Precommit => "precommit",
-                        },
-                        "height": vote.height,
-                        "round": vote.round,
-                        "block_hash": vote.block_hash.map(|hash| hash.to_string()),
-                    })
-                };
-                json!({
-                    "validator": evidence.first.validator.to_string(),
-                    "first": vote(&evidence.first),
-                    "second": vote(&evidence.second),
-                    "evidence_hex": hex::encode(to_bytes(evidence)),
-                })
-            })
-            .collect();
+        let items: Vec<Value> = evidence.iter().take(LIST_MAX).map(equivocation_json).collect();
         Ok(json!({ "equivocations": items }))
     })
     .await?;
     Ok(axum::Json(body).into_response())
+}
+
+/// One piece of evidence: its kind, the validator, the two messages, and
+/// `evidence_hex`, the canonical bytes of the `VoteEquivocation` or
+/// `ProposalEquivocation` (as in an export record of its kind).
+fn equivocation_json(evidence: &Equivocation) -> Value {
+    match evidence {
+        Equivocation::Votes(votes) => {
+            let vote = |vote: &Vote| {
+                json!({
+                    "kind": match vote.kind {
+                        VoteKind::Prevote => "prevote",
+                        VoteKind::Precommit => "precommit",
+                    },
+                    "height": vote.height,
+                    "round": vote.round,
+                    "block_hash": vote.block_hash.map(|hash| hash.to_string()),
+                })
+            };
+            json!({
+                "kind": "votes",
+                "validator": votes.first.validator.to_string(),
+                "first": vote(&votes.first),
+                "second": vote(&votes.second),
+                "evidence_hex": hex::encode(to_bytes(votes)),
+            })
+        }
+        Equivocation::Proposals(proposals) => {
+            let proposal = |proposal: &Proposal| {
+                json!({
+                    "height": proposal.height,
+                    "round": proposal.round,
+                    "block_hash": proposal.block_hash.to_string(),
+                    "pol_round": proposal.pol_round,
+                })
+            };
+            json!({
+                "kind": "proposals",
+                "validator": proposals.first.proposer.to_string(),
+                "first": proposal(&proposals.first),
+                "second": proposal(&proposals.second),
+                "evidence_hex": hex::encode(to_bytes(proposals)),
+            })
+        }
+    }
 }
 
 fn event_json(event: &Event) -> sse::Event {
@@ -896,5 +921,54 @@ mod tests {
             interval_span(Some("from_interval=0&to_interval=95".into())).ok(),
             Some((Some(0), Some(95)))
         );
+    }
+
+    /// Each kind of evidence says its kind, the validator and both messages,
+    /// and `evidence_hex` decodes as the type its kind names.
+    #[test]
+    fn evidence_of_both_kinds_is_listed_with_its_kind_and_canonical_bytes() {
+        use gridshare_ledger::consensus::{ProposalEquivocation, VoteEquivocation};
+        use gridshare_ledger::ids::Signature;
+        let validator = PublicKey([7; 32]);
+        let vote = Vote { kind: VoteKind::Precommit, height: 9, round: 2, block_hash: None, validator };
+        let votes = VoteEquivocation {
+            first: vote,
+            first_signature: Signature([1; 64]),
+            second: Vote { block_hash: Some(Hash([3; 32])), ..vote },
+            second_signature: Signature([2; 64]),
+        };
+        let proposal =
+            Proposal { height: 9, round: 2, block_hash: Hash([4; 32]), pol_round: None, proposer: validator };
+        let proposals = ProposalEquivocation {
+            first: proposal,
+            first_signature: Signature([5; 64]),
+            second: Proposal { pol_round: Some(1), ..proposal },
+            second_signature: Signature([6; 64]),
+        };
+        let listed = equivocation_json(&Equivocation::Votes(votes));
+        assert_eq!(listed["kind"], "votes");
+        assert_eq!(listed["validator"], validator.to_string());
+        assert_eq!(
+            listed["first"],
+            json!({ "kind": "precommit", "height": 9, "round": 2, "block_hash": null })
+        );
+        assert_eq!(listed["second"]["block_hash"], Hash([3; 32]).to_string());
+        let bytes = hex::decode(listed["evidence_hex"].as_str().unwrap()).unwrap();
+        assert_eq!(from_bytes::<VoteEquivocation>(&bytes), Ok(votes));
+
+        let listed = equivocation_json(&Equivocation::Proposals(proposals));
+        assert_eq!(listed["kind"], "proposals");
+        assert_eq!(listed["validator"], validator.to_string());
+        let block_hash = Hash([4; 32]).to_string();
+        assert_eq!(
+            listed["first"],
+            json!({ "height": 9, "round": 2, "block_hash": block_hash.clone(), "pol_round": null })
+        );
+        assert_eq!(
+            listed["second"],
+            json!({ "height": 9, "round": 2, "block_hash": block_hash, "pol_round": 1 })
+        );
+        let bytes = hex::decode(listed["evidence_hex"].as_str().unwrap()).unwrap();
+        assert_eq!(from_bytes::<ProposalEquivocation>(&bytes), Ok(proposals));
     }
 }

@@ -1111,11 +1111,11 @@ impl Chain for Node {
         self.commit_block(&block, state, true).map_err(|error| error.to_string())
     }
 
-    fn record_evidence(
+    fn record_equivocation(
         &mut self,
-        evidence: &gridshare_ledger::consensus::VoteEquivocation,
+        evidence: &gridshare_ledger::consensus::Equivocation,
     ) -> Result<(), String> {
-        self.store.record_evidence(evidence).map_err(|error| error.to_string())
+        self.store.record_equivocation(evidence).map_err(|error| error.to_string())
     }
 }
 

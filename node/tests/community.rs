@@ -11,11 +11,10 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Node, command, get, height, kill, start, stop, submit, wait_for};
+use common::{Node, get, height, init, kill, run_to_end, start, stop, submit, wait_for};
 use gridshare_ledger::audit::audit_store;
 use gridshare_ledger::encoding::from_bytes;
 use gridshare_ledger::genesis::Genesis;
@@ -24,21 +23,6 @@ use gridshare_ledger::testkit::{TestCommunity, test_market};
 use gridshare_ledger::tx::Side;
 
 const INTERVAL_MS: u64 = 2_000;
-
-/// Runs a `gridshare-node` subcommand to completion; returns its stdout.
-fn run_to_end(args: &[&str]) -> Vec<String> {
-    let output = command(args).output().unwrap();
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output.stdout.lines().map(Result::unwrap).collect()
-}
-
-fn init(dir: &Path, genesis: Option<&Path>) -> Vec<String> {
-    let mut args = vec!["init", "--data-dir", dir.to_str().unwrap()];
-    if let Some(genesis) = genesis {
-        args.extend(["--genesis", genesis.to_str().unwrap()]);
-    }
-    run_to_end(&args)
-}
 
 fn household(dir: &Path, bootstrap: &str) -> Node {
     start(&["--bootstrap", bootstrap], dir)

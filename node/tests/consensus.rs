@@ -9,12 +9,10 @@
 
 mod common;
 
-use std::io::BufRead;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Node, command, get, height, http, kill, start, stop, submit, wait_for};
+use common::{Node, free_port, get, height, http, init, kill, run_to_end, start, stop, submit, wait_for};
 use gridshare_ledger::audit::audit_export;
 use gridshare_ledger::encoding::from_bytes;
 use gridshare_ledger::genesis::Genesis;
@@ -22,18 +20,6 @@ use gridshare_ledger::testkit::{TestCommunity, test_market};
 use gridshare_ledger::tx::Side;
 
 const VALIDATORS: usize = 4;
-
-fn run_to_end(args: &[&str]) -> Vec<String> {
-    let output = command(args).output().unwrap();
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output.stdout.lines().map(Result::unwrap).collect()
-}
-
-/// A loopback port the OS hands out now, for a validator's consensus
-/// swarm: the others must know it before it starts.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 struct Validator {
     dir: std::path::PathBuf,
@@ -57,14 +43,6 @@ fn signal(node: &Node, name: &str) {
 /// The highest height any of `apis` reports.
 fn top(apis: &[String]) -> u64 {
     apis.iter().map(|api| height(api)).max().unwrap()
-}
-
-fn init(dir: &Path, genesis: Option<&Path>) -> Vec<String> {
-    let mut args = vec!["init", "--data-dir", dir.to_str().unwrap()];
-    if let Some(genesis) = genesis {
-        args.extend(["--genesis", genesis.to_str().unwrap()]);
-    }
-    run_to_end(&args)
 }
 
 #[test]

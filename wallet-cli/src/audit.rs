@@ -229,7 +229,7 @@ pub fn to_text(report: &Report) -> String {
     out += &format!("Accounts        {}\n", report.accounts);
     if report.equivocations > 0 {
         out += &format!(
-            "Equivocations   {} (verified evidence of validators signing conflicting votes)\n",
+            "Equivocations   {} (verified evidence of validators signing conflicting votes or proposals)\n",
             report.equivocations
         );
     }

@@ -24,4 +24,5 @@ fuzz_target!(|bytes: &[u8]| {
     assert!(reader.evidence().len() <= EVIDENCE_MAX);
     let report = audit_export(bytes, |_| ()).expect("the audit opens what the reader opened");
     assert_eq!(report.blocks, blocks, "the audit and the reader read different numbers of blocks");
+    assert!(report.equivocations <= reader.evidence().len() as u64, "the audit proved more than was read");
 });

@@ -1,7 +1,8 @@
 //! Fuzz target: every other protocol object that arrives as bytes from
 //! outside: consensus messages (proposals, streamed blocks, votes,
-//! equivocation evidence, blocks), the parts of an inclusion proof the
-//! wallet gets from a node, and state snapshots read from disk. Decoding
+//! equivocation evidence of votes and of proposals, blocks), the parts of an
+//! inclusion proof the wallet gets from a node, and state snapshots and
+//! evidence read from disk. Decoding
 //! never panics; what decodes was canonical (the state's maps aside, see
 //! below); checking signatures and proofs never panics.
 //!
@@ -13,7 +14,9 @@
 
 use gridshare_ledger::Hash;
 use gridshare_ledger::block::{Block, BlockHeader, CommitCertificate, Receipt, Vote};
-use gridshare_ledger::consensus::{Proposal, StreamedBlock, VoteEquivocation};
+use gridshare_ledger::consensus::{
+    Equivocation, Proposal, ProposalEquivocation, StreamedBlock, VoteEquivocation,
+};
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
 use gridshare_ledger::merkle::InclusionProof;
 use gridshare_ledger::state::State;
@@ -41,6 +44,31 @@ fuzz_target!(|input: &[u8]| {
                 // Only the fixed genesis's one validator can have equivocated.
                 assert_eq!(evidence.first.validator, community.validator.public());
                 assert_ne!(evidence.first.block_hash, evidence.second.block_hash);
+            }
+        }
+        object::PROPOSAL_EQUIVOCATION => {
+            let Some(evidence) = decode_canonical::<ProposalEquivocation>(bytes) else { return };
+            if evidence.verify(genesis).is_ok() {
+                // Only the fixed genesis's one validator can have equivocated,
+                // with two different proposals for one height and round.
+                assert_eq!(evidence.first.proposer, community.validator.public());
+                assert_ne!(evidence.first, evidence.second);
+                assert_eq!(
+                    (evidence.first.height, evidence.first.round),
+                    (evidence.second.height, evidence.second.round)
+                );
+            }
+        }
+        object::EQUIVOCATION => {
+            let Some(evidence) = decode_canonical::<Equivocation>(bytes) else { return };
+            // The stored form verifies exactly when the evidence inside does.
+            let inner = match &evidence {
+                Equivocation::Votes(votes) => votes.verify(genesis),
+                Equivocation::Proposals(proposals) => proposals.verify(genesis),
+            };
+            assert_eq!(evidence.verify(genesis), inner);
+            if inner.is_ok() {
+                assert_eq!(evidence.validator(), community.validator.public());
             }
         }
         object::VOTE => {

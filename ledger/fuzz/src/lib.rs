@@ -7,7 +7,9 @@ use std::sync::LazyLock;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use gridshare_ledger::block::{CertifiedBlock, Vote, VoteKind};
-use gridshare_ledger::consensus::{Proposal, StreamedBlock, VoteEquivocation};
+use gridshare_ledger::consensus::{
+    Equivocation, Proposal, ProposalEquivocation, StreamedBlock, VoteEquivocation,
+};
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
 use gridshare_ledger::export::ExportWriter;
 use gridshare_ledger::state::State;
@@ -67,8 +69,11 @@ pub mod object {
     pub const INCLUSION_PROOF: u8 = 8;
     pub const SIGNED_METER_READING: u8 = 9;
     pub const STATE: u8 = 10;
+    pub const PROPOSAL_EQUIVOCATION: u8 = 11;
+    /// Evidence of either kind as a store keeps it (`Equivocation`).
+    pub const EQUIVOCATION: u8 = 12;
     /// How many selectors there are; a selector byte is taken modulo this.
-    pub const COUNT: u8 = 11;
+    pub const COUNT: u8 = 13;
 }
 
 /// Seed inputs for each target, as (target name, input) pairs: real,
@@ -129,6 +134,18 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         second_signature: validator.sign(&second.signing_bytes(&id)),
     };
     seeds.push(("objects", selected(object::VOTE_EQUIVOCATION, &equivocation)));
+    let other = Proposal { block_hash: header.previous_hash, ..proposal };
+    let double_proposal = ProposalEquivocation {
+        first: proposal,
+        first_signature: validator.sign(&proposal.signing_bytes(&id)),
+        second: other,
+        second_signature: validator.sign(&other.signing_bytes(&id)),
+    };
+    seeds.push(("objects", selected(object::PROPOSAL_EQUIVOCATION, &double_proposal)));
+    let evidence = [Equivocation::Votes(equivocation), Equivocation::Proposals(double_proposal)];
+    for stored in &evidence {
+        seeds.push(("objects", selected(object::EQUIVOCATION, stored)));
+    }
     seeds.push(("objects", selected(object::SIGNED_METER_READING, &community.reading(0, 3, 1_000, 2_000))));
     seeds.push(("objects", selected(object::STATE, &State::genesis(genesis))));
 
@@ -137,7 +154,9 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     for block in &chain {
         writer.block(block).expect("writing to memory cannot fail");
     }
-    writer.evidence(&equivocation).expect("writing to memory cannot fail");
+    for evidence in &evidence {
+        writer.evidence(evidence).expect("writing to memory cannot fail");
+    }
     writer.finish().expect("writing to memory cannot fail");
     seeds.push(("export", export));
 

@@ -3,7 +3,7 @@
 
 use crate::Hash;
 use crate::block::CertifiedBlock;
-use crate::consensus::VoteEquivocation;
+use crate::consensus::Equivocation;
 use crate::genesis::Genesis;
 use crate::state::State;
 
@@ -16,7 +16,7 @@ pub struct MemoryStore {
     genesis_hash: Hash,
     blocks: Vec<CertifiedBlock>,
     state: State,
-    evidence: Vec<VoteEquivocation>,
+    evidence: Vec<Equivocation>,
 }
 
 impl MemoryStore {
@@ -63,14 +63,14 @@ impl Store for MemoryStore {
         Ok(self.state.clone())
     }
 
-    fn record_evidence(&mut self, evidence: &VoteEquivocation) -> Result<(), StoreError> {
+    fn record_equivocation(&mut self, evidence: &Equivocation) -> Result<(), StoreError> {
         if self.evidence.len() < EVIDENCE_MAX && !self.evidence.contains(evidence) {
             self.evidence.push(*evidence);
         }
         Ok(())
     }
 
-    fn evidence(&self) -> Result<Vec<VoteEquivocation>, StoreError> {
+    fn evidence(&self) -> Result<Vec<Equivocation>, StoreError> {
         Ok(self.evidence.clone())
     }
 }

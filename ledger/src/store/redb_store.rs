@@ -2,10 +2,12 @@
 //! (format and genesis), `block_index` (height → where the block's record is
 //! in the blocks file, and its blake3), `state_snapshots` (the state after
 //! the latest block of a height that is a multiple of
-//! [`SNAPSHOT_EVERY_BLOCKS`], only the latest kept) and `evidence`; and the
-//! blocks file next to it (`<path>.blocks`, see `block_file`), which holds
-//! every block's record in height order. Records and snapshots are in the
-//! at-rest encoding of [`super::at_rest`].
+//! [`SNAPSHOT_EVERY_BLOCKS`], only the latest kept) and `evidence` (sequence
+//! number → the canonical borsh of an [`Equivocation`], votes or proposals;
+//! small and rare, so not compressed); and the blocks file next to it
+//! (`<path>.blocks`, see `block_file`), which holds every block's record in
+//! height order. Records and snapshots are in the at-rest encoding of
+//! [`super::at_rest`].
 //!
 //! A commit writes the block's record to the blocks file and syncs it, then
 //! makes one redb write transaction with [`Durability::Immediate`] (the index
@@ -16,8 +18,10 @@
 //! each record against its blake3 and decodes it strictly, and recovers the
 //! latest state by re-executing the blocks after the snapshot.
 //!
-//! A store of layout 1 (`gridshare-ledger/1`: blocks and uncompressed
-//! snapshots inside redb) is moved to this layout when it is opened.
+//! Older layouts are moved to this one when they are opened: layout 2
+//! (`gridshare-ledger/2`: the same tables, but `evidence` held only
+//! `VoteEquivocation`s) and layout 1 (`gridshare-ledger/1`: blocks and
+//! uncompressed snapshots inside redb, evidence as in layout 2).
 
 mod block_file;
 
@@ -34,7 +38,7 @@ use redb::{
 
 use crate::Hash;
 use crate::block::CertifiedBlock;
-use crate::consensus::VoteEquivocation;
+use crate::consensus::Equivocation;
 use crate::encoding::{from_bytes, to_bytes};
 use crate::execute::{Signatures, execute};
 use crate::export::RECORD_BYTES_MAX;
@@ -48,9 +52,13 @@ use block_file::{BlockFile, RecordLocation};
 
 /// The `meta` record that names the store's layout; bumped on any change of
 /// the tables, the blocks file or what they hold.
-const FORMAT: &str = "gridshare-ledger/2";
-/// Layout 1: blocks (borsh) and every snapshot (borsh) inside redb. Moved
-/// to layout 2 on open.
+const FORMAT: &str = "gridshare-ledger/3";
+/// Layout 2: the tables and blocks file of layout 3, with a borsh
+/// `VoteEquivocation` (the only kind of evidence then) in each `evidence`
+/// entry. Moved to layout 3 on open.
+const FORMAT_2: &str = "gridshare-ledger/2";
+/// Layout 1: blocks (borsh) and every snapshot (borsh) inside redb, evidence
+/// as in layout 2. Moved to layout 3 on open.
 const FORMAT_1: &str = "gridshare-ledger/1";
 const FORMAT_KEY: &str = "format";
 const GENESIS_KEY: &str = "genesis";
@@ -60,9 +68,12 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const BLOCK_INDEX: TableDefinition<u64, &[u8]> = TableDefinition::new("block_index");
 /// Height → the at-rest record of the state after that block; one entry.
 const STATE_SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("state_snapshots");
-/// Sequence number → a `VoteEquivocation`, in the order recorded.
+/// Sequence number → an `Equivocation`, in the order recorded.
 const EVIDENCE: TableDefinition<u64, &[u8]> = TableDefinition::new("evidence");
-/// Layout 1's tables, read only to move a store to layout 2.
+/// borsh's tag of `Equivocation::Votes`: put before a layout-2 entry's
+/// `VoteEquivocation` bytes, it makes them the `Equivocation` they are.
+const VOTES_TAG: u8 = 0;
+/// Layout 1's tables, read only to move a store to the current layout.
 const BLOCKS_1: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const SNAPSHOTS_1: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 
@@ -154,15 +165,17 @@ impl RedbStore {
 
     /// Opens the store at `path`, which must exist, and recovers the latest
     /// state: the last snapshot and the blocks after it, re-executed. A store
-    /// of layout 1 is moved to the current layout first.
+    /// of layout 1 or 2 is moved to the current layout first.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         let path = path.as_ref();
         check_magic(path)?;
         let mut db = builder().open(path).map_err(|error| open_error(path, error))?;
         let blocks_path = RedbStore::blocks_path_of(path);
         let (genesis, layout) = read_meta(path, &db)?;
-        if layout == Layout::One {
-            move_from_layout_1(path, &blocks_path, &mut db, &genesis)?;
+        match layout {
+            Layout::One => move_from_layout_1(path, &blocks_path, &mut db, &genesis)?,
+            Layout::Two => move_from_layout_2(path, &db)?,
+            Layout::Current => {}
         }
         let committed_end = index_end(path, &db)?;
         let blocks = BlockFile::open(blocks_path, genesis.hash(), committed_end)?;
@@ -289,7 +302,7 @@ impl Store for RedbStore {
         Ok(self.state.clone())
     }
 
-    fn record_evidence(&mut self, evidence: &VoteEquivocation) -> Result<(), StoreError> {
+    fn record_equivocation(&mut self, evidence: &Equivocation) -> Result<(), StoreError> {
         let recorded = self.evidence()?;
         if recorded.len() >= EVIDENCE_MAX || recorded.contains(evidence) {
             return Ok(());
@@ -306,7 +319,7 @@ impl Store for RedbStore {
         write.commit().map_err(|error| database_error(path, error))
     }
 
-    fn evidence(&self) -> Result<Vec<VoteEquivocation>, StoreError> {
+    fn evidence(&self) -> Result<Vec<Equivocation>, StoreError> {
         let path = &self.path;
         let read = self.db.begin_read().map_err(|error| database_error(path, error))?;
         let table = match read.open_table(EVIDENCE) {
@@ -318,7 +331,7 @@ impl Store for RedbStore {
         let mut evidence = Vec::new();
         for entry in table.iter().map_err(|e| storage(path, e))? {
             let (key, value) = entry.map_err(|e| storage(path, e))?;
-            let decoded = from_bytes::<VoteEquivocation>(value.value())
+            let decoded = from_bytes::<Equivocation>(value.value())
                 .map_err(|error| corrupt(path, "evidence", &key.value().to_string(), &error.to_string()))?;
             evidence.push(decoded);
         }
@@ -391,6 +404,8 @@ fn check_magic(path: &Path) -> Result<(), StoreError> {
 enum Layout {
     /// Layout 1, moved to the current one on open.
     One,
+    /// Layout 2, moved to the current one on open.
+    Two,
     Current,
 }
 
@@ -420,6 +435,8 @@ fn read_meta(path: &Path, db: &Database) -> Result<(Genesis, Layout), StoreError
     };
     let layout = if format.value() == FORMAT.as_bytes() {
         Layout::Current
+    } else if format.value() == FORMAT_2.as_bytes() {
+        Layout::Two
     } else if format.value() == FORMAT_1.as_bytes() {
         Layout::One
     } else {
@@ -427,7 +444,8 @@ fn read_meta(path: &Path, db: &Database) -> Result<(Genesis, Layout), StoreError
         return Err(not_a_store(
             path,
             &format!(
-                "its format is {found:?}, and this build reads {FORMAT:?} (and moves {FORMAT_1:?} to it)"
+                "its format is {found:?}, and this build reads {FORMAT:?} (and moves {FORMAT_2:?} and \
+                 {FORMAT_1:?} to it)"
             ),
         ));
     };
@@ -442,11 +460,11 @@ fn read_meta(path: &Path, db: &Database) -> Result<(Genesis, Layout), StoreError
 
 /// Moves a store of layout 1 to the current layout: every block's record
 /// into a new blocks file (synced), then one redb transaction that indexes
-/// them, keeps the latest snapshot in the at-rest encoding, drops layout 1's
-/// tables and sets the format; then compacts the redb file, which held the
-/// blocks. A crash before the transaction leaves a store of layout 1 (and
-/// bytes in the blocks file that the next attempt cuts off); after it, a
-/// store of the current layout.
+/// them, keeps the latest snapshot in the at-rest encoding, makes the
+/// evidence `Equivocation`s, drops layout 1's tables and sets the format;
+/// then compacts the redb file, which held the blocks. A crash before the
+/// transaction leaves a store of layout 1 (and bytes in the blocks file that
+/// the next attempt cuts off); after it, a store of the current layout.
 fn move_from_layout_1(
     path: &Path,
     blocks_path: &Path,
@@ -484,7 +502,7 @@ fn move_from_layout_1(
         if let Some((height, record)) = &snapshot {
             snapshots.insert(*height, record.as_slice()).map_err(|e| storage(path, e))?;
         }
-        write.open_table(EVIDENCE).map_err(|error| table_error(path, "evidence", error))?;
+        tag_vote_evidence(path, &write)?;
         let mut meta = write.open_table(META).map_err(|error| table_error(path, "meta", error))?;
         meta.insert(FORMAT_KEY, FORMAT.as_bytes()).map_err(|e| storage(path, e))?;
     }
@@ -492,6 +510,38 @@ fn move_from_layout_1(
     write.delete_table(SNAPSHOTS_1).map_err(|error| table_error(path, "snapshots", error))?;
     write.commit().map_err(|error| database_error(path, error))?;
     db.compact().map_err(|error| database_error(path, error))?;
+    Ok(())
+}
+
+/// Moves a store of layout 2 to the current layout in one redb transaction:
+/// its evidence entries become `Equivocation`s and the format is set. A
+/// crash before the commit leaves a store of layout 2.
+fn move_from_layout_2(path: &Path, db: &Database) -> Result<(), StoreError> {
+    let mut write = db.begin_write().map_err(|error| database_error(path, error))?;
+    write.set_durability(Durability::Immediate).map_err(|error| database_error(path, error))?;
+    {
+        tag_vote_evidence(path, &write)?;
+        let mut meta = write.open_table(META).map_err(|error| table_error(path, "meta", error))?;
+        meta.insert(FORMAT_KEY, FORMAT.as_bytes()).map_err(|e| storage(path, e))?;
+    }
+    write.commit().map_err(|error| database_error(path, error))
+}
+
+/// Turns every `evidence` entry of layout 1 or 2, a borsh `VoteEquivocation`,
+/// into the borsh `Equivocation::Votes` of it by putting the variant's tag
+/// before it (creating the table if the store had none). Entries are copied
+/// as they are, not decoded: a damaged one is reported when it is read, as
+/// before, and the rest of the evidence stays readable.
+fn tag_vote_evidence(path: &Path, write: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut table = write.open_table(EVIDENCE).map_err(|error| table_error(path, "evidence", error))?;
+    let mut entries = Vec::new();
+    for entry in table.iter().map_err(|error| storage(path, error))? {
+        let (key, value) = entry.map_err(|error| storage(path, error))?;
+        entries.push((key.value(), [&[VOTES_TAG][..], value.value()].concat()));
+    }
+    for (key, value) in &entries {
+        table.insert(*key, value.as_slice()).map_err(|error| storage(path, error))?;
+    }
     Ok(())
 }
 
@@ -704,5 +754,33 @@ fn database_error(path: &Path, error: impl Into<redb::Error>) -> StoreError {
             StoreError::Corrupt(format!("{}: redb found the file damaged: {message}", path.display()))
         }
         other => StoreError::Database(format!("{}: {other}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VOTES_TAG;
+    use crate::block::{Vote, VoteKind};
+    use crate::consensus::{Equivocation, VoteEquivocation};
+    use crate::encoding::to_bytes;
+    use crate::ids::{PublicKey, Signature};
+
+    #[test]
+    fn the_votes_tag_makes_vote_evidence_an_equivocation() {
+        let vote = Vote {
+            kind: VoteKind::Precommit,
+            height: 3,
+            round: 1,
+            block_hash: None,
+            validator: PublicKey([4; 32]),
+        };
+        let votes = VoteEquivocation {
+            first: vote,
+            first_signature: Signature([5; 64]),
+            second: Vote { block_hash: Some(crate::Hash([6; 32])), ..vote },
+            second_signature: Signature([7; 64]),
+        };
+        let tagged = [&[VOTES_TAG][..], &to_bytes(&votes)].concat();
+        assert_eq!(tagged, to_bytes(&Equivocation::Votes(votes)));
     }
 }

@@ -3,7 +3,9 @@
 //! mempool and streams it in parts; the others reassemble it, check the
 //! builder's signature and execute it with `ledger` before consensus votes
 //! on it; a decided block is committed with its certificate; lagging
-//! validators get certified blocks through Malachite's sync.
+//! validators get certified blocks through Malachite's sync; the
+//! equivocations the engine reports (double votes and double proposals) are
+//! turned into ledger evidence, verified and kept.
 //!
 //! The node's event loop calls [`Consensus::handle`] for each message, with
 //! its chain behind the [`Chain`] boundary, so consensus never touches the
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gridshare_ledger::block::{Block, CertifiedBlock, CommitCertificate, CommitSignature};
-use gridshare_ledger::consensus::{StreamedBlock, VoteEquivocation};
+use gridshare_ledger::consensus::{Equivocation, ProposalEquivocation, StreamedBlock, VoteEquivocation};
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::{Keypair, Signature};
@@ -30,7 +32,9 @@ use malachitebft_app_channel::app::types::core::{
     LinearTimeouts, Round, Validity,
 };
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
-use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
+use malachitebft_app_channel::app::types::{
+    LocallyProposedValue, MisbehaviorEvidence, PeerId, ProposedValue,
+};
 use malachitebft_app_channel::{
     AppMsg, Channels, ConsensusContext, EngineHandle, NetworkContext, NetworkIdentity, NetworkMsg,
     RequestContext, SyncContext, WalContext,
@@ -44,7 +48,7 @@ use super::context::{
 };
 
 /// What consensus needs from the node's chain: read the tip, take the
-/// mempool's candidates, check and commit blocks.
+/// mempool's candidates, check and commit blocks, keep evidence.
 pub trait Chain {
     fn genesis(&self) -> &Genesis;
     fn state(&self) -> &State;
@@ -67,8 +71,9 @@ pub trait Chain {
     /// Commits a certified block and the state after it, durably, and
     /// tells everyone (mempool, index, API, replicas).
     fn commit(&mut self, block: CertifiedBlock, state: State) -> Result<(), String>;
-    /// Keeps evidence that a validator equivocated, durably.
-    fn record_evidence(&mut self, evidence: &VoteEquivocation) -> Result<(), String>;
+    /// Keeps evidence that a validator equivocated (two conflicting
+    /// proposals or votes), durably.
+    fn record_equivocation(&mut self, evidence: &Equivocation) -> Result<(), String>;
 }
 
 /// Bytes of block data per proposal part.
@@ -329,28 +334,19 @@ impl Consensus {
                 let _ = reply.send(());
             }
             AppMsg::Finalized { certificate, evidence, reply, .. } => {
-                for (validator, pairs) in evidence.votes.iter() {
-                    tracing::warn!(%validator, pairs = pairs.len(), "a validator equivocated");
-                    for (first, second) in pairs {
-                        let (Some(first_vote), Some(second_vote)) =
-                            (first.message.ledger(), second.message.ledger())
-                        else {
-                            continue;
-                        };
-                        let evidence = VoteEquivocation {
-                            first: first_vote,
-                            first_signature: first.signature,
-                            second: second_vote,
-                            second_signature: second.signature,
-                        };
-                        // Kept only if it holds up: anyone can check it later.
-                        match evidence.verify(chain.genesis()) {
-                            Ok(()) => {
-                                if let Err(problem) = chain.record_evidence(&evidence) {
-                                    tracing::error!(%problem, "cannot store equivocation evidence");
-                                }
+                for evidence in equivocations(&evidence) {
+                    let validator = evidence.validator();
+                    let kind = evidence_kind(&evidence);
+                    // Kept only if it holds up: anyone can check it later.
+                    match evidence.verify(chain.genesis()) {
+                        Ok(()) => {
+                            tracing::warn!(%validator, height = evidence.height(), kind, "a validator equivocated");
+                            if let Err(problem) = chain.record_equivocation(&evidence) {
+                                tracing::error!(%validator, kind, %problem, "cannot store equivocation evidence");
                             }
-                            Err(error) => tracing::warn!(%error, "the engine's evidence does not verify"),
+                        }
+                        Err(error) => {
+                            tracing::warn!(%validator, kind, %error, "the engine's evidence does not verify");
                         }
                     }
                 }
@@ -655,6 +651,38 @@ impl Consensus {
     }
 }
 
+/// The equivocations the engine reports at the end of a height, as ledger
+/// evidence: its double proposals, then its double votes, each pair in the
+/// engine's order (validators by address). A message without a round, which
+/// no validator signs, is skipped.
+fn equivocations(evidence: &MisbehaviorEvidence<GridshareContext>) -> Vec<Equivocation> {
+    let proposals = evidence.proposals.iter().flat_map(|(_, pairs)| pairs).filter_map(|(first, second)| {
+        Some(Equivocation::Proposals(ProposalEquivocation {
+            first: first.message.ledger()?,
+            first_signature: first.signature,
+            second: second.message.ledger()?,
+            second_signature: second.signature,
+        }))
+    });
+    let votes = evidence.votes.iter().flat_map(|(_, pairs)| pairs).filter_map(|(first, second)| {
+        Some(Equivocation::Votes(VoteEquivocation {
+            first: first.message.ledger()?,
+            first_signature: first.signature,
+            second: second.message.ledger()?,
+            second_signature: second.signature,
+        }))
+    });
+    proposals.chain(votes).collect()
+}
+
+/// How the logs name a kind of evidence.
+fn evidence_kind(evidence: &Equivocation) -> &'static str {
+    match evidence {
+        Equivocation::Votes(_) => "votes",
+        Equivocation::Proposals(_) => "proposals",
+    }
+}
+
 /// The value consensus votes on for `candidate`; an invalid one is logged
 /// with the reason.
 fn proposed(height: Height, candidate: &Candidate, id: BlockId) -> ProposedValue<GridshareContext> {
@@ -688,5 +716,72 @@ fn engine_certificate(block: &CertifiedBlock) -> ExtendedCommitCertificate<Grids
                 extension: None,
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::context::{Proposal, Vote};
+    use gridshare_ledger::testkit::{TestCommunity, test_market};
+    use malachitebft_app_channel::app::types::core::{NilOrVal, VoteType};
+
+    /// The engine's double proposals and double votes become ledger evidence
+    /// that the ledger verifies: the signed bytes are the ledger's.
+    #[tokio::test]
+    async fn the_engine_s_equivocations_become_evidence_the_ledger_verifies() {
+        let community = TestCommunity::new(5, 0, test_market(), 0);
+        let genesis = &community.genesis;
+        let key = Arc::new(Keypair::from_seed(community.validator.seed()));
+        let signer = ValidatorSigner { key: key.clone(), community: genesis.community_id };
+        let address = Address(key.public());
+        let proposal = |byte, pol_round| Proposal {
+            height: Height(4),
+            round: Round::new(1),
+            value: BlockId(gridshare_ledger::Hash([byte; 32])),
+            pol_round,
+            proposer: address,
+        };
+        let vote = |value| Vote {
+            kind: VoteType::Prevote,
+            height: Height(4),
+            round: Round::new(1),
+            value,
+            validator: address,
+        };
+        let mut evidence = MisbehaviorEvidence::<GridshareContext> {
+            proposals: Default::default(),
+            votes: Default::default(),
+        };
+        let (first, second) = (proposal(1, Round::Nil), proposal(1, Round::new(0)));
+        let signed_first = signer.sign_proposal(first.clone()).await.unwrap();
+        let signed_second = signer.sign_proposal(second.clone()).await.unwrap();
+        assert!(evidence.proposals.add(signed_first, signed_second));
+        let block = NilOrVal::Val(BlockId(gridshare_ledger::Hash([2; 32])));
+        let signed_block = signer.sign_vote(vote(block)).await.unwrap();
+        let signed_nil = signer.sign_vote(vote(NilOrVal::Nil)).await.unwrap();
+        evidence.votes.add(signed_block, signed_nil);
+
+        let found = equivocations(&evidence);
+        assert_eq!(found.len(), 2, "{found:?}");
+        let Equivocation::Proposals(proposals) = &found[0] else { panic!("{found:?}") };
+        assert_eq!((proposals.first, proposals.second), (first.ledger().unwrap(), second.ledger().unwrap()));
+        assert_eq!(proposals.second.pol_round, Some(0));
+        let Equivocation::Votes(votes) = &found[1] else { panic!("{found:?}") };
+        assert_eq!(
+            (votes.first.block_hash, votes.second.block_hash),
+            (Some(gridshare_ledger::Hash([2; 32])), None)
+        );
+        for evidence in &found {
+            assert_eq!(evidence.verify(genesis), Ok(()));
+            assert_eq!(evidence.validator(), key.public());
+        }
+        // A signature over other bytes (the streamed block's) is refused.
+        let mut forged = *proposals;
+        forged.second_signature = key.sign(
+            &StreamedBlock { height: 4, block_hash: forged.second.block_hash, builder: key.public() }
+                .signing_bytes(&genesis.community_id),
+        );
+        assert!(Equivocation::Proposals(forged).verify(genesis).is_err());
     }
 }

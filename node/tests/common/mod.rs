@@ -33,6 +33,28 @@ pub(crate) fn command(args: &[&str]) -> Command {
     command
 }
 
+/// Runs a `gridshare-node` subcommand to completion; returns its stdout.
+pub(crate) fn run_to_end(args: &[&str]) -> Vec<String> {
+    let output = command(args).output().unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout.lines().map(Result::unwrap).collect()
+}
+
+/// `gridshare-node init` of `dir`, with `genesis` if given; returns its stdout.
+pub(crate) fn init(dir: &Path, genesis: Option<&Path>) -> Vec<String> {
+    let mut args = vec!["init", "--data-dir", dir.to_str().unwrap()];
+    if let Some(genesis) = genesis {
+        args.extend(["--genesis", genesis.to_str().unwrap()]);
+    }
+    run_to_end(&args)
+}
+
+/// A loopback port the OS hands out now, for a validator's consensus
+/// swarm: the others must know it before it starts.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// Starts `gridshare-node run ARGS --data-dir DIR` on loopback with
 /// OS-assigned ports, and reads its API and P2P addresses from stdout.
 pub(crate) fn start(args: &[&str], data_dir: &Path) -> Node {
