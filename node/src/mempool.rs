@@ -98,6 +98,11 @@ impl Mempool {
         self.ids.contains_key(id)
     }
 
+    /// The waiting transaction with id `id`.
+    pub fn get(&self, id: &Hash) -> Option<&SignedTx> {
+        self.ids.get(id).and_then(|&position| self.transactions.get(position)).map(|(_, tx)| tx)
+    }
+
     /// Whether exactly `tx` (signatures included) is waiting: its signatures
     /// were verified when it was admitted.
     pub fn holds(&self, id: &Hash, tx: &SignedTx) -> bool {

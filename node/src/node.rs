@@ -269,6 +269,11 @@ struct Node {
     /// Transactions waiting for one batch verification of their signatures
     /// (at most [`VERIFY_BATCH_MAX`]).
     unverified: Vec<Unverified>,
+    /// Submitted transactions no peer has been sent yet (none subscribed to
+    /// transactions, as when the node has just started): published again
+    /// when a peer subscribes and at each peer check, while they wait in the
+    /// mempool (so at most [`MEMPOOL_TRANSACTIONS_MAX`]).
+    unpublished: Vec<Hash>,
 }
 
 /// A transaction that passed every check but its signatures, and who waits
@@ -436,6 +441,7 @@ async fn launch(
         isolated_until: None,
         consensus: None,
         unverified: Vec::with_capacity(VERIFY_BATCH_MAX),
+        unpublished: Vec::new(),
     };
     if let Some(producer) = &node.producer {
         let network = ConsensusNetwork {
@@ -669,19 +675,35 @@ impl Node {
 
     /// Gossips a transaction or a certified block; with no peer yet there
     /// is nobody to tell, which is not an error.
-    fn publish(&mut self, transaction: bool, bytes: Vec<u8>) {
+    /// Gossips a transaction or a block; whether some peer was sent it (or
+    /// had it already).
+    fn publish(&mut self, transaction: bool, bytes: Vec<u8>) -> bool {
         let topic = if transaction { self.topics.transactions.clone() } else { self.topics.blocks.clone() };
         match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
-            Ok(_)
-            | Err(gossipsub::PublishError::NoPeersSubscribedToTopic | gossipsub::PublishError::Duplicate) => {
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => true,
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => false,
+            Err(error) => {
+                tracing::warn!(%error, "cannot gossip");
+                false
             }
-            Err(error) => tracing::warn!(%error, "cannot gossip"),
+        }
+    }
+
+    /// Publishes the submitted transactions no peer was sent yet, if they
+    /// still wait in the mempool.
+    fn publish_again(&mut self) {
+        for id in std::mem::take(&mut self.unpublished) {
+            let Some(bytes) = self.mempool.get(&id).map(to_bytes) else { continue };
+            if !self.publish(true, bytes) {
+                self.unpublished.push(id);
+            }
         }
     }
 
     /// Lifts expired bans and redials bootstrap peers that are not
     /// connected.
     fn check_peers(&mut self) {
+        self.publish_again();
         let now = tokio::time::Instant::now();
         let expired: Vec<PeerId> =
             self.banned.iter().filter(|(_, until)| **until <= now).map(|(peer, _)| *peer).collect();
@@ -768,6 +790,11 @@ impl Node {
                         }
                     }
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                topic, ..
+            })) if topic == self.topics.transactions.hash() => {
+                self.publish_again();
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
                 peer_id,
@@ -942,9 +969,11 @@ impl Node {
                 Ok(()) => {
                     let bytes = matches!(from, Origin::Api { .. }).then(|| to_bytes(&tx));
                     let result = self.mempool.admit_verified(&self.genesis, self.next_block_time_ms(), tx);
-                    if let (Ok(_), Some(bytes)) = (&result, bytes) {
+                    if let (Ok(id), Some(bytes)) = (&result, bytes) {
                         // Relayed so that the validators (and every mempool) have it.
-                        self.publish(true, bytes);
+                        if !self.publish(true, bytes) {
+                            self.unpublished.push(*id);
+                        }
                     }
                     result
                 }
