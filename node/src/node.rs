@@ -673,10 +673,9 @@ impl Node {
         Ok(())
     }
 
-    /// Gossips a transaction or a certified block; with no peer yet there
-    /// is nobody to tell, which is not an error.
-    /// Gossips a transaction or a block; whether some peer was sent it (or
-    /// had it already).
+    /// Gossips a transaction or a certified block; whether some peer was
+    /// sent it (or had it already). With no peer yet there is nobody to
+    /// tell, which is not an error.
     fn publish(&mut self, transaction: bool, bytes: Vec<u8>) -> bool {
         let topic = if transaction { self.topics.transactions.clone() } else { self.topics.blocks.clone() };
         match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
