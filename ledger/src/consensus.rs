@@ -147,6 +147,14 @@ impl ProposalEquivocation {
 }
 
 impl Equivocation {
+    /// What conflicts: `"votes"` or `"proposals"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Equivocation::Votes(_) => "votes",
+            Equivocation::Proposals(_) => "proposals",
+        }
+    }
+
     /// The validator the evidence is against.
     pub fn validator(&self) -> PublicKey {
         match self {

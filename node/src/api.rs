@@ -745,7 +745,7 @@ fn equivocation_json(evidence: &Equivocation) -> Value {
                 })
             };
             json!({
-                "kind": "votes",
+                "kind": evidence.kind(),
                 "validator": votes.first.validator.to_string(),
                 "first": vote(&votes.first),
                 "second": vote(&votes.second),
@@ -762,7 +762,7 @@ fn equivocation_json(evidence: &Equivocation) -> Value {
                 })
             };
             json!({
-                "kind": "proposals",
+                "kind": evidence.kind(),
                 "validator": proposals.first.proposer.to_string(),
                 "first": proposal(&proposals.first),
                 "second": proposal(&proposals.second),

@@ -55,6 +55,13 @@ pub enum SubmitError {
     Duplicate(Hash),
 }
 
+/// A transaction [`Mempool::check`] passed: its id and encoded size.
+#[derive(Clone, Copy, Debug)]
+pub struct Checked {
+    pub id: Hash,
+    pub size: usize,
+}
+
 /// Waiting transactions in arrival order, and the state after them.
 #[derive(Debug)]
 pub struct Mempool {
@@ -115,20 +122,25 @@ impl Mempool {
     /// Verifies the signatures and admits `tx` at `time_ms` (the earliest
     /// time of the next block) on top of everything already waiting.
     pub fn submit(&mut self, genesis: &Genesis, time_ms: u64, tx: SignedTx) -> Result<Hash, SubmitError> {
-        self.check(genesis, &tx)?;
+        let checked = self.check(genesis, &tx)?;
         tx.verify(&genesis.community_id).map_err(Rejection::from)?;
-        self.admit_verified(genesis, time_ms, tx)
+        self.admit_verified(genesis, time_ms, tx, checked)
     }
 
     /// What can be said of `tx` without checking its signatures: refused
     /// for a bound, as a duplicate or for a nonce already used, or worth
-    /// verifying: its id and size then.
-    pub fn check(&self, genesis: &Genesis, tx: &SignedTx) -> Result<(Hash, usize), SubmitError> {
-        let id = tx.id(&genesis.community_id);
+    /// verifying.
+    pub fn check(&self, genesis: &Genesis, tx: &SignedTx) -> Result<Checked, SubmitError> {
+        let checked = Checked { id: tx.id(&genesis.community_id), size: to_bytes(tx).len() };
+        self.room(tx, &checked)?;
+        Ok(checked)
+    }
+
+    /// Refuses `tx` for a duplicate, a bound or a used nonce.
+    fn room(&self, tx: &SignedTx, &Checked { id, size }: &Checked) -> Result<(), SubmitError> {
         if self.ids.contains_key(&id) {
             return Err(SubmitError::Duplicate(id));
         }
-        let size = to_bytes(tx).len();
         if self.transactions.len() >= MEMPOOL_TRANSACTIONS_MAX || self.bytes + size > MEMPOOL_BYTES_MAX {
             return Err(SubmitError::Full);
         }
@@ -143,20 +155,23 @@ impl Mempool {
         }
         match self.used_nonce(tx) {
             Some(stale) => Err(stale.into()),
-            None => Ok((id, size)),
+            None => Ok(()),
         }
     }
 
-    /// Admits `tx`, whose signatures the caller has verified, like
-    /// [`Mempool::submit`].
+    /// Admits `tx`, whose signatures the caller has verified and which
+    /// [`Mempool::check`] passed (checked again: others may have been
+    /// admitted since), like [`Mempool::submit`].
     pub fn admit_verified(
         &mut self,
         genesis: &Genesis,
         time_ms: u64,
         tx: SignedTx,
+        checked: Checked,
     ) -> Result<Hash, SubmitError> {
-        let (id, size) = self.check(genesis, &tx)?;
+        self.room(&tx, &checked)?;
         admit(genesis, &mut self.pending, time_ms, &tx)?;
+        let Checked { id, size } = checked;
         self.insert(id, tx, size);
         Ok(id)
     }

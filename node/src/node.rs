@@ -36,7 +36,7 @@ use crate::consensus::app::{Chain, Consensus, ConsensusNetwork};
 use crate::consensus::context::GridshareContext;
 use crate::dev::{DevHouseholds, dev_market};
 use crate::index::{Index, IndexError};
-use crate::mempool::{MEMPOOL_PER_SIGNER_MAX, MEMPOOL_TRANSACTIONS_MAX, Mempool, SubmitError};
+use crate::mempool::{Checked, MEMPOOL_PER_SIGNER_MAX, MEMPOOL_TRANSACTIONS_MAX, Mempool, SubmitError};
 use crate::metrics::Metrics;
 use crate::network::{
     BANNED_PEERS_MAX, Behaviour, BehaviourEvent, GOSSIP_BYTES_MAX, SYNC_BLOCKS_MAX, SyncRequest,
@@ -280,6 +280,7 @@ struct Node {
 /// for the verdict.
 struct Unverified {
     tx: SignedTx,
+    checked: Checked,
     from: Origin,
 }
 
@@ -524,7 +525,9 @@ impl Node {
     fn handle(&mut self, command: Command) {
         match command {
             Command::Submit { tx, reply } => match self.mempool.check(&self.genesis, &tx) {
-                Ok(_) => self.unverified.push(Unverified { tx: *tx, from: Origin::Api { reply } }),
+                Ok(checked) => {
+                    self.unverified.push(Unverified { tx: *tx, checked, from: Origin::Api { reply } })
+                }
                 Err(error) => self.answer(reply, Err(error)),
             },
             Command::Isolate { duration, reply } => {
@@ -780,8 +783,9 @@ impl Node {
                     self.report_gossip("blocks", &message_id, propagation_source, acceptance);
                 } else {
                     match self.check_gossiped_transaction(&message.data) {
-                        Ok(tx) => self.unverified.push(Unverified {
+                        Ok((tx, checked)) => self.unverified.push(Unverified {
                             tx,
+                            checked,
                             from: Origin::Gossip { message_id, source: propagation_source },
                         }),
                         Err(acceptance) => {
@@ -938,13 +942,13 @@ impl Node {
 
     /// A gossiped transaction that is worth verifying, or the verdict on it
     /// without that (garbage, too large, a duplicate, a replay, no room).
-    fn check_gossiped_transaction(&mut self, bytes: &[u8]) -> Result<SignedTx, MessageAcceptance> {
+    fn check_gossiped_transaction(&mut self, bytes: &[u8]) -> Result<(SignedTx, Checked), MessageAcceptance> {
         if bytes.len() > TX_BYTES_MAX {
             return Err(MessageAcceptance::Reject);
         }
         let tx = from_bytes::<SignedTx>(bytes).map_err(|_| MessageAcceptance::Reject)?;
         match self.mempool.check(&self.genesis, &tx) {
-            Ok(_) => Ok(tx),
+            Ok(checked) => Ok((tx, checked)),
             Err(error) => Err(self.verdict(&tx.id(&self.genesis.community_id), error)),
         }
     }
@@ -961,13 +965,13 @@ impl Node {
         let community = self.genesis.community_id;
         let checks: Vec<_> = batch.iter().map(|waiting| waiting.tx.signature_checks(&community)).collect();
         let all_valid = verify_batch(checks.iter().flatten()).is_ok();
-        for (Unverified { tx, from }, checks) in batch.into_iter().zip(&checks) {
-            let id = tx.id(&community);
+        for (Unverified { tx, checked, from }, checks) in batch.into_iter().zip(&checks) {
             let verified = if all_valid { Ok(()) } else { verify_batch(checks) };
             let result = match verified {
                 Ok(()) => {
                     let bytes = matches!(from, Origin::Api { .. }).then(|| to_bytes(&tx));
-                    let result = self.mempool.admit_verified(&self.genesis, self.next_block_time_ms(), tx);
+                    let result =
+                        self.mempool.admit_verified(&self.genesis, self.next_block_time_ms(), tx, checked);
                     if let (Ok(id), Some(bytes)) = (&result, bytes) {
                         // Relayed so that the validators (and every mempool) have it.
                         if !self.publish(true, bytes) {
@@ -983,7 +987,7 @@ impl Node {
                 Origin::Gossip { message_id, source } => {
                     let acceptance = match result {
                         Ok(_) => MessageAcceptance::Accept,
-                        Err(error) => self.verdict(&id, error),
+                        Err(error) => self.verdict(&checked.id, error),
                     };
                     self.report_gossip("tx", &message_id, source, acceptance);
                 }

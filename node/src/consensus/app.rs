@@ -336,7 +336,7 @@ impl Consensus {
             AppMsg::Finalized { certificate, evidence, reply, .. } => {
                 for evidence in equivocations(&evidence) {
                     let validator = evidence.validator();
-                    let kind = evidence_kind(&evidence);
+                    let kind = evidence.kind();
                     // Kept only if it holds up: anyone can check it later.
                     match evidence.verify(chain.genesis()) {
                         Ok(()) => {
@@ -673,14 +673,6 @@ fn equivocations(evidence: &MisbehaviorEvidence<GridshareContext>) -> Vec<Equivo
         }))
     });
     proposals.chain(votes).collect()
-}
-
-/// How the logs name a kind of evidence.
-fn evidence_kind(evidence: &Equivocation) -> &'static str {
-    match evidence {
-        Equivocation::Votes(_) => "votes",
-        Equivocation::Proposals(_) => "proposals",
-    }
 }
 
 /// The value consensus votes on for `candidate`; an invalid one is logged
