@@ -185,6 +185,7 @@ async fn genesis(State(client): State<Client>) -> Response {
 
 async fn status(State(client): State<Client>) -> Reply {
     let metrics = client.metrics.clone();
+    let worker_threads = tokio::runtime::Handle::current().metrics().num_workers();
     let body = read(&client, move |view| {
         let state = view.state;
         Ok(json!({
@@ -204,6 +205,7 @@ async fn status(State(client): State<Client>) -> Reply {
             "intervals_cleared": metrics.intervals_cleared.get(),
             "trades": metrics.trades.get(),
             "settlements": metrics.settlements.get(),
+            "worker_threads": worker_threads,
         }))
     })
     .await?;

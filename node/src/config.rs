@@ -49,6 +49,9 @@ pub struct Config {
     pub consensus_peers: Vec<Multiaddr>,
     /// Consensus connections accepted from one IP address at most.
     pub consensus_connections_per_ip_max: NonZeroUsize,
+    /// Threads of the async runtime: 1 runs the whole node on one thread;
+    /// absent, one per core.
+    pub worker_threads: Option<NonZeroUsize>,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             consensus_listen: "/ip4/0.0.0.0/tcp/4800".parse().unwrap_or_else(|_| Multiaddr::empty()),
             consensus_peers: Vec::new(),
             consensus_connections_per_ip_max: NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN),
+            worker_threads: None,
         }
     }
 }
@@ -95,6 +99,11 @@ consensus_peers = []
 # (against a host that opens many with made-up peer ids). Validators that
 # share a host, as in a test network, count against it together.
 consensus_connections_per_ip_max = 16
+
+# Threads that run the node (network, consensus, API); one per core unless
+# set. Nodes that share a machine, as in a test network, do best with 1 each
+# (fewer threads waking each other on the same cores).
+# worker_threads = 1
 "#;
 
 /// Why a data directory cannot be used.
@@ -260,6 +269,10 @@ mod tests {
         assert!(error.contains("api"), "{error}");
         let error = toml::from_str::<Config>("consensus_connections_per_ip_max = 0").unwrap_err().to_string();
         assert!(error.contains("consensus_connections_per_ip_max") && error.contains("nonzero"), "{error}");
+        let error = toml::from_str::<Config>("worker_threads = 0").unwrap_err().to_string();
+        assert!(error.contains("worker_threads") && error.contains("nonzero"), "{error}");
+        let config = toml::from_str::<Config>("worker_threads = 1").unwrap();
+        assert_eq!(config.worker_threads, NonZeroUsize::new(1));
     }
 
     #[test]

@@ -120,6 +120,10 @@ struct RunArgs {
     /// [config: consensus_connections_per_ip_max].
     #[arg(long, value_name = "COUNT")]
     consensus_connections_per_ip_max: Option<std::num::NonZeroUsize>,
+    /// Threads that run the node; 1 runs it all on one thread (default: one
+    /// per core) [config: worker_threads].
+    #[arg(long, value_name = "COUNT")]
+    worker_threads: Option<std::num::NonZeroUsize>,
     /// Target time between blocks, for a validator [config: block_time_ms].
     #[arg(long, value_name = "MS")]
     block_time_ms: Option<u64>,
@@ -132,8 +136,7 @@ struct RunArgs {
     interval_ms: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             // Kademlia warns at start when a lone validator has no peer to
@@ -148,7 +151,10 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Run(args) => run(*args).await,
+        Command::Run(args) => {
+            let (data_dir, file) = prepare(&args)?;
+            runtime(args.worker_threads.or(file.worker_threads))?.block_on(run(*args, data_dir, file))
+        }
         Command::Init { data_dir, genesis } => {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
             let made = config::init(&data_dir, genesis.as_deref())?;
@@ -191,8 +197,9 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
-    gridshare_node::node::set_clock_skew_ms(args.clock_skew_ms);
+/// The data directory of `run` (initialized with `--genesis` if given) and
+/// its config file.
+fn prepare(args: &RunArgs) -> anyhow::Result<(PathBuf, config::Config)> {
     let data_dir = match (&args.data_dir, args.dev) {
         (Some(dir), _) => dir.clone(),
         (None, true) => std::env::temp_dir().join(format!("gridshare-dev-{}", std::process::id())),
@@ -202,6 +209,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         config::init(&data_dir, Some(genesis))?;
     }
     let file = config::read_config(&data_dir)?;
+    Ok((data_dir, file))
+}
+
+/// The async runtime: on one thread, or on `threads` (default: one per core).
+fn runtime(threads: Option<std::num::NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads.map(std::num::NonZeroUsize::get) {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(count) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(count);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build()
+}
+
+async fn run(args: RunArgs, data_dir: PathBuf, file: config::Config) -> anyhow::Result<()> {
+    gridshare_node::node::set_clock_skew_ms(args.clock_skew_ms);
     let api = args.api.unwrap_or(file.api);
     let mut bootstrap = file.bootstrap;
     bootstrap.extend(args.bootstrap);

@@ -78,11 +78,16 @@ fn one_validator_and_households_trade_agree_and_recover() {
         assert!(printed.iter().any(|line| line.ends_with("(replica)")), "{printed:?}");
     }
 
-    let mut validator = start(&["--block-time-ms", "100"], &path("validator"));
-    assert_eq!(get(&validator.api, "/v1/status")["role"], "validator");
+    // The validator runs on one thread, the households on one per core.
+    let mut validator = start(&["--block-time-ms", "100", "--worker-threads", "1"], &path("validator"));
+    let status = get(&validator.api, "/v1/status");
+    assert_eq!(status["role"], "validator");
+    assert_eq!(status["worker_threads"], 1);
     let bootstrap = validator.p2p.clone();
     let mut households: Vec<Node> =
         ["h0", "h1", "h2", "h3"].iter().map(|name| household(&path(name), &bootstrap)).collect();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(get(&households[0].api, "/v1/status")["worker_threads"], cores);
     for node in &households {
         wait_for("households to connect", &validator.api, Duration::from_secs(30), || {
             (get(&node.api, "/v1/status")["peers"].as_u64().unwrap() >= 1).then_some(())
@@ -164,7 +169,8 @@ fn one_validator_and_households_trade_agree_and_recover() {
     kill(&mut validator);
     // On the same address, as a validator with a configured port restarts.
     let listen = bootstrap.split("/p2p/").next().unwrap().to_string();
-    validator = start(&["--block-time-ms", "100", "--p2p", &listen], &path("validator"));
+    validator =
+        start(&["--block-time-ms", "100", "--worker-threads", "1", "--p2p", &listen], &path("validator"));
     let after = get(&validator.api, &format!("/v1/blocks/{acknowledged}"));
     assert_eq!(after["hash"], block_before["hash"]);
     let resumed = height(&validator.api);

@@ -21,6 +21,9 @@ fn a_replica_follows_the_validator_and_catches_up_after_a_kill() {
     let mut validator = start(&["--dev", "--block-time-ms", "100", "--interval-ms", "1000"], &validator_dir);
     let bootstrap = validator.p2p.clone();
     let genesis = validator_dir.join("genesis.bin");
+    // The replica's config file runs it on one thread.
+    std::fs::create_dir_all(&replica_dir).unwrap();
+    std::fs::write(replica_dir.join("config.toml"), "worker_threads = 1\n").unwrap();
     let mut replica =
         start(&["--genesis", genesis.to_str().unwrap(), "--bootstrap", &bootstrap], &replica_dir);
 
@@ -36,6 +39,7 @@ fn a_replica_follows_the_validator_and_catches_up_after_a_kill() {
         },
     );
     assert_eq!(status["role"], "replica");
+    assert_eq!(status["worker_threads"], 1);
     assert!(status["peers"].as_u64().unwrap() >= 1, "{status}");
     let validator_status = get(&validator.api, "/v1/status");
     assert_eq!(status["community_id"], validator_status["community_id"]);

@@ -356,6 +356,10 @@ impl Node {
             "--p2p",
             &launch.listen,
             "--no-mdns",
+            // Every node of a testnet shares this machine's cores: one
+            // thread each spares them waking each other's threads.
+            "--worker-threads",
+            "1",
         ]);
         for peer in &launch.bootstrap {
             command.args(["--bootstrap", peer]);
