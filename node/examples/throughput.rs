@@ -11,8 +11,11 @@
 //!
 //! ```text
 //! cargo build --release -p gridshare-node --bins --examples
-//! target/release/examples/throughput [SECONDS] [ACCOUNTS] [VALIDATORS] [HOUSEHOLDS]
+//! target/release/examples/throughput [SECONDS] [ACCOUNTS] [VALIDATORS] [HOUSEHOLDS] [THREADS]
 //! ```
+//!
+//! Every node runs on THREADS runtime threads (default 1, as suits nodes
+//! that share a machine; 0 leaves the node's default, one per core).
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // A measuring tool: a panic is the report.
 
@@ -107,12 +110,17 @@ fn binary() -> PathBuf {
     path
 }
 
-fn start(dir: &Path, extra: &[&str]) -> Node {
-    let mut child = Command::new(binary())
+fn start(dir: &Path, extra: &[&str], threads: usize) -> Node {
+    let mut command = Command::new(binary());
+    command
         .args(["run", "--data-dir"])
         .arg(dir)
         .args(["--api", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-        .args(extra)
+        .args(extra);
+    if threads > 0 {
+        command.arg(format!("--worker-threads={threads}"));
+    }
+    let mut child = command
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()))
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
@@ -163,6 +171,7 @@ fn main() {
     let accounts: u32 = args.next().map_or(1_000, |text| text.parse().unwrap());
     let validator_count: u32 = args.next().map_or(1, |text| text.parse().unwrap());
     let household_count: usize = args.next().map_or(4, |text| text.parse().unwrap());
+    let threads: usize = args.next().map_or(1, |text| text.parse().unwrap());
     assert!(household_count > 0, "offers are submitted through at least one household");
     let dir = tempfile::tempdir().unwrap();
     let market = MarketParams {
@@ -204,7 +213,7 @@ fn main() {
         for address in &earlier {
             args.extend(["--bootstrap", address]);
         }
-        validators.push(start(&dir, &args));
+        validators.push(start(&dir, &args, threads));
     }
     let validator = &validators[0];
     let households: Vec<Node> = (0..household_count)
@@ -214,7 +223,7 @@ fn main() {
             for node in &validators {
                 args.extend(["--bootstrap", node.p2p.as_str()]);
             }
-            start(&dir, &args)
+            start(&dir, &args, threads)
         })
         .collect();
 
@@ -281,13 +290,14 @@ fn main() {
         .collect();
 
     // Load: each submitter signs offers for its accounts and submits them
-    // through the households, round robin.
+    // through the household nodes, each account always through the same one.
     println!("loading for {seconds} s with {SUBMITTERS} submitters");
     let start_height = connection.json("/v1/status")["height"].as_u64().unwrap();
     let nodes: Vec<&Node> = validators.iter().chain(&households).collect();
     let cpu_start_ms: Vec<u64> = nodes.iter().map(|node| cpu_ms(node.child.id())).collect();
     let admitted = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
+    // Refusals by the API's error code: how many, and the first message.
+    let refused = Arc::new(Mutex::new(std::collections::BTreeMap::<String, (u64, String)>::new()));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let community = Arc::new(community);
     let submitters: Vec<_> = (0..SUBMITTERS)
@@ -299,9 +309,12 @@ fn main() {
                 let mine: Vec<usize> =
                     (0..community.households.len()).filter(|index| index % SUBMITTERS == submitter).collect();
                 let mut nonces = vec![0_u64; community.households.len()];
-                let mut turn = 0;
+                // A meter signs one reading per interval, which all of its
+                // household's offers in the next ones carry.
+                let mut attestations = std::collections::HashMap::new();
                 while Instant::now() < deadline {
                     let interval = community.genesis.interval_at(now_ms()) + 2;
+                    attestations.retain(|&(_, read), _| read + 2 >= interval);
                     for &index in &mine {
                         if Instant::now() >= deadline {
                             break;
@@ -309,17 +322,26 @@ fn main() {
                         nonces[index] += 1;
                         let side = if index % 2 == 0 { Side::Sell } else { Side::Buy };
                         let price = 100_000 + (nonces[index] % 50) * 2_000;
-                        let attestation = community.reading(index, interval - 2, 0, 0);
+                        let attestation = *attestations
+                            .entry((index, interval - 2))
+                            .or_insert_with(|| community.reading(index, interval - 2, 0, 0));
                         let offer =
                             community.offer_tx(index, nonces[index], interval, side, 100, price, attestation);
-                        turn = (turn + 1) % connections.len();
-                        let (status, _) = connections[turn].submit(&offer);
+                        // Each household submits through its own node.
+                        let node = index % connections.len();
+                        let (status, body) = connections[node].submit(&offer);
                         if status == 202 {
                             admitted.fetch_add(1, Ordering::Relaxed);
                         } else {
                             // Nonces have no gaps: the next offer reuses it.
                             nonces[index] -= 1;
-                            refused.fetch_add(1, Ordering::Relaxed);
+                            let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                            let code =
+                                error["code"].as_str().map_or_else(|| status.to_string(), str::to_string);
+                            let mut refused = refused.lock().unwrap();
+                            let (count, _) =
+                                refused.entry(code).or_insert_with(|| (0, error["message"].to_string()));
+                            *count += 1;
                         }
                     }
                 }
@@ -360,17 +382,19 @@ fn main() {
     let mut latencies = latencies.lock().unwrap().clone();
     latencies.sort_unstable();
     println!(
-        "validators: {validator_count}, accounts: {accounts}, household nodes: {household_count}, interval: {INTERVAL_MS} ms, target block time: {BLOCK_TIME_MS} ms"
+        "validators: {validator_count}, accounts: {accounts}, household nodes: {household_count}, runtime threads per node: {}, interval: {INTERVAL_MS} ms, target block time: {BLOCK_TIME_MS} ms",
+        if threads == 0 { "one per core".to_string() } else { threads.to_string() }
     );
     let blocks = end_height.saturating_sub(start_height).max(1);
     println!(
         "block time: {} ms on average over {blocks} blocks",
         last_block_ms.saturating_sub(first_block_ms) / blocks
     );
+    let refused = refused.lock().unwrap();
     println!(
-        "admitted through the API: {admitted} in {seconds} s = {} tx/s (refused: {})",
+        "admitted through the API: {admitted} in {seconds} s = {} tx/s (refused: {} {refused:?})",
         admitted * 1_000 / load_ms,
-        refused.load(Ordering::Relaxed)
+        refused.values().map(|(count, _)| count).sum::<u64>(),
     );
     let span_ms = last_ms.saturating_sub(first_ms).max(1);
     println!(
