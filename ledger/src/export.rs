@@ -181,9 +181,14 @@ impl<R: Read> ExportReader<R> {
             }
             let index = self.records;
             let (kind, bytes) = self.record()?.ok_or(ExportError::Truncated { blocks: self.blocks })?;
-            let since = match kind {
-                KIND_VOTE_EVIDENCE => VOTE_EVIDENCE_SINCE_VERSION,
-                KIND_PROPOSAL_EVIDENCE => PROPOSAL_EVIDENCE_SINCE_VERSION,
+            type Decode = fn(&[u8]) -> Result<Equivocation, DecodeError>;
+            let (since, decode): (u16, Decode) = match kind {
+                KIND_VOTE_EVIDENCE => (VOTE_EVIDENCE_SINCE_VERSION, |bytes| {
+                    from_bytes::<VoteEquivocation>(bytes).map(Equivocation::Votes)
+                }),
+                KIND_PROPOSAL_EVIDENCE => (PROPOSAL_EVIDENCE_SINCE_VERSION, |bytes| {
+                    from_bytes::<ProposalEquivocation>(bytes).map(Equivocation::Proposals)
+                }),
                 _ => return self.block_or_end(index, kind, bytes),
             };
             if self.version < since {
@@ -201,12 +206,8 @@ impl<R: Read> ExportReader<R> {
                     message: format!("more than {EVIDENCE_MAX} evidence records"),
                 });
             }
-            let malformed = |error: DecodeError| ExportError::Malformed { index, message: error.to_string() };
-            let evidence = if kind == KIND_VOTE_EVIDENCE {
-                Equivocation::Votes(from_bytes::<VoteEquivocation>(&bytes).map_err(malformed)?)
-            } else {
-                Equivocation::Proposals(from_bytes::<ProposalEquivocation>(&bytes).map_err(malformed)?)
-            };
+            let evidence = decode(&bytes)
+                .map_err(|error| ExportError::Malformed { index, message: error.to_string() })?;
             self.evidence.push(evidence);
         }
     }

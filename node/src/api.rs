@@ -733,45 +733,38 @@ async fn evidence(State(client): State<Client>) -> Reply {
 /// `evidence_hex`, the canonical bytes of the `VoteEquivocation` or
 /// `ProposalEquivocation` (as in an export record of its kind).
 fn equivocation_json(evidence: &Equivocation) -> Value {
-    match evidence {
-        Equivocation::Votes(votes) => {
-            let vote = |vote: &Vote| {
-                json!({
-                    "kind": match vote.kind {
-                        VoteKind::Prevote => "prevote",
-                        VoteKind::Precommit => "precommit",
-                    },
-                    "height": vote.height,
-                    "round": vote.round,
-                    "block_hash": vote.block_hash.map(|hash| hash.to_string()),
-                })
-            };
-            json!({
-                "kind": evidence.kind(),
-                "validator": votes.first.validator.to_string(),
-                "first": vote(&votes.first),
-                "second": vote(&votes.second),
-                "evidence_hex": hex::encode(to_bytes(votes)),
-            })
-        }
+    let vote = |vote: &Vote| {
+        json!({
+            "kind": match vote.kind {
+                VoteKind::Prevote => "prevote",
+                VoteKind::Precommit => "precommit",
+            },
+            "height": vote.height,
+            "round": vote.round,
+            "block_hash": vote.block_hash.map(|hash| hash.to_string()),
+        })
+    };
+    let proposal = |proposal: &Proposal| {
+        json!({
+            "height": proposal.height,
+            "round": proposal.round,
+            "block_hash": proposal.block_hash.to_string(),
+            "pol_round": proposal.pol_round,
+        })
+    };
+    let (first, second, bytes) = match evidence {
+        Equivocation::Votes(votes) => (vote(&votes.first), vote(&votes.second), to_bytes(votes)),
         Equivocation::Proposals(proposals) => {
-            let proposal = |proposal: &Proposal| {
-                json!({
-                    "height": proposal.height,
-                    "round": proposal.round,
-                    "block_hash": proposal.block_hash.to_string(),
-                    "pol_round": proposal.pol_round,
-                })
-            };
-            json!({
-                "kind": evidence.kind(),
-                "validator": proposals.first.proposer.to_string(),
-                "first": proposal(&proposals.first),
-                "second": proposal(&proposals.second),
-                "evidence_hex": hex::encode(to_bytes(proposals)),
-            })
+            (proposal(&proposals.first), proposal(&proposals.second), to_bytes(proposals))
         }
-    }
+    };
+    json!({
+        "kind": evidence.kind(),
+        "validator": evidence.validator().to_string(),
+        "first": first,
+        "second": second,
+        "evidence_hex": hex::encode(bytes),
+    })
 }
 
 fn event_json(event: &Event) -> sse::Event {
