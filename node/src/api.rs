@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::mempool::SubmitError;
-use crate::node::{Client, Event, NodeGone, View, now_ms};
+use crate::node::{Client, Event, NodeGone, View};
 
 /// The largest request body accepted.
 pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
@@ -194,7 +194,7 @@ async fn status(State(client): State<Client>) -> Reply {
             "height": state.height,
             "last_block_hash": state.last_block_hash.to_string(),
             "last_block_time_ms": state.last_timestamp_ms,
-            "current_interval": view.genesis.interval_at(now_ms()),
+            "current_interval": view.genesis.interval_at(view.now_ms),
             "next_clearing_interval": state.next_clearing_interval,
             "next_settlement_interval": state.next_settlement_interval,
             "role": if view.validator { "validator" } else { "replica" },
@@ -534,7 +534,7 @@ async fn interval(State(client): State<Client>, Path(interval): Path<String>) ->
             "settled"
         } else if clearing.is_some() {
             "cleared"
-        } else if now_ms() >= gate_closure_ms {
+        } else if view.now_ms >= gate_closure_ms {
             "closed"
         } else {
             "open"

@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gridshare_ledger::encoding::to_bytes;
+use gridshare_node::clock::Clock;
 use gridshare_node::config::{self, CONFIG_FILE_NAME, GENESIS_FILE_NAME};
 use gridshare_node::genesis_file::{self, GenesisOptions};
 use gridshare_node::node::{
-    DEV_KEYS_DIR_NAME, NodeConfig, Started, default_data_dir, has_ledger, now_ms, start, start_dev,
+    DEV_KEYS_DIR_NAME, NodeConfig, Started, default_data_dir, has_ledger, start, start_dev,
 };
 use libp2p::Multiaddr;
 
@@ -179,7 +180,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Genesis(GenesisCommand::New { options, out }) => {
-            let genesis = genesis_file::build(&options, now_ms()).map_err(anyhow::Error::msg)?;
+            let genesis =
+                genesis_file::build(&options, Clock::system().now_ms()).map_err(anyhow::Error::msg)?;
             if out.exists() {
                 anyhow::bail!("{} exists; choose another --out", out.display());
             }
@@ -227,7 +229,6 @@ fn runtime(threads: Option<std::num::NonZeroUsize>) -> std::io::Result<tokio::ru
 }
 
 async fn run(args: RunArgs, data_dir: PathBuf, file: config::Config) -> anyhow::Result<()> {
-    gridshare_node::node::set_clock_skew_ms(args.clock_skew_ms);
     let api = args.api.unwrap_or(file.api);
     let mut bootstrap = file.bootstrap;
     bootstrap.extend(args.bootstrap);
@@ -249,6 +250,7 @@ async fn run(args: RunArgs, data_dir: PathBuf, file: config::Config) -> anyhow::
         consensus_connections_per_ip_max: args
             .consensus_connections_per_ip_max
             .unwrap_or(file.consensus_connections_per_ip_max),
+        clock: Clock::skewed(args.clock_skew_ms),
     };
     // Bind the API first, so a busy port fails before anything is written.
     let listener =

@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use gridshare_ledger::Hash;
 use gridshare_ledger::block::{Block, CertifiedBlock, ClearingReceipt, Receipt, SettlementReceipt};
@@ -31,6 +30,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, request_response};
 use malachitebft_app_channel::AppMsg;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::clock::Clock;
 use crate::config::{self, ConfigError, GENESIS_FILE_NAME, INDEX_FILE_NAME, VALIDATOR_KEY_FILE_NAME};
 use crate::consensus::app::{Chain, Consensus, ConsensusNetwork};
 use crate::consensus::context::GridshareContext;
@@ -103,6 +103,8 @@ pub struct View<'a> {
     pub validator: bool,
     /// The highest height a peer has shown us.
     pub best_seen_height: u64,
+    /// The node's clock, read by the event loop for this read.
+    pub now_ms: u64,
 }
 
 /// What the event stream reports.
@@ -179,6 +181,8 @@ pub struct NodeConfig {
     pub consensus_peers: Vec<Multiaddr>,
     /// Consensus connections accepted from one IP address at most.
     pub consensus_connections_per_ip_max: std::num::NonZeroUsize,
+    /// The node's clock (the system clock, or a skewed one for testnets).
+    pub clock: Clock,
 }
 
 /// The node's event loop, to be awaited until shutdown.
@@ -266,6 +270,7 @@ struct Node {
     isolated_until: Option<tokio::time::Instant>,
     /// Malachite, on a validator.
     consensus: Option<Consensus>,
+    clock: Clock,
     /// Transactions waiting for one batch verification of their signatures
     /// (at most [`VERIFY_BATCH_MAX`]).
     unverified: Vec<Unverified>,
@@ -300,22 +305,11 @@ enum Applied {
     Gap,
 }
 
-/// The skew added to the system clock (`run --clock-skew-ms`, for testnets
-/// that exercise a node whose clock is wrong).
-static CLOCK_SKEW_MS: AtomicI64 = AtomicI64::new(0);
-
-/// Skews this process's clock by `skew_ms` from now on.
-pub fn set_clock_skew_ms(skew_ms: i64) {
-    CLOCK_SKEW_MS.store(skew_ms, Ordering::Relaxed);
-}
-
-/// Milliseconds since the Unix epoch, from the system clock plus the skew
-/// (the node is an edge: the state machine never reads a clock).
+/// Milliseconds since the Unix epoch from the system clock, without the
+/// skew a node may be configured with: for tools and tests that need the
+/// wall-clock time. A node reads its own [`Clock`].
 pub fn now_ms() -> u64 {
-    let system = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
-    system.saturating_add_signed(CLOCK_SKEW_MS.load(Ordering::Relaxed))
+    Clock::system().now_ms()
 }
 
 /// Starts the dev community in `config.data_dir`: a new one (writing its
@@ -334,7 +328,7 @@ pub async fn start_dev(
     let (market, genesis_time_ms) = match &existing {
         Some(genesis) => (genesis.market.clone(), genesis.genesis_time_ms),
         // Intervals are aligned to wall-clock multiples of their length.
-        None => (dev_market(interval_ms), now_ms() / interval_ms * interval_ms),
+        None => (dev_market(interval_ms), config.clock.now_ms() / interval_ms * interval_ms),
     };
     let mut community = TestCommunity::new(1, 2, market, genesis_time_ms);
     community.genesis.name = "Gridshare dev community".into();
@@ -443,6 +437,7 @@ async fn launch(
         consensus: None,
         unverified: Vec::with_capacity(VERIFY_BATCH_MAX),
         unpublished: Vec::new(),
+        clock: config.clock,
     };
     if let Some(producer) = &node.producer {
         let network = ConsensusNetwork {
@@ -548,13 +543,14 @@ impl Node {
                 peers: self.swarm.connected_peers().count(),
                 validator: self.producer.is_some(),
                 best_seen_height: self.best_seen_height,
+                now_ms: self.clock.now_ms(),
             }),
         }
     }
 
     /// The next block's time: now, but strictly after the last block.
     fn next_block_time_ms(&self) -> u64 {
-        now_ms().max(self.state.last_timestamp_ms + 1)
+        self.clock.now_ms().max(self.state.last_timestamp_ms + 1)
     }
 
     fn on_consensus(&mut self, message: AppMsg<GridshareContext>) {
@@ -1123,7 +1119,7 @@ impl Chain for Node {
     }
 
     fn now_ms(&self) -> u64 {
-        now_ms()
+        self.clock.now_ms()
     }
 
     fn check(&self, block: &Block) -> Result<State, String> {
