@@ -13,3 +13,4 @@ pub mod mempool;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod start;

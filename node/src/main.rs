@@ -11,9 +11,8 @@ use gridshare_ledger::encoding::to_bytes;
 use gridshare_node::clock::Clock;
 use gridshare_node::config::{self, CONFIG_FILE_NAME, GENESIS_FILE_NAME};
 use gridshare_node::genesis_file::{self, GenesisOptions};
-use gridshare_node::node::{
-    DEV_KEYS_DIR_NAME, NodeConfig, Started, default_data_dir, has_ledger, start, start_dev,
-};
+use gridshare_node::node::{NodeConfig, Started};
+use gridshare_node::start::{DEV_KEYS_DIR_NAME, default_data_dir, has_ledger, start, start_dev};
 use libp2p::Multiaddr;
 
 #[derive(Debug, Parser)]

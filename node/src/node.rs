@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +20,7 @@ use gridshare_ledger::execute::{Rejection, Signatures, build_block, execute};
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::state::State;
-use gridshare_ledger::store::{RedbStore, STORE_FILE_NAME, Store, StoreError};
-use gridshare_ledger::testkit::TestCommunity;
+use gridshare_ledger::store::{RedbStore, Store, StoreError};
 use gridshare_ledger::tx::{SignedTx, verify_batch};
 use libp2p::futures::{FutureExt, StreamExt};
 use libp2p::gossipsub::{self, MessageAcceptance};
@@ -31,10 +30,10 @@ use malachitebft_app_channel::AppMsg;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::config::{self, ConfigError, GENESIS_FILE_NAME, INDEX_FILE_NAME, VALIDATOR_KEY_FILE_NAME};
+use crate::config::{self, ConfigError, INDEX_FILE_NAME};
 use crate::consensus::app::{Chain, Consensus, ConsensusNetwork};
 use crate::consensus::context::GridshareContext;
-use crate::dev::{DevHouseholds, dev_market};
+use crate::dev::DevHouseholds;
 use crate::index::{Index, IndexError};
 use crate::mempool::{Checked, MEMPOOL_PER_SIGNER_MAX, MEMPOOL_TRANSACTIONS_MAX, Mempool, SubmitError};
 use crate::metrics::Metrics;
@@ -56,9 +55,6 @@ const BAN_DURATION: Duration = Duration::from_secs(600);
 /// Transactions (gossiped or submitted) whose signatures are verified
 /// together at most: a batch is about twice as fast as one by one.
 pub const VERIFY_BATCH_MAX: usize = 64;
-/// The directory of a dev community's keys for wallets (the registrar's).
-pub const DEV_KEYS_DIR_NAME: &str = "dev-keys";
-
 /// Commands waiting for the event loop at most.
 pub const COMMANDS_MAX: usize = 1_024;
 /// Events kept for slow event-stream subscribers.
@@ -230,10 +226,10 @@ pub enum NodeError {
 
 /// The block producer of a community with one validator, and in a dev
 /// community its simulated households.
-struct Producer {
+pub(crate) struct Producer {
     /// The validator's ledger key: it signs each block's certificate.
-    key: Keypair,
-    households: Option<DevHouseholds>,
+    pub(crate) key: Keypair,
+    pub(crate) households: Option<DevHouseholds>,
 }
 
 /// The engine's next message; never, on a replica.
@@ -312,70 +308,9 @@ pub fn now_ms() -> u64 {
     Clock::system().now_ms()
 }
 
-/// Starts the dev community in `config.data_dir`: a new one (writing its
-/// genesis, validator key and registrar key there), or the one already in
-/// it, whose simulated households resume from the ledger.
-pub async fn start_dev(
-    config: NodeConfig,
-    interval_ms: u64,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<Started, NodeError> {
-    let data_dir = &config.data_dir;
-    if interval_ms < 100 {
-        return Err(NodeError::Dev("intervals must be at least 100 ms".into()));
-    }
-    let existing = config::installed_genesis(data_dir)?;
-    let (market, genesis_time_ms) = match &existing {
-        Some(genesis) => (genesis.market.clone(), genesis.genesis_time_ms),
-        // Intervals are aligned to wall-clock multiples of their length.
-        None => (dev_market(interval_ms), config.clock.now_ms() / interval_ms * interval_ms),
-    };
-    let mut community = TestCommunity::new(1, 2, market, genesis_time_ms);
-    community.genesis.name = "Gridshare dev community".into();
-    let genesis = community.genesis.clone();
-    if let Some(existing) = existing {
-        if existing != genesis {
-            return Err(NodeError::Dev(format!("{} holds another community", data_dir.display())));
-        }
-    } else {
-        std::fs::create_dir_all(data_dir.join(DEV_KEYS_DIR_NAME))
-            .map_err(|error| ConfigError::Io { path: data_dir.clone(), error })?;
-        let seed = |keypair: &Keypair| format!("{}\n", hex::encode(keypair.seed()));
-        config::write_private(
-            &data_dir.join(VALIDATOR_KEY_FILE_NAME),
-            seed(&community.validator).as_bytes(),
-        )?;
-        let registrar = data_dir.join(DEV_KEYS_DIR_NAME).join("registrar.seed");
-        config::write_private(&registrar, seed(&community.registrar).as_bytes())?;
-        let path = data_dir.join(GENESIS_FILE_NAME);
-        std::fs::write(&path, to_bytes(&genesis)).map_err(|error| ConfigError::Io { path, error })?;
-    }
-    let store = RedbStore::create(data_dir.join(STORE_FILE_NAME), &genesis)?;
-    let key = Keypair::from_seed(community.validator.seed());
-    let households = DevHouseholds::resume(community, &store.state()?);
-    let producer = Producer { key, households: Some(households) };
-    launch(config, genesis, store, Some(producer), shutdown).await
-}
-
-/// Starts the node of the data directory (made by `init`): the community's
-/// validator if the directory's validator key is the genesis's only
-/// validator, otherwise a replica that verifies and executes every
-/// certified block. An existing ledger is reopened and the node catches up.
-pub async fn start(
-    config: NodeConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<Started, NodeError> {
-    let data_dir = &config.data_dir;
-    let genesis =
-        config::installed_genesis(data_dir)?.ok_or_else(|| ConfigError::NoGenesis(data_dir.clone()))?;
-    let key = config::validator_key(data_dir)?;
-    let producer = genesis.voting_power_of(&key.public()).map(|_| Producer { key, households: None });
-    let store = RedbStore::create(data_dir.join(STORE_FILE_NAME), &genesis)?;
-    tracing::info!(height = store.height()?, "opened the ledger");
-    launch(config, genesis, store, producer, shutdown).await
-}
-
-async fn launch(
+/// Opens the chain, starts the swarm and, on a validator, consensus; the
+/// event loop is returned to be run.
+pub(crate) async fn launch(
     config: NodeConfig,
     genesis: Genesis,
     store: RedbStore,
@@ -1149,14 +1084,4 @@ impl Chain for Node {
 
 fn gauge(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// The data directory a node uses when none is given.
-pub fn default_data_dir() -> PathBuf {
-    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("gridshare-node")
-}
-
-/// Whether `dir` holds a ledger already.
-pub fn has_ledger(dir: &Path) -> bool {
-    dir.join(STORE_FILE_NAME).exists()
 }
