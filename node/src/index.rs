@@ -2,7 +2,8 @@
 //! transaction, clearing and settlement is, and each interval's order book.
 //! It is derived from the certified blocks alone, so it is never trusted
 //! over the ledger: a missing, damaged or lagging index is rebuilt or caught
-//! up from the store when the node starts.
+//! up from the store when the node starts. Tests and simulations of the
+//! chain core open it in memory ([`Index::in_memory`]).
 //!
 //! The book of an interval is every offer included for it minus the ones
 //! cancelled: blocks hold only admissible transactions, and after gate
@@ -38,6 +39,8 @@ const GENESIS_KEY: &str = "genesis";
 const DURABLE_EVERY_BLOCKS: u64 = 32;
 /// redb's page cache for the index.
 const CACHE_BYTES: usize = 16 << 20;
+/// What an index in memory is called in its errors, in place of a path.
+const IN_MEMORY: &str = "(in memory)";
 
 /// An offer in an interval's book.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +95,21 @@ impl Index {
         let mut builder = redb::Builder::new();
         builder.set_cache_size(CACHE_BYTES);
         let db = builder.create(path).map_err(|error| fail(path, error))?;
+        Index::initialize(path, db, genesis_hash)
+    }
+
+    /// An empty index of the community of `genesis_hash` that lives in
+    /// memory, for tests and simulations of the node's chain core.
+    pub fn in_memory(genesis_hash: &Hash) -> Result<Index, IndexError> {
+        let path = Path::new(IN_MEMORY);
+        let db = redb::Builder::new()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|error| fail(path, error))?;
+        Index::initialize(path, db, genesis_hash)
+    }
+
+    /// Writes the tables of an empty index into the new database `db`.
+    fn initialize(path: &Path, db: Database, genesis_hash: &Hash) -> Result<Index, IndexError> {
         let mut write = db.begin_write().map_err(|error| fail(path, error))?;
         write.set_durability(Durability::Immediate).map_err(|error| fail(path, error))?;
         {
@@ -311,6 +329,23 @@ mod tests {
         }
         assert!(cleared > 0);
         assert_eq!(index.clearing(1 << 40).unwrap(), None);
+    }
+
+    #[test]
+    fn an_index_in_memory_indexes_like_one_on_disk() {
+        let (community, blocks) = trading_chain(5, 2, 6);
+        let genesis = &community.genesis;
+        let mut index = Index::in_memory(&genesis.hash()).unwrap();
+        for block in &blocks {
+            index.add(block, &genesis.community_id).unwrap();
+        }
+        assert_eq!(index.height(), blocks.last().unwrap().block.header.height);
+        let last = &blocks.last().unwrap().block;
+        let tx = last.transactions.first().unwrap();
+        let found = index.transaction(&tx.id(&genesis.community_id)).unwrap().unwrap();
+        assert_eq!(found, Location { height: last.header.height, index: 0 });
+        let error = index.add(&blocks[0], &genesis.community_id).unwrap_err();
+        assert!(error.to_string().starts_with("the index (in memory): block 1 does not follow"), "{error}");
     }
 
     #[test]
