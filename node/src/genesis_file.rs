@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use gridshare_ledger::MICROS_PER_UNIT;
 use gridshare_ledger::encoding::to_bytes;
-use gridshare_ledger::genesis::{Genesis, MarketParams, Mechanism, Tariffs, Validator};
+use gridshare_ledger::genesis::{Genesis, GenesisError, MarketParams, Mechanism, Tariffs, Validator};
 use gridshare_ledger::ids::{CommunityId, PublicKey};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -76,42 +76,57 @@ pub struct GenesisOptions {
     pub max_transactions_per_block: u32,
 }
 
+/// Why an operator's choices make no genesis.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenesisOptionsError {
+    /// One option's value, named with what is wrong with it.
+    #[error("{option}: `{text}` {problem}")]
+    BadValue { option: &'static str, text: String, problem: &'static str },
+    #[error("the interval length must be positive")]
+    ZeroInterval,
+    /// The values parse, but together they are no valid genesis.
+    #[error(transparent)]
+    Invalid(#[from] GenesisError),
+}
+
+fn bad(option: &'static str, text: &str, problem: &'static str) -> GenesisOptionsError {
+    GenesisOptionsError::BadValue { option, text: text.to_string(), problem }
+}
+
 /// A price in currency per kWh as micro-currency per kWh, exactly.
-pub fn parse_price_micro(what: &str, text: &str) -> Result<u64, String> {
+pub fn parse_price_micro(option: &'static str, text: &str) -> Result<u64, GenesisOptionsError> {
     let value = Decimal::from_str(text.trim())
-        .map_err(|_| format!("{what}: `{text}` is not a decimal number such as 0.11"))?;
-    let micros = value
-        .checked_mul(Decimal::from(MICROS_PER_UNIT))
-        .ok_or_else(|| format!("{what}: `{text}` is too large"))?;
+        .map_err(|_| bad(option, text, "is not a decimal number such as 0.11"))?;
+    let micros =
+        value.checked_mul(Decimal::from(MICROS_PER_UNIT)).ok_or_else(|| bad(option, text, "is too large"))?;
     if micros.is_sign_negative() && !micros.is_zero() {
-        return Err(format!("{what}: `{text}` is negative"));
+        return Err(bad(option, text, "is negative"));
     }
     if micros.fract() != Decimal::ZERO {
-        return Err(format!("{what}: `{text}` has more than 6 decimals"));
+        return Err(bad(option, text, "has more than 6 decimals"));
     }
-    u64::try_from(micros.trunc()).map_err(|_| format!("{what}: `{text}` is too large"))
+    u64::try_from(micros.trunc()).map_err(|_| bad(option, text, "is too large"))
 }
 
-fn parse_k(text: &str) -> Result<u16, String> {
-    let value =
-        Decimal::from_str(text.trim()).map_err(|_| format!("k: `{text}` is not a number in [0, 1]"))?;
+fn parse_k(text: &str) -> Result<u16, GenesisOptionsError> {
+    let value = Decimal::from_str(text.trim()).map_err(|_| bad("k", text, "is not a number in [0, 1]"))?;
     let thousandths = value * Decimal::from(1000);
     if value < Decimal::ZERO || value > Decimal::ONE || thousandths.fract() != Decimal::ZERO {
-        return Err(format!("k: `{text}` must be in [0, 1] with at most 3 decimals"));
+        return Err(bad("k", text, "must be in [0, 1] with at most 3 decimals"));
     }
-    u16::try_from(thousandths.trunc()).map_err(|_| format!("k: `{text}` must be in [0, 1]"))
+    u16::try_from(thousandths.trunc()).map_err(|_| bad("k", text, "must be in [0, 1]"))
 }
 
-fn parse_key(what: &str, text: &str) -> Result<PublicKey, String> {
-    text.parse::<PublicKey>().map_err(|_| format!("{what}: `{text}` is not a 64-digit hex public key"))
+fn parse_key(option: &'static str, text: &str) -> Result<PublicKey, GenesisOptionsError> {
+    text.parse::<PublicKey>().map_err(|_| bad(option, text, "is not a 64-digit hex public key"))
 }
 
-fn parse_validator(text: &str) -> Result<Validator, String> {
+fn parse_validator(text: &str) -> Result<Validator, GenesisOptionsError> {
     let (key, power) = match text.split_once(':') {
         Some((key, power)) => {
             let power = power
                 .parse::<u64>()
-                .map_err(|_| format!("validator `{text}`: the voting power must be a positive integer"))?;
+                .map_err(|_| bad("validator", text, "has a voting power that is not a positive integer"))?;
             (key, power)
         }
         None => (text, 1),
@@ -121,9 +136,9 @@ fn parse_validator(text: &str) -> Result<Validator, String> {
 
 /// The genesis of `options`, with `now_ms` as the default genesis time. The
 /// community id is the hash of everything else, so two communities differ.
-pub fn build(options: &GenesisOptions, now_ms: u64) -> Result<Genesis, String> {
+pub fn build(options: &GenesisOptions, now_ms: u64) -> Result<Genesis, GenesisOptionsError> {
     if options.interval_ms == 0 {
-        return Err("the interval length must be positive".into());
+        return Err(GenesisOptionsError::ZeroInterval);
     }
     let tariffs = Tariffs {
         effective_from_interval: 0,
@@ -164,7 +179,7 @@ pub fn build(options: &GenesisOptions, now_ms: u64) -> Result<Genesis, String> {
     hasher.update(b"gridshare/community-id\0");
     hasher.update(&to_bytes(&genesis));
     genesis.community_id = CommunityId(*hasher.finalize().as_bytes());
-    genesis.validate().map_err(|error| error.to_string())?;
+    genesis.validate()?;
     Ok(genesis)
 }
 
@@ -224,9 +239,10 @@ mod tests {
     fn prices_are_exact_and_bad_ones_are_named() {
         assert_eq!(parse_price_micro("p", "0.11"), Ok(110_000));
         assert_eq!(parse_price_micro("p", "1.000001"), Ok(1_000_001));
-        assert!(parse_price_micro("p", "0.1234567").unwrap_err().contains("more than 6 decimals"));
-        assert!(parse_price_micro("p", "-1").unwrap_err().contains("negative"));
-        assert!(parse_price_micro("p", "eleven").unwrap_err().contains("not a decimal"));
+        let error = parse_price_micro("p", "0.1234567").unwrap_err();
+        assert_eq!(error.to_string(), "p: `0.1234567` has more than 6 decimals");
+        assert!(parse_price_micro("p", "-1").unwrap_err().to_string().contains("negative"));
+        assert!(parse_price_micro("p", "eleven").unwrap_err().to_string().contains("not a decimal"));
     }
 
     #[test]
@@ -244,13 +260,16 @@ mod tests {
     #[test]
     fn bad_choices_are_refused_with_a_reason() {
         let error = build(&options(&["--validator", "abc"]), 0).unwrap_err();
-        assert!(error.contains("`abc` is not a 64-digit hex public key"), "{error}");
+        assert_eq!(error, bad("validator", "abc", "is not a 64-digit hex public key"));
+        assert_eq!(error.to_string(), "validator: `abc` is not a 64-digit hex public key");
         let error = build(&options(&["--price-floor", "2", "--price-cap", "1"]), 0).unwrap_err();
-        assert!(error.contains("floor"), "{error}");
+        assert!(matches!(error, GenesisOptionsError::Invalid(_)), "{error:?}");
+        assert!(error.to_string().contains("floor"), "{error}");
         let key = "11".repeat(32);
         let error = build(&options(&["--validator", &format!("{key}:x")]), 0).unwrap_err();
-        assert!(error.contains("voting power"), "{error}");
+        assert!(error.to_string().contains("voting power"), "{error}");
         let error = build(&options(&["--k", "1.5"]), 0).unwrap_err();
-        assert!(error.contains("[0, 1]"), "{error}");
+        assert!(error.to_string().contains("[0, 1]"), "{error}");
+        assert_eq!(build(&options(&["--interval-ms", "0"]), 0), Err(GenesisOptionsError::ZeroInterval));
     }
 }

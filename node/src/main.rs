@@ -179,8 +179,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Genesis(GenesisCommand::New { options, out }) => {
-            let genesis =
-                genesis_file::build(&options, Clock::system().now_ms()).map_err(anyhow::Error::msg)?;
+            let genesis = genesis_file::build(&options, Clock::system().now_ms())?;
             if out.exists() {
                 anyhow::bail!("{} exists; choose another --out", out.display());
             }

@@ -126,13 +126,21 @@ fn failed(error: impl std::fmt::Display) -> NetworkError {
     NetworkError(error.to_string())
 }
 
+/// A TCP port another process listens on.
+#[derive(Debug, thiserror::Error)]
+#[error("TCP port {port} is taken ({error}): another process, perhaps another gridshare-node, listens there")]
+pub struct PortTaken {
+    pub port: u16,
+    pub error: std::io::Error,
+}
+
 /// Refuses a TCP port another process already listens on. libp2p listens
 /// with `SO_REUSEPORT`, so a second node started with the same port would
 /// share it silently, the kernel handing each incoming connection to one of
 /// the two at random; a plain bind (no `SO_REUSEPORT`) fails on a port in
 /// use, which is what an operator needs to hear. Port 0 and addresses that
 /// are not IP + TCP are left to libp2p.
-pub fn check_port_free(address: &Multiaddr) -> Result<(), String> {
+pub fn check_port_free(address: &Multiaddr) -> Result<(), PortTaken> {
     use libp2p::multiaddr::Protocol;
     let mut parts = address.iter();
     let ip: std::net::IpAddr = match parts.next() {
@@ -144,9 +152,7 @@ pub fn check_port_free(address: &Multiaddr) -> Result<(), String> {
     if port == 0 {
         return Ok(());
     }
-    std::net::TcpListener::bind((ip, port)).map(drop).map_err(|error| {
-        format!("TCP port {port} is taken ({error}): another process, perhaps another gridshare-node, listens there")
-    })
+    std::net::TcpListener::bind((ip, port)).map(drop).map_err(|error| PortTaken { port, error })
 }
 
 /// Builds the swarm for `community` with the node's libp2p identity (which
@@ -234,10 +240,11 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let address: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
         let error = check_port_free(&address).unwrap_err();
-        assert!(error.starts_with(&format!("TCP port {port} is taken")), "{error}");
+        assert_eq!(error.port, port);
+        assert!(error.to_string().starts_with(&format!("TCP port {port} is taken")), "{error}");
         drop(listener);
-        assert_eq!(check_port_free(&address), Ok(()));
-        assert_eq!(check_port_free(&"/ip4/127.0.0.1/tcp/0".parse().unwrap()), Ok(()));
-        assert_eq!(check_port_free(&"/dns4/localhost/tcp/4700".parse().unwrap()), Ok(()));
+        assert!(check_port_free(&address).is_ok());
+        assert!(check_port_free(&"/ip4/127.0.0.1/tcp/0".parse().unwrap()).is_ok());
+        assert!(check_port_free(&"/dns4/localhost/tcp/4700".parse().unwrap()).is_ok());
     }
 }

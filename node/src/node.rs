@@ -14,9 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gridshare_ledger::Hash;
-use gridshare_ledger::block::{Block, CertifiedBlock, ClearingReceipt, Receipt, SettlementReceipt};
-use gridshare_ledger::encoding::{from_bytes, to_bytes};
-use gridshare_ledger::execute::{Rejection, Signatures, build_block, execute};
+use gridshare_ledger::block::{
+    Block, CertificateError, CertifiedBlock, ClearingReceipt, Receipt, SettlementReceipt,
+};
+use gridshare_ledger::encoding::{DecodeError, from_bytes, to_bytes};
+use gridshare_ledger::execute::{BlockError, Rejection, Signatures, build_block, execute};
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::state::State;
@@ -31,14 +33,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::config::{self, ConfigError, INDEX_FILE_NAME};
-use crate::consensus::app::{Chain, Consensus, ConsensusNetwork};
+use crate::consensus::app::{Chain, CheckError, CommitError, Consensus, ConsensusError, ConsensusNetwork};
 use crate::consensus::context::GridshareContext;
 use crate::dev::DevHouseholds;
 use crate::index::{Index, IndexError};
 use crate::mempool::{Checked, MEMPOOL_PER_SIGNER_MAX, MEMPOOL_TRANSACTIONS_MAX, Mempool, SubmitError};
 use crate::metrics::Metrics;
 use crate::network::{
-    BANNED_PEERS_MAX, Behaviour, BehaviourEvent, GOSSIP_BYTES_MAX, SYNC_BLOCKS_MAX, SyncRequest,
+    BANNED_PEERS_MAX, Behaviour, BehaviourEvent, GOSSIP_BYTES_MAX, PortTaken, SYNC_BLOCKS_MAX, SyncRequest,
     SyncResponse, TX_BYTES_MAX, Topics, build_swarm,
 };
 
@@ -215,13 +217,44 @@ pub enum NodeError {
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error("consensus failed: {0}")]
-    Consensus(String),
+    Consensus(#[from] ConsensusError),
     #[error("invalid dev community: {0}")]
-    Dev(String),
+    Dev(#[from] DevError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
-    #[error("cannot listen on {address}: {reason}")]
-    Listen { address: Multiaddr, reason: String },
+    #[error("cannot listen on {address}: {source}")]
+    Listen { address: Multiaddr, source: ListenError },
+}
+
+/// Why a dev community cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("intervals must be at least {min_ms} ms, not {interval_ms} ms")]
+    IntervalTooShort { interval_ms: u64, min_ms: u64 },
+    #[error("{} holds another community", data_dir.display())]
+    OtherCommunity { data_dir: PathBuf },
+}
+
+/// Why the market swarm cannot listen on an address.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error(transparent)]
+    PortTaken(#[from] PortTaken),
+    #[error(transparent)]
+    Transport(#[from] libp2p::TransportError<std::io::Error>),
+}
+
+/// What a certified block from a peer is not.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("not a certified block: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("its certificate: {0}")]
+    Certificate(#[from] CertificateError),
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
 }
 
 /// The block producer of a community with one validator, and in a dev
@@ -324,13 +357,12 @@ pub(crate) async fn launch(
         [&config.p2p_listen].into_iter().chain(producer.is_some().then_some(&config.consensus_listen))
     {
         crate::network::check_port_free(address)
-            .map_err(|reason| NodeError::Listen { address: address.clone(), reason })?;
+            .map_err(|error| NodeError::Listen { address: address.clone(), source: error.into() })?;
     }
     let (mut swarm, topics) = build_swarm(identity, &genesis.community_id, config.mdns)?;
-    swarm.listen_on(config.p2p_listen.clone()).map_err(|error| NodeError::Listen {
-        address: config.p2p_listen.clone(),
-        reason: error.to_string(),
-    })?;
+    swarm
+        .listen_on(config.p2p_listen.clone())
+        .map_err(|error| NodeError::Listen { address: config.p2p_listen.clone(), source: error.into() })?;
     let listen_addresses = wait_for_listen_addresses(&mut swarm).await;
     for address in &config.bootstrap {
         if let Err(error) = swarm.dial(address.clone()) {
@@ -388,8 +420,7 @@ pub(crate) async fn launch(
             &config.data_dir,
             Duration::from_millis(config.block_time_ms.max(1)),
         )
-        .await
-        .map_err(|error| NodeError::Consensus(error.to_string()))?;
+        .await?;
         node.consensus = Some(consensus);
     }
     node.catch_up_index(None)?;
@@ -520,7 +551,7 @@ impl Node {
         candidates: Vec<SignedTx>,
         time_ms: u64,
         key: &Keypair,
-    ) -> Result<(Block, State), String> {
+    ) -> Result<(Block, State), BlockError> {
         let built = build_block(
             &self.genesis,
             &self.state,
@@ -528,8 +559,7 @@ impl Node {
             time_ms,
             key.public(),
             Signatures::AlreadyVerified,
-        )
-        .map_err(|error| error.to_string())?;
+        )?;
         for (tx, rejection) in &built.left_out {
             tracing::warn!(kind = tx.tx.kind(), %rejection, "left out of the block");
         }
@@ -539,7 +569,7 @@ impl Node {
     /// Executes `block` on the tip: the state after it, or why it is
     /// invalid. Transactions waiting in the mempool were verified on
     /// admission; the others are verified here, in one batch.
-    fn check_block(&self, block: &Block) -> Result<State, String> {
+    fn check_block(&self, block: &Block) -> Result<State, CheckError> {
         let community = &self.genesis.community_id;
         let checks: Vec<_> = block
             .transactions
@@ -547,9 +577,8 @@ impl Node {
             .filter(|tx| !self.mempool.holds(&tx.id(community), tx))
             .flat_map(|tx| tx.signature_checks(community))
             .collect();
-        verify_batch(&checks).map_err(|error| format!("a transaction's signature: {error}"))?;
-        let (next, _) = execute(&self.genesis, &self.state, block, Signatures::AlreadyVerified)
-            .map_err(|error| error.to_string())?;
+        verify_batch(&checks)?;
+        let (next, _) = execute(&self.genesis, &self.state, block, Signatures::AlreadyVerified)?;
         Ok(next)
     }
 
@@ -560,8 +589,10 @@ impl Node {
         certified: &CertifiedBlock,
         state: State,
         gossip: bool,
-    ) -> Result<(), NodeError> {
-        self.store.commit(certified, &state)?;
+    ) -> Result<(), CommitError> {
+        self.store
+            .commit(certified, &state)
+            .map_err(|source| CommitError { height: certified.block.header.height, source })?;
         self.state = state;
         self.after_block(certified);
         if gossip {
@@ -963,8 +994,8 @@ impl Node {
     }
 
     /// Verifies, executes and stores a certified block from a peer.
-    fn apply(&mut self, bytes: &[u8]) -> Result<Applied, String> {
-        let certified = from_bytes::<CertifiedBlock>(bytes).map_err(|error| error.to_string())?;
+    fn apply(&mut self, bytes: &[u8]) -> Result<Applied, ApplyError> {
+        let certified = from_bytes::<CertifiedBlock>(bytes)?;
         let header = &certified.block.header;
         self.best_seen_height = self.best_seen_height.max(header.height);
         if header.height <= self.state.height {
@@ -973,9 +1004,9 @@ impl Node {
         if header.height > self.state.height + 1 {
             return Ok(Applied::Gap);
         }
-        certified.certificate.verify(&self.genesis, header).map_err(|error| error.to_string())?;
+        certified.certificate.verify(&self.genesis, header)?;
         let next = self.check_block(&certified.block)?;
-        self.commit_block(&certified, next, false).map_err(|error| error.to_string())?;
+        self.commit_block(&certified, next, false)?;
         Ok(Applied::New)
     }
 
@@ -1057,7 +1088,7 @@ impl Chain for Node {
         self.clock.now_ms()
     }
 
-    fn check(&self, block: &Block) -> Result<State, String> {
+    fn check(&self, block: &Block) -> Result<State, CheckError> {
         self.check_block(block)
     }
 
@@ -1066,19 +1097,19 @@ impl Chain for Node {
         candidates: Vec<SignedTx>,
         time_ms: u64,
         proposer: &Keypair,
-    ) -> Result<(Block, State), String> {
+    ) -> Result<(Block, State), BlockError> {
         self.build_block(candidates, time_ms, proposer)
     }
 
-    fn commit(&mut self, block: CertifiedBlock, state: State) -> Result<(), String> {
-        self.commit_block(&block, state, true).map_err(|error| error.to_string())
+    fn commit(&mut self, block: CertifiedBlock, state: State) -> Result<(), CommitError> {
+        self.commit_block(&block, state, true)
     }
 
     fn record_equivocation(
         &mut self,
         evidence: &gridshare_ledger::consensus::Equivocation,
-    ) -> Result<(), String> {
-        self.store.record_equivocation(evidence).map_err(|error| error.to_string())
+    ) -> Result<(), StoreError> {
+        self.store.record_equivocation(evidence)
     }
 }
 

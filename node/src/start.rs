@@ -11,10 +11,12 @@ use gridshare_ledger::testkit::TestCommunity;
 
 use crate::config::{self, ConfigError, GENESIS_FILE_NAME, VALIDATOR_KEY_FILE_NAME};
 use crate::dev::{DevHouseholds, dev_market};
-use crate::node::{NodeConfig, NodeError, Producer, Started, launch};
+use crate::node::{DevError, NodeConfig, NodeError, Producer, Started, launch};
 
 /// The directory of a dev community's keys for wallets (the registrar's).
 pub const DEV_KEYS_DIR_NAME: &str = "dev-keys";
+/// The shortest delivery interval of a dev community.
+pub const DEV_INTERVAL_MIN_MS: u64 = 100;
 
 /// Starts the dev community in `config.data_dir`: a new one (writing its
 /// genesis, validator key and registrar key there), or the one already in
@@ -25,8 +27,8 @@ pub async fn start_dev(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Started, NodeError> {
     let data_dir = &config.data_dir;
-    if interval_ms < 100 {
-        return Err(NodeError::Dev("intervals must be at least 100 ms".into()));
+    if interval_ms < DEV_INTERVAL_MIN_MS {
+        return Err(DevError::IntervalTooShort { interval_ms, min_ms: DEV_INTERVAL_MIN_MS }.into());
     }
     let existing = config::installed_genesis(data_dir)?;
     let (market, genesis_time_ms) = match &existing {
@@ -39,7 +41,7 @@ pub async fn start_dev(
     let genesis = community.genesis.clone();
     if let Some(existing) = existing {
         if existing != genesis {
-            return Err(NodeError::Dev(format!("{} holds another community", data_dir.display())));
+            return Err(DevError::OtherCommunity { data_dir: data_dir.clone() }.into());
         }
     } else {
         std::fs::create_dir_all(data_dir.join(DEV_KEYS_DIR_NAME))

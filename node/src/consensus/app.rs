@@ -17,12 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gridshare_ledger::block::{Block, CertifiedBlock, CommitCertificate, CommitSignature};
+use gridshare_ledger::block::{Block, CertificateError, CertifiedBlock, CommitCertificate, CommitSignature};
 use gridshare_ledger::consensus::{Equivocation, ProposalEquivocation, StreamedBlock, VoteEquivocation};
-use gridshare_ledger::encoding::{from_bytes, to_bytes};
+use gridshare_ledger::encoding::{DecodeError, from_bytes, to_bytes};
+use gridshare_ledger::execute::BlockError;
 use gridshare_ledger::genesis::Genesis;
-use gridshare_ledger::ids::{Keypair, Signature};
+use gridshare_ledger::ids::{Keypair, Signature, SignatureError};
 use gridshare_ledger::state::State;
+use gridshare_ledger::store::StoreError;
 use gridshare_ledger::tx::SignedTx;
 use malachitebft_app_channel::app::config::{ConsensusConfig, NodeConfig, ValueSyncConfig};
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
@@ -39,13 +41,70 @@ use malachitebft_app_channel::{
     AppMsg, Channels, ConsensusContext, EngineHandle, NetworkContext, NetworkIdentity, NetworkMsg,
     RequestContext, SyncContext, WalContext,
 };
-use malachitebft_signing::Signer;
+use malachitebft_signing::{Error as SigningError, Signer};
 
-use super::codec::BorshCodec;
+use super::codec::{BorshCodec, CodecError};
 use super::context::{
     Address, BlockId, GridshareContext, Height, ProposalPart, ValidatorSet, ValidatorSigner,
     ValidatorVerifier,
 };
+use crate::config::ConfigError;
+
+/// Why a block does not execute on the tip.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error("a transaction's signature: {0}")]
+    Signature(#[from] SignatureError),
+    #[error(transparent)]
+    Block(#[from] BlockError),
+}
+
+/// Why a final block could not be committed: the store refused it or
+/// failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot store block {height}: {source}")]
+pub struct CommitError {
+    pub height: u64,
+    #[source]
+    pub source: StoreError,
+}
+
+/// Why consensus may not decide a block at a height.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidBlock {
+    #[error("block {found} is not the next block")]
+    NotNext { found: u64 },
+    #[error("the block's time is {ahead_ms} ms ahead of this validator's clock")]
+    AheadOfClock { ahead_ms: u64 },
+    #[error(transparent)]
+    Check(#[from] CheckError),
+}
+
+/// Why this validator could not propose a block.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error("the block built before for this height and round cannot be read back: {0}")]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Build(#[from] BlockError),
+    #[error("cannot keep the block built: {0}")]
+    Keep(#[from] ConfigError),
+}
+
+/// Why a decided block could not be committed.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("block {0} was decided but never received")]
+    NeverReceived(BlockId),
+    #[error("the decided block is invalid here: {0}")]
+    Invalid(#[from] InvalidBlock),
+    #[error("a certificate without a round")]
+    NoRound,
+    #[error("the engine's certificate does not certify the block: {0}")]
+    Certificate(#[from] CertificateError),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
 
 /// What consensus needs from the node's chain: read the tip, take the
 /// mempool's candidates, check and commit blocks, keep evidence.
@@ -60,20 +119,20 @@ pub trait Chain {
     /// The node's clock.
     fn now_ms(&self) -> u64;
     /// Executes `block` on the tip, verifying signatures the mempool has not.
-    fn check(&self, block: &Block) -> Result<State, String>;
+    fn check(&self, block: &Block) -> Result<State, CheckError>;
     /// Builds a block on the tip from `candidates` (verified by the mempool).
     fn build(
         &self,
         candidates: Vec<SignedTx>,
         time_ms: u64,
         proposer: &Keypair,
-    ) -> Result<(Block, State), String>;
+    ) -> Result<(Block, State), BlockError>;
     /// Commits a certified block and the state after it, durably, and
     /// tells everyone (mempool, index, API, replicas).
-    fn commit(&mut self, block: CertifiedBlock, state: State) -> Result<(), String>;
+    fn commit(&mut self, block: CertifiedBlock, state: State) -> Result<(), CommitError>;
     /// Keeps evidence that a validator equivocated (two conflicting
     /// proposals or votes), durably.
-    fn record_equivocation(&mut self, evidence: &Equivocation) -> Result<(), String>;
+    fn record_equivocation(&mut self, evidence: &Equivocation) -> Result<(), StoreError>;
 }
 
 /// Bytes of block data per proposal part.
@@ -103,7 +162,7 @@ struct Streamed {
 struct Candidate {
     block: Block,
     /// The state after it, or why it is invalid.
-    outcome: Result<State, String>,
+    outcome: Result<State, InvalidBlock>,
     builder: Address,
     /// The builder's stream signature; `None` for a block that came by
     /// sync with its certificate (it is never streamed again).
@@ -192,8 +251,16 @@ impl NodeConfig for EngineConfig {
 
 /// Why consensus could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start consensus: {0}")]
-pub struct ConsensusError(pub String);
+pub enum ConsensusError {
+    #[error("cannot start consensus: cannot sign the validator proof: {0}")]
+    Sign(#[from] SigningError),
+    #[error("cannot start consensus: cannot encode the validator proof: {0}")]
+    Encode(#[from] CodecError),
+    #[error("cannot start consensus: cannot create {path}: {source}")]
+    Directory { path: PathBuf, source: std::io::Error },
+    #[error("cannot start consensus: the engine did not start: {0}")]
+    Engine(Box<dyn std::error::Error + Send + Sync>),
+}
 
 impl Consensus {
     /// Starts Malachite for the validator `key` of `genesis`, its WAL and
@@ -206,7 +273,6 @@ impl Consensus {
         data_dir: &Path,
         block_time: Duration,
     ) -> Result<Consensus, ConsensusError> {
-        let fail = |error: &dyn std::fmt::Display| ConsensusError(error.to_string());
         let community = genesis.community_id;
         let key = Arc::new(key);
         let address = Address(key.public());
@@ -219,17 +285,14 @@ impl Consensus {
             EngineConfig { moniker: address.to_string(), consensus, value_sync: ValueSyncConfig::default() };
         let signer = ValidatorSigner { key: key.clone(), community };
         let peer_id = identity.public().to_peer_id();
-        let proof = signer
-            .sign_validator_proof(key.public().0.to_vec(), peer_id.to_bytes())
-            .await
-            .map_err(|error| fail(&error))?;
-        let proof_bytes = malachitebft_app_channel::app::types::codec::Codec::encode(&BorshCodec, &proof)
-            .map_err(|error| fail(&error))?;
+        let proof = signer.sign_validator_proof(key.public().0.to_vec(), peer_id.to_bytes()).await?;
+        let proof_bytes = malachitebft_app_channel::app::types::codec::Codec::encode(&BorshCodec, &proof)?;
         let identity =
             NetworkIdentity::new_validator(address.to_string(), identity, address.to_string(), proof_bytes);
         let consensus_dir = data_dir.join("consensus");
         let built_dir = consensus_dir.join("built");
-        std::fs::create_dir_all(&built_dir).map_err(|error| fail(&error))?;
+        std::fs::create_dir_all(&built_dir)
+            .map_err(|source| ConsensusError::Directory { path: built_dir.clone(), source })?;
         let (channels, engine) = malachitebft_app_channel::start_engine(
             context,
             config,
@@ -244,7 +307,7 @@ impl Consensus {
             RequestContext::new(16),
         )
         .await
-        .map_err(|error| fail(&error))?;
+        .map_err(|report| ConsensusError::Engine(report.into()))?;
         Ok(Consensus {
             channels,
             _engine: engine,
@@ -404,12 +467,12 @@ impl Consensus {
         height: Height,
         round: Round,
         chain: &mut impl Chain,
-    ) -> Result<(BlockId, Vec<StreamMessage<ProposalPart>>), String> {
+    ) -> Result<(BlockId, Vec<StreamMessage<ProposalPart>>), ProposeError> {
         let file = self.built_dir.join(format!("{}-{}.block", height.0, round.as_i64()));
         let (block, outcome) = match std::fs::read(&file) {
             Ok(bytes) => {
-                let block = from_bytes::<Block>(&bytes).map_err(|error| error.to_string())?;
-                let outcome = chain.check(&block);
+                let block = from_bytes::<Block>(&bytes)?;
+                let outcome = chain.check(&block).map_err(InvalidBlock::from);
                 (block, outcome)
             }
             Err(_) => {
@@ -417,7 +480,7 @@ impl Consensus {
                 let candidates = chain.candidates(time_ms);
                 let (block, state) = chain.build(candidates, time_ms, &self.key)?;
                 // Durable before anyone hears of it.
-                crate::config::write_private(&file, &to_bytes(&block)).map_err(|error| error.to_string())?;
+                crate::config::write_private(&file, &to_bytes(&block))?;
                 (block, Ok(state))
             }
         };
@@ -594,15 +657,15 @@ impl Consensus {
 
     /// Whether `block` may be decided at `height`: it is the next block, its
     /// time is not too far ahead of this validator's clock, and it executes.
-    fn validate(&self, block: &Block, height: Height, chain: &impl Chain) -> Result<State, String> {
+    fn validate(&self, block: &Block, height: Height, chain: &impl Chain) -> Result<State, InvalidBlock> {
         if block.header.height != height.0 || height.0 != chain.state().height + 1 {
-            return Err(format!("block {} is not the next block", block.header.height));
+            return Err(InvalidBlock::NotNext { found: block.header.height });
         }
-        let ahead = block.header.timestamp_ms.saturating_sub(chain.now_ms());
-        if ahead > BLOCK_TIME_DRIFT_MAX_MS {
-            return Err(format!("the block's time is {ahead} ms ahead of this validator's clock"));
+        let ahead_ms = block.header.timestamp_ms.saturating_sub(chain.now_ms());
+        if ahead_ms > BLOCK_TIME_DRIFT_MAX_MS {
+            return Err(InvalidBlock::AheadOfClock { ahead_ms });
         }
-        chain.check(block)
+        Ok(chain.check(block)?)
     }
 
     /// Commits the decided block with the certificate consensus made.
@@ -610,13 +673,13 @@ impl Consensus {
         &mut self,
         certificate: &EngineCertificate<GridshareContext>,
         chain: &mut impl Chain,
-    ) -> Result<(), String> {
+    ) -> Result<(), DecideError> {
         let candidate = self
             .candidates
             .remove(&certificate.value_id)
-            .ok_or_else(|| format!("block {} was decided but never received", certificate.value_id))?;
+            .ok_or(DecideError::NeverReceived(certificate.value_id))?;
         let state = candidate.outcome?;
-        let round = certificate.round.as_u32().ok_or("a certificate without a round")?;
+        let round = certificate.round.as_u32().ok_or(DecideError::NoRound)?;
         let mut signatures: Vec<CommitSignature> = certificate
             .commit_signatures
             .iter()
@@ -632,7 +695,7 @@ impl Consensus {
             block_hash: certificate.value_id.0,
             signatures,
         };
-        ledger.verify(chain.genesis(), &candidate.block.header).map_err(|error| error.to_string())?;
+        ledger.verify(chain.genesis(), &candidate.block.header)?;
         let height = certificate.height.0;
         chain.commit(CertifiedBlock { block: candidate.block, certificate: ledger }, state)?;
         self.candidates.clear();
