@@ -3,6 +3,7 @@
 //! query index and the local HTTP API of a Gridshare community.
 
 pub mod api;
+pub mod chain;
 pub mod clock;
 pub mod config;
 pub mod consensus;

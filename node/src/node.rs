@@ -1,11 +1,17 @@
-//! The node's one event loop: a timer produces blocks (on the community's
-//! validator), the market swarm delivers gossip and catch-up responses,
-//! commands from the HTTP API are answered, and a shutdown signal ends the
-//! loop after the block being stored. The rest of the node talks to it
-//! through a [`Client`].
+//! The node's one event loop and the handles to it. The loop `select!`s
+//! over the market swarm, the consensus engine's messages (on a validator),
+//! commands from the HTTP API, a tick timer and the shutdown signal; it
+//! reads its [`Clock`] once per event, hands the event to the chain core
+//! ([`ChainCore`], which decides everything about the chain and does no
+//! I/O) and carries out the core's [`Effect`]s: gossip published and
+//! verdicts reported on the swarm, peers blocked and unblocked, sync
+//! requests and responses sent, submissions answered, events broadcast,
+//! metrics updated. The swarm's own business (discovery, bootstrap redials,
+//! isolation for testnet faults) stays here. A shutdown signal is handled
+//! between events, so the block being stored is finished.
 //!
-//! Blocks are made by a single validator ([`Producer`]); BFT consensus
-//! replaces `produce_block` behind the same loop (docs/NODE-PLAN.md).
+//! The rest of the node talks to the loop through a [`Client`]; start-up
+//! (`start.rs`) assembles it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,16 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gridshare_ledger::Hash;
-use gridshare_ledger::block::{
-    Block, CertificateError, CertifiedBlock, ClearingReceipt, Receipt, SettlementReceipt,
-};
-use gridshare_ledger::encoding::{DecodeError, from_bytes, to_bytes};
-use gridshare_ledger::execute::{BlockError, Rejection, Signatures, build_block, execute};
 use gridshare_ledger::genesis::Genesis;
-use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::state::State;
-use gridshare_ledger::store::{RedbStore, Store, StoreError};
-use gridshare_ledger::tx::{SignedTx, verify_batch};
+use gridshare_ledger::store::{RedbStore, StoreError};
+use gridshare_ledger::tx::SignedTx;
 use libp2p::futures::{FutureExt, StreamExt};
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::swarm::SwarmEvent;
@@ -31,32 +31,21 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, request_response};
 use malachitebft_app_channel::AppMsg;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use crate::chain::Event;
+use crate::chain::{ChainCore, Count, Effect, Ignored, OpenError, Submission, Topic, Verdict};
 use crate::clock::Clock;
-use crate::config::{self, ConfigError, INDEX_FILE_NAME};
-use crate::consensus::app::{Chain, CheckError, CommitError, Consensus, ConsensusError, ConsensusNetwork};
+use crate::config::ConfigError;
+use crate::consensus::app::{Consensus, ConsensusError};
 use crate::consensus::context::GridshareContext;
-use crate::dev::DevHouseholds;
 use crate::index::{Index, IndexError};
-use crate::mempool::{Checked, MEMPOOL_PER_SIGNER_MAX, MEMPOOL_TRANSACTIONS_MAX, Mempool, SubmitError};
+use crate::mempool::{Mempool, SubmitError};
 use crate::metrics::Metrics;
-use crate::network::{
-    BANNED_PEERS_MAX, Behaviour, BehaviourEvent, GOSSIP_BYTES_MAX, PortTaken, SYNC_BLOCKS_MAX, SyncRequest,
-    SyncResponse, TX_BYTES_MAX, Topics, build_swarm,
-};
+use crate::network::{Behaviour, BehaviourEvent, PortTaken, Topics};
 
-/// How long start-up waits for the swarm to report its listen addresses.
-const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often peers' gossip scores are checked; one below the graylist
-/// threshold is disconnected and banned.
-const PEER_CHECK_INTERVAL: Duration = Duration::from_secs(2);
-/// Invalid messages (garbage, oversized, bad signatures, invalid blocks)
-/// after which a peer is banned.
-const INVALID_MESSAGES_BAN: u32 = 3;
-/// How long a peer that sent invalid data stays banned.
-const BAN_DURATION: Duration = Duration::from_secs(600);
-/// Transactions (gossiped or submitted) whose signatures are verified
-/// together at most: a batch is about twice as fast as one by one.
-pub const VERIFY_BATCH_MAX: usize = 64;
+/// How often the loop ticks: the core publishes again what no peer could
+/// be sent and lifts the bans that ended; the loop ends an isolation that
+/// is over and redials bootstrap peers that are not connected.
+const TICK_INTERVAL: Duration = Duration::from_secs(2);
 /// Commands waiting for the event loop at most.
 pub const COMMANDS_MAX: usize = 1_024;
 /// Events kept for slow event-stream subscribers.
@@ -103,14 +92,6 @@ pub struct View<'a> {
     pub best_seen_height: u64,
     /// The node's clock, read by the event loop for this read.
     pub now_ms: u64,
-}
-
-/// What the event stream reports.
-#[derive(Clone, Debug)]
-pub enum Event {
-    Block { height: u64, hash: Hash, timestamp_ms: u64, transactions: usize },
-    Clearing { height: u64, receipt: Arc<ClearingReceipt> },
-    Settlement { height: u64, receipt: Arc<SettlementReceipt> },
 }
 
 /// The event loop has stopped.
@@ -216,6 +197,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
     #[error("consensus failed: {0}")]
     Consensus(#[from] ConsensusError),
     #[error("invalid dev community: {0}")]
@@ -244,25 +227,55 @@ pub enum ListenError {
     Transport(#[from] libp2p::TransportError<std::io::Error>),
 }
 
-/// What a certified block from a peer is not.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error("not a certified block: {0}")]
-    Decode(#[from] DecodeError),
-    #[error("its certificate: {0}")]
-    Certificate(#[from] CertificateError),
-    #[error(transparent)]
-    Check(#[from] CheckError),
-    #[error(transparent)]
-    Commit(#[from] CommitError),
+/// Milliseconds since the Unix epoch from the system clock, without the
+/// skew a node may be configured with: for tools and tests that need the
+/// wall-clock time. A node reads its own [`Clock`].
+pub fn now_ms() -> u64 {
+    Clock::system().now_ms()
 }
 
-/// The block producer of a community with one validator, and in a dev
-/// community its simulated households.
-pub(crate) struct Producer {
-    /// The validator's ledger key: it signs each block's certificate.
-    pub(crate) key: Keypair,
-    pub(crate) households: Option<DevHouseholds>,
+/// What start-up hands the event loop.
+pub(crate) struct Parts {
+    pub(crate) core: ChainCore<RedbStore>,
+    pub(crate) swarm: Swarm<Behaviour>,
+    pub(crate) topics: Topics,
+    /// Malachite, on a validator.
+    pub(crate) consensus: Option<Consensus>,
+    /// Dialled again while disconnected, so a restarted peer is found.
+    pub(crate) bootstrap: Vec<Multiaddr>,
+    pub(crate) clock: Clock,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// The client of an event loop over `parts`, and the loop, which runs until
+/// `shutdown` resolves.
+pub(crate) fn event_loop(
+    parts: Parts,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (Client, EventLoop) {
+    let Parts { core, swarm, topics, consensus, bootstrap, clock, metrics } = parts;
+    let (events, _) = broadcast::channel(EVENTS_BUFFER);
+    let (commands, inbox) = mpsc::channel(COMMANDS_MAX);
+    let client = Client {
+        commands,
+        events: events.clone(),
+        metrics: metrics.clone(),
+        genesis: Arc::new(core.genesis().clone()),
+    };
+    let node = Node {
+        core,
+        swarm,
+        topics,
+        consensus,
+        bootstrap,
+        clock,
+        metrics,
+        events,
+        replies: BTreeMap::new(),
+        next_submission: 0,
+        isolated_until: None,
+    };
+    (client, Box::pin(node.run(inbox, shutdown)))
 }
 
 /// The engine's next message; never, on a replica.
@@ -275,178 +288,23 @@ async fn consensus_message(slot: &mut Option<Consensus>) -> AppMsg<GridshareCont
     std::future::pending().await
 }
 
-/// The state the event loop owns.
+/// The event loop's state: the chain core and the I/O around it.
 struct Node {
-    genesis: Genesis,
-    store: RedbStore,
-    index: Index,
-    state: State,
-    mempool: Mempool,
-    /// `None` on a replica.
-    producer: Option<Producer>,
+    core: ChainCore<RedbStore>,
     swarm: Swarm<Behaviour>,
     topics: Topics,
+    consensus: Option<Consensus>,
+    bootstrap: Vec<Multiaddr>,
+    clock: Clock,
     metrics: Arc<Metrics>,
     events: broadcast::Sender<Event>,
-    best_seen_height: u64,
-    /// Banned peers and when their ban ends.
-    banned: BTreeMap<PeerId, tokio::time::Instant>,
-    /// Invalid messages each peer sent, for bans (bounded like the bans).
-    invalid_messages: BTreeMap<PeerId, u32>,
-    /// Dialled again while disconnected, so a restarted peer is found.
-    bootstrap: Vec<Multiaddr>,
+    /// Where to answer the submissions the core holds, by the token it was
+    /// handed: each is answered by the end of the batch it joined, so at
+    /// most `VERIFY_BATCH_MAX` wait here.
+    replies: BTreeMap<Submission, oneshot::Sender<Result<Hash, SubmitError>>>,
+    next_submission: u64,
     /// While set, every connection is closed at once (testnet faults).
     isolated_until: Option<tokio::time::Instant>,
-    /// Malachite, on a validator.
-    consensus: Option<Consensus>,
-    clock: Clock,
-    /// Transactions waiting for one batch verification of their signatures
-    /// (at most [`VERIFY_BATCH_MAX`]).
-    unverified: Vec<Unverified>,
-    /// Submitted transactions no peer has been sent yet (none subscribed to
-    /// transactions, as when the node has just started): published again
-    /// when a peer subscribes and at each peer check, while they wait in the
-    /// mempool (so at most [`MEMPOOL_TRANSACTIONS_MAX`]).
-    unpublished: Vec<Hash>,
-}
-
-/// A transaction that passed every check but its signatures, and who waits
-/// for the verdict.
-struct Unverified {
-    tx: SignedTx,
-    checked: Checked,
-    from: Origin,
-}
-
-enum Origin {
-    /// A gossip message, to be reported on exactly once.
-    Gossip { message_id: gossipsub::MessageId, source: PeerId },
-    /// A submission through the API.
-    Api { reply: oneshot::Sender<Result<Hash, SubmitError>> },
-}
-
-/// What became of a certified block from a peer.
-enum Applied {
-    New,
-    /// At or below our height: nothing to do.
-    Old,
-    /// Above our height + 1: we need the blocks in between.
-    Gap,
-}
-
-/// Milliseconds since the Unix epoch from the system clock, without the
-/// skew a node may be configured with: for tools and tests that need the
-/// wall-clock time. A node reads its own [`Clock`].
-pub fn now_ms() -> u64 {
-    Clock::system().now_ms()
-}
-
-/// Opens the chain, starts the swarm and, on a validator, consensus; the
-/// event loop is returned to be run.
-pub(crate) async fn launch(
-    config: NodeConfig,
-    genesis: Genesis,
-    store: RedbStore,
-    producer: Option<Producer>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<Started, NodeError> {
-    let state = store.state()?;
-    let index = Index::open(&config.data_dir.join(INDEX_FILE_NAME), &genesis.hash())?;
-    let identity = config::node_identity(&config.data_dir)?;
-    for address in
-        [&config.p2p_listen].into_iter().chain(producer.is_some().then_some(&config.consensus_listen))
-    {
-        crate::network::check_port_free(address)
-            .map_err(|error| NodeError::Listen { address: address.clone(), source: error.into() })?;
-    }
-    let (mut swarm, topics) = build_swarm(identity, &genesis.community_id, config.mdns)?;
-    swarm
-        .listen_on(config.p2p_listen.clone())
-        .map_err(|error| NodeError::Listen { address: config.p2p_listen.clone(), source: error.into() })?;
-    let listen_addresses = wait_for_listen_addresses(&mut swarm).await;
-    for address in &config.bootstrap {
-        if let Err(error) = swarm.dial(address.clone()) {
-            tracing::warn!(%address, %error, "cannot dial a bootstrap peer");
-        }
-    }
-    let peer_id = *swarm.local_peer_id();
-    let metrics = Arc::new(Metrics::new(&[
-        ("commands_max", COMMANDS_MAX),
-        ("events_buffer", EVENTS_BUFFER),
-        ("mempool_transactions_max", MEMPOOL_TRANSACTIONS_MAX),
-        ("mempool_per_signer_max", MEMPOOL_PER_SIGNER_MAX),
-        ("gossip_bytes_max", GOSSIP_BYTES_MAX),
-        ("verify_batch_max", VERIFY_BATCH_MAX),
-        ("gossip_transaction_bytes_max", TX_BYTES_MAX),
-        ("sync_blocks_max", usize::try_from(SYNC_BLOCKS_MAX).unwrap_or(usize::MAX)),
-        ("banned_peers_max", BANNED_PEERS_MAX),
-        ("api_request_bytes_max", crate::api::REQUEST_BYTES_MAX),
-    ]));
-    metrics.height.set(i64::try_from(state.height).unwrap_or(i64::MAX));
-    let (events, _) = broadcast::channel(EVENTS_BUFFER);
-    let validator = producer.is_some();
-    let mut node = Node {
-        mempool: Mempool::new(state.clone()),
-        genesis: genesis.clone(),
-        store,
-        index,
-        best_seen_height: state.height,
-        state,
-        producer,
-        swarm,
-        topics,
-        metrics: metrics.clone(),
-        events: events.clone(),
-        banned: BTreeMap::new(),
-        invalid_messages: BTreeMap::new(),
-        bootstrap: config.bootstrap.clone(),
-        isolated_until: None,
-        consensus: None,
-        unverified: Vec::with_capacity(VERIFY_BATCH_MAX),
-        unpublished: Vec::new(),
-        clock: config.clock,
-    };
-    if let Some(producer) = &node.producer {
-        let network = ConsensusNetwork {
-            listen: config.consensus_listen.clone(),
-            peers: config.consensus_peers.clone(),
-            connections_per_ip_max: config.consensus_connections_per_ip_max,
-        };
-        let consensus = Consensus::start(
-            &node.genesis,
-            Keypair::from_seed(producer.key.seed()),
-            config::node_identity(&config.data_dir)?,
-            network,
-            &config.data_dir,
-            Duration::from_millis(config.block_time_ms.max(1)),
-        )
-        .await?;
-        node.consensus = Some(consensus);
-    }
-    node.catch_up_index(None)?;
-    let (commands, inbox) = mpsc::channel(COMMANDS_MAX);
-    Ok(Started {
-        client: Client { commands, events, metrics, genesis: Arc::new(genesis.clone()) },
-        genesis,
-        peer_id,
-        listen_addresses,
-        validator,
-        event_loop: Box::pin(node.run(inbox, shutdown)),
-    })
-}
-
-/// Polls the swarm until it reports where it listens (bounded by a timeout).
-async fn wait_for_listen_addresses(swarm: &mut Swarm<Behaviour>) -> Vec<Multiaddr> {
-    let mut addresses = Vec::new();
-    let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
-    while addresses.is_empty() {
-        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
-            Ok(SwarmEvent::NewListenAddr { address, .. }) => addresses.push(address),
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    addresses
 }
 
 impl Node {
@@ -455,42 +313,46 @@ impl Node {
         mut inbox: mpsc::Receiver<Command>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), NodeError> {
-        let mut peer_checks = tokio::time::interval(PEER_CHECK_INTERVAL);
+        let mut ticks = tokio::time::interval(TICK_INTERVAL);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = peer_checks.tick() => self.check_peers(),
+                _ = ticks.tick() => self.on_tick(),
                 Some(command) = inbox.recv() => self.on_commands(command, &mut inbox),
                 message = consensus_message(&mut self.consensus) => self.on_consensus(message),
                 event = self.swarm.select_next_some() => self.on_swarm_events(event),
                 () = &mut shutdown => break,
             }
+            self.metrics.mempool_transactions.set(gauge(self.core.mempool().len()));
         }
-        tracing::info!(height = self.state.height, "stopped after the last stored block");
+        tracing::info!(height = self.core.state().height, "stopped after the last stored block");
         Ok(())
     }
 
     /// Handles `first` and the commands already waiting after it, up to a
-    /// batch of submissions; then verifies the batch.
+    /// batch of submissions; then has the core verify the batch.
     fn on_commands(&mut self, first: Command, inbox: &mut mpsc::Receiver<Command>) {
-        self.handle(first);
-        while !self.unverified.is_empty() && self.unverified.len() < VERIFY_BATCH_MAX {
+        let now_ms = self.clock.now_ms();
+        self.on_command(now_ms, first);
+        while self.core.batch_open() {
             match inbox.try_recv() {
-                Ok(command) => self.handle(command),
+                Ok(command) => self.on_command(now_ms, command),
                 Err(_) => break,
             }
         }
-        self.verify_waiting();
+        let effects = self.core.verify_batch(now_ms);
+        self.carry_out(effects);
     }
 
-    fn handle(&mut self, command: Command) {
+    fn on_command(&mut self, now_ms: u64, command: Command) {
         match command {
-            Command::Submit { tx, reply } => match self.mempool.check(&self.genesis, &tx) {
-                Ok(checked) => {
-                    self.unverified.push(Unverified { tx: *tx, checked, from: Origin::Api { reply } })
-                }
-                Err(error) => self.answer(reply, Err(error)),
-            },
+            Command::Submit { tx, reply } => {
+                let submission = Submission(self.next_submission);
+                self.next_submission = self.next_submission.wrapping_add(1);
+                self.replies.insert(submission, reply);
+                let effects = self.core.handle_submission(submission, *tx);
+                self.carry_out(effects);
+            }
             Command::Isolate { duration, reply } => {
                 tracing::warn!(?duration, "isolated from every peer");
                 self.isolated_until = Some(tokio::time::Instant::now() + duration);
@@ -501,181 +363,36 @@ impl Node {
                 let _ = reply.send(());
             }
             Command::Read(read) => read(View {
-                genesis: &self.genesis,
-                state: &self.state,
-                store: &self.store,
-                index: &self.index,
-                mempool: &self.mempool,
+                genesis: self.core.genesis(),
+                state: self.core.state(),
+                store: self.core.store(),
+                index: self.core.index(),
+                mempool: self.core.mempool(),
                 peers: self.swarm.connected_peers().count(),
-                validator: self.producer.is_some(),
-                best_seen_height: self.best_seen_height,
-                now_ms: self.clock.now_ms(),
+                validator: self.core.is_validator(),
+                best_seen_height: self.core.best_seen_height(),
+                now_ms,
             }),
         }
     }
 
-    /// The next block's time: now, but strictly after the last block.
-    fn next_block_time_ms(&self) -> u64 {
-        self.clock.now_ms().max(self.state.last_timestamp_ms + 1)
-    }
-
+    /// Hands an engine message to consensus, with the core as its chain at
+    /// this event's time.
     fn on_consensus(&mut self, message: AppMsg<GridshareContext>) {
-        if let Some(mut consensus) = self.consensus.take() {
-            consensus.handle(message, self);
-            self.consensus = Some(consensus);
+        let now_ms = self.clock.now_ms();
+        if let Some(consensus) = self.consensus.as_mut() {
+            consensus.handle(message, &mut self.core.at(now_ms));
         }
+        let effects = self.core.take_effects();
+        self.carry_out(effects);
     }
 
-    /// Hands the dev households' transactions of `time_ms` to the mempool.
-    fn dev_transactions(&mut self, time_ms: u64) {
-        let Some(households) = self.producer.as_mut().and_then(|producer| producer.households.as_mut())
-        else {
-            return;
-        };
-        let pending = self.mempool.pending();
-        let last_nonce = |key: &gridshare_ledger::ids::PublicKey| {
-            pending.accounts.get(key).map_or(0, |account| account.last_nonce)
-        };
-        for tx in households.transactions(time_ms, last_nonce) {
-            if let Err(error) = self.mempool.submit(&self.genesis, time_ms, tx) {
-                tracing::warn!(%error, "a dev household's transaction was refused");
-            }
-        }
-    }
-
-    /// Builds the next block at `time_ms` from `candidates` (from the
-    /// mempool, so their signatures were verified on admission), proposed by
-    /// `key`.
-    fn build_block(
-        &self,
-        candidates: Vec<SignedTx>,
-        time_ms: u64,
-        key: &Keypair,
-    ) -> Result<(Block, State), BlockError> {
-        let built = build_block(
-            &self.genesis,
-            &self.state,
-            candidates,
-            time_ms,
-            key.public(),
-            Signatures::AlreadyVerified,
-        )?;
-        for (tx, rejection) in &built.left_out {
-            tracing::warn!(kind = tx.tx.kind(), %rejection, "left out of the block");
-        }
-        Ok((built.block, built.state))
-    }
-
-    /// Executes `block` on the tip: the state after it, or why it is
-    /// invalid. Transactions waiting in the mempool were verified on
-    /// admission; the others are verified here, in one batch.
-    fn check_block(&self, block: &Block) -> Result<State, CheckError> {
-        let community = &self.genesis.community_id;
-        let checks: Vec<_> = block
-            .transactions
-            .iter()
-            .filter(|tx| !self.mempool.holds(&tx.id(community), tx))
-            .flat_map(|tx| tx.signature_checks(community))
-            .collect();
-        verify_batch(&checks)?;
-        let (next, _) = execute(&self.genesis, &self.state, block, Signatures::AlreadyVerified)?;
-        Ok(next)
-    }
-
-    /// Stores a final block and the state after it, then tells everyone;
-    /// `gossip`: the block is new to the network (this node made it final).
-    fn commit_block(
-        &mut self,
-        certified: &CertifiedBlock,
-        state: State,
-        gossip: bool,
-    ) -> Result<(), CommitError> {
-        self.store
-            .commit(certified, &state)
-            .map_err(|source| CommitError { height: certified.block.header.height, source })?;
-        self.state = state;
-        self.after_block(certified);
-        if gossip {
-            self.publish(false, to_bytes(certified));
-        }
-        Ok(())
-    }
-
-    /// Everything that follows a committed block: the mempool, the index,
-    /// metrics, logs and the event stream.
-    fn after_block(&mut self, certified: &CertifiedBlock) {
-        let time_ms = self.next_block_time_ms();
-        let dropped =
-            self.mempool.after_block(&self.genesis, &self.state, &certified.block.transactions, time_ms);
-        for (id, rejection) in dropped {
-            tracing::info!(%id, %rejection, "dropped from the mempool");
-        }
-        if let Err(error) = self.catch_up_index(Some(certified)) {
-            // Derived data: the node goes on and rebuilds it on restart.
-            tracing::error!(%error, "cannot index a block");
-        }
-        self.best_seen_height = self.best_seen_height.max(self.state.height);
-        self.report(certified);
-    }
-
-    /// Indexes the committed blocks the index lacks (`just_committed`, the
-    /// tip, is used as it is rather than read back).
-    fn catch_up_index(&mut self, just_committed: Option<&CertifiedBlock>) -> Result<(), NodeError> {
-        while self.index.height() < self.state.height {
-            let height = self.index.height() + 1;
-            match just_committed {
-                Some(block) if block.block.header.height == height => {
-                    self.index.add(block, &self.genesis.community_id)?;
-                }
-                _ => {
-                    let block = self.store.block(height)?.ok_or_else(|| {
-                        StoreError::Corrupt(format!("block {height} is missing below the tip"))
-                    })?;
-                    self.index.add(&block, &self.genesis.community_id)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Gossips a transaction or a certified block; whether some peer was
-    /// sent it (or had it already). With no peer yet there is nobody to
-    /// tell, which is not an error.
-    fn publish(&mut self, transaction: bool, bytes: Vec<u8>) -> bool {
-        let topic = if transaction { self.topics.transactions.clone() } else { self.topics.blocks.clone() };
-        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
-            Ok(_) | Err(gossipsub::PublishError::Duplicate) => true,
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => false,
-            Err(error) => {
-                tracing::warn!(%error, "cannot gossip");
-                false
-            }
-        }
-    }
-
-    /// Publishes the submitted transactions no peer was sent yet, if they
-    /// still wait in the mempool.
-    fn publish_again(&mut self) {
-        for id in std::mem::take(&mut self.unpublished) {
-            let Some(bytes) = self.mempool.get(&id).map(to_bytes) else { continue };
-            if !self.publish(true, bytes) {
-                self.unpublished.push(id);
-            }
-        }
-    }
-
-    /// Lifts expired bans and redials bootstrap peers that are not
-    /// connected.
-    fn check_peers(&mut self) {
-        self.publish_again();
-        let now = tokio::time::Instant::now();
-        let expired: Vec<PeerId> =
-            self.banned.iter().filter(|(_, until)| **until <= now).map(|(peer, _)| *peer).collect();
-        for peer in expired {
-            self.banned.remove(&peer);
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-        }
-        if self.isolated_until.is_some_and(|until| until <= now) {
+    /// The core's tick, then the swarm's: an isolation that is over ends,
+    /// and bootstrap peers that are not connected are dialled again.
+    fn on_tick(&mut self) {
+        let effects = self.core.tick(self.clock.now_ms());
+        self.carry_out(effects);
+        if self.isolated_until.is_some_and(|until| until <= tokio::time::Instant::now()) {
             tracing::warn!("isolation over: reconnecting");
             self.isolated_until = None;
         }
@@ -699,67 +416,43 @@ impl Node {
         }
     }
 
-    /// Counts an invalid message from `peer` and bans it (which disconnects
-    /// it) at [`INVALID_MESSAGES_BAN`]. Only invalid data counts, never the
-    /// gossip score as a whole: its delivery and behaviour penalties also
-    /// sink an honest peer that is merely overloaded.
-    fn ban_if_hostile(&mut self, peer: PeerId) {
-        if !self.invalid_messages.contains_key(&peer) && self.invalid_messages.len() >= BANNED_PEERS_MAX {
-            return;
-        }
-        let count = self.invalid_messages.entry(peer).or_default();
-        *count += 1;
-        if *count >= INVALID_MESSAGES_BAN
-            && self.banned.len() < BANNED_PEERS_MAX
-            && self.banned.insert(peer, tokio::time::Instant::now() + BAN_DURATION).is_none()
-        {
-            tracing::warn!(%peer, invalid = *count, "banning a peer that sent invalid data");
-            self.invalid_messages.remove(&peer);
-            self.swarm.behaviour_mut().blocked.block_peer(peer);
-        }
-    }
-
     /// Handles `first` and, while gossiped transactions wait for their
     /// signatures to be verified, the swarm events already there after it
-    /// (up to a batch); then verifies the batch.
+    /// (up to a batch); then has the core verify the batch.
     fn on_swarm_events(&mut self, first: SwarmEvent<BehaviourEvent>) {
-        self.on_swarm_event(first);
-        while !self.unverified.is_empty() && self.unverified.len() < VERIFY_BATCH_MAX {
+        let now_ms = self.clock.now_ms();
+        self.on_swarm_event(now_ms, first);
+        while self.core.batch_open() {
             match self.swarm.select_next_some().now_or_never() {
-                Some(event) => self.on_swarm_event(event),
+                Some(event) => self.on_swarm_event(now_ms, event),
                 None => break,
             }
         }
-        self.verify_waiting();
+        let effects = self.core.verify_batch(now_ms);
+        self.carry_out(effects);
     }
 
-    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+    fn on_swarm_event(&mut self, now_ms: u64, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
                 message,
             })) => {
-                if message.topic == self.topics.blocks.hash() {
-                    let acceptance = self.on_gossiped_block(propagation_source, &message.data);
-                    self.report_gossip("blocks", &message_id, propagation_source, acceptance);
+                let topic = if message.topic == self.topics.blocks.hash() {
+                    Topic::Blocks
                 } else {
-                    match self.check_gossiped_transaction(&message.data) {
-                        Ok((tx, checked)) => self.unverified.push(Unverified {
-                            tx,
-                            checked,
-                            from: Origin::Gossip { message_id, source: propagation_source },
-                        }),
-                        Err(acceptance) => {
-                            self.report_gossip("tx", &message_id, propagation_source, acceptance)
-                        }
-                    }
-                }
+                    Topic::Transactions
+                };
+                let effects =
+                    self.core.handle_gossip(now_ms, topic, message_id, propagation_source, &message.data);
+                self.carry_out(effects);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
                 topic, ..
             })) if topic == self.topics.transactions.hash() => {
-                self.publish_again();
+                let effects = self.core.handle_subscribed();
+                self.carry_out(effects);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
                 peer_id,
@@ -775,12 +468,15 @@ impl Node {
                 ..
             })) => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    let response = self.blocks_from(&request);
+                    let response = self.core.serve_sync(&request);
                     if self.swarm.behaviour_mut().sync.send_response(channel, response).is_err() {
                         tracing::debug!(%peer, "the peer left before the sync response");
                     }
                 }
-                request_response::Message::Response { response, .. } => self.on_sync_response(peer, response),
+                request_response::Message::Response { response, .. } => {
+                    let effects = self.core.handle_sync_response(now_ms, peer, response);
+                    self.carry_out(effects);
+                }
             },
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(peers))) => {
                 for (peer, address) in peers {
@@ -805,9 +501,8 @@ impl Node {
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 tracing::info!(%peer_id, "connected");
                 self.metrics.peers.set(gauge(self.swarm.connected_peers().count()));
-                if self.producer.is_none() {
-                    self.request_blocks(peer_id);
-                }
+                let effects = self.core.handle_peer_connected(peer_id);
+                self.carry_out(effects);
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 tracing::info!(%peer_id, "disconnected");
@@ -818,148 +513,99 @@ impl Node {
         }
     }
 
-    fn request_blocks(&mut self, peer: PeerId) {
-        let request = SyncRequest { from_height: self.state.height + 1, max_blocks: SYNC_BLOCKS_MAX };
-        self.metrics.sync_requests_sent.inc();
-        self.swarm.behaviour_mut().sync.send_request(&peer, request);
-    }
-
-    /// Up to the bounded number of certified blocks from a height on.
-    fn blocks_from(&self, request: &SyncRequest) -> SyncResponse {
-        let count = u64::from(request.max_blocks.min(SYNC_BLOCKS_MAX));
-        let from = request.from_height.max(1);
-        let last = self.state.height.min(from.saturating_add(count).saturating_sub(1));
-        let blocks = (from..=last)
-            .map_while(|height| self.store.block(height).ok().flatten())
-            .map(|block| to_bytes(&block))
-            .collect();
-        SyncResponse { blocks, tip_height: self.state.height }
-    }
-
-    fn on_sync_response(&mut self, peer: PeerId, response: SyncResponse) {
-        self.best_seen_height = self.best_seen_height.max(response.tip_height);
-        let mut applied = 0_u64;
-        for bytes in response.blocks.iter().take(usize::try_from(SYNC_BLOCKS_MAX).unwrap_or(usize::MAX)) {
-            match self.apply(bytes) {
-                Ok(Applied::New) => applied += 1,
-                Ok(Applied::Old) => {}
-                Ok(Applied::Gap) => break,
-                Err(problem) => {
-                    tracing::warn!(%peer, %problem, "invalid block in a sync response");
-                    return;
-                }
-            }
-        }
-        self.metrics.sync_blocks_received.inc_by(applied);
-        if applied > 0 && self.state.height < response.tip_height {
-            self.request_blocks(peer);
-        }
-    }
-
-    fn on_gossiped_block(&mut self, source: PeerId, bytes: &[u8]) -> MessageAcceptance {
-        if self.producer.is_some() {
-            // A single local validator makes every block itself.
-            return MessageAcceptance::Ignore;
-        }
-        match self.apply(bytes) {
-            Ok(Applied::New) => MessageAcceptance::Accept,
-            Ok(Applied::Old) => MessageAcceptance::Ignore,
-            Ok(Applied::Gap) => {
-                self.request_blocks(source);
-                MessageAcceptance::Ignore
-            }
-            Err(problem) => {
-                tracing::warn!(%source, %problem, "invalid block gossiped");
-                MessageAcceptance::Reject
-            }
-        }
-    }
-
-    /// Reports the verdict on a gossip message, exactly once: forwarded
-    /// only if accepted; a peer that sends invalid ones is banned.
-    fn report_gossip(
-        &mut self,
-        topic: &'static str,
-        message_id: &gossipsub::MessageId,
-        source: PeerId,
-        acceptance: MessageAcceptance,
-    ) {
-        self.metrics.gossip(
-            topic,
-            match acceptance {
-                MessageAcceptance::Accept => "accept",
-                MessageAcceptance::Reject => "reject",
-                MessageAcceptance::Ignore => "ignore",
-            },
-        );
-        let rejected = matches!(acceptance, MessageAcceptance::Reject);
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .report_message_validation_result(message_id, &source, acceptance);
-        if rejected {
-            self.ban_if_hostile(source);
-        }
-    }
-
-    /// A gossiped transaction that is worth verifying, or the verdict on it
-    /// without that (garbage, too large, a duplicate, a replay, no room).
-    fn check_gossiped_transaction(&mut self, bytes: &[u8]) -> Result<(SignedTx, Checked), MessageAcceptance> {
-        if bytes.len() > TX_BYTES_MAX {
-            return Err(MessageAcceptance::Reject);
-        }
-        let tx = from_bytes::<SignedTx>(bytes).map_err(|_| MessageAcceptance::Reject)?;
-        match self.mempool.check(&self.genesis, &tx) {
-            Ok(checked) => Ok((tx, checked)),
-            Err(error) => Err(self.verdict(&tx.id(&self.genesis.community_id), error)),
-        }
-    }
-
-    /// Verifies the waiting transactions' signatures in one batch (one by
-    /// one only if the batch fails), admits the valid ones in arrival order,
-    /// relays the submitted ones and gives every sender its verdict.
-    fn verify_waiting(&mut self) {
-        if self.unverified.is_empty() {
-            return;
-        }
-        let batch = std::mem::replace(&mut self.unverified, Vec::with_capacity(VERIFY_BATCH_MAX));
-        self.metrics.verify_batches.inc();
-        let community = self.genesis.community_id;
-        let checks: Vec<_> = batch.iter().map(|waiting| waiting.tx.signature_checks(&community)).collect();
-        let all_valid = verify_batch(checks.iter().flatten()).is_ok();
-        for (Unverified { tx, checked, from }, checks) in batch.into_iter().zip(&checks) {
-            let verified = if all_valid { Ok(()) } else { verify_batch(checks) };
-            let result = match verified {
-                Ok(()) => {
-                    let bytes = matches!(from, Origin::Api { .. }).then(|| to_bytes(&tx));
-                    let result =
-                        self.mempool.admit_verified(&self.genesis, self.next_block_time_ms(), tx, checked);
-                    if let (Ok(id), Some(bytes)) = (&result, bytes) {
-                        // Relayed so that the validators (and every mempool) have it.
-                        if !self.publish(true, bytes) {
-                            self.unpublished.push(*id);
-                        }
+    /// Carries out the core's effects in order.
+    fn carry_out(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Publish { topic, bytes, transaction } => {
+                    if !self.publish(topic, bytes)
+                        && let Some(id) = transaction
+                    {
+                        self.core.publish_failed(id);
                     }
-                    result
                 }
-                Err(error) => Err(SubmitError::Rejected(Rejection::from(error))),
-            };
-            match from {
-                Origin::Api { reply } => self.answer(reply, result),
-                Origin::Gossip { message_id, source } => {
-                    let acceptance = match result {
-                        Ok(_) => MessageAcceptance::Accept,
-                        Err(error) => self.verdict(&checked.id, error),
+                Effect::Verdict { topic, message_id, source, verdict } => {
+                    self.metrics.gossip(topic.label(), verdict.label());
+                    if matches!(verdict, Verdict::Ignore(Ignored::Replay)) {
+                        self.metrics.gossip_replays.inc();
+                    }
+                    let acceptance = match verdict {
+                        Verdict::Accept => MessageAcceptance::Accept,
+                        Verdict::Reject(_) => MessageAcceptance::Reject,
+                        Verdict::Ignore(_) => MessageAcceptance::Ignore,
                     };
-                    self.report_gossip("tx", &message_id, source, acceptance);
+                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                        &message_id,
+                        &source,
+                        acceptance,
+                    );
+                }
+                Effect::Ban { peer } => {
+                    // Blocking a peer disconnects it.
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                }
+                Effect::Unban { peer } => {
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                }
+                Effect::RequestBlocks { peer, request } => {
+                    self.metrics.sync_requests_sent.inc();
+                    self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                }
+                Effect::Event(event) => self.broadcast(event),
+                Effect::Answer { submission, result } => self.answer(submission, result),
+                Effect::Count(Count::VerifyBatch) => {
+                    self.metrics.verify_batches.inc();
+                }
+                Effect::Count(Count::SyncBlocksReceived(blocks)) => {
+                    self.metrics.sync_blocks_received.inc_by(blocks);
                 }
             }
         }
-        self.metrics.mempool_transactions.set(gauge(self.mempool.len()));
+    }
+
+    /// Gossips a transaction or a certified block; whether some peer was
+    /// sent it (or had it already). With no peer yet there is nobody to
+    /// tell, which is not an error.
+    fn publish(&mut self, topic: Topic, bytes: Vec<u8>) -> bool {
+        let topic = match topic {
+            Topic::Transactions => self.topics.transactions.clone(),
+            Topic::Blocks => self.topics.blocks.clone(),
+        };
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => true,
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => false,
+            Err(error) => {
+                tracing::warn!(%error, "cannot gossip");
+                false
+            }
+        }
+    }
+
+    /// Counts what a committed block brought in the metrics, then tells
+    /// the event stream.
+    fn broadcast(&mut self, event: Event) {
+        let metrics = &self.metrics;
+        match &event {
+            Event::Block { height, transactions, .. } => {
+                metrics.height.set(i64::try_from(*height).unwrap_or(i64::MAX));
+                metrics.blocks_committed.inc();
+                metrics.transactions_committed.inc_by(*transactions as u64);
+                metrics.mempool_transactions.set(gauge(self.core.mempool().len()));
+            }
+            Event::Clearing { receipt, .. } => {
+                metrics.intervals_cleared.inc();
+                metrics.trades.inc_by(receipt.trades.len() as u64);
+            }
+            Event::Settlement { .. } => {
+                metrics.settlements.inc();
+            }
+        }
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
     }
 
     /// Answers a submission through the API.
-    fn answer(&self, reply: oneshot::Sender<Result<Hash, SubmitError>>, result: Result<Hash, SubmitError>) {
+    fn answer(&mut self, submission: Submission, result: Result<Hash, SubmitError>) {
         self.metrics.submission(match &result {
             Ok(_) => "admitted",
             Err(SubmitError::Rejected(_)) => "rejected",
@@ -967,149 +613,9 @@ impl Node {
             Err(_) => "mempool_full",
         });
         // A requester that went away does not care about the answer.
-        let _ = reply.send(result);
-    }
-
-    /// The verdict on a gossiped transaction the mempool refused. A
-    /// gossiped transaction is forwarded only if this node admits it.
-    /// Garbage, oversized messages and bad signatures count against the
-    /// peer that sent them. Anything else that does not fit is ignored, not
-    /// forwarded and not held against the sender: honest peers see
-    /// transactions in different orders and at different heights, and a
-    /// loaded node validates its queue late, so a replay of a committed
-    /// transaction (counted in `gridshare_gossip_replays_total`) cannot be
-    /// told from a late copy. A used nonce is found before the signatures
-    /// are checked, so a forged replay is ignored too: it cost a lookup.
-    fn verdict(&self, id: &Hash, error: SubmitError) -> MessageAcceptance {
-        match error {
-            SubmitError::Rejected(Rejection::BadSignature(_)) => MessageAcceptance::Reject,
-            SubmitError::Rejected(Rejection::StaleNonce { .. }) => {
-                if self.index.transaction(id).is_ok_and(|found| found.is_some()) {
-                    self.metrics.gossip_replays.inc();
-                }
-                MessageAcceptance::Ignore
-            }
-            _ => MessageAcceptance::Ignore,
+        if let Some(reply) = self.replies.remove(&submission) {
+            let _ = reply.send(result);
         }
-    }
-
-    /// Verifies, executes and stores a certified block from a peer.
-    fn apply(&mut self, bytes: &[u8]) -> Result<Applied, ApplyError> {
-        let certified = from_bytes::<CertifiedBlock>(bytes)?;
-        let header = &certified.block.header;
-        self.best_seen_height = self.best_seen_height.max(header.height);
-        if header.height <= self.state.height {
-            return Ok(Applied::Old);
-        }
-        if header.height > self.state.height + 1 {
-            return Ok(Applied::Gap);
-        }
-        certified.certificate.verify(&self.genesis, header)?;
-        let next = self.check_block(&certified.block)?;
-        self.commit_block(&certified, next, false)?;
-        Ok(Applied::New)
-    }
-
-    fn report(&mut self, certified: &CertifiedBlock) {
-        let block = &certified.block;
-        let height = block.header.height;
-        let metrics = &self.metrics;
-        metrics.height.set(i64::try_from(height).unwrap_or(i64::MAX));
-        metrics.blocks_committed.inc();
-        metrics.transactions_committed.inc_by(block.transactions.len() as u64);
-        metrics.mempool_transactions.set(gauge(self.mempool.len()));
-        let mut events = vec![Event::Block {
-            height,
-            hash: block.header.hash(),
-            timestamp_ms: block.header.timestamp_ms,
-            transactions: block.transactions.len(),
-        }];
-        for receipt in &block.receipts {
-            match receipt {
-                Receipt::Clearing(clearing) => {
-                    metrics.intervals_cleared.inc();
-                    metrics.trades.inc_by(clearing.trades.len() as u64);
-                    tracing::info!(
-                        height,
-                        interval = clearing.interval,
-                        offers = clearing.offers,
-                        volume_wh = clearing.volume_wh,
-                        price_micro_per_kwh = ?clearing.clearing_price_micro_per_kwh,
-                        trades = clearing.trades.len(),
-                        "interval cleared"
-                    );
-                    events.push(Event::Clearing { height, receipt: Arc::new(clearing.clone()) });
-                }
-                Receipt::Settlement(settlement) => {
-                    metrics.settlements.inc();
-                    tracing::info!(
-                        height,
-                        interval = settlement.interval,
-                        bills = settlement.bills.len(),
-                        "interval settled"
-                    );
-                    events.push(Event::Settlement { height, receipt: Arc::new(settlement.clone()) });
-                }
-            }
-        }
-        for event in events {
-            // No subscriber is not an error.
-            let _ = self.events.send(event);
-        }
-        if !block.transactions.is_empty() {
-            tracing::debug!(height, transactions = block.transactions.len(), "block stored");
-        }
-    }
-}
-
-impl Chain for Node {
-    fn genesis(&self) -> &Genesis {
-        &self.genesis
-    }
-
-    fn state(&self) -> &State {
-        &self.state
-    }
-
-    fn block(&self, height: u64) -> Option<CertifiedBlock> {
-        self.store.block(height).ok().flatten()
-    }
-
-    fn candidates(&mut self, time_ms: u64) -> Vec<SignedTx> {
-        self.dev_transactions(time_ms);
-        self.mempool.candidates()
-    }
-
-    fn next_block_time_ms(&self) -> u64 {
-        Node::next_block_time_ms(self)
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
-    }
-
-    fn check(&self, block: &Block) -> Result<State, CheckError> {
-        self.check_block(block)
-    }
-
-    fn build(
-        &self,
-        candidates: Vec<SignedTx>,
-        time_ms: u64,
-        proposer: &Keypair,
-    ) -> Result<(Block, State), BlockError> {
-        self.build_block(candidates, time_ms, proposer)
-    }
-
-    fn commit(&mut self, block: CertifiedBlock, state: State) -> Result<(), CommitError> {
-        self.commit_block(&block, state, true)
-    }
-
-    fn record_equivocation(
-        &mut self,
-        evidence: &gridshare_ledger::consensus::Equivocation,
-    ) -> Result<(), StoreError> {
-        self.store.record_equivocation(evidence)
     }
 }
 

@@ -1,0 +1,139 @@
+//! What the chain core asks its driver to do ([`Effect`]), and the values
+//! effects carry: gossip topics, verdicts with their reasons, API events,
+//! submission tokens and counts for the metrics.
+
+use std::sync::Arc;
+
+use gridshare_ledger::Hash;
+use gridshare_ledger::block::{ClearingReceipt, SettlementReceipt};
+use gridshare_ledger::encoding::DecodeError;
+use gridshare_ledger::ids::SignatureError;
+use libp2p::PeerId;
+use libp2p::gossipsub::MessageId;
+
+use super::ApplyError;
+use crate::mempool::SubmitError;
+use crate::network::SyncRequest;
+
+/// Something the core wants done, in the order it is returned. The node's
+/// event loop carries each out on the swarm, the API's channels and the
+/// metrics; a test or a simulator inspects them or delivers them to other
+/// cores.
+#[derive(Debug)]
+pub enum Effect {
+    /// Gossip `bytes` on `topic`. `transaction` names a submitted
+    /// transaction: if no peer can be sent it (none subscribed yet), the
+    /// driver says so with [`ChainCore::publish_failed`](super::ChainCore::publish_failed)
+    /// and the core publishes it again later.
+    Publish { topic: Topic, bytes: Vec<u8>, transaction: Option<Hash> },
+    /// The verdict on a gossip message, given exactly once per message: the
+    /// message is forwarded only if accepted.
+    Verdict { topic: Topic, message_id: MessageId, source: PeerId, verdict: Verdict },
+    /// Disconnect `peer` and refuse it until [`Effect::Unban`].
+    Ban { peer: PeerId },
+    /// `peer`'s ban is over.
+    Unban { peer: PeerId },
+    /// Ask `peer` for certified blocks.
+    RequestBlocks { peer: PeerId, request: SyncRequest },
+    /// Tell the API's event stream.
+    Event(Event),
+    /// Answer the submission the driver handed in as `submission`.
+    Answer { submission: Submission, result: Result<Hash, SubmitError> },
+    /// Count something in the metrics.
+    Count(Count),
+}
+
+/// A gossip topic of the community.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topic {
+    Transactions,
+    Blocks,
+}
+
+impl Topic {
+    /// The topic's label in the metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Topic::Transactions => "tx",
+            Topic::Blocks => "blocks",
+        }
+    }
+}
+
+/// What becomes of a gossip message.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Valid and new here: forwarded.
+    Accept,
+    /// Invalid: dropped and counted against the peer that sent it.
+    Reject(Invalid),
+    /// Not forwarded and not held against the sender: an honest peer can
+    /// send it too.
+    Ignore(Ignored),
+}
+
+impl Verdict {
+    /// The verdict's label in the metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::Reject(_) => "reject",
+            Verdict::Ignore(_) => "ignore",
+        }
+    }
+}
+
+/// Why a gossip message is invalid: nothing an honest peer sends.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    #[error("a transaction of {bytes} bytes, more than gossip carries")]
+    Oversized { bytes: usize },
+    #[error("not a transaction: {0}")]
+    Garbage(#[from] DecodeError),
+    #[error("a transaction's signature: {0}")]
+    BadSignature(#[from] SignatureError),
+    #[error("an invalid block: {0}")]
+    Block(#[from] Box<ApplyError>),
+}
+
+/// Why a gossip message is ignored. Honest peers see transactions in
+/// different orders and at different heights, and a loaded node validates
+/// its queue late, so what does not fit here may be honest elsewhere.
+#[derive(Debug)]
+pub enum Ignored {
+    /// A transaction already in a committed block (a late copy, or a
+    /// replay: they look the same).
+    Replay,
+    /// A transaction the mempool refused (a used nonce, a gap, a duplicate,
+    /// a full mempool, a rule of the ledger).
+    Refused(SubmitError),
+    /// A block at or below this node's height.
+    OldBlock,
+    /// A block above the next height: the blocks in between are requested.
+    AheadBlock,
+    /// A block gossiped to a validator, which gets every block through
+    /// consensus.
+    ByValidator,
+}
+
+/// What the API's event stream reports.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Block { height: u64, hash: Hash, timestamp_ms: u64, transactions: usize },
+    Clearing { height: u64, receipt: Arc<ClearingReceipt> },
+    Settlement { height: u64, receipt: Arc<SettlementReceipt> },
+}
+
+/// The driver's token for a submission it is waiting to answer (the node's
+/// loop maps it to the reply channel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Submission(pub u64);
+
+/// Something counted in the metrics that no other effect shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    /// One batch of signatures verified together.
+    VerifyBatch,
+    /// Blocks applied from one sync response.
+    SyncBlocksReceived(u64),
+}

@@ -1,0 +1,711 @@
+//! The chain core: everything a node decides about its chain, with no I/O.
+//!
+//! [`ChainCore`] owns the genesis, the store, the index, the committed
+//! state, the mempool, the peer book and the transactions waiting for one
+//! batch verification of their signatures. Its inputs are typed methods,
+//! each handed the time as `now_ms` where it matters: a gossip message
+//! ([`ChainCore::handle_gossip`]), a submission ([`ChainCore::handle_submission`]),
+//! a batch to verify ([`ChainCore::verify_batch`]), a new connection, a sync
+//! request or response, the periodic [`ChainCore::tick`], and consensus's
+//! [`Chain`] calls through [`ChainCore::at`]. What it wants done leaves as
+//! [`Effect`]s (publish, verdict, ban, unban, request blocks, event, answer,
+//! count), returned by each `handle_*` method and, for the `Chain` calls, by
+//! [`ChainCore::take_effects`]. It never touches a swarm, a socket, a
+//! channel, tokio or the clock, and it iterates only ordered maps; it is
+//! generic over the ledger's [`Store`], so tests and simulations run it on
+//! a `MemoryStore` with an index in memory.
+//!
+//! The node's event loop (`node.rs`) is its one driver in production: it
+//! reads its clock once per event, calls the core and carries out the
+//! effects.
+
+mod effect;
+mod peers;
+
+use std::sync::Arc;
+
+use gridshare_ledger::Hash;
+use gridshare_ledger::block::{Block, CertificateError, CertifiedBlock, Receipt};
+use gridshare_ledger::consensus::Equivocation;
+use gridshare_ledger::encoding::{DecodeError, from_bytes, to_bytes};
+use gridshare_ledger::execute::{BlockError, Rejection, Signatures, build_block, execute};
+use gridshare_ledger::genesis::Genesis;
+use gridshare_ledger::ids::Keypair;
+use gridshare_ledger::state::State;
+use gridshare_ledger::store::{Store, StoreError};
+use gridshare_ledger::tx::{SignedTx, verify_batch};
+use libp2p::PeerId;
+use libp2p::gossipsub::MessageId;
+
+pub use effect::{Count, Effect, Event, Ignored, Invalid, Submission, Topic, Verdict};
+pub use peers::{BAN_DURATION_MS, INVALID_MESSAGES_BAN, PeerBook};
+
+use crate::consensus::app::{Chain, CheckError, CommitError};
+use crate::dev::DevHouseholds;
+use crate::index::{Index, IndexError};
+use crate::mempool::{Checked, Mempool, SubmitError};
+use crate::network::{SYNC_BLOCKS_MAX, SyncRequest, SyncResponse, TX_BYTES_MAX};
+
+/// Transactions (gossiped or submitted) whose signatures are verified
+/// together at most: a batch is about twice as fast as one by one.
+pub const VERIFY_BATCH_MAX: usize = 64;
+
+/// What a node is in its community.
+#[derive(Debug)]
+pub enum Role {
+    /// One of the genesis's validators: it gets every block through
+    /// consensus, and in a dev community it runs the simulated households,
+    /// whose transactions enter the mempool when it builds a block.
+    Validator { households: Option<Box<DevHouseholds>> },
+    /// A replica: it follows the validators' certified blocks, verifying
+    /// each certificate and re-executing each block.
+    Replica,
+}
+
+/// Why the core cannot open on its store and index.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// What a certified block from a peer is not.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("not a certified block: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("its certificate: {0}")]
+    Certificate(#[from] CertificateError),
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
+/// What became of a certified block from a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Applied {
+    New,
+    /// At or below our height: nothing to do.
+    Old,
+    /// Above our height + 1: we need the blocks in between.
+    Gap,
+}
+
+/// A transaction that passed every check but its signatures, and who waits
+/// for the verdict.
+#[derive(Debug)]
+struct Unverified {
+    tx: SignedTx,
+    checked: Checked,
+    from: Origin,
+}
+
+#[derive(Debug)]
+enum Origin {
+    /// A gossip message, to be given a verdict exactly once.
+    Gossip { message_id: MessageId, source: PeerId },
+    /// A submission through the API.
+    Api { submission: Submission },
+}
+
+/// A node's chain and everything it decides about it; see the module doc.
+pub struct ChainCore<S> {
+    genesis: Genesis,
+    store: S,
+    index: Index,
+    state: State,
+    mempool: Mempool,
+    validator: bool,
+    /// The simulated households of a dev community's validator.
+    households: Option<Box<DevHouseholds>>,
+    /// The highest height a peer has shown us.
+    best_seen_height: u64,
+    peers: PeerBook,
+    /// Transactions waiting for one batch verification of their signatures
+    /// (at most [`VERIFY_BATCH_MAX`]).
+    unverified: Vec<Unverified>,
+    /// Submitted transactions no peer could be sent yet (none subscribed to
+    /// transactions, as when the node has just started): published again
+    /// when a peer subscribes and at each tick, while they wait in the
+    /// mempool (so at most `MEMPOOL_TRANSACTIONS_MAX`).
+    unpublished: Vec<Hash>,
+    /// Effects not yet taken by the driver.
+    effects: Vec<Effect>,
+}
+
+impl<S> std::fmt::Debug for ChainCore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainCore")
+            .field("community", &self.genesis.community_id)
+            .field("height", &self.state.height)
+            .field("validator", &self.validator)
+            .field("mempool", &self.mempool.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> ChainCore<S> {
+    /// The core of the chain in `store` (of the community `genesis`), with
+    /// `index` caught up with it.
+    pub fn new(genesis: Genesis, store: S, index: Index, role: Role) -> Result<ChainCore<S>, OpenError> {
+        let state = store.state()?;
+        let (validator, households) = match role {
+            Role::Validator { households } => (true, households),
+            Role::Replica => (false, None),
+        };
+        let mut core = ChainCore {
+            mempool: Mempool::new(state.clone()),
+            best_seen_height: state.height,
+            state,
+            genesis,
+            store,
+            index,
+            validator,
+            households,
+            peers: PeerBook::default(),
+            unverified: Vec::with_capacity(VERIFY_BATCH_MAX),
+            unpublished: Vec::new(),
+            effects: Vec::new(),
+        };
+        core.catch_up_index(None)?;
+        Ok(core)
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// The state after the last committed block.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    pub fn is_validator(&self) -> bool {
+        self.validator
+    }
+
+    /// The highest height a peer has shown us (our own at least).
+    pub fn best_seen_height(&self) -> u64 {
+        self.best_seen_height
+    }
+
+    pub fn peers(&self) -> &PeerBook {
+        &self.peers
+    }
+
+    /// The effects queued since they were last taken: those of consensus's
+    /// [`Chain`] calls (each `handle_*` method returns its own).
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// The chain as consensus sees it at `now_ms`, for one engine message.
+    pub fn at(&mut self, now_ms: u64) -> ChainAt<'_, S> {
+        ChainAt { core: self, now_ms }
+    }
+
+    /// A gossip message `message_id` on `topic` from `source`: a certified
+    /// block is applied (or requested blocks fill a gap) and judged at
+    /// once; a transaction is judged at once if it is garbage, too large or
+    /// refused without its signatures checked, and otherwise joins the batch
+    /// to be verified ([`ChainCore::verify_batch`]).
+    pub fn handle_gossip(
+        &mut self,
+        now_ms: u64,
+        topic: Topic,
+        message_id: MessageId,
+        source: PeerId,
+        data: &[u8],
+    ) -> Vec<Effect> {
+        match topic {
+            Topic::Blocks => {
+                let verdict = self.gossiped_block(now_ms, source, data);
+                self.verdict(now_ms, topic, message_id, source, verdict);
+            }
+            Topic::Transactions => match self.check_gossiped_transaction(data) {
+                Ok((tx, checked)) => self.unverified.push(Unverified {
+                    tx,
+                    checked,
+                    from: Origin::Gossip { message_id, source },
+                }),
+                Err(verdict) => self.verdict(now_ms, topic, message_id, source, verdict),
+            },
+        }
+        self.take_effects()
+    }
+
+    /// A transaction submitted through the API: answered at once if the
+    /// mempool refuses it without its signatures checked, and otherwise
+    /// joins the batch to be verified.
+    pub fn handle_submission(&mut self, submission: Submission, tx: SignedTx) -> Vec<Effect> {
+        match self.mempool.check(&self.genesis, &tx) {
+            Ok(checked) => self.unverified.push(Unverified { tx, checked, from: Origin::Api { submission } }),
+            Err(error) => self.effects.push(Effect::Answer { submission, result: Err(error) }),
+        }
+        self.take_effects()
+    }
+
+    /// Whether the batch waits for more transactions: it holds some, and
+    /// has room. The driver then hands in the inputs already queued before
+    /// it calls [`ChainCore::verify_batch`].
+    pub fn batch_open(&self) -> bool {
+        !self.unverified.is_empty() && self.unverified.len() < VERIFY_BATCH_MAX
+    }
+
+    /// Verifies the waiting transactions' signatures in one batch (one by
+    /// one only if the batch fails), admits the valid ones in arrival order,
+    /// publishes the submitted ones and gives every sender its verdict or
+    /// answer.
+    pub fn verify_batch(&mut self, now_ms: u64) -> Vec<Effect> {
+        if self.unverified.is_empty() {
+            return self.take_effects();
+        }
+        let batch = std::mem::replace(&mut self.unverified, Vec::with_capacity(VERIFY_BATCH_MAX));
+        self.effects.push(Effect::Count(Count::VerifyBatch));
+        let community = self.genesis.community_id;
+        let checks: Vec<_> = batch.iter().map(|waiting| waiting.tx.signature_checks(&community)).collect();
+        let all_valid = verify_batch(checks.iter().flatten()).is_ok();
+        let time_ms = self.next_block_time_ms(now_ms);
+        for (Unverified { tx, checked, from }, checks) in batch.into_iter().zip(&checks) {
+            let verified = if all_valid { Ok(()) } else { verify_batch(checks) };
+            let result = match verified {
+                Ok(()) => {
+                    let bytes = matches!(from, Origin::Api { .. }).then(|| to_bytes(&tx));
+                    let result = self.mempool.admit_verified(&self.genesis, time_ms, tx, checked);
+                    if let (Ok(id), Some(bytes)) = (&result, bytes) {
+                        // Relayed so that the validators (and every mempool) have it.
+                        self.effects.push(Effect::Publish {
+                            topic: Topic::Transactions,
+                            bytes,
+                            transaction: Some(*id),
+                        });
+                    }
+                    result
+                }
+                Err(error) => Err(SubmitError::Rejected(Rejection::from(error))),
+            };
+            match from {
+                Origin::Api { submission } => self.effects.push(Effect::Answer { submission, result }),
+                Origin::Gossip { message_id, source } => {
+                    let verdict = match result {
+                        Ok(_) => Verdict::Accept,
+                        Err(error) => self.refused(&checked.id, error),
+                    };
+                    self.verdict(now_ms, Topic::Transactions, message_id, source, verdict);
+                }
+            }
+        }
+        self.take_effects()
+    }
+
+    /// A connection to `peer` was established: a replica asks it for the
+    /// blocks after its tip.
+    pub fn handle_peer_connected(&mut self, peer: PeerId) -> Vec<Effect> {
+        if !self.validator {
+            self.request_blocks(peer);
+        }
+        self.take_effects()
+    }
+
+    /// A peer subscribed to the transaction topic: what no peer could be
+    /// sent is published again.
+    pub fn handle_subscribed(&mut self) -> Vec<Effect> {
+        self.republish();
+        self.take_effects()
+    }
+
+    /// A [`Effect::Publish`] of the submitted transaction `transaction`
+    /// reached no peer: it is published again later, while it waits in the
+    /// mempool.
+    pub fn publish_failed(&mut self, transaction: Hash) {
+        self.unpublished.push(transaction);
+    }
+
+    /// The answer to a peer's sync request: up to the bounded number of
+    /// certified blocks from its height on, and our height.
+    pub fn serve_sync(&self, request: &SyncRequest) -> SyncResponse {
+        let count = u64::from(request.max_blocks.min(SYNC_BLOCKS_MAX));
+        let from = request.from_height.max(1);
+        let last = self.state.height.min(from.saturating_add(count).saturating_sub(1));
+        let blocks = (from..=last)
+            .map_while(|height| self.store.block(height).ok().flatten())
+            .map(|block| to_bytes(&block))
+            .collect();
+        SyncResponse { blocks, tip_height: self.state.height }
+    }
+
+    /// `peer`'s answer to our sync request: its blocks are applied in order
+    /// until one is invalid (the rest are then dropped) or leaves a gap; if
+    /// some were new and the peer has more, more are requested.
+    pub fn handle_sync_response(&mut self, now_ms: u64, peer: PeerId, response: SyncResponse) -> Vec<Effect> {
+        self.best_seen_height = self.best_seen_height.max(response.tip_height);
+        let mut applied = 0_u64;
+        for bytes in response.blocks.iter().take(usize::try_from(SYNC_BLOCKS_MAX).unwrap_or(usize::MAX)) {
+            match self.apply(now_ms, bytes) {
+                Ok(Applied::New) => applied += 1,
+                Ok(Applied::Old) => {}
+                Ok(Applied::Gap) => break,
+                Err(problem) => {
+                    tracing::warn!(%peer, %problem, "invalid block in a sync response");
+                    return self.take_effects();
+                }
+            }
+        }
+        if applied > 0 {
+            self.effects.push(Effect::Count(Count::SyncBlocksReceived(applied)));
+        }
+        if applied > 0 && self.state.height < response.tip_height {
+            self.request_blocks(peer);
+        }
+        self.take_effects()
+    }
+
+    /// The periodic tick: what no peer could be sent is published again,
+    /// and bans that ended by `now_ms` are lifted.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Effect> {
+        self.republish();
+        for peer in self.peers.lift_expired(now_ms) {
+            self.effects.push(Effect::Unban { peer });
+        }
+        self.take_effects()
+    }
+
+    /// The time of a block built at `now_ms`: now, but strictly after the
+    /// last block.
+    fn next_block_time_ms(&self, now_ms: u64) -> u64 {
+        now_ms.max(self.state.last_timestamp_ms + 1)
+    }
+
+    fn request_blocks(&mut self, peer: PeerId) {
+        let request = SyncRequest { from_height: self.state.height + 1, max_blocks: SYNC_BLOCKS_MAX };
+        self.effects.push(Effect::RequestBlocks { peer, request });
+    }
+
+    /// Publishes the submitted transactions no peer was sent yet, if they
+    /// still wait in the mempool.
+    fn republish(&mut self) {
+        for id in std::mem::take(&mut self.unpublished) {
+            let Some(bytes) = self.mempool.get(&id).map(to_bytes) else { continue };
+            self.effects.push(Effect::Publish { topic: Topic::Transactions, bytes, transaction: Some(id) });
+        }
+    }
+
+    /// Gives a gossip message its verdict; an invalid one counts against
+    /// its sender, which is banned at [`INVALID_MESSAGES_BAN`].
+    fn verdict(
+        &mut self,
+        now_ms: u64,
+        topic: Topic,
+        message_id: MessageId,
+        source: PeerId,
+        verdict: Verdict,
+    ) {
+        let rejected = matches!(verdict, Verdict::Reject(_));
+        self.effects.push(Effect::Verdict { topic, message_id, source, verdict });
+        if rejected && let Some(invalid) = self.peers.count_invalid(source, now_ms) {
+            tracing::warn!(peer = %source, invalid, "banning a peer that sent invalid data");
+            self.effects.push(Effect::Ban { peer: source });
+        }
+    }
+
+    /// A gossiped transaction that is worth verifying, or the verdict on it
+    /// without that (garbage, too large, a duplicate, a replay, no room).
+    fn check_gossiped_transaction(&self, bytes: &[u8]) -> Result<(SignedTx, Checked), Verdict> {
+        if bytes.len() > TX_BYTES_MAX {
+            return Err(Verdict::Reject(Invalid::Oversized { bytes: bytes.len() }));
+        }
+        let tx = from_bytes::<SignedTx>(bytes).map_err(|error| Verdict::Reject(error.into()))?;
+        match self.mempool.check(&self.genesis, &tx) {
+            Ok(checked) => Ok((tx, checked)),
+            Err(error) => Err(self.refused(&tx.id(&self.genesis.community_id), error)),
+        }
+    }
+
+    /// The verdict on a gossiped transaction the mempool refused. A
+    /// gossiped transaction is forwarded only if this node admits it. A bad
+    /// signature counts against the peer that sent it. Anything else that
+    /// does not fit is ignored, not forwarded and not held against the
+    /// sender: a replay of a committed transaction cannot be told from a
+    /// late copy. A used nonce is found before the signatures are checked,
+    /// so a forged replay is ignored too: it cost a lookup.
+    fn refused(&self, id: &Hash, error: SubmitError) -> Verdict {
+        match error {
+            SubmitError::Rejected(Rejection::BadSignature(error)) => Verdict::Reject(error.into()),
+            SubmitError::Rejected(Rejection::StaleNonce { .. })
+                if self.index.transaction(id).is_ok_and(|found| found.is_some()) =>
+            {
+                Verdict::Ignore(Ignored::Replay)
+            }
+            error => Verdict::Ignore(Ignored::Refused(error)),
+        }
+    }
+
+    /// The verdict on a certified block gossiped by `source`, applied if it
+    /// is the next one.
+    fn gossiped_block(&mut self, now_ms: u64, source: PeerId, bytes: &[u8]) -> Verdict {
+        if self.validator {
+            return Verdict::Ignore(Ignored::ByValidator);
+        }
+        match self.apply(now_ms, bytes) {
+            Ok(Applied::New) => Verdict::Accept,
+            Ok(Applied::Old) => Verdict::Ignore(Ignored::OldBlock),
+            Ok(Applied::Gap) => {
+                self.request_blocks(source);
+                Verdict::Ignore(Ignored::AheadBlock)
+            }
+            Err(problem) => {
+                tracing::warn!(%source, %problem, "invalid block gossiped");
+                Verdict::Reject(Invalid::Block(Box::new(problem)))
+            }
+        }
+    }
+
+    /// Verifies, executes and stores a certified block from a peer.
+    fn apply(&mut self, now_ms: u64, bytes: &[u8]) -> Result<Applied, ApplyError> {
+        let certified = from_bytes::<CertifiedBlock>(bytes)?;
+        let header = &certified.block.header;
+        self.best_seen_height = self.best_seen_height.max(header.height);
+        if header.height <= self.state.height {
+            return Ok(Applied::Old);
+        }
+        if header.height > self.state.height + 1 {
+            return Ok(Applied::Gap);
+        }
+        certified.certificate.verify(&self.genesis, header)?;
+        let next = self.check_block(&certified.block)?;
+        self.commit_block(now_ms, &certified, next, false)?;
+        Ok(Applied::New)
+    }
+
+    /// Hands the dev households' transactions of `time_ms` to the mempool.
+    fn dev_transactions(&mut self, time_ms: u64) {
+        let Some(households) = self.households.as_mut() else { return };
+        let pending = self.mempool.pending();
+        let last_nonce = |key: &gridshare_ledger::ids::PublicKey| {
+            pending.accounts.get(key).map_or(0, |account| account.last_nonce)
+        };
+        for tx in households.transactions(time_ms, last_nonce) {
+            if let Err(error) = self.mempool.submit(&self.genesis, time_ms, tx) {
+                tracing::warn!(%error, "a dev household's transaction was refused");
+            }
+        }
+    }
+
+    /// Builds the next block at `time_ms` from `candidates` (from the
+    /// mempool, so their signatures were verified on admission), proposed by
+    /// `key`.
+    fn build_block(
+        &self,
+        candidates: Vec<SignedTx>,
+        time_ms: u64,
+        key: &Keypair,
+    ) -> Result<(Block, State), BlockError> {
+        let built = build_block(
+            &self.genesis,
+            &self.state,
+            candidates,
+            time_ms,
+            key.public(),
+            Signatures::AlreadyVerified,
+        )?;
+        for (tx, rejection) in &built.left_out {
+            tracing::warn!(kind = tx.tx.kind(), %rejection, "left out of the block");
+        }
+        Ok((built.block, built.state))
+    }
+
+    /// Executes `block` on the tip: the state after it, or why it is
+    /// invalid. Transactions waiting in the mempool were verified on
+    /// admission; the others are verified here, in one batch.
+    fn check_block(&self, block: &Block) -> Result<State, CheckError> {
+        let community = &self.genesis.community_id;
+        let checks: Vec<_> = block
+            .transactions
+            .iter()
+            .filter(|tx| !self.mempool.holds(&tx.id(community), tx))
+            .flat_map(|tx| tx.signature_checks(community))
+            .collect();
+        verify_batch(&checks)?;
+        let (next, _) = execute(&self.genesis, &self.state, block, Signatures::AlreadyVerified)?;
+        Ok(next)
+    }
+
+    /// Stores a final block and the state after it, then tells everyone;
+    /// `gossip`: the block is new to the network (this node made it final).
+    fn commit_block(
+        &mut self,
+        now_ms: u64,
+        certified: &CertifiedBlock,
+        state: State,
+        gossip: bool,
+    ) -> Result<(), CommitError> {
+        self.store
+            .commit(certified, &state)
+            .map_err(|source| CommitError { height: certified.block.header.height, source })?;
+        self.state = state;
+        self.after_block(now_ms, certified);
+        if gossip {
+            self.effects.push(Effect::Publish {
+                topic: Topic::Blocks,
+                bytes: to_bytes(certified),
+                transaction: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Everything that follows a committed block: the mempool, the index,
+    /// logs and the event stream.
+    fn after_block(&mut self, now_ms: u64, certified: &CertifiedBlock) {
+        let time_ms = self.next_block_time_ms(now_ms);
+        let dropped =
+            self.mempool.after_block(&self.genesis, &self.state, &certified.block.transactions, time_ms);
+        for (id, rejection) in dropped {
+            tracing::info!(%id, %rejection, "dropped from the mempool");
+        }
+        if let Err(error) = self.catch_up_index(Some(certified)) {
+            // Derived data: the node goes on and rebuilds it on restart.
+            tracing::error!(%error, "cannot index a block");
+        }
+        self.best_seen_height = self.best_seen_height.max(self.state.height);
+        self.report(certified);
+    }
+
+    /// Indexes the committed blocks the index lacks (`just_committed`, the
+    /// tip, is used as it is rather than read back).
+    fn catch_up_index(&mut self, just_committed: Option<&CertifiedBlock>) -> Result<(), OpenError> {
+        while self.index.height() < self.state.height {
+            let height = self.index.height() + 1;
+            match just_committed {
+                Some(block) if block.block.header.height == height => {
+                    self.index.add(block, &self.genesis.community_id)?;
+                }
+                _ => {
+                    let block = self.store.block(height)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("block {height} is missing below the tip"))
+                    })?;
+                    self.index.add(&block, &self.genesis.community_id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The events of a committed block, and its clearings and settlements
+    /// in the log.
+    fn report(&mut self, certified: &CertifiedBlock) {
+        let block = &certified.block;
+        let height = block.header.height;
+        self.effects.push(Effect::Event(Event::Block {
+            height,
+            hash: block.header.hash(),
+            timestamp_ms: block.header.timestamp_ms,
+            transactions: block.transactions.len(),
+        }));
+        for receipt in &block.receipts {
+            match receipt {
+                Receipt::Clearing(clearing) => {
+                    tracing::info!(
+                        height,
+                        interval = clearing.interval,
+                        offers = clearing.offers,
+                        volume_wh = clearing.volume_wh,
+                        price_micro_per_kwh = ?clearing.clearing_price_micro_per_kwh,
+                        trades = clearing.trades.len(),
+                        "interval cleared"
+                    );
+                    self.effects
+                        .push(Effect::Event(Event::Clearing { height, receipt: Arc::new(clearing.clone()) }));
+                }
+                Receipt::Settlement(settlement) => {
+                    tracing::info!(
+                        height,
+                        interval = settlement.interval,
+                        bills = settlement.bills.len(),
+                        "interval settled"
+                    );
+                    self.effects.push(Effect::Event(Event::Settlement {
+                        height,
+                        receipt: Arc::new(settlement.clone()),
+                    }));
+                }
+            }
+        }
+        if !block.transactions.is_empty() {
+            tracing::debug!(height, transactions = block.transactions.len(), "block stored");
+        }
+    }
+}
+
+/// The chain as consensus sees it while it handles one engine message at
+/// `now_ms`: the core's [`Chain`], with the time it was handed. Effects of
+/// its calls (a committed block's events and gossip) wait in the core for
+/// [`ChainCore::take_effects`].
+#[derive(Debug)]
+pub struct ChainAt<'a, S> {
+    core: &'a mut ChainCore<S>,
+    now_ms: u64,
+}
+
+impl<S: Store> Chain for ChainAt<'_, S> {
+    fn genesis(&self) -> &Genesis {
+        &self.core.genesis
+    }
+
+    fn state(&self) -> &State {
+        &self.core.state
+    }
+
+    fn block(&self, height: u64) -> Option<CertifiedBlock> {
+        self.core.store.block(height).ok().flatten()
+    }
+
+    fn candidates(&mut self, time_ms: u64) -> Vec<SignedTx> {
+        self.core.dev_transactions(time_ms);
+        self.core.mempool.candidates()
+    }
+
+    fn next_block_time_ms(&self) -> u64 {
+        self.core.next_block_time_ms(self.now_ms)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    fn check(&self, block: &Block) -> Result<State, CheckError> {
+        self.core.check_block(block)
+    }
+
+    fn build(
+        &self,
+        candidates: Vec<SignedTx>,
+        time_ms: u64,
+        proposer: &Keypair,
+    ) -> Result<(Block, State), BlockError> {
+        self.core.build_block(candidates, time_ms, proposer)
+    }
+
+    fn commit(&mut self, block: CertifiedBlock, state: State) -> Result<(), CommitError> {
+        self.core.commit_block(self.now_ms, &block, state, true)
+    }
+
+    fn record_equivocation(&mut self, evidence: &Equivocation) -> Result<(), StoreError> {
+        self.core.store.record_equivocation(evidence)
+    }
+}
