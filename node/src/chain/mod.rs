@@ -21,6 +21,8 @@
 
 mod effect;
 mod peers;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
