@@ -1,6 +1,8 @@
 //! gridshare-node: the libp2p market swarm, BFT consensus among the
 //! community's validators (Malachite), verifying replicas, the mempool, the
-//! query index and the local HTTP API of a Gridshare community.
+//! query index and the local HTTP API of a Gridshare community; its chain
+//! decisions in a core with no I/O (`chain`), driven by one event loop
+//! (`node`).
 
 pub mod api;
 pub mod chain;

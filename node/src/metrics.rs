@@ -1,6 +1,11 @@
 //! The node's Prometheus metrics (`GET /metrics`): chain progress, peers,
-//! the mempool, gossip verdicts, sync and API traffic, and the capacity of
-//! every bounded queue, so that an operator sees a bound being reached.
+//! the mempool, gossip verdicts, sync and API traffic, and, as the
+//! `gridshare_bound` gauge, the capacity of the bounds that start-up names
+//! (`start.rs`: commands, events, mempool transactions and per signer,
+//! gossip and transaction bytes, the verification batch, sync blocks, bans,
+//! API request bytes), so that an operator can hold a level against its
+//! bound. The event loop updates them as it carries out the chain core's
+//! effects.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -8,8 +8,13 @@
 //! turned into ledger evidence, verified and kept.
 //!
 //! The node's event loop calls [`Consensus::handle`] for each message, with
-//! its chain behind the [`Chain`] boundary, so consensus never touches the
-//! store or the mempool directly.
+//! the chain core behind the [`Chain`] boundary (`ChainCore::at`, at the
+//! time the loop read for that message), so consensus never touches the
+//! store or the mempool directly; what committing a block asks for (its
+//! events, its gossip to the replicas) leaves the core as effects. This
+//! side keeps its own files: the WAL in `DATA_DIR/consensus/wal/` and the
+//! blocks this validator built, in `DATA_DIR/consensus/built/` until
+//! decided.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -107,7 +112,9 @@ pub enum DecideError {
 }
 
 /// What consensus needs from the node's chain: read the tip, take the
-/// mempool's candidates, check and commit blocks, keep evidence.
+/// mempool's candidates, check and commit blocks, keep evidence. Each error
+/// is typed, so consensus can tell an invalid block ([`CheckError`]) from a
+/// store that failed ([`CommitError`], [`StoreError`]).
 pub trait Chain {
     fn genesis(&self) -> &Genesis;
     fn state(&self) -> &State;
@@ -116,7 +123,8 @@ pub trait Chain {
     fn candidates(&mut self, time_ms: u64) -> Vec<SignedTx>;
     /// The time of a block built now: strictly after the tip's.
     fn next_block_time_ms(&self) -> u64;
-    /// The node's clock.
+    /// The time of the engine message being handled: the node's clock as
+    /// the event loop read it (a simulator's time in a simulation).
     fn now_ms(&self) -> u64;
     /// Executes `block` on the tip, verifying signatures the mempool has not.
     fn check(&self, block: &Block) -> Result<State, CheckError>;
