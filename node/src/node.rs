@@ -570,11 +570,7 @@ impl Node {
         else {
             return;
         };
-        let pending = self.mempool.pending();
-        let last_nonce = |key: &gridshare_ledger::ids::PublicKey| {
-            pending.accounts.get(key).map_or(0, |account| account.last_nonce)
-        };
-        for tx in households.transactions(time_ms, last_nonce) {
+        for tx in households.transactions(time_ms, self.mempool.pending()) {
             if let Err(error) = self.mempool.submit(&self.genesis, time_ms, tx) {
                 tracing::warn!(%error, "a dev household's transaction was refused");
             }
