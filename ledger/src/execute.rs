@@ -673,9 +673,8 @@ fn settle_meter(
         // 2. Readings at both ends of the interval: measured exactly.
         (Some(base), Some(reading)) if base.interval + 1 == interval => {
             assert!(meter.estimate.is_none(), "a base at the interval before leaves no estimate");
-            let net = register_rise(base.export_wh_total, reading.export_wh_total)?
-                .checked_sub(register_rise(base.import_wh_total, reading.import_wh_total)?)
-                .ok_or(BlockError::Overflow)?;
+            let net = register_rise(base.export_wh_total, reading.export_wh_total)
+                - register_rise(base.import_wh_total, reading.import_wh_total);
             entry.net_export_wh = entry.net_export_wh.checked_add(net).ok_or(BlockError::Overflow)?;
             meter.base = Some(reading);
         }
@@ -692,9 +691,9 @@ fn settle_meter(
                 "an estimate covers the intervals after its base"
             );
             let estimated_wh = i128::from(estimate.import_wh);
-            let measured_net = register_rise(base.export_wh_total, reading.export_wh_total)?
-                .checked_sub(register_rise(base.import_wh_total, reading.import_wh_total)?)
-                .ok_or(BlockError::Overflow)?;
+            // Two u64 rises: their difference cannot overflow an i128.
+            let measured_net = register_rise(base.export_wh_total, reading.export_wh_total)
+                - register_rise(base.import_wh_total, reading.import_wh_total);
             // The import the estimate billed and the meter did not take,
             // less any export it did not bill: the physics bound keeps the
             // import rise within the estimate, so this is never negative.
@@ -721,9 +720,9 @@ fn settle_meter(
 
 /// How much a register rose from `before` to `after`. Admission refuses a
 /// register that goes down, so a fall is a broken invariant.
-fn register_rise(before: u64, after: u64) -> Result<i128, BlockError> {
+fn register_rise(before: u64, after: u64) -> i128 {
     assert!(after >= before, "admission keeps registers from going down");
-    Ok(i128::from(after - before))
+    i128::from(after - before)
 }
 
 fn bill(account: AccountId, contract: &Contract, metered: &Metered, tariffs: &Tariffs) -> Option<Bill> {
