@@ -313,6 +313,9 @@ fn bill_json(bill: &Bill) -> Value {
         "feed_in_wh": bill.feed_in_wh,
         "feed_in_nano": nano(bill.feed_in_nano),
         "total_nano": nano(bill.total_nano),
+        "estimated_import_wh": bill.estimated_import_wh,
+        "estimate_refund_wh": bill.estimate_refund_wh,
+        "estimate_refund_nano": nano(bill.estimate_refund_nano),
     })
 }
 
@@ -361,6 +364,7 @@ fn meter_json(key: &PublicKey, meter: &Meter) -> Value {
         "max_import_w": meter.max_import_w,
         "max_export_w": meter.max_export_w,
         "zone": meter.zone,
+        "registered_interval": meter.registered_interval,
         "last_reading": meter.last_reading.map(|reading| json!({
             "interval": reading.interval,
             "import_wh_total": reading.import_wh_total,

@@ -74,6 +74,15 @@ pub struct GenesisOptions {
     pub max_offers_per_interval: u32,
     #[arg(long, default_value_t = 10_000)]
     pub max_transactions_per_block: u32,
+    /// How far a meter may exceed its registered power, per mille (0 to
+    /// 1000): readings that rise faster are refused.
+    #[arg(long, value_name = "PER_MILLE", default_value_t = 50)]
+    pub meter_tolerance_permille: u16,
+    /// δ, the clock synchronisation the community needs: a validator
+    /// refuses a proposal whose time is more than this off its own clock
+    /// (1 to 3600000).
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    pub block_time_tolerance_ms: u64,
 }
 
 /// Why an operator's choices make no genesis.
@@ -159,6 +168,8 @@ pub fn build(options: &GenesisOptions, now_ms: u64) -> Result<Genesis, GenesisOp
         max_open_offers_per_account: options.max_open_offers_per_account,
         max_offers_per_interval: options.max_offers_per_interval,
         max_transactions_per_block: options.max_transactions_per_block,
+        meter_tolerance_permille: options.meter_tolerance_permille,
+        block_time_tolerance_ms: options.block_time_tolerance_ms,
     };
     let validators = options.validators.iter().map(|text| parse_validator(text)).collect::<Result<_, _>>()?;
     let registrars =
@@ -208,6 +219,8 @@ pub fn summary(genesis: &Genesis) -> Value {
         "max_open_offers_per_account": market.max_open_offers_per_account,
         "max_offers_per_interval": market.max_offers_per_interval,
         "max_transactions_per_block": market.max_transactions_per_block,
+        "meter_tolerance_permille": market.meter_tolerance_permille,
+        "block_time_tolerance_ms": market.block_time_tolerance_ms,
         "validators": genesis.validators.iter().map(|validator| json!({
             "key": validator.key.to_string(), "voting_power": validator.voting_power,
         })).collect::<Vec<_>>(),
@@ -255,6 +268,15 @@ mod tests {
         renamed.name = "Shady Lane".into();
         assert_ne!(build(&renamed, 1_000_123_456).unwrap().community_id, genesis.community_id);
         assert_eq!(summary(&genesis)["network_fee_micro_per_kwh"], 20_000);
+        // The physics tolerance and the clock tolerance default to 5 % and 2 s.
+        assert_eq!(summary(&genesis)["meter_tolerance_permille"], 50);
+        assert_eq!(summary(&genesis)["block_time_tolerance_ms"], 2_000);
+        let chosen = options(&["--meter-tolerance-permille", "100", "--block-time-tolerance-ms", "500"]);
+        let chosen = build(&chosen, 1_000_123_456).unwrap();
+        assert_eq!(
+            (chosen.market.meter_tolerance_permille, chosen.market.block_time_tolerance_ms),
+            (100, 500)
+        );
     }
 
     #[test]
@@ -271,5 +293,9 @@ mod tests {
         let error = build(&options(&["--k", "1.5"]), 0).unwrap_err();
         assert!(error.to_string().contains("[0, 1]"), "{error}");
         assert_eq!(build(&options(&["--interval-ms", "0"]), 0), Err(GenesisOptionsError::ZeroInterval));
+        let error = build(&options(&["--meter-tolerance-permille", "1001"]), 0).unwrap_err();
+        assert!(error.to_string().contains("meter tolerance"), "{error}");
+        let error = build(&options(&["--block-time-tolerance-ms", "0"]), 0).unwrap_err();
+        assert!(error.to_string().contains("block time tolerance"), "{error}");
     }
 }

@@ -1,11 +1,14 @@
 //! One agent per household, on its own thread: at each interval boundary
 //! (plus a seeded offset) the household lives through the interval that
-//! ended, its meter signs the cumulative readings and submits them, and
-//! the household offers its forecast surplus or deficit for the next
-//! interval still open, attested by that latest reading. Everything goes
+//! ended, its meter signs the cumulative readings and submits them (one for
+//! every interval since its registration: a meter is billed every interval,
+//! one without a reading at its full import capacity), and the household
+//! offers its forecast surplus or deficit for the next interval still open,
+//! attested by that latest reading. Everything goes
 //! through the API of the household's own node; every acknowledged
 //! transaction is journaled with when it was sent and acknowledged.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -29,6 +32,9 @@ const OFFER_MARGIN_MS: u64 = 1_000;
 const READING_RETRY: Duration = Duration::from_millis(250);
 /// Sleeps are cut into slices this long, so a stop is noticed.
 const SLEEP_SLICE: Duration = Duration::from_millis(100);
+/// At most this many readings wait to be reported (a node down for longer
+/// loses the oldest: their intervals have settled as estimates anyway).
+const UNREPORTED_MAX: usize = 64;
 
 /// What every agent shares: the market's rules and calendar.
 #[derive(Debug)]
@@ -127,15 +133,35 @@ impl Agent {
         }
     }
 
-    /// The meter's signed reading of the registers at the end of `interval`.
-    fn reading(&self, market: &Market, interval: u64) -> SignedMeterReading {
-        let reading = MeterReading {
+    /// The meter's reading of the registers as they are now, for the end
+    /// of `interval`.
+    fn reading(&self, interval: u64) -> MeterReading {
+        MeterReading {
             meter: self.meter.public(),
             interval,
             import_wh_total: self.household.import_total_wh,
             export_wh_total: self.household.export_total_wh,
+        }
+    }
+
+    /// The intervals before trading the meter still has to report, at
+    /// zero (the registers start there): from its registration, or after
+    /// its last reading (the setup reports while the street registers),
+    /// up to the interval before trading. Just that one when the node
+    /// cannot say.
+    fn readings_before_trading(&self, market: &Market, api: &Api) -> Vec<MeterReading> {
+        let Some(before) = market.first_interval.checked_sub(1) else { return Vec::new() };
+        let path = format!("/v1/meters/{}", self.meter.public());
+        let first = match api.get(&self.node.api(), &path) {
+            Ok(json) => {
+                let registered = json["registered_interval"].as_u64().unwrap_or(before);
+                let after_last = json["last_reading"]["interval"].as_u64().map_or(0, |last| last + 1);
+                registered.max(after_last)
+            }
+            Err(_) => before,
         };
-        SignedMeterReading::sign(reading, &self.meter, &market.genesis.community_id)
+        let first = first.max(before.saturating_sub(UNREPORTED_MAX as u64 - 1));
+        (first..=before).map(|interval| self.reading(interval)).collect()
     }
 
     /// Submits a reading, retrying while the node's clock says the interval
@@ -170,34 +196,36 @@ impl Agent {
         // The last nonce used: what the node reports (its mempool included),
         // or, when it cannot say, what this agent last had acknowledged.
         let mut nonce = 0;
-        // The meter's first reading, at zero, for the interval before trading.
+        // Every interval's reading, in order: those before trading at zero,
+        // then one for each interval the household lives through.
         let mut stepped = market.first_interval;
-        let mut attestation = None;
+        let mut attestation: Option<SignedMeterReading> = None;
         let mut last_offered = 0;
+        let mut unreported: VecDeque<MeterReading> = VecDeque::new();
         if market.first_interval > 0 {
             if !sleep_until(now_ms() + offset_ms, stop) {
                 return;
             }
-            let first = self.reading(market, market.first_interval - 1);
-            self.report_reading(market, api, journal, first, stop);
-            attestation = Some(first);
+            unreported.extend(self.readings_before_trading(market, api));
         }
         loop {
             let current = genesis.interval_at(now_ms());
             while stepped < current && stepped <= market.last_interval {
                 self.household.step(&market.simulation, market.slot(stepped));
+                unreported.push_back(self.reading(stepped));
+                if unreported.len() > UNREPORTED_MAX {
+                    unreported.pop_front();
+                }
                 stepped += 1;
             }
-            if current > market.first_interval {
-                let ended = (current - 1).min(market.last_interval);
-                if attestation.is_none_or(|signed: SignedMeterReading| signed.reading.interval < ended) {
-                    let signed = self.reading(market, ended);
-                    self.report_reading(market, api, journal, signed, stop);
-                    attestation = Some(signed);
-                }
-                if ended >= market.last_interval {
-                    return;
-                }
+            while let Some(reading) = unreported.pop_front() {
+                let signed = SignedMeterReading::sign(reading, &self.meter, &genesis.community_id);
+                self.report_reading(market, api, journal, signed, stop);
+                attestation = Some(signed);
+            }
+            // The last interval's reading was the agent's last act.
+            if current > market.last_interval {
+                return;
             }
             let target = market.next_open_interval(now_ms() + OFFER_MARGIN_MS).max(current + 1);
             if let Some(attestation) = attestation

@@ -116,6 +116,9 @@ struct Community {
     nodes: Arc<Vec<Arc<Node>>>,
     api: Api,
     journal: Arc<Journal>,
+    /// The meters' zero readings from their registration until the agents
+    /// take over.
+    idle_meters: setup::IdleMeters,
 }
 
 /// What trading left behind.
@@ -241,9 +244,10 @@ fn set_up(options: &Options) -> Result<Community, RunError> {
         nodes[0].api()
     );
     let journal = Arc::new(Journal::default());
+    let idle_meters = setup::IdleMeters::start(&genesis, &keys, nodes[0].clone(), &api, &journal);
     setup::register(&manifest, &genesis, &keys, &nodes, &api, &journal)?;
     println!("Registered {} households with their meters and credits", manifest.households);
-    Ok(Community { manifest, seed, workdir, keep_workdir, genesis, keys, nodes, api, journal })
+    Ok(Community { manifest, seed, workdir, keep_workdir, genesis, keys, nodes, api, journal, idle_meters })
 }
 
 /// A thread per node following its event stream, and the status poller.
@@ -263,8 +267,10 @@ fn spawn_monitors(community: &Community, stop: &Arc<AtomicBool>) -> Arc<Board> {
 /// Runs an agent per household and a thread per perturbation, showing
 /// progress, until the agents have reported the last interval.
 fn trade(community: &Community, board: &Board) -> Result<Trading, RunError> {
-    let Community { manifest, seed, genesis, keys, nodes, api, journal, .. } = community;
+    let Community { manifest, seed, genesis, keys, nodes, api, journal, idle_meters, .. } = community;
     let seed = *seed;
+    // The agents report from here on, each from its meter's last reading.
+    idle_meters.finish();
     let start_ms = now_ms();
     let first_interval = genesis.interval_at(start_ms);
     let market = Arc::new(Market {
@@ -553,6 +559,9 @@ fn build_report(
         grid_import_wh: report_market.grid_import_wh,
         grid_feed_in_wh: report_market.grid_feed_in_wh,
         grid_only_import_wh: report_market.grid_only_import_wh,
+        bills_with_estimates: report_market.bills_with_estimates,
+        estimated_import_wh: report_market.estimated_import_wh,
+        estimate_refund_wh: report_market.estimate_refund_wh,
         bills_total_nano: report_market.bills_total_nano.to_string(),
         grid_only_total_nano: report_market.grid_only_total_nano.to_string(),
         community_savings_nano: (report_market.bills_total_nano - report_market.grid_only_total_nano)

@@ -4,10 +4,13 @@
 //! key written first, so that the genesis validators are theirs), the nodes
 //! started on loopback and connected (validators also on their consensus
 //! ports), and the registrar registering and crediting every household's
-//! account and meter in waves.
+//! account and meter in waves, while the idle meters report zero readings
+//! from their registration until the agents take over.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gridshare_ledger::NANOS_PER_UNIT;
@@ -15,7 +18,7 @@ use gridshare_ledger::encoding::from_bytes;
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::testkit::derived_key;
-use gridshare_ledger::tx::{SignedTx, Tx};
+use gridshare_ledger::tx::{MeterReading, SignedMeterReading, SignedTx, Tx};
 
 use crate::http::{Api, HttpError, Verdict};
 use crate::journal::{Acknowledged, Journal, now_ms};
@@ -427,4 +430,121 @@ pub fn register(
         }
     }
     Ok(())
+}
+
+/// Until the agents take over, every registered meter reports a zero
+/// reading for each interval that ends, from the interval it was
+/// registered in on: a meter is billed every interval after its
+/// registration, and an interval without a reading at its full import
+/// capacity (docs/PROTOCOL.md §5.6), while registering a whole street and
+/// starting its agents takes several intervals. The households' registers
+/// start at zero, so these readings are what their meters say.
+#[derive(Debug)]
+pub struct IdleMeters {
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// How often the idle meters look for an interval that ended.
+const IDLE_METERS_POLL: Duration = Duration::from_millis(200);
+
+impl IdleMeters {
+    /// Starts reporting for `keys`' meters through `validator`'s API.
+    pub fn start(
+        genesis: &Genesis,
+        keys: &Keys,
+        validator: Arc<Node>,
+        api: &Api,
+        journal: &Arc<Journal>,
+    ) -> IdleMeters {
+        let stop = Arc::new(AtomicBool::new(false));
+        let meters: Vec<Keypair> = keys.meters.iter().map(|meter| Keypair::from_seed(meter.seed())).collect();
+        let (genesis, api, journal, stopped) = (genesis.clone(), api.clone(), journal.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            // The last interval reported for each meter.
+            let mut reported: Vec<Option<u64>> = vec![None; meters.len()];
+            while !stopped.load(Ordering::Relaxed) {
+                let Some(ended) = genesis.interval_at(now_ms()).checked_sub(1) else {
+                    std::thread::sleep(IDLE_METERS_POLL);
+                    continue;
+                };
+                for (index, meter) in meters.iter().enumerate() {
+                    if stopped.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if reported[index].is_some_and(|last| last >= ended) {
+                        continue;
+                    }
+                    // Not registered yet (or the node is busy): next round.
+                    let Ok(json) = api.get(&validator.api(), &format!("/v1/meters/{}", meter.public()))
+                    else {
+                        continue;
+                    };
+                    let Some(registered) = json["registered_interval"].as_u64() else { continue };
+                    let after_last = json["last_reading"]["interval"].as_u64().map(|last| last + 1);
+                    let after_reported = reported[index].map(|last| last + 1);
+                    let first = registered.max(after_last.unwrap_or(0)).max(after_reported.unwrap_or(0));
+                    for interval in first..=ended {
+                        let household = u32::try_from(index).unwrap_or(u32::MAX);
+                        if !report_zero(&genesis, meter, interval, household, &validator, &api, &journal) {
+                            break;
+                        }
+                        reported[index] = Some(interval);
+                    }
+                }
+                std::thread::sleep(IDLE_METERS_POLL);
+            }
+        });
+        IdleMeters { stop, thread: Mutex::new(Some(thread)) }
+    }
+
+    /// Stops reporting and waits until the last report is answered.
+    pub fn finish(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.lock().map(|mut thread| thread.take()).unwrap_or(None);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for IdleMeters {
+    /// A run that ends before trading (a failed setup) stops them too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Submits `meter`'s zero reading of `interval` to `validator`; false if it
+/// was not admitted (it is tried again next round, or by the agent).
+fn report_zero(
+    genesis: &Genesis,
+    meter: &Keypair,
+    interval: u64,
+    household: u32,
+    validator: &Node,
+    api: &Api,
+    journal: &Journal,
+) -> bool {
+    let reading = MeterReading { meter: meter.public(), interval, import_wh_total: 0, export_wh_total: 0 };
+    let signed = SignedMeterReading::sign(reading, meter, &genesis.community_id);
+    let tx = SignedTx { tx: Tx::MeterReading(reading), signature: signed.signature };
+    let sent_ms = now_ms();
+    match api.submit(&validator.api(), &tx) {
+        Ok(Verdict::Admitted(id)) => {
+            journal.acknowledged(Acknowledged {
+                id,
+                kind: tx.tx.kind(),
+                household: Some(household),
+                node: 0,
+                interval: Some(interval),
+                sent_ms,
+                acknowledged_ms: now_ms(),
+            });
+            true
+        }
+        // Already waiting there: its answer was lost.
+        Ok(Verdict::Refused { status: 409, .. }) => true,
+        Ok(Verdict::Refused { .. }) | Err(_) => false,
+    }
 }

@@ -412,10 +412,11 @@ pub fn balance_text(wallet: &Wallet, account: &AccountJson, name: &str) -> Strin
         rows.push(vec![
             "Meter".to_string(),
             format!(
-                "{}: import up to {} kW, export up to {} kW{zone}; {reading}",
+                "{}: import up to {} kW, export up to {} kW{zone}; billed from interval {} on, every interval; {reading}",
                 wallet.label(&meter.meter),
                 format_kw(meter.max_import_w),
-                format_kw(meter.max_export_w)
+                format_kw(meter.max_export_w),
+                meter.registered_interval + 1
             ),
         ]);
     }
@@ -648,12 +649,19 @@ pub fn bill_text(bill: &BillJson, tariffs: Option<&TariffsJson>, currency: &str)
         tariffs.map(|t| t.network_fee_micro_per_kwh).or_else(|| tariff_of(bill.fees_nano, bill.bought_wh));
     let contracted_wh =
         i64::try_from(i128::from(bill.sold_wh) - i128::from(bill.bought_wh)).unwrap_or(i64::MAX);
-    let rows = vec![
+    let mut rows = vec![
         vec!["Sold (traded)".into(), format_kwh(bill.sold_wh), String::new(), money(bill.sold_nano)],
         vec!["Bought (traded)".into(), format_kwh(bill.bought_wh), String::new(), money(bill.bought_nano)],
         vec!["Network fees".into(), format_kwh(bill.bought_wh), price(fee_price), money(bill.fees_nano)],
         vec!["Contracted net export".into(), format_signed_kwh(contracted_wh)],
         vec!["Metered net export".into(), format_signed_kwh(bill.metered_net_export_wh)],
+    ];
+    // A meter without the readings to measure the interval counts its full
+    // import capacity: say how much of the metered energy that is.
+    if bill.estimated_import_wh > 0 {
+        rows.push(vec!["Estimated import".into(), format_kwh(bill.estimated_import_wh)]);
+    }
+    rows.extend([
         vec!["Deviation".into(), format_signed_kwh(bill.deviation_wh)],
         vec![
             "Grid import".into(),
@@ -662,8 +670,16 @@ pub fn bill_text(bill: &BillJson, tariffs: Option<&TariffsJson>, currency: &str)
             money(bill.grid_import_nano),
         ],
         vec!["Feed-in".into(), format_kwh(bill.feed_in_wh), price(feed_in_price), money(bill.feed_in_nano)],
-        vec!["Total".into(), String::new(), String::new(), money(bill.total_nano)],
-    ];
+    ]);
+    if bill.estimate_refund_wh > 0 || bill.estimate_refund_nano != 0 {
+        rows.push(vec![
+            "Estimate refund".into(),
+            format_kwh(bill.estimate_refund_wh),
+            price(tariff_of(bill.estimate_refund_nano, bill.estimate_refund_wh)),
+            money(bill.estimate_refund_nano),
+        ]);
+    }
+    rows.push(vec!["Total".into(), String::new(), String::new(), money(bill.total_nano)]);
     let price_title = format!("AT ({currency}/kWh)");
     table::render(
         &[
@@ -955,6 +971,9 @@ mod tests {
             feed_in_wh: 200,
             feed_in_nano: 16_000_000,
             total_nano: -179_000_000,
+            estimated_import_wh: 0,
+            estimate_refund_wh: 0,
+            estimate_refund_nano: 0,
         };
         expect_test::expect![[r#"
             ITEM                   ENERGY (kWh)  AT (EUR/kWh)      AMOUNT
@@ -978,6 +997,46 @@ mod tests {
                total       0.000         2.000   -0.35 EUR  -0.04 EUR            0.400     0.00 EUR  0.032 EUR  -0.358 EUR
         "#]]
         .assert_eq(&bills_text(&[bill, second], "EUR"));
+    }
+
+    #[test]
+    fn estimates_and_refunds_are_their_own_lines() {
+        // A meter without a reading for the interval, billed its 2041 Wh of
+        // capacity, and an earlier gap trued up: 3882 Wh back at 0.08.
+        let bill = BillJson {
+            interval: 2,
+            height: 9,
+            sold_wh: 0,
+            bought_wh: 0,
+            sold_nano: 0,
+            bought_nano: 0,
+            fees_nano: 0,
+            metered_net_export_wh: -2_041,
+            deviation_wh: -2_041,
+            grid_import_wh: 2_041,
+            grid_import_nano: -612_300_000,
+            feed_in_wh: 0,
+            feed_in_nano: 0,
+            total_nano: -301_740_000,
+            estimated_import_wh: 2_041,
+            estimate_refund_wh: 3_882,
+            estimate_refund_nano: 310_560_000,
+        };
+        expect_test::expect![[r#"
+            ITEM                   ENERGY (kWh)  AT (EUR/kWh)        AMOUNT
+            Sold (traded)                 0.000                    0.00 EUR
+            Bought (traded)               0.000                    0.00 EUR
+            Network fees                  0.000                    0.00 EUR
+            Contracted net export         0.000
+            Metered net export           -2.041
+            Estimated import              2.041
+            Deviation                    -2.041
+            Grid import                   2.041      0.300000   -0.6123 EUR
+            Feed-in                       0.000                    0.00 EUR
+            Estimate refund               3.882      0.080000   0.31056 EUR
+            Total                                              -0.30174 EUR
+        "#]]
+        .assert_eq(&bill_text(&bill, None, "EUR"));
     }
 
     #[test]

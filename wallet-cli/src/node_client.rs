@@ -147,6 +147,9 @@ pub struct MeterJson {
     pub max_export_w: u64,
     #[serde(default)]
     pub zone: String,
+    /// The interval the meter was registered in: it is billed from the
+    /// next one on, every interval.
+    pub registered_interval: u64,
     pub last_reading: Option<ReadingJson>,
 }
 
@@ -301,6 +304,14 @@ pub struct BillJson {
     pub feed_in_nano: i128,
     #[serde(with = "nano_string")]
     pub total_nano: i128,
+    /// The part of the metered net export estimated at the meters' import
+    /// capacity, for intervals without the readings to measure them.
+    pub estimated_import_wh: u64,
+    /// Energy estimated earlier that a later reading showed was not
+    /// imported, and the grid's refund for it.
+    pub estimate_refund_wh: u64,
+    #[serde(with = "nano_string")]
+    pub estimate_refund_nano: i128,
 }
 
 #[derive(Debug, Deserialize)]

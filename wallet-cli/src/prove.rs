@@ -203,6 +203,9 @@ pub fn bill_json(bill: &Bill, interval: u64, height: u64) -> BillJson {
         feed_in_wh: bill.feed_in_wh,
         feed_in_nano: bill.feed_in_nano,
         total_nano: bill.total_nano,
+        estimated_import_wh: bill.estimated_import_wh,
+        estimate_refund_wh: bill.estimate_refund_wh,
+        estimate_refund_nano: bill.estimate_refund_nano,
     }
 }
 

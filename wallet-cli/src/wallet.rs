@@ -295,6 +295,19 @@ fn hint(code: &str) -> Option<&'static str> {
         "reading_not_increasing" | "reading_before_interval_end" => {
             "report for an interval after the last reported one that has ended"
         }
+        "reading_before_registration" => {
+            "report for the interval the meter was registered in or a later one (gridshare balance shows it)"
+        }
+        "reading_above_capacity" => {
+            "check the registers: they cannot rise faster than the meter's registered power allows; a missed interval is billed at that power until a reading closes the gap"
+        }
+        "meter_power_above_bound" | "account_power_above_bound" => {
+            "register less power: at most 1 GW per meter and 10 GW per account, each way"
+        }
+        "too_many_meters" => "the community has as many meters as it may have",
+        "credits_above_bound" => {
+            "credit less: a community's credits may total at most 10^27 units of its currency"
+        }
         "mempool_full" => "try again after the next block",
         _ => return None,
     })

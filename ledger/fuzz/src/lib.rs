@@ -11,6 +11,7 @@ use gridshare_ledger::consensus::{
     Equivocation, Proposal, ProposalEquivocation, StreamedBlock, VoteEquivocation,
 };
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
+use gridshare_ledger::execute::{Signatures, execute};
 use gridshare_ledger::export::ExportWriter;
 use gridshare_ledger::state::State;
 use gridshare_ledger::store::at_rest;
@@ -72,8 +73,11 @@ pub mod object {
     pub const PROPOSAL_EQUIVOCATION: u8 = 11;
     /// Evidence of either kind as a store keeps it (`Equivocation`).
     pub const EQUIVOCATION: u8 = 12;
+    /// A meter as a state snapshot holds it: its physics limits, last
+    /// reading, registration interval, settlement base and estimate.
+    pub const METER: u8 = 13;
     /// How many selectors there are; a selector byte is taken modulo this.
-    pub const COUNT: u8 = 13;
+    pub const COUNT: u8 = 14;
 }
 
 /// Seed inputs for each target, as (target name, input) pairs: real,
@@ -148,6 +152,18 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     seeds.push(("objects", selected(object::SIGNED_METER_READING, &community.reading(0, 3, 1_000, 2_000))));
     seeds.push(("objects", selected(object::STATE, &State::genesis(genesis))));
+    // The state after the chain: meters with readings, bases and (for the
+    // intervals after the last reading) estimates.
+    let mut state = State::genesis(genesis);
+    for block in &chain {
+        state = execute(genesis, &state, &block.block, Signatures::AlreadyVerified)
+            .expect("the trading chain is valid")
+            .0;
+    }
+    seeds.push(("objects", selected(object::STATE, &state)));
+    for meter in state.meters.values() {
+        seeds.push(("objects", selected(object::METER, meter)));
+    }
 
     let mut export = Vec::new();
     let mut writer = ExportWriter::new(&mut export, genesis).expect("writing to memory cannot fail");

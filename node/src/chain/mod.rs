@@ -497,11 +497,7 @@ impl<S: Store> ChainCore<S> {
     /// Hands the dev households' transactions of `time_ms` to the mempool.
     fn dev_transactions(&mut self, time_ms: u64) {
         let Some(households) = self.households.as_mut() else { return };
-        let pending = self.mempool.pending();
-        let last_nonce = |key: &gridshare_ledger::ids::PublicKey| {
-            pending.accounts.get(key).map_or(0, |account| account.last_nonce)
-        };
-        for tx in households.transactions(time_ms, last_nonce) {
+        for tx in households.transactions(time_ms, self.mempool.pending()) {
             if let Err(error) = self.mempool.submit(&self.genesis, time_ms, tx) {
                 tracing::warn!(%error, "a dev household's transaction was refused");
             }
