@@ -35,7 +35,7 @@ use crate::block::{
     tx_root,
 };
 use crate::genesis::{Genesis, Mechanism, Tariffs};
-use crate::ids::{AccountId, MeterId, PublicKey, SignatureError};
+use crate::ids::{AccountId, KeyError, MeterId, PublicKey, SignatureError};
 use crate::state::{Account, Contract, Estimate, Meter, OpenOffer, Position, State};
 use crate::tx::{MeterReading, Offer, Side, SignedTx, Tx};
 
@@ -73,6 +73,8 @@ pub enum Signatures {
 pub enum Rejection {
     #[error("bad signature: {0}")]
     BadSignature(#[from] SignatureError),
+    #[error("{key} cannot be registered: {reason}")]
+    InvalidKey { key: PublicKey, reason: KeyError },
     #[error("{0} is not a registrar of this community")]
     NotARegistrar(PublicKey),
     #[error("account {0} is not registered")]
@@ -173,6 +175,7 @@ impl Rejection {
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::BadSignature(_) => "bad_signature",
+            Rejection::InvalidKey { .. } => "invalid_key",
             Rejection::NotARegistrar(_) => "not_a_registrar",
             Rejection::UnknownAccount(_) => "unknown_account",
             Rejection::AccountExists(_) => "account_exists",
@@ -782,6 +785,7 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
         Tx::RegisterAccount { registrar, nonce, account, credit_limit_nano } => {
             check_registrar(genesis, state, registrar, *nonce)?;
             check_amount("credit limit", *credit_limit_nano, true)?;
+            account.validate().map_err(|reason| Rejection::InvalidKey { key: *account, reason })?;
             if state.accounts.contains_key(account) {
                 return Err(Rejection::AccountExists(*account));
             }
@@ -802,6 +806,7 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
         Tx::RegisterMeter { registrar, nonce, meter, owner, max_import_w, max_export_w, zone } => {
             check_registrar(genesis, state, registrar, *nonce)?;
             check_text("zone", zone)?;
+            meter.validate().map_err(|reason| Rejection::InvalidKey { key: *meter, reason })?;
             if state.meters.contains_key(meter) {
                 return Err(Rejection::MeterExists(*meter));
             }

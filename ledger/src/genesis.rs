@@ -170,6 +170,18 @@ impl Genesis {
         if self.registrars.is_empty() {
             return fail("there must be at least one registrar");
         }
+        // Every key must be a canonical encoding of a point of prime order
+        // (docs/PROTOCOL.md §3.3): no small or mixed order.
+        let keys = self
+            .validators
+            .iter()
+            .map(|v| ("validator", v.key))
+            .chain(self.registrars.iter().map(|r| ("registrar", *r)));
+        for (role, key) in keys {
+            if let Err(reason) = key.validate() {
+                return Err(GenesisError(format!("{role} {key} is not a valid key: {reason}")));
+            }
+        }
         // 2^62 ms is 146 million years: market time arithmetic cannot overflow.
         if self.genesis_time_ms > 1 << 62 {
             return fail("the genesis time is too far in the future");

@@ -240,8 +240,10 @@ mod tests {
     }
 
     fn options(extra: &[&str]) -> GenesisOptions {
-        let key = "11".repeat(32);
-        let registrar = "22".repeat(32);
+        // Real keys: a genesis refuses bytes that are not a point of prime
+        // order (docs/PROTOCOL.md §3.3).
+        let key = gridshare_ledger::ids::Keypair::from_seed([1; 32]).public().to_string();
+        let registrar = gridshare_ledger::ids::Keypair::from_seed([2; 32]).public().to_string();
         let mut args =
             vec!["genesis", "--name", "Sunny Street", "--validator", &key, "--registrar", &registrar];
         args.extend_from_slice(extra);
@@ -290,6 +292,9 @@ mod tests {
         let key = "11".repeat(32);
         let error = build(&options(&["--validator", &format!("{key}:x")]), 0).unwrap_err();
         assert!(error.to_string().contains("voting power"), "{error}");
+        // 11…11 is a point of mixed order.
+        let error = build(&options(&["--validator", &key]), 0).unwrap_err();
+        assert!(error.to_string().contains(&format!("validator {key} is not a valid key")), "{error}");
         let error = build(&options(&["--k", "1.5"]), 0).unwrap_err();
         assert!(error.to_string().contains("[0, 1]"), "{error}");
         assert_eq!(build(&options(&["--interval-ms", "0"]), 0), Err(GenesisOptionsError::ZeroInterval));

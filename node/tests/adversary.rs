@@ -16,7 +16,7 @@ use common::{get, http, start, submit, wait_for};
 use gridshare_ledger::block::CertifiedBlock;
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
 use gridshare_ledger::genesis::Genesis;
-use gridshare_ledger::ids::{Keypair, PublicKey};
+use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::tx::{SignedTx, Tx};
 use gridshare_node::network::{TX_BYTES_MAX, build_swarm};
 use libp2p::futures::StreamExt;
@@ -175,7 +175,9 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
     let registrar = Keypair::from_seed(bytes);
     let nonce =
         get(&household.api, &format!("/v1/nonces/{}", registrar.public()))["last_nonce"].as_u64().unwrap();
-    let account = PublicKey([42; 32]);
+    // A real key: registration refuses bytes that are not a point of prime
+    // order (docs/PROTOCOL.md §3).
+    let account = Keypair::from_seed([42; 32]).public();
     let tx = SignedTx::sign(
         Tx::RegisterAccount {
             registrar: registrar.public(),

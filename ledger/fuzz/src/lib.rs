@@ -1,7 +1,8 @@
 //! What the ledger's fuzz targets share: a fixed test community to verify
 //! against, the canonical round trip every decoded object must pass, and
-//! seed inputs (real objects from `testkit`) that start the fuzzer deep
-//! inside the formats instead of at their first byte.
+//! seed inputs (real objects from `testkit`, and the signature vectors of
+//! `tests/vectors/signatures.txt`) that start the fuzzer deep inside the
+//! formats instead of at their first byte.
 
 use std::sync::LazyLock;
 
@@ -180,9 +181,39 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     with_offset.extend_from_slice(&2_500_u64.to_le_bytes());
     seeds.push(("genesis", with_offset));
 
+    let message = b"a message".to_vec();
+    let mut signed = validator.public().0.to_vec();
+    signed.extend_from_slice(&validator.sign(&message).0);
+    signed.extend_from_slice(&message);
+    seeds.push(("signature", signed));
+    seeds.extend(signature_vectors().into_iter().map(|input| ("signature", input)));
+
     seeds.push(("hex_text", validator.public().to_string().into_bytes()));
     seeds.push(("hex_text", header.hash().to_string().to_uppercase().into_bytes()));
     seeds
+}
+
+/// The cases of `ledger/tests/vectors/signatures.txt` as `signature`
+/// inputs: `key ‖ signature ‖ message`.
+fn signature_vectors() -> Vec<Vec<u8>> {
+    let text = include_str!("../../tests/vectors/signatures.txt");
+    let field = |case: &str, name: &str| -> Vec<u8> {
+        case.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|value| decode_hex(value.trim()))
+            .unwrap_or_else(|| panic!("a signature vector without a valid {name}"))
+    };
+    text.split("\n== ")
+        .skip(1)
+        .map(|case| [field(case, "key "), field(case, "signature "), field(case, "message ")].concat())
+        .collect()
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|index| text.get(index..index + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .collect()
 }
 
 fn selected<T: BorshSerialize>(selector: u8, value: &T) -> Vec<u8> {
