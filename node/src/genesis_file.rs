@@ -2,14 +2,11 @@
 //! from the operator's choices (validators, registrars, market rules and
 //! tariffs, with prices as exact decimals), and its summary as JSON.
 
-use std::str::FromStr;
-
-use gridshare_ledger::MICROS_PER_UNIT;
+use gridshare_api::GenesisSummary;
+use gridshare_api::decimal::{DecimalError, parse_scaled};
 use gridshare_ledger::encoding::to_bytes;
 use gridshare_ledger::genesis::{Genesis, MarketParams, Mechanism, Tariffs, Validator};
 use gridshare_ledger::ids::{CommunityId, PublicKey};
-use rust_decimal::Decimal;
-use serde_json::{Value, json};
 
 /// The operator's choices for a new community. Prices are in currency per
 /// kWh with at most six decimals.
@@ -76,30 +73,31 @@ pub struct GenesisOptions {
     pub max_transactions_per_block: u32,
 }
 
+/// Decimal places of a price per kWh written in currency, stored in
+/// micro-currency.
+const PRICE_DECIMALS: u32 = 6;
+/// Decimal places of `k` written as a fraction, stored in thousandths.
+const K_DECIMALS: u32 = 3;
+
 /// A price in currency per kWh as micro-currency per kWh, exactly.
 pub fn parse_price_micro(what: &str, text: &str) -> Result<u64, String> {
-    let value = Decimal::from_str(text.trim())
-        .map_err(|_| format!("{what}: `{text}` is not a decimal number such as 0.11"))?;
-    let micros = value
-        .checked_mul(Decimal::from(MICROS_PER_UNIT))
-        .ok_or_else(|| format!("{what}: `{text}` is too large"))?;
-    if micros.is_sign_negative() && !micros.is_zero() {
-        return Err(format!("{what}: `{text}` is negative"));
-    }
-    if micros.fract() != Decimal::ZERO {
-        return Err(format!("{what}: `{text}` has more than 6 decimals"));
-    }
-    u64::try_from(micros.trunc()).map_err(|_| format!("{what}: `{text}` is too large"))
+    parse_scaled(text, PRICE_DECIMALS).map_err(|error| match error {
+        DecimalError::NotANumber => format!("{what}: `{text}` is not a decimal number such as 0.11"),
+        DecimalError::TooPrecise { .. } => format!("{what}: `{text}` has more than 6 decimals"),
+        DecimalError::Negative => format!("{what}: `{text}` is negative"),
+        DecimalError::TooLarge => format!("{what}: `{text}` is too large"),
+    })
 }
 
 fn parse_k(text: &str) -> Result<u16, String> {
-    let value =
-        Decimal::from_str(text.trim()).map_err(|_| format!("k: `{text}` is not a number in [0, 1]"))?;
-    let thousandths = value * Decimal::from(1000);
-    if value < Decimal::ZERO || value > Decimal::ONE || thousandths.fract() != Decimal::ZERO {
-        return Err(format!("k: `{text}` must be in [0, 1] with at most 3 decimals"));
-    }
-    u16::try_from(thousandths.trunc()).map_err(|_| format!("k: `{text}` must be in [0, 1]"))
+    let thousandths = parse_scaled(text, K_DECIMALS).map_err(|error| match error {
+        DecimalError::NotANumber => format!("k: `{text}` is not a number in [0, 1]"),
+        _ => format!("k: `{text}` must be in [0, 1] with at most 3 decimals"),
+    })?;
+    u16::try_from(thousandths)
+        .ok()
+        .filter(|&thousandths| thousandths <= 1_000)
+        .ok_or_else(|| format!("k: `{text}` must be in [0, 1] with at most 3 decimals"))
 }
 
 fn parse_key(what: &str, text: &str) -> Result<PublicKey, String> {
@@ -139,7 +137,7 @@ pub fn build(options: &GenesisOptions, now_ms: u64) -> Result<Genesis, String> {
         attestation_max_age_intervals: options.attestation_max_age_intervals,
         price_floor_micro_per_kwh: parse_price_micro("price floor", &options.price_floor)?,
         price_cap_micro_per_kwh: parse_price_micro("price cap", &options.price_cap)?,
-        mechanism: if options.mechanism == "pay-as-bid" { Mechanism::PayAsBid } else { Mechanism::Uniform },
+        mechanism: Mechanism::from(options.mechanism.parse::<gridshare_api::Mechanism>()?),
         k_thousandths: parse_k(&options.k)?,
         max_open_offers_per_account: options.max_open_offers_per_account,
         max_offers_per_interval: options.max_offers_per_interval,
@@ -168,36 +166,10 @@ pub fn build(options: &GenesisOptions, now_ms: u64) -> Result<Genesis, String> {
     Ok(genesis)
 }
 
-/// Every field of a genesis as JSON, with the units in the names: what
-/// `genesis show` prints and `GET /v1/genesis` serves.
-pub fn summary(genesis: &Genesis) -> Value {
-    let market = &genesis.market;
-    json!({
-        "community_id": genesis.community_id.to_string(),
-        "genesis_hash": genesis.hash().to_string(),
-        "name": genesis.name,
-        "currency": genesis.currency,
-        "genesis_time_ms": genesis.genesis_time_ms,
-        "interval_length_ms": market.interval_length_ms,
-        "gate_closure_lead_ms": market.gate_closure_lead_ms,
-        "settlement_delay_ms": market.settlement_delay_ms,
-        "offer_horizon_intervals": market.offer_horizon_intervals,
-        "attestation_max_age_intervals": market.attestation_max_age_intervals,
-        "mechanism": match market.mechanism { Mechanism::Uniform => "uniform", Mechanism::PayAsBid => "pay-as-bid" },
-        "k_thousandths": market.k_thousandths,
-        "price_floor_micro_per_kwh": market.price_floor_micro_per_kwh,
-        "price_cap_micro_per_kwh": market.price_cap_micro_per_kwh,
-        "grid_import_micro_per_kwh": genesis.tariffs.grid_import_micro_per_kwh,
-        "grid_feed_in_micro_per_kwh": genesis.tariffs.grid_feed_in_micro_per_kwh,
-        "network_fee_micro_per_kwh": genesis.tariffs.network_fee_micro_per_kwh,
-        "max_open_offers_per_account": market.max_open_offers_per_account,
-        "max_offers_per_interval": market.max_offers_per_interval,
-        "max_transactions_per_block": market.max_transactions_per_block,
-        "validators": genesis.validators.iter().map(|validator| json!({
-            "key": validator.key.to_string(), "voting_power": validator.voting_power,
-        })).collect::<Vec<_>>(),
-        "registrars": genesis.registrars.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    })
+/// Every field of a genesis, units in the names: what `genesis show`
+/// prints and `GET /v1/genesis` serves (with the canonical bytes).
+pub fn summary(genesis: &Genesis) -> GenesisSummary {
+    GenesisSummary::from(genesis)
 }
 
 #[cfg(test)]
@@ -238,7 +210,8 @@ mod tests {
         let mut renamed = options(&["--k", "0.25", "--network-fee", "0.02"]);
         renamed.name = "Shady Lane".into();
         assert_ne!(build(&renamed, 1_000_123_456).unwrap().community_id, genesis.community_id);
-        assert_eq!(summary(&genesis)["network_fee_micro_per_kwh"], 20_000);
+        assert_eq!(summary(&genesis).network_fee_micro_per_kwh, 20_000);
+        assert_eq!(summary(&genesis).genesis_hash, genesis.hash());
     }
 
     #[test]
@@ -250,7 +223,12 @@ mod tests {
         let key = "11".repeat(32);
         let error = build(&options(&["--validator", &format!("{key}:x")]), 0).unwrap_err();
         assert!(error.contains("voting power"), "{error}");
-        let error = build(&options(&["--k", "1.5"]), 0).unwrap_err();
-        assert!(error.contains("[0, 1]"), "{error}");
+        for k in ["1.5", "1.001", "0.0005", "-0.5"] {
+            let error = build(&options(&[&format!("--k={k}")]), 0).unwrap_err();
+            assert!(error.contains("must be in [0, 1] with at most 3 decimals"), "{k}: {error}");
+        }
+        let error = build(&options(&["--k", "half"]), 0).unwrap_err();
+        assert!(error.contains("is not a number in [0, 1]"), "{error}");
+        assert_eq!(build(&options(&["--k", "1"]), 0).map(|genesis| genesis.market.k_thousandths), Ok(1_000));
     }
 }
