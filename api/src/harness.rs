@@ -590,3 +590,84 @@ pub fn wait_for<T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for `gridshare-node`: a shell script printing what a node
+    /// prints.
+    fn fake(dir: &Path, script: &str) -> NodeLaunch {
+        NodeLaunch::new("fake node", Path::new("/bin/sh"), &dir.join("fake.log")).args(["-c", script])
+    }
+
+    const BANNER: &str = "echo 'Fake Street 1a0d started (validator)'; \
+        echo 'API:      http://127.0.0.1:8799/v1/status'; \
+        echo 'P2P:      /ip4/127.0.0.1/tcp/4799/p2p/12D3KooFake'; \
+        echo 'P2P:      /ip4/10.0.0.2/tcp/4799/p2p/12D3KooFake'; \
+        echo 'Genesis:  /tmp/fake/genesis.bin'; \
+        echo 'Data dir: /tmp/fake'; \
+        echo 'a log line' >&2;";
+
+    #[test]
+    fn reads_the_addresses_and_stops_a_node_with_sigterm() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let script = format!("{BANNER} trap 'echo Stopped.; exit 0' TERM; while :; do sleep 0.05; done");
+        let (ended, exits) = mpsc::channel();
+        let mut process = fake(dir, &script).on_exit(move || ended.send(()).unwrap_or(())).start().unwrap();
+        assert_eq!(process.api(), "127.0.0.1:8799");
+        assert_eq!(process.url(), "http://127.0.0.1:8799");
+        assert_eq!(process.p2p(), "/ip4/127.0.0.1/tcp/4799/p2p/12D3KooFake");
+        assert_eq!(process.p2p_addresses().len(), 2);
+        assert_eq!(process.printed("Genesis:"), Some("/tmp/fake/genesis.bin"));
+        assert!(process.is_running());
+        let stopped = process.stop(Duration::from_secs(20));
+        assert!(stopped.clean, "{stopped:?}");
+        assert_eq!(stopped.lines, ["Stopped."]);
+        assert!(!process.is_running());
+        exits.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(process.log_tail(5).contains("a log line"), "{}", process.log_tail(5));
+    }
+
+    #[test]
+    fn a_node_killed_is_gone_and_one_ignoring_sigterm_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let script = format!("{BANNER} trap '' TERM; while :; do sleep 0.05; done");
+        let mut process = fake(dir, &script).start().unwrap();
+        let stopped = process.stop(Duration::from_millis(300));
+        assert!(!stopped.clean, "it ignored SIGTERM: {stopped:?}");
+        let mut process = fake(dir, &format!("{BANNER} while :; do sleep 0.05; done")).start().unwrap();
+        assert!(process.kill().is_some_and(|status| !status.success()));
+        assert!(!process.is_running());
+        assert!(process.kill().is_none(), "killed once");
+    }
+
+    #[test]
+    fn a_node_without_addresses_is_an_error_that_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let ended = fake(dir, "echo 'no addresses here'; echo 'it failed' >&2; exit 3").start().unwrap_err();
+        let message = ended.to_string();
+        assert!(matches!(ended, HarnessError::NoAddresses { .. }), "{message}");
+        assert!(message.contains("it ended: exit status: 3") && message.contains("it failed"), "{message}");
+        let slow = fake(dir, "sleep 30").start_timeout(Duration::from_millis(200)).start().unwrap_err();
+        assert!(slow.to_string().contains("within 0 s (timed out)"), "{slow}");
+        let missing = NodeLaunch::new("nothing", &dir.join("no-such-binary"), &dir.join("x.log")).start();
+        assert!(matches!(missing, Err(HarnessError::Spawn { .. })), "{missing:?}");
+    }
+
+    #[test]
+    fn subcommands_run_to_their_end() {
+        let out = run_to_end(Path::new("/bin/sh"), &["-c", "echo \"$GREETING\""], &[("GREETING", "hello")])
+            .unwrap();
+        assert_eq!(out, "hello\n");
+        let failed = run_to_end(Path::new("/bin/sh"), &["-c", "echo bad >&2; exit 2"], &[]).unwrap_err();
+        assert!(failed.to_string().ends_with("failed (exit status: 2): bad"), "{failed}");
+        let ports = loopback_ports(3).unwrap();
+        assert_eq!(ports.iter().collect::<std::collections::BTreeSet<_>>().len(), 3, "{ports:?}");
+        assert!(peak_memory_kib(std::process::id()) > 0);
+        assert_eq!(peak_memory_kib(u32::MAX), 0);
+    }
+}

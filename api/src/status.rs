@@ -146,7 +146,7 @@ pub enum Role {
 /// Whether a node has every block a peer has shown it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Sync {
+pub enum SyncStatus {
     Synced,
     CatchingUp,
 }
@@ -166,7 +166,7 @@ pub struct Status {
     pub next_clearing_interval: u64,
     pub next_settlement_interval: u64,
     pub role: Role,
-    pub sync: Sync,
+    pub sync: SyncStatus,
     pub peers: u64,
     pub mempool_transactions: u64,
     pub accounts: u64,

@@ -17,7 +17,7 @@ use gridshare_api::client::StreamError;
 use gridshare_api::events::Event;
 use gridshare_api::{
     Account, Bills, Block, ErrorBody, ErrorCode, EvidenceList, GenesisResponse, Interval, IntervalStatus,
-    Meter, Nonce, Offers, Proof, Receipt as WireReceipt, Role, Side, SpanQuery, Status, Sync, Trades,
+    Meter, Nonce, Offers, Proof, Receipt as WireReceipt, Role, Side, SpanQuery, Status, SyncStatus, Trades,
     TransactionState, TransactionStatus,
 };
 use gridshare_ledger::audit::{audit_export, audit_store};
@@ -42,7 +42,7 @@ fn a_dev_community_clears_settles_answers_its_api_and_resumes() {
     });
     let status: Status = exact(&api, "/v1/status");
     assert_eq!(status.name, "Gridshare dev community");
-    assert_eq!((status.role, status.sync), (Role::Validator, Sync::Synced));
+    assert_eq!((status.role, status.sync), (Role::Validator, SyncStatus::Synced));
     assert_eq!(status.accounts, 2);
 
     // The genesis a wallet signs for, checked against the hash it names.

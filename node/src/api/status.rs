@@ -1,7 +1,7 @@
 //! `GET /v1/genesis` and `GET /v1/status`.
 
 use axum::extract::State;
-use gridshare_api::{GenesisResponse, Role, Status, Sync};
+use gridshare_api::{GenesisResponse, Role, Status, SyncStatus};
 
 use super::{Reply, count, json, read};
 use crate::node::{Client, now_ms};
@@ -25,7 +25,11 @@ pub(super) async fn status(State(client): State<Client>) -> Reply {
             next_clearing_interval: state.next_clearing_interval,
             next_settlement_interval: state.next_settlement_interval,
             role: if view.validator { Role::Validator } else { Role::Replica },
-            sync: if view.best_seen_height > state.height { Sync::CatchingUp } else { Sync::Synced },
+            sync: if view.best_seen_height > state.height {
+                SyncStatus::CatchingUp
+            } else {
+                SyncStatus::Synced
+            },
             peers: count(view.peers),
             mempool_transactions: count(view.mempool.len()),
             accounts: count(state.accounts.len()),
