@@ -89,10 +89,17 @@ pub fn node_binary(explicit: Option<&Path>) -> Result<PathBuf, ProcessError> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("Cargo.toml");
     if workspace.exists() {
         eprintln!("Building gridshare-node (up to date in a second if nothing changed): {command}");
-        let status = Command::new(&cargo)
-            .args(&args)
-            .status()
-            .map_err(|error| ProcessError::Spawn { what: command.clone(), error })?;
+        let mut build = Command::new(&cargo);
+        build.args(&args);
+        // `cargo run` gives this process the package's variables
+        // (`CARGO_PKG_NAME`, ...); build scripts that read them (ring's)
+        // would see them change from a build started in a shell, and
+        // rebuild it and everything above it (the node's whole network
+        // stack) every time the two alternate.
+        for (name, _) in std::env::vars_os().filter(|(name, _)| is_run_variable(name)) {
+            build.env_remove(name);
+        }
+        let status = build.status().map_err(|error| ProcessError::Spawn { what: command.clone(), error })?;
         if !status.success() {
             return Err(ProcessError::Build { command, status: status.to_string() });
         }
@@ -101,6 +108,21 @@ pub fn node_binary(explicit: Option<&Path>) -> Result<PathBuf, ProcessError> {
         return Err(ProcessError::NodeBinaryMissing { path: binary.display().to_string(), command });
     }
     Ok(binary)
+}
+
+/// Whether `name` is one of the variables `cargo run` and `cargo test` set
+/// for the package they run (the ones Cargo sets for a crate it compiles).
+fn is_run_variable(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name.as_ref(),
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+        )
 }
 
 /// Runs a `gridshare-node` subcommand to completion; returns its stdout.
@@ -438,5 +460,22 @@ impl Node {
     pub fn is_running(&self) -> bool {
         let mut launch = self.launch();
         launch.process.as_mut().is_some_and(NodeProcess::is_running)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The package's variables are left out of the nested build; the
+    /// user's settings for cargo are not.
+    #[test]
+    fn the_variables_of_cargo_run_are_told_from_the_users() {
+        for name in ["CARGO_PKG_NAME", "CARGO_PKG_VERSION_MAJOR", "CARGO_MANIFEST_DIR", "CARGO_BIN_NAME"] {
+            assert!(is_run_variable(std::ffi::OsStr::new(name)), "{name}");
+        }
+        for name in ["CARGO", "CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_TERM_COLOR", "PATH", "RUSTFLAGS"] {
+            assert!(!is_run_variable(std::ffi::OsStr::new(name)), "{name}");
+        }
     }
 }
