@@ -234,7 +234,7 @@ pub enum BlockError {
     #[error("the transaction root does not match the transactions")]
     WrongTxRoot,
     #[error("transaction {index} ({kind}) is not admissible: {rejection}")]
-    Inadmissible { index: usize, kind: &'static str, rejection: Rejection },
+    Inadmissible { index: usize, kind: &'static str, rejection: Box<Rejection> },
     #[error("the block's receipts differ from what executing it derives")]
     WrongReceipts,
     #[error("the receipt root does not match the receipts")]
@@ -264,7 +264,11 @@ pub fn execute(
     let receipts = advance_market(genesis, &mut next, header.timestamp_ms)?;
     for (index, tx) in block.transactions.iter().enumerate() {
         if let Err(rejection) = admit_signed(genesis, &mut next, header.timestamp_ms, tx, signatures) {
-            return Err(BlockError::Inadmissible { index, kind: tx.tx.kind(), rejection });
+            return Err(BlockError::Inadmissible {
+                index,
+                kind: tx.tx.kind(),
+                rejection: Box::new(rejection),
+            });
         }
     }
     if receipts != block.receipts {

@@ -225,7 +225,7 @@ fn a_forged_signature_makes_a_block_invalid() {
     block.header.tx_root = gridshare_ledger::block::tx_root(&block.transactions);
     let error = execute(genesis, &state, &block, Signatures::Verify).unwrap_err();
     assert!(
-        matches!(error, BlockError::Inadmissible { index: 5, rejection: Rejection::BadSignature(_), .. }),
+        matches!(&error, BlockError::Inadmissible { index: 5, rejection, .. } if matches!(**rejection, Rejection::BadSignature(_))),
         "{error:?}"
     );
 }

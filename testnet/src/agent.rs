@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use gridshare_api::client::{ClientError, Submission};
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::tx::{MeterReading, Offer, SignedMeterReading, SignedTx, Tx};
 
-use crate::http::{Api, Verdict};
 use crate::journal::{Acknowledged, Journal, now_ms};
 use crate::manifest::Tariffs;
 use crate::nodes::Node;
@@ -90,6 +90,19 @@ pub fn sleep_until(time_ms: u64, stop: &AtomicBool) -> bool {
     }
 }
 
+/// What a node answered to a submission: its verdict, with the refusal of
+/// a malformed request (a 400) a refusal too; `None` without an answer (a
+/// paused or restarting node, a timeout).
+pub fn verdict(answer: Result<Submission, ClientError>) -> Option<Submission> {
+    match answer {
+        Ok(submission) => Some(submission),
+        Err(ClientError::Refused { status, code, message, .. }) => {
+            Some(Submission::Refused { status, code, reason: None, message })
+        }
+        Err(_) => None,
+    }
+}
+
 impl Agent {
     fn index(&self) -> u32 {
         self.household.index
@@ -97,16 +110,16 @@ impl Agent {
 
     /// Submits `tx` to the household's node and journals the outcome; the
     /// verdict, or `None` without an answer.
-    fn submit(&self, api: &Api, journal: &Journal, tx: &SignedTx, interval: u64) -> Option<Verdict> {
+    fn submit(&self, journal: &Journal, tx: &SignedTx, interval: u64) -> Option<Submission> {
         if !self.node.is_up() {
             journal.skipped_node_down.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         let sent_ms = now_ms();
-        match api.submit(&self.node.api(), tx) {
-            Ok(Verdict::Admitted(id)) => {
+        match verdict(self.node.api().submit(tx)) {
+            Some(Submission::Admitted { id }) => {
                 journal.acknowledged(Acknowledged {
-                    id: id.clone(),
+                    id: id.to_string(),
                     kind: tx.tx.kind(),
                     household: Some(self.index()),
                     node: self.node_index,
@@ -117,16 +130,17 @@ impl Agent {
                 if self.keep_for_replay {
                     journal.keep_for_replay(self.index(), tx.clone());
                 }
-                Some(Verdict::Admitted(id))
+                Some(Submission::Admitted { id })
             }
-            Ok(refused @ Verdict::Refused { .. }) => {
-                if let Verdict::Refused { status, code, reason, .. } = &refused {
-                    let why = reason.as_deref().unwrap_or(code);
+            Some(refused @ Submission::Refused { .. }) => {
+                if let Some(why) = refused.refusal_code()
+                    && let Submission::Refused { status, .. } = &refused
+                {
                     journal.refused(format!("{} {status} {why}", tx.tx.kind()));
                 }
                 Some(refused)
             }
-            Err(_) => {
+            None => {
                 journal.unanswered();
                 None
             }
@@ -149,16 +163,14 @@ impl Agent {
     /// its last reading (the setup reports while the street registers),
     /// up to the interval before trading. Just that one when the node
     /// cannot say.
-    fn readings_before_trading(&self, market: &Market, api: &Api) -> Vec<MeterReading> {
+    fn readings_before_trading(&self, market: &Market) -> Vec<MeterReading> {
         let Some(before) = market.first_interval.checked_sub(1) else { return Vec::new() };
-        let path = format!("/v1/meters/{}", self.meter.public());
-        let first = match api.get(&self.node.api(), &path) {
-            Ok(json) => {
-                let registered = json["registered_interval"].as_u64().unwrap_or(before);
-                let after_last = json["last_reading"]["interval"].as_u64().map_or(0, |last| last + 1);
-                registered.max(after_last)
+        let first = match self.node.api().meter(&self.meter.public()) {
+            Ok(Some(meter)) => {
+                let after_last = meter.last_reading.map_or(0, |last| last.interval + 1);
+                meter.registered_interval.max(after_last)
             }
-            Err(_) => before,
+            Ok(None) | Err(_) => before,
         };
         let first = first.max(before.saturating_sub(UNREPORTED_MAX as u64 - 1));
         (first..=before).map(|interval| self.reading(interval)).collect()
@@ -169,7 +181,6 @@ impl Agent {
     fn report_reading(
         &self,
         market: &Market,
-        api: &Api,
         journal: &Journal,
         signed: SignedMeterReading,
         stop: &AtomicBool,
@@ -178,8 +189,8 @@ impl Agent {
         let interval = signed.reading.interval;
         let give_up_ms = market.genesis.settlement_ms(interval).unwrap_or(0).saturating_sub(500);
         loop {
-            let verdict = self.submit(api, journal, &tx, interval);
-            let early = matches!(&verdict, Some(Verdict::Refused { reason: Some(reason), .. }) if reason == "reading_before_interval_end");
+            let verdict = self.submit(journal, &tx, interval);
+            let early = matches!(&verdict, Some(Submission::Refused { reason: Some(reason), .. }) if reason == "reading_before_interval_end");
             if !early || now_ms() + 250 > give_up_ms || stop.load(Ordering::Relaxed) {
                 return;
             }
@@ -188,11 +199,10 @@ impl Agent {
     }
 
     /// The agent's life: until the last interval's reading or `stop`.
-    pub fn run(mut self, market: &Market, api: &Api, journal: &Journal, stop: &AtomicBool) {
+    pub fn run(mut self, market: &Market, journal: &Journal, stop: &AtomicBool) {
         let genesis = &market.genesis;
         let index = self.index();
         let offset_ms = 100 + draw(&[market.seed, 50, u64::from(index)]) % market.offset_spread_ms.max(1);
-        let nonce_path = format!("/v1/nonces/{}", self.account.public());
         // The last nonce used: what the node reports (its mempool included),
         // or, when it cannot say, what this agent last had acknowledged.
         let mut nonce = 0;
@@ -206,7 +216,7 @@ impl Agent {
             if !sleep_until(now_ms() + offset_ms, stop) {
                 return;
             }
-            unreported.extend(self.readings_before_trading(market, api));
+            unreported.extend(self.readings_before_trading(market));
         }
         loop {
             let current = genesis.interval_at(now_ms());
@@ -220,7 +230,7 @@ impl Agent {
             }
             while let Some(reading) = unreported.pop_front() {
                 let signed = SignedMeterReading::sign(reading, &self.meter, &genesis.community_id);
-                self.report_reading(market, api, journal, signed, stop);
+                self.report_reading(market, journal, signed, stop);
                 attestation = Some(signed);
             }
             // The last interval's reading was the agent's last act.
@@ -247,7 +257,8 @@ impl Agent {
                 // acknowledged and then lost (a restarted node's mempool)
                 // leaves no gap, and a refused one uses up no nonce.
                 if self.node.is_up() {
-                    nonce = api.get_u64(&self.node.api(), &nonce_path, "last_nonce").unwrap_or(nonce);
+                    let reported = self.node.api().last_nonce(&self.account.public());
+                    nonce = reported.ok().flatten().unwrap_or(nonce);
                 }
                 for planned in plan(&bidder, &market.tariffs, target, forecast, market.offers_per_interval) {
                     let offer = Offer {
@@ -260,10 +271,10 @@ impl Agent {
                         attestation,
                     };
                     let tx = SignedTx::sign(Tx::Offer(offer), &self.account, &genesis.community_id);
-                    match self.submit(api, journal, &tx, target) {
-                        Some(Verdict::Admitted(_)) => nonce += 1,
+                    match self.submit(journal, &tx, target) {
+                        Some(Submission::Admitted { .. }) => nonce += 1,
                         // Refused: the nonce is still free.
-                        Some(Verdict::Refused { .. }) => {}
+                        Some(Submission::Refused { .. }) => {}
                         // No answer: it may have been admitted; ask again
                         // next round.
                         None => break,

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use gridshare_api::client::{ClientError, Submission, Timeouts};
+use gridshare_api::harness::loopback_ports;
 use gridshare_ledger::NANOS_PER_UNIT;
 use gridshare_ledger::encoding::from_bytes;
 use gridshare_ledger::genesis::Genesis;
@@ -20,7 +22,6 @@ use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::testkit::derived_key;
 use gridshare_ledger::tx::{MeterReading, SignedMeterReading, SignedTx, Tx};
 
-use crate::http::{Api, HttpError, Verdict};
 use crate::journal::{Acknowledged, Journal, now_ms};
 use crate::manifest::{Manifest, format_decimal};
 use crate::nodes::{ConsensusAddresses, Node, ProcessError, run_to_end};
@@ -45,7 +46,7 @@ pub enum SetupError {
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error(transparent)]
-    Http(#[from] HttpError),
+    Client(#[from] ClientError),
     #[error("the genesis written by gridshare-node cannot be read: {0}")]
     Genesis(String),
     #[error("{what} was refused: {message}")]
@@ -111,6 +112,7 @@ pub fn prepare(
     keys: &Keys,
     workdir: &Path,
     binary: &Path,
+    timeouts: Timeouts,
 ) -> Result<(Genesis, PathBuf, Vec<Arc<Node>>), SetupError> {
     let nodes_dir = workdir.join("nodes");
     let logs_dir = workdir.join("logs");
@@ -191,7 +193,7 @@ pub fn prepare(
             });
         }
         let log = logs_dir.join(format!("{name}.log"));
-        nodes.push(Arc::new(Node::new(name, consensus, dir, log, binary)));
+        nodes.push(Arc::new(Node::new(name, consensus, dir, log, binary, timeouts)?));
     }
     Ok((genesis, genesis_file, nodes))
 }
@@ -203,16 +205,11 @@ fn consensus_addresses(validators: usize) -> Result<Vec<ConsensusAddresses>, Set
     if validators == 1 {
         return Ok(vec![ConsensusAddresses { listen: "/ip4/127.0.0.1/tcp/0".into(), peers: Vec::new() }]);
     }
-    // Hold every listener until all ports are known, so none repeats.
-    let listeners = (0..validators)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io("reserving a loopback port for a validator's consensus"))?;
-    let listen = listeners
-        .iter()
-        .map(|listener| listener.local_addr().map(|address| format!("/ip4/127.0.0.1/tcp/{}", address.port())))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io("reading a reserved port"))?;
+    let listen: Vec<String> = loopback_ports(validators)
+        .map_err(ProcessError::from)?
+        .into_iter()
+        .map(|port| format!("/ip4/127.0.0.1/tcp/{port}"))
+        .collect();
     Ok(listen
         .iter()
         .map(|own| ConsensusAddresses {
@@ -225,12 +222,7 @@ fn consensus_addresses(validators: usize) -> Result<Vec<ConsensusAddresses>, Set
 /// Starts the validators (each bootstrapping from the ones before it),
 /// then every household node bootstrapping from all of them, and waits
 /// until each household node has a peer.
-pub fn start(
-    manifest: &Manifest,
-    nodes: &[Arc<Node>],
-    api: &Api,
-    skews: &[(usize, i64)],
-) -> Result<(), SetupError> {
+pub fn start(manifest: &Manifest, nodes: &[Arc<Node>], skews: &[(usize, i64)]) -> Result<(), SetupError> {
     let skew_of =
         |index: usize| skews.iter().rev().find(|(node, _)| *node == index).map_or(0, |(_, skew)| *skew);
     let validators = manifest.validators as usize;
@@ -277,7 +269,7 @@ pub fn start(
     let needs_peer = if validators == 1 { &nodes[1..] } else { nodes };
     for node in needs_peer {
         loop {
-            let peers = api.get_u64(&node.api(), "/v1/status", "peers").unwrap_or(0);
+            let peers = node.api().status().map_or(0, |status| status.peers);
             if peers >= 1 {
                 break;
             }
@@ -343,25 +335,24 @@ pub fn register(
     genesis: &Genesis,
     keys: &Keys,
     nodes: &[Arc<Node>],
-    api: &Api,
     journal: &Journal,
 ) -> Result<(), SetupError> {
     let txs = registrations(manifest, genesis, keys);
     let validator = &nodes[0];
-    let path = format!("/v1/nonces/{}", keys.registrar.public());
     let seconds = 60 + txs.len() as u64 / 20;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     loop {
-        let last = api.get_u64(&validator.api(), &path, "last_nonce")?;
+        // A registrar is known with no transaction yet: nonce 0.
+        let last = validator.api().last_nonce(&keys.registrar.public())?.unwrap_or(0);
         let done = usize::try_from(last).unwrap_or(usize::MAX).min(txs.len());
         if done == txs.len() {
             break;
         }
         for tx in &txs[done..] {
             let sent_ms = now_ms();
-            match api.submit(&validator.api(), tx)? {
-                Verdict::Admitted(id) => journal.acknowledged(Acknowledged {
-                    id,
+            match validator.api().submit(tx)? {
+                Submission::Admitted { id } => journal.acknowledged(Acknowledged {
+                    id: id.to_string(),
                     kind: tx.tx.kind(),
                     household: None,
                     node: 0,
@@ -369,10 +360,10 @@ pub fn register(
                     sent_ms,
                     acknowledged_ms: now_ms(),
                 }),
-                Verdict::Refused { status: 429, .. } => break,
+                Submission::Refused { status: 429, .. } => break,
                 // Already waiting: its answer was lost.
-                Verdict::Refused { status: 409, .. } => {}
-                Verdict::Refused { status, code, message, .. } => {
+                Submission::Refused { status: 409, .. } => {}
+                Submission::Refused { status, code, message, .. } => {
                     return Err(SetupError::Refused {
                         what: format!(
                             "the registrar's {} (nonce {:?}, HTTP {status} {code})",
@@ -395,23 +386,21 @@ pub fn register(
     let last_account = keys.accounts.last().map(Keypair::public);
     for node in nodes {
         loop {
-            let accounts = api.get_u64(&node.api(), "/v1/status", "accounts").unwrap_or(0);
+            let accounts = node.api().status().map_or(0, |status| status.accounts);
             let credited = last_account.is_some_and(|account| {
-                api.get(&node.api(), &format!("/v1/accounts/{account}"))
-                    .is_ok_and(|json| json["balance_nano"].as_str().is_some_and(|balance| balance != "0"))
+                node.api()
+                    .account(&account)
+                    .is_ok_and(|found| found.is_some_and(|found| found.balance_nano != 0))
             });
             if accounts >= households && credited {
                 break;
             }
             if Instant::now() > deadline {
                 let status = |node: &Node| {
-                    api.get(&node.api(), "/v1/status").map_or_else(
+                    node.api().status().map_or_else(
                         |error| format!("{}: {error}", node.name),
                         |status| {
-                            format!(
-                                "{} at height {} with {} peers",
-                                node.name, status["height"], status["peers"]
-                            )
+                            format!("{} at height {} with {} peers", node.name, status.height, status.peers)
                         },
                     )
                 };
@@ -450,16 +439,10 @@ const IDLE_METERS_POLL: Duration = Duration::from_millis(200);
 
 impl IdleMeters {
     /// Starts reporting for `keys`' meters through `validator`'s API.
-    pub fn start(
-        genesis: &Genesis,
-        keys: &Keys,
-        validator: Arc<Node>,
-        api: &Api,
-        journal: &Arc<Journal>,
-    ) -> IdleMeters {
+    pub fn start(genesis: &Genesis, keys: &Keys, validator: Arc<Node>, journal: &Arc<Journal>) -> IdleMeters {
         let stop = Arc::new(AtomicBool::new(false));
         let meters: Vec<Keypair> = keys.meters.iter().map(|meter| Keypair::from_seed(meter.seed())).collect();
-        let (genesis, api, journal, stopped) = (genesis.clone(), api.clone(), journal.clone(), stop.clone());
+        let (genesis, journal, stopped) = (genesis.clone(), journal.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             // The last interval reported for each meter.
             let mut reported: Vec<Option<u64>> = vec![None; meters.len()];
@@ -476,17 +459,16 @@ impl IdleMeters {
                         continue;
                     }
                     // Not registered yet (or the node is busy): next round.
-                    let Ok(json) = api.get(&validator.api(), &format!("/v1/meters/{}", meter.public()))
-                    else {
+                    let Ok(Some(json)) = validator.api().meter(&meter.public()) else {
                         continue;
                     };
-                    let Some(registered) = json["registered_interval"].as_u64() else { continue };
-                    let after_last = json["last_reading"]["interval"].as_u64().map(|last| last + 1);
+                    let registered = json.registered_interval;
+                    let after_last = json.last_reading.map(|last| last.interval + 1);
                     let after_reported = reported[index].map(|last| last + 1);
                     let first = registered.max(after_last.unwrap_or(0)).max(after_reported.unwrap_or(0));
                     for interval in first..=ended {
                         let household = u32::try_from(index).unwrap_or(u32::MAX);
-                        if !report_zero(&genesis, meter, interval, household, &validator, &api, &journal) {
+                        if !report_zero(&genesis, meter, interval, household, &validator, &journal) {
                             break;
                         }
                         reported[index] = Some(interval);
@@ -523,17 +505,16 @@ fn report_zero(
     interval: u64,
     household: u32,
     validator: &Node,
-    api: &Api,
     journal: &Journal,
 ) -> bool {
     let reading = MeterReading { meter: meter.public(), interval, import_wh_total: 0, export_wh_total: 0 };
     let signed = SignedMeterReading::sign(reading, meter, &genesis.community_id);
     let tx = SignedTx { tx: Tx::MeterReading(reading), signature: signed.signature };
     let sent_ms = now_ms();
-    match api.submit(&validator.api(), &tx) {
-        Ok(Verdict::Admitted(id)) => {
+    match validator.api().submit(&tx) {
+        Ok(Submission::Admitted { id }) => {
             journal.acknowledged(Acknowledged {
-                id,
+                id: id.to_string(),
                 kind: tx.tx.kind(),
                 household: Some(household),
                 node: 0,
@@ -544,7 +525,7 @@ fn report_zero(
             true
         }
         // Already waiting there: its answer was lost.
-        Ok(Verdict::Refused { status: 409, .. }) => true,
-        Ok(Verdict::Refused { .. }) | Err(_) => false,
+        Ok(Submission::Refused { status: 409, .. }) => true,
+        Ok(Submission::Refused { .. }) | Err(_) => false,
     }
 }
