@@ -1,7 +1,8 @@
 //! The state machine: `execute(state, block) -> (state', receipts)`, a pure,
 //! deterministic function (docs/PROTOCOL.md §5). A block first clears every
-//! interval whose gate has closed, then settles every interval whose
-//! settlement time has come, then applies its transactions in order.
+//! interval whose gate has closed, then applies its transactions in order,
+//! then settles every interval whose settlement time has come (so that a
+//! meter reading in the block counts for the interval it settles).
 //!
 //! Why this cannot overflow (docs/PROTOCOL.md §5.7): admission bounds what
 //! clearing and settlement compute with, so that every amount fits with
@@ -261,7 +262,7 @@ pub fn execute(
         return Err(BlockError::WrongTxRoot);
     }
     let mut next = state.clone();
-    let receipts = advance_market(genesis, &mut next, header.timestamp_ms)?;
+    let mut receipts = clear_due(genesis, &mut next, header.timestamp_ms)?;
     for (index, tx) in block.transactions.iter().enumerate() {
         if let Err(rejection) = admit_signed(genesis, &mut next, header.timestamp_ms, tx, signatures) {
             return Err(BlockError::Inadmissible {
@@ -271,6 +272,7 @@ pub fn execute(
             });
         }
     }
+    settle_due(genesis, &mut next, header.timestamp_ms, &mut receipts)?;
     if receipts != block.receipts {
         return Err(BlockError::WrongReceipts);
     }
@@ -320,7 +322,7 @@ pub fn build_block(
     };
     check_header(genesis, state, &header, 0)?;
     let mut next = state.clone();
-    let receipts = advance_market(genesis, &mut next, timestamp_ms)?;
+    let mut receipts = clear_due(genesis, &mut next, timestamp_ms)?;
     let max = usize::try_from(genesis.market.max_transactions_per_block).unwrap_or(usize::MAX);
     let mut transactions = Vec::new();
     let mut left_out = Vec::new();
@@ -335,6 +337,7 @@ pub fn build_block(
             Err(rejection) => left_out.push((tx, rejection)),
         }
     }
+    settle_due(genesis, &mut next, timestamp_ms, &mut receipts)?;
     header.tx_root = tx_root(&transactions);
     header.tx_count = u32::try_from(transactions.len()).expect("bounded by max_transactions_per_block");
     header.receipt_root = receipt_root(&receipts);
@@ -398,9 +401,20 @@ fn finish(next: &mut State, header: &BlockHeader) {
     }
 }
 
-/// Clears every interval whose gate closed by `time_ms` and settles every
-/// interval whose settlement time has come, in interval order.
-fn advance_market(genesis: &Genesis, state: &mut State, time_ms: u64) -> Result<Vec<Receipt>, BlockError> {
+/// The state a block at `time_ms` admits its transactions against: `state`
+/// with every interval whose gate closed by then cleared (docs/PROTOCOL.md
+/// §5.3, step 2), and the clearing receipts. What a block builder or a
+/// mempool checks candidates with; the block's settlements come after them.
+pub fn cleared(genesis: &Genesis, state: &State, time_ms: u64) -> Result<(State, Vec<Receipt>), BlockError> {
+    let mut next = state.clone();
+    let receipts = clear_due(genesis, &mut next, time_ms)?;
+    Ok((next, receipts))
+}
+
+/// Clears every interval whose gate closed by `time_ms`, in interval order.
+/// Runs before the block's transactions: none of them can be an offer or a
+/// cancellation for an interval cleared here (its gate is closed).
+fn clear_due(genesis: &Genesis, state: &mut State, time_ms: u64) -> Result<Vec<Receipt>, BlockError> {
     let mut receipts = Vec::new();
     // Intervals with gate(i) ≤ t, i.e. start(i) ≤ t + lead, are cleared.
     let cleared_below =
@@ -418,6 +432,20 @@ fn advance_market(genesis: &Genesis, state: &mut State, time_ms: u64) -> Result<
         }
         state.next_clearing_interval = cleared_below;
     }
+    Ok(receipts)
+}
+
+/// Settles every interval whose settlement time has come by `time_ms`, in
+/// interval order, within the block's settlement work, appending the
+/// receipts. Runs after the block's transactions, so a reading that reaches
+/// the block that settles its interval counts: after a stall, readings sent
+/// on time are not billed as missing because the chain was late.
+fn settle_due(
+    genesis: &Genesis,
+    state: &mut State,
+    time_ms: u64,
+    receipts: &mut Vec<Receipt>,
+) -> Result<(), BlockError> {
     // Intervals with end(i) + delay ≤ t, i.e. start(i + 1) ≤ t − delay, are settled.
     let settled_below = match time_ms.checked_sub(genesis.market.settlement_delay_ms) {
         Some(time) => intervals_started_by(genesis, time).saturating_sub(1),
@@ -456,7 +484,7 @@ fn advance_market(genesis: &Genesis, state: &mut State, time_ms: u64) -> Result<
         // A settled interval's readings are in the meters' bases now.
         state.readings = state.readings.split_off(&(settled_to, PublicKey([0; 32])));
     }
-    Ok(receipts)
+    Ok(())
 }
 
 /// How many intervals have started by `time_ms`: the index of the first

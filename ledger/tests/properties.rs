@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use gridshare_ledger::block::{Bill, Block, Receipt, SettlementReceipt};
 use gridshare_ledger::execute::{
     ACCOUNT_POWER_MAX_W, CREDITS_TOTAL_MAX_NANO, METER_POWER_MAX_W, Rejection, Signatures, admit,
-    build_block, execute,
+    build_block, cleared, execute,
 };
 use gridshare_ledger::genesis::{Genesis, MarketParams, Mechanism, PRICE_MAX_MICRO_PER_KWH, Tariffs};
 use gridshare_ledger::ids::{AccountId, Keypair, MeterId};
@@ -887,29 +887,19 @@ impl Runner {
         let genesis = self.community.genesis.clone();
         let proposer = self.community.validator.public();
         let time_ms = self.state.last_timestamp_ms + advance.ms(genesis.market.interval_length_ms);
-        // The market advances first: the clearings and settlements of the
-        // block, the same with or without transactions.
-        let empty = build_block(&genesis, &self.state, Vec::new(), time_ms, proposer, Signatures::Verify)
-            .map_err(|error| TestCaseError::fail(format!("an empty block at {time_ms} fails: {error}")))?;
-        let (settled_from, settled_to) =
-            (self.state.next_settlement_interval, empty.state.next_settlement_interval);
-        let mut expected = Vec::new();
-        for receipt in &empty.block.receipts {
+        // The clearings come first: the candidates are admitted against the
+        // state they leave, the same with or without transactions.
+        let (mut scratch, clearings) = cleared(&genesis, &self.state, time_ms)
+            .map_err(|error| TestCaseError::fail(format!("clearing at {time_ms} fails: {error}")))?;
+        for receipt in &clearings {
             if let Receipt::Clearing(clearing) = receipt {
                 self.model.clearing(clearing);
             }
         }
-        expected.extend(
-            self.model.settlements(&genesis, settled_from, settled_to).into_iter().map(Receipt::Settlement),
-        );
-        let settlements: Vec<Receipt> =
-            empty.block.receipts.iter().filter(|r| matches!(r, Receipt::Settlement(_))).cloned().collect();
-        prop_assert_eq!(&settlements, &expected, "settlements of intervals {}..{}", settled_from, settled_to);
-        self.model.contracts = self.model.contracts.split_off(&(settled_to, KEY_MIN));
+        let settled_from = self.state.next_settlement_interval;
 
         // The candidates, each admitted or refused against the state the
         // ones before it left, as the block builder will.
-        let mut scratch = empty.state.clone();
         let mut candidates = Vec::new();
         let mut refused = Vec::new();
         for action in actions {
@@ -927,7 +917,7 @@ impl Runner {
                     );
                 }
                 match outcome {
-                    Ok(()) => self.admitted(&tx, time_ms, settled_to),
+                    Ok(()) => self.admitted(&tx, time_ms, settled_from),
                     Err(rejection) => refused.push((tx.clone(), rejection)),
                 }
                 candidates.push(tx);
@@ -938,7 +928,20 @@ impl Runner {
                 TestCaseError::fail(format!("the block at {time_ms} fails to build: {error}"))
             })?;
         prop_assert_eq!(&built.left_out, &refused);
-        prop_assert_eq!(&built.block.receipts, &empty.block.receipts);
+        // Then the settlements, which count the readings of this block.
+        let settled_to = built.state.next_settlement_interval;
+        let mut expected = clearings;
+        expected.extend(
+            self.model.settlements(&genesis, settled_from, settled_to).into_iter().map(Receipt::Settlement),
+        );
+        prop_assert_eq!(
+            &built.block.receipts,
+            &expected,
+            "settlements of intervals {}..{}",
+            settled_from,
+            settled_to
+        );
+        self.model.contracts = self.model.contracts.split_off(&(settled_to, KEY_MIN));
         let (next, receipts) = execute(&genesis, &self.state, &built.block, Signatures::Verify)
             .map_err(|error| TestCaseError::fail(format!("the built block does not execute: {error}")))?;
         prop_assert_eq!(&next, &built.state);

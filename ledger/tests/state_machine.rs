@@ -559,6 +559,33 @@ fn a_meter_is_estimated_without_refund_until_its_first_reading() {
     assert_eq!(meter_of(&s, 2).estimate, None);
 }
 
+/// After a stall, the first block comes when interval 1 is already due for
+/// settlement, and carries the readings of interval 1 the households sent on
+/// time: settlement runs after the block's transactions, so they count.
+#[test]
+fn readings_in_the_block_that_settles_their_interval_count() {
+    let mut s = registered();
+    let zero = |s: &Scenario, h: usize, interval: u64| s.community.reading_tx(h, interval, 0, 0);
+    s.block((0..4).map(|h| zero(&s, h, 0)).collect(), T0 + 1_050);
+    // No block from T0 + 1,050 until after settle(1) = T0 + 3,500.
+    let mut txs = vec![s.community.reading_tx(0, 1, 400, 100)];
+    txs.extend((1..4).map(|h| zero(&s, h, 1)));
+    let receipts = s.block(txs, T0 + 3_600);
+    assert_eq!(s.state.next_settlement_interval, 2);
+    let b = bill_of(&s, &receipts, 1, 0);
+    assert_eq!((b.metered_net_export_wh, b.estimated_import_wh, b.grid_import_wh), (-300, 0, 300));
+    assert_eq!(meter_of(&s, 0).base.map(|base| base.interval), Some(1));
+    assert_eq!(meter_of(&s, 0).estimate, None);
+    // The block replays to the same state.
+    let (replayed, _) =
+        execute(s.genesis(), &State::genesis(s.genesis()), &s.blocks[0], Signatures::Verify).unwrap();
+    let mut state = replayed;
+    for block in &s.blocks[1..] {
+        state = execute(s.genesis(), &state, block, Signatures::Verify).unwrap().0;
+    }
+    assert_eq!(state, s.state);
+}
+
 #[test]
 fn a_reading_before_the_meters_registration_is_refused() {
     let mut s = registered();

@@ -52,7 +52,7 @@ const BLOCK_TIME_MS: &str = "300";
 /// The twins' target time of a height: so short that each starts a height as
 /// soon as it decides the one before.
 const TWIN_BLOCK_TIME_MS: &str = "1";
-/// How far the twin's clock is ahead of the others' (well within the 5 s a
+/// How far the twin's clock is ahead of the others' (well within the 2 s a
 /// block may be ahead of a validator's clock).
 const TWIN_CLOCK_SKEW_MS: &str = "200";
 /// Heights at which the twinned validator proposes that the chain must pass.

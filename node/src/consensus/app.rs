@@ -79,8 +79,11 @@ pub struct CommitError {
 pub enum InvalidBlock {
     #[error("block {found} is not the next block")]
     NotNext { found: u64 },
-    #[error("the block's time is {ahead_ms} ms ahead of this validator's clock")]
-    AheadOfClock { ahead_ms: u64 },
+    #[error(
+        "the block's time {time_ms} ms is outside this validator's clock {clock_ms} ms ± the genesis's \
+         block-time tolerance of {tolerance_ms} ms"
+    )]
+    OutsideClock { time_ms: u64, clock_ms: u64, tolerance_ms: u64 },
     #[error(transparent)]
     Check(#[from] CheckError),
 }
@@ -149,8 +152,6 @@ const PART_BYTES: usize = 128 * 1024;
 const STREAMS_MAX: usize = 64;
 /// Blocks kept for heights ahead of ours, at most.
 const PENDING_MAX: usize = 64;
-/// A block may be at most this far ahead of the validator's clock.
-pub const BLOCK_TIME_DRIFT_MAX_MS: u64 = 5_000;
 /// Decided blocks per sync response, at most.
 const SYNC_BLOCKS_MAX: u64 = 32;
 
@@ -171,6 +172,10 @@ struct Candidate {
     block: Block,
     /// The state after it, or why it is invalid.
     outcome: Result<State, InvalidBlock>,
+    /// Whether its time was within this validator's clock ± δ when it
+    /// arrived (docs/PROTOCOL.md §6). An untimely block gets no vote from
+    /// this validator, but is committed if consensus decides it.
+    timely: Result<(), InvalidBlock>,
     builder: Address,
     /// The builder's stream signature; `None` for a block that came by
     /// sync with its certificate (it is never streamed again).
@@ -449,8 +454,10 @@ impl Consensus {
                     Err(_) => SyncedValueOutcome::PeerFault,
                     Ok(block) => {
                         let id = BlockId(block.hash());
+                        // Certified: its time was judged when it was decided.
                         let candidate = Candidate {
                             outcome: self.validate(&block, height, chain),
+                            timely: Ok(()),
                             block,
                             builder: proposer,
                             signature: None,
@@ -495,8 +502,11 @@ impl Consensus {
         let id = BlockId(block.hash());
         let streamed = StreamedBlock { height: height.0, block_hash: id.0, builder: self.address.0 };
         let signature = self.key.sign(&streamed.signing_bytes(&chain.genesis().community_id));
+        // Its own block: built at its clock, or read back from disk after a
+        // restart, when the others judge whether it is still timely.
         let candidate = Candidate {
             outcome,
+            timely: Ok(()),
             block: block.clone(),
             builder: self.address,
             signature: Some(signature),
@@ -634,6 +644,7 @@ impl Consensus {
         }
         let candidate = Candidate {
             outcome: self.validate(&block, height, chain),
+            timely: timely(&block, pol_round, chain),
             block,
             builder,
             signature: Some(signature),
@@ -656,22 +667,22 @@ impl Consensus {
             if let Some(Streamed { block, builder, signature, round, pol_round }) = self.pending.remove(&key)
             {
                 let outcome = self.validate(&block, height, chain);
+                let timely = timely(&block, pol_round, chain);
                 let signature = Some(signature);
-                self.candidates
-                    .insert(key.1, Candidate { block, outcome, builder, signature, round, pol_round });
+                self.candidates.insert(
+                    key.1,
+                    Candidate { block, outcome, timely, builder, signature, round, pol_round },
+                );
             }
         }
     }
 
-    /// Whether `block` may be decided at `height`: it is the next block, its
-    /// time is not too far ahead of this validator's clock, and it executes.
+    /// Whether `block` may be decided at `height`: it is the next block and
+    /// it executes. Whether this validator votes for it also takes
+    /// [`timely`].
     fn validate(&self, block: &Block, height: Height, chain: &impl Chain) -> Result<State, InvalidBlock> {
         if block.header.height != height.0 || height.0 != chain.state().height + 1 {
             return Err(InvalidBlock::NotNext { found: block.header.height });
-        }
-        let ahead_ms = block.header.timestamp_ms.saturating_sub(chain.now_ms());
-        if ahead_ms > BLOCK_TIME_DRIFT_MAX_MS {
-            return Err(InvalidBlock::AheadOfClock { ahead_ms });
         }
         Ok(chain.check(block)?)
     }
@@ -746,11 +757,32 @@ fn equivocations(evidence: &MisbehaviorEvidence<GridshareContext>) -> Vec<Equivo
     proposals.chain(votes).collect()
 }
 
-/// The value consensus votes on for `candidate`; an invalid one is logged
-/// with the reason.
+/// Whether a block proposed with `pol_round` is timely at this validator's
+/// clock (docs/PROTOCOL.md §6): a new block (no proof-of-lock round) must
+/// have its time within the clock ± the genesis's `block_time_tolerance_ms`,
+/// so that no proposer can move gate closure or backdate a block by more
+/// than the clock synchronisation the community needs. A block re-proposed
+/// under a proof-of-lock was prevoted by more than two thirds of the voting
+/// power, so honest validators found it timely when it was new; judging it
+/// again by a later clock could stall a locked round.
+fn timely(block: &Block, pol_round: Round, chain: &impl Chain) -> Result<(), InvalidBlock> {
+    if pol_round.is_defined() {
+        return Ok(());
+    }
+    let (time_ms, clock_ms) = (block.header.timestamp_ms, chain.now_ms());
+    let tolerance_ms = chain.genesis().market.block_time_tolerance_ms;
+    if time_ms.abs_diff(clock_ms) > tolerance_ms {
+        return Err(InvalidBlock::OutsideClock { time_ms, clock_ms, tolerance_ms });
+    }
+    Ok(())
+}
+
+/// The value consensus votes on for `candidate`: valid if it executes and
+/// is timely; an invalid one is logged with the reason.
 fn proposed(height: Height, candidate: &Candidate, id: BlockId) -> ProposedValue<GridshareContext> {
     let round = candidate.round;
-    if let Err(problem) = &candidate.outcome {
+    let problem = candidate.outcome.as_ref().err().or(candidate.timely.as_ref().err());
+    if let Some(problem) = problem {
         tracing::warn!(height = height.0, %round, builder = %candidate.builder, %problem, "an invalid block was proposed");
     }
     ProposedValue {
@@ -759,7 +791,7 @@ fn proposed(height: Height, candidate: &Candidate, id: BlockId) -> ProposedValue
         valid_round: candidate.pol_round,
         proposer: candidate.builder,
         value: id,
-        validity: if candidate.outcome.is_ok() { Validity::Valid } else { Validity::Invalid },
+        validity: if problem.is_none() { Validity::Valid } else { Validity::Invalid },
     }
 }
 
@@ -788,6 +820,45 @@ mod tests {
     use crate::consensus::context::{Proposal, Vote};
     use gridshare_ledger::testkit::{TestCommunity, test_market};
     use malachitebft_app_channel::app::types::core::{NilOrVal, VoteType};
+
+    /// A new block is timely within the clock ± δ, on both sides and at
+    /// both ends; a block re-proposed under a proof-of-lock is not judged by
+    /// the clock again.
+    #[test]
+    fn a_new_block_must_be_within_the_clock_plus_or_minus_the_tolerance() {
+        let community = TestCommunity::new(5, 0, test_market(), 1_000_000);
+        let genesis = &community.genesis;
+        let tolerance_ms = genesis.market.block_time_tolerance_ms;
+        assert_eq!(tolerance_ms, 2_000);
+        let index = crate::index::Index::in_memory(&genesis.hash()).unwrap();
+        let store = gridshare_ledger::store::MemoryStore::new(genesis.clone());
+        let mut core =
+            crate::chain::ChainCore::new(genesis.clone(), store, index, gridshare_api::Role::Validator)
+                .unwrap();
+        let validator = gridshare_ledger::testkit::LocalValidator {
+            keypair: Keypair::from_seed(community.validator.seed()),
+        };
+        let block_at = |time_ms| {
+            validator.produce(genesis, &State::genesis(genesis), Vec::new(), time_ms).unwrap().0.block
+        };
+        let clock_ms = 1_100_000;
+        for (time_ms, is_timely) in [
+            (clock_ms, true),
+            (clock_ms - tolerance_ms, true),
+            (clock_ms + tolerance_ms, true),
+            (clock_ms - tolerance_ms - 1, false),
+            (clock_ms + tolerance_ms + 1, false),
+            (clock_ms - 60_000, false),
+        ] {
+            let block = block_at(time_ms);
+            let verdict = timely(&block, Round::Nil, &core.at(clock_ms));
+            assert_eq!(verdict.is_ok(), is_timely, "{time_ms}: {verdict:?}");
+            if let Err(error) = verdict {
+                assert_eq!(error, InvalidBlock::OutsideClock { time_ms, clock_ms, tolerance_ms });
+            }
+            assert_eq!(timely(&block, Round::new(0), &core.at(clock_ms)), Ok(()), "{time_ms}");
+        }
+    }
 
     /// The engine's double proposals and double votes become ledger evidence
     /// that the ledger verifies: the signed bytes are the ledger's.
