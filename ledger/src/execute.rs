@@ -59,11 +59,9 @@ pub const LIFETIME_MS: u64 = 1 << 50;
 /// settles at least one interval, and later blocks go on where it stopped.
 pub const SETTLEMENT_WORK_PER_BLOCK_MAX: usize = 1 << 16;
 
-/// Whether `execute` checks signatures and the keys registrations bring in
-/// ([`check_new_key`]). A node that checked every transaction when it
-/// entered its mempool may skip them, and so may an audit that checked them
-/// in parallel first; everyone else (validators voting on a proposal from
-/// another, replicas) checks.
+/// Whether `execute` checks signatures. A node that verified every
+/// transaction when it entered its mempool may skip them; everyone else
+/// (validators voting on a proposal from another, replicas, the audit) checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signatures {
     Verify,
@@ -798,8 +796,7 @@ fn bill(account: AccountId, contract: &Contract, metered: &Metered, tariffs: &Ta
     })
 }
 
-/// Verifies `tx`'s signatures and new key when `signatures` asks for it,
-/// then admits it.
+/// Verifies `tx`'s signatures when `signatures` asks for it, then admits it.
 fn admit_signed(
     genesis: &Genesis,
     state: &mut State,
@@ -807,38 +804,20 @@ fn admit_signed(
     tx: &SignedTx,
     signatures: Signatures,
 ) -> Result<(), Rejection> {
-    match signatures {
-        Signatures::Verify => {
-            tx.verify(&genesis.community_id)?;
-            admit(genesis, state, time_ms, tx)
-        }
-        Signatures::AlreadyVerified => apply(genesis, state, time_ms, tx),
+    if signatures == Signatures::Verify {
+        tx.verify(&genesis.community_id)?;
     }
+    admit(genesis, state, time_ms, tx)
 }
 
-/// Whether the key a registration brings in is valid (docs/PROTOCOL.md
-/// §3.3); other transactions bring in none.
-pub fn check_new_key(tx: &SignedTx) -> Result<(), Rejection> {
-    match tx.new_key() {
-        Some(key) => key.validate().map_err(|reason| Rejection::InvalidKey { key, reason }),
-        None => Ok(()),
-    }
-}
-
-/// Admits one transaction at block time `time_ms`: checks the key it
-/// registers, if any, and every rule, then applies it. On a rejection
-/// `state` is unchanged. Signatures are the caller's to verify.
+/// Admits one transaction at block time `time_ms`: checks every rule, then
+/// applies it. On a rejection `state` is unchanged.
 pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) -> Result<(), Rejection> {
-    check_new_key(tx)?;
-    apply(genesis, state, time_ms, tx)
-}
-
-/// Checks every rule but the new key's validity, then applies `tx`.
-fn apply(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) -> Result<(), Rejection> {
     match &tx.tx {
         Tx::RegisterAccount { registrar, nonce, account, credit_limit_nano } => {
             check_registrar(genesis, state, registrar, *nonce)?;
             check_amount("credit limit", *credit_limit_nano, true)?;
+            account.validate().map_err(|reason| Rejection::InvalidKey { key: *account, reason })?;
             if state.accounts.contains_key(account) {
                 return Err(Rejection::AccountExists(*account));
             }
@@ -859,6 +838,7 @@ fn apply(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) -> R
         Tx::RegisterMeter { registrar, nonce, meter, owner, max_import_w, max_export_w, zone } => {
             check_registrar(genesis, state, registrar, *nonce)?;
             check_text("zone", zone)?;
+            meter.validate().map_err(|reason| Rejection::InvalidKey { key: *meter, reason })?;
             if state.meters.contains_key(meter) {
                 return Err(Rejection::MeterExists(*meter));
             }

@@ -201,18 +201,6 @@ impl SignedTx {
         checks
     }
 
-    /// The key a registration brings into the community (an account's or a
-    /// meter's), which must be valid (docs/PROTOCOL.md §3.3). It is checked
-    /// with the signatures, never again: the check costs a scalar
-    /// multiplication, so an audit makes it in parallel with them.
-    pub fn new_key(&self) -> Option<PublicKey> {
-        match &self.tx {
-            Tx::RegisterAccount { account, .. } => Some(*account),
-            Tx::RegisterMeter { meter, .. } => Some(*meter),
-            _ => None,
-        }
-    }
-
     /// Verifies every signature of the transaction.
     pub fn verify(&self, community: &CommunityId) -> Result<(), SignatureError> {
         self.signature_checks(community).iter().try_for_each(SignatureCheck::verify)

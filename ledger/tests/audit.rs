@@ -142,55 +142,6 @@ fn a_block_signed_by_a_stranger_or_reordered_is_found() {
     assert!(report.findings.iter().any(|f| f.message.contains("follows height")), "{:?}", report.findings);
 }
 
-/// A proposer that skips the key check builds a block registering a
-/// small-order account key (anyone can sign for it): execution refuses the
-/// block, and the audit, which checks keys in parallel with the signatures
-/// and then re-executes without them, finds it and does not execute it.
-#[test]
-fn a_registered_key_of_small_order_is_found() {
-    use gridshare_ledger::block::CommitCertificate;
-    use gridshare_ledger::execute::{BlockError, Rejection, Signatures, build_block, execute};
-    use gridshare_ledger::ids::{KeyError, PublicKey};
-    use gridshare_ledger::tx::{SignedTx, Tx};
-
-    let (community, mut chain) = trading_chain(9, 2, 3);
-    let genesis = &community.genesis;
-    let mut state = State::genesis(genesis);
-    for certified in &chain {
-        state = execute(genesis, &state, &certified.block, Signatures::Verify).unwrap().0;
-    }
-    let registrar = community.registrar.public();
-    let nonce = state.registrar_nonces[&registrar] + 1;
-    // The identity point: order 1.
-    let mut identity = [0; 32];
-    identity[0] = 1;
-    let key = PublicKey(identity);
-    let tx = Tx::RegisterAccount { registrar, nonce, account: key, credit_limit_nano: 0 };
-    let signed = SignedTx::sign(tx, &community.registrar, &genesis.community_id);
-    let time_ms = state.last_timestamp_ms + 1;
-    let proposer = community.validator.public();
-    let built =
-        build_block(genesis, &state, vec![signed], time_ms, proposer, Signatures::AlreadyVerified).unwrap();
-    assert_eq!(built.block.transactions.len(), 1, "the hostile proposer's block holds it");
-    let error = execute(genesis, &state, &built.block, Signatures::Verify).unwrap_err();
-    assert!(
-        matches!(&error, BlockError::Inadmissible { index: 0, rejection, .. }
-            if **rejection == Rejection::InvalidKey { key, reason: KeyError::SmallOrder }),
-        "{error:?}"
-    );
-    let certificate = CommitCertificate::sign(&built.block.header, 0, &[&community.validator]);
-    chain.push(CertifiedBlock { block: built.block, certificate });
-    let height = chain.len() as u64;
-    let report = audit_export(export(&community, &chain).as_slice(), |_| ()).unwrap();
-    assert!(!report.passed());
-    let key_finding = report.findings.iter().find(|f| f.object == "transaction 0 (register-account)");
-    let key_finding = key_finding.unwrap_or_else(|| panic!("{:?}", report.findings));
-    assert_eq!(key_finding.height, Some(height));
-    assert!(key_finding.message.contains(&key.to_string()), "{key_finding}");
-    assert!(report.findings.iter().any(|f| f.message.contains("not re-executed")), "{:?}", report.findings);
-    assert_eq!(report.executed_height, height - 1);
-}
-
 #[test]
 fn a_store_is_audited_like_an_export() {
     let (community, chain) = trading_chain(8, 4, 6);

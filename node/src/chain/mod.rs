@@ -30,7 +30,7 @@ use gridshare_ledger::Hash;
 use gridshare_ledger::block::{Block, CertificateError, CertifiedBlock, Receipt};
 use gridshare_ledger::consensus::Equivocation;
 use gridshare_ledger::encoding::{DecodeError, from_bytes, to_bytes};
-use gridshare_ledger::execute::{BlockError, Rejection, Signatures, build_block, check_new_key, execute};
+use gridshare_ledger::execute::{BlockError, Rejection, Signatures, build_block, execute};
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::state::State;
@@ -529,25 +529,16 @@ impl<S: Store> ChainCore<S> {
 
     /// Executes `block` on the tip: the state after it, or why it is
     /// invalid. Transactions waiting in the mempool were verified on
-    /// admission (signatures and new keys); the others are verified here,
-    /// the signatures in one batch.
+    /// admission; the others are verified here, in one batch.
     fn check_block(&self, block: &Block) -> Result<State, CheckError> {
         let community = &self.genesis.community_id;
-        let unverified: Vec<(usize, &SignedTx)> = block
+        let checks: Vec<_> = block
             .transactions
             .iter()
-            .enumerate()
-            .filter(|(_, tx)| !self.mempool.holds(&tx.id(community), tx))
+            .filter(|tx| !self.mempool.holds(&tx.id(community), tx))
+            .flat_map(|tx| tx.signature_checks(community))
             .collect();
-        let checks: Vec<_> = unverified.iter().flat_map(|(_, tx)| tx.signature_checks(community)).collect();
         verify_batch(&checks)?;
-        for (index, tx) in unverified {
-            check_new_key(tx).map_err(|rejection| BlockError::Inadmissible {
-                index,
-                kind: tx.tx.kind(),
-                rejection: Box::new(rejection),
-            })?;
-        }
         let (next, _) = execute(&self.genesis, &self.state, block, Signatures::AlreadyVerified)?;
         Ok(next)
     }
