@@ -316,7 +316,7 @@ fn hint(code: &str) -> Option<&'static str> {
         }
         "too_many_meters" => "the community has as many meters as it may have",
         "invalid_key" => {
-            "register a key made by gridshare keys new: a key of small or mixed order is one anybody could sign for"
+            "register a key made by gridshare keys new: a key of small order is one anybody could sign for"
         }
         "credits_above_bound" => {
             "credit less: a community's credits may total at most 10^27 units of its currency"
