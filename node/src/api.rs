@@ -235,6 +235,9 @@ async fn submit(State(client): State<Client>, body: Result<Bytes, BytesRejection
             message: rejection.to_string(),
         }),
         Err(refusal @ SubmitError::Duplicate(_)) => Err(error(StatusCode::CONFLICT, "duplicate", refusal)),
+        Err(refusal @ (SubmitError::Backlog { .. } | SubmitError::TooLate { .. })) => {
+            Err(error(StatusCode::TOO_MANY_REQUESTS, "backlog", refusal))
+        }
         Err(refusal) => Err(error(StatusCode::TOO_MANY_REQUESTS, "mempool_full", refusal)),
     }
 }

@@ -10,53 +10,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
-use gridshare_ledger::tx::{MeterReading, Offer, SignedMeterReading, SignedTx, Tx};
+use gridshare_ledger::tx::{SignedMeterReading, SignedTx, Tx};
 
 use crate::http::{Api, Verdict};
 use crate::journal::{Acknowledged, Journal, now_ms};
-use crate::manifest::Tariffs;
 use crate::nodes::Node;
-use crate::profile::{Household, Simulation, draw};
-use crate::strategy::{Bidder, plan};
+use crate::profile::Household;
 
-/// Offers are made for an interval whose gate closes at least this long
-/// after they are sent, so that they reach the validator in time.
-const OFFER_MARGIN_MS: u64 = 1_000;
+/// The market's rules and calendar, shared by every agent: the households
+/// crate's, which decides what a household does.
+pub use gridshare_households::Market;
 /// A meter reading the node finds early (its clock is behind) is retried
 /// this often, until shortly before the interval settles.
 const READING_RETRY: Duration = Duration::from_millis(250);
 /// Sleeps are cut into slices this long, so a stop is noticed.
 const SLEEP_SLICE: Duration = Duration::from_millis(100);
-
-/// What every agent shares: the market's rules and calendar.
-#[derive(Debug)]
-pub struct Market {
-    pub genesis: Genesis,
-    pub simulation: Simulation,
-    pub tariffs: Tariffs,
-    pub seed: u64,
-    pub offers_per_interval: u32,
-    /// The interval trading starts in; the simulated day starts with it.
-    pub first_interval: u64,
-    /// The last interval offered for; its reading is the agents' last act.
-    pub last_interval: u64,
-    /// The largest offset of an agent after an interval boundary.
-    pub offset_spread_ms: u64,
-}
-
-impl Market {
-    /// The simulated slot of `interval`.
-    pub fn slot(&self, interval: u64) -> u64 {
-        self.simulation.start_slot + interval.saturating_sub(self.first_interval)
-    }
-
-    /// The first interval whose gate closes after `time_ms`.
-    pub fn next_open_interval(&self, time_ms: u64) -> u64 {
-        self.genesis.interval_at(time_ms + self.genesis.market.gate_closure_lead_ms) + 1
-    }
-}
 
 /// One household's agent.
 #[derive(Debug)]
@@ -127,17 +96,6 @@ impl Agent {
         }
     }
 
-    /// The meter's signed reading of the registers at the end of `interval`.
-    fn reading(&self, market: &Market, interval: u64) -> SignedMeterReading {
-        let reading = MeterReading {
-            meter: self.meter.public(),
-            interval,
-            import_wh_total: self.household.import_total_wh,
-            export_wh_total: self.household.export_total_wh,
-        };
-        SignedMeterReading::sign(reading, &self.meter, &market.genesis.community_id)
-    }
-
     /// Submits a reading, retrying while the node's clock says the interval
     /// has not ended yet (a node whose clock is behind).
     fn report_reading(
@@ -161,78 +119,39 @@ impl Agent {
         }
     }
 
-    /// The agent's life: until the last interval's reading or `stop`.
-    pub fn run(mut self, market: &Market, api: &Api, journal: &Journal, stop: &AtomicBool) {
+    /// The agent's life: until the last interval's reading or `stop`. What
+    /// to read and offer is the households crate's decision at each wake-up.
+    pub fn run(self, market: &Market, api: &Api, journal: &Journal, stop: &AtomicBool) {
         let genesis = &market.genesis;
-        let index = self.index();
-        let offset_ms = 100 + draw(&[market.seed, 50, u64::from(index)]) % market.offset_spread_ms.max(1);
+        let mut decisions = gridshare_households::Agent::new(self.household.clone(), market);
         let nonce_path = format!("/v1/nonces/{}", self.account.public());
         // The last nonce used: what the node reports (its mempool included),
         // or, when it cannot say, what this agent last had acknowledged.
         let mut nonce = 0;
-        // The meter's first reading, at zero, for the interval before trading.
-        let mut stepped = market.first_interval;
-        let mut attestation = None;
-        let mut last_offered = 0;
-        if market.first_interval > 0 {
-            if !sleep_until(now_ms() + offset_ms, stop) {
-                return;
-            }
-            let first = self.reading(market, market.first_interval - 1);
-            self.report_reading(market, api, journal, first, stop);
-            attestation = Some(first);
+        // The meter's first reading, at zero, for the interval before
+        // trading, comes after the agent's offset.
+        if market.first_interval > 0 && !sleep_until(now_ms() + market.offset_ms(self.index()), stop) {
+            return;
         }
         loop {
-            let current = genesis.interval_at(now_ms());
-            while stepped < current && stepped <= market.last_interval {
-                self.household.step(&market.simulation, market.slot(stepped));
-                stepped += 1;
+            let decision = decisions.decide(market, &self.meter, now_ms());
+            for signed in decision.readings {
+                self.report_reading(market, api, journal, signed, stop);
             }
-            if current > market.first_interval {
-                let ended = (current - 1).min(market.last_interval);
-                if attestation.is_none_or(|signed: SignedMeterReading| signed.reading.interval < ended) {
-                    let signed = self.reading(market, ended);
-                    self.report_reading(market, api, journal, signed, stop);
-                    attestation = Some(signed);
-                }
-                if ended >= market.last_interval {
-                    return;
-                }
+            if decision.finished {
+                return;
             }
-            let target = market.next_open_interval(now_ms() + OFFER_MARGIN_MS).max(current + 1);
-            if let Some(attestation) = attestation
-                && target <= market.last_interval
-                && target > last_offered
-            {
-                let forecast = self.household.forecast_net_export_wh(
-                    &market.simulation,
-                    market.slot(current),
-                    market.slot(target),
-                );
-                let bidder = Bidder {
-                    seed: market.seed,
-                    household: index,
-                    ask_per_mille: self.household.traits.ask_per_mille,
-                    bid_per_mille: self.household.traits.bid_per_mille,
-                };
+            if let Some(offers) = decision.offers {
                 // Each round starts from the node's count: a transaction
                 // acknowledged and then lost (a restarted node's mempool)
                 // leaves no gap, and a refused one uses up no nonce.
                 if self.node.is_up() {
                     nonce = api.get_u64(&self.node.api(), &nonce_path, "last_nonce").unwrap_or(nonce);
                 }
-                for planned in plan(&bidder, &market.tariffs, target, forecast, market.offers_per_interval) {
-                    let offer = Offer {
-                        account: self.account.public(),
-                        nonce: nonce + 1,
-                        interval: target,
-                        side: planned.side,
-                        energy_wh: planned.energy_wh,
-                        price_micro_per_kwh: planned.price_micro_per_kwh,
-                        attestation,
-                    };
+                for planned in &offers.planned {
+                    let offer = offers.offer(self.account.public(), nonce + 1, planned);
                     let tx = SignedTx::sign(Tx::Offer(offer), &self.account, &genesis.community_id);
-                    match self.submit(api, journal, &tx, target) {
+                    match self.submit(api, journal, &tx, offers.interval) {
                         Some(Verdict::Admitted(_)) => nonce += 1,
                         // Refused: the nonce is still free.
                         Some(Verdict::Refused { .. }) => {}
@@ -241,10 +160,8 @@ impl Agent {
                         None => break,
                     }
                 }
-                last_offered = target;
             }
-            let next_boundary = genesis.interval_start_ms(current + 1).unwrap_or(u64::MAX);
-            if !sleep_until(next_boundary + offset_ms, stop) {
+            if !sleep_until(decision.wake_ms, stop) {
                 return;
             }
         }
