@@ -1,11 +1,15 @@
 //! A household agent's decisions as a pure function of the market, the
 //! household and the time: which meter readings to sign and which offers to
-//! make, and when to wake next. No I/O and no clock: the testnet's agent
-//! thread calls it at its wake-ups with the system clock and submits what it
-//! says through a node's HTTP API; the simulator calls it on simulated time
-//! and hands the same transactions to a simulated node. Submitting, retrying
-//! and nonces (which only the node knows, its mempool included) stay with
-//! the caller.
+//! make, and when to wake next. No I/O and no clock: the simulator calls it
+//! on simulated time and hands the transactions to a simulated node; the
+//! testnet's agent thread follows the same rules with the system clock
+//! (its own loop, which also asks its node what the meter reported last).
+//! A meter is billed every interval from its registration on (an interval
+//! without a reading settles at an estimate), so the agent reports one
+//! reading for every interval: those before trading at zero, then one for
+//! each interval the household lives through. Submitting, retrying and
+//! nonces (which only the node knows, its mempool included) stay with the
+//! caller.
 
 use gridshare_ledger::ids::{Keypair, PublicKey};
 use gridshare_ledger::tx::{MeterReading, Offer, SignedMeterReading};
@@ -17,6 +21,10 @@ use crate::strategy::{Bidder, PlannedOffer, plan};
 /// Offers are made for an interval whose gate closes at least this long
 /// after they are sent, so that they reach the validators in time.
 pub const OFFER_MARGIN_MS: u64 = 1_000;
+/// At most this many readings are reported at one wake-up (an agent that
+/// wakes later than that skips the oldest: their intervals have settled as
+/// estimates anyway). The testnet's agents keep as many.
+pub const UNREPORTED_MAX: u64 = 64;
 
 /// What a household does at one wake-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,13 +78,32 @@ pub struct Agent {
     attestation: Option<SignedMeterReading>,
     /// The last interval offered for (0: none yet).
     offered: u64,
+    /// The first interval before trading the meter has not reported yet
+    /// (its registration, or after its last reading); `None`: just the
+    /// interval before trading.
+    unreported_from: Option<u64>,
 }
 
 impl Agent {
     /// The agent of `household`, before trading starts at the market's first
     /// interval.
     pub fn new(household: Household, market: &Market) -> Agent {
-        Agent { household, started: false, stepped: market.first_interval, attestation: None, offered: 0 }
+        Agent {
+            household,
+            started: false,
+            stepped: market.first_interval,
+            attestation: None,
+            offered: 0,
+            unreported_from: None,
+        }
+    }
+
+    /// The agent of `household` whose meter has not reported the intervals
+    /// from `interval` on (its registration, or after its last reading): the
+    /// first wake-up reports each of them up to the interval before trading,
+    /// at zero.
+    pub fn reporting_from(household: Household, market: &Market, interval: u64) -> Agent {
+        Agent { unreported_from: Some(interval), ..Agent::new(household, market) }
     }
 
     pub fn index(&self) -> u32 {
@@ -89,35 +116,40 @@ impl Agent {
     }
 
     /// What to do at `now_ms`. The first wake-up reads the meter (at zero)
-    /// for the interval before trading; each later one lives through the
-    /// intervals that ended, reads the meter for the last of them, and offers
-    /// the forecast surplus or deficit of the next interval still open
-    /// (once per interval). `meter` signs the readings.
+    /// for the intervals before trading it has not reported; each later one
+    /// lives through the intervals that ended, reads the meter for each of
+    /// them, and offers the forecast surplus or deficit of the next interval
+    /// still open (once per interval). `meter` signs the readings.
     pub fn decide(&mut self, market: &Market, meter: &Keypair, now_ms: u64) -> Decision {
         let genesis = &market.genesis;
         let mut readings = Vec::new();
         if !self.started {
             self.started = true;
-            if market.first_interval > 0 {
-                readings.push(self.read(market, meter, market.first_interval - 1));
+            if let Some(before) = market.first_interval.checked_sub(1) {
+                let first =
+                    self.unreported_from.unwrap_or(before).max(before.saturating_sub(UNREPORTED_MAX - 1));
+                for interval in first..=before {
+                    readings.push(self.read(market, meter, interval));
+                }
             }
         }
         let current = genesis.interval_at(now_ms);
         let wake_ms = genesis
             .interval_start_ms(current + 1)
             .map_or(u64::MAX, |boundary| boundary.saturating_add(market.offset_ms(self.index())));
-        while self.stepped < current && self.stepped <= market.last_interval {
+        let ended = current.min(market.last_interval + 1);
+        // Only the newest UNREPORTED_MAX intervals are read; the household
+        // lives through every one of them all the same.
+        let read_from = ended.saturating_sub(UNREPORTED_MAX);
+        while self.stepped < ended {
             self.household.step(&market.simulation, market.slot(self.stepped));
+            if self.stepped >= read_from {
+                readings.push(self.read(market, meter, self.stepped));
+            }
             self.stepped += 1;
         }
-        if current > market.first_interval {
-            let ended = (current - 1).min(market.last_interval);
-            if self.attestation.is_none_or(|signed| signed.reading.interval < ended) {
-                readings.push(self.read(market, meter, ended));
-            }
-            if ended >= market.last_interval {
-                return Decision { readings, offers: None, finished: true, wake_ms };
-            }
+        if current > market.last_interval {
+            return Decision { readings, offers: None, finished: true, wake_ms };
         }
         let target = market.next_open_interval(now_ms + OFFER_MARGIN_MS).max(current + 1);
         let mut offers = None;
@@ -250,11 +282,29 @@ mod tests {
         assert_eq!(readings, [5]);
         assert!(decision.readings[0].reading.export_wh_total > 0, "noon PV exports: {decision:?}");
         assert_eq!(decision.offers.as_ref().map(|offers| offers.interval), None, "7 was offered already");
-        // A late wake-up two intervals on reads only the last ended interval.
+        // A late wake-up two intervals on reads every interval that ended:
+        // each is billed.
         let late = agent.decide(&market, &meter, T0 + 8_100);
         let readings: Vec<u64> = late.readings.iter().map(|signed| signed.reading.interval).collect();
-        assert_eq!(readings, [7]);
+        assert_eq!(readings, [6, 7]);
         assert!(late.finished && late.offers.is_none(), "{late:?}");
+    }
+
+    #[test]
+    fn a_meter_registered_earlier_reports_every_interval_before_trading_at_zero() {
+        let market = market(5, 9);
+        let meter = derived_key(3, 4, 0);
+        let mut agent = Agent::reporting_from(sunny_household(), &market, 2);
+        let decision = agent.decide(&market, &meter, T0 + 5_100);
+        let readings: Vec<(u64, u64, u64)> = decision
+            .readings
+            .iter()
+            .map(|signed| {
+                (signed.reading.interval, signed.reading.import_wh_total, signed.reading.export_wh_total)
+            })
+            .collect();
+        assert_eq!(readings, [(2, 0, 0), (3, 0, 0), (4, 0, 0)]);
+        assert_eq!(decision.offers.map(|offers| offers.attestation), decision.readings.last().copied());
     }
 
     #[test]

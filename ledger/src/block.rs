@@ -117,30 +117,41 @@ pub struct SettlementReceipt {
 }
 
 /// One account's itemised bill for one interval. Money is in nano-currency,
-/// positive when the account receives it.
+/// positive when the account receives it, negative when it pays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Bill {
     pub account: AccountId,
     pub sold_wh: u64,
     pub bought_wh: u64,
-    /// Received from buyers at the clearing.
+    /// Received from buyers at the clearing (≥ 0).
     pub sold_nano: i128,
-    /// Paid to sellers at the clearing (negative).
+    /// Paid to sellers at the clearing (≤ 0).
     pub bought_nano: i128,
-    /// Network fees paid at the clearing (negative).
+    /// Network fees paid at the clearing (≤ 0).
     pub fees_nano: i128,
-    /// Σ over the account's meters of export minus import in the interval.
+    /// Σ over the account's meters of export minus import in the interval;
+    /// a meter without the readings to measure it counts minus its import
+    /// capacity (`estimated_import_wh`).
     pub metered_net_export_wh: i64,
     /// Metered minus contracted net export.
     pub deviation_wh: i64,
     pub grid_import_wh: u64,
-    /// Paid to the grid for the import (negative).
+    /// Paid to the grid for the import (≤ 0).
     pub grid_import_nano: i128,
     pub feed_in_wh: u64,
-    /// Received from the grid for the feed-in.
+    /// Received from the grid for the feed-in (≥ 0).
     pub feed_in_nano: i128,
-    /// The sum of the money lines.
+    /// The sum of the money lines, the refund included.
     pub total_nano: i128,
+    /// The part of `metered_net_export_wh` that is estimated: the import
+    /// capacity of the meters without the readings to measure the interval.
+    pub estimated_import_wh: u64,
+    /// Energy estimated in earlier intervals that a reading in this one
+    /// showed was not imported.
+    pub estimate_refund_wh: u64,
+    /// What the grid refunds for it (≥ 0), at the lowest tariff of the
+    /// estimated intervals.
+    pub estimate_refund_nano: i128,
 }
 
 /// A consensus vote. Validators sign its domain-separated bytes; a

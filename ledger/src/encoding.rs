@@ -12,8 +12,10 @@ use crate::Hash;
 use crate::ids::CommunityId;
 
 /// The version in every domain-separated message. Bumped on any change of
-/// the bytes of an object.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// the bytes of an object or of the rules: version 2 added the meters'
+/// physics bound, estimated settlement and the bounds that keep clearing
+/// and settlement inside their integers (docs/PROTOCOL.md §5).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// What a domain-separated message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

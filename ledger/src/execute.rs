@@ -2,6 +2,28 @@
 //! deterministic function (docs/PROTOCOL.md §5). A block first clears every
 //! interval whose gate has closed, then settles every interval whose
 //! settlement time has come, then applies its transactions in order.
+//!
+//! Why this cannot overflow (docs/PROTOCOL.md §5.7): admission bounds what
+//! clearing and settlement compute with, so that every amount fits with
+//! orders of magnitude to spare. A meter has at most [`METER_POWER_MAX_W`]
+//! (10⁹ W) per direction, so one interval (at most 24 h, tolerance at most
+//! 100 %) moves at most `cap_wh ≤ 10⁹ × 86.4·10⁶ × 2 / 3.6·10⁹ = 4.8·10¹⁰`
+//! Wh per register; an account at most ten times that
+//! ([`ACCOUNT_POWER_MAX_W`]), a community at most [`METERS_MAX`] (2²⁰)
+//! meters. Blocks end at genesis + [`LIFETIME_MS`] (2⁵⁰ ms), so over the
+//! whole lifetime a register rises at most `10⁹ W × 2⁵⁰ ms × 2 / 3.6·10⁶ ≈
+//! 6.3·10¹⁷` Wh (an estimate's `import_wh` fits a `u64`), an account's
+//! meters ten times that (6.3·10¹⁸ < 2⁶⁴: a bill's refunded energy fits), and
+//! all meters together ≈ 6.6·10²³ Wh. Every price and tariff is at most 10⁹
+//! micro per kWh, so all the money clearing and settlement ever move is
+//! below 2 × 6.6·10²³ × 2·10⁹ ≈ 2.6·10³³ nano, and credits are at most
+//! [`CREDITS_TOTAL_MAX_NANO`] (10³⁶) in total: every balance, the grid's and
+//! the network's included, stays below 10³⁷ in magnitude, far inside
+//! `i128::MAX` ≈ 1.7·10³⁸. A bill's energies are per account and interval,
+//! at most 10 × 4.8·10¹⁰ Wh per direction: they fit an `i64`. The checked
+//! arithmetic stays as a second line of defence; the property tests in
+//! `tests/properties.rs` assert that no block ever fails to build or to
+//! execute.
 
 use std::collections::BTreeMap;
 
@@ -13,12 +35,28 @@ use crate::block::{
     tx_root,
 };
 use crate::genesis::{Genesis, Mechanism, Tariffs};
-use crate::ids::{AccountId, MeterId, PublicKey, SignatureError};
-use crate::state::{Account, Contract, Meter, OpenOffer, Position, State};
-use crate::tx::{Offer, Side, SignedTx, Tx};
+use crate::ids::{AccountId, KeyError, MeterId, PublicKey, SignatureError};
+use crate::state::{Account, Contract, Estimate, Meter, OpenOffer, Position, State};
+use crate::tx::{MeterReading, Offer, Side, SignedTx, Tx};
 
 /// The longest text field (zone, payment reference), in bytes.
 pub const TEXT_LEN_MAX: usize = 64;
+/// The most power a meter may be registered with, per direction: 1 GW.
+pub const METER_POWER_MAX_W: u64 = 1_000_000_000;
+/// The most power an account's meters may add up to, per direction.
+pub const ACCOUNT_POWER_MAX_W: u64 = 10_000_000_000;
+/// The most meters a community may register.
+pub const METERS_MAX: usize = 1 << 20;
+/// The most money the registrars may ever credit, in total, in nano.
+pub const CREDITS_TOTAL_MAX_NANO: i128 = 1_000_000_000_000_000_000_000_000_000_000_000_000;
+/// How long a community lives: no block is later than the genesis time
+/// plus this (2^50 ms, about 35,700 years), which bounds every sum over
+/// intervals.
+pub const LIFETIME_MS: u64 = 1 << 50;
+/// A block stops settling once it has settled this many meters and
+/// contracts (summed over the intervals it settled so far); it always
+/// settles at least one interval, and later blocks go on where it stopped.
+pub const SETTLEMENT_WORK_PER_BLOCK_MAX: usize = 1 << 16;
 
 /// Whether `execute` checks signatures. A node that verified every
 /// transaction when it entered its mempool may skip them; everyone else
@@ -35,6 +73,8 @@ pub enum Signatures {
 pub enum Rejection {
     #[error("bad signature: {0}")]
     BadSignature(#[from] SignatureError),
+    #[error("{key} cannot be registered: {reason}")]
+    InvalidKey { key: PublicKey, reason: KeyError },
     #[error("{0} is not a registrar of this community")]
     NotARegistrar(PublicKey),
     #[error("account {0} is not registered")]
@@ -101,6 +141,33 @@ pub enum Rejection {
     TariffTooHigh,
     #[error("an amount overflowed")]
     Overflow,
+    #[error("meter {meter}: its {direction} power of {power_w} W exceeds the bound of {max_w} W per meter")]
+    MeterPowerAboveBound { meter: MeterId, direction: &'static str, power_w: u64, max_w: u64 },
+    #[error(
+        "account {account}: its meters' {direction} power would be {power_w} W, above the bound of {max_w} W per account"
+    )]
+    AccountPowerAboveBound { account: AccountId, direction: &'static str, power_w: u128, max_w: u64 },
+    #[error("the community already has {max} meters, the most it may have")]
+    TooManyMeters { max: usize },
+    #[error(
+        "crediting {amount_nano} nano would bring the credits to {credits_nano} nano, above the bound of {max_nano} nano"
+    )]
+    CreditsAboveBound { amount_nano: i128, credits_nano: i128, max_nano: i128 },
+    #[error(
+        "meter {meter}: reading for interval {interval}, before the meter was registered in interval {registered_interval}"
+    )]
+    ReadingBeforeRegistration { meter: MeterId, interval: u64, registered_interval: u64 },
+    #[error(
+        "meter {meter}: the {register} register rose {increase_wh} Wh in {intervals} interval(s); its {power_w} W allow at most {bound_wh} Wh"
+    )]
+    ReadingAboveCapacity {
+        meter: MeterId,
+        register: &'static str,
+        increase_wh: u64,
+        intervals: u64,
+        power_w: u64,
+        bound_wh: u128,
+    },
 }
 
 impl Rejection {
@@ -108,6 +175,7 @@ impl Rejection {
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::BadSignature(_) => "bad_signature",
+            Rejection::InvalidKey { .. } => "invalid_key",
             Rejection::NotARegistrar(_) => "not_a_registrar",
             Rejection::UnknownAccount(_) => "unknown_account",
             Rejection::AccountExists(_) => "account_exists",
@@ -136,6 +204,12 @@ impl Rejection {
             Rejection::TariffsNotInFuture { .. } => "tariffs_not_in_future",
             Rejection::TariffTooHigh => "tariff_too_high",
             Rejection::Overflow => "overflow",
+            Rejection::MeterPowerAboveBound { .. } => "meter_power_above_bound",
+            Rejection::AccountPowerAboveBound { .. } => "account_power_above_bound",
+            Rejection::TooManyMeters { .. } => "too_many_meters",
+            Rejection::CreditsAboveBound { .. } => "credits_above_bound",
+            Rejection::ReadingBeforeRegistration { .. } => "reading_before_registration",
+            Rejection::ReadingAboveCapacity { .. } => "reading_above_capacity",
         }
     }
 }
@@ -151,6 +225,8 @@ pub enum BlockError {
     WrongPrevious { expected: Hash, found: Hash },
     #[error("block time {found} ms is not after the previous block's {previous} ms")]
     TimeNotIncreasing { previous: u64, found: u64 },
+    #[error("block time {found} ms is after the community's lifetime, which ends at {end} ms")]
+    BeyondLifetime { end: u64, found: u64 },
     #[error("proposer {0} is not a validator")]
     NotAValidator(PublicKey),
     #[error("{count} transactions exceed the bound of {max} per block")]
@@ -158,7 +234,7 @@ pub enum BlockError {
     #[error("the transaction root does not match the transactions")]
     WrongTxRoot,
     #[error("transaction {index} ({kind}) is not admissible: {rejection}")]
-    Inadmissible { index: usize, kind: &'static str, rejection: Rejection },
+    Inadmissible { index: usize, kind: &'static str, rejection: Box<Rejection> },
     #[error("the block's receipts differ from what executing it derives")]
     WrongReceipts,
     #[error("the receipt root does not match the receipts")]
@@ -188,7 +264,11 @@ pub fn execute(
     let receipts = advance_market(genesis, &mut next, header.timestamp_ms)?;
     for (index, tx) in block.transactions.iter().enumerate() {
         if let Err(rejection) = admit_signed(genesis, &mut next, header.timestamp_ms, tx, signatures) {
-            return Err(BlockError::Inadmissible { index, kind: tx.tx.kind(), rejection });
+            return Err(BlockError::Inadmissible {
+                index,
+                kind: tx.tx.kind(),
+                rejection: Box::new(rejection),
+            });
         }
     }
     if receipts != block.receipts {
@@ -293,6 +373,11 @@ fn check_header(
             found: header.timestamp_ms,
         });
     }
+    // Bounds every sum over intervals (module docs: why this cannot overflow).
+    let end = genesis.genesis_time_ms.saturating_add(LIFETIME_MS);
+    if header.timestamp_ms > end {
+        return Err(BlockError::BeyondLifetime { end, found: header.timestamp_ms });
+    }
     if genesis.voting_power_of(&header.proposer).is_none() {
         return Err(BlockError::NotAValidator(header.proposer));
     }
@@ -340,26 +425,36 @@ fn advance_market(genesis: &Genesis, state: &mut State, time_ms: u64) -> Result<
     };
     if settled_below > state.next_settlement_interval {
         let from = state.next_settlement_interval;
-        let mut intervals: std::collections::BTreeSet<u64> = state
+        // Every interval is settled, but before the first meter's
+        // registration only contracts can bill anyone: skip to them, so a
+        // community without meters does not walk through empty intervals.
+        let meters_from = state.meters.values().map(|meter| meter.registered_interval).min();
+        let every_interval_from = meters_from.map_or(settled_below, |first| first.clamp(from, settled_below));
+        let contract_intervals: std::collections::BTreeSet<u64> = state
             .contracts
-            .range((from, PublicKey([0; 32]))..(settled_below, PublicKey([0; 32])))
+            .range((from, PublicKey([0; 32]))..(every_interval_from, PublicKey([0; 32])))
             .map(|((interval, _), _)| *interval)
             .collect();
-        intervals.extend(
-            state
-                .readings
-                .range((from, PublicKey([0; 32]))..(settled_below, PublicKey([0; 32])))
-                .map(|((interval, _), _)| *interval),
-        );
-        for interval in intervals {
-            if let Some(receipt) = settle_interval(state, interval)? {
+        // The work is bounded: after a long halt (or under a block time an
+        // audit is shown and cannot trust) settlement catches up over
+        // several blocks instead of billing every meter for millions of
+        // intervals in one.
+        let mut settled_to = settled_below;
+        let mut work = 0_usize;
+        for interval in contract_intervals.into_iter().chain(every_interval_from..settled_below) {
+            if work >= SETTLEMENT_WORK_PER_BLOCK_MAX {
+                settled_to = interval;
+                break;
+            }
+            let (receipt, done) = settle_interval(genesis, state, interval)?;
+            work = work.saturating_add(done);
+            if let Some(receipt) = receipt {
                 receipts.push(Receipt::Settlement(receipt));
             }
         }
-        state.next_settlement_interval = settled_below;
-        // Readings of interval settled_below − 1 are the base of the next.
-        let keep_from = settled_below - 1;
-        state.readings = state.readings.split_off(&(keep_from, PublicKey([0; 32])));
+        state.next_settlement_interval = settled_to;
+        // A settled interval's readings are in the meters' bases now.
+        state.readings = state.readings.split_off(&(settled_to, PublicKey([0; 32])));
     }
     Ok(receipts)
 }
@@ -468,24 +563,54 @@ fn move_money(state: &mut State, account: &AccountId, amount_nano: i128) -> Resu
     Ok(())
 }
 
-/// Settles one interval: each account's metered net export against what it
-/// traded, the deviation bought from or sold to the grid at the tariffs.
-fn settle_interval(state: &mut State, interval: u64) -> Result<Option<SettlementReceipt>, BlockError> {
+/// What an account's meters measured or were estimated at in one interval.
+#[derive(Clone, Copy, Debug, Default)]
+struct Metered {
+    /// Σ of the meters' net export, estimates included (as minus the
+    /// capacity).
+    net_export_wh: i128,
+    estimated_import_wh: u64,
+    refund_wh: u64,
+    refund_nano: i128,
+}
+
+/// Settles one interval (docs/PROTOCOL.md §5.6): every meter registered
+/// before it is billed, measured where its readings allow it and estimated
+/// at its full import capacity where they do not, with earlier estimates
+/// trued up when a reading closes a gap; then each account's metered net
+/// export against what it traded, the deviation bought from or sold to the
+/// grid at the tariffs. The receipt, `None` when nobody is billed, and the
+/// work done: the meters and contracts settled.
+fn settle_interval(
+    genesis: &Genesis,
+    state: &mut State,
+    interval: u64,
+) -> Result<(Option<SettlementReceipt>, usize), BlockError> {
     let tariffs = state.tariffs_for(interval);
-    let mut metered: BTreeMap<AccountId, i128> = BTreeMap::new();
-    if let Some(previous) = interval.checked_sub(1) {
-        for ((_, meter), &(import_total, export_total)) in
-            state.readings.range((interval, PublicKey([0; 32]))..=(interval, PublicKey([0xff; 32])))
-        {
-            // A meter without both readings counts as zero (DESIGN §6).
-            let Some(&(import_before, export_before)) = state.readings.get(&(previous, *meter)) else {
-                continue;
-            };
-            let owner = state.meters[meter].owner;
-            let net = (i128::from(export_total) - i128::from(export_before))
-                - (i128::from(import_total) - i128::from(import_before));
-            *metered.entry(owner).or_default() += net;
+    // The lowest price of this interval's energy: what an estimate is
+    // refunded at, so that a refund never beats an honest bill.
+    let rate_micro_per_kwh = tariffs.grid_feed_in_micro_per_kwh.min(tariffs.grid_import_micro_per_kwh);
+    let mut metered: BTreeMap<AccountId, Metered> = BTreeMap::new();
+    let mut work = 0_usize;
+    let readings = &state.readings;
+    for (key, meter) in &mut state.meters {
+        if meter.registered_interval > interval {
+            continue;
         }
+        work += 1;
+        let reading = readings.get(&(interval, *key)).map(|&(import_wh_total, export_wh_total)| {
+            MeterReading { meter: *key, interval, import_wh_total, export_wh_total }
+        });
+        if meter.registered_interval == interval {
+            // Registered during the interval: nothing to bill yet, but its
+            // reading at the end is where measuring starts.
+            if reading.is_some() {
+                meter.base = reading;
+            }
+            continue;
+        }
+        let entry = metered.entry(meter.owner).or_default();
+        settle_meter(genesis, meter, reading, interval, rate_micro_per_kwh, entry)?;
     }
     let contracts: Vec<(AccountId, Contract)> = state
         .contracts
@@ -496,31 +621,120 @@ fn settle_interval(state: &mut State, interval: u64) -> Result<Option<Settlement
         state.contracts.remove(&(interval, *account));
         metered.entry(*account).or_default();
     }
+    work += contracts.len();
     let contracts: BTreeMap<AccountId, Contract> = contracts.into_iter().collect();
     if metered.is_empty() {
-        return Ok(None);
+        return Ok((None, work));
     }
     let mut bills = Vec::with_capacity(metered.len());
-    for (account, metered_net_export) in metered {
+    for (account, measured) in metered {
         let contract = contracts.get(&account).copied().unwrap_or_default();
-        let bill = bill(account, &contract, metered_net_export, &tariffs).ok_or(BlockError::Overflow)?;
-        let grid_money = bill.grid_import_nano + bill.feed_in_nano;
+        let bill = bill(account, &contract, &measured, &tariffs).ok_or(BlockError::Overflow)?;
+        let grid_money = bill
+            .grid_import_nano
+            .checked_add(bill.feed_in_nano)
+            .and_then(|sum| sum.checked_add(bill.estimate_refund_nano))
+            .ok_or(BlockError::Overflow)?;
         move_money(state, &account, grid_money)?;
         state.grid_balance_nano =
             state.grid_balance_nano.checked_sub(grid_money).ok_or(BlockError::Overflow)?;
         bills.push(bill);
     }
-    Ok(Some(SettlementReceipt { interval, tariffs, bills }))
+    Ok((Some(SettlementReceipt { interval, tariffs, bills }), work))
 }
 
-fn bill(
-    account: AccountId,
-    contract: &Contract,
-    metered_net_export_wh: i128,
-    tariffs: &Tariffs,
-) -> Option<Bill> {
+/// Bills one meter registered before `interval` for it, moving its base and
+/// estimate, into its owner's `entry` (cases 1 to 4 of docs/PROTOCOL.md §5.6).
+fn settle_meter(
+    genesis: &Genesis,
+    meter: &mut Meter,
+    reading: Option<MeterReading>,
+    interval: u64,
+    rate_micro_per_kwh: u64,
+    entry: &mut Metered,
+) -> Result<(), BlockError> {
+    let capacity_wh = genesis.meter_capacity_wh(meter.max_import_w);
+    let estimated = |entry: &mut Metered| -> Result<(), BlockError> {
+        entry.net_export_wh =
+            entry.net_export_wh.checked_sub(i128::from(capacity_wh)).ok_or(BlockError::Overflow)?;
+        entry.estimated_import_wh =
+            entry.estimated_import_wh.checked_add(capacity_wh).ok_or(BlockError::Overflow)?;
+        Ok(())
+    };
+    let extend = |estimate: Option<Estimate>| -> Result<Estimate, BlockError> {
+        let estimate = estimate.unwrap_or(Estimate { import_wh: 0, rate_micro_per_kwh: u64::MAX });
+        Ok(Estimate {
+            import_wh: estimate.import_wh.checked_add(capacity_wh).ok_or(BlockError::Overflow)?,
+            rate_micro_per_kwh: estimate.rate_micro_per_kwh.min(rate_micro_per_kwh),
+        })
+    };
+    match (meter.base, reading) {
+        // 1. Nothing to measure from: the least the physics bound allows,
+        //    and not refundable, since no reading before it bounds a refund.
+        (None, reading) => {
+            estimated(entry)?;
+            if reading.is_some() {
+                meter.base = reading;
+            }
+        }
+        // 2. Readings at both ends of the interval: measured exactly.
+        (Some(base), Some(reading)) if base.interval + 1 == interval => {
+            assert!(meter.estimate.is_none(), "a base at the interval before leaves no estimate");
+            let net = register_rise(base.export_wh_total, reading.export_wh_total)
+                - register_rise(base.import_wh_total, reading.import_wh_total);
+            entry.net_export_wh = entry.net_export_wh.checked_add(net).ok_or(BlockError::Overflow)?;
+            meter.base = Some(reading);
+        }
+        // 3. A reading closes a gap: this interval is estimated like the
+        //    ones before it, then the whole gap is trued up.
+        (Some(base), Some(reading)) => {
+            assert!(base.interval + 1 < interval, "the base is of an earlier interval");
+            estimated(entry)?;
+            let estimate = extend(meter.estimate)?;
+            // The estimate covers exactly the intervals since the base.
+            assert_eq!(
+                Some(u128::from(estimate.import_wh)),
+                u128::from(interval - base.interval).checked_mul(u128::from(capacity_wh)),
+                "an estimate covers the intervals after its base"
+            );
+            let estimated_wh = i128::from(estimate.import_wh);
+            // Two u64 rises: their difference cannot overflow an i128.
+            let measured_net = register_rise(base.export_wh_total, reading.export_wh_total)
+                - register_rise(base.import_wh_total, reading.import_wh_total);
+            // The import the estimate billed and the meter did not take,
+            // less any export it did not bill: the physics bound keeps the
+            // import rise within the estimate, so this is never negative.
+            let refund_wh =
+                estimated_wh.min(estimated_wh.checked_add(measured_net).ok_or(BlockError::Overflow)?);
+            assert!(refund_wh >= 0, "the physics bound keeps the import within the estimate");
+            let refund_wh = u64::try_from(refund_wh).map_err(|_| BlockError::Overflow)?;
+            let refund_nano = i128::from(refund_wh)
+                .checked_mul(i128::from(estimate.rate_micro_per_kwh))
+                .ok_or(BlockError::Overflow)?;
+            entry.refund_wh = entry.refund_wh.checked_add(refund_wh).ok_or(BlockError::Overflow)?;
+            entry.refund_nano = entry.refund_nano.checked_add(refund_nano).ok_or(BlockError::Overflow)?;
+            meter.base = Some(reading);
+            meter.estimate = None;
+        }
+        // 4. No reading yet for the interval: estimated, refundable later.
+        (Some(_), None) => {
+            estimated(entry)?;
+            meter.estimate = Some(extend(meter.estimate)?);
+        }
+    }
+    Ok(())
+}
+
+/// How much a register rose from `before` to `after`. Admission refuses a
+/// register that goes down, so a fall is a broken invariant.
+fn register_rise(before: u64, after: u64) -> i128 {
+    assert!(after >= before, "admission keeps registers from going down");
+    i128::from(after - before)
+}
+
+fn bill(account: AccountId, contract: &Contract, metered: &Metered, tariffs: &Tariffs) -> Option<Bill> {
     let contracted = i128::from(contract.sold_wh) - i128::from(contract.bought_wh);
-    let deviation = metered_net_export_wh - contracted;
+    let deviation = metered.net_export_wh.checked_sub(contracted)?;
     let (grid_import_wh, feed_in_wh) =
         if deviation < 0 { (deviation.unsigned_abs(), 0) } else { (0, deviation.unsigned_abs()) };
     let grid_import_nano =
@@ -532,7 +746,8 @@ fn bill(
         .checked_add(contract.bought_nano)?
         .checked_add(contract.fees_nano)?
         .checked_add(grid_import_nano)?
-        .checked_add(feed_in_nano)?;
+        .checked_add(feed_in_nano)?
+        .checked_add(metered.refund_nano)?;
     Some(Bill {
         account,
         sold_wh: contract.sold_wh,
@@ -540,13 +755,16 @@ fn bill(
         sold_nano: contract.sold_nano,
         bought_nano: contract.bought_nano,
         fees_nano: contract.fees_nano,
-        metered_net_export_wh: i64::try_from(metered_net_export_wh).ok()?,
+        metered_net_export_wh: i64::try_from(metered.net_export_wh).ok()?,
         deviation_wh: i64::try_from(deviation).ok()?,
         grid_import_wh: u64::try_from(grid_import_wh).ok()?,
         grid_import_nano,
         feed_in_wh: u64::try_from(feed_in_wh).ok()?,
         feed_in_nano,
         total_nano,
+        estimated_import_wh: metered.estimated_import_wh,
+        estimate_refund_wh: metered.refund_wh,
+        estimate_refund_nano: metered.refund_nano,
     })
 }
 
@@ -571,6 +789,7 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
         Tx::RegisterAccount { registrar, nonce, account, credit_limit_nano } => {
             check_registrar(genesis, state, registrar, *nonce)?;
             check_amount("credit limit", *credit_limit_nano, true)?;
+            account.validate().map_err(|reason| Rejection::InvalidKey { key: *account, reason })?;
             if state.accounts.contains_key(account) {
                 return Err(Rejection::AccountExists(*account));
             }
@@ -591,15 +810,42 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
         Tx::RegisterMeter { registrar, nonce, meter, owner, max_import_w, max_export_w, zone } => {
             check_registrar(genesis, state, registrar, *nonce)?;
             check_text("zone", zone)?;
+            meter.validate().map_err(|reason| Rejection::InvalidKey { key: *meter, reason })?;
             if state.meters.contains_key(meter) {
                 return Err(Rejection::MeterExists(*meter));
             }
+            for (direction, power_w) in [("import", *max_import_w), ("export", *max_export_w)] {
+                if power_w > METER_POWER_MAX_W {
+                    return Err(Rejection::MeterPowerAboveBound {
+                        meter: *meter,
+                        direction,
+                        power_w,
+                        max_w: METER_POWER_MAX_W,
+                    });
+                }
+            }
+            if state.meters.len() >= METERS_MAX {
+                return Err(Rejection::TooManyMeters { max: METERS_MAX });
+            }
             let account = state.accounts.get(owner).ok_or(Rejection::UnknownAccount(*owner))?;
-            let max_import = account.max_import_w.checked_add(*max_import_w).ok_or(Rejection::Overflow)?;
-            let max_export = account.max_export_w.checked_add(*max_export_w).ok_or(Rejection::Overflow)?;
+            for (direction, sum_w, power_w) in [
+                ("import", account.max_import_w, *max_import_w),
+                ("export", account.max_export_w, *max_export_w),
+            ] {
+                let power_w = u128::from(sum_w) + u128::from(power_w);
+                if power_w > u128::from(ACCOUNT_POWER_MAX_W) {
+                    return Err(Rejection::AccountPowerAboveBound {
+                        account: *owner,
+                        direction,
+                        power_w,
+                        max_w: ACCOUNT_POWER_MAX_W,
+                    });
+                }
+            }
+            // Both sums are at most ACCOUNT_POWER_MAX_W, checked above.
             let account = state.accounts.get_mut(owner).expect("checked above");
-            account.max_import_w = max_import;
-            account.max_export_w = max_export;
+            account.max_import_w += max_import_w;
+            account.max_export_w += max_export_w;
             state.meters.insert(
                 *meter,
                 Meter {
@@ -608,6 +854,9 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
                     max_export_w: *max_export_w,
                     zone: zone.clone(),
                     last_reading: None,
+                    registered_interval: genesis.interval_at(time_ms),
+                    base: None,
+                    estimate: None,
                 },
             );
             state.registrar_nonces.insert(*registrar, *nonce);
@@ -617,6 +866,13 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
             check_amount("amount", *amount_nano, false)?;
             check_text("reference", reference)?;
             let credits = state.credits_nano.checked_add(*amount_nano).ok_or(Rejection::Overflow)?;
+            if credits > CREDITS_TOTAL_MAX_NANO {
+                return Err(Rejection::CreditsAboveBound {
+                    amount_nano: *amount_nano,
+                    credits_nano: credits,
+                    max_nano: CREDITS_TOTAL_MAX_NANO,
+                });
+            }
             let entry = state.accounts.get_mut(account).ok_or(Rejection::UnknownAccount(*account))?;
             entry.balance_nano = entry.balance_nano.checked_add(*amount_nano).ok_or(Rejection::Overflow)?;
             state.credits_nano = credits;
@@ -689,48 +945,77 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
             entry.open_offers -= 1;
             entry.last_nonce = *nonce;
         }
-        Tx::MeterReading(reading) => {
-            let meter = state.meters.get(&reading.meter).ok_or(Rejection::UnknownMeter(reading.meter))?;
-            let end_ms = genesis.interval_end_ms(reading.interval).unwrap_or(u64::MAX);
-            if end_ms > time_ms {
-                return Err(Rejection::ReadingBeforeIntervalEnd {
-                    interval: reading.interval,
-                    end_ms,
-                    time_ms,
+        Tx::MeterReading(reading) => admit_reading(genesis, state, time_ms, reading)?,
+    }
+    Ok(())
+}
+
+/// A meter reading (docs/PROTOCOL.md §5.4): after the meter's registration
+/// and the interval's end, after its last reading, registers never down and
+/// never up faster than the meter's power allows.
+fn admit_reading(
+    genesis: &Genesis,
+    state: &mut State,
+    time_ms: u64,
+    reading: &MeterReading,
+) -> Result<(), Rejection> {
+    let meter = state.meters.get(&reading.meter).ok_or(Rejection::UnknownMeter(reading.meter))?;
+    if reading.interval < meter.registered_interval {
+        return Err(Rejection::ReadingBeforeRegistration {
+            meter: reading.meter,
+            interval: reading.interval,
+            registered_interval: meter.registered_interval,
+        });
+    }
+    let end_ms = genesis.interval_end_ms(reading.interval).unwrap_or(u64::MAX);
+    if end_ms > time_ms {
+        return Err(Rejection::ReadingBeforeIntervalEnd { interval: reading.interval, end_ms, time_ms });
+    }
+    // A first reading has nothing to be bounded against: it can only become
+    // the base that later readings are measured from, and credits nothing.
+    if let Some(last) = &meter.last_reading {
+        if reading.interval <= last.interval {
+            return Err(Rejection::ReadingNotIncreasing {
+                meter: reading.meter,
+                interval: reading.interval,
+                last_interval: last.interval,
+            });
+        }
+        let intervals = reading.interval - last.interval;
+        for (register, value_wh, last_wh, power_w) in [
+            ("import", reading.import_wh_total, last.import_wh_total, meter.max_import_w),
+            ("export", reading.export_wh_total, last.export_wh_total, meter.max_export_w),
+        ] {
+            if value_wh < last_wh {
+                return Err(Rejection::RegisterDecreased {
+                    meter: reading.meter,
+                    register,
+                    value_wh,
+                    last_wh,
                 });
             }
-            if let Some(last) = &meter.last_reading {
-                if reading.interval <= last.interval {
-                    return Err(Rejection::ReadingNotIncreasing {
-                        meter: reading.meter,
-                        interval: reading.interval,
-                        last_interval: last.interval,
-                    });
-                }
-                for (register, value_wh, last_wh) in [
-                    ("import", reading.import_wh_total, last.import_wh_total),
-                    ("export", reading.export_wh_total, last.export_wh_total),
-                ] {
-                    if value_wh < last_wh {
-                        return Err(Rejection::RegisterDecreased {
-                            meter: reading.meter,
-                            register,
-                            value_wh,
-                            last_wh,
-                        });
-                    }
-                }
+            let increase_wh = value_wh - last_wh;
+            let bound_wh = u128::from(intervals) * u128::from(genesis.meter_capacity_wh(power_w));
+            if u128::from(increase_wh) > bound_wh {
+                return Err(Rejection::ReadingAboveCapacity {
+                    meter: reading.meter,
+                    register,
+                    increase_wh,
+                    intervals,
+                    power_w,
+                    bound_wh,
+                });
             }
-            // Readings older than the settlement base can settle nothing.
-            if reading.interval + 1 >= state.next_settlement_interval {
-                state.readings.insert(
-                    (reading.interval, reading.meter),
-                    (reading.import_wh_total, reading.export_wh_total),
-                );
-            }
-            state.meters.get_mut(&reading.meter).expect("checked above").last_reading = Some(*reading);
         }
     }
+    // A reading of an interval already settled is admitted, so that the
+    // physics bound chains through it, but it can settle nothing.
+    if reading.interval >= state.next_settlement_interval {
+        state
+            .readings
+            .insert((reading.interval, reading.meter), (reading.import_wh_total, reading.export_wh_total));
+    }
+    state.meters.get_mut(&reading.meter).expect("checked above").last_reading = Some(*reading);
     Ok(())
 }
 

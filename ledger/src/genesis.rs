@@ -45,6 +45,14 @@ pub struct MarketParams {
     pub max_open_offers_per_account: u32,
     pub max_offers_per_interval: u32,
     pub max_transactions_per_block: u32,
+    /// How far a meter may exceed its registered power, per mille: the
+    /// meter's accuracy and the timing of interval-end readings. It widens
+    /// the physics bound on readings (`Genesis::meter_capacity_wh`).
+    pub meter_tolerance_permille: u16,
+    /// δ, the clock synchronisation the community needs: a validator
+    /// refuses a proposal whose time is outside its own clock ± δ. The
+    /// node enforces it; the state machine never reads a clock.
+    pub block_time_tolerance_ms: u64,
 }
 
 /// A validator and its voting power.
@@ -79,6 +87,10 @@ pub const NAME_LEN_MAX: usize = 64;
 pub const INTERVAL_LENGTH_MS_MAX: u64 = 24 * 3_600_000;
 pub const VALIDATORS_MAX: usize = 100;
 pub const PRICE_MAX_MICRO_PER_KWH: u64 = 1_000 * MICROS_PER_UNIT;
+/// A meter may exceed its registered power by at most 100 %.
+pub const METER_TOLERANCE_PERMILLE_MAX: u16 = 1_000;
+/// The widest clock tolerance a community may choose: an hour.
+pub const BLOCK_TIME_TOLERANCE_MS_MAX: u64 = 3_600_000;
 
 impl Genesis {
     pub fn hash(&self) -> Hash {
@@ -125,6 +137,13 @@ impl Genesis {
         if usize::try_from(market.max_offers_per_interval).map_or(true, |max| max > auction_orders_max) {
             return fail("at most 2097152 offers per interval: the auction's bound");
         }
+        if market.meter_tolerance_permille > METER_TOLERANCE_PERMILLE_MAX {
+            return fail("the meter tolerance must be at most 1000 per mille");
+        }
+        if market.block_time_tolerance_ms == 0 || market.block_time_tolerance_ms > BLOCK_TIME_TOLERANCE_MS_MAX
+        {
+            return fail("the block time tolerance must be 1 ms to 3600000 ms (an hour)");
+        }
         let tariffs = &self.tariffs;
         if tariffs.grid_import_micro_per_kwh > PRICE_MAX_MICRO_PER_KWH
             || tariffs.grid_feed_in_micro_per_kwh > PRICE_MAX_MICRO_PER_KWH
@@ -150,6 +169,18 @@ impl Genesis {
         }
         if self.registrars.is_empty() {
             return fail("there must be at least one registrar");
+        }
+        // Every key must be a canonical encoding of a point of prime order
+        // (docs/PROTOCOL.md §3.3): no small or mixed order.
+        let keys = self
+            .validators
+            .iter()
+            .map(|v| ("validator", v.key))
+            .chain(self.registrars.iter().map(|r| ("registrar", *r)));
+        for (role, key) in keys {
+            if let Err(reason) = key.validate() {
+                return Err(GenesisError(format!("{role} {key} is not a valid key: {reason}")));
+            }
         }
         // 2^62 ms is 146 million years: market time arithmetic cannot overflow.
         if self.genesis_time_ms > 1 << 62 {
@@ -198,9 +229,25 @@ impl Genesis {
         time_ms.saturating_sub(self.genesis_time_ms) / self.market.interval_length_ms
     }
 
-    /// The energy a meter of `power_w` can move in one interval, in Wh.
+    /// The energy a meter of `power_w` can move in one interval, in Wh: the
+    /// bound on the energy an account offers in an interval.
     pub fn energy_per_interval_wh(&self, power_w: u64) -> u64 {
         let energy = u128::from(power_w) * u128::from(self.market.interval_length_ms) / 3_600_000;
+        u64::try_from(energy).unwrap_or(u64::MAX)
+    }
+
+    /// A meter's capacity in one interval, in Wh: what a register of a
+    /// meter of `power_w` can rise by at most in one interval, tolerance
+    /// included, `⌊w × len_ms × (1000 + tolerance‰) / 3,600,000,000⌋`. It
+    /// bounds readings and is what an interval without a reading is
+    /// billed (docs/PROTOCOL.md §5.4, §5.6). Saturates for a genesis or a
+    /// power that admission would refuse.
+    pub fn meter_capacity_wh(&self, power_w: u64) -> u64 {
+        let per_mille = 1_000 + u128::from(self.market.meter_tolerance_permille);
+        let energy = u128::from(power_w)
+            .saturating_mul(u128::from(self.market.interval_length_ms))
+            .saturating_mul(per_mille)
+            / 3_600_000_000;
         u64::try_from(energy).unwrap_or(u64::MAX)
     }
 }

@@ -42,7 +42,28 @@ pub struct Meter {
     pub max_import_w: u64,
     pub max_export_w: u64,
     pub zone: String,
+    /// The latest reading admitted, kept or not: the next reading is
+    /// bounded against it (docs/PROTOCOL.md §5.4).
     pub last_reading: Option<MeterReading>,
+    /// The interval the meter was registered in; it is billed from the
+    /// next one on.
+    pub registered_interval: u64,
+    /// The reading the meter's settlement continues from. Set and moved
+    /// only by settlement, never by admission.
+    pub base: Option<MeterReading>,
+    /// Import estimated since `base` and not yet trued up by a reading.
+    pub estimate: Option<Estimate>,
+}
+
+/// Energy a meter was billed as imported for intervals without a reading,
+/// refundable when a later reading shows how much it really moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Estimate {
+    /// Σ of the meter's capacity over the estimated intervals, in Wh.
+    pub import_wh: u64,
+    /// The lowest of the feed-in and import tariffs over those intervals:
+    /// a refund at this rate never pays more than honest bills would have.
+    pub rate_micro_per_kwh: u64,
 }
 
 /// An admitted offer waiting for its interval's gate closure.
@@ -85,7 +106,8 @@ pub struct State {
     /// The highest nonce each registrar has used.
     pub registrar_nonces: BTreeMap<PublicKey, u64>,
     pub meters: BTreeMap<MeterId, Meter>,
-    /// Readings kept for settlement: (interval, meter) → (import, export) totals.
+    /// Readings kept for settlement: (interval, meter) → (import, export)
+    /// totals, only for intervals at or after `next_settlement_interval`.
     pub readings: BTreeMap<(u64, MeterId), (u64, u64)>,
     pub offers: BTreeMap<Hash, OpenOffer>,
     /// Open offers by interval, in ascending id order within each.
@@ -186,8 +208,10 @@ impl State {
             .unwrap_or(&self.tariffs[0])
     }
 
-    /// Checks the conservation invariants of DESIGN §6. A failure is a bug in
-    /// the state machine, never bad input: callers assert on it.
+    /// Checks the invariants of docs/PROTOCOL.md §5.7 (conservation of
+    /// money, reservations, the offer index) and that settlement's cursors
+    /// agree (kept readings, meters' bases and estimates). A failure is a
+    /// bug in the state machine, never bad input: callers assert on it.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut balances = self.grid_balance_nano.checked_add(self.network_balance_nano);
         for account in self.accounts.values() {
@@ -212,6 +236,45 @@ impl State {
         {
             return Err("the offer index or counts do not match the offers".into());
         }
+        // Keys are ordered by interval first: the first is the lowest.
+        if let Some(&(interval, meter)) = self.readings.keys().next()
+            && interval < self.next_settlement_interval
+        {
+            return Err(format!(
+                "meter {meter}: a reading of interval {interval} is kept, below the next settlement interval {}",
+                self.next_settlement_interval
+            ));
+        }
+        for (key, meter) in &self.meters {
+            check_settlement_cursor(key, meter, self.next_settlement_interval)?;
+        }
         Ok(())
+    }
+}
+
+/// A meter's base and estimate agree with the settled intervals: an
+/// estimate covers exactly the intervals after the base up to the last one
+/// settled (docs/PROTOCOL.md §5.6), which is what makes its refund safe.
+fn check_settlement_cursor(
+    key: &MeterId,
+    meter: &Meter,
+    next_settlement_interval: u64,
+) -> Result<(), String> {
+    let settled_any = meter.registered_interval < next_settlement_interval;
+    match (&meter.base, &meter.estimate) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(format!("meter {key} has an estimate but no base")),
+        (Some(_), _) if !settled_any => Err(format!("meter {key} has a base before any settlement")),
+        (Some(base), estimate) => {
+            let last_settled = next_settlement_interval - 1;
+            let expects_estimate = base.interval < last_settled;
+            if base.interval > last_settled || expects_estimate != estimate.is_some() {
+                return Err(format!(
+                    "meter {key}: base of interval {} and estimate {estimate:?} after settling interval {last_settled}",
+                    base.interval
+                ));
+            }
+            Ok(())
+        }
     }
 }

@@ -38,7 +38,8 @@ pub fn derived_key(seed: u64, role: u8, index: u32) -> Keypair {
 }
 
 /// Market parameters for tests: 1-second intervals, gate closure 500 ms
-/// before the start, settlement 1.5 s after the end, prices 0 to 1 per kWh.
+/// before the start, settlement 1.5 s after the end, prices 0 to 1 per kWh,
+/// meters 5 % over their power, clocks within 2 s.
 pub fn test_market() -> MarketParams {
     MarketParams {
         interval_length_ms: 1_000,
@@ -53,6 +54,8 @@ pub fn test_market() -> MarketParams {
         max_open_offers_per_account: 16,
         max_offers_per_interval: 100_000,
         max_transactions_per_block: 100_000,
+        meter_tolerance_permille: 50,
+        block_time_tolerance_ms: 2_000,
     }
 }
 

@@ -226,14 +226,21 @@ impl SignatureCheck {
 }
 
 /// Verifies `checks` as one batch (about twice as fast as one by one); on a
-/// failure, one by one, so the result names the first bad one. Batch and
-/// single verification agree under ZIP-215, so the random batch
-/// coefficients cannot change the verdict.
+/// failure, one by one, so the result names the first bad one. Each
+/// signature's encodings are checked before it is queued (the batch, like
+/// ed25519-zebra's single check, would take any encoding of a point); what
+/// is left, `S < ℓ` and the cofactored equation, holds for the batch's
+/// random combination whenever it holds for each signature, and fails for
+/// it whenever it fails for one, except with a probability of about 2^-128:
+/// the random coefficients cannot change the verdict (docs/PROTOCOL.md §3).
 pub fn verify_batch<'a>(
     checks: impl IntoIterator<Item = &'a SignatureCheck> + Clone,
 ) -> Result<(), SignatureError> {
     let mut batch = ed25519_zebra::batch::Verifier::new();
     for check in checks.clone() {
+        if check.key.check_encodings(&check.signature).is_err() {
+            return checks.into_iter().try_for_each(SignatureCheck::verify);
+        }
         let key = ed25519_zebra::VerificationKeyBytes::from(check.key.0);
         batch.queue((key, ed25519_zebra::Signature::from(check.signature.0), &check.message));
     }

@@ -1,6 +1,8 @@
 //! The state machine end to end: registration, offers, clearing through the
-//! auction, metered settlement with hand-computed bills, replay from genesis,
-//! tampered blocks, and every admission rejection.
+//! auction, metered settlement with hand-computed bills (measured,
+//! estimated, trued up after a gap), replay from genesis, tampered blocks,
+//! every admission rejection, the physics bound on readings and the bounds
+//! that keep clearing and settlement inside their integers.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -92,7 +94,8 @@ fn run_scenario() -> (Scenario, Vec<Vec<Receipt>>) {
 
     // Past the gate of interval 2: it clears. Interval 1 has ended.
     receipts.push(s.block(readings(&s, 1), T0 + 2_050));
-    // Interval 2 has ended; interval 0 settles (nothing to bill: no base reading).
+    // Interval 2 has ended; interval 0 settles: the meters were registered
+    // in it, so nobody is billed, and its readings become the bases.
     receipts.push(s.block(readings(&s, 2), T0 + 3_050));
     // Intervals 1 and 2 settle.
     receipts.push(s.block(Vec::new(), T0 + 4_600));
@@ -114,7 +117,7 @@ fn an_interval_clears_and_settles_as_computed_by_hand() {
     assert_eq!(clearing.volume_wh, 1_000);
     let trades: Vec<_> = clearing.trades.iter().map(|t| (t.buyer, t.seller, t.energy_wh)).collect();
     assert_eq!(trades, vec![(h2, h0, 800), (h3, h0, 200)]);
-    assert!(receipts[3].is_empty(), "interval 0 has no base reading: {:?}", receipts[3]);
+    assert!(receipts[3].is_empty(), "interval 0 is the meters' registration interval: {:?}", receipts[3]);
 
     let [Receipt::Settlement(one), Receipt::Settlement(two)] = &receipts[4][..] else {
         panic!("{:?}", receipts[4])
@@ -222,7 +225,7 @@ fn a_forged_signature_makes_a_block_invalid() {
     block.header.tx_root = gridshare_ledger::block::tx_root(&block.transactions);
     let error = execute(genesis, &state, &block, Signatures::Verify).unwrap_err();
     assert!(
-        matches!(error, BlockError::Inadmissible { index: 5, rejection: Rejection::BadSignature(_), .. }),
+        matches!(&error, BlockError::Inadmissible { index: 5, rejection, .. } if matches!(**rejection, Rejection::BadSignature(_))),
         "{error:?}"
     );
 }
@@ -387,4 +390,530 @@ fn meter_readings_must_increase_and_never_go_down() {
 fn is_reading(s: &Scenario, tx: &SignedTx, time_ms: u64, expected: &str) {
     let message = rejection(s, tx, time_ms).to_string();
     assert!(message.contains(expected), "{message:?} does not say {expected:?}");
+}
+
+// Protocol version 2: meters obey physics, every interval is settled, and
+// an interval without a reading is billed at the meter's import capacity.
+
+/// The test meters' capacity in a 1-second interval: 7 MW × 1 s × 1.05.
+const CAPACITY_WH: u64 = 2_041;
+/// The test tariffs: import 0.30, feed-in 0.08 per kWh.
+const IMPORT: i128 = 300_000;
+const FEED_IN: i128 = 80_000;
+
+/// The bill of household `h` in the settlement of `interval` among `receipts`.
+fn bill_of(s: &Scenario, receipts: &[Receipt], interval: u64, h: usize) -> Bill {
+    let account = s.community.households[h].account.public();
+    receipts
+        .iter()
+        .find_map(|receipt| match receipt {
+            Receipt::Settlement(settlement) if settlement.interval == interval => {
+                settlement.bills.iter().find(|bill| bill.account == account).copied()
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no bill of household {h} for interval {interval} in {receipts:?}"))
+}
+
+fn meter_of(s: &Scenario, h: usize) -> &gridshare_ledger::state::Meter {
+    &s.state.meters[&s.community.households[h].meter.public()]
+}
+
+#[test]
+fn the_capacity_of_the_test_meters_is_computed_as_specified() {
+    let s = Scenario::new();
+    // ⌊7,000,000 W × 1,000 ms × 1,050 / 3,600,000,000⌋ = ⌊2041.67⌋.
+    assert_eq!(s.genesis().meter_capacity_wh(7_000_000), CAPACITY_WH);
+    assert_eq!(s.genesis().meter_capacity_wh(0), 0);
+}
+
+/// Household 0 reports intervals 0, 2 and 5 only; the others report every
+/// interval with nothing imported or exported. The tariffs change from
+/// interval 4 on (feed-in 0.04, import 0.20), inside household 0's second
+/// gap. Household 3 registers a second meter late.
+#[test]
+fn estimates_gaps_refunds_and_a_tariff_change_are_billed_as_computed_by_hand() {
+    let mut s = registered();
+    let c = &s.community;
+    let zero = |s: &Scenario, h: usize, interval: u64| s.community.reading_tx(h, interval, 0, 0);
+    let mut txs = vec![c.reading_tx(0, 0, 5_000, 2_000)];
+    txs.extend((1..4).map(|h| zero(&s, h, 0)));
+    let tariffs = gridshare_ledger::genesis::Tariffs {
+        effective_from_interval: 4,
+        grid_import_micro_per_kwh: 200_000,
+        grid_feed_in_micro_per_kwh: 40_000,
+        network_fee_micro_per_kwh: 20_000,
+    };
+    txs.push(s.community.registrar_tx(|registrar, nonce| Tx::SetTariffs { registrar, nonce, tariffs }));
+    s.block(txs, T0 + 1_050);
+    // Interval 1: household 0 is silent.
+    let txs = (1..4).map(|h| zero(&s, h, 1)).collect();
+    s.block(txs, T0 + 2_050);
+    // Interval 2: household 0 reports 300 Wh imported and 100 Wh exported
+    // since interval 0.
+    let mut txs = vec![s.community.reading_tx(0, 2, 5_300, 2_100)];
+    txs.extend((1..4).map(|h| zero(&s, h, 2)));
+    let receipts = s.block(txs, T0 + 3_050);
+
+    // Interval 0 settled: the meters were registered in it, nobody is
+    // billed, and the readings became the bases.
+    assert!(receipts.is_empty(), "{receipts:?}");
+    assert_eq!(meter_of(&s, 0).base.map(|base| base.interval), Some(0));
+    assert_eq!(s.state.next_settlement_interval, 1);
+
+    let receipts = s.block((1..4).map(|h| zero(&s, h, 3)).collect(), T0 + 4_050);
+    // Interval 1: household 0 is billed its meter's full import capacity.
+    let b = bill_of(&s, &receipts, 1, 0);
+    let capacity = i128::from(CAPACITY_WH);
+    assert_eq!((b.metered_net_export_wh, b.estimated_import_wh), (-2_041, CAPACITY_WH));
+    assert_eq!((b.grid_import_wh, b.grid_import_nano), (CAPACITY_WH, -capacity * IMPORT));
+    assert_eq!((b.estimate_refund_wh, b.estimate_refund_nano, b.total_nano), (0, 0, -capacity * IMPORT));
+    let estimate = meter_of(&s, 0).estimate.unwrap();
+    assert_eq!((estimate.import_wh, estimate.rate_micro_per_kwh), (CAPACITY_WH, 80_000));
+    // The others measured nothing: billed zero, not estimated.
+    let b1 = bill_of(&s, &receipts, 1, 1);
+    assert_eq!((b1.metered_net_export_wh, b1.estimated_import_wh, b1.total_nano), (0, 0, 0));
+
+    let receipts = s.block((1..4).map(|h| zero(&s, h, 4)).collect(), T0 + 5_050);
+    // Interval 2 closes the gap: estimated like interval 1, then trued up.
+    // The estimate is 2 × 2041 = 4082 Wh; the meter moved 300 Wh in and
+    // 100 Wh out, so R = min(4082, 4082 + 100 − 300) = 3882 Wh, refunded at
+    // min(0.08, 0.30).
+    let b = bill_of(&s, &receipts, 2, 0);
+    assert_eq!((b.metered_net_export_wh, b.estimated_import_wh), (-2_041, CAPACITY_WH));
+    assert_eq!((b.estimate_refund_wh, b.estimate_refund_nano), (3_882, 3_882 * FEED_IN));
+    assert_eq!(b.total_nano, -capacity * IMPORT + 3_882 * FEED_IN);
+    assert_eq!(meter_of(&s, 0).estimate, None);
+    assert_eq!(meter_of(&s, 0).base.map(|base| (base.interval, base.import_wh_total)), Some((2, 5_300)));
+    // Over intervals 1 and 2 it paid 2 × 2041 Wh at 0.30 less 3882 Wh at
+    // 0.08; an honest meter would have paid at most 300 Wh at 0.30.
+    let withheld = 2 * -capacity * IMPORT + 3_882 * FEED_IN;
+    assert!(withheld < -300 * IMPORT, "{withheld}");
+
+    // Intervals 3 and 4 are estimated (tariffs change from interval 4 on),
+    // interval 5 closes the gap: 3 × 2041 = 6123 Wh estimated, 1000 Wh
+    // imported, 500 Wh exported, refunded at the lowest rate of the gap,
+    // min(0.08, 0.30, 0.04, 0.20) = 0.04.
+    let mut txs: Vec<SignedTx> = (1..4).map(|h| zero(&s, h, 5)).collect();
+    txs.push(s.community.reading_tx(0, 5, 6_300, 2_600));
+    let mut receipts = s.block(txs, T0 + 6_050);
+    // Intervals 4 and 5 settle (interval 6 not yet).
+    receipts.extend(s.block(Vec::new(), T0 + 7_600));
+    assert_eq!(s.state.next_settlement_interval, 6);
+    let b3 = bill_of(&s, &receipts, 3, 0);
+    assert_eq!((b3.estimated_import_wh, b3.grid_import_nano), (CAPACITY_WH, -capacity * IMPORT));
+    let b4 = bill_of(&s, &receipts, 4, 0);
+    assert_eq!((b4.estimated_import_wh, b4.grid_import_nano), (CAPACITY_WH, -capacity * 200_000));
+    let b5 = bill_of(&s, &receipts, 5, 0);
+    let refund_wh = 3 * 2_041 + 500 - 1_000;
+    assert_eq!((b5.estimate_refund_wh, b5.estimate_refund_nano), (5_623, 5_623 * 40_000));
+    assert_eq!(refund_wh, 5_623);
+    assert_eq!(b5.total_nano, -capacity * 200_000 + 5_623 * 40_000);
+
+    // The balance is the deposit plus every bill: the grid paid the refunds.
+    let billed: i128 = [1, 2, 3, 4, 5]
+        .iter()
+        .map(|&interval| {
+            let all: Vec<Receipt> = s.blocks.iter().flat_map(|block| block.receipts.clone()).collect();
+            bill_of(&s, &all, interval, 0).total_nano
+        })
+        .sum();
+    assert_eq!(s.balance(0), 100 * NANOS_PER_UNIT + billed);
+    s.state.check_invariants().unwrap();
+}
+
+#[test]
+fn a_meter_is_estimated_without_refund_until_its_first_reading() {
+    let mut s = registered();
+    // Household 0 reports nothing until interval 2; household 1 reports
+    // every interval and is billed exactly.
+    let mut receipts = Vec::new();
+    for interval in 0..4 {
+        let mut txs = vec![s.community.reading_tx(1, interval, 10 * interval, 0)];
+        if interval >= 2 {
+            txs.push(s.community.reading_tx(0, interval, 1_000 + 100 * interval, 0));
+        }
+        receipts.extend(s.block(txs, T0 + 1_050 + 1_000 * interval));
+    }
+    receipts.extend(s.block(Vec::new(), T0 + 5_600));
+    assert_eq!(s.state.next_settlement_interval, 4);
+    // Interval 1: no base, so an estimate with nothing to refund it against.
+    let b1 = bill_of(&s, &receipts, 1, 0);
+    assert_eq!((b1.metered_net_export_wh, b1.estimated_import_wh), (-2_041, CAPACITY_WH));
+    // Interval 2: its first reading (of unknown registers before) only
+    // becomes the base; the interval is still estimated, and nothing is
+    // refunded.
+    let b2 = bill_of(&s, &receipts, 2, 0);
+    assert_eq!((b2.estimated_import_wh, b2.estimate_refund_wh, b2.estimate_refund_nano), (CAPACITY_WH, 0, 0));
+    // Interval 3: measured from the base, 100 Wh imported.
+    let b3 = bill_of(&s, &receipts, 3, 0);
+    assert_eq!((b3.metered_net_export_wh, b3.estimated_import_wh, b3.grid_import_wh), (-100, 0, 100));
+    // Household 1 reported from its registration on: exact from interval 1.
+    for interval in 1..4 {
+        let b = bill_of(&s, &receipts, interval, 1);
+        assert_eq!((b.metered_net_export_wh, b.estimated_import_wh), (-10, 0), "interval {interval}");
+    }
+    // Households 2 and 3 never report: every interval estimated.
+    assert_eq!(bill_of(&s, &receipts, 3, 2).estimated_import_wh, CAPACITY_WH);
+    assert_eq!(meter_of(&s, 2).base, None);
+    assert_eq!(meter_of(&s, 2).estimate, None);
+}
+
+#[test]
+fn a_reading_before_the_meters_registration_is_refused() {
+    let mut s = registered();
+    // A second meter for household 0, registered in interval 3.
+    let late = derived_key(7, 9, 0);
+    let (owner, meter) = (s.community.households[0].account.public(), late.public());
+    let register = s.community.registrar_tx(|registrar, nonce| Tx::RegisterMeter {
+        registrar,
+        nonce,
+        meter,
+        owner,
+        max_import_w: 5_000,
+        max_export_w: 5_000,
+        zone: String::new(),
+    });
+    s.block(vec![register], T0 + 3_200);
+    assert_eq!(s.state.meters[&meter].registered_interval, 3);
+    let reading = |interval| {
+        let reading =
+            gridshare_ledger::tx::MeterReading { meter, interval, import_wh_total: 0, export_wh_total: 0 };
+        let signed =
+            gridshare_ledger::tx::SignedMeterReading::sign(reading, &late, &s.genesis().community_id);
+        SignedTx { tx: Tx::MeterReading(reading), signature: signed.signature }
+    };
+    let refused = rejection(&s, &reading(2), T0 + 4_100);
+    assert_eq!(
+        refused,
+        Rejection::ReadingBeforeRegistration { meter, interval: 2, registered_interval: 3 },
+        "{refused}"
+    );
+    assert_eq!(refused.code(), "reading_before_registration");
+    let mut state = s.state.clone();
+    admit(s.genesis(), &mut state, T0 + 4_100, &reading(3)).unwrap();
+}
+
+#[test]
+fn a_register_may_rise_by_the_meters_capacity_per_interval_and_not_one_wh_more() {
+    let mut s = registered();
+    s.block(vec![s.community.reading_tx(0, 0, 1_000, 500)], T0 + 1_050);
+    let t = T0 + 5_100;
+    let check = |interval: u64, import: u64, export: u64| {
+        let mut state = s.state.clone();
+        admit(s.genesis(), &mut state, t, &s.community.reading_tx(0, interval, import, export))
+    };
+    // One interval later: exactly the capacity, then one Wh more.
+    assert_eq!(check(1, 1_000 + CAPACITY_WH, 500 + CAPACITY_WH), Ok(()));
+    let meter = s.community.households[0].meter.public();
+    assert_eq!(
+        check(1, 1_000 + CAPACITY_WH + 1, 500),
+        Err(Rejection::ReadingAboveCapacity {
+            meter,
+            register: "import",
+            increase_wh: CAPACITY_WH + 1,
+            intervals: 1,
+            power_w: 7_000_000,
+            bound_wh: 2_041,
+        })
+    );
+    let above = check(1, 1_000, 500 + CAPACITY_WH + 1).unwrap_err();
+    assert!(matches!(above, Rejection::ReadingAboveCapacity { register: "export", .. }), "{above:?}");
+    assert_eq!(above.code(), "reading_above_capacity");
+    // Three intervals later: three times the capacity.
+    assert_eq!(check(3, 1_000 + 3 * CAPACITY_WH, 500), Ok(()));
+    assert!(matches!(
+        check(3, 1_000 + 3 * CAPACITY_WH + 1, 500),
+        Err(Rejection::ReadingAboveCapacity { .. })
+    ));
+}
+
+/// The attack that halted protocol 1 for good: 0 kWh for interval k, then
+/// 9,300,000,000,000,000 kWh for interval k + 1.
+#[test]
+fn a_reading_no_meter_could_make_is_refused_and_the_chain_keeps_settling() {
+    let market = gridshare_ledger::genesis::MarketParams { interval_length_ms: 10_000, ..test_market() };
+    let mut community = TestCommunity::new(8, 1, market, T0);
+    let validator = LocalValidator { keypair: Keypair::from_seed(community.validator.seed()) };
+    let (account, meter) = (community.households[0].account.public(), community.households[0].meter.public());
+    let mut txs = vec![community.registrar_tx(|registrar, nonce| Tx::RegisterAccount {
+        registrar,
+        nonce,
+        account,
+        credit_limit_nano: 0,
+    })];
+    // The README's meter: 11 kW in, 7 kW out.
+    txs.push(community.registrar_tx(|registrar, nonce| Tx::RegisterMeter {
+        registrar,
+        nonce,
+        meter,
+        owner: account,
+        max_import_w: 11_000,
+        max_export_w: 7_000,
+        zone: String::new(),
+    }));
+    let genesis = community.genesis.clone();
+    let mut state = State::genesis(&genesis);
+    let produce = |state: &mut State, txs, time_ms| {
+        let (_, built) = validator.produce(&genesis, state, txs, time_ms).unwrap();
+        *state = built.state;
+        (built.block.receipts, built.left_out)
+    };
+    produce(&mut state, txs, T0 + 100);
+    let (_, left_out) = produce(&mut state, vec![community.reading_tx(0, 0, 0, 0)], T0 + 10_100);
+    assert!(left_out.is_empty());
+    let attack = community.reading_tx(0, 1, 9_300_000_000_000_000_000, 0);
+    let (_, left_out) = produce(&mut state, vec![attack], T0 + 20_100);
+    let [(_, rejection)] = &left_out[..] else { panic!("{left_out:?}") };
+    assert_eq!(
+        rejection.to_string(),
+        format!(
+            "meter {meter}: the import register rose 9300000000000000000 Wh in 1 interval(s); its 11000 W allow at most 32 Wh"
+        )
+    );
+    // The chain goes on: the interval is estimated, the next ones measured.
+    let mut settled = Vec::new();
+    for interval in 2..6 {
+        let (receipts, left_out) = produce(
+            &mut state,
+            vec![community.reading_tx(0, interval, 10 * interval, 0)],
+            T0 + 100 + 10_000 * (interval + 1),
+        );
+        assert!(left_out.is_empty(), "{left_out:?}");
+        settled.extend(receipts);
+    }
+    let bills: Vec<(u64, i64, u64)> = settled
+        .iter()
+        .filter_map(|receipt| match receipt {
+            Receipt::Settlement(settlement) => Some((
+                settlement.interval,
+                settlement.bills[0].metered_net_export_wh,
+                settlement.bills[0].estimated_import_wh,
+            )),
+            Receipt::Clearing(_) => None,
+        })
+        .collect();
+    // Interval 1 without its reading: 32 Wh estimated; interval 2 closes
+    // the gap (estimated, then 44 Wh refunded); 3 and 4 measured.
+    assert_eq!(bills, vec![(1, -32, 32), (2, -32, 32), (3, -10, 0), (4, -10, 0)]);
+    let refund = settled.iter().find_map(|receipt| match receipt {
+        Receipt::Settlement(settlement) if settlement.interval == 2 => Some(settlement.bills[0]),
+        _ => None,
+    });
+    let refund = refund.map(|bill| (bill.estimate_refund_wh, bill.estimate_refund_nano));
+    assert_eq!(refund, Some((44, 44 * FEED_IN)));
+    state.check_invariants().unwrap();
+}
+
+#[test]
+fn registrations_and_credits_beyond_the_bounds_are_refused() {
+    use gridshare_ledger::execute::{
+        ACCOUNT_POWER_MAX_W, CREDITS_TOTAL_MAX_NANO, METER_POWER_MAX_W, METERS_MAX,
+    };
+    let s = registered();
+    let owner = s.community.households[0].account.public();
+    let t = T0 + 200;
+    // Registrar transactions with explicit nonces: each is admitted (or
+    // refused) on a state whose registrar nonce is known.
+    let registrar = s.community.registrar.public();
+    let sign = |s: &Scenario, tx: Tx| SignedTx::sign(tx, &s.community.registrar, &s.genesis().community_id);
+    let next_nonce = |state: &State| state.registrar_nonces.get(&registrar).copied().unwrap_or(0) + 1;
+    let register = |s: &Scenario, state: &State, index: u32, import: u64, export: u64| {
+        let meter = derived_key(7, 9, index).public();
+        let tx = Tx::RegisterMeter {
+            registrar,
+            nonce: next_nonce(state),
+            meter,
+            owner,
+            max_import_w: import,
+            max_export_w: export,
+            zone: String::new(),
+        };
+        (meter, sign(s, tx))
+    };
+    // A meter of 1 GW is admitted, one W more is not.
+    let (meter, tx) = register(&s, &s.state, 0, METER_POWER_MAX_W + 1, 0);
+    let refused = rejection(&s, &tx, t);
+    assert_eq!(
+        refused,
+        Rejection::MeterPowerAboveBound {
+            meter,
+            direction: "import",
+            power_w: 1_000_000_001,
+            max_w: 1_000_000_000
+        }
+    );
+    assert_eq!(refused.code(), "meter_power_above_bound");
+    let (_, tx) = register(&s, &s.state, 0, 0, METER_POWER_MAX_W + 1);
+    assert!(matches!(rejection(&s, &tx, t), Rejection::MeterPowerAboveBound { direction: "export", .. }));
+
+    // An account's meters add up to at most 10 GW per direction: it has
+    // 7 MW already, then nine meters of 1 GW fit, and a tenth of 1 GW less
+    // 7 MW fits for import but not with one W more for export.
+    let mut state = s.state.clone();
+    for index in 1..=9 {
+        let (_, tx) = register(&s, &state, index, METER_POWER_MAX_W, METER_POWER_MAX_W);
+        admit(s.genesis(), &mut state, t, &tx).unwrap();
+    }
+    let rest = METER_POWER_MAX_W - 7_000_000;
+    let (_, tx) = register(&s, &state, 10, rest, rest + 1);
+    let refused = admit(s.genesis(), &mut state.clone(), t, &tx).unwrap_err();
+    assert_eq!(
+        refused,
+        Rejection::AccountPowerAboveBound {
+            account: owner,
+            direction: "export",
+            power_w: u128::from(ACCOUNT_POWER_MAX_W) + 1,
+            max_w: ACCOUNT_POWER_MAX_W,
+        }
+    );
+    assert_eq!(refused.code(), "account_power_above_bound");
+    let (_, tx) = register(&s, &state, 10, rest, rest);
+    admit(s.genesis(), &mut state, t, &tx).unwrap();
+    assert_eq!(state.accounts[&owner].max_import_w, ACCOUNT_POWER_MAX_W);
+
+    // Credits: at most 10^36 nano in total, ever.
+    let credit = |s: &Scenario, state: &State, amount_nano| {
+        let nonce = next_nonce(state);
+        sign(s, Tx::Credit { registrar, nonce, account: owner, amount_nano, reference: String::new() })
+    };
+    let limit: i128 = 1_000_000_000_000_000_000_000_000_000_000;
+    let mut state = s.state.clone();
+    state.credits_nano = CREDITS_TOTAL_MAX_NANO - limit;
+    let tx = credit(&s, &state, limit);
+    admit(s.genesis(), &mut state, t, &tx).unwrap();
+    assert_eq!(state.credits_nano, CREDITS_TOTAL_MAX_NANO);
+    let refused = admit(s.genesis(), &mut state.clone(), t, &credit(&s, &state, 1)).unwrap_err();
+    assert_eq!(
+        refused,
+        Rejection::CreditsAboveBound {
+            amount_nano: 1,
+            credits_nano: CREDITS_TOTAL_MAX_NANO + 1,
+            max_nano: CREDITS_TOTAL_MAX_NANO
+        }
+    );
+    assert_eq!(refused.code(), "credits_above_bound");
+
+    // At most 2^20 meters: the state is filled directly (registering a
+    // million meters one by one would take minutes), then one more is refused.
+    let mut state = s.state.clone();
+    let template = state.meters.values().next().unwrap().clone();
+    let mut key = [0_u8; 32];
+    while state.meters.len() < METERS_MAX {
+        let index = u32::try_from(state.meters.len()).unwrap();
+        key[..4].copy_from_slice(&index.to_le_bytes());
+        state.meters.insert(PublicKey(key), template.clone());
+    }
+    let (_, tx) = register(&s, &state, 11, 1, 1);
+    let refused = admit(s.genesis(), &mut state, t, &tx).unwrap_err();
+    assert_eq!(refused, Rejection::TooManyMeters { max: 1 << 20 });
+    assert_eq!(refused.code(), "too_many_meters");
+}
+
+#[test]
+fn no_block_is_later_than_the_communitys_lifetime() {
+    use gridshare_ledger::execute::LIFETIME_MS;
+    let s = registered();
+    let validator = &s.validator;
+    let end = T0 + LIFETIME_MS;
+    let error = validator.produce(s.genesis(), &s.state, Vec::new(), end + 1).unwrap_err();
+    assert_eq!(error, BlockError::BeyondLifetime { end, found: end + 1 });
+    // At the very end a block is still valid: settlement catches up in
+    // bounded steps, a block at a time.
+    let (_, built) = validator.produce(s.genesis(), &s.state, Vec::new(), end).unwrap();
+    let settled = built.state.next_settlement_interval;
+    assert!(settled > 0 && settled < s.genesis().interval_at(end), "{settled}");
+    built.state.check_invariants().unwrap();
+}
+
+/// The largest refund the bounds allow: a 1 GW meter with a 100 %
+/// tolerance in 24-hour intervals, estimated from interval 1 to the last
+/// interval of the community's lifetime and then trued up by a reading that
+/// shows it exported at full power all along, at tariffs of 1000 per kWh.
+/// Walking 13 million intervals block by block would take hours, so the
+/// state before the last settlement is built directly: it is the state
+/// those blocks would leave.
+#[test]
+fn the_largest_refund_the_lifetime_allows_fits() {
+    use gridshare_ledger::execute::{LIFETIME_MS, METER_POWER_MAX_W};
+    use gridshare_ledger::genesis::{MarketParams, PRICE_MAX_MICRO_PER_KWH, Tariffs};
+    use gridshare_ledger::state::{Account, Estimate, Meter};
+    use gridshare_ledger::tx::MeterReading;
+    let market = MarketParams {
+        interval_length_ms: 86_400_000,
+        gate_closure_lead_ms: 0,
+        settlement_delay_ms: 0,
+        meter_tolerance_permille: 1_000,
+        ..test_market()
+    };
+    let mut community = TestCommunity::new(9, 1, market, T0);
+    community.genesis.tariffs = Tariffs {
+        effective_from_interval: 0,
+        grid_import_micro_per_kwh: PRICE_MAX_MICRO_PER_KWH,
+        grid_feed_in_micro_per_kwh: PRICE_MAX_MICRO_PER_KWH,
+        network_fee_micro_per_kwh: PRICE_MAX_MICRO_PER_KWH,
+    };
+    let genesis = community.genesis.clone();
+    genesis.validate().unwrap();
+    let capacity_wh = genesis.meter_capacity_wh(METER_POWER_MAX_W);
+    assert_eq!(capacity_wh, 48_000_000_000);
+    let end = T0 + LIFETIME_MS;
+    let last = genesis.interval_at(end) - 1;
+    assert_eq!(last, 13_031_247);
+
+    let (account, meter) = (community.households[0].account.public(), community.households[0].meter.public());
+    let reading =
+        |interval, export_wh_total| MeterReading { meter, interval, import_wh_total: 0, export_wh_total };
+    let mut state = State::genesis(&genesis);
+    state.last_timestamp_ms = end - 1;
+    state.accounts.insert(
+        account,
+        Account {
+            balance_nano: 0,
+            reserved_nano: 0,
+            credit_limit_nano: 0,
+            last_nonce: 0,
+            open_offers: 0,
+            max_import_w: METER_POWER_MAX_W,
+            max_export_w: METER_POWER_MAX_W,
+        },
+    );
+    let exported = last * capacity_wh;
+    state.meters.insert(
+        meter,
+        Meter {
+            owner: account,
+            max_import_w: METER_POWER_MAX_W,
+            max_export_w: METER_POWER_MAX_W,
+            zone: String::new(),
+            last_reading: Some(reading(last, exported)),
+            registered_interval: 0,
+            base: Some(reading(0, 0)),
+            estimate: Some(Estimate {
+                import_wh: (last - 1) * capacity_wh,
+                rate_micro_per_kwh: PRICE_MAX_MICRO_PER_KWH,
+            }),
+        },
+    );
+    state.readings.insert((last, meter), (0, exported));
+    state.next_clearing_interval = last;
+    state.next_settlement_interval = last;
+    state.check_invariants().unwrap();
+
+    let validator = LocalValidator { keypair: Keypair::from_seed(community.validator.seed()) };
+    let (_, built) = validator.produce(&genesis, &state, Vec::new(), end).unwrap();
+    let [Receipt::Settlement(settlement)] = &built.block.receipts[..] else {
+        panic!("{:?}", built.block.receipts)
+    };
+    let bill = settlement.bills[0];
+    // The whole estimate, 13,031,247 × 48·10⁹ Wh ≈ 6.3·10¹⁷ Wh, comes back at
+    // 1000 per kWh: ≈ 6.3·10²⁶ nano.
+    let refund_wh = last * capacity_wh;
+    assert_eq!((bill.estimated_import_wh, bill.estimate_refund_wh), (capacity_wh, refund_wh));
+    let price = i128::from(PRICE_MAX_MICRO_PER_KWH);
+    assert_eq!(bill.estimate_refund_nano, i128::from(refund_wh) * price);
+    assert_eq!(bill.total_nano, i128::from(refund_wh) * price - i128::from(capacity_wh) * price);
+    assert_eq!(built.state.accounts[&account].balance_nano, bill.total_nano);
+    let (next, receipts) = execute(&genesis, &state, &built.block, Signatures::Verify).unwrap();
+    assert_eq!((next, receipts), (built.state, built.block.receipts));
 }

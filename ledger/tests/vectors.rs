@@ -19,7 +19,7 @@ use gridshare_ledger::consensus::{
 use gridshare_ledger::encoding::{Domain, domain_bytes, from_bytes, to_bytes};
 use gridshare_ledger::genesis::Mechanism;
 use gridshare_ledger::ids::{Keypair, PublicKey};
-use gridshare_ledger::state::State;
+use gridshare_ledger::state::{Estimate, Meter, State};
 use gridshare_ledger::testkit::{TestCommunity, test_market};
 use gridshare_ledger::tx::{MeterReading, Offer, Side, SignedMeterReading, SignedTx, Tx};
 
@@ -124,7 +124,10 @@ fn objects() -> (TestCommunity, Vec<SignedTx>, Block, CommitCertificate) {
                 grid_import_nano: 0,
                 feed_in_wh: 200,
                 feed_in_nano: 16_000_000,
-                total_nano: 166_000_000,
+                total_nano: 166_000_000 + 2_400_000,
+                estimated_import_wh: 0,
+                estimate_refund_wh: 30,
+                estimate_refund_nano: 2_400_000,
             }],
         }),
     ];
@@ -182,6 +185,34 @@ fn consensus_objects(
     (proposal, streamed, equivocation, double_proposal)
 }
 
+/// The genesis state with one meter that has a last reading, a base and a
+/// pending estimate: every field of a meter in the state root.
+fn state_with_a_meter(community: &TestCommunity) -> State {
+    let mut state = State::genesis(&community.genesis);
+    let (account, meter) = (key(10).public(), key(11).public());
+    let reading = |interval, import_wh_total, export_wh_total| MeterReading {
+        meter,
+        interval,
+        import_wh_total,
+        export_wh_total,
+    };
+    state.meters.insert(
+        meter,
+        Meter {
+            owner: account,
+            max_import_w: 11_000,
+            max_export_w: 7_000,
+            zone: "feeder-3".into(),
+            last_reading: Some(reading(44, 12_352, 684)),
+            registered_interval: 40,
+            base: Some(reading(41, 12_345, 678)),
+            estimate: Some(Estimate { import_wh: 6, rate_micro_per_kwh: 80_000 }),
+        },
+    );
+    state.next_settlement_interval = 44;
+    state
+}
+
 fn vector<T: BorshSerialize>(out: &mut String, name: &str, value: &T, hash: Option<Hash>) {
     out.push_str(&format!("== {name}\nbytes {}\n", hex::encode(to_bytes(value))));
     if let Some(hash) = hash {
@@ -223,6 +254,9 @@ fn golden_vectors() {
     );
     let state = State::genesis(&community.genesis);
     vector(&mut out, "state at genesis", &state, Some(state.root(&id)));
+    let state = state_with_a_meter(&community);
+    vector(&mut out, "meter (as in the state)", &state.meters.values().next().unwrap(), None);
+    vector(&mut out, "state with a meter", &state, Some(state.root(&id)));
     out.push_str(&format!("== block\nhash  {}\n", block.hash()));
     expect_file!["vectors/objects.txt"].assert_eq(&out);
 }
@@ -255,6 +289,10 @@ fn every_object_round_trips_and_decodes_strictly() {
     round_trip(&certificate);
     round_trip(&certificate.vote(community.validator.public()));
     round_trip(&State::genesis(&community.genesis));
+    let state = state_with_a_meter(&community);
+    round_trip(&state);
+    round_trip(state.meters.values().next().unwrap());
+    state.check_invariants().unwrap();
     let (proposal, streamed, equivocation, double_proposal) = consensus_objects(&community, &block);
     round_trip(&proposal);
     round_trip(&streamed);

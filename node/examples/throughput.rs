@@ -19,18 +19,19 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // A measuring tool: a panic is the report.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gridshare_api::TxKind;
+use gridshare_api::client::{Client, Submission};
+use gridshare_api::harness::{NodeLaunch, NodeProcess, find_node_binary, loopback_ports};
+use gridshare_api::stats::percentile;
 use gridshare_ledger::encoding::to_bytes;
 use gridshare_ledger::genesis::MarketParams;
 use gridshare_ledger::testkit::{TestCommunity, test_market};
-use gridshare_ledger::tx::{Side, SignedTx};
+use gridshare_ledger::tx::Side;
 use gridshare_node::node::now_ms;
 
 const SUBMITTERS: usize = 8;
@@ -38,117 +39,27 @@ const INTERVAL_MS: u64 = 2_000;
 const GATE_CLOSURE_LEAD_MS: u64 = 500;
 const BLOCK_TIME_MS: &str = "250";
 
-/// A keep-alive HTTP/1.1 connection to one node's API.
-struct Connection {
-    address: String,
-    stream: BufReader<TcpStream>,
-}
-
-impl Connection {
-    fn open(address: &str) -> Connection {
-        let stream = TcpStream::connect(address).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Connection { address: address.to_string(), stream: BufReader::new(stream) }
-    }
-
-    fn request(&mut self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let address = &self.address;
-        write!(
-            self.stream.get_mut(),
-            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut status_line = String::new();
-        self.stream.read_line(&mut status_line).unwrap();
-        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            self.stream.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        self.stream.read_exact(&mut body).unwrap();
-        (status, String::from_utf8(body).unwrap())
-    }
-
-    fn json(&mut self, path: &str) -> serde_json::Value {
-        let (status, body) = self.request("GET", path, "");
-        assert_eq!(status, 200, "{path}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    fn submit(&mut self, tx: &SignedTx) -> (u16, String) {
-        let body = format!("{{\"transaction_hex\":\"{}\"}}", hex::encode(to_bytes(tx)));
-        self.request("POST", "/v1/transactions", &body)
-    }
-}
-
+/// A node under load and a client of its API.
 struct Node {
-    child: Child,
-    api: String,
-    p2p: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("gridshare-node");
-    assert!(path.exists(), "build it first: cargo build --release -p gridshare-node --bins --examples");
-    path
+    process: NodeProcess,
+    api: Client,
 }
 
 fn start(dir: &Path, extra: &[&str], threads: usize) -> Node {
-    let mut command = Command::new(binary());
-    command
-        .args(["run", "--data-dir"])
+    let binary = find_node_binary()
+        .unwrap_or_else(|error| panic!("{error}: cargo build --release -p gridshare-node --bins --examples"));
+    let mut launch = NodeLaunch::new(&dir.display().to_string(), &binary, &dir.with_extension("log"))
+        .arg("run")
+        .arg("--data-dir")
         .arg(dir)
         .args(["--api", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-        .args(extra);
+        .args(extra)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()));
     if threads > 0 {
-        command.arg(format!("--worker-threads={threads}"));
+        launch = launch.arg(format!("--worker-threads={threads}"));
     }
-    let mut child = command
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut api, mut p2p) = (String::new(), String::new());
-    for line in lines {
-        let line = line.unwrap();
-        if let Some(url) = line.strip_prefix("API:") {
-            api = url.trim().trim_start_matches("http://").trim_end_matches("/v1/status").to_string();
-        } else if let Some(address) = line.strip_prefix("P2P:") {
-            p2p = address.trim().to_string();
-        } else if line.starts_with("Data dir:") {
-            break;
-        }
-    }
-    Node { child, api, p2p }
-}
-
-/// The kernel's high-water mark of a process's resident memory, in KiB.
-fn peak_memory_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    let process = launch.start().unwrap();
+    Node { api: process.client(), process }
 }
 
 /// The CPU time a process has used so far (user and system), in ms.
@@ -159,10 +70,6 @@ fn cpu_ms(pid: u32) -> u64 {
     let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
     let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);
     (ticks(11) + ticks(12)) * 10
-}
-
-fn percentile(sorted: &[u64], percent: usize) -> u64 {
-    sorted[(sorted.len() * percent / 100).min(sorted.len() - 1)]
 }
 
 fn main() {
@@ -191,11 +98,10 @@ fn main() {
     let genesis = community.genesis.clone();
     let genesis_file = dir.path().join("genesis.bin");
     std::fs::write(&genesis_file, to_bytes(&genesis)).unwrap();
-    let consensus: Vec<String> = (0..validator_count)
-        .map(|_| {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            format!("/ip4/127.0.0.1/tcp/{port}")
-        })
+    let consensus: Vec<String> = loopback_ports(validator_count as usize)
+        .unwrap()
+        .into_iter()
+        .map(|port| format!("/ip4/127.0.0.1/tcp/{port}"))
         .collect();
     // Validators also meet on the market swarm, where transactions travel.
     let mut validators: Vec<Node> = Vec::new();
@@ -209,7 +115,7 @@ fn main() {
         for peer in consensus.iter().filter(|peer| *peer != listen) {
             args.extend(["--consensus-peer", peer]);
         }
-        let earlier: Vec<String> = validators.iter().map(|node| node.p2p.clone()).collect();
+        let earlier: Vec<String> = validators.iter().map(|node| node.process.p2p().to_string()).collect();
         for address in &earlier {
             args.extend(["--bootstrap", address]);
         }
@@ -221,7 +127,7 @@ fn main() {
             let dir = dir.path().join(format!("household-{index}"));
             let mut args = vec!["--genesis", genesis_file.to_str().unwrap()];
             for node in &validators {
-                args.extend(["--bootstrap", node.p2p.as_str()]);
+                args.extend(["--bootstrap", node.process.p2p()]);
             }
             start(&dir, &args, threads)
         })
@@ -231,35 +137,33 @@ fn main() {
     // waves of what its mempool share allows.
     println!("registering {accounts} accounts");
     let mut pending = community.registrations();
-    let mut connection = Connection::open(&validator.api);
+    let api = &validator.api;
     while !pending.is_empty() {
         // In order: a meter needs its account, so a wave stops at the first
         // refusal and the rest waits for the next block.
         let mut sent = 0;
         for tx in &pending {
-            let (status, body) = connection.submit(tx);
-            match status {
-                202 => sent += 1,
-                429 => break,
-                _ => panic!("registration refused: {body}"),
+            match api.submit(tx).unwrap() {
+                Submission::Admitted { .. } => sent += 1,
+                Submission::Refused { status: 429, .. } => break,
+                refused => panic!("registration refused: {refused:?}"),
             }
         }
         pending.drain(..sent);
         std::thread::sleep(Duration::from_millis(100));
     }
     let registered = Instant::now();
-    while connection.json("/v1/status")["accounts"].as_u64().unwrap() < u64::from(accounts) {
+    while api.status().unwrap().accounts < u64::from(accounts) {
         if registered.elapsed() > Duration::from_secs(120) {
             for node in &validators {
-                eprintln!("{}", Connection::open(&node.api).request("GET", "/v1/status", "").1);
+                eprintln!("{:?}", node.api.status());
             }
             panic!("registrations did not land");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     for node in &households {
-        let mut connection = Connection::open(&node.api);
-        while connection.json("/v1/status")["accounts"].as_u64().unwrap() < u64::from(accounts) {
+        while node.api.status().unwrap().accounts < u64::from(accounts) {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -270,13 +174,13 @@ fn main() {
     let watchers: Vec<_> = households
         .iter()
         .map(|node| {
+            // A client of its own: its connection is not shared with the load.
             let (api, stop, latencies, genesis) =
-                (node.api.clone(), stop.clone(), latencies.clone(), genesis.clone());
+                (Client::new(node.api.url()).unwrap(), stop.clone(), latencies.clone(), genesis.clone());
             std::thread::spawn(move || {
-                let mut connection = Connection::open(&api);
-                let mut next = connection.json("/v1/status")["next_clearing_interval"].as_u64().unwrap();
+                let mut next = api.status().unwrap().next_clearing_interval;
                 while !stop.load(Ordering::Relaxed) {
-                    let now_next = connection.json("/v1/status")["next_clearing_interval"].as_u64().unwrap();
+                    let now_next = api.status().unwrap().next_clearing_interval;
                     let seen = now_ms();
                     for interval in next..now_next {
                         let gate = genesis.gate_closure_ms(interval).unwrap();
@@ -292,9 +196,9 @@ fn main() {
     // Load: each submitter signs offers for its accounts and submits them
     // through the household nodes, each account always through the same one.
     println!("loading for {seconds} s with {SUBMITTERS} submitters");
-    let start_height = connection.json("/v1/status")["height"].as_u64().unwrap();
+    let start_height = api.status().unwrap().height;
     let nodes: Vec<&Node> = validators.iter().chain(&households).collect();
-    let cpu_start_ms: Vec<u64> = nodes.iter().map(|node| cpu_ms(node.child.id())).collect();
+    let cpu_start_ms: Vec<u64> = nodes.iter().map(|node| cpu_ms(node.process.pid())).collect();
     let admitted = Arc::new(AtomicU64::new(0));
     // Refusals by the API's error code: how many, and the first message.
     let refused = Arc::new(Mutex::new(std::collections::BTreeMap::<String, (u64, String)>::new()));
@@ -302,10 +206,11 @@ fn main() {
     let community = Arc::new(community);
     let submitters: Vec<_> = (0..SUBMITTERS)
         .map(|submitter| {
-            let apis: Vec<String> = households.iter().map(|node| node.api.clone()).collect();
+            let urls: Vec<String> = households.iter().map(|node| node.api.url().to_string()).collect();
             let (community, admitted, refused) = (community.clone(), admitted.clone(), refused.clone());
             std::thread::spawn(move || {
-                let mut connections: Vec<Connection> = apis.iter().map(|api| Connection::open(api)).collect();
+                // Clients of their own: a kept-alive connection per node and submitter.
+                let clients: Vec<Client> = urls.iter().map(|url| Client::new(url).unwrap()).collect();
                 let mine: Vec<usize> =
                     (0..community.households.len()).filter(|index| index % SUBMITTERS == submitter).collect();
                 let mut nonces = vec![0_u64; community.households.len()];
@@ -328,21 +233,21 @@ fn main() {
                         let offer =
                             community.offer_tx(index, nonces[index], interval, side, 100, price, attestation);
                         // Each household submits through its own node.
-                        let node = index % connections.len();
-                        let (status, body) = connections[node].submit(&offer);
-                        if status == 202 {
-                            admitted.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            // Nonces have no gaps: the next offer reuses it.
-                            nonces[index] -= 1;
-                            let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                            let code =
-                                error["code"].as_str().map_or_else(|| status.to_string(), str::to_string);
-                            let mut refused = refused.lock().unwrap();
-                            let (count, _) =
-                                refused.entry(code).or_insert_with(|| (0, error["message"].to_string()));
-                            *count += 1;
-                        }
+                        let (code, message) = match clients[index % clients.len()].submit(&offer) {
+                            Ok(Submission::Admitted { .. }) => {
+                                admitted.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            Ok(Submission::Refused { code, message, .. }) => (code.to_string(), message),
+                            Err(error) => {
+                                (error.code().map_or("error", |code| code.as_str()).into(), error.to_string())
+                            }
+                        };
+                        // Nonces have no gaps: the next offer reuses it.
+                        nonces[index] -= 1;
+                        let mut refused = refused.lock().unwrap();
+                        let (count, _) = refused.entry(code).or_insert_with(|| (0, message));
+                        *count += 1;
                     }
                 }
             })
@@ -352,7 +257,7 @@ fn main() {
         submitter.join().unwrap();
     }
     let cpu_used_ms: Vec<u64> =
-        nodes.iter().zip(&cpu_start_ms).map(|(node, start)| cpu_ms(node.child.id()) - start).collect();
+        nodes.iter().zip(&cpu_start_ms).map(|(node, start)| cpu_ms(node.process.pid()) - start).collect();
     let load_ms = seconds * 1_000;
     // Let the last offers clear.
     std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
@@ -360,19 +265,17 @@ fn main() {
     for watcher in watchers {
         watcher.join().unwrap();
     }
-    let end_height = connection.json("/v1/status")["height"].as_u64().unwrap();
+    let end_height = api.status().unwrap().height;
     let mut committed = 0_u64;
     let (mut first_ms, mut last_ms) = (u64::MAX, 0);
     let (mut first_block_ms, mut last_block_ms) = (u64::MAX, 0);
     for height in start_height + 1..=end_height {
-        let block = connection.json(&format!("/v1/blocks/{height}"));
-        let time = block["timestamp_ms"].as_u64().unwrap();
+        let block = api.block(height).unwrap();
+        let time = block.timestamp_ms;
         first_block_ms = first_block_ms.min(time);
         last_block_ms = last_block_ms.max(time);
-        let offers =
-            block["transactions"].as_array().unwrap().iter().filter(|tx| tx["kind"] == "offer").count();
+        let offers = block.transactions.iter().filter(|tx| tx.kind == TxKind::Offer).count();
         if offers > 0 {
-            let time = block["timestamp_ms"].as_u64().unwrap();
             first_ms = first_ms.min(time);
             last_ms = last_ms.max(time);
             committed += offers as u64;
@@ -403,9 +306,9 @@ fn main() {
     );
     if !latencies.is_empty() {
         println!(
-            "gate closure to clearing seen on a household: p50 {} ms, p99 {} ms, max {} ms ({} samples)",
-            percentile(&latencies, 50),
-            percentile(&latencies, 99),
+            "gate closure to clearing seen on a household (nearest rank): p50 {} ms, p99 {} ms, max {} ms ({} samples)",
+            percentile(&latencies, 50).unwrap_or(0),
+            percentile(&latencies, 99).unwrap_or(0),
             latencies[latencies.len() - 1],
             latencies.len()
         );
@@ -422,17 +325,17 @@ fn main() {
         load_ms
     );
     for node in validators.iter().chain(&households) {
-        let (_, metrics) = Connection::open(&node.api).request("GET", "/metrics", "");
+        let metrics = node.api.metrics().unwrap();
         let gossip: Vec<&str> = metrics
             .lines()
             .filter(|line| line.starts_with("gridshare_gossip") || line.starts_with("gridshare_height"))
             .collect();
-        println!("{} gossip: {}", node.api, gossip.join(" "));
+        println!("{} gossip: {}", node.api.url(), gossip.join(" "));
     }
     for (index, node) in validators.iter().enumerate() {
-        println!("peak memory: validator {index} {} MiB", peak_memory_kib(node.child.id()) / 1024);
+        println!("peak memory: validator {index} {} MiB", node.process.peak_memory_kib() / 1024);
     }
     for (index, node) in households.iter().enumerate() {
-        println!("peak memory: household {index} {} MiB", peak_memory_kib(node.child.id()) / 1024);
+        println!("peak memory: household {index} {} MiB", node.process.peak_memory_kib() / 1024);
     }
 }

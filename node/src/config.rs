@@ -23,6 +23,13 @@ pub const NODE_KEY_FILE_NAME: &str = "node.key";
 pub const VALIDATOR_KEY_FILE_NAME: &str = "validator.key";
 /// The index of blocks by transaction and interval, derived from the ledger.
 pub const INDEX_FILE_NAME: &str = "index.redb";
+/// The bearer token of the admin API, made on first use when the admin API
+/// is enabled without a token file of the operator's.
+pub const ADMIN_TOKEN_FILE_NAME: &str = "admin.token";
+/// The largest admin token file read.
+const ADMIN_TOKEN_BYTES_MAX: u64 = 1024;
+/// An admin token the operator chose has at least this many characters.
+const ADMIN_TOKEN_CHARS_MIN: usize = 16;
 /// The largest config file read.
 const CONFIG_BYTES_MAX: u64 = 64 * 1024;
 /// The largest genesis file read.
@@ -52,6 +59,11 @@ pub struct Config {
     /// Threads of the async runtime: 1 runs the whole node on one thread;
     /// absent, one per core.
     pub worker_threads: Option<NonZeroUsize>,
+    /// Serve the admin API (`POST /v1/admin/isolate`, for test networks).
+    pub enable_admin_api: bool,
+    /// The file holding the admin API's bearer token; absent, the data
+    /// directory's `admin.token`, made on first use.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -66,6 +78,8 @@ impl Default for Config {
             consensus_peers: Vec::new(),
             consensus_connections_per_ip_max: NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN),
             worker_threads: None,
+            enable_admin_api: false,
+            admin_token_file: None,
         }
     }
 }
@@ -104,6 +118,14 @@ consensus_connections_per_ip_max = 16
 # set. Nodes that share a machine, as in a test network, do best with 1 each
 # (fewer threads waking each other on the same cores).
 # worker_threads = 1
+
+# The admin API (POST /v1/admin/isolate, which cuts the node off from its
+# peers for a while) is for test networks. Enabled, it answers only requests
+# with `Authorization: Bearer TOKEN`, the token in admin_token_file or, by
+# default, in admin.token in the data directory (made on first use, readable
+# by the owner only).
+enable_admin_api = false
+# admin_token_file = "/path/to/token"
 "#;
 
 /// Why a data directory cannot be used.
@@ -203,6 +225,34 @@ pub fn node_identity(data_dir: &Path) -> Result<libp2p::identity::Keypair, Confi
     Ok(keypair)
 }
 
+/// The admin API's bearer token: the contents of `file` if the operator
+/// names one, else the data directory's `admin.token`, made with a fresh
+/// random token (owner-only) if it does not exist yet.
+pub fn admin_token(data_dir: &Path, file: Option<&Path>) -> Result<String, ConfigError> {
+    let generated = data_dir.join(ADMIN_TOKEN_FILE_NAME);
+    let path = file.unwrap_or(&generated);
+    if file.is_some() || path.exists() {
+        let bytes = read_bounded(path, ADMIN_TOKEN_BYTES_MAX)?;
+        let token = String::from_utf8_lossy(&bytes).trim().to_string();
+        if token.chars().count() < ADMIN_TOKEN_CHARS_MIN || token.chars().any(|c| !c.is_ascii_graphic()) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "an admin token is at least {ADMIN_TOKEN_CHARS_MIN} printable ASCII characters without spaces"
+                ),
+            });
+        }
+        return Ok(token);
+    }
+    let mut secret = [0_u8; 32];
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut secret).map_err(|error| {
+        ConfigError::Io { path: path.to_path_buf(), error: std::io::Error::other(error.to_string()) }
+    })?;
+    let token = hex::encode(secret);
+    write_private(path, format!("{token}\n").as_bytes())?;
+    Ok(token)
+}
+
 /// What `init` made.
 #[derive(Debug)]
 pub struct Initialized {
@@ -295,6 +345,28 @@ mod tests {
         assert!(init(dir.path(), Some(&file)).is_ok());
         let refused = init(dir.path(), Some(&other_file)).unwrap_err();
         assert!(matches!(refused, ConfigError::OtherCommunity { .. }), "{refused}");
+    }
+
+    #[test]
+    fn the_admin_token_is_made_once_owner_only_or_read_from_the_operators_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = admin_token(dir.path(), None).unwrap();
+        assert_eq!(made.len(), 64, "{made}");
+        assert_eq!(admin_token(dir.path(), None).unwrap(), made, "kept across restarts");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                std::fs::metadata(dir.path().join(ADMIN_TOKEN_FILE_NAME)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let chosen = dir.path().join("chosen.token");
+        std::fs::write(&chosen, "correct-horse-battery-staple\n").unwrap();
+        assert_eq!(admin_token(dir.path(), Some(&chosen)).unwrap(), "correct-horse-battery-staple");
+        std::fs::write(&chosen, "short").unwrap();
+        assert!(matches!(admin_token(dir.path(), Some(&chosen)), Err(ConfigError::Invalid { .. })));
+        let missing = dir.path().join("missing.token");
+        assert!(matches!(admin_token(dir.path(), Some(&missing)), Err(ConfigError::Io { .. })));
     }
 
     #[test]

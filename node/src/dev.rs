@@ -5,7 +5,6 @@
 //! transactions exactly as real wallets and meters do.
 
 use gridshare_ledger::genesis::{MarketParams, Mechanism};
-use gridshare_ledger::ids::PublicKey;
 use gridshare_ledger::state::State;
 use gridshare_ledger::testkit::{TestCommunity, test_market};
 use gridshare_ledger::tx::{Side, SignedTx};
@@ -26,26 +25,21 @@ pub fn dev_market(interval_ms: u64) -> MarketParams {
     }
 }
 
+/// At most this many readings a meter reports at once when it catches up
+/// (after the node was down): well inside the mempool's bound per signer.
+const CATCH_UP_READINGS_MAX: u64 = 16;
+
 /// The two simulated households and what they did so far.
 #[derive(Debug)]
 pub struct DevHouseholds {
     pub community: TestCommunity,
     registered: bool,
-    /// Cumulative (import, export) registers of each household's meter.
-    registers: [(u64, u64); 2],
-    last_read: Option<u64>,
     last_offered: Option<u64>,
 }
 
 impl DevHouseholds {
     pub fn new(community: TestCommunity) -> DevHouseholds {
-        DevHouseholds {
-            community,
-            registered: false,
-            registers: [(0, 0), (0, 0)],
-            last_read: None,
-            last_offered: None,
-        }
+        DevHouseholds { community, registered: false, last_offered: None }
     }
 
     /// The households of a dev community that already has a ledger: what
@@ -59,27 +53,23 @@ impl DevHouseholds {
             .filter(|offer| Some(offer.account) == seller)
             .map(|offer| offer.interval)
             .max();
-        for (index, household) in households.community.households.iter().enumerate().take(2) {
-            if !state.accounts.contains_key(&household.account.public()) {
-                continue;
-            }
-            households.registered = true;
-            if let Some(reading) =
-                state.meters.get(&household.meter.public()).and_then(|meter| meter.last_reading)
-            {
-                households.registers[index] = (reading.import_wh_total, reading.export_wh_total);
-                households.last_read = Some(reading.interval);
-            }
-        }
+        households.registered = households
+            .community
+            .households
+            .iter()
+            .take(2)
+            .any(|household| state.accounts.contains_key(&household.account.public()));
         households
     }
 
-    /// What the households and the registrar submit at `time_ms`: the
-    /// registrations first, then each interval's meter readings once it has
-    /// ended, and offers for two intervals ahead.
-    /// `last_nonce` gives an account's last nonce, waiting transactions
-    /// included, so that a refused offer leaves no gap.
-    pub fn transactions(&mut self, time_ms: u64, last_nonce: impl Fn(&PublicKey) -> u64) -> Vec<SignedTx> {
+    /// What the households and the registrar submit at `time_ms`, given
+    /// `pending`, the state the next block starts from with every waiting
+    /// transaction applied: the registrations first, then each meter's
+    /// readings of every interval that ended since its registration or its
+    /// last reading (a meter is billed every interval, and one without a
+    /// reading at its full import capacity), and offers for two intervals
+    /// ahead.
+    pub fn transactions(&mut self, time_ms: u64, pending: &State) -> Vec<SignedTx> {
         if !self.registered {
             self.registered = true;
             return self.community.registrations();
@@ -87,32 +77,54 @@ impl DevHouseholds {
         let genesis = &self.community.genesis;
         let mut txs = Vec::new();
         let current = genesis.interval_at(time_ms);
-        if let Some(ended) = current.checked_sub(1)
-            && self.last_read.is_none_or(|read| read < ended)
-            && genesis.interval_end_ms(ended).is_some_and(|end| end <= time_ms)
-        {
-            // The solar home exports 1.2 to 1.7 kWh an interval and imports a
-            // little; the neighbour imports 0.8 to 1.3 kWh.
-            let wobble = (ended % 6) * 100;
-            self.registers[0].0 += 50;
-            self.registers[0].1 += 1_200 + wobble;
-            self.registers[1].0 += 800 + wobble;
-            for (household, (import, export)) in self.registers.iter().enumerate() {
-                txs.push(self.community.reading_tx(household, ended, *import, *export));
+        let mut attestations = Vec::with_capacity(2);
+        for (index, household) in self.community.households.iter().enumerate().take(2) {
+            let Some(meter) = pending.meters.get(&household.meter.public()) else { continue };
+            let (mut import, mut export) = meter
+                .last_reading
+                .map_or((0, 0), |reading| (reading.import_wh_total, reading.export_wh_total));
+            // Intervals already settled can no longer count: start after
+            // the last reading, at the registration or the first unsettled
+            // interval.
+            let first = meter
+                .last_reading
+                .map_or(meter.registered_interval, |reading| reading.interval + 1)
+                .max(pending.next_settlement_interval.min(current));
+            let mut last = meter.last_reading;
+            for interval in first..current.min(first + CATCH_UP_READINGS_MAX) {
+                // The solar home exports 1.2 to 1.7 kWh an interval and
+                // imports a little; the neighbour imports 0.8 to 1.3 kWh.
+                let wobble = (interval % 6) * 100;
+                if index == 0 {
+                    import += 50;
+                    export += 1_200 + wobble;
+                } else {
+                    import += 800 + wobble;
+                }
+                let tx = self.community.reading_tx(index, interval, import, export);
+                if let gridshare_ledger::tx::Tx::MeterReading(reading) = tx.tx {
+                    last = Some(reading);
+                }
+                txs.push(tx);
             }
-            self.last_read = Some(ended);
+            attestations.push(last);
         }
         let target = current + 2;
-        if let Some(read) = self.last_read
+        if let [Some(seller), Some(buyer)] = attestations[..]
             && self.last_offered.is_none_or(|offered| offered < target)
         {
             let prices = [90_000 + (target % 5) * 10_000, 260_000 - (target % 3) * 20_000];
             let energies = [1_000 + (target % 4) * 100, 900 + (target % 3) * 150];
-            for household in 0..2 {
-                let nonce = last_nonce(&self.community.households[household].account.public()) + 1;
+            for (household, reading) in [seller, buyer].into_iter().enumerate() {
+                let account = self.community.households[household].account.public();
+                let nonce = pending.accounts.get(&account).map_or(0, |account| account.last_nonce) + 1;
                 let side = if household == 0 { Side::Sell } else { Side::Buy };
-                let (import, export) = self.registers[household];
-                let attestation = self.community.reading(household, read, import, export);
+                let attestation = self.community.reading(
+                    household,
+                    reading.interval,
+                    reading.import_wh_total,
+                    reading.export_wh_total,
+                );
                 txs.push(self.community.offer_tx(
                     household,
                     nonce,

@@ -2,14 +2,11 @@
 //! from the operator's choices (validators, registrars, market rules and
 //! tariffs, with prices as exact decimals), and its summary as JSON.
 
-use std::str::FromStr;
-
-use gridshare_ledger::MICROS_PER_UNIT;
+use gridshare_api::GenesisSummary;
+use gridshare_api::decimal::{DecimalError, parse_scaled};
 use gridshare_ledger::encoding::to_bytes;
 use gridshare_ledger::genesis::{Genesis, GenesisError, MarketParams, Mechanism, Tariffs, Validator};
 use gridshare_ledger::ids::{CommunityId, PublicKey};
-use rust_decimal::Decimal;
-use serde_json::{Value, json};
 
 /// The operator's choices for a new community. Prices are in currency per
 /// kWh with at most six decimals.
@@ -74,6 +71,15 @@ pub struct GenesisOptions {
     pub max_offers_per_interval: u32,
     #[arg(long, default_value_t = 10_000)]
     pub max_transactions_per_block: u32,
+    /// How far a meter may exceed its registered power, per mille (0 to
+    /// 1000): readings that rise faster are refused.
+    #[arg(long, value_name = "PER_MILLE", default_value_t = 50)]
+    pub meter_tolerance_permille: u16,
+    /// δ, the clock synchronisation the community needs: a validator
+    /// refuses a proposal whose time is more than this off its own clock
+    /// (1 to 3600000).
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    pub block_time_tolerance_ms: u64,
 }
 
 /// Why an operator's choices make no genesis.
@@ -93,28 +99,31 @@ fn bad(option: &'static str, text: &str, problem: &'static str) -> GenesisOption
     GenesisOptionsError::BadValue { option, text: text.to_string(), problem }
 }
 
+/// Decimal places of a price per kWh written in currency, stored in
+/// micro-currency.
+const PRICE_DECIMALS: u32 = 6;
+/// Decimal places of `k` written as a fraction, stored in thousandths.
+const K_DECIMALS: u32 = 3;
+
 /// A price in currency per kWh as micro-currency per kWh, exactly.
 pub fn parse_price_micro(option: &'static str, text: &str) -> Result<u64, GenesisOptionsError> {
-    let value = Decimal::from_str(text.trim())
-        .map_err(|_| bad(option, text, "is not a decimal number such as 0.11"))?;
-    let micros =
-        value.checked_mul(Decimal::from(MICROS_PER_UNIT)).ok_or_else(|| bad(option, text, "is too large"))?;
-    if micros.is_sign_negative() && !micros.is_zero() {
-        return Err(bad(option, text, "is negative"));
-    }
-    if micros.fract() != Decimal::ZERO {
-        return Err(bad(option, text, "has more than 6 decimals"));
-    }
-    u64::try_from(micros.trunc()).map_err(|_| bad(option, text, "is too large"))
+    parse_scaled(text, PRICE_DECIMALS).map_err(|error| match error {
+        DecimalError::NotANumber => bad(option, text, "is not a decimal number such as 0.11"),
+        DecimalError::TooPrecise { .. } => bad(option, text, "has more than 6 decimals"),
+        DecimalError::Negative => bad(option, text, "is negative"),
+        DecimalError::TooLarge => bad(option, text, "is too large"),
+    })
 }
 
 fn parse_k(text: &str) -> Result<u16, GenesisOptionsError> {
-    let value = Decimal::from_str(text.trim()).map_err(|_| bad("k", text, "is not a number in [0, 1]"))?;
-    let thousandths = value * Decimal::from(1000);
-    if value < Decimal::ZERO || value > Decimal::ONE || thousandths.fract() != Decimal::ZERO {
-        return Err(bad("k", text, "must be in [0, 1] with at most 3 decimals"));
-    }
-    u16::try_from(thousandths.trunc()).map_err(|_| bad("k", text, "must be in [0, 1]"))
+    let thousandths = parse_scaled(text, K_DECIMALS).map_err(|error| match error {
+        DecimalError::NotANumber => bad("k", text, "is not a number in [0, 1]"),
+        _ => bad("k", text, "must be in [0, 1] with at most 3 decimals"),
+    })?;
+    u16::try_from(thousandths)
+        .ok()
+        .filter(|&thousandths| thousandths <= 1_000)
+        .ok_or_else(|| bad("k", text, "must be in [0, 1] with at most 3 decimals"))
 }
 
 fn parse_key(option: &'static str, text: &str) -> Result<PublicKey, GenesisOptionsError> {
@@ -154,11 +163,16 @@ pub fn build(options: &GenesisOptions, now_ms: u64) -> Result<Genesis, GenesisOp
         attestation_max_age_intervals: options.attestation_max_age_intervals,
         price_floor_micro_per_kwh: parse_price_micro("price floor", &options.price_floor)?,
         price_cap_micro_per_kwh: parse_price_micro("price cap", &options.price_cap)?,
-        mechanism: if options.mechanism == "pay-as-bid" { Mechanism::PayAsBid } else { Mechanism::Uniform },
+        mechanism: match options.mechanism.parse::<gridshare_api::Mechanism>() {
+            Ok(mechanism) => Mechanism::from(mechanism),
+            Err(_) => return Err(bad("mechanism", &options.mechanism, "is not uniform or pay-as-bid")),
+        },
         k_thousandths: parse_k(&options.k)?,
         max_open_offers_per_account: options.max_open_offers_per_account,
         max_offers_per_interval: options.max_offers_per_interval,
         max_transactions_per_block: options.max_transactions_per_block,
+        meter_tolerance_permille: options.meter_tolerance_permille,
+        block_time_tolerance_ms: options.block_time_tolerance_ms,
     };
     let validators = options.validators.iter().map(|text| parse_validator(text)).collect::<Result<_, _>>()?;
     let registrars =
@@ -183,36 +197,10 @@ pub fn build(options: &GenesisOptions, now_ms: u64) -> Result<Genesis, GenesisOp
     Ok(genesis)
 }
 
-/// Every field of a genesis as JSON, with the units in the names: what
-/// `genesis show` prints and `GET /v1/genesis` serves.
-pub fn summary(genesis: &Genesis) -> Value {
-    let market = &genesis.market;
-    json!({
-        "community_id": genesis.community_id.to_string(),
-        "genesis_hash": genesis.hash().to_string(),
-        "name": genesis.name,
-        "currency": genesis.currency,
-        "genesis_time_ms": genesis.genesis_time_ms,
-        "interval_length_ms": market.interval_length_ms,
-        "gate_closure_lead_ms": market.gate_closure_lead_ms,
-        "settlement_delay_ms": market.settlement_delay_ms,
-        "offer_horizon_intervals": market.offer_horizon_intervals,
-        "attestation_max_age_intervals": market.attestation_max_age_intervals,
-        "mechanism": match market.mechanism { Mechanism::Uniform => "uniform", Mechanism::PayAsBid => "pay-as-bid" },
-        "k_thousandths": market.k_thousandths,
-        "price_floor_micro_per_kwh": market.price_floor_micro_per_kwh,
-        "price_cap_micro_per_kwh": market.price_cap_micro_per_kwh,
-        "grid_import_micro_per_kwh": genesis.tariffs.grid_import_micro_per_kwh,
-        "grid_feed_in_micro_per_kwh": genesis.tariffs.grid_feed_in_micro_per_kwh,
-        "network_fee_micro_per_kwh": genesis.tariffs.network_fee_micro_per_kwh,
-        "max_open_offers_per_account": market.max_open_offers_per_account,
-        "max_offers_per_interval": market.max_offers_per_interval,
-        "max_transactions_per_block": market.max_transactions_per_block,
-        "validators": genesis.validators.iter().map(|validator| json!({
-            "key": validator.key.to_string(), "voting_power": validator.voting_power,
-        })).collect::<Vec<_>>(),
-        "registrars": genesis.registrars.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    })
+/// Every field of a genesis, units in the names: what `genesis show`
+/// prints and `GET /v1/genesis` serves (with the canonical bytes).
+pub fn summary(genesis: &Genesis) -> GenesisSummary {
+    GenesisSummary::from(genesis)
 }
 
 #[cfg(test)]
@@ -227,8 +215,10 @@ mod tests {
     }
 
     fn options(extra: &[&str]) -> GenesisOptions {
-        let key = "11".repeat(32);
-        let registrar = "22".repeat(32);
+        // Real keys: a genesis refuses bytes that are not a point of prime
+        // order (docs/PROTOCOL.md §3.3).
+        let key = gridshare_ledger::ids::Keypair::from_seed([1; 32]).public().to_string();
+        let registrar = gridshare_ledger::ids::Keypair::from_seed([2; 32]).public().to_string();
         let mut args =
             vec!["genesis", "--name", "Sunny Street", "--validator", &key, "--registrar", &registrar];
         args.extend_from_slice(extra);
@@ -254,7 +244,17 @@ mod tests {
         let mut renamed = options(&["--k", "0.25", "--network-fee", "0.02"]);
         renamed.name = "Shady Lane".into();
         assert_ne!(build(&renamed, 1_000_123_456).unwrap().community_id, genesis.community_id);
-        assert_eq!(summary(&genesis)["network_fee_micro_per_kwh"], 20_000);
+        assert_eq!(summary(&genesis).network_fee_micro_per_kwh, 20_000);
+        assert_eq!(summary(&genesis).genesis_hash, genesis.hash());
+        // The physics tolerance and the clock tolerance default to 5 % and 2 s.
+        assert_eq!(summary(&genesis).meter_tolerance_permille, 50);
+        assert_eq!(summary(&genesis).block_time_tolerance_ms, 2_000);
+        let chosen = options(&["--meter-tolerance-permille", "100", "--block-time-tolerance-ms", "500"]);
+        let chosen = build(&chosen, 1_000_123_456).unwrap();
+        assert_eq!(
+            (chosen.market.meter_tolerance_permille, chosen.market.block_time_tolerance_ms),
+            (100, 500)
+        );
     }
 
     #[test]
@@ -268,8 +268,20 @@ mod tests {
         let key = "11".repeat(32);
         let error = build(&options(&["--validator", &format!("{key}:x")]), 0).unwrap_err();
         assert!(error.to_string().contains("voting power"), "{error}");
-        let error = build(&options(&["--k", "1.5"]), 0).unwrap_err();
-        assert!(error.to_string().contains("[0, 1]"), "{error}");
+        // 11…11 is a point of mixed order.
+        let error = build(&options(&["--validator", &key]), 0).unwrap_err();
+        assert!(error.to_string().contains(&format!("validator {key} is not a valid key")), "{error}");
+        for k in ["1.5", "1.001", "0.0005", "-0.5"] {
+            let error = build(&options(&[&format!("--k={k}")]), 0).unwrap_err();
+            assert!(error.to_string().contains("must be in [0, 1] with at most 3 decimals"), "{k}: {error}");
+        }
+        let error = build(&options(&["--k", "half"]), 0).unwrap_err();
+        assert!(error.to_string().contains("is not a number in [0, 1]"), "{error}");
+        assert_eq!(build(&options(&["--k", "1"]), 0).map(|genesis| genesis.market.k_thousandths), Ok(1_000));
         assert_eq!(build(&options(&["--interval-ms", "0"]), 0), Err(GenesisOptionsError::ZeroInterval));
+        let error = build(&options(&["--meter-tolerance-permille", "1001"]), 0).unwrap_err();
+        assert!(error.to_string().contains("meter tolerance"), "{error}");
+        let error = build(&options(&["--block-time-tolerance-ms", "0"]), 0).unwrap_err();
+        assert!(error.to_string().contains("block time tolerance"), "{error}");
     }
 }

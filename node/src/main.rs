@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gridshare_ledger::encoding::to_bytes;
+use gridshare_node::api::{AdminToken, ApiOptions};
 use gridshare_node::clock::Clock;
 use gridshare_node::config::{self, CONFIG_FILE_NAME, GENESIS_FILE_NAME};
 use gridshare_node::genesis_file::{self, GenesisOptions};
@@ -134,6 +135,14 @@ struct RunArgs {
     /// Length of a delivery interval in a new dev community.
     #[arg(long, value_name = "MS", default_value_t = gridshare_node::dev::DEV_INTERVAL_MS)]
     interval_ms: u64,
+    /// Serve the admin API (POST /v1/admin/isolate), for test networks; it
+    /// answers only requests with the admin token [config: enable_admin_api].
+    #[arg(long)]
+    enable_admin_api: bool,
+    /// The file holding the admin API's bearer token (default: DATA_DIR/admin.token,
+    /// made on first use) [config: admin_token_file].
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -260,6 +269,15 @@ async fn run(args: RunArgs, data_dir: PathBuf, file: config::Config) -> anyhow::
         start(config, shutdown_signal()).await?
     };
     let Started { client, genesis, peer_id, listen_addresses, validator, event_loop } = started;
+    // The data directory exists now (a new dev community's included).
+    let admin_token_file = args.admin_token_file.or(file.admin_token_file);
+    let admin = if args.enable_admin_api || file.enable_admin_api {
+        let token = config::admin_token(&data_dir, admin_token_file.as_deref())?;
+        let path = admin_token_file.unwrap_or_else(|| data_dir.join(config::ADMIN_TOKEN_FILE_NAME));
+        Some((AdminToken::new(&token), path))
+    } else {
+        None
+    };
     let address = listener.local_addr()?;
     let role = if validator { "validator" } else { "replica" };
     let how = if resumed { "resumed" } else { "started" };
@@ -272,8 +290,12 @@ async fn run(args: RunArgs, data_dir: PathBuf, file: config::Config) -> anyhow::
         println!("Genesis:  {}", data_dir.join(GENESIS_FILE_NAME).display());
         println!("Registrar key: {}", data_dir.join(DEV_KEYS_DIR_NAME).join("registrar.seed").display());
     }
+    if let Some((_, path)) = &admin {
+        println!("Admin:    POST http://{address}/v1/admin/isolate (bearer token in {})", path.display());
+    }
     println!("Data dir: {}", data_dir.display());
-    let server = axum::serve(listener, gridshare_node::api::router(client));
+    let options = ApiOptions { admin_token: admin.map(|(token, _)| token) };
+    let server = axum::serve(listener, gridshare_node::api::router(client, options));
     tokio::select! {
         result = event_loop => result?,
         result = server => result?,

@@ -12,11 +12,11 @@ mod common;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use common::{get, http, start, submit, wait_for};
+use common::{Client, admit, start, wait_for};
 use gridshare_ledger::block::CertifiedBlock;
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
 use gridshare_ledger::genesis::Genesis;
-use gridshare_ledger::ids::{Keypair, PublicKey};
+use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::tx::{SignedTx, Tx};
 use gridshare_node::network::{TX_BYTES_MAX, build_swarm};
 use libp2p::futures::StreamExt;
@@ -79,9 +79,8 @@ fn hostile_peer(
 }
 
 /// The count of a gossip verdict in a node's metrics (0 if absent).
-fn gossip_count(api: &str, topic: &str, verdict: &str) -> u64 {
-    let (_, text) = http(api, "GET", "/metrics", b"");
-    let text = String::from_utf8(text).unwrap();
+fn gossip_count(api: &Client, topic: &str, verdict: &str) -> u64 {
+    let text = api.metrics().unwrap();
     let prefix = format!("gridshare_gossip_messages_total{{topic=\"{topic}\",verdict=\"{verdict}\"}} ");
     text.lines().find_map(|line| line.strip_prefix(&prefix)).map_or(0, |count| count.parse().unwrap())
 }
@@ -98,16 +97,13 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
     );
     let genesis: Genesis = from_bytes(&std::fs::read(&genesis_file).unwrap()).unwrap();
     wait_for("the household to connect", &validator.api, Duration::from_secs(30), || {
-        (get(&household.api, "/v1/status")["peers"].as_u64().unwrap() >= 1).then_some(())
+        (household.api.status().unwrap().peers >= 1).then_some(())
     });
 
     // A real transaction of the chain (the registrar's first, nonce 1).
     let first: CertifiedBlock = wait_for("the first block", &validator.api, Duration::from_secs(30), || {
-        let (status, body) = http(&validator.api, "GET", "/v1/blocks/1", b"");
-        (status == 200).then(|| {
-            let block: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            from_bytes(&hex::decode(block["certified_block_hex"].as_str().unwrap()).unwrap()).unwrap()
-        })
+        let block = validator.api.block(1).ok()?;
+        Some(from_bytes(&hex::decode(&block.certified_block_hex).unwrap()).unwrap())
     });
     let replayed = first.block.transactions[0].clone();
     assert!(matches!(replayed.tx, Tx::RegisterAccount { nonce: 1, .. }));
@@ -151,8 +147,7 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
                 .then_some(())
         },
     );
-    let (_, metrics) = http(&validator.api, "GET", "/metrics", b"");
-    assert!(String::from_utf8(metrics).unwrap().contains("gridshare_gossip_replays_total 2"));
+    assert!(validator.api.metrics().unwrap().contains("gridshare_gossip_replays_total 2"));
     assert_eq!(gossip_count(&validator.api, "tx", "accept"), 0);
     // Banned: its connection is closed and it cannot come back.
     if !disconnected {
@@ -173,9 +168,10 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
     let mut bytes = [0_u8; 32];
     hex::decode_to_slice(seed.trim(), &mut bytes).unwrap();
     let registrar = Keypair::from_seed(bytes);
-    let nonce =
-        get(&household.api, &format!("/v1/nonces/{}", registrar.public()))["last_nonce"].as_u64().unwrap();
-    let account = PublicKey([42; 32]);
+    let nonce = household.api.last_nonce(&registrar.public()).unwrap().unwrap();
+    // A real key: registration refuses bytes that are not a point of prime
+    // order (docs/PROTOCOL.md §3).
+    let account = Keypair::from_seed([42; 32]).public();
     let tx = SignedTx::sign(
         Tx::RegisterAccount {
             registrar: registrar.public(),
@@ -186,10 +182,9 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
         &registrar,
         &genesis.community_id,
     );
-    let (status, response) = submit(&household.api, &tx);
-    assert_eq!(status, 202, "{response}");
+    admit(&household.api, &tx);
     wait_for("the honest registration on the validator", &validator.api, Duration::from_secs(30), || {
-        (http(&validator.api, "GET", &format!("/v1/accounts/{account}"), b"").0 == 200).then_some(())
+        validator.api.account(&account).unwrap().map(|_| ())
     });
     // None of the hostile messages reached the household: the only gossip
     // it got is the transaction it published itself, echoed by nobody.

@@ -14,7 +14,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Node, get, height, init, kill, run_to_end, start, stop, submit, wait_for};
+use common::{Node, Submission, admit, height, init, kill, run_to_end, start, stop, wait_for};
+use gridshare_api::{Role, SpanQuery, TransactionState};
 use gridshare_ledger::audit::audit_store;
 use gridshare_ledger::encoding::from_bytes;
 use gridshare_ledger::genesis::Genesis;
@@ -30,10 +31,10 @@ fn household(dir: &Path, bootstrap: &str) -> Node {
 
 /// The block at `height` on every node has the same hash and state root.
 fn assert_same_block(nodes: &[&Node], height: u64) {
-    let blocks: Vec<_> = nodes.iter().map(|node| get(&node.api, &format!("/v1/blocks/{height}"))).collect();
+    let blocks: Vec<_> = nodes.iter().map(|node| node.api.block(height).unwrap()).collect();
     for block in &blocks[1..] {
-        assert_eq!(block["hash"], blocks[0]["hash"], "height {height}");
-        assert_eq!(block["state_root"], blocks[0]["state_root"], "height {height}");
+        assert_eq!(block.hash, blocks[0].hash, "height {height}");
+        assert_eq!(block.state_root, blocks[0].state_root, "height {height}");
     }
 }
 
@@ -80,27 +81,26 @@ fn one_validator_and_households_trade_agree_and_recover() {
 
     // The validator runs on one thread, the households on one per core.
     let mut validator = start(&["--block-time-ms", "100", "--worker-threads", "1"], &path("validator"));
-    let status = get(&validator.api, "/v1/status");
-    assert_eq!(status["role"], "validator");
-    assert_eq!(status["worker_threads"], 1);
+    let status = validator.api.status().unwrap();
+    assert_eq!(status.role, Role::Validator);
+    assert_eq!(status.worker_threads, 1);
     let bootstrap = validator.p2p.clone();
     let mut households: Vec<Node> =
         ["h0", "h1", "h2", "h3"].iter().map(|name| household(&path(name), &bootstrap)).collect();
     let cores = std::thread::available_parallelism().unwrap().get();
-    assert_eq!(get(&households[0].api, "/v1/status")["worker_threads"], cores);
+    assert_eq!(households[0].api.status().unwrap().worker_threads, cores as u64);
     for node in &households {
         wait_for("households to connect", &validator.api, Duration::from_secs(30), || {
-            (get(&node.api, "/v1/status")["peers"].as_u64().unwrap() >= 1).then_some(())
+            (node.api.status().unwrap().peers >= 1).then_some(())
         });
     }
 
     // The registrar registers and funds everyone through the first household.
     for tx in community.registrations() {
-        let (status, response) = submit(&households[0].api, &tx);
-        assert_eq!(status, 202, "{response}");
+        admit(&households[0].api, &tx);
     }
     wait_for("the registrations on the validator", &validator.api, Duration::from_secs(30), || {
-        (get(&validator.api, "/v1/status")["accounts"] == 4).then_some(())
+        (validator.api.status().unwrap().accounts == 4).then_some(())
     });
 
     // Two sell and two buy, each through its own node, for one interval.
@@ -108,16 +108,19 @@ fn one_validator_and_households_trade_agree_and_recover() {
     for (index, node) in households.iter().enumerate() {
         wait_for("the household's node to know its account", &validator.api, Duration::from_secs(30), || {
             let account = community.households[index].account.public();
-            (common::http(&node.api, "GET", &format!("/v1/accounts/{account}"), b"").0 == 200).then_some(())
+            node.api.account(&account).unwrap().map(|_| ())
         });
         let (side, price) =
             if index < 2 { (Side::Sell, 80_000 + index as u64 * 10_000) } else { (Side::Buy, 250_000) };
         let attestation = community.reading(index, target - 3, 0, 0);
         let offer = community.offer_tx(index, 1, target, side, 500, price, attestation);
-        let (status, response) = submit(&node.api, &offer);
-        assert_eq!(status, 202, "household {index}: {response}");
-        let id = response["id"].as_str().unwrap().to_string();
-        assert_eq!(get(&node.api, &format!("/v1/transactions/{id}"))["status"], "pending");
+        let Submission::Admitted { id } = node.api.submit(&offer).unwrap() else {
+            panic!("household {index}'s offer was refused");
+        };
+        assert_eq!(
+            node.api.transaction(&id).unwrap().map(|found| found.state),
+            Some(TransactionState::Pending)
+        );
     }
 
     // One auction cleared all four offers; every node has the same clearing.
@@ -125,21 +128,20 @@ fn one_validator_and_households_trade_agree_and_recover() {
         .chain(&households)
         .map(|node| {
             wait_for("the clearing on every node", &node.api, Duration::from_secs(30), || {
-                let view = get(&node.api, &format!("/v1/intervals/{target}"));
-                (!view["clearing"].is_null()).then_some(view["clearing"].clone())
+                node.api.interval(target).unwrap().clearing
             })
         })
         .collect();
-    assert_eq!(clearings[0]["offers"], 4, "{}", clearings[0]);
-    assert_eq!(clearings[0]["volume_wh"], 1_000, "{}", clearings[0]);
+    assert_eq!(clearings[0].receipt.offers, 4, "{:?}", clearings[0]);
+    assert_eq!(clearings[0].receipt.volume_wh, 1_000, "{:?}", clearings[0]);
     assert!(clearings.iter().all(|clearing| *clearing == clearings[0]));
-    let cleared_at = clearings[0]["height"].as_u64().unwrap();
+    let cleared_at = clearings[0].height;
     let nodes: Vec<&Node> = std::iter::once(&validator).chain(&households).collect();
     assert_same_block(&nodes, cleared_at);
     for (index, node) in households.iter().enumerate() {
         let account = community.households[index].account.public();
-        let trades = get(&node.api, &format!("/v1/accounts/{account}/trades?from_interval={target}"));
-        assert!(!trades["trades"].as_array().unwrap().is_empty(), "household {index}: {trades}");
+        let span = SpanQuery { from_interval: Some(target), to_interval: None };
+        assert!(!node.api.trades(&account, &span).unwrap().is_empty(), "household {index}");
     }
 
     // A household offline for many blocks catches up.
@@ -165,14 +167,13 @@ fn one_validator_and_households_trade_agree_and_recover() {
     // The validator, killed with SIGKILL, restarts with every block it had
     // acknowledged, and the chain goes on.
     let acknowledged = height(&validator.api);
-    let block_before = get(&validator.api, &format!("/v1/blocks/{acknowledged}"));
+    let block_before = validator.api.block(acknowledged).unwrap();
     kill(&mut validator);
     // On the same address, as a validator with a configured port restarts.
     let listen = bootstrap.split("/p2p/").next().unwrap().to_string();
     validator =
         start(&["--block-time-ms", "100", "--worker-threads", "1", "--p2p", &listen], &path("validator"));
-    let after = get(&validator.api, &format!("/v1/blocks/{acknowledged}"));
-    assert_eq!(after["hash"], block_before["hash"]);
+    assert_eq!(validator.api.block(acknowledged).unwrap().hash, block_before.hash);
     let resumed = height(&validator.api);
     let goal = resumed + 5;
     for node in std::iter::once(&newcomer).chain(&households) {

@@ -9,10 +9,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Node, free_port, get, height, http, init, kill, run_to_end, start, stop, submit, wait_for};
+use common::{Client, Node, admit, free_port, height, init, kill, run_to_end, signal, start, stop, wait_for};
+use gridshare_api::Role;
+use gridshare_api::harness::{BlockWatch, Signal};
 use gridshare_ledger::audit::audit_export;
 use gridshare_ledger::encoding::from_bytes;
 use gridshare_ledger::genesis::Genesis;
@@ -35,14 +36,9 @@ fn start_validator(validator: &Validator, peers: &[String]) -> Node {
     start(&args, &validator.dir)
 }
 
-fn signal(node: &Node, name: &str) {
-    let pid = node.child.id().to_string();
-    assert!(Command::new("kill").args([name, &pid]).status().unwrap().success());
-}
-
 /// The highest height any of `apis` reports.
-fn top(apis: &[String]) -> u64 {
-    apis.iter().map(|api| height(api)).max().unwrap()
+fn top(apis: &[Client]) -> u64 {
+    apis.iter().map(height).max().unwrap()
 }
 
 #[test]
@@ -97,7 +93,7 @@ fn four_validators_agree_survive_one_fault_and_stop_safely_without_quorum() {
         })
         .collect();
     for validator in &validators {
-        assert_eq!(get(&validator.node.as_ref().unwrap().api, "/v1/status")["role"], "validator");
+        assert_eq!(validator.node.as_ref().unwrap().api.status().unwrap().role, Role::Validator);
     }
     let all =
         |validators: &[Validator]| (0..VALIDATORS).map(|index| api(validators, index)).collect::<Vec<_>>();
@@ -107,11 +103,10 @@ fn four_validators_agree_survive_one_fault_and_stop_safely_without_quorum() {
 
     // Trade: registrations and offers through the households.
     for tx in community.registrations() {
-        let (status, response) = submit(&households[0].api, &tx);
-        assert_eq!(status, 202, "{response}");
+        admit(&households[0].api, &tx);
     }
     wait_for("the registrations", &api(&validators, 0), Duration::from_secs(60), || {
-        (get(&households[2].api, "/v1/status")["accounts"] == 3).then_some(())
+        (households[2].api.status().unwrap().accounts == 3).then_some(())
     });
     let target = genesis.interval_at(gridshare_node::node::now_ms()) + 3;
     for (index, node) in households.iter().enumerate() {
@@ -119,34 +114,28 @@ fn four_validators_agree_survive_one_fault_and_stop_safely_without_quorum() {
         let (side, price) = if index == 0 { (Side::Sell, 100_000) } else { (Side::Buy, 200_000) };
         let attestation = community.reading(index, target - 3, 0, 0);
         let offer = community.offer_tx(index, 1, target, side, 400, price, attestation);
-        let (status, response) = submit(&node.api, &offer);
-        assert_eq!(status, 202, "household {index}: {response}");
+        admit(&node.api, &offer);
     }
     let clearing = wait_for("the clearing", &api(&validators, 0), Duration::from_secs(60), || {
-        let view = get(&households[1].api, &format!("/v1/intervals/{target}"));
-        (!view["clearing"].is_null()).then_some(view["clearing"].clone())
+        households[1].api.interval(target).unwrap().clearing
     });
-    assert_eq!(clearing["offers"], 3, "{clearing}");
-    assert_eq!(clearing["volume_wh"], 400, "{clearing}");
+    assert_eq!(clearing.receipt.offers, 3, "{clearing:?}");
+    assert_eq!(clearing.receipt.volume_wh, 400, "{clearing:?}");
 
     // Every node has the same block at a common height, with a quorum.
-    let common = all(&validators)
-        .iter()
-        .chain(households.iter().map(|node| &node.api))
-        .map(|api| height(api))
-        .min()
-        .unwrap();
-    let reference = get(&api(&validators, 0), &format!("/v1/blocks/{common}"));
+    let common =
+        all(&validators).iter().chain(households.iter().map(|node| &node.api)).map(height).min().unwrap();
+    let reference = api(&validators, 0).block(common).unwrap();
     for node_api in all(&validators).iter().chain(households.iter().map(|node| &node.api)) {
-        let block = get(node_api, &format!("/v1/blocks/{common}"));
-        assert_eq!((&block["hash"], &block["state_root"]), (&reference["hash"], &reference["state_root"]));
+        let block = node_api.block(common).unwrap();
+        assert_eq!((block.hash, block.state_root), (reference.hash, reference.state_root));
     }
-    assert!(reference["certificate_signatures"].as_u64().unwrap() >= 3, "{reference}");
+    assert!(reference.certificate_signatures >= 3, "{reference:?}");
 
     // One validator killed: the chain goes on; restarted, it catches up.
     kill(validators[3].node.as_mut().unwrap());
     validators[3].node = None;
-    let live: Vec<String> = (0..3).map(|index| api(&validators, index)).collect();
+    let live: Vec<Client> = (0..3).map(|index| api(&validators, index)).collect();
     let before = top(&live);
     wait_for("progress with one validator down", &live[0], Duration::from_secs(60), || {
         (live.iter().all(|api| height(api) >= before + 5)).then_some(())
@@ -158,13 +147,13 @@ fn four_validators_agree_survive_one_fault_and_stop_safely_without_quorum() {
     });
 
     // One validator paused past several heights catches up after.
-    signal(validators[2].node.as_ref().unwrap(), "-STOP");
-    let others: Vec<String> = [0, 1, 3].iter().map(|&index| api(&validators, index)).collect();
+    signal(validators[2].node.as_ref().unwrap(), Signal::Stop);
+    let others: Vec<Client> = [0, 1, 3].iter().map(|&index| api(&validators, index)).collect();
     let paused_at = top(&others);
     wait_for("progress while one is paused", &others[0], Duration::from_secs(60), || {
         (others.iter().all(|api| height(api) >= paused_at + 5)).then_some(())
     });
-    signal(validators[2].node.as_ref().unwrap(), "-CONT");
+    signal(validators[2].node.as_ref().unwrap(), Signal::Cont);
     let goal = top(&others);
     wait_for("the paused validator to catch up", &others[0], Duration::from_secs(90), || {
         (height(&api(&validators, 2)) >= goal).then_some(())
@@ -175,13 +164,13 @@ fn four_validators_agree_survive_one_fault_and_stop_safely_without_quorum() {
     kill(validators[3].node.as_mut().unwrap());
     validators[2].node = None;
     validators[3].node = None;
-    let live: Vec<String> = (0..2).map(|index| api(&validators, index)).collect();
+    let live: Vec<Client> = (0..2).map(|index| api(&validators, index)).collect();
     // A block already precommitted may still land; then nothing.
     let stalled = top(&live) + 1;
     let window = Instant::now() + Duration::from_secs(8);
     // Every block a live validator reports in the window is checked.
-    let mut blocks = common::Blocks::subscribe(&live[0]);
-    while blocks.next(window) {
+    let blocks = BlockWatch::subscribe(&live[0]).unwrap();
+    while blocks.next_before(window).is_some() {
         assert!(top(&live) <= stalled, "the chain went on without a quorum");
     }
     assert!(top(&live) <= stalled, "the chain went on without a quorum");
@@ -196,14 +185,14 @@ fn four_validators_agree_survive_one_fault_and_stop_safely_without_quorum() {
         (households.iter().all(|node| height(&node.api) >= resumed)).then_some(())
     });
     for index in [0, 1, 3] {
-        let block = get(&api(&validators, index), &format!("/v1/blocks/{resumed}"));
-        let on_household = get(&households[0].api, &format!("/v1/blocks/{resumed}"));
-        assert_eq!(block["hash"], on_household["hash"], "validator {index} forked");
+        let block = api(&validators, index).block(resumed).unwrap();
+        let on_household = households[0].api.block(resumed).unwrap();
+        assert_eq!(block.hash, on_household.hash, "validator {index} forked");
     }
 
     // The whole ledger, exported by a household, passes the audit.
-    let (status, export) = http(&households[0].api, "GET", "/v1/export", b"");
-    assert_eq!(status, 200);
+    let mut export = Vec::new();
+    households[0].api.export(&mut export).unwrap();
     let report = audit_export(export.as_slice(), |_| ()).unwrap();
     assert!(report.passed(), "{:?}", report.findings);
     assert!(report.blocks >= resumed && report.trades >= 2, "{report:?}");

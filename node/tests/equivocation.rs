@@ -31,7 +31,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Node, free_port, get, height, http, init, run_to_end, start, stop, wait_for};
+use common::{Client, Node, free_port, height, init, run_to_end, start, stop, wait_for};
+use gridshare_api::Role;
+use gridshare_api::blocks::Equivocation as Listed;
 use gridshare_ledger::audit::audit_export;
 use gridshare_ledger::consensus::{Equivocation, ProposalEquivocation, VoteEquivocation};
 use gridshare_ledger::encoding::from_bytes;
@@ -82,25 +84,32 @@ fn printed_key(printed: &[String]) -> String {
     line.trim_start_matches("Validator key:").trim().to_string()
 }
 
-/// The equivocations `api` lists against `validator`, as the API shows them.
-fn evidence_against(api: &str, validator: &str) -> Vec<serde_json::Value> {
-    let listed = get(api, "/v1/evidence");
-    listed["equivocations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|item| item["validator"] == validator)
-        .cloned()
-        .collect()
+/// The validator an item of `GET /v1/evidence` accuses.
+fn accused(item: &Listed) -> PublicKey {
+    match item {
+        Listed::Votes { validator, .. } | Listed::Proposals { validator, .. } => *validator,
+    }
 }
 
-/// An item of `GET /v1/evidence` decoded from its `evidence_hex` by its kind.
-fn decoded(item: &serde_json::Value) -> Equivocation {
-    let bytes = hex::decode(item["evidence_hex"].as_str().unwrap()).unwrap();
-    match item["kind"].as_str().unwrap() {
-        "votes" => Equivocation::Votes(from_bytes::<VoteEquivocation>(&bytes).unwrap()),
-        "proposals" => Equivocation::Proposals(from_bytes::<ProposalEquivocation>(&bytes).unwrap()),
-        other => panic!("unknown kind of evidence {other}: {item}"),
+/// The equivocations `api` lists against `validator`, as the API shows them.
+fn evidence_against(api: &Client, validator: &PublicKey) -> Vec<Listed> {
+    api.evidence().unwrap().into_iter().filter(|item| accused(item) == *validator).collect()
+}
+
+/// An item of `GET /v1/evidence` decoded from its `evidence_hex` by its kind,
+/// with the height and round of its two messages.
+fn decoded(item: &Listed) -> (Equivocation, [(u64, u32); 2]) {
+    match item {
+        Listed::Votes { first, second, evidence_hex, .. } => {
+            let bytes = hex::decode(evidence_hex).unwrap();
+            let evidence = Equivocation::Votes(from_bytes::<VoteEquivocation>(&bytes).unwrap());
+            (evidence, [(first.height, first.round), (second.height, second.round)])
+        }
+        Listed::Proposals { first, second, evidence_hex, .. } => {
+            let bytes = hex::decode(evidence_hex).unwrap();
+            let evidence = Equivocation::Proposals(from_bytes::<ProposalEquivocation>(&bytes).unwrap());
+            (evidence, [(first.height, first.round), (second.height, second.round)])
+        }
     }
 }
 
@@ -149,10 +158,10 @@ fn a_twinned_validator_is_caught_equivocating_while_the_honest_ones_commit_witho
         })
         .collect();
     for (node, dir) in nodes.iter().zip(&dirs) {
-        assert_eq!(get(&node.api, "/v1/status")["role"], "validator", "{}", dir.display());
+        assert_eq!(node.api.status().unwrap().role, Role::Validator, "{}", dir.display());
     }
-    let honest: Vec<String> = nodes[..TWINNED].iter().map(|node| node.api.clone()).collect();
-    let twins: Vec<String> = nodes[TWINNED..].iter().map(|node| node.api.clone()).collect();
+    let honest: Vec<Client> = nodes[..TWINNED].iter().map(|node| node.api.clone()).collect();
+    let twins: Vec<Client> = nodes[TWINNED..].iter().map(|node| node.api.clone()).collect();
 
     // The heights whose first round the twinned validator proposes: round
     // robin over the validators as consensus orders them.
@@ -177,56 +186,54 @@ fn a_twinned_validator_is_caught_equivocating_while_the_honest_ones_commit_witho
     // At each height the twins propose at, the engine reports a double
     // proposal and a double prevote of validator 3: every honest validator
     // keeps evidence of both kinds against it.
-    let has = |items: &[serde_json::Value], kind: &str| items.iter().any(|item| item["kind"] == kind);
-    let evidence: Vec<Vec<serde_json::Value>> = wait_for(
+    let has_votes = |items: &[Listed]| items.iter().any(|item| matches!(item, Listed::Votes { .. }));
+    let has_proposals = |items: &[Listed]| items.iter().any(|item| matches!(item, Listed::Proposals { .. }));
+    let evidence: Vec<Vec<Listed>> = wait_for(
         "proposal and vote evidence on every honest validator",
         &honest[0],
         Duration::from_secs(60),
         || {
-            let found: Vec<Vec<serde_json::Value>> =
-                honest.iter().map(|api| evidence_against(api, &keys[TWINNED])).collect();
-            found.iter().all(|items| has(items, "votes") && has(items, "proposals")).then_some(found)
+            let found: Vec<Vec<Listed>> =
+                honest.iter().map(|api| evidence_against(api, &twinned_key)).collect();
+            found.iter().all(|items| has_votes(items) && has_proposals(items)).then_some(found)
         },
     );
     for (api, items) in honest.iter().zip(&evidence) {
+        let url = api.url();
         for item in items {
             // The node verified it before keeping it; so does anyone with the genesis.
-            let equivocation = decoded(item);
-            assert_eq!(equivocation.verify(&genesis), Ok(()), "{api}: {item}");
-            assert_eq!(equivocation.validator(), twinned_key, "{item}");
-            assert_eq!(item["first"]["height"], item["second"]["height"], "{item}");
-            assert_eq!(item["first"]["round"], item["second"]["round"], "{item}");
+            let (equivocation, [first, second]) = decoded(item);
+            assert_eq!(equivocation.verify(&genesis), Ok(()), "{url}: {item:?}");
+            assert_eq!(equivocation.validator(), twinned_key, "{item:?}");
+            assert_eq!(first, second, "one height and round: {item:?}");
         }
         // No honest validator is accused.
-        let all = get(api, "/v1/evidence")["equivocations"].as_array().unwrap().clone();
-        assert!(all.iter().all(|item| item["validator"] == keys[TWINNED]), "{api}: {all:?}");
+        let all = api.evidence().unwrap();
+        assert!(all.iter().all(|item| accused(item) == twinned_key), "{url}: {all:?}");
         eprintln!(
-            "{api}: evidence against the twinned validator: {:?}",
-            items
-                .iter()
-                .map(|item| (item["kind"].clone(), item["first"]["height"].clone()))
-                .collect::<Vec<_>>()
+            "{url}: evidence against the twinned validator: {:?}",
+            items.iter().map(|item| (decoded(item).0.kind(), decoded(item).1[0].0)).collect::<Vec<_>>()
         );
     }
 
     // No fork: the honest validators hold the same block at every height,
     // and so do the twins (which commit only certified blocks) as far as
     // they got.
-    let common = honest.iter().map(|api| height(api)).min().unwrap();
-    let reached: Vec<(String, u64)> =
+    let common = honest.iter().map(height).min().unwrap();
+    let reached: Vec<(Client, u64)> =
         honest.iter().chain(&twins).skip(1).map(|api| (api.clone(), height(api).min(common))).collect();
     for height in 1..=common {
-        let reference = get(&honest[0], &format!("/v1/blocks/{height}"));
+        let reference = honest[0].block(height).unwrap();
         for (api, _) in reached.iter().filter(|(_, reached)| *reached >= height) {
-            let block = get(api, &format!("/v1/blocks/{height}"));
-            assert_eq!(block["hash"], reference["hash"], "{api} forked at height {height}");
+            let block = api.block(height).unwrap();
+            assert_eq!(block.hash, reference.hash, "{} forked at height {height}", api.url());
         }
     }
 
     // An export of an honest validator's chain carries the evidence, and the
     // audit checks it and passes.
-    let (status, export) = http(&honest[0], "GET", "/v1/export", b"");
-    assert_eq!(status, 200);
+    let mut export = Vec::new();
+    honest[0].export(&mut export).unwrap();
     let (mut reader, exported_genesis) = ExportReader::open(export.as_slice()).unwrap();
     assert_eq!(exported_genesis, genesis);
     let mut blocks = 0;
@@ -234,7 +241,7 @@ fn a_twinned_validator_is_caught_equivocating_while_the_honest_ones_commit_witho
         blocks += 1;
     }
     for item in &evidence[0] {
-        assert!(reader.evidence().contains(&decoded(item)), "not exported: {item}");
+        assert!(reader.evidence().contains(&decoded(item).0), "not exported: {item:?}");
     }
     let report = audit_export(export.as_slice(), |_| ()).unwrap();
     assert!(report.passed(), "{:?}", report.findings);

@@ -134,7 +134,11 @@ pub fn submit_error_code(error: &SubmitError) -> &'static str {
 pub fn is_busy(error: &SubmitError) -> bool {
     matches!(
         error,
-        SubmitError::Full | SubmitError::SignerFull(_) | SubmitError::IntervalFull(_) | SubmitError::Backlog { .. } | SubmitError::TooLate { .. }
+        SubmitError::Full
+            | SubmitError::SignerFull(_)
+            | SubmitError::IntervalFull(_)
+            | SubmitError::Backlog { .. }
+            | SubmitError::TooLate { .. }
     )
 }
 

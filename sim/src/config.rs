@@ -192,7 +192,10 @@ impl Config {
             return Err(ConfigError::Validators(self.validators));
         }
         if self.household_nodes == 0 || self.household_nodes > self.households {
-            return Err(ConfigError::HouseholdNodes { nodes: self.household_nodes, households: self.households });
+            return Err(ConfigError::HouseholdNodes {
+                nodes: self.household_nodes,
+                households: self.households,
+            });
         }
         if !(2..=100_000).contains(&self.intervals) {
             return Err(ConfigError::Intervals(self.intervals));

@@ -111,7 +111,9 @@ impl fmt::Display for Fault {
 /// Why `--faults` cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FaultError {
-    #[error("--faults: no fault `{0}`; the faults are loss, duplicate, reorder, partition, crash, skew, flood, overload, or all")]
+    #[error(
+        "--faults: no fault `{0}`; the faults are loss, duplicate, reorder, partition, crash, skew, flood, overload, or all"
+    )]
     Unknown(String),
     #[error("--faults: `{0}` needs a whole number after `=`")]
     NotANumber(String),
@@ -148,7 +150,11 @@ pub fn parse_faults(text: &str) -> Result<Vec<Fault>, FaultError> {
             Some(value) => value.parse::<u64>().map_err(|_| FaultError::NotANumber(item.to_string()))?,
         };
         if intensity == 0 || intensity > kind.intensity_max() {
-            return Err(FaultError::OutOfRange { kind: kind.name(), value: intensity, max: kind.intensity_max() });
+            return Err(FaultError::OutOfRange {
+                kind: kind.name(),
+                value: intensity,
+                max: kind.intensity_max(),
+            });
         }
         if faults.iter().any(|fault| fault.kind == kind) {
             return Err(FaultError::Twice(kind.name()));
@@ -195,14 +201,16 @@ pub fn plan(seed: u64, faults: &[Fault], nodes: Nodes, start_us: TimeUs, end_us:
         let value = draw(&[seed, STREAM_FAULTS, counter]);
         if high <= low { low } else { low + value % (high - low + 1) }
     };
-    let intensity = |kind: FaultKind| faults.iter().find(|fault| fault.kind == kind).map(|fault| fault.intensity);
+    let intensity =
+        |kind: FaultKind| faults.iter().find(|fault| fault.kind == kind).map(|fault| fault.intensity);
     let mut planned = Vec::new();
     // The skewed validator is not also crashed or cut off: two faulty
     // validators of four stop the chain.
     let mut skewed_validator = None;
     if let Some(skew) = intensity(FaultKind::Skew) {
         let validator = usize::try_from(random(0, nodes.validators as u64 - 1)).unwrap_or(0);
-        let household_node = nodes.validators + usize::try_from(random(0, nodes.household_nodes as u64 - 1)).unwrap_or(0);
+        let household_node =
+            nodes.validators + usize::try_from(random(0, nodes.household_nodes as u64 - 1)).unwrap_or(0);
         for node in [validator, household_node] {
             let ahead = random(0, 1) == 1;
             let skew_ms = i64::try_from(skew).unwrap_or(i64::MAX);

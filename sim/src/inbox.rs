@@ -128,7 +128,13 @@ impl<T> Inbox<T> {
 
     /// Queues a gossip message from `link` sent as `kind`, that may wait
     /// until `deadline_us`.
-    pub fn push_gossip(&mut self, link: NodeId, kind: Gossip, deadline_us: TimeUs, item: T) -> Result<(), LinkFull> {
+    pub fn push_gossip(
+        &mut self,
+        link: NodeId,
+        kind: Gossip,
+        deadline_us: TimeUs,
+        item: T,
+    ) -> Result<(), LinkFull> {
         let count = self.gossip_per_link.entry((link, kind)).or_default();
         if *count >= self.gossip_queue_max {
             self.refused_full += 1;

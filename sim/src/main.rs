@@ -11,7 +11,11 @@ use gridshare_sim::faults::parse_faults;
 use gridshare_sim::{Config, Report, command, report};
 
 #[derive(Debug, Parser)]
-#[command(name = "gridshare-sim", version, about = "A deterministic simulation of a whole Gridshare community")]
+#[command(
+    name = "gridshare-sim",
+    version,
+    about = "A deterministic simulation of a whole Gridshare community"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,7 +73,8 @@ struct Community {
 impl Community {
     fn config(&self, seed: u64) -> Result<Config, String> {
         let mut config = Config::new(seed, self.households, self.validators, self.intervals);
-        config.household_nodes = self.household_nodes.unwrap_or_else(|| default_household_nodes(self.households));
+        config.household_nodes =
+            self.household_nodes.unwrap_or_else(|| default_household_nodes(self.households));
         config.market.offers_per_interval = self.offers_per_interval.clamp(1, 32);
         config.faults = parse_faults(&self.faults).map_err(|error| error.to_string())?;
         config.cpu_slowdown = self.cpu_slowdown;

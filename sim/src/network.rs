@@ -120,7 +120,13 @@ impl Network {
     /// Sends one message from `from` to `to` at `depart_us`: when its
     /// copies arrive (none if it is lost or the ends are cut apart, two if
     /// it is duplicated).
-    pub fn transmit(&mut self, random: &mut SplitMix64, from: NodeId, to: NodeId, depart_us: TimeUs) -> Vec<TimeUs> {
+    pub fn transmit(
+        &mut self,
+        random: &mut SplitMix64,
+        from: NodeId,
+        to: NodeId,
+        depart_us: TimeUs,
+    ) -> Vec<TimeUs> {
         if self.cut(from, to) {
             self.stats.cut += 1;
             return Vec::new();
@@ -131,7 +137,8 @@ impl Network {
             self.stats.lost += 1;
             return Vec::new();
         }
-        let mut arrival = depart_us + random.between(config.latency_us_min, config.latency_us_max.max(config.latency_us_min));
+        let mut arrival = depart_us
+            + random.between(config.latency_us_min, config.latency_us_max.max(config.latency_us_min));
         if config.reorder_per_mille > 0 && random.next_u64() % 1_000 < config.reorder_per_mille {
             self.stats.reordered += 1;
             arrival += random.between(1, config.reorder_delay_us_max.max(1));
@@ -181,7 +188,8 @@ mod tests {
         network.connect(0, 1);
         network.connect(2, 1);
         let mut random = SplitMix64(11);
-        let on_link: Vec<TimeUs> = (0..200).map(|number| network.transmit(&mut random, 0, 1, number * 100)[0]).collect();
+        let on_link: Vec<TimeUs> =
+            (0..200).map(|number| network.transmit(&mut random, 0, 1, number * 100)[0]).collect();
         assert!(on_link.windows(2).all(|pair| pair[0] < pair[1]), "{on_link:?}");
         // A message sent later on another link may arrive first.
         let raced = (0..200).any(|number| {
@@ -194,8 +202,12 @@ mod tests {
 
     #[test]
     fn loss_duplication_and_reordering_happen_at_about_their_rates() {
-        let config =
-            LinkConfig { loss_per_mille: 50, duplicate_per_mille: 100, reorder_per_mille: 200, ..LinkConfig::default() };
+        let config = LinkConfig {
+            loss_per_mille: 50,
+            duplicate_per_mille: 100,
+            reorder_per_mille: 200,
+            ..LinkConfig::default()
+        };
         let mut network = Network::new(config);
         let copies = arrivals(&mut network, 3, 10_000);
         let lost = copies.iter().filter(|copies| copies.is_empty()).count();

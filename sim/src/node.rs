@@ -50,7 +50,12 @@ pub enum Client {
 pub enum Message {
     /// A gossip message (a transaction or a certified block), published or
     /// forwarded by its sender.
-    Gossip { topic: Topic, id: MessageId, bytes: Arc<[u8]>, kind: Gossip },
+    Gossip {
+        topic: Topic,
+        id: MessageId,
+        bytes: Arc<[u8]>,
+        kind: Gossip,
+    },
     SyncRequest(SyncRequest),
     SyncResponse(Arc<SyncResponse>),
     /// A request for the transactions behind a nonce gap.
@@ -58,15 +63,34 @@ pub enum Message {
     /// Transactions sent directly: fetched, or announced again.
     Transactions(Arc<TransactionsResponse>),
     /// A submission through the API, with the client's attempt number.
-    Submit { tx: Box<SignedTx>, attempt: u64 },
+    Submit {
+        tx: Box<SignedTx>,
+        attempt: u64,
+    },
     /// The sequencer's turn for this validator to propose.
-    Propose { height: u64, round: u32 },
+    Propose {
+        height: u64,
+        round: u32,
+    },
     /// A proposed block, from its proposer.
-    Proposal { height: u64, round: u32, block: Arc<Block>, bytes: usize },
+    Proposal {
+        height: u64,
+        round: u32,
+        block: Arc<Block>,
+        bytes: usize,
+    },
     /// A validator's precommit for a proposal, to its proposer.
-    Vote { height: u64, round: u32, block_hash: Hash, signature: CommitSignature },
+    Vote {
+        height: u64,
+        round: u32,
+        block_hash: Hash,
+        signature: CommitSignature,
+    },
     /// A certified block, from its proposer to every validator.
-    Commit { certified: Arc<CertifiedBlock>, bytes: usize },
+    Commit {
+        certified: Arc<CertifiedBlock>,
+        bytes: usize,
+    },
     /// A connection to a peer was established (at start, after a restart or
     /// a partition healed).
     Connected(NodeId),
@@ -101,9 +125,10 @@ impl Message {
             | Message::Transactions(_)
             | Message::Connected(_) => Source::Swarm,
             Message::Submit { .. } => Source::Api,
-            Message::Propose { .. } | Message::Proposal { .. } | Message::Vote { .. } | Message::Commit { .. } => {
-                Source::Consensus
-            }
+            Message::Propose { .. }
+            | Message::Proposal { .. }
+            | Message::Vote { .. }
+            | Message::Commit { .. } => Source::Consensus,
             Message::Tick => Source::Tick,
         }
     }
@@ -112,7 +137,9 @@ impl Message {
     pub fn is_transaction(&self) -> bool {
         matches!(
             self,
-            Message::Gossip { topic: Topic::Transactions, .. } | Message::Submit { .. } | Message::Transactions(_)
+            Message::Gossip { topic: Topic::Transactions, .. }
+                | Message::Submit { .. }
+                | Message::Transactions(_)
         )
     }
 }

@@ -295,7 +295,9 @@ pub fn report(world: &World, command: String) -> Report {
         Err(_) => Check::new(name, false, "the audit panicked (an invariant broke)".into()),
     });
 
-    let traded = report.settlements > 0 && report.intervals_cleared > 0 && (config.households < 10 || report.trades > 0);
+    let traded = report.settlements > 0
+        && report.intervals_cleared > 0
+        && (config.households < 10 || report.trades > 0);
     checks.push(Check::new(
         "the community traded and settled",
         traded,
@@ -306,7 +308,8 @@ pub fn report(world: &World, command: String) -> Report {
     ));
 
     if let Some(flood) = &world.flood {
-        let banned_by: Vec<String> = flood.banned_by.iter().map(|node| world.nodes[*node].name.clone()).collect();
+        let banned_by: Vec<String> =
+            flood.banned_by.iter().map(|node| world.nodes[*node].name.clone()).collect();
         let passed = flood.sent > 0 && flood.accepted == 0 && !banned_by.is_empty();
         checks.push(Check::new(
             "invalid transactions rejected and the flooding peer banned",
@@ -341,7 +344,12 @@ fn finish(mut report: Report, mut checks: Vec<Check>) -> Report {
 }
 
 /// What became of every acknowledged transaction.
-fn account_transactions(world: &World, on_ledger: &BTreeSet<Hash>, report: &mut Report, checks: &mut Vec<Check>) {
+fn account_transactions(
+    world: &World,
+    on_ledger: &BTreeSet<Hash>,
+    report: &mut Report,
+    checks: &mut Vec<Check>,
+) {
     let journal = &world.journal;
     report.transactions_acknowledged = journal.acknowledged.len() as u64;
     report.refused = journal.refused.clone();
@@ -361,13 +369,21 @@ fn account_transactions(world: &World, on_ledger: &BTreeSet<Hash>, report: &mut 
         let drops = journal.dropped.get(id);
         // The acknowledging node's reason first: its mempool promised it.
         let reason = drops.and_then(|drops| {
-            drops.iter().find(|drop| drop.node == acknowledged.node).or_else(|| drops.first()).map(|drop| drop.reason)
+            drops
+                .iter()
+                .find(|drop| drop.node == acknowledged.node)
+                .or_else(|| drops.first())
+                .map(|drop| drop.reason)
         });
         if let Some(reason) = reason {
             *report.transactions_dropped_with_reason.entry(reason.to_string()).or_default() += 1;
             continue;
         }
-        if journal.crashes.iter().any(|(node, at_us)| *node == acknowledged.node && *at_us >= acknowledged.acknowledged_us) {
+        if journal
+            .crashes
+            .iter()
+            .any(|(node, at_us)| *node == acknowledged.node && *at_us >= acknowledged.acknowledged_us)
+        {
             report.transactions_lost_with_crashed_node += 1;
             continue;
         }
@@ -437,8 +453,10 @@ fn costs(world: &World, report: &mut Report) {
     report.network_messages_duplicated = stats.duplicated;
     report.network_messages_reordered = stats.reordered;
     report.network_messages_cut = stats.cut;
-    report.proposals_refused_for_time = world.nodes.iter().map(|node| node.stats.proposals_refused_time).sum();
-    report.proposals_refused_invalid = world.nodes.iter().map(|node| node.stats.proposals_refused_invalid).sum();
+    report.proposals_refused_for_time =
+        world.nodes.iter().map(|node| node.stats.proposals_refused_time).sum();
+    report.proposals_refused_invalid =
+        world.nodes.iter().map(|node| node.stats.proposals_refused_invalid).sum();
 
     let Some(trading) = &world.trading else { return };
     let Some(at_end) = &trading.stats_at_end else { return };
@@ -463,7 +481,11 @@ fn costs(world: &World, report: &mut Report) {
             bytes_received_per_interval: sum(|stats| stats.bytes_received) / count / intervals,
             cpu_us_per_transaction: cpu / count / committed.max(1),
             cpu_busy_per_mille: cpu * 1_000 / count / span_us,
-            cpu_busy_per_mille_max: nodes.iter().map(|stats| stats.cpu_us * 1_000 / span_us).max().unwrap_or(0),
+            cpu_busy_per_mille_max: nodes
+                .iter()
+                .map(|stats| stats.cpu_us * 1_000 / span_us)
+                .max()
+                .unwrap_or(0),
             gossip_dropped_queue_full: sum(|stats| stats.gossip_refused_full) / count,
             gossip_dropped_timeout: sum(|stats| stats.gossip_expired) / count,
             gossip_duplicates: sum(|stats| stats.duplicates) / count,
@@ -571,7 +593,9 @@ pub fn text(report: &Report) -> String {
         report.clearing_after_gate_closure_validators_ms_p50,
         report.clearing_after_gate_closure_validators_ms_p99
     );
-    for (role, cost) in [("validator", &report.validator_cost), ("household node", &report.household_node_cost)] {
+    for (role, cost) in
+        [("validator", &report.validator_cost), ("household node", &report.household_node_cost)]
+    {
         let _ = writeln!(
             out,
             "  per {role:<14} {} msgs / {} bytes sent and {} / {} received per interval; CPU {} µs per transaction, busy {}‰ (max {}‰); gossip dropped {} (queue full) + {} (timeout), {} duplicates, {} + {} not queued (publish + forward); verdicts {:?}",
@@ -613,7 +637,13 @@ pub fn text(report: &Report) -> String {
     }
     let _ = writeln!(out, "Checks:");
     for check in &report.checks {
-        let _ = writeln!(out, "  [{}] {}: {}", if check.passed { "ok" } else { "FAILED" }, check.name, check.detail);
+        let _ = writeln!(
+            out,
+            "  [{}] {}: {}",
+            if check.passed { "ok" } else { "FAILED" },
+            check.name,
+            check.detail
+        );
     }
     let _ = writeln!(out, "{}", if report.passed { "PASSED" } else { "FAILED" });
     out

@@ -85,7 +85,7 @@ impl<E> Scheduler<E> {
     }
 
     /// The next event and its time, which becomes the current time.
-    pub fn next(&mut self) -> Option<(TimeUs, E)> {
+    pub fn pop(&mut self) -> Option<(TimeUs, E)> {
         let Entry { at_us, event, .. } = self.queue.pop()?;
         self.now_us = at_us;
         Some((at_us, event))
@@ -110,7 +110,7 @@ mod tests {
         scheduler.at(20, "b");
         scheduler.at(10, "a2");
         let mut seen = Vec::new();
-        while let Some((at_us, event)) = scheduler.next() {
+        while let Some((at_us, event)) = scheduler.pop() {
             assert_eq!(scheduler.now_us(), at_us);
             seen.push((at_us, event));
         }
@@ -122,16 +122,16 @@ mod tests {
     fn time_never_goes_back() {
         let mut scheduler = Scheduler::default();
         scheduler.at(100, 1);
-        assert_eq!(scheduler.next(), Some((100, 1)));
+        assert_eq!(scheduler.pop(), Some((100, 1)));
         // Scheduled in the past: it happens now, after what is already due now.
         scheduler.at(100, 2);
         scheduler.at(50, 3);
         scheduler.after(5, 4);
         assert_eq!(scheduler.peek_time_us(), Some(100));
-        assert_eq!(scheduler.next(), Some((100, 2)));
-        assert_eq!(scheduler.next(), Some((100, 3)));
-        assert_eq!(scheduler.next(), Some((105, 4)));
-        assert_eq!(scheduler.next(), None);
+        assert_eq!(scheduler.pop(), Some((100, 2)));
+        assert_eq!(scheduler.pop(), Some((100, 3)));
+        assert_eq!(scheduler.pop(), Some((105, 4)));
+        assert_eq!(scheduler.pop(), None);
         assert_eq!(scheduler.now_us(), 105);
     }
 }

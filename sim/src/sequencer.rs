@@ -7,7 +7,8 @@
 //! builds a block from its mempool at its own clock (`ChainCore::at(now)`:
 //! `candidates`, `build`) and sends it to the other validators through the
 //! simulated network; each checks it (`check`) and refuses one whose time is
-//! outside its own clock ± [`BLOCK_TIME_TOLERANCE_MS`]; each that accepts
+//! outside its own clock ± the genesis's block-time tolerance
+//! (`block_time_tolerance_ms`, δ); each that accepts
 //! sends the proposer its precommit signature, and a block with more than
 //! two thirds of the voting power is certified with those signatures (a
 //! ledger `CommitCertificate`, as the audit checks it) and sent to every
@@ -23,16 +24,10 @@
 
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::PublicKey;
-use gridshare_node::consensus::app::BLOCK_TIME_DRIFT_MAX_MS;
 
 use crate::network::NodeId;
 use crate::scheduler::TimeUs;
 
-/// A validator refuses a block whose time is further than this from its
-/// own clock, either way: the tolerance consensus applies today (it refuses
-/// blocks more than 5 s ahead; the sequencer refuses both ways, so that a
-/// proposer whose clock is behind is refused too).
-pub const BLOCK_TIME_TOLERANCE_MS: u64 = BLOCK_TIME_DRIFT_MAX_MS;
 /// A round's proposer has this long to get its block certified, plus
 /// [`ROUND_TIMEOUT_STEP_US`] for each round before it at the height.
 pub const ROUND_TIMEOUT_US: TimeUs = 1_000_000;
@@ -117,10 +112,11 @@ impl Sequencer {
     }
 }
 
-/// Whether a block stamped `timestamp_ms` is within the tolerance of a
-/// validator's clock `clock_ms`.
-pub fn timely(timestamp_ms: u64, clock_ms: u64) -> bool {
-    timestamp_ms.abs_diff(clock_ms) <= BLOCK_TIME_TOLERANCE_MS
+/// Whether a block stamped `timestamp_ms` is within `tolerance_ms` (the
+/// genesis's block-time tolerance) of a validator's clock `clock_ms`, either
+/// way: a proposer whose clock is behind is refused too.
+pub fn timely(timestamp_ms: u64, clock_ms: u64, tolerance_ms: u64) -> bool {
+    timestamp_ms.abs_diff(clock_ms) <= tolerance_ms
 }
 
 #[cfg(test)]
@@ -162,7 +158,8 @@ mod tests {
         assert_eq!(sequencer.decided(2, 900_000), 900_000);
         assert!(sequencer.current(3, 0));
         assert_eq!(Sequencer::timeout_us(2), 2_000_000);
-        assert!(timely(10_000, 15_000) && timely(20_000, 15_000));
-        assert!(!timely(9_999, 15_000) && !timely(20_001, 15_000));
+        assert!(timely(10_000, 15_000, 5_000) && timely(20_000, 15_000, 5_000));
+        assert!(!timely(9_999, 15_000, 5_000) && !timely(20_001, 15_000, 5_000));
+        assert!(timely(13_000, 15_000, 2_000) && !timely(12_999, 15_000, 2_000));
     }
 }

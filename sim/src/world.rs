@@ -36,14 +36,16 @@ use libp2p::PeerId;
 use libp2p::gossipsub::MessageId;
 
 use crate::agents::{
-    Acknowledged, Dropped, HouseholdAgent, Journal, Outstanding, Pending, READING_RETRY_US, REQUEST_TIMEOUT_US,
-    Registrar, interval_of, is_busy, is_early_reading,
+    Acknowledged, Dropped, HouseholdAgent, Journal, Outstanding, Pending, READING_RETRY_US,
+    REQUEST_TIMEOUT_US, Registrar, interval_of, is_busy, is_early_reading,
 };
 use crate::config::Config;
 use crate::faults::{FaultKind, Nodes, Planned, plan};
 use crate::inbox::{Gossip, Inbox, PUBLISH_TIMEOUT_US};
 use crate::network::{Network, NodeId};
-use crate::node::{AwaitingVerdict, Client, From, Inbound, Message, NodeStats, Proposing, SimNode, ValidatorState};
+use crate::node::{
+    AwaitingVerdict, Client, From, Inbound, Message, NodeStats, Proposing, SimNode, ValidatorState,
+};
 use crate::scheduler::{Scheduler, TimeUs};
 use crate::sequencer::{Sequencer, timely};
 
@@ -81,24 +83,50 @@ const LADDER_MAX: u32 = 32;
 enum Event {
     /// A message reaches a node's inbox (gossip with the deadline it may
     /// wait until).
-    Arrive { node: NodeId, inbound: Inbound, deadline_us: Option<TimeUs> },
+    Arrive {
+        node: NodeId,
+        inbound: Inbound,
+        deadline_us: Option<TimeUs>,
+    },
     /// A node's CPU is free to handle its inbox.
     Wake(NodeId),
     Tick(NodeId),
     /// A client gets the answer to its submission.
-    Answer { client: Client, attempt: u64, result: Result<Hash, SubmitError> },
+    Answer {
+        client: Client,
+        attempt: u64,
+        result: Result<Hash, SubmitError>,
+    },
     /// A client gives up waiting for an answer.
-    Timeout { client: Client, attempt: u64 },
+    Timeout {
+        client: Client,
+        attempt: u64,
+    },
     /// A client sends what it has queued.
     Resume(Client),
     AgentWake(u32),
     RegistrarWake,
-    StartRound { height: u64, round: u32 },
-    RoundTimeout { height: u64, round: u32 },
-    Crash { node: NodeId, down_us: TimeUs },
+    StartRound {
+        height: u64,
+        round: u32,
+    },
+    RoundTimeout {
+        height: u64,
+        round: u32,
+    },
+    Crash {
+        node: NodeId,
+        down_us: TimeUs,
+    },
     Restart(NodeId),
-    PartitionStart { group: BTreeSet<NodeId>, duration_us: TimeUs },
-    PartitionEnd { number: u64, group: BTreeSet<NodeId> },
+    PartitionStart {
+        group: BTreeSet<NodeId>,
+        duration_us: TimeUs,
+    },
+    PartitionEnd {
+        number: u64,
+        group: BTreeSet<NodeId>,
+    },
     Flood,
     DrainCheck,
     End,
@@ -109,12 +137,25 @@ enum Event {
 #[derive(Debug)]
 enum Output {
     /// A gossip message to a peer, published or forwarded.
-    Gossip { to: NodeId, topic: Topic, id: MessageId, bytes: Arc<[u8]>, kind: Gossip },
+    Gossip {
+        to: NodeId,
+        topic: Topic,
+        id: MessageId,
+        bytes: Arc<[u8]>,
+        kind: Gossip,
+    },
     /// Any other message to a peer.
-    Send { to: NodeId, message: Message },
+    Send {
+        to: NodeId,
+        message: Message,
+    },
     /// A message to the node itself.
     Local(Message),
-    Answer { client: Client, attempt: u64, result: Result<Hash, SubmitError> },
+    Answer {
+        client: Client,
+        attempt: u64,
+        result: Result<Hash, SubmitError>,
+    },
 }
 
 /// Modelled CPU time and outputs of one turn of a node.
@@ -206,8 +247,9 @@ pub fn message_id(bytes: &[u8]) -> MessageId {
 
 /// The libp2p identity of node `index` of a run of `seed`.
 fn peer_id(seed: u64, index: usize) -> PeerId {
-    let mut bytes = *blake3::hash(&[&seed.to_le_bytes()[..], &(index as u64).to_le_bytes()[..], b"peer"].concat())
-        .as_bytes();
+    let mut bytes =
+        *blake3::hash(&[&seed.to_le_bytes()[..], &(index as u64).to_le_bytes()[..], b"peer"].concat())
+            .as_bytes();
     // Any 32 bytes are an ed25519 secret key.
     match libp2p::identity::Keypair::ed25519_from_bytes(&mut bytes) {
         Ok(keypair) => keypair.public().to_peer_id(),
@@ -236,9 +278,11 @@ impl World {
         let ladder = u32::try_from(u64::from(market_config.offers_per_interval) * overload)
             .unwrap_or(LADDER_MAX)
             .clamp(1, LADDER_MAX);
-        let validator_keys: Vec<Keypair> = (0..config.validators).map(|index| derived_key(seed, 2, index)).collect();
+        let validator_keys: Vec<Keypair> =
+            (0..config.validators).map(|index| derived_key(seed, 2, index)).collect();
         let registrar_key = derived_key(seed, 1, 0);
-        let accounts: Vec<Keypair> = (0..config.households).map(|index| derived_key(seed, 3, index)).collect();
+        let accounts: Vec<Keypair> =
+            (0..config.households).map(|index| derived_key(seed, 3, index)).collect();
         let meters: Vec<Keypair> = (0..config.households).map(|index| derived_key(seed, 4, index)).collect();
         let interval_ms = market_config.interval_ms;
         let decimal = |micro: u64| format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000);
@@ -265,13 +309,18 @@ impl World {
             max_open_offers_per_account: (4 * ladder).max(16),
             max_offers_per_interval: 100_000,
             max_transactions_per_block: 10_000,
+            // The node's defaults: 5 % above what the meter's limits allow,
+            // and δ = 2 s, which the sequencer applies as consensus does.
+            meter_tolerance_permille: 50,
+            block_time_tolerance_ms: 2_000,
         };
         let genesis = gridshare_node::genesis_file::build(&options, ORIGIN_MS)?;
         let total = (config.validators + config.household_nodes) as usize;
         let mut nodes = Vec::with_capacity(total);
         let mut peers = BTreeMap::new();
         for index in 0..total {
-            let validator = index < config.validators as usize;
+            let validator_key = validator_keys.get(index);
+            let validator = validator_key.is_some();
             let role = if validator { Role::Validator { households: None } } else { Role::Replica };
             let index_db = Index::in_memory(&genesis.hash())?;
             let core = ChainCore::new(genesis.clone(), MemoryStore::new(genesis.clone()), index_db, role)?;
@@ -284,7 +333,7 @@ impl World {
                     format!("household-{}", index - config.validators as usize)
                 },
                 peer_id: id,
-                key: validator.then(|| Keypair::from_seed(validator_keys[index].seed())),
+                key: validator_key.map(|key| Keypair::from_seed(key.seed())),
                 core: Some(core),
                 parked: None,
                 skew_ms: 0,
@@ -323,7 +372,7 @@ impl World {
         let sequencer = Sequencer::new(&genesis, &keys, market_config.block_time_ms);
         let registrations = registrations(&config, &genesis, &registrar_key, &accounts, &meters);
         let mut world = World {
-            random: SplitMix64(seed ^ 0x5EED_0F_5111_u64),
+            random: SplitMix64(seed ^ 0x005E_ED0F_5111_u64),
             scheduler: Scheduler::default(),
             network,
             nodes,
@@ -375,9 +424,10 @@ impl World {
             + (self.config.intervals + 4) * self.config.market.interval_ms * 1_000
             + DRAIN_LIMIT_US
             + 2 * SETTLE_US;
-        while let Some((now_us, event)) = self.scheduler.next() {
+        while let Some((now_us, event)) = self.scheduler.pop() {
             if now_us > limit_us {
-                self.problems.push(format!("the run did not end within {} s of simulated time", limit_us / 1_000_000));
+                self.problems
+                    .push(format!("the run did not end within {} s of simulated time", limit_us / 1_000_000));
                 break;
             }
             self.handle(event);
@@ -508,7 +558,8 @@ impl World {
             return;
         }
         let random = &mut self.random;
-        let Some((source, first)) = self.nodes[node].inbox.pop(now_us, |ready| random.next_u64() % ready) else {
+        let Some((source, first)) = self.nodes[node].inbox.pop(now_us, |ready| random.next_u64() % ready)
+        else {
             return;
         };
         let mut work = Work::default();
@@ -553,7 +604,14 @@ impl World {
         }
     }
 
-    fn transmit(&mut self, from: NodeId, to: NodeId, depart_us: TimeUs, message: Message, deadline_us: Option<TimeUs>) {
+    fn transmit(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        depart_us: TimeUs,
+        message: Message,
+        deadline_us: Option<TimeUs>,
+    ) {
         if let Some(state) = self.nodes.get_mut(from) {
             state.stats.messages_sent += 1;
             state.stats.bytes_sent += message.wire_bytes();
@@ -572,7 +630,10 @@ impl World {
             .links(node)
             .filter(|peer| {
                 Some(*peer) != except
-                    && self.nodes.get(*peer).is_some_and(|state| state.is_up() && !state.banned.contains(&node))
+                    && self
+                        .nodes
+                        .get(*peer)
+                        .is_some_and(|state| state.is_up() && !state.banned.contains(&node))
                     && !self.nodes[node].banned.contains(peer)
                     && !self.network.cut(node, *peer)
             })
@@ -598,7 +659,9 @@ impl World {
                 }
                 let source = self.nodes.get(peer).map_or_else(|| self.flood_peer_id(), |state| state.peer_id);
                 let state = &mut self.nodes[node];
-                state.awaiting.insert(id.clone(), AwaitingVerdict { topic, bytes: bytes.clone(), from: peer });
+                state
+                    .awaiting
+                    .insert(id.clone(), AwaitingVerdict { topic, bytes: bytes.clone(), from: peer });
                 let Some(core) = state.core.as_mut() else { return };
                 let effects = core.handle_gossip(now_ms, topic, id, source, &bytes);
                 work.cost_us += costs.cheap_us;
@@ -619,7 +682,8 @@ impl World {
                 let Some(core) = self.nodes[node].core.as_ref() else { return };
                 let response = core.serve_sync(&request);
                 work.cost_us += costs.serve_us;
-                work.outputs.push(Output::Send { to: peer, message: Message::SyncResponse(Arc::new(response)) });
+                work.outputs
+                    .push(Output::Send { to: peer, message: Message::SyncResponse(Arc::new(response)) });
             }
             Message::SyncResponse(response) => {
                 let From::Peer(peer) = from else { return };
@@ -635,7 +699,8 @@ impl World {
                 let response = core.serve_transactions(&request);
                 work.cost_us += costs.serve_us;
                 if !response.transactions.is_empty() {
-                    work.outputs.push(Output::Send { to: peer, message: Message::Transactions(Arc::new(response)) });
+                    work.outputs
+                        .push(Output::Send { to: peer, message: Message::Transactions(Arc::new(response)) });
                 }
             }
             Message::Transactions(response) => {
@@ -794,7 +859,9 @@ impl World {
                     CoreEvent::Clearing { receipt, .. } => {
                         let done_ms = ORIGIN_MS + (now_us + work.cost_us) / 1_000;
                         let gate_ms = self.genesis.gate_closure_ms(receipt.interval).unwrap_or(done_ms);
-                        self.clearings.entry((node, receipt.interval)).or_insert(done_ms.saturating_sub(gate_ms));
+                        self.clearings
+                            .entry((node, receipt.interval))
+                            .or_insert(done_ms.saturating_sub(gate_ms));
                     }
                     CoreEvent::Settlement { .. } => {}
                 },
@@ -812,13 +879,15 @@ impl World {
                 Effect::RequestTransactions { peer, request } => {
                     if let Some(to) = self.node_of(&peer) {
                         work.cost_us += costs.cheap_us;
-                        work.outputs.push(Output::Send { to, message: Message::TransactionsRequest(request) });
+                        work.outputs
+                            .push(Output::Send { to, message: Message::TransactionsRequest(request) });
                     }
                 }
                 Effect::Announce { transactions } => {
                     let announced = Arc::new(TransactionsResponse { transactions });
                     for to in self.gossip_peers(node, None) {
-                        work.outputs.push(Output::Send { to, message: Message::Transactions(announced.clone()) });
+                        work.outputs
+                            .push(Output::Send { to, message: Message::Transactions(announced.clone()) });
                     }
                 }
                 Effect::Dropped { id, reason } => {
@@ -830,7 +899,8 @@ impl World {
 
     /// The node of `peer`, the flooding peer included.
     fn node_of_any(&self, peer: &PeerId) -> Option<NodeId> {
-        self.node_of(peer).or_else(|| self.flood.as_ref().filter(|flood| flood.peer_id == *peer).map(|flood| flood.node))
+        self.node_of(peer)
+            .or_else(|| self.flood.as_ref().filter(|flood| flood.peer_id == *peer).map(|flood| flood.node))
     }
 
     fn flood_peer_id(&self) -> PeerId {
@@ -918,8 +988,14 @@ impl World {
         let bytes = to_bytes(&block).len();
         let block = Arc::new(block);
         state.validator.checked.insert(hash, after);
-        state.validator.proposing =
-            Some(Proposing { height, round, block: block.clone(), votes: vec![signature], power, decided: false });
+        state.validator.proposing = Some(Proposing {
+            height,
+            round,
+            block: block.clone(),
+            votes: vec![signature],
+            power,
+            decided: false,
+        });
         self.carry_out(node, effects, false, work);
         for validator in 0..self.config.validators as usize {
             if validator != node {
@@ -957,7 +1033,7 @@ impl World {
             return;
         }
         let state = &mut self.nodes[node];
-        if !timely(block.header.timestamp_ms, now_ms) {
+        if !timely(block.header.timestamp_ms, now_ms, self.genesis.market.block_time_tolerance_ms) {
             state.stats.proposals_refused_time += 1;
             return;
         }
@@ -989,9 +1065,17 @@ impl World {
     ) {
         let Some(voter_key) = self.nodes[voter].key.as_ref().map(Keypair::public) else { return };
         let power = self.sequencer.power[voter];
-        let vote = Vote { kind: VoteKind::Precommit, height, round, block_hash: Some(block_hash), validator: voter_key };
+        let vote = Vote {
+            kind: VoteKind::Precommit,
+            height,
+            round,
+            block_hash: Some(block_hash),
+            validator: voter_key,
+        };
         if signature.validator != voter_key
-            || voter_key.verify(&vote.signing_bytes(&self.genesis.community_id), &signature.signature).is_err()
+            || voter_key
+                .verify(&vote.signing_bytes(&self.genesis.community_id), &signature.signature)
+                .is_err()
         {
             self.problems.push(format!("a precommit from {} does not verify", self.nodes[voter].name));
             return;
@@ -1050,7 +1134,14 @@ impl World {
     }
 
     /// A certified block for a validator: committed if it is the next one.
-    fn on_commit(&mut self, node: NodeId, sender: Option<NodeId>, certified: &CertifiedBlock, now_ms: u64, work: &mut Work) {
+    fn on_commit(
+        &mut self,
+        node: NodeId,
+        sender: Option<NodeId>,
+        certified: &CertifiedBlock,
+        now_ms: u64,
+        work: &mut Work,
+    ) {
         let costs = self.config.costs;
         work.cost_us += costs.cheap_us;
         let height = certified.block.header.height;
@@ -1068,7 +1159,8 @@ impl World {
         let name = state.name.clone();
         let Some(core) = state.core.as_mut() else { return };
         if let Err(error) = certified.certificate.verify(&self.genesis, &certified.block.header) {
-            self.problems.push(format!("{name} got block {height} with a certificate that does not verify: {error}"));
+            self.problems
+                .push(format!("{name} got block {height} with a certificate that does not verify: {error}"));
             return;
         }
         let hash = certified.block.header.hash();
@@ -1127,10 +1219,9 @@ impl World {
                     let account = self.agents[household as usize].account.public();
                     // Each round starts from the node's count, as the
                     // testnet's agent asks `/v1/nonces`.
-                    let known = self.nodes[node]
-                        .core
-                        .as_ref()
-                        .and_then(|core| core.mempool().pending().accounts.get(&account).map(|known| known.last_nonce));
+                    let known = self.nodes[node].core.as_ref().and_then(|core| {
+                        core.mempool().pending().accounts.get(&account).map(|known| known.last_nonce)
+                    });
                     let agent = &mut self.agents[household as usize];
                     if *slice == 0
                         && let Some(known) = known
@@ -1153,7 +1244,10 @@ impl World {
                 }
             };
             *self.outstanding_mut(client) = Some(Outstanding { attempt, pending, tx: tx.clone() });
-            let inbound = Inbound { from: From::Client(client), message: Message::Submit { tx: Box::new(tx), attempt } };
+            let inbound = Inbound {
+                from: From::Client(client),
+                message: Message::Submit { tx: Box::new(tx), attempt },
+            };
             self.scheduler.after(API_LATENCY_US, Event::Arrive { node, inbound, deadline_us: None });
             self.scheduler.after(REQUEST_TIMEOUT_US, Event::Timeout { client, attempt });
             return;
@@ -1187,7 +1281,9 @@ impl World {
             Ok(id) => {
                 let household = match client {
                     Client::Household(household) => {
-                        if let (Pending::Offer { .. }, Some(nonce)) = (&outstanding.pending, outstanding.tx.tx.nonce()) {
+                        if let (Pending::Offer { .. }, Some(nonce)) =
+                            (&outstanding.pending, outstanding.tx.tx.nonce())
+                        {
                             self.agents[household as usize].nonce = nonce;
                         }
                         Some(household)
@@ -1214,7 +1310,8 @@ impl World {
                         self.registrar.queue.clear();
                     }
                     (Client::Household(household), Pending::Signed { give_up_ms, .. })
-                        if is_early_reading(&error) && self.now_ms() + READING_RETRY_US / 1_000 <= *give_up_ms =>
+                        if is_early_reading(&error)
+                            && self.now_ms() + READING_RETRY_US / 1_000 <= *give_up_ms =>
                     {
                         self.agents[household as usize].queue.push_front(outstanding.pending);
                         self.scheduler.after(READING_RETRY_US, Event::Resume(client));
@@ -1249,7 +1346,9 @@ impl World {
         let registrar = self.registrar.key.public();
         let total = self.registrar.transactions.len() as u64;
         let everywhere = self.nodes.iter().all(|node| {
-            node.core.as_ref().is_some_and(|core| core.state().registrar_nonces.get(&registrar).copied() == Some(total))
+            node.core
+                .as_ref()
+                .is_some_and(|core| core.state().registrar_nonces.get(&registrar).copied() == Some(total))
         });
         if everywhere || total == 0 {
             self.registrar.done = true;
@@ -1265,10 +1364,9 @@ impl World {
             return;
         }
         if self.registrar.outstanding.is_none() && self.registrar.queue.is_empty() {
-            let done = self.nodes[0]
-                .core
-                .as_ref()
-                .map_or(0, |core| core.mempool().pending().registrar_nonces.get(&registrar).copied().unwrap_or(0));
+            let done = self.nodes[0].core.as_ref().map_or(0, |core| {
+                core.mempool().pending().registrar_nonces.get(&registrar).copied().unwrap_or(0)
+            });
             let done = usize::try_from(done).unwrap_or(usize::MAX).min(self.registrar.transactions.len());
             let queue: Vec<Pending> = self.registrar.transactions[done..]
                 .iter()
@@ -1308,8 +1406,19 @@ impl World {
             community_traits(seed, &market_config.profiles, self.config.households).into_iter().enumerate()
         {
             let household = u32::try_from(index).unwrap_or(u32::MAX);
+            // Its meter is billed from its registration on: the agent reports
+            // every interval from there, at zero until trading starts.
+            let meter = self.meters[index].public();
+            let registered = self.nodes[0].core.as_ref().and_then(|core| {
+                core.mempool().pending().meters.get(&meter).map(|meter| meter.registered_interval)
+            });
+            let household_state = Household::new(household, traits);
+            let decisions = match registered {
+                Some(interval) => Agent::reporting_from(household_state, &market, interval),
+                None => Agent::new(household_state, &market),
+            };
             let agent = HouseholdAgent {
-                decisions: Agent::new(Household::new(household, traits), &market),
+                decisions,
                 account: Keypair::from_seed(self.accounts[index].seed()),
                 meter: Keypair::from_seed(self.meters[index].seed()),
                 node: validators + index % household_nodes,
@@ -1330,7 +1439,9 @@ impl World {
         for planned in self.planned.clone() {
             match planned {
                 Planned::Skew { node, skew_ms } => self.nodes[node].skew_ms = skew_ms,
-                Planned::Crash { node, at_us, down_us } => self.scheduler.at(at_us, Event::Crash { node, down_us }),
+                Planned::Crash { node, at_us, down_us } => {
+                    self.scheduler.at(at_us, Event::Crash { node, down_us })
+                }
                 Planned::Partition { group, at_us, duration_us } => {
                     self.scheduler.at(at_us, Event::PartitionStart { group, duration_us });
                 }
@@ -1355,7 +1466,7 @@ impl World {
                 }
             }
         }
-        let committed = self.nodes[0].core.as_ref().map_or(0, |core| committed_transactions(core));
+        let committed = self.nodes[0].core.as_ref().map_or(0, committed_transactions);
         self.trading = Some(Trading {
             start_us,
             end_us,
@@ -1404,7 +1515,7 @@ impl World {
 
     /// Every agent reported its last interval: drain.
     fn trading_over(&mut self) {
-        let committed = self.nodes[0].core.as_ref().map_or(0, |core| committed_transactions(core));
+        let committed = self.nodes[0].core.as_ref().map_or(0, committed_transactions);
         let stats: Vec<NodeStats> = self.nodes.iter().map(SimNode::stats).collect();
         let Some(trading) = self.trading.as_mut() else { return };
         trading.stats_at_end = Some(stats);
@@ -1470,9 +1581,10 @@ impl World {
         let state = &mut self.nodes[node];
         let Some(store) = state.parked.take() else { return };
         let role = if validator { Role::Validator { households: None } } else { Role::Replica };
-        let opened = Index::in_memory(&self.genesis.hash())
-            .map_err(|error| error.to_string())
-            .and_then(|index| ChainCore::new(self.genesis.clone(), store, index, role).map_err(|error| error.to_string()));
+        let opened =
+            Index::in_memory(&self.genesis.hash()).map_err(|error| error.to_string()).and_then(|index| {
+                ChainCore::new(self.genesis.clone(), store, index, role).map_err(|error| error.to_string())
+            });
         match opened {
             Ok(core) => state.core = Some(core),
             Err(error) => {
@@ -1515,7 +1627,7 @@ impl World {
                 ("garbage", (0..length).map(|_| (self.random.next_u64() & 0xFF) as u8).collect::<Vec<u8>>())
             }
             1 if households > 0 => {
-                let household = (number as usize / 3) % households;
+                let household = usize::try_from(number / 3).unwrap_or(0) % households;
                 let meter = &self.meters[household];
                 let reading = gridshare_ledger::tx::MeterReading {
                     meter: meter.public(),
@@ -1523,8 +1635,11 @@ impl World {
                     import_wh_total: 0,
                     export_wh_total: 0,
                 };
-                let attestation =
-                    gridshare_ledger::tx::SignedMeterReading::sign(reading, meter, &self.genesis.community_id);
+                let attestation = gridshare_ledger::tx::SignedMeterReading::sign(
+                    reading,
+                    meter,
+                    &self.genesis.community_id,
+                );
                 let account = &self.accounts[household];
                 let offer = gridshare_ledger::tx::Offer {
                     account: account.public(),
@@ -1557,7 +1672,8 @@ impl World {
         if let Some(flood) = self.flood.as_mut() {
             flood.kinds.insert(id.clone(), kind);
         }
-        let message = Message::Gossip { topic: Topic::Transactions, id, bytes: bytes.into(), kind: Gossip::Published };
+        let message =
+            Message::Gossip { topic: Topic::Transactions, id, bytes: bytes.into(), kind: Gossip::Published };
         self.transmit(flooder, target, now_us, message, Some(now_us + PUBLISH_TIMEOUT_US));
         self.scheduler.after(interval_us, Event::Flood);
     }
@@ -1596,9 +1712,24 @@ fn verdict_key(verdict: &Verdict) -> String {
 }
 
 /// A validator's precommit signature for `block_hash` at (`height`, `round`).
-fn sign_precommit(key: &Keypair, genesis: &Genesis, height: u64, round: u32, block_hash: Hash) -> CommitSignature {
-    let vote = Vote { kind: VoteKind::Precommit, height, round, block_hash: Some(block_hash), validator: key.public() };
-    CommitSignature { validator: key.public(), signature: key.sign(&vote.signing_bytes(&genesis.community_id)) }
+fn sign_precommit(
+    key: &Keypair,
+    genesis: &Genesis,
+    height: u64,
+    round: u32,
+    block_hash: Hash,
+) -> CommitSignature {
+    let vote = Vote {
+        kind: VoteKind::Precommit,
+        height,
+        round,
+        block_hash: Some(block_hash),
+        validator: key.public(),
+    };
+    CommitSignature {
+        validator: key.public(),
+        signature: key.sign(&vote.signing_bytes(&genesis.community_id)),
+    }
 }
 
 /// The transactions in `core`'s chain.

@@ -184,15 +184,6 @@ pub fn warnings_in_log(log: &str) -> BTreeMap<String, u64> {
     warnings
 }
 
-/// The `percent` percentile of sorted samples (nearest rank).
-pub fn percentile(sorted: &[u64], percent: usize) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (sorted.len() * percent).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,14 +217,5 @@ mod tests {
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert_eq!(warnings["WARN gridshare_node::node: left out of the block"], 1);
         assert_eq!(warnings["WARN gridshare_node::node: banning a peer that sent invalid data"], 2);
-    }
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let samples: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&samples, 50), Some(50));
-        assert_eq!(percentile(&samples, 99), Some(99));
-        assert_eq!(percentile(&[7], 99), Some(7));
-        assert_eq!(percentile(&[], 50), None);
     }
 }

@@ -6,7 +6,6 @@
 
 pub mod agent;
 pub mod chain;
-pub mod http;
 pub mod journal;
 pub mod manifest;
 pub mod monitor;

@@ -6,6 +6,9 @@
 use std::fmt;
 use std::path::Path;
 
+/// The auction mechanism of the community, as the API and `genesis new` name it.
+pub use gridshare_api::Mechanism;
+use gridshare_api::decimal::{self, DecimalError};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
@@ -40,25 +43,6 @@ pub enum ManifestError {
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ManifestError {
     ManifestError::Invalid { field: field.into(), message: message.into() }
-}
-
-/// The auction mechanism of the community.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mechanism {
-    #[default]
-    Uniform,
-    PayAsBid,
-}
-
-impl Mechanism {
-    /// The name `gridshare-node genesis new --mechanism` takes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mechanism::Uniform => "uniform",
-            Mechanism::PayAsBid => "pay-as-bid",
-        }
-    }
 }
 
 /// A fault injected at `at_s` seconds after trading starts.
@@ -257,46 +241,23 @@ impl<'de> Deserialize<'de> for DecimalText {
     }
 }
 
-/// `text` as an integer number of 10^-`decimals` units, exactly: at most
-/// `decimals` decimals, not negative.
+/// `text` as an integer number of 10^-`decimals` units, exactly
+/// (`gridshare_api::decimal`): at most `decimals` decimals, not negative.
 pub fn parse_decimal(field: &str, text: &str, decimals: u32) -> Result<u64, ManifestError> {
-    let bad = |why: &str| invalid(field, format!("`{text}` {why}"));
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    if whole.starts_with('-') {
-        return Err(bad("is negative"));
-    }
-    if (whole.is_empty() && fraction.is_empty())
-        || !whole.bytes().all(|byte| byte.is_ascii_digit())
-        || !fraction.bytes().all(|byte| byte.is_ascii_digit())
-    {
-        return Err(bad("is not a decimal number such as 0.25"));
-    }
-    let fraction = fraction.trim_end_matches('0');
-    if fraction.len() > decimals as usize {
-        return Err(bad(&format!("has more than {decimals} decimals")));
-    }
-    let scale = 10_u64.pow(decimals);
-    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad("is too large"))? };
-    let mut fraction_units: u64 =
-        if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| bad("is too large"))? };
-    for _ in fraction.len()..decimals as usize {
-        fraction_units *= 10;
-    }
-    whole
-        .checked_mul(scale)
-        .and_then(|units| units.checked_add(fraction_units))
-        .ok_or_else(|| bad("is too large"))
+    decimal::parse_scaled(text, decimals).map_err(|error| {
+        let why = match error {
+            DecimalError::NotANumber => "is not a decimal number such as 0.25".to_string(),
+            DecimalError::TooPrecise { decimals } => format!("has more than {decimals} decimals"),
+            DecimalError::Negative => "is negative".to_string(),
+            DecimalError::TooLarge => "is too large".to_string(),
+        };
+        invalid(field, format!("`{text}` {why}"))
+    })
 }
 
 /// `units` of 10^-`decimals` as a decimal number, e.g. 300000 micro → `0.3`.
 pub fn format_decimal(units: u64, decimals: u32) -> String {
-    let scale = 10_u64.pow(decimals);
-    let fraction = units % scale;
-    if fraction == 0 {
-        return (units / scale).to_string();
-    }
-    let digits = format!("{fraction:0width$}", width = decimals as usize);
-    format!("{}.{}", units / scale, digits.trim_end_matches('0'))
+    decimal::format_scaled_short(units, decimals)
 }
 
 #[derive(Debug, Deserialize)]
@@ -778,5 +739,9 @@ rate_per_s = 50
         assert_eq!(format_decimal(300_000, 6), "0.3");
         assert_eq!(format_decimal(12_000_000, 6), "12");
         assert_eq!(format_decimal(1_050, 3), "1.05");
+        let negative = parse_decimal("x", "-1", 6).unwrap_err().to_string();
+        assert!(negative.ends_with("`-1` is negative"), "{negative}");
+        let precise = parse_decimal("x", "0.1234", 3).unwrap_err().to_string();
+        assert!(precise.ends_with("`0.1234` has more than 3 decimals"), "{precise}");
     }
 }

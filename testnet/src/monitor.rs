@@ -5,14 +5,14 @@
 //! cleared, trades, the last clearing price, nodes up and height, as a
 //! progress bar on a terminal and as plain lines otherwise.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use gridshare_api::client::StreamError;
+use gridshare_api::events::Event;
 
-use crate::http::Api;
 use crate::journal::{ClearingSeen, Journal, now_ms};
 use crate::manifest::format_decimal;
 use crate::nodes::Node;
@@ -23,25 +23,23 @@ const RECONNECT: Duration = Duration::from_millis(250);
 const POLL: Duration = Duration::from_secs(1);
 
 /// Follows `node`'s event stream until `stop`, reconnecting after restarts.
-pub fn watch_events(node: &Node, index: usize, api: &Api, journal: &Journal, stop: &AtomicBool) {
+pub fn watch_events(node: &Node, index: usize, journal: &Journal, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         if !node.is_up() {
             std::thread::sleep(RECONNECT);
             continue;
         }
-        let Ok(stream) = api.events(&node.api()) else {
+        let Ok(events) = node.api().events() else {
             std::thread::sleep(RECONNECT);
             continue;
         };
-        let mut event = String::new();
-        for line in stream.lines() {
-            let Ok(line) = line else { break };
-            if let Some(name) = line.strip_prefix("event:") {
-                event = name.trim().to_string();
-            } else if let Some(data) = line.strip_prefix("data:") {
-                let seen_ms = now_ms();
-                let Ok(data) = serde_json::from_str::<Value>(data.trim()) else { continue };
-                record(journal, index, &event, &data, seen_ms);
+        for event in events {
+            let seen_ms = now_ms();
+            match event {
+                Ok(event) => record(journal, index, &event, seen_ms),
+                // One event skipped (it did not follow the docs): go on.
+                Err(StreamError::Event(_)) => {}
+                Err(StreamError::Broken { .. }) => break,
             }
             if stop.load(Ordering::Relaxed) {
                 return;
@@ -51,27 +49,22 @@ pub fn watch_events(node: &Node, index: usize, api: &Api, journal: &Journal, sto
     }
 }
 
-fn record(journal: &Journal, node: usize, event: &str, data: &Value, seen_ms: u64) {
+fn record(journal: &Journal, node: usize, event: &Event, seen_ms: u64) {
     match event {
-        "block" => {
-            if let Some(height) = data["height"].as_u64() {
-                journal.block_seen(height, seen_ms);
-            }
+        Event::Block(block) => journal.block_seen(block.height, seen_ms),
+        Event::Clearing(clearing) => {
+            let receipt = &clearing.receipt;
+            journal.clearing_seen(ClearingSeen {
+                interval: receipt.interval,
+                node,
+                seen_ms,
+                price_micro_per_kwh: receipt.clearing_price_micro_per_kwh,
+                volume_wh: receipt.volume_wh,
+                trades: u64::try_from(receipt.trades.len()).unwrap_or(u64::MAX),
+            });
         }
-        "clearing" => {
-            if let Some(interval) = data["interval"].as_u64() {
-                journal.clearing_seen(ClearingSeen {
-                    interval,
-                    node,
-                    seen_ms,
-                    price_micro_per_kwh: data["clearing_price_micro_per_kwh"].as_u64(),
-                    volume_wh: data["volume_wh"].as_u64().unwrap_or(0),
-                    trades: data["trades"].as_array().map_or(0, |trades| trades.len() as u64),
-                });
-            }
-        }
-        "lagged" => journal.events_lagged(data["missed"].as_u64().unwrap_or(0)),
-        _ => {}
+        Event::Lagged(lagged) => journal.events_lagged(lagged.missed),
+        Event::Settlement(_) => {}
     }
 }
 
@@ -95,13 +88,13 @@ impl Board {
 }
 
 /// Polls every node's status and memory until `stop`.
-pub fn poll(nodes: &[Arc<Node>], api: &Api, board: &Board, stop: &AtomicBool) {
+pub fn poll(nodes: &[Arc<Node>], board: &Board, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         let mut heights = Vec::with_capacity(nodes.len());
         for node in nodes {
             node.sample_memory();
             let height =
-                if node.is_up() { api.get_u64(&node.api(), "/v1/status", "height").ok() } else { None };
+                if node.is_up() { node.api().status().ok().map(|status| status.height) } else { None };
             heights.push(height);
         }
         if let Some(Some(height)) = heights.first() {

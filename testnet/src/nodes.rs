@@ -1,23 +1,22 @@
 //! Real `gridshare-node` processes: finding (or building) the binary,
-//! `init` and `genesis new`, starting a node on loopback and reading its
-//! addresses, and the signals of the perturbations (SIGKILL and restart on
-//! the same addresses, SIGSTOP/SIGCONT, SIGTERM). Each child's stdout is
-//! read until it exits, since a node whose stdout is closed dies on its next
-//! print; its stderr (the log) goes to a file the checks read.
+//! `init` and `genesis new`, and each node of the community started,
+//! restarted on the same addresses and signalled (SIGKILL and restart,
+//! SIGSTOP/SIGCONT, SIGTERM) through the API crate's process harness, which
+//! reads each child's stdout until it exits (a node whose stdout is closed
+//! dies on its next print) and keeps its stderr (the log) in a file the
+//! checks read; and a client of each node's API at its current address.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use gridshare_api::client::{Client, Timeouts};
+use gridshare_api::harness::{self, HarnessError, NodeLaunch, NodeProcess, STOP_TIMEOUT, Signal, log_tail};
 
 /// The node binary's name.
-pub const NODE_BINARY: &str = "gridshare-node";
-/// How long a node may take to print its addresses after it is started.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a node may take to stop after SIGTERM before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+pub const NODE_BINARY: &str = harness::NODE_BINARY;
 /// The log filter of every node: warnings, and the node's own info lines
 /// (among them every transaction dropped from a mempool, with its reason).
 const NODE_LOG_FILTER: &str = "warn,gridshare_node=info";
@@ -31,19 +30,12 @@ pub enum ProcessError {
     Build { command: String, status: String },
     #[error("cannot start {what}: {error}")]
     Spawn { what: String, error: std::io::Error },
-    #[error("{what} failed ({status}): {stderr}")]
-    Command { what: String, status: String, stderr: String },
-    #[error(
-        "{node} did not print its API and P2P addresses within {seconds} s; its log {log} ends with:\n{tail}"
-    )]
-    NoAddresses { node: String, seconds: u64, log: String, tail: String },
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
     #[error("{what}: {error}")]
     Io { what: String, error: std::io::Error },
-}
-
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ProcessError {
-    let what = what.into();
-    move |error| ProcessError::Io { what, error }
+    #[error("{node} is not running")]
+    NotRunning { node: String },
 }
 
 /// The profile directory (`target/release`, `target/debug`) the testnet
@@ -97,10 +89,17 @@ pub fn node_binary(explicit: Option<&Path>) -> Result<PathBuf, ProcessError> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("Cargo.toml");
     if workspace.exists() {
         eprintln!("Building gridshare-node (up to date in a second if nothing changed): {command}");
-        let status = Command::new(&cargo)
-            .args(&args)
-            .status()
-            .map_err(|error| ProcessError::Spawn { what: command.clone(), error })?;
+        let mut build = Command::new(&cargo);
+        build.args(&args);
+        // `cargo run` gives this process the package's variables
+        // (`CARGO_PKG_NAME`, ...); build scripts that read them (ring's)
+        // would see them change from a build started in a shell, and
+        // rebuild it and everything above it (the node's whole network
+        // stack) every time the two alternate.
+        for (name, _) in std::env::vars_os().filter(|(name, _)| is_run_variable(name)) {
+            build.env_remove(name);
+        }
+        let status = build.status().map_err(|error| ProcessError::Spawn { what: command.clone(), error })?;
         if !status.success() {
             return Err(ProcessError::Build { command, status: status.to_string() });
         }
@@ -111,46 +110,24 @@ pub fn node_binary(explicit: Option<&Path>) -> Result<PathBuf, ProcessError> {
     Ok(binary)
 }
 
+/// Whether `name` is one of the variables `cargo run` and `cargo test` set
+/// for the package they run (the ones Cargo sets for a crate it compiles).
+fn is_run_variable(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name.as_ref(),
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+        )
+}
+
 /// Runs a `gridshare-node` subcommand to completion; returns its stdout.
 pub fn run_to_end(binary: &Path, args: &[&str]) -> Result<String, ProcessError> {
-    let what = format!("gridshare-node {}", args.join(" "));
-    let output = Command::new(binary)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .map_err(|error| ProcessError::Spawn { what: what.clone(), error })?;
-    if !output.status.success() {
-        return Err(ProcessError::Command {
-            what,
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).to_string())
-}
-
-/// Sends `signal` (`TERM`, `STOP`, `CONT`) to `pid` with kill(1): the
-/// workspace forbids unsafe code, so no libc call.
-fn signal(pid: u32, signal: &str) -> Result<(), ProcessError> {
-    let what = format!("kill -{signal} {pid}");
-    let status = Command::new("kill")
-        .args([format!("-{signal}"), pid.to_string()])
-        .status()
-        .map_err(|error| ProcessError::Spawn { what: what.clone(), error })?;
-    if !status.success() {
-        return Err(ProcessError::Command { what, status: status.to_string(), stderr: String::new() });
-    }
-    Ok(())
-}
-
-/// The kernel's high-water mark of a process's resident memory, in KiB.
-pub fn peak_memory_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    Ok(harness::run_to_end(binary, args, &[("RUST_LOG", "warn")])?)
 }
 
 /// A validator or a household's node.
@@ -160,10 +137,18 @@ pub enum Role {
     Household,
 }
 
+/// A client of the API at `url` (one the node printed, or loopback port 1).
+fn client_of(url: &str, node: &str, timeouts: Timeouts) -> Result<Client, ProcessError> {
+    Client::with_timeouts(url, timeouts).map_err(|error| ProcessError::Io {
+        what: format!("{node}: its API at {url}"),
+        error: std::io::Error::other(error.to_string()),
+    })
+}
+
 /// How a node is started, kept for its restarts.
 #[derive(Debug)]
 struct Launch {
-    child: Option<Child>,
+    process: Option<NodeProcess>,
     pid: u32,
     /// The API port, reused on restart (0 before the first start).
     api_port: u16,
@@ -235,31 +220,37 @@ pub struct Node {
     pub log_path: PathBuf,
     binary: PathBuf,
     launch: Mutex<Launch>,
-    /// `127.0.0.1:PORT` of the API.
-    api: RwLock<String>,
+    /// The testnet's timeouts for requests to the API.
+    timeouts: Timeouts,
+    /// A client of the API at its current address.
+    client: RwLock<Client>,
     lifecycle: Arc<Lifecycle>,
     pub restarts: AtomicU32,
     peak_memory_kib: AtomicU64,
 }
 
 impl Node {
-    /// A node; `consensus` is set for a validator.
+    /// A node; `consensus` is set for a validator. Requests to its API
+    /// give up after `timeouts`.
     pub fn new(
         name: &str,
         consensus: Option<ConsensusAddresses>,
         data_dir: PathBuf,
         log_path: PathBuf,
         binary: &Path,
-    ) -> Node {
+        timeouts: Timeouts,
+    ) -> Result<Node, ProcessError> {
         let role = if consensus.is_some() { Role::Validator } else { Role::Household };
-        Node {
+        // Port 1 on loopback, where nothing listens, until the node runs.
+        let client = client_of("http://127.0.0.1:1", name, timeouts)?;
+        Ok(Node {
             name: name.to_string(),
             role,
             data_dir,
             log_path,
             binary: binary.to_path_buf(),
             launch: Mutex::new(Launch {
-                child: None,
+                process: None,
                 pid: 0,
                 api_port: 0,
                 listen: "/ip4/127.0.0.1/tcp/0".into(),
@@ -269,11 +260,12 @@ impl Node {
                 clock_skew_ms: 0,
                 consensus,
             }),
-            api: RwLock::new(String::new()),
+            timeouts,
+            client: RwLock::new(client),
             lifecycle: Arc::new(Lifecycle::default()),
             restarts: AtomicU32::new(0),
             peak_memory_kib: AtomicU64::new(0),
-        }
+        })
     }
 
     fn launch(&self) -> MutexGuard<'_, Launch> {
@@ -297,10 +289,24 @@ impl Node {
         self.launch().clock_skew_ms
     }
 
-    /// `127.0.0.1:PORT` of the API (it stays the same across restarts
+    /// A client of the API (its address stays the same across restarts
     /// unless the port was taken meanwhile).
-    pub fn api(&self) -> String {
-        self.api.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    pub fn api(&self) -> Client {
+        self.client.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// `127.0.0.1:PORT` of the API.
+    pub fn address(&self) -> String {
+        self.api().url().trim_start_matches("http://").to_string()
+    }
+
+    /// The admin API's bearer token (the node makes it in its data
+    /// directory when it first runs with the admin API).
+    pub fn admin_token(&self) -> Result<String, ProcessError> {
+        let path = self.data_dir.join("admin.token");
+        std::fs::read_to_string(&path)
+            .map(|token| token.trim().to_string())
+            .map_err(|error| ProcessError::Io { what: format!("reading {}", path.display()), error })
     }
 
     /// The P2P address with the peer id.
@@ -324,7 +330,7 @@ impl Node {
     pub fn sample_memory(&self) {
         let pid = self.pid();
         if pid != 0 {
-            self.peak_memory_kib.fetch_max(peak_memory_kib(pid), Ordering::Relaxed);
+            self.peak_memory_kib.fetch_max(harness::peak_memory_kib(pid), Ordering::Relaxed);
         }
     }
 
@@ -344,95 +350,64 @@ impl Node {
     }
 
     fn spawn(&self, launch: &mut Launch, api_port: u16) -> Result<(), ProcessError> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .map_err(io(format!("opening {}", self.log_path.display())))?;
-        let mut command = Command::new(&self.binary);
-        command.arg("run").arg("--data-dir").arg(&self.data_dir).args([
-            "--api",
-            &format!("127.0.0.1:{api_port}"),
-            "--p2p",
-            &launch.listen,
-            "--no-mdns",
-            // Every node of a testnet shares this machine's cores: one
-            // thread each spares them waking each other's threads.
-            "--worker-threads",
-            "1",
-        ]);
+        let mut node = NodeLaunch::new(&self.name, &self.binary, &self.log_path)
+            .arg("run")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args([
+                "--api",
+                &format!("127.0.0.1:{api_port}"),
+                "--p2p",
+                &launch.listen,
+                "--no-mdns",
+                // Every node of a testnet shares this machine's cores: one
+                // thread each spares them waking each other's threads.
+                "--worker-threads",
+                "1",
+                // The disconnect fault isolates a node through the admin API,
+                // with the token the node keeps in its data directory.
+                "--enable-admin-api",
+            ])
+            .env("RUST_LOG", NODE_LOG_FILTER)
+            .env("NO_COLOR", "1")
+            .stdout_to_log();
         for peer in &launch.bootstrap {
-            command.args(["--bootstrap", peer]);
+            node = node.args(["--bootstrap", peer]);
         }
         if let Some(block_time_ms) = launch.block_time_ms {
-            command.args(["--block-time-ms", &block_time_ms.to_string()]);
+            node = node.args(["--block-time-ms".to_string(), block_time_ms.to_string()]);
         }
         if launch.clock_skew_ms != 0 {
-            command.arg(format!("--clock-skew-ms={}", launch.clock_skew_ms));
+            node = node.arg(format!("--clock-skew-ms={}", launch.clock_skew_ms));
         }
         // A validator listens for the other validators on its own port, by
         // default a fixed one on every interface: the testnet gives each a
         // port on loopback, the same on every restart, since the others dial it.
         if let Some(consensus) = &launch.consensus {
-            command.args(["--consensus-p2p", &consensus.listen]);
+            node = node.args(["--consensus-p2p", &consensus.listen]);
             for peer in &consensus.peers {
-                command.args(["--consensus-peer", peer]);
+                node = node.args(["--consensus-peer", peer]);
             }
         }
-        let what = format!("{} ({})", self.name, self.binary.display());
-        let mut child = command
-            .env("RUST_LOG", NODE_LOG_FILTER)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .map_err(|error| ProcessError::Spawn { what, error })?;
-        let stdout = child.stdout.take().ok_or_else(|| ProcessError::Io {
-            what: format!("{}: no stdout", self.name),
-            error: std::io::Error::other("stdout not captured"),
-        })?;
-        let (sender, addresses) = mpsc::sync_channel::<(String, String)>(16);
-        let log_path = self.log_path.clone();
         let lifecycle = self.lifecycle.clone();
         let generation = lifecycle.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let name = self.name.clone();
-        std::thread::Builder::new()
-            .name(format!("{}-stdout", self.name))
-            .spawn(move || {
-                read_stdout(stdout, &sender, &log_path);
-                lifecycle.ended(generation, &name, &log_path);
-            })
-            .map_err(io("starting a thread"))?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        let (mut api, mut p2p) = (None, None);
-        while api.is_none() || p2p.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match addresses.recv_timeout(left) {
-                Ok((kind, value)) if kind == "API" => api = Some(value),
-                Ok((_, value)) => {
-                    p2p.get_or_insert(value);
-                }
-                Err(_) => break,
+        let (name, log_path) = (self.name.clone(), self.log_path.clone());
+        let started = node.on_exit(move || lifecycle.ended(generation, &name, &log_path)).start();
+        let process = match started {
+            Ok(process) => process,
+            Err(error) => {
+                // The harness killed it: that end is no surprise.
+                self.lifecycle.ending_on_purpose();
+                return Err(error.into());
             }
-        }
-        let (Some(api), Some(p2p)) = (api, p2p) else {
-            self.lifecycle.ending_on_purpose();
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(ProcessError::NoAddresses {
-                node: self.name.clone(),
-                seconds: START_TIMEOUT.as_secs(),
-                log: self.log_path.display().to_string(),
-                tail: log_tail(&self.log_path, 12),
-            });
         };
-        launch.api_port = api.rsplit(':').next().and_then(|port| port.parse().ok()).unwrap_or(0);
-        launch.listen = p2p.split("/p2p/").next().unwrap_or(&p2p).to_string();
-        launch.p2p = p2p;
-        launch.pid = child.id();
-        launch.child = Some(child);
-        *self.api.write().unwrap_or_else(std::sync::PoisonError::into_inner) = api;
+        let client = client_of(&process.url(), &self.name, self.timeouts)?;
+        launch.api_port = process.api().rsplit(':').next().and_then(|port| port.parse().ok()).unwrap_or(0);
+        launch.listen = process.p2p().split("/p2p/").next().unwrap_or(process.p2p()).to_string();
+        launch.p2p = process.p2p().to_string();
+        launch.pid = process.pid();
+        launch.process = Some(process);
+        *self.client.write().unwrap_or_else(std::sync::PoisonError::into_inner) = client;
         Ok(())
     }
 
@@ -440,10 +415,9 @@ impl Node {
     pub fn kill(&self) {
         self.lifecycle.ending_on_purpose();
         let mut launch = self.launch();
-        if let Some(mut child) = launch.child.take() {
-            self.peak_memory_kib.fetch_max(peak_memory_kib(child.id()), Ordering::Relaxed);
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = launch.process.take() {
+            self.peak_memory_kib.fetch_max(process.peak_memory_kib(), Ordering::Relaxed);
+            process.kill();
         }
     }
 
@@ -452,38 +426,27 @@ impl Node {
     pub fn stop(&self) -> bool {
         self.lifecycle.ending_on_purpose();
         let mut launch = self.launch();
-        let Some(mut child) = launch.child.take() else { return true };
-        self.peak_memory_kib.fetch_max(peak_memory_kib(child.id()), Ordering::Relaxed);
-        // A paused node must run to handle SIGTERM.
-        let _ = signal(child.id(), "CONT");
-        if signal(child.id(), "TERM").is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return false;
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return status.success(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return false;
-                }
-            }
-        }
+        let Some(mut process) = launch.process.take() else { return true };
+        self.peak_memory_kib.fetch_max(process.peak_memory_kib(), Ordering::Relaxed);
+        process.stop(STOP_TIMEOUT).clean
+    }
+
+    fn signal(&self, signal: Signal) -> Result<(), ProcessError> {
+        let launch = self.launch();
+        let process =
+            launch.process.as_ref().ok_or_else(|| ProcessError::NotRunning { node: self.name.clone() })?;
+        Ok(process.signal(signal)?)
     }
 
     /// SIGSTOP.
     pub fn pause(&self) -> Result<(), ProcessError> {
         self.lifecycle.up.store(false, Ordering::Relaxed);
-        signal(self.pid(), "STOP")
+        self.signal(Signal::Stop)
     }
 
     /// SIGCONT.
     pub fn resume(&self) -> Result<(), ProcessError> {
-        signal(self.pid(), "CONT")?;
+        self.signal(Signal::Cont)?;
         self.lifecycle.up.store(true, Ordering::Relaxed);
         Ok(())
     }
@@ -496,49 +459,23 @@ impl Node {
     /// Whether the process is still alive (it may have died on its own).
     pub fn is_running(&self) -> bool {
         let mut launch = self.launch();
-        match launch.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        launch.process.as_mut().is_some_and(NodeProcess::is_running)
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let launch = self.launch.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(mut child) = launch.child.take() {
-            let _ = signal(child.id(), "CONT");
-            let _ = child.kill();
-            let _ = child.wait();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The package's variables are left out of the nested build; the
+    /// user's settings for cargo are not.
+    #[test]
+    fn the_variables_of_cargo_run_are_told_from_the_users() {
+        for name in ["CARGO_PKG_NAME", "CARGO_PKG_VERSION_MAJOR", "CARGO_MANIFEST_DIR", "CARGO_BIN_NAME"] {
+            assert!(is_run_variable(std::ffi::OsStr::new(name)), "{name}");
+        }
+        for name in ["CARGO", "CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_TERM_COLOR", "PATH", "RUSTFLAGS"] {
+            assert!(!is_run_variable(std::ffi::OsStr::new(name)), "{name}");
         }
     }
-}
-
-/// Reads a node's stdout until it exits: the addresses go to `addresses`,
-/// every line to the log.
-fn read_stdout(
-    stdout: std::process::ChildStdout,
-    addresses: &mpsc::SyncSender<(String, String)>,
-    log_path: &Path,
-) {
-    let mut log = std::fs::OpenOptions::new().append(true).open(log_path).ok();
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        if let Some(url) = line.strip_prefix("API:") {
-            let address = url.trim().trim_start_matches("http://").trim_end_matches("/v1/status").to_string();
-            let _ = addresses.try_send(("API".into(), address));
-        } else if let Some(address) = line.strip_prefix("P2P:") {
-            let _ = addresses.try_send(("P2P".into(), address.trim().to_string()));
-        }
-        if let Some(log) = log.as_mut() {
-            let _ = writeln!(log, "stdout: {line}");
-        }
-    }
-}
-
-/// The last `lines` lines of a log.
-pub fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

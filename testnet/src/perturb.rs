@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use gridshare_api::TransactionState;
+use gridshare_api::client::Submission;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::testkit::SplitMix64;
 use gridshare_ledger::tx::{MeterReading, Offer, Side, SignedMeterReading, SignedTx, Tx};
 
-use crate::agent::{Market, sleep_until};
-use crate::http::{Api, Verdict};
+use crate::agent::{Market, sleep_until, verdict};
 use crate::journal::{FloodOutcome, Journal, now_ms};
 use crate::manifest::{Manifest, Perturbation};
 use crate::nodes::{Node, Role};
@@ -37,7 +38,6 @@ pub struct FaultLog {
 #[derive(Debug, Clone)]
 pub struct Context {
     pub nodes: Arc<Vec<Arc<Node>>>,
-    pub api: Api,
     pub journal: Arc<Journal>,
     pub market: Arc<Market>,
     pub stop: Arc<AtomicBool>,
@@ -69,11 +69,9 @@ fn restart(context: &Context, node: &Node, log: &mut FaultLog) {
                     .nodes
                     .iter()
                     .filter(|other| other.role == Role::Validator && other.name != node.name && other.is_up())
-                    .filter_map(|validator| {
-                        context.api.get_u64(&validator.api(), "/v1/status", "height").ok()
-                    })
+                    .filter_map(|validator| validator.api().status().ok().map(|status| status.height))
                     .max()
-                    .or_else(|| context.api.get_u64(&node.api(), "/v1/status", "height").ok())
+                    .or_else(|| node.api().status().ok().map(|status| status.height))
                     .unwrap_or(0);
                 context.journal.restarted_at_height(height);
                 return;
@@ -133,11 +131,11 @@ pub fn apply(context: &Context, perturbation: &Perturbation) -> FaultLog {
             }
         }
         (Perturbation::Disconnect { duration_s, .. }, Some((_, node))) => {
-            let body = serde_json::json!({ "duration_ms": duration_s * 1_000 });
-            match context.api.request(&node.api(), "POST", "/v1/admin/isolate", Some(&body)) {
-                Ok((200, _)) => {}
-                Ok((status, answer)) => log.problems.push(format!("isolate: HTTP {status} {answer}")),
-                Err(error) => log.problems.push(format!("isolate: {error}")),
+            let isolated = node.admin_token().map_err(|error| error.to_string()).and_then(|token| {
+                node.api().isolate(duration_s * 1_000, &token).map_err(|error| error.to_string())
+            });
+            if let Err(problem) = isolated {
+                log.problems.push(format!("isolate: {problem}"));
             }
             sleep_until(now_ms() + duration_s * 1_000, &context.stop);
         }
@@ -195,12 +193,12 @@ fn flood(context: &Context, household: u32, duration_s: u64, rate_per_s: u32, lo
             ),
         };
         let answer = if node.is_up() {
-            match context.api.submit_hex(&node.api(), &hex_text) {
-                Ok(Verdict::Admitted(_)) => "202 admitted".to_string(),
-                Ok(Verdict::Refused { status, code, reason, .. }) => {
-                    format!("{status} {}", reason.unwrap_or(code))
+            match verdict(node.api().submit_hex(&hex_text)) {
+                Some(Submission::Admitted { .. }) => "202 admitted".to_string(),
+                Some(refused @ Submission::Refused { status, .. }) => {
+                    format!("{status} {}", refused.refusal_code().unwrap_or_default())
                 }
-                Err(_) => "no answer".to_string(),
+                None => "no answer".to_string(),
             }
         } else {
             "node down".to_string()
@@ -246,8 +244,10 @@ fn replay(context: &Context, household: u32, node: &Node, turn: u64) -> Option<S
     let community = &context.market.genesis.community_id;
     for attempt in 0..4 {
         let tx = context.journal.replay_candidate(household, usize::try_from(turn + attempt).unwrap_or(0))?;
-        let path = format!("/v1/transactions/{}", tx.id(community));
-        if context.api.get(&node.api(), &path).is_ok_and(|status| status["status"] == "included") {
+        let found = node.api().transaction(&tx.id(community));
+        if found.is_ok_and(|found| {
+            found.is_some_and(|found| matches!(found.state, TransactionState::Included { .. }))
+        }) {
             return Some(tx);
         }
     }

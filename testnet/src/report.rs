@@ -96,6 +96,11 @@ pub struct Report {
     pub grid_feed_in_wh: u64,
     /// What the households would have imported with no local trading.
     pub grid_only_import_wh: u64,
+    /// Bills with an interval a meter had no reading for: billed at the
+    /// meter's import capacity (some refunded when a later reading came).
+    pub bills_with_estimates: u64,
+    pub estimated_import_wh: u64,
+    pub estimate_refund_wh: u64,
     /// Σ bill totals (negative: the households paid), nano-currency.
     pub bills_total_nano: String,
     /// The same energy at the grid tariffs alone.
@@ -152,6 +157,9 @@ pub struct Market {
     pub grid_import_wh: u64,
     pub grid_feed_in_wh: u64,
     pub grid_only_import_wh: u64,
+    pub bills_with_estimates: u64,
+    pub estimated_import_wh: u64,
+    pub estimate_refund_wh: u64,
     pub bills_total_nano: i128,
     pub grid_only_total_nano: i128,
 }
@@ -184,6 +192,11 @@ pub fn market(chain: &Chain) -> Market {
             market.grid_import_wh += bill.grid_import_wh;
             market.grid_feed_in_wh += bill.feed_in_wh;
             market.bills_total_nano += bill.total_nano;
+            if bill.estimated_import_wh > 0 {
+                market.bills_with_estimates += 1;
+            }
+            market.estimated_import_wh += bill.estimated_import_wh;
+            market.estimate_refund_wh += bill.estimate_refund_wh;
             let metered = i128::from(bill.metered_net_export_wh);
             let grid_only = if metered >= 0 {
                 metered * i128::from(tariffs.grid_feed_in_micro_per_kwh)
@@ -267,6 +280,13 @@ impl Report {
             kwh(self.grid_import_wh),
             kwh(self.grid_only_import_wh),
             kwh(self.grid_feed_in_wh)
+        );
+        let _ = writeln!(
+            out,
+            "  Estimates     {} bills with an interval a meter did not report: {} kWh billed at meter capacity, {} kWh refunded later",
+            self.bills_with_estimates,
+            kwh(self.estimated_import_wh),
+            kwh(self.estimate_refund_wh)
         );
         let actual: i128 = self.bills_total_nano.parse().unwrap_or(0);
         let grid_only: i128 = self.grid_only_total_nano.parse().unwrap_or(0);

@@ -23,13 +23,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use gridshare_api::TransactionState;
+use gridshare_api::client::{ClientError, Timeouts};
+use gridshare_api::stats::percentile;
+use gridshare_ledger::Hash;
 use gridshare_ledger::audit::audit_export;
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 
 use crate::agent::{Agent, Market};
-use crate::chain::{Chain, Drop, drops_in_log, percentile, warnings_in_log};
-use crate::http::Api;
+use crate::chain::{Chain, Drop, drops_in_log, warnings_in_log};
 use crate::journal::{Journal, Snapshot, now_ms};
 use crate::manifest::{Manifest, ManifestError, Perturbation};
 use crate::monitor::{Board, Progress, poll, watch_events};
@@ -39,8 +42,14 @@ use crate::profile::{Household, Simulation, community_traits};
 use crate::report::{self, Check, Flood, NodeReport, Report, Transactions};
 use crate::setup::{self, Keys, SetupError};
 
-/// Requests of the agents and checks give up after this long.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Requests of the agents and checks give up after these (a paused node
+/// must not stall an agent).
+const TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(2),
+    request: Duration::from_secs(3),
+    // An event stream or export that sends nothing for this long is given up.
+    stream_read: Duration::from_secs(30),
+};
 /// Drop reasons the rule accepts for an acknowledged transaction.
 const ACCEPTED_DROPS: [&str; 4] = ["interval_closed", "stale_nonce", "reading_not_increasing", "nonce_gap"];
 /// At most this many examples are quoted in a check's detail.
@@ -114,8 +123,10 @@ struct Community {
     genesis: Genesis,
     keys: Keys,
     nodes: Arc<Vec<Arc<Node>>>,
-    api: Api,
     journal: Arc<Journal>,
+    /// The meters' zero readings from their registration until the agents
+    /// take over.
+    idle_meters: setup::IdleMeters,
 }
 
 /// What trading left behind.
@@ -146,16 +157,16 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
     let drained = drain(&community, &trading);
 
     // Checks against the live nodes and the export.
-    let Community { nodes, api, journal, workdir, .. } = &community;
+    let Community { nodes, journal, workdir, .. } = &community;
     let export_path = workdir.join("ledger.export");
-    let chain = match api.download_export(&nodes[0].api(), &export_path) {
+    let chain = match nodes[0].api().export_to_file(&export_path) {
         Ok(_) => Chain::read(&export_path).map_err(|error| error.to_string()),
         Err(error) => Err(error.to_string()),
     };
     let snapshot = journal.snapshot();
     let mut checks = Vec::new();
     let live = match &chain {
-        Ok(chain) => live_checks(chain, nodes, api, &drained.heights, drained.target, &snapshot),
+        Ok(chain) => live_checks(chain, nodes, &drained.heights, drained.target, &snapshot),
         Err(error) => {
             let detail = format!("the validator's export could not be read: {error}");
             checks.push(Check::new("export", false, detail));
@@ -219,9 +230,8 @@ fn set_up(options: &Options) -> Result<Community, RunError> {
     );
     println!("Work dir: {}", workdir.display());
     let keys = Keys::derive(seed, manifest.validators, manifest.households);
-    let (genesis, _, nodes) = setup::prepare(&manifest, &keys, &workdir, &binary)?;
+    let (genesis, _, nodes) = setup::prepare(&manifest, &keys, &workdir, &binary, TIMEOUTS)?;
     let nodes = Arc::new(nodes);
-    let api = Api::new(REQUEST_TIMEOUT);
     // Clock skews from the start are how those nodes start.
     let skews: Vec<(usize, i64)> = manifest
         .perturbations
@@ -233,38 +243,39 @@ fn set_up(options: &Options) -> Result<Community, RunError> {
             _ => None,
         })
         .collect();
-    setup::start(&manifest, &nodes, &api, &skews)?;
+    setup::start(&manifest, &nodes, &skews)?;
     println!(
-        "Started {} nodes; validator-0 at {} (API http://{})",
+        "Started {} nodes; validator-0 at {} (API {})",
         nodes.len(),
         nodes[0].p2p(),
-        nodes[0].api()
+        nodes[0].api().url()
     );
     let journal = Arc::new(Journal::default());
-    setup::register(&manifest, &genesis, &keys, &nodes, &api, &journal)?;
+    let idle_meters = setup::IdleMeters::start(&genesis, &keys, nodes[0].clone(), &journal);
+    setup::register(&manifest, &genesis, &keys, &nodes, &journal)?;
     println!("Registered {} households with their meters and credits", manifest.households);
-    Ok(Community { manifest, seed, workdir, keep_workdir, genesis, keys, nodes, api, journal })
+    Ok(Community { manifest, seed, workdir, keep_workdir, genesis, keys, nodes, journal, idle_meters })
 }
 
 /// A thread per node following its event stream, and the status poller.
 fn spawn_monitors(community: &Community, stop: &Arc<AtomicBool>) -> Arc<Board> {
     let board = Arc::new(Board::new(community.nodes.len()));
     for (index, node) in community.nodes.iter().enumerate() {
-        let (node, api, journal, stop) =
-            (node.clone(), community.api.clone(), community.journal.clone(), stop.clone());
-        std::thread::spawn(move || watch_events(&node, index, &api, &journal, &stop));
+        let (node, journal, stop) = (node.clone(), community.journal.clone(), stop.clone());
+        std::thread::spawn(move || watch_events(&node, index, &journal, &stop));
     }
-    let (nodes, api, poll_board, stop) =
-        (community.nodes.clone(), community.api.clone(), board.clone(), stop.clone());
-    std::thread::spawn(move || poll(&nodes, &api, &poll_board, &stop));
+    let (nodes, poll_board, stop) = (community.nodes.clone(), board.clone(), stop.clone());
+    std::thread::spawn(move || poll(&nodes, &poll_board, &stop));
     board
 }
 
 /// Runs an agent per household and a thread per perturbation, showing
 /// progress, until the agents have reported the last interval.
 fn trade(community: &Community, board: &Board) -> Result<Trading, RunError> {
-    let Community { manifest, seed, genesis, keys, nodes, api, journal, .. } = community;
+    let Community { manifest, seed, genesis, keys, nodes, journal, idle_meters, .. } = community;
     let seed = *seed;
+    // The agents report from here on, each from its meter's last reading.
+    idle_meters.finish();
     let start_ms = now_ms();
     let first_interval = genesis.interval_at(start_ms);
     let market = Arc::new(Market {
@@ -303,18 +314,16 @@ fn trade(community: &Community, board: &Board) -> Result<Trading, RunError> {
             node_index,
             keep_for_replay: flooders.contains(&household),
         };
-        let (market, api, journal, stop) =
-            (market.clone(), api.clone(), journal.clone(), stop_agents.clone());
+        let (market, journal, stop) = (market.clone(), journal.clone(), stop_agents.clone());
         let handle = std::thread::Builder::new()
             .name(format!("household-agent-{index}"))
             .stack_size(256 * 1024)
-            .spawn(move || agent.run(&market, &api, &journal, &stop))
+            .spawn(move || agent.run(&market, &journal, &stop))
             .map_err(|error| ProcessError::Io { what: "starting an agent thread".into(), error })?;
         agents.push(handle);
     }
     let context = perturb::Context {
         nodes: nodes.clone(),
-        api: api.clone(),
         journal: journal.clone(),
         market: market.clone(),
         stop: stop_agents.clone(),
@@ -367,22 +376,22 @@ fn trade(community: &Community, board: &Board) -> Result<Trading, RunError> {
 /// Waits (with deadlines) for the last interval to settle on the
 /// validator, then for every node to reach the validator's height.
 fn drain(community: &Community, trading: &Trading) -> Drained {
-    let Community { genesis, nodes, api, .. } = community;
+    let Community { genesis, nodes, .. } = community;
     let last = trading.market.last_interval;
     let settled_by = genesis.settlement_ms(last).unwrap_or(trading.end_ms) + 60_000;
     while now_ms() < settled_by {
-        let next = api.get_u64(&nodes[0].api(), "/v1/status", "next_settlement_interval").unwrap_or(0);
+        let next = nodes[0].api().status().map_or(0, |status| status.next_settlement_interval);
         if next > last {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let target = api.get_u64(&nodes[0].api(), "/v1/status", "height").unwrap_or(0);
+    let target = nodes[0].api().status().map_or(0, |status| status.height);
     let caught_up_by = now_ms() + 60_000 + nodes.len() as u64 * 200;
     let mut heights: Vec<Option<u64>> = vec![None; nodes.len()];
     loop {
         for (index, node) in nodes.iter().enumerate() {
-            heights[index] = api.get_u64(&node.api(), "/v1/status", "height").ok();
+            heights[index] = node.api().status().ok().map(|status| status.height);
         }
         if heights.iter().all(|height| height.is_some_and(|height| height >= target))
             || now_ms() > caught_up_by
@@ -525,7 +534,7 @@ fn build_report(
         .map(|(node, height)| NodeReport {
             name: node.name.clone(),
             role: if node.role == Role::Validator { "validator" } else { "household" },
-            api: node.api(),
+            api: node.address(),
             restarts: node.restarts.load(Ordering::Relaxed),
             clock_skew_ms: node.clock_skew_ms(),
             final_height: *height,
@@ -553,6 +562,9 @@ fn build_report(
         grid_import_wh: report_market.grid_import_wh,
         grid_feed_in_wh: report_market.grid_feed_in_wh,
         grid_only_import_wh: report_market.grid_only_import_wh,
+        bills_with_estimates: report_market.bills_with_estimates,
+        estimated_import_wh: report_market.estimated_import_wh,
+        estimate_refund_wh: report_market.estimate_refund_wh,
         bills_total_nano: report_market.bills_total_nano.to_string(),
         grid_only_total_nano: report_market.grid_only_total_nano.to_string(),
         community_savings_nano: (report_market.bills_total_nano - report_market.grid_only_total_nano)
@@ -619,7 +631,6 @@ fn sample_heights(common: u64, restarts: &[u64]) -> Vec<u64> {
 fn live_checks(
     chain: &Chain,
     nodes: &[Arc<Node>],
-    api: &Api,
     heights: &[Option<u64>],
     target: u64,
     snapshot: &Snapshot,
@@ -645,14 +656,12 @@ fn live_checks(
                 problems.push(format!("the export has no block {height}"));
                 continue;
             };
-            match api.get(&node.api(), &format!("/v1/blocks/{height}")) {
+            match node.api().block(*height) {
                 Ok(block) => {
-                    if block["hash"] != expected.hash.to_string()
-                        || block["state_root"] != expected.state_root.to_string()
-                    {
+                    if block.hash != expected.hash || block.state_root != expected.state_root {
                         problems.push(format!(
                             "{} block {height}: hash {} state root {}, the export has {} and {}",
-                            node.name, block["hash"], block["state_root"], expected.hash, expected.state_root
+                            node.name, block.hash, block.state_root, expected.hash, expected.state_root
                         ));
                     }
                 }
@@ -683,26 +692,35 @@ fn live_checks(
     let mut asked = 0;
     for ack in included.iter().step_by(step) {
         asked += 1;
-        let path = format!("/v1/transactions/{}", ack.id);
         let expected = chain.transactions[&ack.id];
-        match api.get(&nodes[ack.node].api(), &path) {
-            Ok(status) if status["status"] == "included" && status["height"] == expected => {}
-            Ok(status) => mismatches.push(format!(
-                "{} at {}: {status}, the ledger has height {expected}",
+        let found = ack
+            .id
+            .parse::<Hash>()
+            .map_err(|error| error.to_string())
+            .and_then(|id| nodes[ack.node].api().transaction(&id).map_err(|error| error.to_string()));
+        match found.map(|found| found.map(|found| found.state)) {
+            Ok(Some(TransactionState::Included { height, .. })) if height == expected => {}
+            Ok(state) => mismatches.push(format!(
+                "{} at {}: {state:?}, the ledger has height {expected}",
                 ack.id, nodes[ack.node].name
             )),
             Err(error) => mismatches.push(format!("{}: {error}", ack.id)),
         }
     }
     for ack in snapshot.acknowledged.iter().filter(|ack| !chain.transactions.contains_key(&ack.id)) {
-        let path = format!("/v1/transactions/{}", ack.id);
         let mut said = Vec::new();
         for index in BTreeSet::from([0, ack.node]) {
-            let answer = match api.request(&nodes[index].api(), "GET", &path, None) {
-                Ok((200, status)) => status["status"].as_str().unwrap_or("?").to_string(),
-                Ok((404, _)) => "unknown".to_string(),
-                Ok((status, _)) => format!("HTTP {status}"),
-                Err(_) => "no answer".to_string(),
+            let answer = match ack.id.parse::<Hash>().map(|id| nodes[index].api().transaction(&id)) {
+                Ok(Ok(Some(found))) => match found.state {
+                    TransactionState::Pending => "pending".to_string(),
+                    TransactionState::Included { .. } => "included".to_string(),
+                },
+                Ok(Ok(None)) => "unknown".to_string(),
+                Ok(Err(ClientError::Refused { status, .. } | ClientError::BadResponse { status, .. })) => {
+                    format!("HTTP {status}")
+                }
+                Ok(Err(_)) => "no answer".to_string(),
+                Err(_) => "not an id".to_string(),
             };
             said.push(format!("{}: {answer}", nodes[index].name));
         }

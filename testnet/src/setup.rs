@@ -4,20 +4,24 @@
 //! key written first, so that the genesis validators are theirs), the nodes
 //! started on loopback and connected (validators also on their consensus
 //! ports), and the registrar registering and crediting every household's
-//! account and meter in waves.
+//! account and meter in waves, while the idle meters report zero readings
+//! from their registration until the agents take over.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use gridshare_api::client::{ClientError, Submission, Timeouts};
+use gridshare_api::harness::loopback_ports;
 use gridshare_ledger::NANOS_PER_UNIT;
 use gridshare_ledger::encoding::from_bytes;
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::testkit::derived_key;
-use gridshare_ledger::tx::{SignedTx, Tx};
+use gridshare_ledger::tx::{MeterReading, SignedMeterReading, SignedTx, Tx};
 
-use crate::http::{Api, HttpError, Verdict};
 use crate::journal::{Acknowledged, Journal, now_ms};
 use crate::manifest::{Manifest, format_decimal};
 use crate::nodes::{ConsensusAddresses, Node, ProcessError, run_to_end};
@@ -42,7 +46,7 @@ pub enum SetupError {
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error(transparent)]
-    Http(#[from] HttpError),
+    Client(#[from] ClientError),
     #[error("the genesis written by gridshare-node cannot be read: {0}")]
     Genesis(String),
     #[error("{what} was refused: {message}")]
@@ -108,6 +112,7 @@ pub fn prepare(
     keys: &Keys,
     workdir: &Path,
     binary: &Path,
+    timeouts: Timeouts,
 ) -> Result<(Genesis, PathBuf, Vec<Arc<Node>>), SetupError> {
     let nodes_dir = workdir.join("nodes");
     let logs_dir = workdir.join("logs");
@@ -188,7 +193,7 @@ pub fn prepare(
             });
         }
         let log = logs_dir.join(format!("{name}.log"));
-        nodes.push(Arc::new(Node::new(name, consensus, dir, log, binary)));
+        nodes.push(Arc::new(Node::new(name, consensus, dir, log, binary, timeouts)?));
     }
     Ok((genesis, genesis_file, nodes))
 }
@@ -200,16 +205,11 @@ fn consensus_addresses(validators: usize) -> Result<Vec<ConsensusAddresses>, Set
     if validators == 1 {
         return Ok(vec![ConsensusAddresses { listen: "/ip4/127.0.0.1/tcp/0".into(), peers: Vec::new() }]);
     }
-    // Hold every listener until all ports are known, so none repeats.
-    let listeners = (0..validators)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io("reserving a loopback port for a validator's consensus"))?;
-    let listen = listeners
-        .iter()
-        .map(|listener| listener.local_addr().map(|address| format!("/ip4/127.0.0.1/tcp/{}", address.port())))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io("reading a reserved port"))?;
+    let listen: Vec<String> = loopback_ports(validators)
+        .map_err(ProcessError::from)?
+        .into_iter()
+        .map(|port| format!("/ip4/127.0.0.1/tcp/{port}"))
+        .collect();
     Ok(listen
         .iter()
         .map(|own| ConsensusAddresses {
@@ -222,12 +222,7 @@ fn consensus_addresses(validators: usize) -> Result<Vec<ConsensusAddresses>, Set
 /// Starts the validators (each bootstrapping from the ones before it),
 /// then every household node bootstrapping from all of them, and waits
 /// until each household node has a peer.
-pub fn start(
-    manifest: &Manifest,
-    nodes: &[Arc<Node>],
-    api: &Api,
-    skews: &[(usize, i64)],
-) -> Result<(), SetupError> {
+pub fn start(manifest: &Manifest, nodes: &[Arc<Node>], skews: &[(usize, i64)]) -> Result<(), SetupError> {
     let skew_of =
         |index: usize| skews.iter().rev().find(|(node, _)| *node == index).map_or(0, |(_, skew)| *skew);
     let validators = manifest.validators as usize;
@@ -274,7 +269,7 @@ pub fn start(
     let needs_peer = if validators == 1 { &nodes[1..] } else { nodes };
     for node in needs_peer {
         loop {
-            let peers = api.get_u64(&node.api(), "/v1/status", "peers").unwrap_or(0);
+            let peers = node.api().status().map_or(0, |status| status.peers);
             if peers >= 1 {
                 break;
             }
@@ -340,25 +335,24 @@ pub fn register(
     genesis: &Genesis,
     keys: &Keys,
     nodes: &[Arc<Node>],
-    api: &Api,
     journal: &Journal,
 ) -> Result<(), SetupError> {
     let txs = registrations(manifest, genesis, keys);
     let validator = &nodes[0];
-    let path = format!("/v1/nonces/{}", keys.registrar.public());
     let seconds = 60 + txs.len() as u64 / 20;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     loop {
-        let last = api.get_u64(&validator.api(), &path, "last_nonce")?;
+        // A registrar is known with no transaction yet: nonce 0.
+        let last = validator.api().last_nonce(&keys.registrar.public())?.unwrap_or(0);
         let done = usize::try_from(last).unwrap_or(usize::MAX).min(txs.len());
         if done == txs.len() {
             break;
         }
         for tx in &txs[done..] {
             let sent_ms = now_ms();
-            match api.submit(&validator.api(), tx)? {
-                Verdict::Admitted(id) => journal.acknowledged(Acknowledged {
-                    id,
+            match validator.api().submit(tx)? {
+                Submission::Admitted { id } => journal.acknowledged(Acknowledged {
+                    id: id.to_string(),
                     kind: tx.tx.kind(),
                     household: None,
                     node: 0,
@@ -366,10 +360,10 @@ pub fn register(
                     sent_ms,
                     acknowledged_ms: now_ms(),
                 }),
-                Verdict::Refused { status: 429, .. } => break,
+                Submission::Refused { status: 429, .. } => break,
                 // Already waiting: its answer was lost.
-                Verdict::Refused { status: 409, .. } => {}
-                Verdict::Refused { status, code, message, .. } => {
+                Submission::Refused { status: 409, .. } => {}
+                Submission::Refused { status, code, message, .. } => {
                     return Err(SetupError::Refused {
                         what: format!(
                             "the registrar's {} (nonce {:?}, HTTP {status} {code})",
@@ -392,23 +386,21 @@ pub fn register(
     let last_account = keys.accounts.last().map(Keypair::public);
     for node in nodes {
         loop {
-            let accounts = api.get_u64(&node.api(), "/v1/status", "accounts").unwrap_or(0);
+            let accounts = node.api().status().map_or(0, |status| status.accounts);
             let credited = last_account.is_some_and(|account| {
-                api.get(&node.api(), &format!("/v1/accounts/{account}"))
-                    .is_ok_and(|json| json["balance_nano"].as_str().is_some_and(|balance| balance != "0"))
+                node.api()
+                    .account(&account)
+                    .is_ok_and(|found| found.is_some_and(|found| found.balance_nano != 0))
             });
             if accounts >= households && credited {
                 break;
             }
             if Instant::now() > deadline {
                 let status = |node: &Node| {
-                    api.get(&node.api(), "/v1/status").map_or_else(
+                    node.api().status().map_or_else(
                         |error| format!("{}: {error}", node.name),
                         |status| {
-                            format!(
-                                "{} at height {} with {} peers",
-                                node.name, status["height"], status["peers"]
-                            )
+                            format!("{} at height {} with {} peers", node.name, status.height, status.peers)
                         },
                     )
                 };
@@ -427,4 +419,113 @@ pub fn register(
         }
     }
     Ok(())
+}
+
+/// Until the agents take over, every registered meter reports a zero
+/// reading for each interval that ends, from the interval it was
+/// registered in on: a meter is billed every interval after its
+/// registration, and an interval without a reading at its full import
+/// capacity (docs/PROTOCOL.md §5.6), while registering a whole street and
+/// starting its agents takes several intervals. The households' registers
+/// start at zero, so these readings are what their meters say.
+#[derive(Debug)]
+pub struct IdleMeters {
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// How often the idle meters look for an interval that ended.
+const IDLE_METERS_POLL: Duration = Duration::from_millis(200);
+
+impl IdleMeters {
+    /// Starts reporting for `keys`' meters through `validator`'s API.
+    pub fn start(genesis: &Genesis, keys: &Keys, validator: Arc<Node>, journal: &Arc<Journal>) -> IdleMeters {
+        let stop = Arc::new(AtomicBool::new(false));
+        let meters: Vec<Keypair> = keys.meters.iter().map(|meter| Keypair::from_seed(meter.seed())).collect();
+        let (genesis, journal, stopped) = (genesis.clone(), journal.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            // The last interval reported for each meter.
+            let mut reported: Vec<Option<u64>> = vec![None; meters.len()];
+            while !stopped.load(Ordering::Relaxed) {
+                let Some(ended) = genesis.interval_at(now_ms()).checked_sub(1) else {
+                    std::thread::sleep(IDLE_METERS_POLL);
+                    continue;
+                };
+                for (index, meter) in meters.iter().enumerate() {
+                    if stopped.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if reported[index].is_some_and(|last| last >= ended) {
+                        continue;
+                    }
+                    // Not registered yet (or the node is busy): next round.
+                    let Ok(Some(json)) = validator.api().meter(&meter.public()) else {
+                        continue;
+                    };
+                    let registered = json.registered_interval;
+                    let after_last = json.last_reading.map(|last| last.interval + 1);
+                    let after_reported = reported[index].map(|last| last + 1);
+                    let first = registered.max(after_last.unwrap_or(0)).max(after_reported.unwrap_or(0));
+                    for interval in first..=ended {
+                        let household = u32::try_from(index).unwrap_or(u32::MAX);
+                        if !report_zero(&genesis, meter, interval, household, &validator, &journal) {
+                            break;
+                        }
+                        reported[index] = Some(interval);
+                    }
+                }
+                std::thread::sleep(IDLE_METERS_POLL);
+            }
+        });
+        IdleMeters { stop, thread: Mutex::new(Some(thread)) }
+    }
+
+    /// Stops reporting and waits until the last report is answered.
+    pub fn finish(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.lock().map(|mut thread| thread.take()).unwrap_or(None);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for IdleMeters {
+    /// A run that ends before trading (a failed setup) stops them too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Submits `meter`'s zero reading of `interval` to `validator`; false if it
+/// was not admitted (it is tried again next round, or by the agent).
+fn report_zero(
+    genesis: &Genesis,
+    meter: &Keypair,
+    interval: u64,
+    household: u32,
+    validator: &Node,
+    journal: &Journal,
+) -> bool {
+    let reading = MeterReading { meter: meter.public(), interval, import_wh_total: 0, export_wh_total: 0 };
+    let signed = SignedMeterReading::sign(reading, meter, &genesis.community_id);
+    let tx = SignedTx { tx: Tx::MeterReading(reading), signature: signed.signature };
+    let sent_ms = now_ms();
+    match validator.api().submit(&tx) {
+        Ok(Submission::Admitted { id }) => {
+            journal.acknowledged(Acknowledged {
+                id: id.to_string(),
+                kind: tx.tx.kind(),
+                household: Some(household),
+                node: 0,
+                interval: Some(interval),
+                sent_ms,
+                acknowledged_ms: now_ms(),
+            });
+            true
+        }
+        // Already waiting there: its answer was lost.
+        Ok(Submission::Refused { status: 409, .. }) => true,
+        Ok(Submission::Refused { .. }) | Err(_) => false,
+    }
 }

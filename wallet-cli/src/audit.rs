@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::amount::{format_scaled, scale};
-use crate::node_client::{NodeClient, NodeError};
+use gridshare_api::client::{Client, ClientError};
 
 /// Why a ledger could not be read or written at all (as opposed to findings
 /// inside a ledger that was read). The cause is part of the message, not a
@@ -29,8 +29,8 @@ pub enum LedgerAccessError {
     Store { path: PathBuf, error: StoreError },
     #[error("{data_dir} holds no ledger (no {STORE_FILE_NAME}): is it a node's data directory?")]
     NoStore { data_dir: PathBuf },
-    #[error("{0}")]
-    Node(NodeError),
+    #[error("{}", crate::wallet::node_error_text(.0))]
+    Node(ClientError),
 }
 
 /// The store file of a data directory.
@@ -115,7 +115,7 @@ fn count_blocks(path: &Path) -> Result<u64, LedgerAccessError> {
 /// Downloads a node's ledger (`GET /v1/export`) to one export file and
 /// checks that it is complete; returns the number of blocks. As with a data
 /// directory, the file appears under its name only when complete.
-pub fn export_node(node: &NodeClient, out: &Path) -> Result<u64, LedgerAccessError> {
+pub fn export_node(node: &Client, out: &Path) -> Result<u64, LedgerAccessError> {
     let partial = out.with_extension("partial");
     let result = (|| {
         let file = File::create(&partial)
@@ -135,7 +135,7 @@ pub fn export_node(node: &NodeClient, out: &Path) -> Result<u64, LedgerAccessErr
 }
 
 /// Downloads a node's ledger to a temporary file and audits it.
-pub fn audit_node(node: &NodeClient) -> Result<Report, LedgerAccessError> {
+pub fn audit_node(node: &Client) -> Result<Report, LedgerAccessError> {
     let temporary = tempfile::Builder::new()
         .prefix("gridshare-audit-")
         .suffix(".export")

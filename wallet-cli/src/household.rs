@@ -5,6 +5,12 @@
 
 use std::io::Write;
 
+use gridshare_api::bounds::INTERVAL_SPAN_MAX;
+use gridshare_api::client::Submission;
+use gridshare_api::{
+    Account, AccountBill, AccountTrade, Bill, IntervalStatus, Offer as OpenOffer, OffersQuery,
+    Side as WireSide, SpanQuery, Tariffs,
+};
 use gridshare_ledger::Hash;
 use gridshare_ledger::ids::{CommunityId, Keypair, PublicKey};
 use gridshare_ledger::tx::{MeterReading, Offer, Side, SignedMeterReading, SignedTx, Tx};
@@ -19,7 +25,6 @@ use crate::market_time::{
     DAY_MS, IntervalSpec, OFFER_MARGIN_MS, format_utc, latest_ended_interval, next_open_interval, now_ms,
     parse_day,
 };
-use crate::node_client::{AccountJson, BillJson, INTERVAL_SPAN_MAX, OfferJson, TariffsJson, TradeJson};
 use crate::table::{self, Align};
 use crate::wallet::{CommandError, Wallet, bad_input, plural, write_json};
 
@@ -97,10 +102,7 @@ pub fn build_offer(
 }
 
 fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    }
+    WireSide::from(side).as_str()
 }
 
 /// The meter that attests an offer of `account`: the one named, else the
@@ -108,7 +110,7 @@ fn side_name(side: Side) -> &'static str {
 fn choose_meter(
     wallet: &Wallet,
     name: Option<&str>,
-    account: Option<&AccountJson>,
+    account: Option<&Account>,
 ) -> Result<KeyFile, CommandError> {
     if name.is_some() {
         return wallet.key_file(name, Role::Meter, "--meter");
@@ -117,13 +119,14 @@ fn choose_meter(
         return wallet.key_file(None, Role::Meter, "--meter");
     };
     let keys = wallet.keys()?;
-    let mut owned =
-        keys.iter().filter(|file| account.meters.iter().any(|meter| meter.meter == file.public_key));
+    let mut owned = keys
+        .iter()
+        .filter(|file| account.meters.iter().any(|meter| meter.meter.to_string() == file.public_key));
     match owned.next() {
         Some(file) => Ok(file.clone()),
         None => Err(CommandError::BadInput(format!(
             "none of the account's meters ({}) has its key in the keystore: import one with `gridshare keys import NAME --role meter`, or name one with --meter NAME",
-            account.meters.iter().map(|meter| meter.meter.as_str()).collect::<Vec<_>>().join(", ")
+            account.meters.iter().map(|meter| meter.meter.to_string()).collect::<Vec<_>>().join(", ")
         ))),
     }
 }
@@ -211,8 +214,8 @@ pub fn offer(wallet: &Wallet, side: Side, args: &OfferArgs, out: &mut dyn Write)
     let nonce = submitted.tx.tx.nonce().unwrap_or(0);
     if args.json {
         let (reason, message) = match &submitted.outcome {
-            crate::node_client::Submission::Admitted { .. } => (None, None),
-            crate::node_client::Submission::Refused { message, .. } => {
+            Submission::Admitted { .. } => (None, None),
+            Submission::Refused { message, .. } => {
                 (submitted.outcome.refusal_code().map(str::to_string), Some(message.clone()))
             }
         };
@@ -281,7 +284,7 @@ pub struct OffersArgs {
 }
 
 /// The table of open offers.
-pub fn offers_text(offers: &[OfferJson], currency: &str, gate_ms: impl Fn(u64) -> Option<u64>) -> String {
+pub fn offers_text(offers: &[OpenOffer], currency: &str, gate_ms: impl Fn(u64) -> Option<u64>) -> String {
     if offers.is_empty() {
         return "No open offers.\n".to_string();
     }
@@ -289,9 +292,9 @@ pub fn offers_text(offers: &[OfferJson], currency: &str, gate_ms: impl Fn(u64) -
         .iter()
         .map(|offer| {
             vec![
-                offer.id.clone(),
+                offer.id.to_string(),
                 offer.interval.to_string(),
-                offer.side.clone(),
+                offer.side.to_string(),
                 format_kwh(offer.energy_wh),
                 format_price(offer.price_micro_per_kwh),
                 format_money(offer.reserved_nano, currency),
@@ -323,7 +326,7 @@ pub fn offers(wallet: &Wallet, args: &OffersArgs, out: &mut dyn Write) -> Result
         Some(spec) => Some(spec.resolve(&community.genesis, now_ms()).map_err(bad_input)?),
         None => None,
     };
-    let offers = wallet.node().offers(Some(&account_key), interval)?;
+    let offers = wallet.node().offers(&OffersQuery { account: Some(account_key), interval })?;
     if args.json {
         return write_json(out, &serde_json::json!({ "offers": offers }));
     }
@@ -387,7 +390,7 @@ pub struct BalanceArgs {
 }
 
 /// An account's balance for people.
-pub fn balance_text(wallet: &Wallet, account: &AccountJson, name: &str) -> String {
+pub fn balance_text(wallet: &Wallet, account: &Account, name: &str) -> String {
     let currency = &account.currency;
     let money = |nano| format_money(nano, currency);
     let mut rows = vec![
@@ -412,10 +415,11 @@ pub fn balance_text(wallet: &Wallet, account: &AccountJson, name: &str) -> Strin
         rows.push(vec![
             "Meter".to_string(),
             format!(
-                "{}: import up to {} kW, export up to {} kW{zone}; {reading}",
-                wallet.label(&meter.meter),
+                "{}: import up to {} kW, export up to {} kW{zone}; billed from interval {} on, every interval; {reading}",
+                wallet.label(&meter.meter.to_string()),
                 format_kw(meter.max_import_w),
-                format_kw(meter.max_export_w)
+                format_kw(meter.max_export_w),
+                meter.registered_interval + 1
             ),
         ]);
     }
@@ -457,10 +461,10 @@ pub enum IntervalRange {
 fn fetch_span<T>(
     range: IntervalRange,
     last: Option<u64>,
-    fetch: impl Fn(Option<(u64, u64)>) -> Result<Vec<T>, CommandError>,
+    fetch: impl Fn(SpanQuery) -> Result<Vec<T>, CommandError>,
 ) -> Result<Vec<T>, CommandError> {
     let (from, to) = match range {
-        IntervalRange::Recent => return fetch(None),
+        IntervalRange::Recent => return fetch(SpanQuery::default()),
         IntervalRange::Span { from, to } => (from, to),
     };
     let Some(to) = last.map(|last| last.min(to)).filter(|to| *to >= from) else {
@@ -477,7 +481,7 @@ fn fetch_span<T>(
     let mut start = from;
     loop {
         let end = start.saturating_add(INTERVAL_SPAN_MAX - 1).min(to);
-        items.extend(fetch(Some((start, end)))?);
+        items.extend(fetch(SpanQuery::between(start, end))?);
         if end == to {
             return Ok(items);
         }
@@ -524,7 +528,7 @@ fn range_of(
 }
 
 /// The table of an account's trades, with totals.
-pub fn trades_text(wallet: &Wallet, trades: &[TradeJson], currency: &str) -> String {
+pub fn trades_text(wallet: &Wallet, trades: &[AccountTrade], currency: &str) -> String {
     if trades.is_empty() {
         return "No trades.\n".to_string();
     }
@@ -533,25 +537,25 @@ pub fn trades_text(wallet: &Wallet, trades: &[TradeJson], currency: &str) -> Str
         .map(|trade| {
             vec![
                 trade.interval.to_string(),
-                trade.side.clone(),
+                trade.side.to_string(),
                 format_kwh(trade.energy_wh),
                 format_price(trade.price_micro_per_kwh),
                 format_money(trade.amount_nano, currency),
-                wallet.label(&trade.counterparty),
+                wallet.label(&trade.counterparty.to_string()),
                 trade.height.to_string(),
             ]
         })
         .collect();
-    let total = |side: &str| -> (u64, i128) {
+    let total = |side: WireSide| -> (u64, i128) {
         trades
             .iter()
             .filter(|trade| trade.side == side)
             .fold((0, 0), |(wh, nano), trade| (wh + trade.energy_wh, nano + trade.amount_nano))
     };
-    for side in ["buy", "sell"] {
+    for side in [WireSide::Buy, WireSide::Sell] {
         let (wh, nano) = total(side);
         if wh > 0 {
-            let label = if side == "buy" { "bought" } else { "sold" };
+            let label = if side == WireSide::Buy { "bought" } else { "sold" };
             rows.push(vec![
                 "total".into(),
                 label.into(),
@@ -586,7 +590,7 @@ pub fn trades(wallet: &Wallet, args: &TradesArgs, out: &mut dyn Write) -> Result
         IntervalRange::Recent => None,
         IntervalRange::Span { .. } => wallet.node().status()?.next_clearing_interval.checked_sub(1),
     };
-    let trades = fetch_span(range, last_cleared, |span| Ok(wallet.node().trades(&account_key, span)?))?;
+    let trades = fetch_span(range, last_cleared, |span| Ok(wallet.node().trades(&account_key, &span)?))?;
     if args.json {
         return write_json(out, &serde_json::json!({ "trades": trades }));
     }
@@ -635,7 +639,7 @@ fn tariff_of(amount_nano: i128, energy_wh: u64) -> Option<u64> {
 }
 
 /// One interval's bill, itemised line by line.
-pub fn bill_text(bill: &BillJson, tariffs: Option<&TariffsJson>, currency: &str) -> String {
+pub fn bill_text(bill: &Bill, tariffs: Option<&Tariffs>, currency: &str) -> String {
     let money = |nano| format_money(nano, currency);
     let price = |micro: Option<u64>| micro.map_or_else(String::new, format_price);
     let import_price = tariffs
@@ -648,12 +652,19 @@ pub fn bill_text(bill: &BillJson, tariffs: Option<&TariffsJson>, currency: &str)
         tariffs.map(|t| t.network_fee_micro_per_kwh).or_else(|| tariff_of(bill.fees_nano, bill.bought_wh));
     let contracted_wh =
         i64::try_from(i128::from(bill.sold_wh) - i128::from(bill.bought_wh)).unwrap_or(i64::MAX);
-    let rows = vec![
+    let mut rows = vec![
         vec!["Sold (traded)".into(), format_kwh(bill.sold_wh), String::new(), money(bill.sold_nano)],
         vec!["Bought (traded)".into(), format_kwh(bill.bought_wh), String::new(), money(bill.bought_nano)],
         vec!["Network fees".into(), format_kwh(bill.bought_wh), price(fee_price), money(bill.fees_nano)],
         vec!["Contracted net export".into(), format_signed_kwh(contracted_wh)],
         vec!["Metered net export".into(), format_signed_kwh(bill.metered_net_export_wh)],
+    ];
+    // A meter without the readings to measure the interval counts its full
+    // import capacity: say how much of the metered energy that is.
+    if bill.estimated_import_wh > 0 {
+        rows.push(vec!["Estimated import".into(), format_kwh(bill.estimated_import_wh)]);
+    }
+    rows.extend([
         vec!["Deviation".into(), format_signed_kwh(bill.deviation_wh)],
         vec![
             "Grid import".into(),
@@ -662,8 +673,16 @@ pub fn bill_text(bill: &BillJson, tariffs: Option<&TariffsJson>, currency: &str)
             money(bill.grid_import_nano),
         ],
         vec!["Feed-in".into(), format_kwh(bill.feed_in_wh), price(feed_in_price), money(bill.feed_in_nano)],
-        vec!["Total".into(), String::new(), String::new(), money(bill.total_nano)],
-    ];
+    ]);
+    if bill.estimate_refund_wh > 0 || bill.estimate_refund_nano != 0 {
+        rows.push(vec![
+            "Estimate refund".into(),
+            format_kwh(bill.estimate_refund_wh),
+            price(tariff_of(bill.estimate_refund_nano, bill.estimate_refund_wh)),
+            money(bill.estimate_refund_nano),
+        ]);
+    }
+    rows.push(vec!["Total".into(), String::new(), String::new(), money(bill.total_nano)]);
     let price_title = format!("AT ({currency}/kWh)");
     table::render(
         &[
@@ -677,13 +696,13 @@ pub fn bill_text(bill: &BillJson, tariffs: Option<&TariffsJson>, currency: &str)
 }
 
 /// Several intervals' bills, one a row, with a total row.
-pub fn bills_text(bills: &[BillJson], currency: &str) -> String {
+pub fn bills_text(bills: &[AccountBill], currency: &str) -> String {
     let money = |nano| format_money(nano, currency);
     let mut rows: Vec<Vec<String>> = bills
         .iter()
-        .map(|bill| {
+        .map(|AccountBill { interval, bill, .. }| {
             vec![
-                bill.interval.to_string(),
+                interval.to_string(),
                 format_kwh(bill.sold_wh),
                 format_kwh(bill.bought_wh),
                 money(bill.sold_nano + bill.bought_nano),
@@ -695,9 +714,9 @@ pub fn bills_text(bills: &[BillJson], currency: &str) -> String {
             ]
         })
         .collect();
-    let sum_wh = |field: fn(&BillJson) -> u64| bills.iter().map(field).sum::<u64>();
-    let sum_nano = |field: fn(&BillJson) -> i128| bills.iter().map(field).sum::<i128>();
-    let deviation: i64 = bills.iter().map(|bill| bill.deviation_wh).sum();
+    let sum_wh = |field: fn(&Bill) -> u64| bills.iter().map(|listed| field(&listed.bill)).sum::<u64>();
+    let sum_nano = |field: fn(&Bill) -> i128| bills.iter().map(|listed| field(&listed.bill)).sum::<i128>();
+    let deviation: i64 = bills.iter().map(|listed| listed.bill.deviation_wh).sum();
     rows.push(vec![
         "total".into(),
         format_kwh(sum_wh(|bill| bill.sold_wh)),
@@ -750,20 +769,23 @@ pub fn bill(wallet: &Wallet, args: &BillArgs, out: &mut dyn Write) -> Result<(),
         IntervalRange::Recent => None,
         IntervalRange::Span { .. } => wallet.node().status()?.next_settlement_interval.checked_sub(1),
     };
-    let bills = fetch_span(range, last_settled, |span| Ok(wallet.node().bills(&account_key, span)?))?;
+    let bills = fetch_span(range, last_settled, |span| Ok(wallet.node().bills(&account_key, &span)?))?;
     if args.json {
         return write_json(out, &serde_json::json!({ "bills": bills }));
     }
     let currency = community.currency();
     match (range, &bills[..]) {
         (IntervalRange::Span { from, to }, []) if from == to => {
-            let status = wallet.node().interval(from).map(|interval| interval.status).unwrap_or_default();
-            let why = match status.as_str() {
-                "settled" => "the account had no trade and no metered energy in it".to_string(),
-                "" => "it is not settled".to_string(),
-                other => {
-                    format!("it is {other}, not settled yet (it settles at {})", settle_time(wallet, from))
+            let why = match wallet.node().interval(from).map(|interval| interval.status) {
+                Ok(IntervalStatus::Settled) => {
+                    "the account had no trade and no metered energy in it".to_string()
                 }
+                Err(_) => "it is not settled".to_string(),
+                Ok(other) => format!(
+                    "it is {}, not settled yet (it settles at {})",
+                    other.as_str(),
+                    settle_time(wallet, from)
+                ),
             };
             writeln!(out, "No bill of {} for interval {from}: {why}.", account_file.name)?;
         }
@@ -772,7 +794,12 @@ pub fn bill(wallet: &Wallet, args: &BillArgs, out: &mut dyn Write) -> Result<(),
         }
         (_, []) => writeln!(out, "No bills of {} in these intervals.", account_file.name)?,
         (IntervalRange::Span { from, to }, [bill]) if from == to => {
-            let tariffs = wallet.node().interval(bill.interval).ok().and_then(|interval| interval.settlement);
+            let tariffs = wallet
+                .node()
+                .interval(bill.interval)
+                .ok()
+                .and_then(|interval| interval.settlement)
+                .map(|settlement| settlement.tariffs);
             writeln!(
                 out,
                 "Bill of {} for interval {} (delivery {} to {}), settled at height {}",
@@ -783,11 +810,7 @@ pub fn bill(wallet: &Wallet, args: &BillArgs, out: &mut dyn Write) -> Result<(),
                 bill.height
             )?;
             writeln!(out)?;
-            write!(
-                out,
-                "{}",
-                bill_text(bill, tariffs.as_ref().map(|settlement| &settlement.tariffs), currency)
-            )?;
+            write!(out, "{}", bill_text(&bill.bill, tariffs.as_ref(), currency))?;
         }
         (_, bills) => {
             let count = u64::try_from(bills.len()).unwrap_or(u64::MAX);
@@ -940,9 +963,8 @@ mod tests {
 
     #[test]
     fn bills_are_itemised() {
-        let bill = BillJson {
-            interval: 14,
-            height: 31,
+        let bill = Bill {
+            account: PublicKey([1; 32]),
             sold_wh: 0,
             bought_wh: 1_000,
             sold_nano: 0,
@@ -955,6 +977,9 @@ mod tests {
             feed_in_wh: 200,
             feed_in_nano: 16_000_000,
             total_nano: -179_000_000,
+            estimated_import_wh: 0,
+            estimate_refund_wh: 0,
+            estimate_refund_nano: 0,
         };
         expect_test::expect![[r#"
             ITEM                   ENERGY (kWh)  AT (EUR/kWh)      AMOUNT
@@ -969,7 +994,8 @@ mod tests {
             Total                                              -0.179 EUR
         "#]]
         .assert_eq(&bill_text(&bill, None, "EUR"));
-        let mut second = bill.clone();
+        let first = AccountBill { interval: 14, height: 31, bill };
+        let mut second = first.clone();
         second.interval = 15;
         expect_test::expect![[r#"
             INTERVAL  SOLD (kWh)  BOUGHT (kWh)      TRADED       FEES  DEVIATION (kWh)  GRID IMPORT    FEED-IN       TOTAL
@@ -977,13 +1003,53 @@ mod tests {
                   15       0.000         1.000  -0.175 EUR  -0.02 EUR            0.200     0.00 EUR  0.016 EUR  -0.179 EUR
                total       0.000         2.000   -0.35 EUR  -0.04 EUR            0.400     0.00 EUR  0.032 EUR  -0.358 EUR
         "#]]
-        .assert_eq(&bills_text(&[bill, second], "EUR"));
+        .assert_eq(&bills_text(&[first, second], "EUR"));
+    }
+
+    #[test]
+    fn estimates_and_refunds_are_their_own_lines() {
+        // A meter without a reading for the interval, billed its 2041 Wh of
+        // capacity, and an earlier gap trued up: 3882 Wh back at 0.08.
+        let bill = Bill {
+            account: PublicKey([1; 32]),
+            sold_wh: 0,
+            bought_wh: 0,
+            sold_nano: 0,
+            bought_nano: 0,
+            fees_nano: 0,
+            metered_net_export_wh: -2_041,
+            deviation_wh: -2_041,
+            grid_import_wh: 2_041,
+            grid_import_nano: -612_300_000,
+            feed_in_wh: 0,
+            feed_in_nano: 0,
+            total_nano: -301_740_000,
+            estimated_import_wh: 2_041,
+            estimate_refund_wh: 3_882,
+            estimate_refund_nano: 310_560_000,
+        };
+        expect_test::expect![[r#"
+            ITEM                   ENERGY (kWh)  AT (EUR/kWh)        AMOUNT
+            Sold (traded)                 0.000                    0.00 EUR
+            Bought (traded)               0.000                    0.00 EUR
+            Network fees                  0.000                    0.00 EUR
+            Contracted net export         0.000
+            Metered net export           -2.041
+            Estimated import              2.041
+            Deviation                    -2.041
+            Grid import                   2.041      0.300000   -0.6123 EUR
+            Feed-in                       0.000                    0.00 EUR
+            Estimate refund               3.882      0.080000   0.31056 EUR
+            Total                                              -0.30174 EUR
+        "#]]
+        .assert_eq(&bill_text(&bill, None, "EUR"));
     }
 
     #[test]
     fn spans_are_fetched_in_bounded_requests() {
         let requests = std::cell::RefCell::new(Vec::new());
-        let fetch = |span: Option<(u64, u64)>| {
+        let fetch = |span: SpanQuery| {
+            let span = span.from_interval.zip(span.to_interval);
             requests.borrow_mut().push(span);
             Ok(vec![span])
         };

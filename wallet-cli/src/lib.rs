@@ -9,7 +9,6 @@ pub mod household;
 pub mod keystore;
 pub mod market;
 pub mod market_time;
-pub mod node_client;
 pub mod prove;
 pub mod registrar;
 pub mod table;

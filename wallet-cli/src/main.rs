@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use gridshare_api::client::{Client, DEFAULT_NODE_URL, NODE_ENV};
 use gridshare_cli::amount::{parse_scaled, scale};
 use gridshare_cli::household::{
     BalanceArgs, BillArgs, CancelArgs, MeterReportArgs, OfferArgs, OffersArgs, TradesArgs,
 };
 use gridshare_cli::keystore::{KeyFile, Keystore, PassphraseSource, Role, parse_seed};
 use gridshare_cli::market::MarketArgs;
-use gridshare_cli::node_client::{DEFAULT_NODE_URL, NODE_ENV, NodeClient};
 use gridshare_cli::prove::ProveArgs;
 use gridshare_cli::registrar::{
     Direction, MoneyArgs, RegisterAccountArgs, RegisterMeterArgs, TariffsSetArgs,
@@ -371,7 +371,7 @@ fn keystore_of(dir: Option<PathBuf>) -> anyhow::Result<Keystore> {
 /// The commands that talk to a node.
 fn run_node_command(keystore: Option<PathBuf>, node: Option<String>, command: Command) -> anyhow::Result<()> {
     let url = explicit_node(node).unwrap_or_else(|| DEFAULT_NODE_URL.to_string());
-    let node = NodeClient::new(&url).map_err(CommandError::from)?;
+    let node = Client::new(&url).map_err(CommandError::from)?;
     let wallet = Wallet::new(keystore_of(keystore)?, node);
     let mut stdout = std::io::stdout().lock();
     let out: &mut dyn Write = &mut stdout;
@@ -432,7 +432,7 @@ fn run_audit(args: &AuditArgs, node: Option<String>) -> anyhow::Result<ExitCode>
     let report = match (&args.file, &args.data_dir, node) {
         (Some(file), _, _) => audit::audit_file(file)?,
         (None, Some(data_dir), _) => audit::audit_data_dir(data_dir)?,
-        (None, None, Some(url)) => audit::audit_node(&NodeClient::new(&url)?)?,
+        (None, None, Some(url)) => audit::audit_node(&Client::new(&url)?)?,
         (None, None, None) => anyhow::bail!("name an export file, a --data-dir or a --node URL"),
     };
     let mut stdout = std::io::stdout().lock();
@@ -453,7 +453,7 @@ fn run_export(args: &ExportArgs, node: Option<String>) -> anyhow::Result<()> {
             println!("Exported {blocks} blocks to {}", args.out.display());
         }
         (None, Some(url)) => {
-            let client = NodeClient::new(&url)?;
+            let client = Client::new(&url)?;
             let blocks = audit::export_node(&client, &args.out)?;
             println!("Exported {blocks} blocks from {} to {}", client.url(), args.out.display());
         }

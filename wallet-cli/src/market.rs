@@ -3,9 +3,10 @@
 
 use std::io::Write;
 
+use gridshare_api::{BookEntry, Interval, Side};
+
 use crate::amount::{format_kwh, format_money, format_price};
 use crate::market_time::{IntervalSpec, format_utc, next_open_interval, now_ms};
-use crate::node_client::{BookEntryJson, IntervalJson};
 use crate::table::{self, Align};
 use crate::wallet::{CommandError, Wallet, bad_input, plural, write_json};
 
@@ -26,13 +27,13 @@ pub struct MarketArgs {
 
 /// A curve of the book: offers of one side in merit order (cheapest sells
 /// first, dearest buys first) as (energy, price) steps.
-fn curve(book: &[BookEntryJson], side: &str) -> Vec<(u64, u64)> {
+fn curve(book: &[BookEntry], side: Side) -> Vec<(u64, u64)> {
     let mut steps: Vec<(u64, u64)> = book
         .iter()
         .filter(|offer| offer.side == side)
         .map(|offer| (offer.energy_wh, offer.price_micro_per_kwh))
         .collect();
-    if side == "buy" {
+    if side == Side::Buy {
         steps.sort_by_key(|step| std::cmp::Reverse(step.1));
     } else {
         steps.sort_by_key(|step| step.1);
@@ -57,14 +58,14 @@ fn price_at(steps: &[(u64, u64)], energy: u128) -> Option<u64> {
 /// cumulative energy, `*` where they meet, and the clearing price as a line
 /// of `-`. Integer arithmetic only.
 pub fn chart(
-    book: &[BookEntryJson],
+    book: &[BookEntry],
     clearing_price: Option<u64>,
     currency: &str,
     width: usize,
     height: usize,
 ) -> String {
-    let supply = curve(book, "sell");
-    let demand = curve(book, "buy");
+    let supply = curve(book, Side::Sell);
+    let demand = curve(book, Side::Buy);
     let total = |steps: &[(u64, u64)]| steps.iter().map(|(energy, _)| u128::from(*energy)).sum::<u128>();
     let energy_max = total(&supply).max(total(&demand));
     if energy_max == 0 || width == 0 || height < 2 {
@@ -126,11 +127,11 @@ pub fn chart(
 }
 
 /// The interval for people: status, clearing, chart and book.
-pub fn market_text(wallet: &Wallet, interval: &IntervalJson, currency: &str) -> String {
+pub fn market_text(wallet: &Wallet, interval: &Interval, currency: &str) -> String {
     let mut out = format!(
         "Interval {}: {}\n  delivery {} to {}\n  gate closure {}, settlement {}\n",
         interval.interval,
-        interval.status,
+        interval.status.as_str(),
         format_utc(interval.start_ms),
         format_utc(interval.end_ms),
         format_utc(interval.gate_closure_ms),
@@ -138,6 +139,7 @@ pub fn market_text(wallet: &Wallet, interval: &IntervalJson, currency: &str) -> 
     );
     match &interval.clearing {
         Some(clearing) => {
+            let (height, clearing) = (clearing.height, &clearing.receipt);
             let price = match clearing.clearing_price_micro_per_kwh {
                 Some(price) => format!("{} {currency}/kWh", format_price(price)),
                 None if clearing.volume_wh > 0 => "none: each trade at its buyer's price (pay-as-bid)".into(),
@@ -145,8 +147,7 @@ pub fn market_text(wallet: &Wallet, interval: &IntervalJson, currency: &str) -> 
             };
             let k = format!("{}.{:03}", clearing.k_thousandths / 1_000, clearing.k_thousandths % 1_000);
             out += &format!(
-                "Cleared at height {}: {} (k = {k}), network fee {} {currency}/kWh\n",
-                clearing.height,
+                "Cleared at height {height}: {} (k = {k}), network fee {} {currency}/kWh\n",
                 clearing.mechanism,
                 format_price(clearing.network_fee_micro_per_kwh)
             );
@@ -169,7 +170,7 @@ pub fn market_text(wallet: &Wallet, interval: &IntervalJson, currency: &str) -> 
     }
     out += "\n";
     let clearing_price =
-        interval.clearing.as_ref().and_then(|clearing| clearing.clearing_price_micro_per_kwh);
+        interval.clearing.as_ref().and_then(|clearing| clearing.receipt.clearing_price_micro_per_kwh);
     out += &chart(&interval.book, clearing_price, currency, CHART_WIDTH, CHART_HEIGHT);
     if !interval.book.is_empty() {
         let mut book = interval.book.clone();
@@ -178,11 +179,11 @@ pub fn market_text(wallet: &Wallet, interval: &IntervalJson, currency: &str) -> 
             .iter()
             .map(|offer| {
                 vec![
-                    offer.side.clone(),
+                    offer.side.to_string(),
                     format_kwh(offer.energy_wh),
                     format_price(offer.price_micro_per_kwh),
-                    wallet.label(&offer.account),
-                    crate::wallet::short_key(&offer.id),
+                    wallet.label(&offer.account.to_string()),
+                    crate::wallet::short_key(&offer.id.to_string()),
                 ]
             })
             .collect();
@@ -199,15 +200,20 @@ pub fn market_text(wallet: &Wallet, interval: &IntervalJson, currency: &str) -> 
             &rows,
         );
     }
-    if let Some(clearing) = interval.clearing.as_ref().filter(|clearing| !clearing.trades.is_empty()) {
+    if let Some(clearing) = interval
+        .clearing
+        .as_ref()
+        .map(|clearing| &clearing.receipt)
+        .filter(|clearing| !clearing.trades.is_empty())
+    {
         let rows: Vec<Vec<String>> = clearing
             .trades
             .iter()
             .map(|trade| {
                 let amount = i128::from(trade.energy_wh) * i128::from(trade.price_micro_per_kwh);
                 vec![
-                    wallet.label(&trade.buyer),
-                    wallet.label(&trade.seller),
+                    wallet.label(&trade.buyer.to_string()),
+                    wallet.label(&trade.seller.to_string()),
                     format_kwh(trade.energy_wh),
                     format_price(trade.price_micro_per_kwh),
                     format_money(amount, currency),
@@ -252,11 +258,11 @@ pub fn market(wallet: &Wallet, args: &MarketArgs, out: &mut dyn Write) -> Result
 mod tests {
     use super::*;
 
-    fn offer(side: &str, energy_wh: u64, price_micro_per_kwh: u64) -> BookEntryJson {
-        BookEntryJson {
-            id: String::new(),
-            account: String::new(),
-            side: side.into(),
+    fn offer(side: &str, energy_wh: u64, price_micro_per_kwh: u64) -> BookEntry {
+        BookEntry {
+            id: gridshare_ledger::Hash([0; 32]),
+            account: gridshare_ledger::ids::PublicKey([0; 32]),
+            side: if side == "buy" { Side::Buy } else { Side::Sell },
             energy_wh,
             price_micro_per_kwh,
         }
@@ -290,10 +296,10 @@ mod tests {
     #[test]
     fn a_curve_is_merit_ordered() {
         let book = [offer("sell", 1, 30), offer("sell", 2, 10), offer("buy", 1, 5), offer("buy", 1, 50)];
-        assert_eq!(curve(&book, "sell"), vec![(2, 10), (1, 30)]);
-        assert_eq!(curve(&book, "buy"), vec![(1, 50), (1, 5)]);
-        assert_eq!(price_at(&curve(&book, "sell"), 2), Some(10));
-        assert_eq!(price_at(&curve(&book, "sell"), 3), Some(30));
-        assert_eq!(price_at(&curve(&book, "sell"), 4), None);
+        assert_eq!(curve(&book, Side::Sell), vec![(2, 10), (1, 30)]);
+        assert_eq!(curve(&book, Side::Buy), vec![(1, 50), (1, 5)]);
+        assert_eq!(price_at(&curve(&book, Side::Sell), 2), Some(10));
+        assert_eq!(price_at(&curve(&book, Side::Sell), 3), Some(30));
+        assert_eq!(price_at(&curve(&book, Side::Sell), 4), None);
     }
 }

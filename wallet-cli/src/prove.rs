@@ -7,20 +7,22 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use gridshare_api::{
+    AccountBill, AccountTrade, Bill as WireBill, Proof, ProofTarget, Side as WireSide, SpanQuery, Tariffs,
+};
 use gridshare_ledger::Hash;
-use gridshare_ledger::block::{Bill, BlockHeader, CommitCertificate, Receipt, TradeReceipt};
+use gridshare_ledger::block::{BlockHeader, CommitCertificate, Receipt, TradeReceipt};
 use gridshare_ledger::encoding::from_bytes;
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::PublicKey;
 use gridshare_ledger::merkle::InclusionProof;
-use gridshare_ledger::tx::{Side, SignedTx, Tx};
+use gridshare_ledger::tx::{SignedTx, Tx};
 use serde::Serialize;
 
 use crate::amount::{format_kw, format_kwh, format_money, format_price};
 use crate::household::bill_text;
 use crate::keystore::Role;
 use crate::market_time::format_utc;
-use crate::node_client::{BillJson, ProofJson, ProofTarget, TariffsJson, TradeJson};
 use crate::wallet::{CommandError, Wallet, plural, write_json};
 
 /// `gridshare prove`.
@@ -70,20 +72,15 @@ pub struct Proven<T> {
     pub item: T,
 }
 
-fn decode<T: borsh::BorshDeserialize>(field: &str, text: &str) -> Result<T, String> {
-    let bytes = hex::decode(text).map_err(|error| format!("{field} is not hex: {error}"))?;
-    from_bytes(&bytes).map_err(|error| format!("{field}: {error}"))
-}
-
 /// Decodes a proof and checks the certificate against the genesis.
 fn certified<T: borsh::BorshDeserialize>(
     genesis: &Genesis,
-    proof: &ProofJson,
+    proof: &Proof,
 ) -> Result<(Proven<T>, InclusionProof), String> {
-    let header: BlockHeader = decode("header_hex", &proof.header_hex)?;
-    let certificate: CommitCertificate = decode("certificate_hex", &proof.certificate_hex)?;
-    let item: T = decode("item_hex", &proof.item_hex)?;
-    let inclusion: InclusionProof = decode("proof_hex", &proof.proof_hex)?;
+    let header = proof.header().map_err(|error| error.to_string())?;
+    let certificate = proof.certificate().map_err(|error| error.to_string())?;
+    let item: T = proof.item().map_err(|error| error.to_string())?;
+    let inclusion = proof.inclusion().map_err(|error| error.to_string())?;
     if header.community_id != genesis.community_id {
         return Err(format!(
             "the block is of community {}, not {}",
@@ -93,21 +90,18 @@ fn certified<T: borsh::BorshDeserialize>(
     if header.height != proof.height {
         return Err(format!("the header is of height {}, the node says {}", header.height, proof.height));
     }
-    if inclusion.leaf_index != proof.index {
-        return Err(format!("the proof is for item {}, the node says {}", inclusion.leaf_index, proof.index));
+    let index = u64::from(proof.index);
+    if inclusion.leaf_index != index {
+        return Err(format!("the proof is for item {}, the node says {index}", inclusion.leaf_index));
     }
     certificate
         .verify(genesis, &header)
         .map_err(|error| format!("the commit certificate does not make the block final: {error}"))?;
-    Ok((Proven { header, certificate, index: proof.index, item }, inclusion))
+    Ok((Proven { header, certificate, index, item }, inclusion))
 }
 
 /// Verifies a proof of transaction `id`.
-pub fn verify_transaction(
-    genesis: &Genesis,
-    id: &Hash,
-    proof: &ProofJson,
-) -> Result<Proven<SignedTx>, String> {
+pub fn verify_transaction(genesis: &Genesis, id: &Hash, proof: &Proof) -> Result<Proven<SignedTx>, String> {
     let (proven, inclusion) = certified::<SignedTx>(genesis, proof)?;
     let found = proven.item.id(&genesis.community_id);
     if found != *id {
@@ -125,7 +119,7 @@ pub fn verify_transaction(
 pub fn verify_receipt(
     genesis: &Genesis,
     target: ProofTarget,
-    proof: &ProofJson,
+    proof: &Proof,
 ) -> Result<Proven<Receipt>, String> {
     let (proven, inclusion) = certified::<Receipt>(genesis, proof)?;
     proven
@@ -151,7 +145,7 @@ pub fn verify_receipt(
 pub fn check_trades(
     account: &PublicKey,
     trades: &[TradeReceipt],
-    listed: &[TradeJson],
+    listed: &[AccountTrade],
 ) -> Result<Vec<TradeReceipt>, String> {
     let own: Vec<TradeReceipt> =
         trades.iter().filter(|trade| trade.buyer == *account || trade.seller == *account).copied().collect();
@@ -160,12 +154,12 @@ pub fn check_trades(
     }
     for listing in listed {
         let matches = |trade: &&TradeReceipt| {
-            let (offer, counterparty) = match listing.side.as_str() {
-                "buy" => (trade.buy_offer, trade.seller),
-                _ => (trade.sell_offer, trade.buyer),
+            let (offer, counterparty) = match listing.side {
+                WireSide::Buy => (trade.buy_offer, trade.seller),
+                WireSide::Sell => (trade.sell_offer, trade.buyer),
             };
-            offer.to_string() == listing.offer
-                && counterparty.to_string() == listing.counterparty
+            offer == listing.offer
+                && counterparty == listing.counterparty
                 && trade.energy_wh == listing.energy_wh
                 && trade.price_micro_per_kwh == listing.price_micro_per_kwh
         };
@@ -186,32 +180,12 @@ pub fn check_trades(
     Ok(own)
 }
 
-/// A bill of a receipt in the API's form.
-pub fn bill_json(bill: &Bill, interval: u64, height: u64) -> BillJson {
-    BillJson {
-        interval,
-        height,
-        sold_wh: bill.sold_wh,
-        bought_wh: bill.bought_wh,
-        sold_nano: bill.sold_nano,
-        bought_nano: bill.bought_nano,
-        fees_nano: bill.fees_nano,
-        metered_net_export_wh: bill.metered_net_export_wh,
-        deviation_wh: bill.deviation_wh,
-        grid_import_wh: bill.grid_import_wh,
-        grid_import_nano: bill.grid_import_nano,
-        feed_in_wh: bill.feed_in_wh,
-        feed_in_nano: bill.feed_in_nano,
-        total_nano: bill.total_nano,
-    }
-}
-
 /// A transaction in words, with keys by keystore name where known.
 pub fn describe_tx(wallet: &Wallet, tx: &Tx, currency: &str) -> String {
     let name = |key: &PublicKey| wallet.label(&key.to_string());
     match tx {
         Tx::Offer(offer) => {
-            let side = if offer.side == Side::Buy { "buy" } else { "sell" };
+            let side = WireSide::from(offer.side).as_str();
             format!(
                 "offer by {}: {side} {} kWh at {} {currency}/kWh in interval {} (nonce {}; attested by meter {} for interval {})",
                 name(&offer.account),
@@ -394,7 +368,7 @@ pub fn prove(wallet: &Wallet, args: &ProveArgs, out: &mut dyn Write) -> Result<(
             };
             let account_file = account.ok_or_else(|| failed("no account".into()))?;
             let account_key = account_file.public_key()?;
-            let listed = wallet.node().trades(&account_key, Some((interval, interval)))?;
+            let listed = wallet.node().trades(&account_key, &SpanQuery::between(interval, interval))?;
             let own = check_trades(&account_key, &clearing.trades, &listed).map_err(failed)?;
             if args.json {
                 let trades: Vec<serde_json::Value> = own
@@ -456,8 +430,9 @@ pub fn prove(wallet: &Wallet, args: &ProveArgs, out: &mut dyn Write) -> Result<(
             let Some(bill) = settlement.bills.iter().find(|bill| bill.account == account_key) else {
                 return Err(failed(format!("the proven settlement has no bill of account {account_key}")));
             };
-            let proven_bill = bill_json(bill, interval, proven.header.height);
-            let listed = wallet.node().bills(&account_key, Some((interval, interval)))?;
+            let proven_bill =
+                AccountBill { interval, height: proven.header.height, bill: WireBill::from(bill) };
+            let listed = wallet.node().bills(&account_key, &SpanQuery::between(interval, interval))?;
             if listed.iter().any(|listing| *listing != proven_bill) || listed.is_empty() {
                 return Err(failed(format!(
                     "the bill the node lists for interval {interval} is not the proven one"
@@ -473,12 +448,8 @@ pub fn prove(wallet: &Wallet, args: &ProveArgs, out: &mut dyn Write) -> Result<(
                 receipt_text(&genesis, &proven, &format!("the settlement of interval {interval}"))
             )?;
             writeln!(out, "  Bill of {} for interval {interval}:", account_file.name)?;
-            let tariffs = TariffsJson {
-                grid_import_micro_per_kwh: settlement.tariffs.grid_import_micro_per_kwh,
-                grid_feed_in_micro_per_kwh: settlement.tariffs.grid_feed_in_micro_per_kwh,
-                network_fee_micro_per_kwh: settlement.tariffs.network_fee_micro_per_kwh,
-            };
-            for line in bill_text(&proven_bill, Some(&tariffs), &currency).lines() {
+            let tariffs = Tariffs::from(&settlement.tariffs);
+            for line in bill_text(&proven_bill.bill, Some(&tariffs), &currency).lines() {
                 writeln!(out, "    {line}")?;
             }
         }
@@ -514,7 +485,7 @@ mod tests {
         receipts: Vec<Receipt>,
         transaction: Option<usize>,
         receipt: Option<usize>,
-    ) -> ProofJson {
+    ) -> Proof {
         let header = BlockHeader {
             community_id: community.genesis.community_id,
             height: 5,
@@ -538,9 +509,9 @@ mod tests {
             }
             _ => unreachable!(),
         };
-        ProofJson {
+        Proof {
             height: 5,
-            index: u64::try_from(index).unwrap(),
+            index: u32::try_from(index).unwrap(),
             header_hex: hex::encode(to_bytes(&header)),
             certificate_hex: hex::encode(to_bytes(&certificate)),
             item_hex: hex::encode(item),
@@ -571,14 +542,15 @@ mod tests {
         assert!(swapped_error.contains("not in the certified block"), "{swapped_error}");
         // A certificate by a key that is no validator.
         let mut forged = proof.clone();
-        let header: BlockHeader = decode("h", &proof.header_hex).unwrap();
+        let header: BlockHeader = proof.header().unwrap();
         forged.certificate_hex =
             hex::encode(to_bytes(&CommitCertificate::sign(&header, 0, &[&community.registrar])));
         let forged_error = verify_transaction(&genesis, &id, &forged).unwrap_err();
         assert!(forged_error.contains("certificate"), "{forged_error}");
         let mut garbage = proof;
         garbage.proof_hex = "zz".into();
-        assert!(verify_transaction(&genesis, &id, &garbage).unwrap_err().contains("proof_hex is not hex"));
+        let garbled = verify_transaction(&genesis, &id, &garbage).unwrap_err();
+        assert!(garbled.starts_with("proof_hex does not decode"), "{garbled}");
     }
 
     #[test]
@@ -617,12 +589,12 @@ mod tests {
         assert!(verify_receipt(&genesis, ProofTarget::Settlement(9), &proof).is_err());
         let Receipt::Clearing(clearing) = proven.item else { panic!() };
 
-        let listing = TradeJson {
+        let listing = AccountTrade {
             interval: 9,
             height: 5,
-            side: "buy".into(),
-            offer: Hash([1; 32]).to_string(),
-            counterparty: seller.to_string(),
+            side: WireSide::Buy,
+            offer: Hash([1; 32]),
+            counterparty: seller,
             energy_wh: 1_000,
             price_micro_per_kwh: 175_000,
             amount_nano: -175_000_000,

@@ -14,8 +14,8 @@ use crate::amount::{
 };
 use crate::keystore::Role;
 use crate::market_time::{format_utc, next_open_interval, now_ms};
-use crate::node_client::Community;
 use crate::wallet::{CommandError, Submitted, Wallet, short_key, write_json};
+use gridshare_api::client::Community;
 
 /// Options every registrar command has.
 #[derive(Debug, Clone, clap::Args)]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::amount::format_money;
 use crate::keystore::{KeyFile, Keystore, KeystoreError, PassphraseSource, Role};
 use crate::market_time::format_utc;
-use crate::node_client::{Community, NodeClient, NodeError, Submission};
+use gridshare_api::client::{Client, ClientError, Community, Submission};
 
 /// Exit status when an audit or a proof has findings, or the node refused.
 pub const EXIT_FINDING: u8 = 1;
@@ -34,8 +34,8 @@ pub enum CommandError {
     BadInput(String),
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
-    #[error(transparent)]
-    Node(#[from] NodeError),
+    #[error("{}", node_error_text(.0))]
+    Node(#[from] ClientError),
     /// The node refused a transaction, or does not know what was asked.
     #[error("{0}")]
     Rejected(String),
@@ -52,6 +52,16 @@ impl CommandError {
             CommandError::Rejected(_) | CommandError::Finding(_) => EXIT_FINDING,
             _ => EXIT_BAD_INPUT,
         }
+    }
+}
+
+/// A node error for people: an unreachable node comes with how to start one.
+pub fn node_error_text(error: &ClientError) -> String {
+    match error {
+        ClientError::Unreachable { .. } => {
+            format!("{error} (is gridshare-node running? start one with: gridshare-node run --dev)")
+        }
+        other => other.to_string(),
     }
 }
 
@@ -94,17 +104,17 @@ impl Submitted {
 #[derive(Debug)]
 pub struct Wallet {
     keystore: Keystore,
-    node: NodeClient,
+    node: Client,
     community: OnceCell<Community>,
     keys: OnceCell<Vec<KeyFile>>,
 }
 
 impl Wallet {
-    pub fn new(keystore: Keystore, node: NodeClient) -> Wallet {
+    pub fn new(keystore: Keystore, node: Client) -> Wallet {
         Wallet { keystore, node, community: OnceCell::new(), keys: OnceCell::new() }
     }
 
-    pub fn node(&self) -> &NodeClient {
+    pub fn node(&self) -> &Client {
         &self.node
     }
 
@@ -247,7 +257,7 @@ impl Wallet {
             return CommandError::Rejected(format!("{what} was admitted"));
         };
         let currency = self.community().map(|community| community.currency().to_string()).unwrap_or_default();
-        let code = reason.as_deref().unwrap_or(code);
+        let code = reason.as_deref().unwrap_or(code.as_str());
         let mut text = format!("the node rejected {what}: {} ({code})", humanize(message, &currency));
         if let Some(hint) = hint(code) {
             text.push_str("\n  ");
@@ -294,6 +304,19 @@ fn hint(code: &str) -> Option<&'static str> {
         "tariffs_not_in_future" => "choose a later --from-interval",
         "reading_not_increasing" | "reading_before_interval_end" => {
             "report for an interval after the last reported one that has ended"
+        }
+        "reading_before_registration" => {
+            "report for the interval the meter was registered in or a later one (gridshare balance shows it)"
+        }
+        "reading_above_capacity" => {
+            "check the registers: they cannot rise faster than the meter's registered power allows; a missed interval is billed at that power until a reading closes the gap"
+        }
+        "meter_power_above_bound" | "account_power_above_bound" => {
+            "register less power: at most 1 GW per meter and 10 GW per account, each way"
+        }
+        "too_many_meters" => "the community has as many meters as it may have",
+        "credits_above_bound" => {
+            "credit less: a community's credits may total at most 10^27 units of its currency"
         }
         "mempool_full" => "try again after the next block",
         _ => return None,
@@ -408,7 +431,7 @@ mod tests {
         let keystore = Keystore::new(dir.path());
         keystore.import("home", Role::Account, [1; 32], None).unwrap();
         keystore.import("home-meter", Role::Meter, [2; 32], None).unwrap();
-        let wallet = Wallet::new(keystore.clone(), NodeClient::new("http://127.0.0.1:1").unwrap());
+        let wallet = Wallet::new(keystore.clone(), Client::new("http://127.0.0.1:1").unwrap());
         assert_eq!(wallet.key_file(None, Role::Account, "--from").unwrap().name, "home");
         assert_eq!(wallet.key_file(Some("home-meter"), Role::Meter, "--meter").unwrap().name, "home-meter");
         let wrong = wallet.key_file(Some("home-meter"), Role::Account, "--from").unwrap_err().to_string();
@@ -423,7 +446,7 @@ mod tests {
         assert_eq!(wallet.label(&hex), "home");
         // A second account key makes the default ambiguous.
         keystore.import("cabin", Role::Account, [3; 32], None).unwrap();
-        let wallet = Wallet::new(keystore, NodeClient::new("http://127.0.0.1:1").unwrap());
+        let wallet = Wallet::new(keystore, Client::new("http://127.0.0.1:1").unwrap());
         let several = wallet.key_file(None, Role::Account, "--from").unwrap_err().to_string();
         assert_eq!(several, "there are several account keys (cabin, home): say which with --from NAME");
     }

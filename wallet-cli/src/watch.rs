@@ -1,21 +1,21 @@
 //! `gridshare watch`: follows a node's server-sent events and prints each
-//! clearing and settlement as it happens. The stream is parsed line by line
-//! as it arrives, with every line and event bounded, so nothing is buffered
-//! without limit however long it runs.
+//! clearing and settlement as it happens. The client's event stream reads
+//! them as they arrive, typed, with every line and event bounded, so
+//! nothing is buffered without limit however long it runs.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 
-use serde::Deserialize;
+use gridshare_api::blocks::TradeReceipt;
+use gridshare_api::bounds::EVENT_BYTES_MAX;
+use gridshare_api::client::{ClientError, StreamError};
+use gridshare_api::events::{Event, EventError};
+use gridshare_api::{Bill, Side};
 
 use crate::amount::{format_kwh, format_money, format_price};
 use crate::keystore::Role;
 use crate::market_time::{format_utc, now_ms};
-use crate::node_client::NodeError;
 use crate::wallet::{CommandError, Wallet, plural, write_json};
-
-/// The longest line, and the most data of one event, accepted.
-pub const EVENT_BYTES_MAX: usize = 1024 * 1024;
 
 /// `gridshare watch`.
 #[derive(Debug, Clone, clap::Args)]
@@ -23,147 +23,6 @@ pub struct WatchArgs {
     /// Print one JSON object a line for programs: {"event": ..., "data": ...}.
     #[arg(long)]
     pub json: bool,
-}
-
-/// One server-sent event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
-    /// The `event:` field; `message` when there is none.
-    pub event: String,
-    /// The `data:` lines joined with newlines.
-    pub data: String,
-}
-
-/// The server-sent events parser of the WHATWG HTML standard (§9.2.6),
-/// fed one line at a time. Comments, `id:` and `retry:` are ignored.
-#[derive(Debug, Default)]
-pub struct SseParser {
-    event: String,
-    data: String,
-    has_data: bool,
-    overflowed: bool,
-}
-
-/// What one line did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SseLine {
-    /// Nothing complete yet.
-    Pending,
-    /// A blank line completed this event.
-    Event(SseEvent),
-    /// A blank line ended an event whose data exceeded `EVENT_BYTES_MAX`;
-    /// it was dropped.
-    Dropped { event: String },
-}
-
-impl SseParser {
-    /// Feeds one line, without its line ending.
-    pub fn line(&mut self, line: &str) -> SseLine {
-        if line.is_empty() {
-            let event = std::mem::take(&mut self.event);
-            let data = std::mem::take(&mut self.data);
-            let (has_data, overflowed) = (self.has_data, self.overflowed);
-            self.has_data = false;
-            self.overflowed = false;
-            let event = if event.is_empty() { "message".to_string() } else { event };
-            if overflowed {
-                return SseLine::Dropped { event };
-            }
-            return if has_data { SseLine::Event(SseEvent { event, data }) } else { SseLine::Pending };
-        }
-        if line.starts_with(':') {
-            return SseLine::Pending;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-            None => (line, ""),
-        };
-        match field {
-            "event" => value.clone_into(&mut self.event),
-            "data" => {
-                if self.data.len() + value.len() + 1 > EVENT_BYTES_MAX {
-                    self.overflowed = true;
-                    self.data.clear();
-                } else if !self.overflowed {
-                    if self.has_data {
-                        self.data.push('\n');
-                    }
-                    self.data.push_str(value);
-                }
-                self.has_data = true;
-            }
-            _ => {}
-        }
-        SseLine::Pending
-    }
-}
-
-/// Reads one line (ending in `\n`, `\r\n` or at the end of the stream) of at
-/// most `max` bytes into `line`, without its ending. `Ok(false)` at the end
-/// of the stream; an error for a longer line.
-pub fn read_line_bounded(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> std::io::Result<bool> {
-    line.clear();
-    loop {
-        let available = match reader.fill_buf() {
-            Ok(available) => available,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        if available.is_empty() {
-            return Ok(!line.is_empty());
-        }
-        let (taken, done) = match available.iter().position(|&byte| byte == b'\n') {
-            Some(end) => (end + 1, true),
-            None => (available.len(), false),
-        };
-        if line.len() + taken > max + 2 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("a line of the event stream is longer than {max} bytes"),
-            ));
-        }
-        line.extend_from_slice(&available[..taken]);
-        reader.consume(taken);
-        if done {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(true);
-        }
-    }
-}
-
-/// A count that the node may send as a number or as the list itself.
-fn count(value: &serde_json::Value) -> Option<u64> {
-    match value {
-        serde_json::Value::Number(number) => number.as_u64(),
-        serde_json::Value::Array(items) => u64::try_from(items.len()).ok(),
-        _ => None,
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct ClearingEvent {
-    interval: u64,
-    height: u64,
-    clearing_price_micro_per_kwh: Option<u64>,
-    volume_wh: u64,
-    #[serde(default)]
-    trades: serde_json::Value,
-}
-
-#[derive(Debug, Deserialize)]
-struct SettlementEvent {
-    interval: u64,
-    height: u64,
-    #[serde(default)]
-    bills: serde_json::Value,
-}
-
-#[derive(Debug, Deserialize)]
-struct LaggedEvent {
-    missed: u64,
 }
 
 /// Who is watching: the currency, and the keystore's accounts by public key,
@@ -177,20 +36,16 @@ pub struct Audience {
 impl Audience {
     /// `; yours: home bought 1.000 kWh at 0.550000 EUR/kWh` for the trades of
     /// the audience's accounts in a clearing's list of trades.
-    fn own_trades(&self, trades: &serde_json::Value) -> String {
+    fn own_trades(&self, trades: &[TradeReceipt]) -> String {
         let mut parts = Vec::new();
-        for trade in trades.as_array().into_iter().flatten() {
-            let (Some(energy_wh), Some(price)) =
-                (trade["energy_wh"].as_u64(), trade["price_micro_per_kwh"].as_u64())
-            else {
-                continue;
-            };
-            for (role, verb) in [("buyer", "bought"), ("seller", "sold")] {
-                if let Some(name) = trade[role].as_str().and_then(|key| self.accounts.get(key)) {
+        for trade in trades {
+            for (side, key) in [(Side::Buy, trade.buyer), (Side::Sell, trade.seller)] {
+                if let Some(name) = self.accounts.get(&key.to_string()) {
+                    let verb = if side == Side::Buy { "bought" } else { "sold" };
                     parts.push(format!(
                         "{name} {verb} {} kWh at {} {}/kWh",
-                        format_kwh(energy_wh),
-                        format_price(price),
+                        format_kwh(trade.energy_wh),
+                        format_price(trade.price_micro_per_kwh),
                         self.currency
                     ));
                 }
@@ -200,65 +55,57 @@ impl Audience {
     }
 
     /// `; yours: home -0.49 EUR` for the bills of the audience's accounts.
-    fn own_bills(&self, bills: &serde_json::Value) -> String {
+    fn own_bills(&self, bills: &[Bill]) -> String {
         let parts: Vec<String> = bills
-            .as_array()
-            .into_iter()
-            .flatten()
+            .iter()
             .filter_map(|bill| {
-                let name = self.accounts.get(bill["account"].as_str()?)?;
-                let total: i128 = bill["total_nano"].as_str()?.parse().ok()?;
-                Some(format!("{name} {}", format_money(total, &self.currency)))
+                let name = self.accounts.get(&bill.account.to_string())?;
+                Some(format!("{name} {}", format_money(bill.total_nano, &self.currency)))
             })
             .collect();
         if parts.is_empty() { String::new() } else { format!("; yours: {}", parts.join(", ")) }
     }
 }
 
+fn count(items: usize) -> u64 {
+    u64::try_from(items).unwrap_or(u64::MAX)
+}
+
 /// An event for people, `None` for events `watch` does not show (blocks).
-pub fn describe(event: &SseEvent, audience: &Audience) -> Result<Option<String>, String> {
+pub fn describe(event: &Event, audience: &Audience) -> Option<String> {
     let currency = &audience.currency;
-    let bad =
-        |error: serde_json::Error| format!("a `{}` event does not follow docs/API.md: {error}", event.event);
-    Ok(Some(match event.event.as_str() {
-        "clearing" => {
-            let clearing: ClearingEvent = serde_json::from_str(&event.data).map_err(bad)?;
-            let trades = count(&clearing.trades);
-            if clearing.volume_wh == 0 {
-                format!("interval {} cleared at height {}: no trade", clearing.interval, clearing.height)
+    Some(match event {
+        Event::Clearing(clearing) => {
+            let receipt = &clearing.receipt;
+            if receipt.volume_wh == 0 {
+                format!("interval {} cleared at height {}: no trade", receipt.interval, clearing.height)
             } else {
-                let price = clearing.clearing_price_micro_per_kwh.map_or_else(
+                let price = receipt.clearing_price_micro_per_kwh.map_or_else(
                     || "pay-as-bid prices".to_string(),
                     |p| format!("{} {currency}/kWh", format_price(p)),
                 );
-                let trades =
-                    trades.map_or_else(String::new, |n| format!(" in {}", plural(n, "trade", "trades")));
                 format!(
-                    "interval {} cleared at height {}: {} kWh at {price}{trades}{}",
-                    clearing.interval,
+                    "interval {} cleared at height {}: {} kWh at {price} in {}{}",
+                    receipt.interval,
                     clearing.height,
-                    format_kwh(clearing.volume_wh),
-                    audience.own_trades(&clearing.trades)
+                    format_kwh(receipt.volume_wh),
+                    plural(count(receipt.trades.len()), "trade", "trades"),
+                    audience.own_trades(&receipt.trades)
                 )
             }
         }
-        "settlement" => {
-            let settlement: SettlementEvent = serde_json::from_str(&event.data).map_err(bad)?;
-            let bills = count(&settlement.bills)
-                .map_or_else(String::new, |n| format!(": {}", plural(n, "bill", "bills")));
-            format!(
-                "interval {} settled at height {}{bills}{}",
-                settlement.interval,
-                settlement.height,
-                audience.own_bills(&settlement.bills)
-            )
-        }
-        "lagged" => {
-            let lagged: LaggedEvent = serde_json::from_str(&event.data).map_err(bad)?;
+        Event::Settlement(settlement) => format!(
+            "interval {} settled at height {}: {}{}",
+            settlement.interval,
+            settlement.height,
+            plural(count(settlement.bills.len()), "bill", "bills"),
+            audience.own_bills(&settlement.bills)
+        ),
+        Event::Lagged(lagged) => {
             format!("fell behind the node: {} missed", plural(lagged.missed, "event", "events"))
         }
-        _ => return Ok(None),
-    }))
+        Event::Block(_) => return None,
+    })
 }
 
 /// Whether writing failed because the reader went away (`watch | head`).
@@ -266,60 +113,44 @@ fn closed(error: &std::io::Error) -> bool {
     error.kind() == std::io::ErrorKind::BrokenPipe
 }
 
-/// Follows `stream`, writing each clearing and settlement to `out`, until
+/// Follows `events`, writing each clearing and settlement to `out`, until
 /// the stream ends (an error) or `out` is closed (success).
 pub fn follow(
-    stream: impl std::io::Read,
+    events: impl Iterator<Item = Result<Event, StreamError>>,
     url: &str,
     audience: &Audience,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
-    let gone = |cause: String| CommandError::Node(NodeError::Unreachable { url: url.to_string(), cause });
-    let mut reader = BufReader::new(stream);
-    let mut parser = SseParser::default();
-    let mut line = Vec::new();
-    loop {
-        let more = read_line_bounded(&mut reader, &mut line, EVENT_BYTES_MAX)
-            .map_err(|error| gone(format!("the event stream broke off: {error}")))?;
-        if !more {
-            return Err(gone("it closed the event stream".to_string()));
-        }
-        let text = String::from_utf8_lossy(&line);
-        let event = match parser.line(&text) {
-            SseLine::Pending => continue,
-            SseLine::Dropped { event } => {
-                eprintln!("warning: skipped a `{event}` event larger than {EVENT_BYTES_MAX} bytes");
+    let gone = |cause: String| CommandError::Node(ClientError::Unreachable { url: url.to_string(), cause });
+    for event in events {
+        let event = match event {
+            Ok(event) => event,
+            Err(StreamError::Event(EventError::TooLarge { name })) => {
+                eprintln!("warning: skipped a `{name}` event larger than {EVENT_BYTES_MAX} bytes");
                 continue;
             }
-            SseLine::Event(event) => event,
+            Err(StreamError::Event(error)) => {
+                eprintln!("warning: {error}");
+                continue;
+            }
+            Err(StreamError::Broken { cause, .. }) => {
+                return Err(gone(format!("the event stream broke off: {cause}")));
+            }
         };
         let written = if json {
-            if !matches!(event.event.as_str(), "clearing" | "settlement" | "lagged") {
+            if matches!(event, Event::Block(_)) {
                 continue;
             }
-            let data: serde_json::Value = match serde_json::from_str(&event.data) {
-                Ok(data) => data,
-                Err(error) => {
-                    eprintln!("warning: a `{}` event is not JSON: {error}", event.event);
-                    continue;
-                }
-            };
-            write_json(out, &serde_json::json!({ "event": event.event, "data": data }))
+            write_json(out, &event)
         } else {
             match describe(&event, audience) {
-                Ok(Some(text)) if event.event == "lagged" => {
+                Some(text) if matches!(event, Event::Lagged(_)) => {
                     eprintln!("warning: {text}");
                     continue;
                 }
-                Ok(Some(text)) => {
-                    writeln!(out, "{}  {text}", format_utc(now_ms())).map_err(CommandError::from)
-                }
-                Ok(None) => continue,
-                Err(message) => {
-                    eprintln!("warning: {message}");
-                    continue;
-                }
+                Some(text) => writeln!(out, "{}  {text}", format_utc(now_ms())).map_err(CommandError::from),
+                None => continue,
             }
         };
         match written.and_then(|()| out.flush().map_err(CommandError::from)) {
@@ -328,6 +159,7 @@ pub fn follow(
             Err(error) => return Err(error),
         }
     }
+    Err(gone("it closed the event stream".to_string()))
 }
 
 /// `gridshare watch`: until Ctrl-C.
@@ -344,84 +176,106 @@ pub fn watch(wallet: &Wallet, args: &WatchArgs, out: &mut dyn Write) -> Result<(
         })
         .unwrap_or_default();
     let audience = Audience { currency, accounts };
-    let stream = wallet.node().events()?;
+    let events = wallet.node().events()?;
     if !args.json {
         eprintln!("Watching {} for clearings and settlements (Ctrl-C to stop).", wallet.node().url());
     }
-    follow(stream, wallet.node().url(), &audience, args.json, out)
+    follow(events, wallet.node().url(), &audience, args.json, out)
 }
 
 #[cfg(test)]
 mod tests {
+    use gridshare_api::client::EventStream;
+    use gridshare_api::{BlockEvent, Clearing, ClearingReceipt, Mechanism, SettlementEvent};
+    use gridshare_ledger::Hash;
+    use gridshare_ledger::ids::PublicKey;
+
     use super::*;
 
-    fn feed(parser: &mut SseParser, text: &str) -> Vec<SseLine> {
-        text.split('\n').map(|line| parser.line(line)).filter(|line| *line != SseLine::Pending).collect()
+    fn key(byte: u8) -> PublicKey {
+        PublicKey([byte; 32])
     }
 
-    #[test]
-    fn parses_events_line_by_line() {
-        let mut parser = SseParser::default();
-        let events = feed(
-            &mut parser,
-            ": keep-alive\nevent: clearing\ndata: {\"a\":\ndata:1}\nid: 7\n\ndata: plain\n\nevent: block\n\n",
-        );
-        assert_eq!(
-            events,
-            vec![
-                SseLine::Event(SseEvent { event: "clearing".into(), data: "{\"a\":\n1}".into() }),
-                SseLine::Event(SseEvent { event: "message".into(), data: "plain".into() }),
-            ]
-        );
-        // The event name does not carry over to the next event.
-        assert_eq!(
-            feed(&mut parser, "data: x\n\n"),
-            vec![SseLine::Event(SseEvent { event: "message".into(), data: "x".into() })]
-        );
-    }
-
-    #[test]
-    fn oversized_events_are_dropped_not_buffered() {
-        let mut parser = SseParser::default();
-        let chunk = "x".repeat(EVENT_BYTES_MAX / 2);
-        assert_eq!(parser.line("event: settlement"), SseLine::Pending);
-        for _ in 0..5 {
-            assert_eq!(parser.line(&format!("data: {chunk}")), SseLine::Pending);
-            assert!(parser.data.len() <= EVENT_BYTES_MAX);
+    fn bill(account: PublicKey, total_nano: i128) -> Bill {
+        Bill {
+            account,
+            sold_wh: 0,
+            bought_wh: 0,
+            sold_nano: 0,
+            bought_nano: 0,
+            fees_nano: 0,
+            metered_net_export_wh: 0,
+            deviation_wh: 0,
+            grid_import_wh: 0,
+            grid_import_nano: 0,
+            feed_in_wh: 0,
+            feed_in_nano: 0,
+            total_nano,
+            estimated_import_wh: 0,
+            estimate_refund_wh: 0,
+            estimate_refund_nano: 0,
         }
-        assert_eq!(parser.line(""), SseLine::Dropped { event: "settlement".into() });
-        assert_eq!(parser.line("data: ok"), SseLine::Pending);
-        assert_eq!(parser.line(""), SseLine::Event(SseEvent { event: "message".into(), data: "ok".into() }));
     }
 
-    #[test]
-    fn lines_are_bounded() {
-        let mut reader = std::io::Cursor::new(b"one\r\ntwo\nthree".to_vec());
-        let mut line = Vec::new();
-        let mut lines = Vec::new();
-        while read_line_bounded(&mut reader, &mut line, 10).unwrap() {
-            lines.push(String::from_utf8(line.clone()).unwrap());
+    fn clearing(interval: u64, height: u64, price: Option<u64>, trades: Vec<TradeReceipt>) -> Event {
+        let volume_wh = trades.iter().map(|trade| trade.energy_wh).sum();
+        Event::Clearing(Clearing {
+            height,
+            receipt: ClearingReceipt {
+                interval,
+                mechanism: Mechanism::Uniform,
+                k_thousandths: 500,
+                network_fee_micro_per_kwh: 20_000,
+                offers: 2,
+                clearing_price_micro_per_kwh: price,
+                volume_wh,
+                trades,
+            },
+        })
+    }
+
+    /// The stream of `events` as a node sends it, then a line of garbage.
+    fn stream_of(events: &[Event]) -> String {
+        let mut stream = String::from(": keep-alive\n\n");
+        for event in events {
+            stream += &format!("event: {}\ndata: {}\n\n", event.name(), event.data_json());
         }
-        assert_eq!(lines, ["one", "two", "three"]);
-        let mut long = BufReader::with_capacity(4, std::io::Cursor::new(vec![b'x'; 100]));
-        assert!(read_line_bounded(&mut long, &mut line, 10).is_err());
-        assert!(line.len() <= 12);
+        stream + "event: clearing\ndata: not json\n\n"
     }
 
     #[test]
     fn follows_a_stream_until_it_ends() {
-        let stream = "event: block\ndata: {\"height\":20,\"hash\":\"h\",\"timestamp_ms\":1,\"transactions\":0}\n\n\
-            event: clearing\ndata: {\"interval\":14,\"height\":20,\"clearing_price_micro_per_kwh\":175000,\"volume_wh\":1000,\"trades\":[\
-            {\"buyer\":\"b1\",\"seller\":\"s1\",\"energy_wh\":1000,\"price_micro_per_kwh\":175000}]}\n\n\
-            event: clearing\ndata: {\"interval\":15,\"height\":22,\"clearing_price_micro_per_kwh\":null,\"volume_wh\":0,\"trades\":[]}\n\n\
-            event: settlement\ndata: {\"interval\":10,\"height\":31,\"bills\":[{\"account\":\"b1\",\"total_nano\":\"-179000000\"},\
-            {\"account\":\"s1\",\"total_nano\":\"175000000\"}]}\n\n\
-            event: settlement\ndata: {\"interval\":11,\"height\":32,\"bills\":2}\n\n\
-            event: clearing\ndata: not json\n\n";
+        let (home, neighbour) = (key(1), key(2));
+        let trade = TradeReceipt {
+            buy_offer: Hash([3; 32]),
+            sell_offer: Hash([4; 32]),
+            buyer: home,
+            seller: neighbour,
+            energy_wh: 1_000,
+            price_micro_per_kwh: 175_000,
+        };
+        let events = [
+            Event::Block(BlockEvent { height: 20, hash: Hash([5; 32]), timestamp_ms: 1, transactions: 0 }),
+            clearing(14, 20, Some(175_000), vec![trade]),
+            clearing(15, 22, None, Vec::new()),
+            Event::Settlement(SettlementEvent {
+                interval: 10,
+                height: 31,
+                bills: vec![bill(home, -179_000_000), bill(neighbour, 175_000_000)],
+            }),
+            Event::Settlement(SettlementEvent {
+                interval: 11,
+                height: 32,
+                bills: vec![bill(neighbour, 0); 2],
+            }),
+        ];
+        let stream = stream_of(&events);
+        let recorded =
+            |stream: &str| EventStream::from_reader(std::io::Cursor::new(stream.to_string()), "http://node");
         let mut out = Vec::new();
         let audience =
-            Audience { currency: "EUR".into(), accounts: [("b1".to_string(), "home".to_string())].into() };
-        let error = follow(stream.as_bytes(), "http://node", &audience, false, &mut out).unwrap_err();
+            Audience { currency: "EUR".into(), accounts: [(home.to_string(), "home".to_string())].into() };
+        let error = follow(recorded(&stream), "http://node", &audience, false, &mut out).unwrap_err();
         assert!(
             error.to_string().starts_with("node not reachable at http://node: it closed the event stream"),
             "{error}"
@@ -438,12 +292,14 @@ mod tests {
             ]
         );
         let mut out = Vec::new();
-        assert!(follow(stream.as_bytes(), "http://node", &audience, true, &mut out).is_err());
+        assert!(follow(recorded(&stream), "http://node", &audience, true, &mut out).is_err());
         let json: Vec<serde_json::Value> =
             String::from_utf8(out).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
         assert_eq!(json.len(), 4);
         assert_eq!(json[0]["event"], "clearing");
         assert_eq!(json[0]["data"]["interval"], 14);
+        assert_eq!(json[0]["data"]["height"], 20);
         assert_eq!(json[2]["event"], "settlement");
+        assert_eq!(json[2]["data"]["bills"][0]["total_nano"], "-179000000");
     }
 }

@@ -2,7 +2,9 @@
 //! audit of an export) or fetched from a node by the wallet. Decoding never
 //! panics; what decodes was canonical; validating it never panics, and
 //! neither does auditing a block linked to it, valid genesis or not (the
-//! audit reads a genesis it has not validated: an export may hold any).
+//! audit reads a genesis it has not validated: an export may hold any). On
+//! a valid genesis (its meter tolerance and clock tolerance included) the
+//! bounds of the overflow argument hold.
 //!
 //! Input: `borsh(Genesis) ‖ u64 LE`, the second part the block's time after
 //! the genesis time.
@@ -12,6 +14,7 @@
 use gridshare_ledger::Hash;
 use gridshare_ledger::audit::Auditor;
 use gridshare_ledger::block::{Block, BlockHeader, CertifiedBlock, CommitCertificate, receipt_root, tx_root};
+use gridshare_ledger::execute::{LIFETIME_MS, METER_POWER_MAX_W};
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::PublicKey;
 use gridshare_ledger::state::State;
@@ -29,8 +32,16 @@ fuzz_target!(|bytes: &[u8]| {
             let interval = genesis.interval_at(time_ms);
             let _ = (genesis.gate_closure_ms(interval), genesis.settlement_ms(interval));
         }
-        let _ = genesis.energy_per_interval_wh(u64::MAX);
+        let _ = (genesis.energy_per_interval_wh(u64::MAX), genesis.meter_capacity_wh(u64::MAX));
         assert!(genesis.total_voting_power() > 0);
+        // The overflow argument of docs/PROTOCOL.md §5.7 holds for every
+        // valid genesis: ten meters of the largest power, estimated for
+        // every interval of the lifetime, fit a u64 (a bill's refunded
+        // energy), and an interval's capacity of an account fits an i64.
+        let capacity = u128::from(genesis.meter_capacity_wh(METER_POWER_MAX_W));
+        let intervals = u128::from(LIFETIME_MS / genesis.market.interval_length_ms + 1);
+        assert!(10 * capacity * intervals <= u128::from(u64::MAX), "{capacity} Wh × {intervals} intervals");
+        assert!(10 * capacity <= i64::MAX as u128);
     }
     let state = State::genesis(&genesis);
     let _ = state.root(&genesis.community_id);

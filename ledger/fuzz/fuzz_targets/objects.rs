@@ -1,8 +1,9 @@
 //! Fuzz target: every other protocol object that arrives as bytes from
 //! outside: consensus messages (proposals, streamed blocks, votes,
 //! equivocation evidence of votes and of proposals, blocks), the parts of an
-//! inclusion proof the wallet gets from a node, and state snapshots and
-//! evidence read from disk. Decoding
+//! inclusion proof the wallet gets from a node, and state snapshots (and the
+//! meters in them, with their settlement base and estimate) and evidence
+//! read from disk. Decoding
 //! never panics; what decodes was canonical (the state's maps aside, see
 //! below); checking signatures and proofs never panics.
 //!
@@ -19,7 +20,7 @@ use gridshare_ledger::consensus::{
 };
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
 use gridshare_ledger::merkle::InclusionProof;
-use gridshare_ledger::state::State;
+use gridshare_ledger::state::{Meter, State};
 use gridshare_ledger::tx::SignedMeterReading;
 use gridshare_ledger_fuzz::{decode_canonical, fixed, object};
 use libfuzzer_sys::fuzz_target;
@@ -135,6 +136,20 @@ fuzz_target!(|input: &[u8]| {
             let Ok(state) = from_bytes::<State>(bytes) else { return };
             let canonical = to_bytes(&state);
             assert_eq!(from_bytes::<State>(&canonical).as_ref(), Ok(&state));
+            let _ = state.root(id);
+            let _ = state.check_invariants();
+        }
+        object::METER => {
+            let Some(meter) = decode_canonical::<Meter>(bytes) else { return };
+            // The physics bound and the estimate are total on any meter:
+            // capacities saturate, they never panic.
+            let genesis = &community.genesis;
+            let _ = (
+                genesis.meter_capacity_wh(meter.max_import_w),
+                genesis.meter_capacity_wh(meter.max_export_w),
+            );
+            let mut state = State::genesis(genesis);
+            state.meters.insert(meter.last_reading.map_or(community.validator.public(), |r| r.meter), meter);
             let _ = state.root(id);
             let _ = state.check_invariants();
         }

@@ -14,7 +14,7 @@ fuzz_target!(|bytes: &[u8]| {
     let checks = tx.signature_checks(community);
     let one_by_one = checks.iter().map(|check| check.verify()).find(Result::is_err).unwrap_or(Ok(()));
     assert_eq!(tx.verify(community), one_by_one);
-    // ZIP-215: the batch's random coefficients cannot change the verdict.
+    // docs/PROTOCOL.md §3: the batch's random coefficients cannot change the verdict.
     assert_eq!(verify_batch(&checks).is_ok(), one_by_one.is_ok(), "batch and single verification disagree");
     let _ = (tx.id(community), tx.tx.kind(), tx.tx.nonce(), tx.tx.signer());
 });

@@ -1,7 +1,8 @@
 //! What the ledger's fuzz targets share: a fixed test community to verify
 //! against, the canonical round trip every decoded object must pass, and
-//! seed inputs (real objects from `testkit`) that start the fuzzer deep
-//! inside the formats instead of at their first byte.
+//! seed inputs (real objects from `testkit`, and the signature vectors of
+//! `tests/vectors/signatures.txt`) that start the fuzzer deep inside the
+//! formats instead of at their first byte.
 
 use std::sync::LazyLock;
 
@@ -11,6 +12,7 @@ use gridshare_ledger::consensus::{
     Equivocation, Proposal, ProposalEquivocation, StreamedBlock, VoteEquivocation,
 };
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
+use gridshare_ledger::execute::{Signatures, execute};
 use gridshare_ledger::export::ExportWriter;
 use gridshare_ledger::state::State;
 use gridshare_ledger::store::at_rest;
@@ -72,8 +74,11 @@ pub mod object {
     pub const PROPOSAL_EQUIVOCATION: u8 = 11;
     /// Evidence of either kind as a store keeps it (`Equivocation`).
     pub const EQUIVOCATION: u8 = 12;
+    /// A meter as a state snapshot holds it: its physics limits, last
+    /// reading, registration interval, settlement base and estimate.
+    pub const METER: u8 = 13;
     /// How many selectors there are; a selector byte is taken modulo this.
-    pub const COUNT: u8 = 13;
+    pub const COUNT: u8 = 14;
 }
 
 /// Seed inputs for each target, as (target name, input) pairs: real,
@@ -148,6 +153,18 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     seeds.push(("objects", selected(object::SIGNED_METER_READING, &community.reading(0, 3, 1_000, 2_000))));
     seeds.push(("objects", selected(object::STATE, &State::genesis(genesis))));
+    // The state after the chain: meters with readings, bases and (for the
+    // intervals after the last reading) estimates.
+    let mut state = State::genesis(genesis);
+    for block in &chain {
+        state = execute(genesis, &state, &block.block, Signatures::AlreadyVerified)
+            .expect("the trading chain is valid")
+            .0;
+    }
+    seeds.push(("objects", selected(object::STATE, &state)));
+    for meter in state.meters.values() {
+        seeds.push(("objects", selected(object::METER, meter)));
+    }
 
     let mut export = Vec::new();
     let mut writer = ExportWriter::new(&mut export, genesis).expect("writing to memory cannot fail");
@@ -164,9 +181,39 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     with_offset.extend_from_slice(&2_500_u64.to_le_bytes());
     seeds.push(("genesis", with_offset));
 
+    let message = b"a message".to_vec();
+    let mut signed = validator.public().0.to_vec();
+    signed.extend_from_slice(&validator.sign(&message).0);
+    signed.extend_from_slice(&message);
+    seeds.push(("signature", signed));
+    seeds.extend(signature_vectors().into_iter().map(|input| ("signature", input)));
+
     seeds.push(("hex_text", validator.public().to_string().into_bytes()));
     seeds.push(("hex_text", header.hash().to_string().to_uppercase().into_bytes()));
     seeds
+}
+
+/// The cases of `ledger/tests/vectors/signatures.txt` as `signature`
+/// inputs: `key ‖ signature ‖ message`.
+fn signature_vectors() -> Vec<Vec<u8>> {
+    let text = include_str!("../../tests/vectors/signatures.txt");
+    let field = |case: &str, name: &str| -> Vec<u8> {
+        case.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|value| decode_hex(value.trim()))
+            .unwrap_or_else(|| panic!("a signature vector without a valid {name}"))
+    };
+    text.split("\n== ")
+        .skip(1)
+        .map(|case| [field(case, "key "), field(case, "signature "), field(case, "message ")].concat())
+        .collect()
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|index| text.get(index..index + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .collect()
 }
 
 fn selected<T: BorshSerialize>(selector: u8, value: &T) -> Vec<u8> {

@@ -383,7 +383,8 @@ impl<S: Store> ChainCore<S> {
             match from {
                 Origin::Api { submission } => self.effects.push(Effect::Answer { submission, result }),
                 Origin::Gossip { message_id, source } => {
-                    if let Err(SubmitError::Rejected(Rejection::NonceGap { signer, expected, .. })) = &result {
+                    if let Err(SubmitError::Rejected(Rejection::NonceGap { signer, expected, .. })) = &result
+                    {
                         self.fetch_gap(now_ms, source, *signer, *expected);
                     }
                     let verdict = match result {
@@ -584,7 +585,10 @@ impl<S: Store> ChainCore<S> {
         }
         let delay_ms = (2 * self.inclusion_delay_ms).max(oldest_wait_ms);
         if let Tx::Offer(offer) = &tx.tx
-            && self.genesis.gate_closure_ms(offer.interval).is_some_and(|gate_ms| gate_ms <= now_ms + delay_ms)
+            && self
+                .genesis
+                .gate_closure_ms(offer.interval)
+                .is_some_and(|gate_ms| gate_ms <= now_ms + delay_ms)
         {
             return Err(SubmitError::TooLate { interval: offer.interval, delay_ms });
         }
@@ -612,7 +616,9 @@ impl<S: Store> ChainCore<S> {
             .map(|(id, _)| *id)
             .filter(|id| {
                 mempool.get(id).is_some_and(|tx| match &tx.tx {
-                    Tx::Offer(offer) => genesis.gate_closure_ms(offer.interval).is_some_and(|gate| gate > now_ms),
+                    Tx::Offer(offer) => {
+                        genesis.gate_closure_ms(offer.interval).is_some_and(|gate| gate > now_ms)
+                    }
                     _ => true,
                 })
             })
@@ -719,11 +725,7 @@ impl<S: Store> ChainCore<S> {
     /// Hands the dev households' transactions of `time_ms` to the mempool.
     fn dev_transactions(&mut self, time_ms: u64) {
         let Some(households) = self.households.as_mut() else { return };
-        let pending = self.mempool.pending();
-        let last_nonce = |key: &PublicKey| {
-            pending.accounts.get(key).map_or(0, |account| account.last_nonce)
-        };
-        for tx in households.transactions(time_ms, last_nonce) {
+        for tx in households.transactions(time_ms, self.mempool.pending()) {
             if let Err(error) = self.mempool.submit(&self.genesis, time_ms, tx) {
                 tracing::warn!(%error, "a dev household's transaction was refused");
             }

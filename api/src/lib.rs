@@ -1,0 +1,47 @@
+//! gridshare-api: the one definition of a node's HTTP API (docs/API.md).
+//! Every request and response body is a serde type here, with the API's
+//! bounds and error codes; the node renders and parses them, and every
+//! client (the CLI, the testnet, tests, benchmarks) parses and builds them,
+//! through the one blocking [`client::Client`] (feature `client`). Beside
+//! the wire: the process [`harness`] that starts and stops `gridshare-node`
+//! for tests and benchmarks, the exact [`decimal`] conversions people's
+//! amounts go through, and [`stats::percentile`].
+//!
+//! Money is a JSON string of nano-currency (an `i128` here); keys, ids and
+//! hashes are the ledger's types, 64 hex digits on the wire; canonical
+//! objects travel as `*_hex` borsh bytes that `gridshare-ledger` decodes.
+
+pub mod accounts;
+pub mod admin;
+pub mod blocks;
+pub mod bounds;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod decimal;
+pub mod error;
+pub mod events;
+pub mod harness;
+pub mod intervals;
+pub mod market;
+pub mod proofs;
+pub mod stats;
+pub mod status;
+mod text;
+pub mod transactions;
+
+pub use accounts::{Account, Meter, Nonce, Offer, Offers, OffersQuery, Reading};
+pub use admin::{IsolateRequest, Isolated};
+pub use blocks::{
+    Bill, Block, BlockTransaction, ClearingReceipt, Equivocation, EvidenceList, ProposalSummary, Receipt,
+    SettlementReceipt, TradeReceipt, VoteSummary,
+};
+pub use error::{ErrorBody, ErrorCode};
+pub use events::{BlockEvent, Event, Lagged, SettlementEvent};
+pub use intervals::{
+    AccountBill, AccountTrade, Bills, BookEntry, Clearing, Interval, IntervalStatus, SettlementSummary,
+    SpanQuery, Tariffs, Trades,
+};
+pub use market::{Mechanism, Side, TxKind, VoteKind};
+pub use proofs::{Proof, ProofTarget};
+pub use status::{GenesisResponse, GenesisSummary, Role, Status, SyncStatus, Validator};
+pub use transactions::{Admitted, AdmittedStatus, SubmitRequest, TransactionState, TransactionStatus};

@@ -1,0 +1,223 @@
+//! `GET /v1/intervals/{n}` (an interval's book, clearing and settlement)
+//! and an account's trades and bills over a span of intervals.
+
+use axum::extract::{Path, RawQuery, State};
+use gridshare_api::intervals::SpanError;
+use gridshare_api::{
+    AccountBill, AccountTrade, Bill, Bills, BookEntry, Clearing, ErrorCode, Interval, IntervalStatus,
+    SettlementSummary, Side, SpanQuery, Trades,
+};
+use gridshare_ledger::block::{CertifiedBlock, Receipt};
+use gridshare_ledger::store::Store;
+
+use super::{
+    ApiError, INTERVAL_SPAN_DEFAULT, INTERVAL_SPAN_MAX, LIST_MAX, Reply, count, json, parse_key, parse_u64,
+    query, read, storage,
+};
+use crate::node::{Client, View};
+
+/// Reads the receipt at a location, checking it is of the kind expected.
+fn receipt_at(view: &View<'_>, height: u64, index: u32) -> Result<(CertifiedBlock, Receipt), ApiError> {
+    let block = view
+        .store
+        .block(height)
+        .map_err(storage)?
+        .ok_or_else(|| storage(format!("the index names block {height}, which is not stored")))?;
+    let receipt = usize::try_from(index)
+        .ok()
+        .and_then(|index| block.block.receipts.get(index))
+        .cloned()
+        .ok_or_else(|| storage(format!("the index names receipt {index} of block {height}")))?;
+    Ok((block, receipt))
+}
+
+pub(super) async fn interval(State(client): State<Client>, Path(interval): Path<String>) -> Reply {
+    let interval = parse_u64("interval", &interval)?;
+    let body = read(&client, move |view| {
+        let genesis = view.genesis;
+        let times = (
+            genesis.interval_start_ms(interval),
+            genesis.interval_end_ms(interval),
+            genesis.gate_closure_ms(interval),
+            genesis.settlement_ms(interval),
+        );
+        let (Some(start_ms), Some(end_ms), Some(gate_closure_ms), Some(settlement_ms)) = times else {
+            return Err(ApiError::new(
+                ErrorCode::BadInterval,
+                format!("interval {interval} is beyond the market's time"),
+            ));
+        };
+        let (book, book_truncated) = view.index.book(interval, LIST_MAX).map_err(storage)?;
+        let clearing = match view.index.clearing(interval).map_err(storage)? {
+            Some(found) => match receipt_at(&view, found.height, found.index)?.1 {
+                Receipt::Clearing(clearing) => {
+                    Some(Clearing { height: found.height, receipt: (&clearing).into() })
+                }
+                Receipt::Settlement(_) => return Err(storage("the index names a settlement as a clearing")),
+            },
+            None => None,
+        };
+        let settlement = match view.index.settlement(interval).map_err(storage)? {
+            Some(found) => match receipt_at(&view, found.height, found.index)?.1 {
+                Receipt::Settlement(settlement) => Some(SettlementSummary {
+                    height: found.height,
+                    bills: count(settlement.bills.len()),
+                    tariffs: (&settlement.tariffs).into(),
+                }),
+                Receipt::Clearing(_) => return Err(storage("the index names a clearing as a settlement")),
+            },
+            None => None,
+        };
+        let status = if settlement.is_some() {
+            IntervalStatus::Settled
+        } else if clearing.is_some() {
+            IntervalStatus::Cleared
+        } else if view.now_ms >= gate_closure_ms {
+            IntervalStatus::Closed
+        } else {
+            IntervalStatus::Open
+        };
+        Ok(Interval {
+            interval,
+            start_ms,
+            end_ms,
+            gate_closure_ms,
+            settlement_ms,
+            status,
+            book: book
+                .iter()
+                .map(|entry| BookEntry {
+                    id: entry.id,
+                    account: entry.account,
+                    side: entry.side.into(),
+                    energy_wh: entry.energy_wh,
+                    price_micro_per_kwh: entry.price_micro_per_kwh,
+                })
+                .collect(),
+            book_truncated,
+            clearing,
+            settlement,
+        })
+    })
+    .await?;
+    json(&body)
+}
+
+/// The intervals of a trades or bills query: `from_interval..=to_interval`,
+/// by default the last [`INTERVAL_SPAN_DEFAULT`] before `next`.
+fn interval_span(raw: Option<String>) -> Result<SpanQuery, ApiError> {
+    let parameters = query(raw, &SpanQuery::PARAMETERS)?;
+    let span = SpanQuery {
+        from_interval: parameters
+            .get("from_interval")
+            .map(|text| parse_u64("from_interval", text))
+            .transpose()?,
+        to_interval: parameters.get("to_interval").map(|text| parse_u64("to_interval", text)).transpose()?,
+    };
+    span.check().map_err(|error: SpanError| ApiError::new(ErrorCode::BadRange, error))?;
+    Ok(span)
+}
+
+/// Resolves a span against the first interval not yet done (cleared or
+/// settled): the default span ends just before it.
+fn resolve_span(span: SpanQuery, next: u64) -> Option<(u64, u64)> {
+    let to = match (span.from_interval, span.to_interval) {
+        (_, Some(to)) => to,
+        (Some(from), None) => from.saturating_add(INTERVAL_SPAN_MAX - 1).min(next.checked_sub(1)?),
+        (None, None) => next.checked_sub(1)?,
+    };
+    let from = span.from_interval.unwrap_or(to.saturating_sub(INTERVAL_SPAN_DEFAULT - 1));
+    (from <= to).then_some((from, to))
+}
+
+pub(super) async fn trades(
+    State(client): State<Client>,
+    Path(key): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Reply {
+    let key = parse_key(&key)?;
+    let span = interval_span(raw)?;
+    let body = read(&client, move |view| {
+        let mut trades = Vec::new();
+        if let Some((from, to)) = resolve_span(span, view.state.next_clearing_interval) {
+            for interval in from..=to {
+                let Some(found) = view.index.clearing(interval).map_err(storage)? else { continue };
+                let Receipt::Clearing(clearing) = receipt_at(&view, found.height, found.index)?.1 else {
+                    return Err(storage("the index names a settlement as a clearing"));
+                };
+                for trade in clearing.trades.iter().filter(|trade| trade.buyer == key || trade.seller == key)
+                {
+                    let selling = trade.seller == key;
+                    let amount = i128::from(trade.energy_wh) * i128::from(trade.price_micro_per_kwh);
+                    trades.push(AccountTrade {
+                        interval,
+                        height: found.height,
+                        side: if selling { Side::Sell } else { Side::Buy },
+                        offer: if selling { trade.sell_offer } else { trade.buy_offer },
+                        counterparty: if selling { trade.buyer } else { trade.seller },
+                        energy_wh: trade.energy_wh,
+                        price_micro_per_kwh: trade.price_micro_per_kwh,
+                        amount_nano: if selling { amount } else { -amount },
+                    });
+                }
+            }
+        }
+        trades.truncate(LIST_MAX);
+        Ok(Trades { trades })
+    })
+    .await?;
+    json(&body)
+}
+
+pub(super) async fn bills(
+    State(client): State<Client>,
+    Path(key): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Reply {
+    let key = parse_key(&key)?;
+    let span = interval_span(raw)?;
+    let body = read(&client, move |view| {
+        let mut bills = Vec::new();
+        if let Some((from, to)) = resolve_span(span, view.state.next_settlement_interval) {
+            for interval in from..=to {
+                let Some(found) = view.index.settlement(interval).map_err(storage)? else { continue };
+                let Receipt::Settlement(settlement) = receipt_at(&view, found.height, found.index)?.1 else {
+                    return Err(storage("the index names a clearing as a settlement"));
+                };
+                if let Some(bill) = settlement.bills.iter().find(|bill| bill.account == key) {
+                    bills.push(AccountBill { interval, height: found.height, bill: Bill::from(bill) });
+                }
+            }
+        }
+        Ok(Bills { bills })
+    })
+    .await?;
+    json(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(from: Option<u64>, to: Option<u64>) -> SpanQuery {
+        SpanQuery { from_interval: from, to_interval: to }
+    }
+
+    #[test]
+    fn spans_default_to_the_last_done_intervals_and_are_bounded() {
+        assert_eq!(resolve_span(span(None, None), 0), None, "nothing done yet");
+        assert_eq!(resolve_span(span(None, None), 10), Some((0, 9)));
+        assert_eq!(resolve_span(span(None, None), 100), Some((76, 99)));
+        assert_eq!(resolve_span(span(Some(5), None), 8), Some((5, 7)));
+        assert_eq!(resolve_span(span(Some(9), None), 8), None);
+        assert_eq!(resolve_span(span(Some(3), Some(4)), 0), Some((3, 4)));
+        assert!(interval_span(Some("from_interval=0&to_interval=96".into())).is_err());
+        assert!(interval_span(Some("from_interval=5&to_interval=4".into())).is_err());
+        assert!(interval_span(Some("from=1".into())).is_err());
+        assert!(interval_span(Some("from_interval=x".into())).is_err());
+        assert_eq!(
+            interval_span(Some("from_interval=0&to_interval=95".into())).ok(),
+            Some(span(Some(0), Some(95)))
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! `GET /v1/events` (server-sent events) and `GET /v1/export` (the ledger
+//! in the export format, streamed).
+
+use std::convert::Infallible;
+use std::io::Write;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::sse::{self, Sse};
+use axum::response::{IntoResponse, Response};
+use gridshare_api::{Bill, BlockEvent, Clearing, Event as WireEvent, Lagged, SettlementEvent};
+use gridshare_ledger::export::ExportWriter;
+use gridshare_ledger::store::Store;
+use libp2p::futures::stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{Reply, count, read};
+use crate::node::{Client, Event};
+
+/// Blocks read from the event loop at a time while exporting.
+const EXPORT_CHUNK_BLOCKS: u64 = 64;
+
+/// The wire form of an event of the node.
+fn wire_event(event: &Event) -> WireEvent {
+    match event {
+        Event::Block { height, hash, timestamp_ms, transactions } => WireEvent::Block(BlockEvent {
+            height: *height,
+            hash: *hash,
+            timestamp_ms: *timestamp_ms,
+            transactions: count(*transactions),
+        }),
+        Event::Clearing { height, receipt } => {
+            WireEvent::Clearing(Clearing { height: *height, receipt: receipt.as_ref().into() })
+        }
+        Event::Settlement { height, receipt } => WireEvent::Settlement(SettlementEvent {
+            interval: receipt.interval,
+            height: *height,
+            bills: receipt.bills.iter().map(Bill::from).collect(),
+        }),
+    }
+}
+
+fn sse_event(event: &WireEvent) -> sse::Event {
+    sse::Event::default().event(event.name()).data(event.data_json())
+}
+
+pub(super) async fn events(State(client): State<Client>) -> Response {
+    let metrics = client.metrics.clone();
+    let receiver = client.subscribe();
+    let events = stream::unfold((receiver, metrics), |(mut receiver, metrics)| async move {
+        let event = match receiver.recv().await {
+            Ok(event) => sse_event(&wire_event(&event)),
+            Err(RecvError::Lagged(missed)) => {
+                metrics.events_dropped.inc_by(missed);
+                sse_event(&WireEvent::Lagged(Lagged { missed }))
+            }
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, Infallible>(event), (receiver, metrics)))
+    });
+    Sse::new(events).keep_alive(sse::KeepAlive::default()).into_response()
+}
+
+/// A `Write` that hands each chunk to the HTTP response body.
+struct ChannelWriter(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(bytes)))
+            .map_err(|_| std::io::Error::other("the client went away"))?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `GET /v1/export`: the chain up to the height when the request came, in
+/// the export format, streamed in chunks of blocks read from the event loop.
+pub(super) async fn export(State(client): State<Client>) -> Reply {
+    let tip = read(&client, |view| Ok(view.state.height)).await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let result = (|| -> Result<(), String> {
+            let buffered = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(sender.clone()));
+            let mut writer =
+                ExportWriter::new(buffered, &client.genesis).map_err(|error| error.to_string())?;
+            let mut from = 1;
+            while from <= tip {
+                let to = tip.min(from + EXPORT_CHUNK_BLOCKS - 1);
+                let blocks = runtime
+                    .block_on(client.read(move |view| {
+                        (from..=to).map(|height| view.store.block(height)).collect::<Result<Vec<_>, _>>()
+                    }))
+                    .map_err(|error| error.to_string())?
+                    .map_err(|error| error.to_string())?;
+                for block in blocks {
+                    let block = block.ok_or("a block below the tip is missing")?;
+                    writer.block(&block).map_err(|error| error.to_string())?;
+                }
+                from = to + 1;
+            }
+            let evidence = runtime
+                .block_on(client.read(|view| view.store.evidence()))
+                .map_err(|error| error.to_string())?
+                .map_err(|error| error.to_string())?;
+            for evidence in &evidence {
+                writer.evidence(evidence).map_err(|error| error.to_string())?;
+            }
+            writer.finish().map_err(|error| error.to_string())?;
+            Ok(())
+        })();
+        if let Err(problem) = result {
+            tracing::warn!(%problem, "export stopped");
+            // The body ends with an error, so the client sees a broken transfer.
+            let _ = sender.blocking_send(Err(std::io::Error::other(problem)));
+        }
+    });
+    let body = Body::from_stream(tokio_stream_from(receiver));
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl libp2p::futures::Stream<Item = T> + Send {
+    stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) })
+}
