@@ -57,6 +57,10 @@ pub enum ErrorCode {
     Rejected,
     /// 429: the mempool is full, for everyone or for this signer.
     MempoolFull,
+    /// 429: the node cannot get what it admitted into blocks fast enough (a
+    /// transaction submitted to it has waited too long, or would reach a
+    /// block after its interval's gate): try again later.
+    Backlog,
     /// 500: the node's storage failed.
     Storage,
     /// 503: the node is shutting down.
@@ -91,6 +95,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Rejected => "rejected",
             ErrorCode::MempoolFull => "mempool_full",
+            ErrorCode::Backlog => "backlog",
             ErrorCode::Storage => "storage",
             ErrorCode::NodeUnavailable => "node_unavailable",
         }
@@ -123,7 +128,7 @@ impl ErrorCode {
             ErrorCode::BadBody => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Rejected => 422,
-            ErrorCode::MempoolFull => 429,
+            ErrorCode::MempoolFull | ErrorCode::Backlog => 429,
             ErrorCode::Storage => 500,
             ErrorCode::NodeUnavailable => 503,
         }
@@ -179,6 +184,7 @@ mod tests {
             ErrorCode::UnsupportedMediaType,
             ErrorCode::Rejected,
             ErrorCode::MempoolFull,
+            ErrorCode::Backlog,
             ErrorCode::Storage,
             ErrorCode::NodeUnavailable,
         ];

@@ -180,6 +180,7 @@ fn every_error_code_is_documented() {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::Rejected,
         ErrorCode::MempoolFull,
+        ErrorCode::Backlog,
         ErrorCode::Storage,
         ErrorCode::NodeUnavailable,
     ];

@@ -53,6 +53,19 @@ pub enum SubmitError {
     IntervalFull(u64),
     #[error("transaction {0} is already waiting")]
     Duplicate(Hash),
+    /// The node cannot get what it admitted into blocks: a transaction
+    /// submitted to it has waited longer than the chain core accepts
+    /// (`chain::BACKLOG_MAX_MS`), so a new one would wait too.
+    #[error(
+        "a transaction submitted to this node has waited {waited_ms} ms for a block: the validators are not taking them in fast enough; try again later"
+    )]
+    Backlog { waited_ms: u64 },
+    /// The node's transactions reach a block about `delay_ms` after it
+    /// admits them, and this offer's interval closes before that.
+    #[error(
+        "transactions submitted to this node reach a block about {delay_ms} ms later, after interval {interval}'s gate closes: offer for a later interval"
+    )]
+    TooLate { interval: u64, delay_ms: u64 },
 }
 
 /// A transaction [`Mempool::check`] passed: its id and encoded size.
@@ -108,6 +121,21 @@ impl Mempool {
     /// The waiting transaction with id `id`.
     pub fn get(&self, id: &Hash) -> Option<&SignedTx> {
         self.ids.get(id).and_then(|&position| self.transactions.get(position)).map(|(_, tx)| tx)
+    }
+
+    /// The waiting transactions of `signer` with a nonce from `from_nonce`
+    /// on, in arrival order (which is nonce order: nonces are admitted
+    /// consecutively), at most `max`.
+    pub fn waiting_from(&self, signer: &PublicKey, from_nonce: u64, max: usize) -> Vec<&SignedTx> {
+        if !self.per_signer.contains_key(signer) {
+            return Vec::new();
+        }
+        self.transactions
+            .iter()
+            .map(|(_, tx)| tx)
+            .filter(|tx| tx.tx.signer() == *signer && tx.tx.nonce().is_some_and(|nonce| nonce >= from_nonce))
+            .take(max)
+            .collect()
     }
 
     /// Whether exactly `tx` (signatures included) is waiting: its signatures

@@ -76,6 +76,30 @@ pub struct SyncResponse {
     pub tip_height: u64,
 }
 
+/// The most transactions one [`TransactionsResponse`] carries: what one
+/// signer may have waiting in a mempool.
+pub const TRANSACTIONS_RESPONSE_MAX: usize = crate::mempool::MEMPOOL_PER_SIGNER_MAX;
+
+/// Asks a peer for the transactions of `signer` waiting in its mempool with
+/// a nonce from `from_nonce` on: what a gap in that signer's nonces lacks
+/// here (the chain core sends it as [`crate::chain::Effect::RequestTransactions`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionsRequest {
+    /// The signer's public key.
+    pub signer: [u8; 32],
+    pub from_nonce: u64,
+}
+
+/// Transactions sent to a peer directly rather than by gossip, each its
+/// canonical (borsh) bytes: the answer to a [`TransactionsRequest`] (in
+/// nonce order), or transactions announced again because they waited too
+/// long ([`crate::chain::Effect::Announce`]). At most
+/// [`TRANSACTIONS_RESPONSE_MAX`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionsResponse {
+    pub transactions: Vec<Vec<u8>>,
+}
+
 /// Every protocol of the market swarm.
 #[derive(NetworkBehaviour)]
 #[allow(missing_debug_implementations)] // libp2p behaviours are not Debug.

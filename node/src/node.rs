@@ -350,7 +350,7 @@ impl Node {
                 let submission = Submission(self.next_submission);
                 self.next_submission = self.next_submission.wrapping_add(1);
                 self.replies.insert(submission, reply);
-                let effects = self.core.handle_submission(submission, *tx);
+                let effects = self.core.handle_submission(now_ms, submission, *tx);
                 self.carry_out(effects);
             }
             Command::Isolate { duration, reply } => {
@@ -559,6 +559,21 @@ impl Node {
                 Effect::Count(Count::SyncBlocksReceived(blocks)) => {
                     self.metrics.sync_blocks_received.inc_by(blocks);
                 }
+                // The market swarm has no protocol for these yet (a
+                // request-response `/gridshare/txs/1` would carry them): the
+                // simulator shows what they do; here they are only logged.
+                Effect::RequestTransactions { peer, request } => {
+                    tracing::debug!(%peer, from_nonce = request.from_nonce, "a nonce gap is not fetched yet");
+                }
+                Effect::Announce { transactions } => {
+                    tracing::debug!(count = transactions.len(), "waiting transactions are not announced yet");
+                }
+                Effect::Count(Count::TransactionsReceived(_)) => {}
+                Effect::Dropped { id, reason } => {
+                    // The testnet reads these lines to account for every
+                    // transaction a node acknowledged.
+                    tracing::info!(%id, rejection = %reason, "dropped from the mempool");
+                }
             }
         }
     }
@@ -610,6 +625,7 @@ impl Node {
             Ok(_) => "admitted",
             Err(SubmitError::Rejected(_)) => "rejected",
             Err(SubmitError::Duplicate(_)) => "duplicate",
+            Err(SubmitError::Backlog { .. } | SubmitError::TooLate { .. }) => "backlog",
             Err(_) => "mempool_full",
         });
         // A requester that went away does not care about the answer.

@@ -14,19 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gridshare_api::client::{ClientError, Submission};
-use gridshare_ledger::genesis::Genesis;
+use gridshare_households::OFFER_MARGIN_MS;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::tx::{MeterReading, Offer, SignedMeterReading, SignedTx, Tx};
 
 use crate::journal::{Acknowledged, Journal, now_ms};
-use crate::manifest::Tariffs;
 use crate::nodes::Node;
-use crate::profile::{Household, Simulation, draw};
+use crate::profile::{Household, draw};
 use crate::strategy::{Bidder, plan};
 
-/// Offers are made for an interval whose gate closes at least this long
-/// after they are sent, so that they reach the validator in time.
-const OFFER_MARGIN_MS: u64 = 1_000;
 /// A meter reading the node finds early (its clock is behind) is retried
 /// this often, until shortly before the interval settles.
 const READING_RETRY: Duration = Duration::from_millis(250);
@@ -36,33 +32,9 @@ const SLEEP_SLICE: Duration = Duration::from_millis(100);
 /// loses the oldest: their intervals have settled as estimates anyway).
 const UNREPORTED_MAX: usize = 64;
 
-/// What every agent shares: the market's rules and calendar.
-#[derive(Debug)]
-pub struct Market {
-    pub genesis: Genesis,
-    pub simulation: Simulation,
-    pub tariffs: Tariffs,
-    pub seed: u64,
-    pub offers_per_interval: u32,
-    /// The interval trading starts in; the simulated day starts with it.
-    pub first_interval: u64,
-    /// The last interval offered for; its reading is the agents' last act.
-    pub last_interval: u64,
-    /// The largest offset of an agent after an interval boundary.
-    pub offset_spread_ms: u64,
-}
-
-impl Market {
-    /// The simulated slot of `interval`.
-    pub fn slot(&self, interval: u64) -> u64 {
-        self.simulation.start_slot + interval.saturating_sub(self.first_interval)
-    }
-
-    /// The first interval whose gate closes after `time_ms`.
-    pub fn next_open_interval(&self, time_ms: u64) -> u64 {
-        self.genesis.interval_at(time_ms + self.genesis.market.gate_closure_lead_ms) + 1
-    }
-}
+/// The market's rules and calendar, shared by every agent: the households
+/// crate's, which the simulator's agents share too.
+pub use gridshare_households::Market;
 
 /// One household's agent.
 #[derive(Debug)]

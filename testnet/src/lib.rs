@@ -11,8 +11,10 @@ pub mod manifest;
 pub mod monitor;
 pub mod nodes;
 pub mod perturb;
-pub mod profile;
 pub mod report;
 pub mod run;
 pub mod setup;
-pub mod strategy;
+
+// The households (physics and strategy) live in their own crate, shared
+// with the simulator.
+pub use gridshare_households::{profile, strategy};

@@ -143,30 +143,9 @@ impl fmt::Display for Perturbation {
     }
 }
 
-/// Grid tariffs in micro-currency per kWh.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tariffs {
-    pub import_micro_per_kwh: u64,
-    pub feed_in_micro_per_kwh: u64,
-    pub network_fee_micro_per_kwh: u64,
-}
-
-/// Which households have what, and the simulated day.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProfileMix {
-    /// Households with rooftop PV, per mille.
-    pub pv_per_mille: u64,
-    /// Households with a home battery, per mille.
-    pub battery_per_mille: u64,
-    /// Households with an electric vehicle, per mille.
-    pub ev_per_mille: u64,
-    /// Simulated days that are cloudy, per mille.
-    pub cloudy_day_per_mille: u64,
-    /// How many intervals make one simulated day (24: an interval is an hour).
-    pub day_intervals: u64,
-    /// The simulated hour of day the run starts at.
-    pub start_hour: u64,
-}
+// The households crate owns the tariffs as a household sees them and the
+// profile mix, so that the testnet and the simulator run the same households.
+pub use gridshare_households::{ProfileMix, Tariffs};
 
 /// A checked manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -48,6 +48,9 @@ pub(super) async fn submit(State(client): State<Client>, body: Result<Bytes, Byt
             },
         }),
         Err(refusal @ SubmitError::Duplicate(_)) => Err(ApiError::new(ErrorCode::Duplicate, refusal)),
+        Err(refusal @ (SubmitError::Backlog { .. } | SubmitError::TooLate { .. })) => {
+            Err(ApiError::new(ErrorCode::Backlog, refusal))
+        }
         Err(refusal) => Err(ApiError::new(ErrorCode::MempoolFull, refusal)),
     }
 }

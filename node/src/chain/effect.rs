@@ -1,19 +1,21 @@
 //! What the chain core asks its driver to do ([`Effect`]), and the values
 //! effects carry: gossip topics, verdicts with their reasons, API events,
-//! submission tokens and counts for the metrics.
+//! submission tokens, counts for the metrics and the reasons transactions
+//! leave the mempool without a block.
 
 use std::sync::Arc;
 
 use gridshare_ledger::Hash;
 use gridshare_ledger::block::{ClearingReceipt, SettlementReceipt};
 use gridshare_ledger::encoding::DecodeError;
+use gridshare_ledger::execute::Rejection;
 use gridshare_ledger::ids::SignatureError;
 use libp2p::PeerId;
 use libp2p::gossipsub::MessageId;
 
 use super::ApplyError;
 use crate::mempool::SubmitError;
-use crate::network::SyncRequest;
+use crate::network::{SyncRequest, TransactionsRequest};
 
 /// Something the core wants done, in the order it is returned. The node's
 /// event loop carries each out on the swarm, the API's channels and the
@@ -41,6 +43,25 @@ pub enum Effect {
     Answer { submission: Submission, result: Result<Hash, SubmitError> },
     /// Count something in the metrics.
     Count(Count),
+    /// Ask `peer` for the transactions it holds behind a gap in a signer's
+    /// nonces: `peer` sent one that skips ahead of what this mempool has
+    /// (its predecessors were lost on the way, or overtaken). The driver
+    /// sends the request directly (not by gossip), and hands the answer to
+    /// [`ChainCore::handle_transactions`](super::ChainCore::handle_transactions);
+    /// the peer answers with [`ChainCore::serve_transactions`](super::ChainCore::serve_transactions).
+    RequestTransactions { peer: PeerId, request: TransactionsRequest },
+    /// Send these transactions, submitted here and still waiting after
+    /// [`REANNOUNCE_AFTER_MS`](super::REANNOUNCE_AFTER_MS), directly to every
+    /// connected peer: gossip took them once, and gossipsub neither sends a
+    /// message again nor lets a peer that dropped it (its queue was full)
+    /// have it from anyone else. Peers hand them to
+    /// [`ChainCore::handle_transactions`](super::ChainCore::handle_transactions).
+    Announce { transactions: Vec<Vec<u8>> },
+    /// The waiting transaction `id` left the mempool without a block: after
+    /// a block it no longer fits (its interval's gate passed, its nonce was
+    /// used or skips ahead, its funds are gone). Whoever was told it was
+    /// admitted learns here why it will not be on the ledger.
+    Dropped { id: Hash, reason: Rejection },
 }
 
 /// A gossip topic of the community.
@@ -136,4 +157,7 @@ pub enum Count {
     VerifyBatch,
     /// Blocks applied from one sync response.
     SyncBlocksReceived(u64),
+    /// Transactions a peer sent directly (fetched or announced) that were
+    /// new here and joined the batch to verify.
+    TransactionsReceived(u64),
 }

@@ -6,11 +6,24 @@
 //! each handed the time as `now_ms` where it matters: a gossip message
 //! ([`ChainCore::handle_gossip`]), a submission ([`ChainCore::handle_submission`]),
 //! a batch to verify ([`ChainCore::verify_batch`]), a new connection, a sync
-//! request or response, the periodic [`ChainCore::tick`], and consensus's
-//! [`Chain`] calls through [`ChainCore::at`]. What it wants done leaves as
-//! [`Effect`]s (publish, verdict, ban, unban, request blocks, event, answer,
-//! count), returned by each `handle_*` method and, for the `Chain` calls, by
-//! [`ChainCore::take_effects`]. It never touches a swarm, a socket, a
+//! request or response, transactions a peer sent directly
+//! ([`ChainCore::handle_transactions`]) or asks for
+//! ([`ChainCore::serve_transactions`]), the periodic [`ChainCore::tick`], and
+//! consensus's [`Chain`] calls through [`ChainCore::at`]. What it wants done
+//! leaves as [`Effect`]s (publish, verdict, ban, unban, request blocks,
+//! request transactions, announce, event, answer, count, dropped), returned
+//! by each `handle_*` method and, for the `Chain` calls, by
+//! [`ChainCore::take_effects`].
+//!
+//! Transactions are not lost between nodes without a trace: a gossiped
+//! transaction whose nonce skips ahead of what this mempool has (its
+//! predecessors were dropped on the way by a slow peer's queue, or
+//! overtaken) makes the core ask the peer that sent it for the signer's
+//! waiting transactions from the missing nonce on; a transaction submitted
+//! here that still waits [`REANNOUNCE_AFTER_MS`] after a block is announced
+//! again, directly to the peers (gossip sends a message once); and a
+//! waiting transaction that a block makes inadmissible leaves with
+//! [`Effect::Dropped`] and its reason. It never touches a swarm, a socket, a
 //! channel, tokio or the clock, and it iterates only ordered maps; it is
 //! generic over the ledger's [`Store`], so tests and simulations run it on
 //! a `MemoryStore` with an index in memory.
@@ -24,6 +37,7 @@ mod peers;
 #[cfg(test)]
 mod tests;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use gridshare_ledger::Hash;
@@ -32,10 +46,10 @@ use gridshare_ledger::consensus::Equivocation;
 use gridshare_ledger::encoding::{DecodeError, from_bytes, to_bytes};
 use gridshare_ledger::execute::{BlockError, Rejection, Signatures, build_block, execute};
 use gridshare_ledger::genesis::Genesis;
-use gridshare_ledger::ids::Keypair;
+use gridshare_ledger::ids::{Keypair, PublicKey};
 use gridshare_ledger::state::State;
 use gridshare_ledger::store::{Store, StoreError};
-use gridshare_ledger::tx::{SignedTx, verify_batch};
+use gridshare_ledger::tx::{SignedTx, Tx, verify_batch};
 use libp2p::PeerId;
 use libp2p::gossipsub::MessageId;
 
@@ -46,11 +60,34 @@ use crate::consensus::app::{Chain, CheckError, CommitError};
 use crate::dev::DevHouseholds;
 use crate::index::{Index, IndexError};
 use crate::mempool::{Checked, Mempool, SubmitError};
-use crate::network::{SYNC_BLOCKS_MAX, SyncRequest, SyncResponse, TX_BYTES_MAX};
+use crate::network::{
+    SYNC_BLOCKS_MAX, SyncRequest, SyncResponse, TRANSACTIONS_RESPONSE_MAX, TX_BYTES_MAX, TransactionsRequest,
+    TransactionsResponse,
+};
 
 /// Transactions (gossiped or submitted) whose signatures are verified
 /// together at most: a batch is about twice as fast as one by one.
 pub const VERIFY_BATCH_MAX: usize = 64;
+/// A signer's nonce gap is asked for again at most this often.
+pub const FETCH_RETRY_MS: u64 = 1_000;
+/// Signers whose nonce gap is being asked for, at most.
+pub const FETCHES_MAX: usize = 1_024;
+/// A transaction submitted here that still waits this long after it was
+/// published (or last announced) is announced again, directly to the
+/// peers.
+pub const REANNOUNCE_AFTER_MS: u64 = 1_000;
+/// Transactions announced again after one block, at most.
+pub const ANNOUNCE_PER_BLOCK_MAX: usize = 4 * TRANSACTIONS_RESPONSE_MAX;
+/// A transaction is announced again at most this many times: what still
+/// waits after that is not missing at the validators but refused there
+/// (or stuck behind a full queue), and announcing it again under overload
+/// only adds to the load.
+pub const ANNOUNCES_MAX: u32 = 2;
+/// While a transaction submitted here has waited this long for a block,
+/// new submissions are refused (`SubmitError::Backlog`, HTTP 429): the
+/// node cannot get what it admits into blocks, and an acknowledgement
+/// would promise what it cannot keep. Eight block times of 250 ms.
+pub const BACKLOG_MAX_MS: u64 = 2_000;
 
 /// What a node is in its community.
 #[derive(Debug)]
@@ -96,6 +133,16 @@ enum Applied {
     Gap,
 }
 
+/// A transaction submitted here, waiting in the mempool.
+#[derive(Clone, Copy, Debug)]
+struct Submitted {
+    admitted_ms: u64,
+    /// When it was last published or announced, and how often it was
+    /// announced again.
+    announced_ms: u64,
+    announces: u32,
+}
+
 /// A transaction that passed every check but its signatures, and who waits
 /// for the verdict.
 #[derive(Debug)]
@@ -111,6 +158,8 @@ enum Origin {
     Gossip { message_id: MessageId, source: PeerId },
     /// A submission through the API.
     Api { submission: Submission },
+    /// Sent directly by `peer`: fetched behind a nonce gap, or announced.
+    Direct { peer: PeerId },
 }
 
 /// A node's chain and everything it decides about it; see the module doc.
@@ -134,6 +183,16 @@ pub struct ChainCore<S> {
     /// when a peer subscribes and at each tick, while they wait in the
     /// mempool (so at most `MEMPOOL_TRANSACTIONS_MAX`).
     unpublished: Vec<Hash>,
+    /// Signers whose nonce gap was asked for: the nonce wanted, and the time
+    /// before which it is not asked for again (at most [`FETCHES_MAX`]).
+    fetches: BTreeMap<PublicKey, (u64, u64)>,
+    /// Transactions submitted here that wait in the mempool (so at most
+    /// `MEMPOOL_TRANSACTIONS_MAX`), and in the order they were admitted.
+    submitted: BTreeMap<Hash, Submitted>,
+    submitted_by_age: BTreeSet<(u64, Hash)>,
+    /// How long transactions submitted here took from admission to a
+    /// committed block, lately (a moving average, ms).
+    inclusion_delay_ms: u64,
     /// Effects not yet taken by the driver.
     effects: Vec<Effect>,
 }
@@ -170,6 +229,10 @@ impl<S: Store> ChainCore<S> {
             peers: PeerBook::default(),
             unverified: Vec::with_capacity(VERIFY_BATCH_MAX),
             unpublished: Vec::new(),
+            fetches: BTreeMap::new(),
+            submitted: BTreeMap::new(),
+            submitted_by_age: BTreeSet::new(),
+            inclusion_delay_ms: 0,
             effects: Vec::new(),
         };
         core.catch_up_index(None)?;
@@ -187,6 +250,12 @@ impl<S: Store> ChainCore<S> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The store, the core dropped: what a node that stops leaves behind and
+    /// opens again (a simulator's crashed node restarts from it).
+    pub fn into_store(self) -> S {
+        self.store
     }
 
     pub fn index(&self) -> &Index {
@@ -251,10 +320,17 @@ impl<S: Store> ChainCore<S> {
         self.take_effects()
     }
 
-    /// A transaction submitted through the API: answered at once if the
-    /// mempool refuses it without its signatures checked, and otherwise
-    /// joins the batch to be verified.
-    pub fn handle_submission(&mut self, submission: Submission, tx: SignedTx) -> Vec<Effect> {
+    /// A transaction submitted through the API at `now_ms`: answered at once
+    /// if the node cannot get it into a block in time (a transaction
+    /// submitted here has waited [`BACKLOG_MAX_MS`] for a block; or it is an
+    /// offer whose gate closes before the time this node's transactions
+    /// take to reach a block) or the mempool refuses it without its
+    /// signatures checked, and otherwise joins the batch to be verified.
+    pub fn handle_submission(&mut self, now_ms: u64, submission: Submission, tx: SignedTx) -> Vec<Effect> {
+        if let Err(refusal) = self.in_time(now_ms, &tx) {
+            self.effects.push(Effect::Answer { submission, result: Err(refusal) });
+            return self.take_effects();
+        }
         match self.mempool.check(&self.genesis, &tx) {
             Ok(checked) => self.unverified.push(Unverified { tx, checked, from: Origin::Api { submission } }),
             Err(error) => self.effects.push(Effect::Answer { submission, result: Err(error) }),
@@ -290,6 +366,9 @@ impl<S: Store> ChainCore<S> {
                     let bytes = matches!(from, Origin::Api { .. }).then(|| to_bytes(&tx));
                     let result = self.mempool.admit_verified(&self.genesis, time_ms, tx, checked);
                     if let (Ok(id), Some(bytes)) = (&result, bytes) {
+                        let submitted = Submitted { admitted_ms: now_ms, announced_ms: now_ms, announces: 0 };
+                        self.submitted.insert(*id, submitted);
+                        self.submitted_by_age.insert((now_ms, *id));
                         // Relayed so that the validators (and every mempool) have it.
                         self.effects.push(Effect::Publish {
                             topic: Topic::Transactions,
@@ -304,13 +383,65 @@ impl<S: Store> ChainCore<S> {
             match from {
                 Origin::Api { submission } => self.effects.push(Effect::Answer { submission, result }),
                 Origin::Gossip { message_id, source } => {
+                    if let Err(SubmitError::Rejected(Rejection::NonceGap { signer, expected, .. })) = &result
+                    {
+                        self.fetch_gap(now_ms, source, *signer, *expected);
+                    }
                     let verdict = match result {
                         Ok(_) => Verdict::Accept,
                         Err(error) => self.refused(&checked.id, error),
                     };
                     self.verdict(now_ms, Topic::Transactions, message_id, source, verdict);
                 }
+                Origin::Direct { peer } => {
+                    // Only a bad signature is held against the sender: the
+                    // rest may have changed since it was asked for.
+                    if let Err(SubmitError::Rejected(Rejection::BadSignature(_))) = &result {
+                        self.punish(now_ms, peer);
+                    }
+                }
             }
+        }
+        self.take_effects()
+    }
+
+    /// The transactions `request` asks for: those of its signer waiting
+    /// here from its nonce on, in nonce order.
+    pub fn serve_transactions(&self, request: &TransactionsRequest) -> TransactionsResponse {
+        let signer = PublicKey(request.signer);
+        let waiting = self.mempool.waiting_from(&signer, request.from_nonce, TRANSACTIONS_RESPONSE_MAX);
+        TransactionsResponse { transactions: waiting.into_iter().map(to_bytes).collect() }
+    }
+
+    /// Transactions `peer` sent directly (the answer to our request behind
+    /// a nonce gap, or its announcement of what waits there): checked as
+    /// gossiped ones are, and those worth verifying join the batch
+    /// ([`ChainCore::verify_batch`]). Garbage, oversized transactions and
+    /// bad signatures count against `peer`; the rest that does not fit
+    /// (already waiting, already used) is dropped quietly.
+    pub fn handle_transactions(
+        &mut self,
+        now_ms: u64,
+        peer: PeerId,
+        response: TransactionsResponse,
+    ) -> Vec<Effect> {
+        let mut received = 0_u64;
+        for bytes in response.transactions.iter().take(TRANSACTIONS_RESPONSE_MAX) {
+            if bytes.len() > TX_BYTES_MAX {
+                self.punish(now_ms, peer);
+                continue;
+            }
+            let Ok(tx) = from_bytes::<SignedTx>(bytes) else {
+                self.punish(now_ms, peer);
+                continue;
+            };
+            if let Ok(checked) = self.mempool.check(&self.genesis, &tx) {
+                self.unverified.push(Unverified { tx, checked, from: Origin::Direct { peer } });
+                received += 1;
+            }
+        }
+        if received > 0 {
+            self.effects.push(Effect::Count(Count::TransactionsReceived(received)));
         }
         self.take_effects()
     }
@@ -378,9 +509,11 @@ impl<S: Store> ChainCore<S> {
     }
 
     /// The periodic tick: what no peer could be sent is published again,
-    /// and bans that ended by `now_ms` are lifted.
+    /// bans that ended by `now_ms` are lifted, and nonce gaps may be asked
+    /// for again.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Effect> {
         self.republish();
+        self.fetches.retain(|_, (_, until_ms)| *until_ms > now_ms);
         for peer in self.peers.lift_expired(now_ms) {
             self.effects.push(Effect::Unban { peer });
         }
@@ -407,6 +540,102 @@ impl<S: Store> ChainCore<S> {
         }
     }
 
+    /// Asks `peer`, which sent a transaction of `signer` that skips ahead,
+    /// for the signer's waiting transactions from `expected` on, unless the
+    /// same was asked for within [`FETCH_RETRY_MS`] (or too many signers'
+    /// gaps are being asked for already).
+    fn fetch_gap(&mut self, now_ms: u64, peer: PeerId, signer: PublicKey, expected: u64) {
+        match self.fetches.get(&signer) {
+            Some((wanted, until_ms)) if *wanted == expected && *until_ms > now_ms => return,
+            None if self.fetches.len() >= FETCHES_MAX => return,
+            _ => {}
+        }
+        self.fetches.insert(signer, (expected, now_ms.saturating_add(FETCH_RETRY_MS)));
+        let request = TransactionsRequest { signer: signer.0, from_nonce: expected };
+        self.effects.push(Effect::RequestTransactions { peer, request });
+    }
+
+    /// Counts an invalid message from `peer`, and bans it at
+    /// [`INVALID_MESSAGES_BAN`].
+    fn punish(&mut self, now_ms: u64, peer: PeerId) {
+        if let Some(invalid) = self.peers.count_invalid(peer, now_ms) {
+            tracing::warn!(%peer, invalid, "banning a peer that sent invalid data");
+            self.effects.push(Effect::Ban { peer });
+        }
+    }
+
+    /// Whether `tx`, submitted at `now_ms`, can reach a block in time: not
+    /// while the oldest transaction submitted here that still waits has
+    /// waited more than [`BACKLOG_MAX_MS`], nor an offer whose gate closes
+    /// sooner than this node's transactions take to reach a block (lately,
+    /// or the oldest waiting one's wait so far, whichever is longer).
+    fn in_time(&mut self, now_ms: u64, tx: &SignedTx) -> Result<(), SubmitError> {
+        // Those that left the mempool are forgotten from the oldest on.
+        let mut oldest_wait_ms = 0;
+        while let Some(&(admitted_ms, id)) = self.submitted_by_age.first() {
+            if self.mempool.contains(&id) {
+                oldest_wait_ms = now_ms.saturating_sub(admitted_ms);
+                break;
+            }
+            self.submitted_by_age.pop_first();
+            self.submitted.remove(&id);
+        }
+        if oldest_wait_ms > BACKLOG_MAX_MS {
+            return Err(SubmitError::Backlog { waited_ms: oldest_wait_ms });
+        }
+        let delay_ms = (2 * self.inclusion_delay_ms).max(oldest_wait_ms);
+        if let Tx::Offer(offer) = &tx.tx
+            && self
+                .genesis
+                .gate_closure_ms(offer.interval)
+                .is_some_and(|gate_ms| gate_ms <= now_ms + delay_ms)
+        {
+            return Err(SubmitError::TooLate { interval: offer.interval, delay_ms });
+        }
+        Ok(())
+    }
+
+    /// Announces again, directly to the peers, the transactions submitted
+    /// here that still wait [`REANNOUNCE_AFTER_MS`] after they were last
+    /// published or announced, at most [`ANNOUNCES_MAX`] times each and
+    /// [`ANNOUNCE_PER_BLOCK_MAX`] after one block; an offer whose gate has
+    /// passed is not announced (it will be dropped).
+    fn announce(&mut self, now_ms: u64) {
+        let mempool = &self.mempool;
+        self.submitted.retain(|id, _| mempool.contains(id));
+        let submitted = &self.submitted;
+        self.submitted_by_age.retain(|(_, id)| submitted.contains_key(id));
+        let genesis = &self.genesis;
+        let due: Vec<Hash> = self
+            .submitted
+            .iter()
+            .filter(|(_, submitted)| {
+                submitted.announces < ANNOUNCES_MAX
+                    && submitted.announced_ms.saturating_add(REANNOUNCE_AFTER_MS) <= now_ms
+            })
+            .map(|(id, _)| *id)
+            .filter(|id| {
+                mempool.get(id).is_some_and(|tx| match &tx.tx {
+                    Tx::Offer(offer) => {
+                        genesis.gate_closure_ms(offer.interval).is_some_and(|gate| gate > now_ms)
+                    }
+                    _ => true,
+                })
+            })
+            .take(ANNOUNCE_PER_BLOCK_MAX)
+            .collect();
+        for chunk in due.chunks(TRANSACTIONS_RESPONSE_MAX) {
+            let transactions = chunk.iter().filter_map(|id| self.mempool.get(id)).map(to_bytes).collect();
+            self.effects.push(Effect::Announce { transactions });
+        }
+        for id in due {
+            if let Some(submitted) = self.submitted.get_mut(&id) {
+                submitted.announced_ms = now_ms;
+                submitted.announces += 1;
+            }
+        }
+    }
+
     /// Gives a gossip message its verdict; an invalid one counts against
     /// its sender, which is banned at [`INVALID_MESSAGES_BAN`].
     fn verdict(
@@ -419,9 +648,8 @@ impl<S: Store> ChainCore<S> {
     ) {
         let rejected = matches!(verdict, Verdict::Reject(_));
         self.effects.push(Effect::Verdict { topic, message_id, source, verdict });
-        if rejected && let Some(invalid) = self.peers.count_invalid(source, now_ms) {
-            tracing::warn!(peer = %source, invalid, "banning a peer that sent invalid data");
-            self.effects.push(Effect::Ban { peer: source });
+        if rejected {
+            self.punish(now_ms, source);
         }
     }
 
@@ -573,9 +801,18 @@ impl<S: Store> ChainCore<S> {
         let time_ms = self.next_block_time_ms(now_ms);
         let dropped =
             self.mempool.after_block(&self.genesis, &self.state, &certified.block.transactions, time_ms);
-        for (id, rejection) in dropped {
-            tracing::info!(%id, %rejection, "dropped from the mempool");
+        self.effects.extend(dropped.into_iter().map(|(id, reason)| Effect::Dropped { id, reason }));
+        if !self.submitted.is_empty() {
+            for tx in &certified.block.transactions {
+                let id = tx.id(&self.genesis.community_id);
+                if let Some(submitted) = self.submitted.remove(&id) {
+                    self.submitted_by_age.remove(&(submitted.admitted_ms, id));
+                    let delay_ms = now_ms.saturating_sub(submitted.admitted_ms);
+                    self.inclusion_delay_ms = (3 * self.inclusion_delay_ms + delay_ms) / 4;
+                }
+            }
         }
+        self.announce(now_ms);
         if let Err(error) = self.catch_up_index(Some(certified)) {
             // Derived data: the node goes on and rebuilds it on restart.
             tracing::error!(%error, "cannot index a block");

@@ -212,7 +212,7 @@ fn one_bad_signature_in_a_batch_is_rejected_and_the_good_ones_admitted() {
     }
     // A submission joins the same batch.
     let submitted = offer(&community, 0, 2, 70_000);
-    assert!(core.handle_submission(Submission(7), submitted.clone()).is_empty());
+    assert!(core.handle_submission(FIRST_BLOCK_MS, Submission(7), submitted.clone()).is_empty());
 
     let effects = core.verify_batch(FIRST_BLOCK_MS);
     assert!(matches!(effects.first(), Some(Effect::Count(Count::VerifyBatch))), "{effects:?}");
@@ -394,7 +394,7 @@ fn a_block_built_checked_and_committed_through_chain_gives_two_cores_the_same_st
     let mut proposer = core(&genesis, Role::Validator { households: None });
     let mut other = core(&genesis, Role::Validator { households: None });
     for (number, tx) in (0..).zip(community.registrations()) {
-        let effects = proposer.handle_submission(Submission(number), tx);
+        let effects = proposer.handle_submission(FIRST_BLOCK_MS, Submission(number), tx);
         assert!(effects.is_empty(), "{effects:?}");
     }
     let effects = proposer.verify_batch(FIRST_BLOCK_MS);
@@ -446,7 +446,7 @@ fn a_submission_no_peer_could_be_sent_is_published_again_while_it_waits() {
     let mut core = replica_at_height_1(&community, &block);
     let tx = offer(&community, 0, 1, 50_000);
     let id = tx.id(&community.genesis.community_id);
-    assert!(core.handle_submission(Submission(1), tx.clone()).is_empty());
+    assert!(core.handle_submission(FIRST_BLOCK_MS, Submission(1), tx.clone()).is_empty());
     let effects = core.verify_batch(FIRST_BLOCK_MS);
     let bytes = match &effects[..] {
         [
@@ -483,4 +483,35 @@ fn a_submission_no_peer_could_be_sent_is_published_again_while_it_waits() {
     assert!(matches!(verdicts(&effects)[..], [(_, Verdict::Accept)]), "{effects:?}");
     assert!(core.mempool().is_empty());
     assert!(core.tick(FIRST_BLOCK_MS + 6_000).is_empty());
+}
+
+#[test]
+fn a_waiting_transaction_that_no_longer_fits_after_a_block_is_reported_dropped_with_its_reason() {
+    let (community, block) = registered(2);
+    let mut core = replica_at_height_1(&community, &block);
+    let waiting = offer(&community, 0, 1, 50_000);
+    let id = waiting.id(&community.genesis.community_id);
+    assert!(core.handle_submission(FIRST_BLOCK_MS, Submission(1), waiting).is_empty());
+    core.verify_batch(FIRST_BLOCK_MS);
+    assert!(core.mempool().contains(&id));
+
+    // A block before interval 3's gate (T0 + 2,500 ms) leaves it waiting.
+    let validator = LocalValidator { keypair: validator_key(&community) };
+    let (early, _) = validator.produce(&community.genesis, core.state(), vec![], T0 + 2_000).unwrap();
+    let effects = core.handle_gossip(T0 + 2_000, Topic::Blocks, message(2), peer(1), &to_bytes(&early));
+    assert!(!effects.iter().any(|effect| matches!(effect, Effect::Dropped { .. })), "{effects:?}");
+    assert!(core.mempool().contains(&id));
+
+    // A block after it drops the offer, and says why.
+    let (late, _) = validator.produce(&community.genesis, core.state(), vec![], T0 + 2_600).unwrap();
+    let effects = core.handle_gossip(T0 + 2_600, Topic::Blocks, message(3), peer(1), &to_bytes(&late));
+    let dropped: Vec<_> = effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Dropped { id, reason } => Some((*id, reason.code())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dropped, [(id, "interval_closed")]);
+    assert!(core.mempool().is_empty());
 }

@@ -9,7 +9,7 @@
 
 use gridshare_ledger::testkit::SplitMix64;
 
-use crate::manifest::ProfileMix;
+use crate::market::ProfileMix;
 
 /// Minutes in a day.
 const DAY_MINUTES: u64 = 1_440;

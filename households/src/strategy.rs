@@ -6,7 +6,7 @@
 
 use gridshare_ledger::tx::Side;
 
-use crate::manifest::Tariffs;
+use crate::market::Tariffs;
 use crate::profile::{between, draw};
 
 /// Below this a forecast surplus or deficit is not worth an offer.
