@@ -3,18 +3,21 @@
 //! trued-up meters), each block's bytes with its hash, roots and the bytes
 //! its state root hashes, checked in (`tests/vectors/states.txt`). An
 //! implementation written from docs/PROTOCOL.md replays the blocks and must
-//! reproduce every line (PROTOCOL.md §10). The encoding of the state root is
-//! spelled out here field by field, as §5.1 lists it, and checked against
-//! `State::root`, so the document and the code cannot drift apart.
-//! Regenerate with `UPDATE_EXPECT=1 cargo test -p gridshare-ledger --test states`
+//! reproduce every line (PROTOCOL.md §10); and transactions offered to that
+//! chain that break several rules at once, with the rejection the first rule
+//! in §5.4's order gives (`tests/vectors/rejections.txt`), or at a bound they
+//! just meet. The encoding of the state root is spelled out here field by
+//! field, as §5.1 lists it, and checked against `State::root`, so the
+//! document and the code cannot drift apart.
+//! Regenerate both with `UPDATE_EXPECT=1 cargo test -p gridshare-ledger --test states`
 //! only for a deliberate, versioned change of the protocol.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use expect_test::expect_file;
-use gridshare_ledger::block::{Block, Receipt};
+use gridshare_ledger::block::{Block, ClearingReceipt, Receipt};
 use gridshare_ledger::encoding::{Domain, domain_bytes, to_bytes};
-use gridshare_ledger::execute::{Signatures, execute};
+use gridshare_ledger::execute::{Signatures, build_block, execute};
 use gridshare_ledger::genesis::Tariffs;
 use gridshare_ledger::ids::{Keypair, PublicKey};
 use gridshare_ledger::state::State;
@@ -197,10 +200,13 @@ fn check_receipts(label: &str, receipts: &[Receipt]) {
         })
     };
     match label {
-        "clears interval 2" => assert!(
-            matches!(receipts, [Receipt::Clearing(clearing)] if clearing.trades.len() == 1 && clearing.offers == 2),
-            "{label}: {receipts:?}"
-        ),
+        "clears interval 2" => {
+            let traded = |clearing: &ClearingReceipt| clearing.trades.len() == 1 && clearing.offers == 2;
+            assert!(
+                matches!(receipts, [Receipt::Clearing(clearing)] if traded(clearing)),
+                "{label}: {receipts:?}"
+            );
+        }
         "settles interval 0: no receipt" => assert!(receipts.is_empty(), "{label}: {receipts:?}"),
         "settles interval 1" | "settles interval 2" => {
             let estimated: Vec<u64> = bills().map(|bill| bill.estimated_import_wh).collect();
@@ -222,41 +228,65 @@ fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
-#[test]
-fn state_vectors() {
+/// One block of the chain and the state after it.
+struct Link {
+    label: &'static str,
+    block: Block,
+    state: State,
+}
+
+/// The community, its genesis state and the chain of `steps`, every block
+/// built by the local validator and then executed as a replica would, with
+/// every signature checked.
+fn chain() -> (TestCommunity, State, Vec<Link>) {
     let mut community = TestCommunity::new(1, 2, test_market(), T0);
     let validator = LocalValidator { keypair: Keypair::from_seed(community.validator.seed()) };
     let genesis = community.genesis.clone();
+    let first = State::genesis(&genesis);
+    let mut state = first.clone();
+    let mut links = Vec::new();
+    for step in steps(&mut community) {
+        let (certified, built) =
+            validator.produce(&genesis, &state, step.transactions, T0 + step.offset_ms).unwrap();
+        assert!(built.left_out.is_empty(), "{}: left out {:?}", step.label, built.left_out);
+        let block: Block = certified.block;
+        let (executed, receipts) = execute(&genesis, &state, &block, Signatures::Verify).unwrap();
+        assert_eq!((&executed, &receipts), (&built.state, &block.receipts), "{}", step.label);
+        check_receipts(step.label, &block.receipts);
+        state = executed.clone();
+        links.push(Link { label: step.label, block, state: executed });
+    }
+    (community, first, links)
+}
+
+#[test]
+fn state_vectors() {
+    let (community, state, links) = chain();
+    let genesis = &community.genesis;
     let id = genesis.community_id;
-    let mut state = State::genesis(&genesis);
     let mut out = String::new();
     out.push_str(&format!(
         "== genesis\nbytes {}\nhash  {}\nstate {}\nroot  {}\n",
-        hex(&to_bytes(&genesis)),
+        hex(&to_bytes(genesis)),
         genesis.hash(),
         hex(&root_preimage(&state)),
         state.root(&id)
     ));
     assert_eq!(root_from_preimage(&community, &root_preimage(&state)), state.root(&id));
     let mut kinds_seen = Vec::new();
-    for (index, step) in steps(&mut community).into_iter().enumerate() {
-        let (certified, built) =
-            validator.produce(&genesis, &state, step.transactions, T0 + step.offset_ms).unwrap();
-        assert!(built.left_out.is_empty(), "{}: left out {:?}", step.label, built.left_out);
-        let block: Block = certified.block;
-        // What a replica or the audit does: execute it, every signature checked.
-        let (executed, receipts) = execute(&genesis, &state, &block, Signatures::Verify).unwrap();
-        assert_eq!((&executed, &receipts), (&built.state, &block.receipts), "{}", step.label);
-        let preimage = root_preimage(&executed);
-        assert_eq!(root_from_preimage(&community, &preimage), block.header.state_root, "{}", step.label);
+    for (index, Link { label, block, state }) in links.iter().enumerate() {
+        let preimage = root_preimage(state);
+        assert_eq!(root_from_preimage(&community, &preimage), block.header.state_root, "{label}");
         kinds_seen.extend(block.transactions.iter().map(|tx| tx.tx.kind()));
-        check_receipts(step.label, &block.receipts);
         out.push_str(&format!(
-            "== block {}: {}\ntime  {}\nbytes {}\nhash  {}\ntx-root {}\nreceipts {}\nreceipt-root {}\nstate {}\nroot  {}\n",
+            concat!(
+                "== block {}: {}\ntime  {}\nbytes {}\nhash  {}\ntx-root {}\n",
+                "receipts {}\nreceipt-root {}\nstate {}\nroot  {}\n"
+            ),
             index + 1,
-            step.label,
+            label,
             block.header.timestamp_ms,
-            hex(&to_bytes(&block)),
+            hex(&to_bytes(block)),
             block.hash(),
             block.header.tx_root,
             block.receipts.len(),
@@ -264,7 +294,6 @@ fn state_vectors() {
             hex(&preimage),
             block.header.state_root,
         ));
-        state = executed;
     }
     // The chain covers every transaction kind, a clearing with a trade, and
     // settlements that measure, estimate and true up.
@@ -281,4 +310,378 @@ fn state_vectors() {
         assert!(kinds_seen.contains(&kind), "no {kind} in the state vectors");
     }
     expect_file!["vectors/states.txt"].assert_eq(&out);
+}
+
+/// A transaction offered to the block after block `after` of the chain, at
+/// `offset_ms`, and the rejection code it must get ("admitted" if none).
+struct Verdict {
+    label: &'static str,
+    after: usize,
+    offset_ms: u64,
+    tx: SignedTx,
+    code: &'static str,
+}
+
+/// Transactions that break more than one rule, so that the rejection names
+/// the first rule in PROTOCOL.md §5.4's order, and a few at a boundary.
+fn verdicts(community: &TestCommunity, links: &[Link]) -> Vec<Verdict> {
+    let id = community.genesis.community_id;
+    let registrar = &community.registrar;
+    let r = registrar.public();
+    let (a_key, b_key) = (&community.households[0].account, &community.households[1].account);
+    let (a, b) = (a_key.public(), b_key.public());
+    let (a_meter, b_meter) = (community.households[0].meter.public(), community.households[1].meter.public());
+    // y = 0: a canonical encoding of a point of order 4.
+    let small_order = PublicKey([0; 32]);
+    let by_registrar = |tx| SignedTx::sign(tx, registrar, &id);
+    let account = |registrar, nonce, account, credit_limit_nano| Tx::RegisterAccount {
+        registrar,
+        nonce,
+        account,
+        credit_limit_nano,
+    };
+    let meter = |nonce, meter, owner, power_w: u64, zone: &str| Tx::RegisterMeter {
+        registrar: r,
+        nonce,
+        meter,
+        owner,
+        max_import_w: power_w,
+        max_export_w: power_w,
+        zone: zone.into(),
+    };
+    let a_read = community.reading(0, 0, 1_000, 5_000);
+    let offer = |nonce, interval, side, energy_wh, price, attestation| {
+        community.offer_tx(0, nonce, interval, side, energy_wh, price, attestation)
+    };
+    let reading = |household: usize, interval, import, export| {
+        community.reading_tx(household, interval, import, export)
+    };
+    let b_bid = links[8].block.transactions[0].id(&id);
+    let withdrawn = links[9].block.transactions[0].id(&id);
+    let stranger = Keypair::from_seed([9; 32]);
+    let stranger_reading = gridshare_ledger::tx::SignedMeterReading::sign(
+        gridshare_ledger::tx::MeterReading {
+            meter: stranger.public(),
+            interval: 0,
+            import_wh_total: 0,
+            export_wh_total: 0,
+        },
+        &stranger,
+        &id,
+    );
+    let mut misread = reading(0, 1, 1_100, 5_600);
+    misread.signature = community.reading(1, 1, 1_100, 5_600).signature;
+    let mut verdicts = Vec::new();
+    let mut verdict =
+        |label, after, offset_ms, tx, code| verdicts.push(Verdict { label, after, offset_ms, tx, code });
+
+    verdict(
+        "register-account: stale nonce 0, key of small order",
+        0,
+        50,
+        by_registrar(account(r, 0, small_order, -1)),
+        "stale_nonce",
+    );
+    verdict(
+        "register-account: nonce 2 skips 1, key of small order",
+        0,
+        50,
+        by_registrar(account(r, 2, small_order, -1)),
+        "nonce_gap",
+    );
+    verdict(
+        "register-account: negative credit limit, key of small order",
+        0,
+        50,
+        by_registrar(account(r, 1, small_order, -1)),
+        "invalid_amount",
+    );
+    verdict(
+        "register-account: key of small order",
+        0,
+        50,
+        by_registrar(account(r, 1, small_order, 0)),
+        "invalid_key",
+    );
+    verdict(
+        "register-account: by an account key, not a registrar",
+        0,
+        50,
+        SignedTx::sign(account(a, 1, b, 0), a_key, &id),
+        "not_a_registrar",
+    );
+    verdict(
+        "register-account: the registrar's, signed by another key",
+        0,
+        50,
+        SignedTx::sign(account(r, 1, b, 0), a_key, &id),
+        "bad_signature",
+    );
+    verdict("register-account: A again", 2, 250, by_registrar(account(r, 3, a, 0)), "account_exists");
+    let long_zone = "z".repeat(65);
+    verdict(
+        "register-meter: A's meter again, zone of 65 bytes",
+        2,
+        250,
+        by_registrar(meter(3, a_meter, a, 1, &long_zone)),
+        "text_too_long",
+    );
+    verdict(
+        "register-meter: zone of 64 bytes, A's meter again",
+        2,
+        250,
+        by_registrar(meter(3, a_meter, a, 1, &long_zone[1..])),
+        "meter_exists",
+    );
+    verdict(
+        "register-meter: above 10^9 W, unregistered owner",
+        2,
+        250,
+        by_registrar(meter(3, b_meter, b, 1_000_000_001, "")),
+        "meter_power_above_bound",
+    );
+    verdict(
+        "register-meter: unregistered owner",
+        2,
+        250,
+        by_registrar(meter(3, b_meter, b, 1_000_000_000, "")),
+        "unknown_account",
+    );
+    verdict(
+        "register-meter: A's second meter of 10^9 W",
+        2,
+        250,
+        by_registrar(meter(3, b_meter, a, 1_000_000_000, "")),
+        "admitted",
+    );
+    let credit = |nonce, account, amount_nano| Tx::Credit {
+        registrar: r,
+        nonce,
+        account,
+        amount_nano,
+        reference: String::new(),
+    };
+    verdict(
+        "credit: zero, to an unregistered account",
+        2,
+        250,
+        by_registrar(credit(3, b, 0)),
+        "invalid_amount",
+    );
+    verdict("credit: to an unregistered account", 2, 250, by_registrar(credit(3, b, 1)), "unknown_account");
+    let debit = |nonce, amount_nano| Tx::Debit {
+        registrar: r,
+        nonce,
+        account: a,
+        amount_nano,
+        reference: String::new(),
+    };
+    // A: 99 units, a credit limit of 2, nothing reserved.
+    verdict(
+        "debit: A's balance and credit limit and 1 nano",
+        4,
+        450,
+        by_registrar(debit(5, 101 * NANOS_PER_UNIT + 1)),
+        "insufficient_funds",
+    );
+    verdict(
+        "debit: exactly A's balance and credit limit",
+        4,
+        450,
+        by_registrar(debit(5, 101 * NANOS_PER_UNIT)),
+        "admitted",
+    );
+    let tariffs = |effective_from_interval, grid_import_micro_per_kwh| Tx::SetTariffs {
+        registrar: r,
+        nonce: 5,
+        tariffs: Tariffs {
+            effective_from_interval,
+            grid_import_micro_per_kwh,
+            grid_feed_in_micro_per_kwh: 0,
+            network_fee_micro_per_kwh: 0,
+        },
+    };
+    // At 450 ms interval 0 has closed (next_clearing_interval is 1): tariffs
+    // may change from interval 2 on.
+    verdict(
+        "set-tariffs: from interval 1, above 10^9",
+        4,
+        450,
+        by_registrar(tariffs(1, 1_000_000_001)),
+        "tariffs_not_in_future",
+    );
+    verdict(
+        "set-tariffs: from interval 2, above 10^9",
+        4,
+        450,
+        by_registrar(tariffs(2, 1_000_000_001)),
+        "tariff_too_high",
+    );
+    // After block 9: A sells 600 Wh and B buys 500 Wh in interval 2; A's
+    // last nonce is 1.
+    verdict(
+        "offer: A buys in interval 2 where it sells, nonce 3 skips 2",
+        9,
+        1_350,
+        offer(3, 2, Side::Buy, 100, 100_000, a_read),
+        "nonce_gap",
+    );
+    verdict(
+        "offer: A sells in interval 1, whose gate closed, 0 Wh",
+        9,
+        1_350,
+        offer(2, 1, Side::Sell, 0, 100_000, a_read),
+        "interval_closed",
+    );
+    verdict(
+        "offer: interval 102, beyond the horizon, 0 Wh",
+        9,
+        1_350,
+        offer(2, 102, Side::Sell, 0, 100_000, a_read),
+        "interval_too_far_ahead",
+    );
+    verdict(
+        "offer: interval 101, the horizon, 0 Wh",
+        9,
+        1_350,
+        offer(2, 101, Side::Sell, 0, 100_000, a_read),
+        "energy_out_of_range",
+    );
+    verdict(
+        "offer: above the price cap, attested by B's meter",
+        9,
+        1_350,
+        offer(2, 3, Side::Sell, 1, 1_000_001, community.reading(1, 0, 0, 0)),
+        "price_out_of_range",
+    );
+    verdict(
+        "offer: attested by an unregistered meter",
+        9,
+        1_350,
+        offer(2, 3, Side::Sell, 1, 1, stranger_reading),
+        "unknown_meter",
+    );
+    verdict(
+        "offer: attested by B's meter",
+        9,
+        1_350,
+        offer(2, 3, Side::Sell, 1, 1, community.reading(1, 0, 0, 0)),
+        "foreign_meter",
+    );
+    verdict(
+        "offer: attestation 11 intervals older",
+        9,
+        1_350,
+        offer(2, 11, Side::Sell, 1, 1, a_read),
+        "stale_attestation",
+    );
+    verdict(
+        "offer: attestation of a later interval",
+        9,
+        1_350,
+        offer(2, 3, Side::Sell, 1, 1, community.reading(0, 4, 0, 0)),
+        "stale_attestation",
+    );
+    verdict(
+        "offer: A buys in interval 2, where it sells, above its limit",
+        9,
+        1_350,
+        offer(2, 2, Side::Buy, 2_000, 100_000, a_read),
+        "both_sides",
+    );
+    verdict(
+        "offer: A sells 401 Wh more in interval 2 (limit 1,000)",
+        9,
+        1_350,
+        offer(2, 2, Side::Sell, 401, 100_000, a_read),
+        "energy_above_meter_limit",
+    );
+    verdict(
+        "offer: A sells 400 Wh more in interval 2 (limit 1,000)",
+        9,
+        1_350,
+        offer(2, 2, Side::Sell, 400, 100_000, a_read),
+        "admitted",
+    );
+    let cancel =
+        |nonce, offer_id| SignedTx::sign(Tx::CancelOffer { account: a, nonce, offer_id }, a_key, &id);
+    verdict("cancel-offer: an offer already withdrawn", 11, 1_460, cancel(4, withdrawn), "unknown_offer");
+    verdict("cancel-offer: B's bid", 11, 1_460, cancel(4, b_bid), "not_your_offer");
+    verdict("cancel-offer: B's bid, stale nonce", 11, 1_460, cancel(3, b_bid), "stale_nonce");
+    verdict("meter-reading: A's, signed by B's meter", 9, 1_350, misread, "bad_signature");
+    verdict(
+        "meter-reading: of an unregistered meter",
+        9,
+        1_350,
+        SignedTx { tx: Tx::MeterReading(stranger_reading.reading), signature: stranger_reading.signature },
+        "unknown_meter",
+    );
+    // After block 13: A's last reading is of interval 1, 1,100 Wh imported
+    // and 5,600 exported; its capacity is 1,050 Wh an interval.
+    verdict(
+        "meter-reading: A's of interval 3, before its end, registers down",
+        13,
+        2_200,
+        reading(0, 3, 0, 0),
+        "reading_before_interval_end",
+    );
+    verdict(
+        "meter-reading: A's of interval 1 again",
+        13,
+        2_200,
+        reading(0, 1, 1_100, 5_600),
+        "reading_not_increasing",
+    );
+    verdict(
+        "meter-reading: A's import down, export too fast",
+        13,
+        3_050,
+        reading(0, 2, 1_099, 9_000),
+        "register_decreased",
+    );
+    verdict("meter-reading: A's export down", 13, 3_050, reading(0, 2, 1_100, 5_599), "register_decreased");
+    verdict(
+        "meter-reading: A's import 1,051 Wh up in one interval",
+        13,
+        3_050,
+        reading(0, 2, 2_151, 5_600),
+        "reading_above_capacity",
+    );
+    verdict(
+        "meter-reading: A's export 1,051 Wh up in one interval",
+        13,
+        3_050,
+        reading(0, 2, 1_100, 6_651),
+        "reading_above_capacity",
+    );
+    verdict(
+        "meter-reading: A's registers 1,050 Wh up in one interval",
+        13,
+        3_050,
+        reading(0, 2, 2_150, 6_650),
+        "admitted",
+    );
+    verdicts
+}
+
+#[test]
+fn rejection_vectors() {
+    let (community, first, links) = chain();
+    let genesis = &community.genesis;
+    let proposer = community.validator.public();
+    let mut out = String::new();
+    for Verdict { label, after, offset_ms, tx, code } in verdicts(&community, &links) {
+        let state = if after == 0 { &first } else { &links[after - 1].state };
+        let time_ms = T0 + offset_ms;
+        assert!(time_ms > state.last_timestamp_ms, "{label}: the block must be later");
+        let built =
+            build_block(genesis, state, vec![tx.clone()], time_ms, proposer, Signatures::Verify).unwrap();
+        let found = built.left_out.first().map_or("admitted", |(_, rejection)| rejection.code());
+        assert_eq!(found, code, "{label}: {:?}", built.left_out);
+        out.push_str(&format!(
+            "== {label}\nafter block {after}\ntime  {time_ms}\nbytes {}\ncode  {code}\n",
+            hex(&to_bytes(&tx))
+        ));
+    }
+    expect_file!["vectors/rejections.txt"].assert_eq(&out);
 }
