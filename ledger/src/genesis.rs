@@ -170,8 +170,8 @@ impl Genesis {
         if self.registrars.is_empty() {
             return fail("there must be at least one registrar");
         }
-        // Every key must be a canonical encoding of a point of prime order
-        // (docs/PROTOCOL.md §3.3): no small or mixed order.
+        // Every key must be a canonical encoding that is not of a point of
+        // small order (docs/PROTOCOL.md §3.3).
         let keys = self
             .validators
             .iter()

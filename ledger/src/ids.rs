@@ -1,14 +1,13 @@
 //! Keys, signatures and community ids: ed25519 keys that sign as RFC 8032
 //! says (ed25519-dalek), and one rule for everybody that checks them
-//! (docs/PROTOCOL.md §3): a key is valid when its encoding is canonical and
-//! its point has prime order, which registration checks once per key; a
-//! signature is valid when the key and `R` are canonical encodings, `R` is not
+//! (docs/PROTOCOL.md §3): a key may be registered when its encoding is
+//! canonical and is not that of a point of small order, checked from its
+//! bytes alone; a signature is valid when the key and `R` are canonical encodings, `R` is not
 //! of small order, `S < ℓ` and the cofactored equation holds, which
 //! ed25519-zebra checks after the encoding checks here.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use curve25519_dalek::Scalar;
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::Signer;
 
 /// An ed25519 public key: an account, a meter, a registrar or a validator.
@@ -67,8 +66,6 @@ pub enum KeyError {
     NotOnCurve,
     #[error("it is a point of small order, whose signatures anybody can forge")]
     SmallOrder,
-    #[error("it is not of prime order: it has a small-order component (mixed order)")]
-    MixedOrder,
 }
 
 /// Why a signature's own bytes are refused before any equation is checked.
@@ -97,30 +94,28 @@ pub enum SignatureError {
 
 impl PublicKey {
     /// Checks that the key may be registered (an account, a meter) or named
-    /// in a genesis (a validator, a registrar): a canonical encoding of a
-    /// point of prime order ℓ. It costs a scalar multiplication, so it is
-    /// done once, where a key enters the ledger, and never per signature.
+    /// in a genesis (a validator, a registrar), from its bytes alone
+    /// (docs/PROTOCOL.md §3.3): a canonical encoding as far as bytes tell
+    /// (y below p, no sign bit on x = 0) that is none of the eight encodings
+    /// of points of small order, for which anybody can make signatures. The
+    /// point is not decoded: bytes that are no point can sign nothing (a
+    /// signature check decodes the key), and decoding would cost a square
+    /// root per registration, as would telling mixed order from prime order
+    /// a scalar multiplication; mixed order is allowed, as for `R`.
     pub fn validate(&self) -> Result<(), KeyError> {
-        let point = decode_point(&self.0)?;
-        // The identity is of small order and [ℓ]O = O: test small order first.
-        if point.is_small_order() {
-            return Err(KeyError::SmallOrder);
+        if !encoding_is_canonical(&self.0) {
+            return Err(KeyError::NotCanonical);
         }
-        // [ℓ]A = O, computed as [ℓ − 1]A = −A (ℓ itself is no `Scalar`) in
-        // variable time, which is safe for a public key and about a fifth
-        // faster than `EdwardsPoint::is_torsion_free` (`benches/signatures.rs`).
-        let order_minus_one = -Scalar::ONE;
-        if EdwardsPoint::vartime_double_scalar_mul_basepoint(&order_minus_one, &point, &Scalar::ZERO)
-            != -point
-        {
-            return Err(KeyError::MixedOrder);
+        if SMALL_ORDER_ENCODINGS.contains(&self.0) {
+            return Err(KeyError::SmallOrder);
         }
         Ok(())
     }
 
     /// Verifies `signature` on `message` under the protocol's one rule
     /// (docs/PROTOCOL.md §3). Single and batch verification ([`crate::tx::verify_batch`])
-    /// agree under it. The key's order is not checked here: registration did.
+    /// agree under it. Whether the key is of small order is not checked
+    /// here: registration did.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), SignatureError> {
         self.check_encodings(signature)?;
         let key = ed25519_zebra::VerificationKey::try_from(self.0)
@@ -161,18 +156,6 @@ impl PublicKey {
         }
         Ok(())
     }
-}
-
-/// Decodes a point as RFC 8032 §5.1.3 does, refusing every non-canonical
-/// encoding: one square root.
-fn decode_point(bytes: &[u8; 32]) -> Result<EdwardsPoint, KeyError> {
-    if !encoding_is_canonical(bytes) {
-        return Err(KeyError::NotCanonical);
-    }
-    // curve25519-dalek reduces y modulo p and ignores the sign bit of x = 0,
-    // both of which were refused above: it decodes exactly the canonical
-    // encodings of points.
-    CompressedEdwardsY(*bytes).decompress().ok_or(KeyError::NotOnCurve)
 }
 
 /// Whether a point encoding is canonical as far as its bytes tell: y (the
@@ -287,7 +270,9 @@ impl std::str::FromStr for PublicKey {
 
 #[cfg(test)]
 mod tests {
+    use curve25519_dalek::Scalar;
     use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::edwards::EdwardsPoint;
 
     use super::*;
 
@@ -344,23 +329,29 @@ mod tests {
         assert_eq!(torsion, listed);
     }
 
+    /// The byte check refuses exactly the points of small order among
+    /// canonical encodings of points, and takes mixed order and bytes that
+    /// are no point (which can sign nothing).
     #[test]
-    fn the_order_check_agrees_with_is_torsion_free() {
+    fn the_key_check_refuses_exactly_small_order() {
         let prime = ED25519_BASEPOINT_POINT * Scalar::from(1_234_567_u64);
         for (index, torsion) in EIGHT_TORSION.iter().enumerate() {
             for point in [prime + torsion, *torsion] {
                 let key = PublicKey(point.compress().to_bytes());
-                let expected = if point.is_small_order() {
-                    Err(KeyError::SmallOrder)
-                } else if point.is_torsion_free() {
-                    Ok(())
-                } else {
-                    Err(KeyError::MixedOrder)
-                };
+                let expected = if point.is_small_order() { Err(KeyError::SmallOrder) } else { Ok(()) };
                 assert_eq!(key.validate(), expected, "torsion point {index}");
             }
         }
         assert_eq!(PublicKey(prime.compress().to_bytes()).validate(), Ok(()));
+        // y = 2 is no point: registrable, and nothing verifies under it.
+        let mut no_point = [0; 32];
+        no_point[0] = 2;
+        assert_eq!(CompressedEdwardsY(no_point).decompress(), None);
+        assert_eq!(PublicKey(no_point).validate(), Ok(()));
+        assert_eq!(
+            PublicKey(no_point).verify(b"x", &Keypair::from_seed([7; 32]).sign(b"x")),
+            Err(SignatureError::BadKey { key: PublicKey(no_point), reason: KeyError::NotOnCurve })
+        );
     }
 
     #[test]
@@ -389,12 +380,15 @@ mod tests {
             let mut negative_zero = y;
             negative_zero[31] |= 0x80;
             assert!(!encoding_is_canonical(&negative_zero));
-            assert_eq!(decode_point(&negative_zero), Err(KeyError::NotCanonical));
-            let point = decode_point(&y).unwrap_or_default();
+            assert_eq!(PublicKey(negative_zero).validate(), Err(KeyError::NotCanonical));
+            let point = CompressedEdwardsY(y).decompress().unwrap_or_default();
             assert_eq!(point.compress().to_bytes(), y);
         }
         // A canonical encoding decodes and compresses back to itself.
         let base = ED25519_BASEPOINT_POINT.compress().to_bytes();
-        assert_eq!(decode_point(&base).map(|point| point.compress().to_bytes()), Ok(base));
+        assert_eq!(
+            CompressedEdwardsY(base).decompress().map(|point| point.compress().to_bytes()),
+            Some(base)
+        );
     }
 }

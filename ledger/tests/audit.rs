@@ -142,6 +142,60 @@ fn a_block_signed_by_a_stranger_or_reordered_is_found() {
     assert!(report.findings.iter().any(|f| f.message.contains("follows height")), "{:?}", report.findings);
 }
 
+/// A hostile proposer's block registers a small-order account key (anyone
+/// can sign for it), certified by a validator that did not check: execution
+/// refuses the block and the audit finds it, naming the key.
+#[test]
+fn a_registered_key_of_small_order_is_found() {
+    use gridshare_ledger::block::CommitCertificate;
+    use gridshare_ledger::execute::{BlockError, Rejection, Signatures, build_block, execute};
+    use gridshare_ledger::ids::{KeyError, PublicKey};
+    use gridshare_ledger::tx::{SignedTx, Tx};
+
+    let (community, mut chain) = trading_chain(9, 2, 3);
+    let genesis = &community.genesis;
+    let mut state = State::genesis(genesis);
+    for certified in &chain {
+        state = execute(genesis, &state, &certified.block, Signatures::Verify).unwrap().0;
+    }
+    let registrar = community.registrar.public();
+    let nonce = state.registrar_nonces[&registrar] + 1;
+    // The identity point: order 1.
+    let mut identity = [0; 32];
+    identity[0] = 1;
+    let key = PublicKey(identity);
+    let tx = Tx::RegisterAccount { registrar, nonce, account: key, credit_limit_nano: 0 };
+    let signed = SignedTx::sign(tx, &community.registrar, &genesis.community_id);
+    let time_ms = state.last_timestamp_ms + 1;
+    let proposer = community.validator.public();
+    // An honest builder leaves it out; the hostile proposer puts it in.
+    let mut built =
+        build_block(genesis, &state, vec![signed.clone()], time_ms, proposer, Signatures::Verify).unwrap();
+    assert!(built.block.transactions.is_empty() && built.left_out.len() == 1);
+    built.block.transactions = vec![signed];
+    built.block.header.tx_root = gridshare_ledger::block::tx_root(&built.block.transactions);
+    built.block.header.tx_count = 1;
+    let error = execute(genesis, &state, &built.block, Signatures::Verify).unwrap_err();
+    assert!(
+        matches!(&error, BlockError::Inadmissible { index: 0, rejection, .. }
+            if **rejection == Rejection::InvalidKey { key, reason: KeyError::SmallOrder }),
+        "{error:?}"
+    );
+    let certificate = CommitCertificate::sign(&built.block.header, 0, &[&community.validator]);
+    chain.push(CertifiedBlock { block: built.block, certificate });
+    let height = chain.len() as u64;
+    let report = audit_export(export(&community, &chain).as_slice(), |_| ()).unwrap();
+    assert!(!report.passed());
+    let finding = report.findings.iter().find(|f| f.message.contains("re-execution fails"));
+    let finding = finding.unwrap_or_else(|| panic!("{:?}", report.findings));
+    assert_eq!(finding.height, Some(height));
+    assert!(
+        finding.message.contains(&key.to_string()) && finding.message.contains("small order"),
+        "{finding}"
+    );
+    assert_eq!(report.executed_height, height - 1);
+}
+
 #[test]
 fn a_store_is_audited_like_an_export() {
     let (community, chain) = trading_chain(8, 4, 6);

@@ -268,9 +268,10 @@ mod tests {
         let key = "11".repeat(32);
         let error = build(&options(&["--validator", &format!("{key}:x")]), 0).unwrap_err();
         assert!(error.to_string().contains("voting power"), "{error}");
-        // 11…11 is a point of mixed order.
-        let error = build(&options(&["--validator", &key]), 0).unwrap_err();
-        assert!(error.to_string().contains(&format!("validator {key} is not a valid key")), "{error}");
+        // 01 00…00 is the identity, a point of small order.
+        let identity = format!("01{}", "00".repeat(31));
+        let error = build(&options(&["--validator", &identity]), 0).unwrap_err();
+        assert!(error.to_string().contains(&format!("validator {identity} is not a valid key")), "{error}");
         for k in ["1.5", "1.001", "0.0005", "-0.5"] {
             let error = build(&options(&[&format!("--k={k}")]), 0).unwrap_err();
             assert!(error.to_string().contains("must be in [0, 1] with at most 3 decimals"), "{k}: {error}");

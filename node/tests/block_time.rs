@@ -44,7 +44,8 @@ fn now_ms() -> u64 {
 }
 
 fn start_validator(dir: &Path, consensus: &str, everyone: &[String], clock_skew_ms: &str) -> Node {
-    let mut args = vec!["--block-time-ms", "300", "--consensus-p2p", consensus, "--clock-skew-ms", clock_skew_ms];
+    let mut args =
+        vec!["--block-time-ms", "300", "--consensus-p2p", consensus, "--clock-skew-ms", clock_skew_ms];
     for peer in everyone.iter().filter(|peer| *peer != consensus) {
         args.extend(["--consensus-peer", peer.as_str()]);
     }
@@ -87,10 +88,8 @@ fn a_proposer_whose_clock_is_off_by_more_than_the_tolerance_never_makes_a_block(
     // The heights whose first round the skewed validator proposes.
     let set = ValidatorSet::from_genesis(&genesis);
     let position = set.validators.iter().position(|v| v.address == Address(keys[SKEWED])).unwrap();
-    let skewed_heights: Vec<u64> = (1_u64..)
-        .filter(|h| (h - 1) % VALIDATORS as u64 == position as u64)
-        .take(SKEWED_PROPOSALS)
-        .collect();
+    let skewed_heights: Vec<u64> =
+        (1_u64..).filter(|h| (h - 1) % VALIDATORS as u64 == position as u64).take(SKEWED_PROPOSALS).collect();
     let goal = skewed_heights.last().unwrap() + 1;
 
     // Every validator, the skewed one included, commits past the goal.

@@ -315,6 +315,9 @@ fn hint(code: &str) -> Option<&'static str> {
             "register less power: at most 1 GW per meter and 10 GW per account, each way"
         }
         "too_many_meters" => "the community has as many meters as it may have",
+        "invalid_key" => {
+            "register a key made by gridshare keys new: a key of small order is one anybody could sign for"
+        }
         "credits_above_bound" => {
             "credit less: a community's credits may total at most 10^27 units of its currency"
         }

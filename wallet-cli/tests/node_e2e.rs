@@ -219,6 +219,27 @@ fn a_household_trades_with_the_dev_community() {
         None
     });
 
+    // A household that claims its meter imported 9.3·10¹⁵ kWh in the next
+    // interval (a register jump that once halted the chain for good) is
+    // refused with the bound its meter allows; the chain goes on making
+    // blocks.
+    let attack =
+        ["meter", "report", "--meter", "home-meter", "--import-kwh", "9300000000000000", "--export-kwh", "0"];
+    let refused =
+        poll("the next interval to end for the impossible reading", Duration::from_secs(30), &node, || {
+            let output = gridshare.run(&attack);
+            let stderr = text(&output.stderr);
+            (!stderr.contains("(reading_not_increasing)")).then_some(output)
+        });
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("(reading_above_capacity)") && stderr.contains("at most"), "{stderr}");
+    let api = Client::new(&node.api).unwrap();
+    let height_after_attack = api.status().unwrap().height;
+    poll("blocks after the impossible reading", Duration::from_secs(30), &node, || {
+        (api.status().unwrap().height >= height_after_attack + 3).then_some(())
+    });
+
     // An offer to cancel, and one to trade, a few intervals ahead so that
     // they are still open while they are listed.
     let cancelled =

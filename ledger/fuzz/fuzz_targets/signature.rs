@@ -2,7 +2,7 @@
 //! key check (`PublicKey::validate`) and the signature check
 //! (`PublicKey::verify`, `verify_batch`). Neither panics; both agree with a
 //! second implementation of docs/PROTOCOL.md §3 written here from the text
-//! (curve25519-dalek's decoding and order checks, SHA-512, the cofactored
+//! (curve25519-dalek's decoding and small-order check, SHA-512, the cofactored
 //! equation); and a batch agrees with single verification, alone and among
 //! good signatures.
 //!
@@ -13,7 +13,7 @@
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
-use gridshare_ledger::ids::{PublicKey, Signature};
+use gridshare_ledger::ids::{FIELD_MODULUS_LE, PublicKey, Signature};
 use gridshare_ledger::tx::{SignatureCheck, verify_batch};
 use gridshare_ledger_fuzz::fixed;
 use libfuzzer_sys::fuzz_target;
@@ -25,8 +25,19 @@ fn decode_canonical(bytes: [u8; 32]) -> Option<EdwardsPoint> {
     (point.compress().to_bytes() == bytes).then_some(point)
 }
 
+/// The key rule of §3.3 from the text: y below p, no sign bit on x = 0, and
+/// not a point of small order; bytes that are no point are valid (they can
+/// sign nothing).
 fn key_is_valid(key: [u8; 32]) -> bool {
-    decode_canonical(key).is_some_and(|point| !point.is_small_order() && point.is_torsion_free())
+    let mut y = key;
+    y[31] &= 0x7f;
+    if y.iter().rev().cmp(FIELD_MODULUS_LE.iter().rev()) != std::cmp::Ordering::Less {
+        return false;
+    }
+    match CompressedEdwardsY(key).decompress() {
+        None => true,
+        Some(point) => point.compress().to_bytes() == key && !point.is_small_order(),
+    }
 }
 
 fn signature_is_valid(key: [u8; 32], signature: &[u8; 64], message: &[u8]) -> bool {

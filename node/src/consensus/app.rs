@@ -833,8 +833,7 @@ mod tests {
         let index = crate::index::Index::in_memory(&genesis.hash()).unwrap();
         let store = gridshare_ledger::store::MemoryStore::new(genesis.clone());
         let mut core =
-            crate::chain::ChainCore::new(genesis.clone(), store, index, gridshare_api::Role::Validator)
-                .unwrap();
+            crate::chain::ChainCore::new(genesis.clone(), store, index, crate::chain::Role::Replica).unwrap();
         let validator = gridshare_ledger::testkit::LocalValidator {
             keypair: Keypair::from_seed(community.validator.seed()),
         };
