@@ -403,6 +403,33 @@ fn verdicts(community: &TestCommunity, links: &[Link]) -> Vec<Verdict> {
         by_registrar(account(r, 1, small_order, 0)),
         "invalid_key",
     );
+    // The key rule's edges (PROTOCOL.md §3.3): decided by the bytes alone,
+    // so mixed order and bytes that are no point are valid keys.
+    for (label, hex_key, code) in [
+        (
+            "register-account: key y = p + 1 (not canonical)",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "invalid_key",
+        ),
+        (
+            "register-account: key y = 1 with the sign bit (not canonical)",
+            "0100000000000000000000000000000000000000000000000000000000000080",
+            "invalid_key",
+        ),
+        (
+            "register-account: key of mixed order",
+            "ba05a99a3f398d7305fc29825b8c8108aac06c9b31b4e0b4ea9febd84ba18975",
+            "admitted",
+        ),
+        (
+            "register-account: key y = 2, no point",
+            "0200000000000000000000000000000000000000000000000000000000000000",
+            "admitted",
+        ),
+    ] {
+        let key: PublicKey = hex_key.parse().unwrap();
+        verdict(label, 0, 50, by_registrar(account(r, 1, key, 0)), code);
+    }
     verdict(
         "register-account: by an account key, not a registrar",
         0,
