@@ -8,9 +8,10 @@
 //! in §5.4's order gives (`tests/vectors/rejections.txt`), or at a bound they
 //! just meet. The encoding of the state root is spelled out here field by
 //! field, as §5.1 lists it, and checked against `State::root`, so the
-//! document and the code cannot drift apart.
-//! Regenerate both with `UPDATE_EXPECT=1 cargo test -p gridshare-ledger --test states`
-//! only for a deliberate, versioned change of the protocol.
+//! document and the code cannot drift apart. A second chain, of a pay-as-bid
+//! community, is in `tests/vectors/states_pay_as_bid.txt`. Regenerate them
+//! with `UPDATE_EXPECT=1 cargo test -p gridshare-ledger --test states` only
+//! for a deliberate, versioned change of the protocol.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -18,7 +19,7 @@ use expect_test::expect_file;
 use gridshare_ledger::block::{Block, ClearingReceipt, Receipt};
 use gridshare_ledger::encoding::{Domain, domain_bytes, to_bytes};
 use gridshare_ledger::execute::{Signatures, build_block, execute};
-use gridshare_ledger::genesis::Tariffs;
+use gridshare_ledger::genesis::{MarketParams, Mechanism, Tariffs};
 use gridshare_ledger::ids::{Keypair, PublicKey};
 use gridshare_ledger::state::State;
 use gridshare_ledger::testkit::{LocalValidator, TestCommunity, test_market};
@@ -235,33 +236,42 @@ struct Link {
     state: State,
 }
 
-/// The community, its genesis state and the chain of `steps`, every block
-/// built by the local validator and then executed as a replica would, with
-/// every signature checked.
+/// The community, its genesis state and the chain of `steps`: the uniform
+/// price community of `objects.txt`.
 fn chain() -> (TestCommunity, State, Vec<Link>) {
     let mut community = TestCommunity::new(1, 2, test_market(), T0);
-    let validator = LocalValidator { keypair: Keypair::from_seed(community.validator.seed()) };
-    let genesis = community.genesis.clone();
-    let first = State::genesis(&genesis);
-    let mut state = first.clone();
-    let mut links = Vec::new();
-    for step in steps(&mut community) {
-        let (certified, built) =
-            validator.produce(&genesis, &state, step.transactions, T0 + step.offset_ms).unwrap();
-        assert!(built.left_out.is_empty(), "{}: left out {:?}", step.label, built.left_out);
-        let block: Block = certified.block;
-        let (executed, receipts) = execute(&genesis, &state, &block, Signatures::Verify).unwrap();
-        assert_eq!((&executed, &receipts), (&built.state, &block.receipts), "{}", step.label);
-        check_receipts(step.label, &block.receipts);
-        state = executed.clone();
-        links.push(Link { label: step.label, block, state: executed });
+    let steps = steps(&mut community);
+    let (first, links) = replay(&community, steps);
+    for link in &links {
+        check_receipts(link.label, &link.block.receipts);
     }
     (community, first, links)
 }
 
-#[test]
-fn state_vectors() {
-    let (community, state, links) = chain();
+/// The genesis state and the blocks of `steps`, each built by the local
+/// validator and then executed as a replica would, every signature checked.
+fn replay(community: &TestCommunity, steps: Vec<Step>) -> (State, Vec<Link>) {
+    let validator = LocalValidator { keypair: Keypair::from_seed(community.validator.seed()) };
+    let genesis = &community.genesis;
+    let first = State::genesis(genesis);
+    let mut state = first.clone();
+    let mut links = Vec::new();
+    for step in steps {
+        let (certified, built) =
+            validator.produce(genesis, &state, step.transactions, T0 + step.offset_ms).unwrap();
+        assert!(built.left_out.is_empty(), "{}: left out {:?}", step.label, built.left_out);
+        let block: Block = certified.block;
+        let (executed, receipts) = execute(genesis, &state, &block, Signatures::Verify).unwrap();
+        assert_eq!((&executed, &receipts), (&built.state, &block.receipts), "{}", step.label);
+        state = executed.clone();
+        links.push(Link { label: step.label, block, state: executed });
+    }
+    (first, links)
+}
+
+/// The vector text of a chain: the genesis, then each block with its roots
+/// and the bytes its state root hashes, checked against the header here.
+fn render(community: &TestCommunity, first: &State, links: &[Link]) -> String {
     let genesis = &community.genesis;
     let id = genesis.community_id;
     let mut out = String::new();
@@ -269,15 +279,13 @@ fn state_vectors() {
         "== genesis\nbytes {}\nhash  {}\nstate {}\nroot  {}\n",
         hex(&to_bytes(genesis)),
         genesis.hash(),
-        hex(&root_preimage(&state)),
-        state.root(&id)
+        hex(&root_preimage(first)),
+        first.root(&id)
     ));
-    assert_eq!(root_from_preimage(&community, &root_preimage(&state)), state.root(&id));
-    let mut kinds_seen = Vec::new();
+    assert_eq!(root_from_preimage(community, &root_preimage(first)), first.root(&id));
     for (index, Link { label, block, state }) in links.iter().enumerate() {
         let preimage = root_preimage(state);
-        assert_eq!(root_from_preimage(&community, &preimage), block.header.state_root, "{label}");
-        kinds_seen.extend(block.transactions.iter().map(|tx| tx.tx.kind()));
+        assert_eq!(root_from_preimage(community, &preimage), block.header.state_root, "{label}");
         out.push_str(&format!(
             concat!(
                 "== block {}: {}\ntime  {}\nbytes {}\nhash  {}\ntx-root {}\n",
@@ -295,8 +303,16 @@ fn state_vectors() {
             block.header.state_root,
         ));
     }
+    out
+}
+
+#[test]
+fn state_vectors() {
+    let (community, first, links) = chain();
     // The chain covers every transaction kind, a clearing with a trade, and
     // settlements that measure, estimate and true up.
+    let kinds_seen: Vec<&str> =
+        links.iter().flat_map(|link| link.block.transactions.iter().map(|tx| tx.tx.kind())).collect();
     for kind in [
         "register-account",
         "register-meter",
@@ -309,7 +325,70 @@ fn state_vectors() {
     ] {
         assert!(kinds_seen.contains(&kind), "no {kind} in the state vectors");
     }
-    expect_file!["vectors/states.txt"].assert_eq(&out);
+    expect_file!["vectors/states.txt"].assert_eq(&render(&community, &first, &links));
+}
+
+/// A pay-as-bid community of five households: two asks at one price share
+/// the marginal level pro rata (one Wh left over, given by id), two bids at
+/// two prices, and a bid that cannot pay the network fee; then one block
+/// settles three intervals, the traded one with contracts.
+#[test]
+fn pay_as_bid_vectors() {
+    let market = MarketParams { mechanism: Mechanism::PayAsBid, ..test_market() };
+    let mut community = TestCommunity::new(2, 5, market, T0);
+    let registrations = community.registrations();
+    // Every offer is attested by a reading of interval 0 that never reached
+    // the ledger: admission asks only for the meter's signature and age.
+    let offer = |household: usize, side, energy_wh, price| {
+        let attestation = community.reading(household, 0, 0, 0);
+        community.offer_tx(household, 1, 2, side, energy_wh, price, attestation)
+    };
+    // The fee is 20,000 micro per kWh: effective bids 180,000, 130,000 and
+    // none (10,000 cannot pay it).
+    let offers = vec![
+        offer(0, Side::Sell, 1_000, 100_000),
+        offer(1, Side::Sell, 700, 100_000),
+        offer(2, Side::Buy, 900, 200_000),
+        offer(3, Side::Buy, 500, 150_000),
+        offer(4, Side::Buy, 300, 10_000),
+    ];
+    let steps = vec![
+        Step { label: "setup: register five households", offset_ms: 100, transactions: registrations },
+        Step { label: "offers for interval 2", offset_ms: 200, transactions: offers },
+        Step { label: "clears interval 2 pay-as-bid", offset_ms: 1_600, transactions: Vec::new() },
+        Step { label: "settles intervals 0, 1 and 2", offset_ms: 4_600, transactions: Vec::new() },
+    ];
+    let (first, links) = replay(&community, steps);
+    let [Receipt::Clearing(clearing)] = &links[2].block.receipts[..] else {
+        panic!("one clearing: {:?}", links[2].block.receipts)
+    };
+    // 1,400 Wh of 1,700 offered at 100,000: 823.5 and 576.5 Wh, rounded down
+    // to 823 and 576, and the Wh left over to the lower id.
+    assert_eq!(
+        (clearing.offers, clearing.volume_wh, clearing.clearing_price_micro_per_kwh),
+        (5, 1_400, None)
+    );
+    let prices: Vec<u64> = clearing.trades.iter().map(|trade| trade.price_micro_per_kwh).collect();
+    assert!(prices.contains(&180_000) && prices.contains(&130_000), "{clearing:?}");
+    let sold = |household: usize| -> u64 {
+        let seller = community.households[household].account.public();
+        clearing.trades.iter().filter(|trade| trade.seller == seller).map(|trade| trade.energy_wh).sum()
+    };
+    let lower_id_first = links[1].block.transactions[0].id(&community.genesis.community_id)
+        < links[1].block.transactions[1].id(&community.genesis.community_id);
+    assert_eq!((sold(0), sold(1)), if lower_id_first { (824, 576) } else { (823, 577) });
+    let settled: Vec<u64> = links[3]
+        .block
+        .receipts
+        .iter()
+        .map(|receipt| match receipt {
+            Receipt::Settlement(settlement) => settlement.interval,
+            Receipt::Clearing(clearing) => panic!("a clearing in the settling block: {clearing:?}"),
+        })
+        .collect();
+    // Interval 0 bills nobody (every meter was registered in it).
+    assert_eq!(settled, vec![1, 2]);
+    expect_file!["vectors/states_pay_as_bid.txt"].assert_eq(&render(&community, &first, &links));
 }
 
 /// A transaction offered to the block after block `after` of the chain, at
