@@ -281,7 +281,8 @@ fn push(report: &mut Report, finding: Finding) {
 }
 
 /// Batch-verifies a chunk; on failure, verifies one by one to name the bad
-/// ones. Batch and single verification agree under ZIP-215 rules.
+/// ones. Batch and single verification agree under the rule of
+/// docs/PROTOCOL.md §3, so grouping never changes a verdict.
 fn verify_chunk(chunk: &[(usize, usize, SignatureCheck)]) -> Vec<(usize, usize, SignatureError)> {
     if verify_batch(chunk.iter().map(|(_, _, check)| check)).is_ok() {
         return Vec::new();

@@ -14,7 +14,7 @@ use crate::{Hash, merkle};
 pub struct BlockHeader {
     pub community_id: CommunityId,
     pub height: u64,
-    /// Hash of the previous header; zero for height 1.
+    /// Hash of the previous header; the genesis hash for height 1.
     pub previous_hash: Hash,
     pub timestamp_ms: u64,
     pub proposer: PublicKey,

@@ -7,7 +7,8 @@ use borsh::{BorshDeserialize, BorshSerialize};
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {
-    /// The all-zero hash: the previous-block hash of the first block.
+    /// The all-zero hash: a placeholder for roots not computed yet, and the
+    /// lowest id in range scans.
     pub const ZERO: Hash = Hash([0; 32]);
 
     /// blake3 of `bytes`.

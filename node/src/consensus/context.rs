@@ -281,7 +281,9 @@ impl core::ValidatorSet<GridshareContext> for ValidatorSet {
     }
 }
 
-/// Ed25519 with the ledger's keys and signatures (ZIP-215 verification).
+/// Ed25519 with the ledger's keys and signatures, verified under the one
+/// rule of docs/PROTOCOL.md §3 (canonical `A` and `R`, `R` not of small
+/// order, `S < ℓ`, the cofactored equation), as the audit verifies them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ed25519;
 
