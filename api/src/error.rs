@@ -68,6 +68,38 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order: what tests of the codes and of
+    /// docs/API.md walk through.
+    pub const ALL: [ErrorCode; 27] = [
+        ErrorCode::BadJson,
+        ErrorCode::BadRequest,
+        ErrorCode::BadHex,
+        ErrorCode::BadEncoding,
+        ErrorCode::BadBody,
+        ErrorCode::BadNumber,
+        ErrorCode::BadKey,
+        ErrorCode::BadId,
+        ErrorCode::BadQuery,
+        ErrorCode::BadRange,
+        ErrorCode::BadInterval,
+        ErrorCode::Unauthorized,
+        ErrorCode::NotFound,
+        ErrorCode::UnknownTransaction,
+        ErrorCode::UnknownAccount,
+        ErrorCode::UnknownKey,
+        ErrorCode::UnknownMeter,
+        ErrorCode::NotCleared,
+        ErrorCode::NotSettled,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Duplicate,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::Rejected,
+        ErrorCode::MempoolFull,
+        ErrorCode::Backlog,
+        ErrorCode::Storage,
+        ErrorCode::NodeUnavailable,
+    ];
+
     /// The machine code on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -159,35 +191,7 @@ mod tests {
     /// Every code's name on the wire is the one `as_str` gives.
     #[test]
     fn codes_serialize_as_their_names() {
-        let all = [
-            ErrorCode::BadJson,
-            ErrorCode::BadRequest,
-            ErrorCode::BadHex,
-            ErrorCode::BadEncoding,
-            ErrorCode::BadBody,
-            ErrorCode::BadNumber,
-            ErrorCode::BadKey,
-            ErrorCode::BadId,
-            ErrorCode::BadQuery,
-            ErrorCode::BadRange,
-            ErrorCode::BadInterval,
-            ErrorCode::Unauthorized,
-            ErrorCode::NotFound,
-            ErrorCode::UnknownTransaction,
-            ErrorCode::UnknownAccount,
-            ErrorCode::UnknownKey,
-            ErrorCode::UnknownMeter,
-            ErrorCode::NotCleared,
-            ErrorCode::NotSettled,
-            ErrorCode::MethodNotAllowed,
-            ErrorCode::Duplicate,
-            ErrorCode::UnsupportedMediaType,
-            ErrorCode::Rejected,
-            ErrorCode::MempoolFull,
-            ErrorCode::Backlog,
-            ErrorCode::Storage,
-            ErrorCode::NodeUnavailable,
-        ];
+        let all = ErrorCode::ALL;
         for code in all {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

@@ -39,9 +39,14 @@ pub(crate) mod hex {
         parse(&text).map_err(D::Error::custom)
     }
 
-    pub(crate) fn parse<T: FromStr>(text: &str) -> Result<T, String> {
-        text.parse().map_err(|_| format!("`{text}` is not 64 hex digits"))
+    pub(crate) fn parse<T: FromStr>(text: &str) -> Result<T, NotHex> {
+        text.parse().map_err(|_| NotHex(text.to_string()))
     }
+
+    /// Text where 64 hex digits belong.
+    #[derive(Debug, thiserror::Error)]
+    #[error("`{0}` is not 64 hex digits")]
+    pub(crate) struct NotHex(pub(crate) String);
 }
 
 /// `#[serde(with = "hex_option")]`: an optional hash, `null` for none.

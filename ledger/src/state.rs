@@ -212,14 +212,14 @@ impl State {
     /// money, reservations, the offer index) and that settlement's cursors
     /// agree (kept readings, meters' bases and estimates). A failure is a
     /// bug in the state machine, never bad input: callers assert on it.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    pub fn check_invariants(&self) -> Result<(), InvariantError> {
         let mut balances = self.grid_balance_nano.checked_add(self.network_balance_nano);
         for account in self.accounts.values() {
             balances = balances.and_then(|sum| sum.checked_add(account.balance_nano));
         }
         let issued = self.credits_nano.checked_sub(self.debits_nano);
         if balances.is_none() || balances != issued {
-            return Err(format!("money: balances sum to {balances:?}, credits minus debits are {issued:?}"));
+            return Err(InvariantError::Money { balances, issued });
         }
         let mut reserved: BTreeMap<&AccountId, i128> = BTreeMap::new();
         for offer in self.offers.values() {
@@ -227,29 +227,54 @@ impl State {
         }
         for (key, account) in &self.accounts {
             if account.reserved_nano != reserved.get(key).copied().unwrap_or(0) {
-                return Err(format!("reservations of {key} do not match its open offers"));
+                return Err(InvariantError::Reservations(*key));
             }
         }
         if self.offers.len() != self.offers_by_interval.len()
             || self.offer_counts.values().map(|&count| u64::from(count)).sum::<u64>()
                 != u64::try_from(self.offers.len()).unwrap_or(u64::MAX)
         {
-            return Err("the offer index or counts do not match the offers".into());
+            return Err(InvariantError::OfferIndex);
         }
         // Keys are ordered by interval first: the first is the lowest.
         if let Some(&(interval, meter)) = self.readings.keys().next()
             && interval < self.next_settlement_interval
         {
-            return Err(format!(
-                "meter {meter}: a reading of interval {interval} is kept, below the next settlement interval {}",
-                self.next_settlement_interval
-            ));
+            return Err(InvariantError::StaleReading {
+                meter,
+                interval,
+                next: self.next_settlement_interval,
+            });
         }
         for (key, meter) in &self.meters {
             check_settlement_cursor(key, meter, self.next_settlement_interval)?;
         }
         Ok(())
     }
+}
+
+/// An invariant of docs/PROTOCOL.md §5.7 that a state breaks: a bug in the
+/// state machine, never bad input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvariantError {
+    #[error("money: balances sum to {balances:?}, credits minus debits are {issued:?}")]
+    Money { balances: Option<i128>, issued: Option<i128> },
+    #[error("reservations of {0} do not match its open offers")]
+    Reservations(AccountId),
+    #[error("the offer index or counts do not match the offers")]
+    OfferIndex,
+    #[error(
+        "meter {meter}: a reading of interval {interval} is kept, below the next settlement interval {next}"
+    )]
+    StaleReading { meter: MeterId, interval: u64, next: u64 },
+    #[error("meter {0} has an estimate but no base")]
+    EstimateWithoutBase(MeterId),
+    #[error("meter {0} has a base before any settlement")]
+    BaseBeforeSettlement(MeterId),
+    #[error(
+        "meter {meter}: base of interval {base_interval} and estimate {estimate:?} after settling interval {last_settled}"
+    )]
+    SettlementCursor { meter: MeterId, base_interval: u64, estimate: Option<Estimate>, last_settled: u64 },
 }
 
 /// A meter's base and estimate agree with the settled intervals: an
@@ -259,20 +284,22 @@ fn check_settlement_cursor(
     key: &MeterId,
     meter: &Meter,
     next_settlement_interval: u64,
-) -> Result<(), String> {
+) -> Result<(), InvariantError> {
     let settled_any = meter.registered_interval < next_settlement_interval;
     match (&meter.base, &meter.estimate) {
         (None, None) => Ok(()),
-        (None, Some(_)) => Err(format!("meter {key} has an estimate but no base")),
-        (Some(_), _) if !settled_any => Err(format!("meter {key} has a base before any settlement")),
+        (None, Some(_)) => Err(InvariantError::EstimateWithoutBase(*key)),
+        (Some(_), _) if !settled_any => Err(InvariantError::BaseBeforeSettlement(*key)),
         (Some(base), estimate) => {
             let last_settled = next_settlement_interval - 1;
             let expects_estimate = base.interval < last_settled;
             if base.interval > last_settled || expects_estimate != estimate.is_some() {
-                return Err(format!(
-                    "meter {key}: base of interval {} and estimate {estimate:?} after settling interval {last_settled}",
-                    base.interval
-                ));
+                return Err(InvariantError::SettlementCursor {
+                    meter: *key,
+                    base_interval: base.interval,
+                    estimate: *estimate,
+                    last_settled,
+                });
             }
             Ok(())
         }

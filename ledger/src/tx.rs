@@ -1,4 +1,4 @@
-//! Transactions: the seven kinds of DESIGN §5, their signers, signed bytes
+//! Transactions: the eight kinds of docs/PROTOCOL.md §4, their signers, signed bytes
 //! and ids, and meter readings with their attestations.
 
 use borsh::{BorshDeserialize, BorshSerialize};
