@@ -47,11 +47,16 @@ pub struct TransactionStatus {
 }
 
 /// Where a known transaction is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum TransactionState {
     /// Waiting in this node's mempool.
     Pending,
     /// Transaction `index` of the block at `height`.
     Included { height: u64, index: u32 },
+    /// Left this node's mempool without a block: after the block at
+    /// `height` it no longer fitted. `reason` is the ledger's rejection
+    /// code (docs/PROTOCOL.md), `message` says it in words. It will not be
+    /// on the ledger unless submitted again.
+    Dropped { height: u64, reason: String, message: String },
 }

@@ -6,7 +6,11 @@
 //! transactions per second, the block time, the time from gate closure to
 //! the clearing block on every household (p50/p99) and each node's peak
 //! memory, and the CPU time each node spent per committed offer (what
-//! bounds throughput when all of them share one machine's cores).
+//! bounds throughput when all of them share one machine's cores). Then it
+//! accounts for every offer a household's node acknowledged (202): on the
+//! ledger, or dropped with a reason the node gives at
+//! `GET /v1/transactions/{id}`; anything else is lost, and the example
+//! exits 1.
 //! BENCHMARKS.md has the figures.
 //!
 //! ```text
@@ -20,14 +24,14 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // A measuring tool: a panic is the report.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gridshare_api::TxKind;
 use gridshare_api::client::{Client, Submission};
 use gridshare_api::harness::{NodeLaunch, NodeProcess, find_node_binary, loopback_ports};
 use gridshare_api::stats::percentile;
+use gridshare_api::{TransactionState, TransactionStatus, TxKind};
 use gridshare_ledger::encoding::to_bytes;
 use gridshare_ledger::genesis::MarketParams;
 use gridshare_ledger::testkit::{TestCommunity, test_market};
@@ -199,7 +203,9 @@ fn main() {
     let start_height = api.status().unwrap().height;
     let nodes: Vec<&Node> = validators.iter().chain(&households).collect();
     let cpu_start_ms: Vec<u64> = nodes.iter().map(|node| cpu_ms(node.process.pid())).collect();
-    let admitted = Arc::new(AtomicU64::new(0));
+    // What each submitter got a 202 for: the offer's id and the household
+    // node that acknowledged it.
+    let acknowledged = Arc::new(Mutex::new(Vec::<(gridshare_ledger::Hash, usize)>::new()));
     // Refusals by the API's error code: how many, and the first message.
     let refused = Arc::new(Mutex::new(std::collections::BTreeMap::<String, (u64, String)>::new()));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -207,7 +213,8 @@ fn main() {
     let submitters: Vec<_> = (0..SUBMITTERS)
         .map(|submitter| {
             let urls: Vec<String> = households.iter().map(|node| node.api.url().to_string()).collect();
-            let (community, admitted, refused) = (community.clone(), admitted.clone(), refused.clone());
+            let (community, acknowledged, refused) =
+                (community.clone(), acknowledged.clone(), refused.clone());
             std::thread::spawn(move || {
                 // Clients of their own: a kept-alive connection per node and submitter.
                 let clients: Vec<Client> = urls.iter().map(|url| Client::new(url).unwrap()).collect();
@@ -233,9 +240,10 @@ fn main() {
                         let offer =
                             community.offer_tx(index, nonces[index], interval, side, 100, price, attestation);
                         // Each household submits through its own node.
-                        let (code, message) = match clients[index % clients.len()].submit(&offer) {
-                            Ok(Submission::Admitted { .. }) => {
-                                admitted.fetch_add(1, Ordering::Relaxed);
+                        let node = index % clients.len();
+                        let (code, message) = match clients[node].submit(&offer) {
+                            Ok(Submission::Admitted { id }) => {
+                                acknowledged.lock().unwrap().push((id, node));
                                 continue;
                             }
                             Ok(Submission::Refused { code, message, .. }) => (code.to_string(), message),
@@ -267,6 +275,7 @@ fn main() {
     }
     let end_height = api.status().unwrap().height;
     let mut committed = 0_u64;
+    let mut on_ledger = std::collections::BTreeSet::new();
     let (mut first_ms, mut last_ms) = (u64::MAX, 0);
     let (mut first_block_ms, mut last_block_ms) = (u64::MAX, 0);
     for height in start_height + 1..=end_height {
@@ -274,6 +283,7 @@ fn main() {
         let time = block.timestamp_ms;
         first_block_ms = first_block_ms.min(time);
         last_block_ms = last_block_ms.max(time);
+        on_ledger.extend(block.transactions.iter().map(|tx| tx.id));
         let offers = block.transactions.iter().filter(|tx| tx.kind == TxKind::Offer).count();
         if offers > 0 {
             first_ms = first_ms.min(time);
@@ -281,7 +291,8 @@ fn main() {
             committed += offers as u64;
         }
     }
-    let admitted = admitted.load(Ordering::Relaxed);
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let admitted = acknowledged.len() as u64;
     let mut latencies = latencies.lock().unwrap().clone();
     latencies.sort_unstable();
     println!(
@@ -328,7 +339,16 @@ fn main() {
         let metrics = node.api.metrics().unwrap();
         let gossip: Vec<&str> = metrics
             .lines()
-            .filter(|line| line.starts_with("gridshare_gossip") || line.starts_with("gridshare_height"))
+            .filter(|line| {
+                [
+                    "gridshare_gossip",
+                    "gridshare_height",
+                    "gridshare_transactions_announced",
+                    "gridshare_direct",
+                ]
+                .iter()
+                .any(|name| line.starts_with(name))
+            })
             .collect();
         println!("{} gossip: {}", node.api.url(), gossip.join(" "));
     }
@@ -338,4 +358,40 @@ fn main() {
     for (index, node) in households.iter().enumerate() {
         println!("peak memory: household {index} {} MiB", node.process.peak_memory_kib() / 1024);
     }
+    if account(&acknowledged, &on_ledger, &households) > 0 {
+        std::process::exit(1);
+    }
+}
+
+/// Accounts for every acknowledged offer: on the ledger, or dropped with
+/// the reason the node that acknowledged it gives; prints the tally and
+/// the first few others; returns how many are neither.
+fn account(
+    acknowledged: &[(gridshare_ledger::Hash, usize)],
+    on_ledger: &std::collections::BTreeSet<gridshare_ledger::Hash>,
+    households: &[Node],
+) -> u64 {
+    let mut included = acknowledged.iter().filter(|(id, _)| on_ledger.contains(id)).count();
+    let mut dropped = std::collections::BTreeMap::<String, u64>::new();
+    let mut lost = Vec::new();
+    for (id, node) in acknowledged.iter().filter(|(id, _)| !on_ledger.contains(id)) {
+        match households[*node].api.transaction(id) {
+            Ok(Some(TransactionStatus { state: TransactionState::Dropped { reason, .. }, .. })) => {
+                *dropped.entry(reason).or_default() += 1;
+            }
+            // In a block after the last one read.
+            Ok(Some(TransactionStatus { state: TransactionState::Included { .. }, .. })) => included += 1,
+            // Still waiting after its gate passed, unknown, or no answer.
+            answer => lost.push(format!("{id} at household {node}: {answer:?}")),
+        }
+    }
+    println!(
+        "acknowledged offers: {}: {included} on the ledger, dropped with a reason {dropped:?}, lost {}",
+        acknowledged.len(),
+        lost.len()
+    );
+    for line in lost.iter().take(10) {
+        println!("  lost: {line}");
+    }
+    lost.len() as u64
 }

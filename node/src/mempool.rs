@@ -1,7 +1,7 @@
 //! The mempool: transactions admitted against the state the next block will
 //! start from, waiting for a block.
 //!
-//! Rules (docs/API.md refers here):
+//! Rules (what docs/API.md says of submissions follows from these):
 //! - Bounds: [`MEMPOOL_TRANSACTIONS_MAX`] transactions and
 //!   [`MEMPOOL_BYTES_MAX`] bytes in total, [`MEMPOOL_PER_SIGNER_MAX`] per
 //!   signer, [`MEMPOOL_PER_INTERVAL_MAX`] offers per delivery interval. A

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub submissions: Family<OutcomeLabels, Counter>,
     pub sync_requests_sent: Counter,
     pub sync_blocks_received: Counter,
+    pub transactions_announced: Counter,
+    pub direct_transactions_received: Counter,
     pub api_requests: Counter,
     pub events_dropped: Counter,
     pub bounds: Family<BoundLabels, Gauge>,
@@ -121,6 +123,16 @@ impl Metrics {
             "sync_blocks_received",
             "Blocks received in catch-up responses",
             self.sync_blocks_received.clone(),
+        );
+        registry.register(
+            "transactions_announced",
+            "Transactions sent directly to a peer again, because they waited for a block too long (one per peer)",
+            self.transactions_announced.clone(),
+        );
+        registry.register(
+            "direct_transactions_received",
+            "Transactions new here that a peer sent directly (fetched behind a nonce gap, or announced)",
+            self.direct_transactions_received.clone(),
         );
         registry.register("api_requests", "HTTP API requests", self.api_requests.clone());
         registry.register(

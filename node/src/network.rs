@@ -1,7 +1,9 @@
 //! The market swarm: libp2p over TCP + Noise + Yamux with identify, ping,
 //! Kademlia, mDNS (optional, for a LAN without internet), gossipsub for
-//! transactions and certified blocks, and request-response for catch-up by
-//! height range. Gossip is validated by the node before it is forwarded:
+//! transactions and certified blocks, request-response for catch-up by
+//! height range, and request-response for transactions sent to a peer
+//! directly (a nonce gap's missing transactions, and transactions announced
+//! again because they waited too long). Gossip is validated by the node before it is forwarded:
 //! message ids are the blake3 of the bytes, and peer scoring is on, so peers
 //! that send invalid data lose their mesh place.
 
@@ -34,6 +36,8 @@ pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
 pub const SYNC_BLOCKS_MAX: u32 = 64;
 /// The sync protocol.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/sync/1");
+/// The protocol for transactions sent directly.
+pub const TRANSACTIONS_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/txs/1");
 /// Gridshare's own Kademlia protocol: a community's DHT is not the IPFS one.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/kad/1");
 
@@ -100,6 +104,17 @@ pub struct TransactionsResponse {
     pub transactions: Vec<Vec<u8>>,
 }
 
+/// A request on the transactions protocol ([`TRANSACTIONS_PROTOCOL`]),
+/// answered with a [`TransactionsResponse`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DirectRequest {
+    /// Asks for a signer's waiting transactions behind a nonce gap: the
+    /// answer holds them.
+    Fetch(TransactionsRequest),
+    /// Transactions the sender announces again: the answer is empty.
+    Announce(TransactionsResponse),
+}
+
 /// Every protocol of the market swarm.
 #[derive(NetworkBehaviour)]
 #[allow(missing_debug_implementations)] // libp2p behaviours are not Debug.
@@ -112,6 +127,7 @@ pub struct Behaviour {
     pub kademlia: kad::Behaviour<kad::store::MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    pub transactions: request_response::cbor::Behaviour<DirectRequest, TransactionsResponse>,
 }
 
 /// Gossip scoring for a community's topics. Traffic is sparse (a block a
@@ -242,6 +258,10 @@ pub fn build_swarm(
                 sync: request_response::cbor::Behaviour::new(
                     [(SYNC_PROTOCOL, ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+                ),
+                transactions: request_response::cbor::Behaviour::new(
+                    [(TRANSACTIONS_PROTOCOL, ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
                 ),
             })
         })

@@ -5,7 +5,8 @@
 //! ([`ChainCore`], which decides everything about the chain and does no
 //! I/O) and carries out the core's [`Effect`]s: gossip published and
 //! verdicts reported on the swarm, peers blocked and unblocked, sync
-//! requests and responses sent, submissions answered, events broadcast,
+//! requests and responses sent, transactions fetched from, announced to and
+//! served to peers directly, submissions answered, events broadcast,
 //! metrics updated. The swarm's own business (discovery, bootstrap redials,
 //! isolation for testnet faults) stays here. A shutdown signal is handled
 //! between events, so the block being stored is finished.
@@ -32,7 +33,7 @@ use malachitebft_app_channel::AppMsg;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use crate::chain::Event;
-use crate::chain::{ChainCore, Count, Effect, Ignored, OpenError, Submission, Topic, Verdict};
+use crate::chain::{ChainCore, Count, DropLog, Effect, Ignored, OpenError, Submission, Topic, Verdict};
 use crate::clock::Clock;
 use crate::config::ConfigError;
 use crate::consensus::app::{Consensus, ConsensusError};
@@ -40,7 +41,7 @@ use crate::consensus::context::GridshareContext;
 use crate::index::{Index, IndexError};
 use crate::mempool::{Mempool, SubmitError};
 use crate::metrics::Metrics;
-use crate::network::{Behaviour, BehaviourEvent, PortTaken, Topics};
+use crate::network::{Behaviour, BehaviourEvent, DirectRequest, PortTaken, Topics, TransactionsResponse};
 
 /// How often the loop ticks: the core publishes again what no peer could
 /// be sent and lifts the bans that ended; the loop ends an isolation that
@@ -86,6 +87,8 @@ pub struct View<'a> {
     pub store: &'a RedbStore,
     pub index: &'a Index,
     pub mempool: &'a Mempool,
+    /// The transactions that left the mempool without a block lately.
+    pub dropped: &'a DropLog,
     pub peers: usize,
     pub validator: bool,
     /// The highest height a peer has shown us.
@@ -368,6 +371,7 @@ impl Node {
                 store: self.core.store(),
                 index: self.core.index(),
                 mempool: self.core.mempool(),
+                dropped: self.core.dropped(),
                 peers: self.swarm.connected_peers().count(),
                 validator: self.core.is_validator(),
                 best_seen_height: self.core.best_seen_height(),
@@ -478,6 +482,38 @@ impl Node {
                     self.carry_out(effects);
                 }
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Transactions(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => {
+                let effects = match message {
+                    request_response::Message::Request { request, channel, .. } => {
+                        let (response, announced) = match request {
+                            DirectRequest::Fetch(request) => (self.core.serve_transactions(&request), None),
+                            DirectRequest::Announce(announced) => {
+                                (TransactionsResponse::default(), Some(announced))
+                            }
+                        };
+                        if self.swarm.behaviour_mut().transactions.send_response(channel, response).is_err() {
+                            tracing::debug!(%peer, "the peer left before the transactions response");
+                        }
+                        match announced {
+                            Some(announced) => self.core.handle_transactions(now_ms, peer, announced),
+                            None => Vec::new(),
+                        }
+                    }
+                    request_response::Message::Response { response, .. } => {
+                        self.core.handle_transactions(now_ms, peer, response)
+                    }
+                };
+                self.carry_out(effects);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Transactions(
+                request_response::Event::OutboundFailure { peer, error, .. },
+            )) => {
+                tracing::debug!(%peer, %error, "transactions sent directly did not arrive");
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(peers))) => {
                 for (peer, address) in peers {
                     self.swarm.behaviour_mut().kademlia.add_address(&peer, address.clone());
@@ -559,16 +595,23 @@ impl Node {
                 Effect::Count(Count::SyncBlocksReceived(blocks)) => {
                     self.metrics.sync_blocks_received.inc_by(blocks);
                 }
-                // The market swarm has no protocol for these yet (a
-                // request-response `/gridshare/txs/1` would carry them): the
-                // simulator shows what they do; here they are only logged.
                 Effect::RequestTransactions { peer, request } => {
-                    tracing::debug!(%peer, from_nonce = request.from_nonce, "a nonce gap is not fetched yet");
+                    self.swarm
+                        .behaviour_mut()
+                        .transactions
+                        .send_request(&peer, DirectRequest::Fetch(request));
                 }
                 Effect::Announce { transactions } => {
-                    tracing::debug!(count = transactions.len(), "waiting transactions are not announced yet");
+                    let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                    self.metrics.transactions_announced.inc_by((transactions.len() * peers.len()) as u64);
+                    let announced = DirectRequest::Announce(TransactionsResponse { transactions });
+                    for peer in peers {
+                        self.swarm.behaviour_mut().transactions.send_request(&peer, announced.clone());
+                    }
                 }
-                Effect::Count(Count::TransactionsReceived(_)) => {}
+                Effect::Count(Count::TransactionsReceived(transactions)) => {
+                    self.metrics.direct_transactions_received.inc_by(transactions);
+                }
                 Effect::Dropped { id, reason } => {
                     // The testnet reads these lines to account for every
                     // transaction a node acknowledged.

@@ -144,6 +144,7 @@ async fn launch(
         ("gossip_transaction_bytes_max", TX_BYTES_MAX),
         ("sync_blocks_max", usize::try_from(SYNC_BLOCKS_MAX).unwrap_or(usize::MAX)),
         ("banned_peers_max", BANNED_PEERS_MAX),
+        ("dropped_remembered_max", crate::chain::DROPPED_REMEMBERED_MAX),
         ("api_request_bytes_max", crate::api::REQUEST_BYTES_MAX),
     ]));
     metrics.height.set(i64::try_from(core.state().height).unwrap_or(i64::MAX));

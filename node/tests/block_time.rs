@@ -99,9 +99,8 @@ fn a_proposer_whose_clock_is_off_by_more_than_the_tolerance_never_makes_a_block(
     });
     let checked_at_ms = now_ms();
 
-    // No block is the skewed validator's, none is later than the honest
-    // clock + δ, and each is at most δ older than the next one: a block
-    // can only be made while the honest clocks are within δ of its time.
+    // No block is the skewed validator's, block times strictly increase,
+    // and none is later than the honest clock + δ.
     let mut previous_ms = genesis.genesis_time_ms;
     for height in 1..=goal {
         let block = apis[0].block(height).unwrap();

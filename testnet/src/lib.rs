@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod chain;
+mod checks;
 pub mod journal;
 pub mod manifest;
 pub mod monitor;

@@ -1,45 +1,32 @@
 //! `gridshare-testnet run`: sets the community up, runs the households and
 //! the perturbations while showing progress, lets the last interval settle,
 //! runs the end checks against the live nodes and the exported ledger, and
-//! builds the report.
-//!
-//! The rule for acknowledged transactions: each one must be on the ledger,
-//! or have been dropped by a node's mempool with a logged reason that time
-//! or the signer's own other transactions explain (`interval_closed`: its
-//! gate passed while it waited; `stale_nonce` or `reading_not_increasing`:
-//! a later transaction of the same signer was committed first; `nonce_gap`,
-//! where the ledger wants consecutive nonces: an earlier transaction of the
-//! same signer was dropped, so this one skips ahead), or have
-//! been acknowledged by a node that the testnet restarted afterwards (killed,
-//! or stopped to restart it with a skewed clock): a 202 admits a transaction
-//! to a mempool held in memory, and promises no durability.
-//! Anything else, a transaction still waiting at the end included, fails
-//! the check.
+//! builds the report. The end checks themselves are in `checks.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gridshare_api::TransactionState;
-use gridshare_api::client::{ClientError, Timeouts};
+use gridshare_api::client::Timeouts;
 use gridshare_api::stats::percentile;
-use gridshare_ledger::Hash;
-use gridshare_ledger::audit::audit_export;
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 
 use crate::agent::{Agent, Market};
 use crate::chain::{Chain, Drop, drops_in_log, warnings_in_log};
+use crate::checks::{
+    LiveChecks, audit_check, certificate_check, exits_check, flood_check, flood_report, live_checks,
+    transaction_findings, transactions_check,
+};
 use crate::journal::{Journal, Snapshot, now_ms};
 use crate::manifest::{Manifest, ManifestError, Perturbation};
 use crate::monitor::{Board, Progress, poll, watch_events};
 use crate::nodes::{Node, ProcessError, Role, node_binary};
 use crate::perturb::{self, FaultLog};
 use crate::profile::{Household, Simulation, community_traits};
-use crate::report::{self, Check, Flood, NodeReport, Report, Transactions};
+use crate::report::{self, Check, NodeReport, Report, Transactions};
 use crate::setup::{self, Keys, SetupError};
 
 /// Requests of the agents and checks give up after these (a paused node
@@ -50,12 +37,6 @@ const TIMEOUTS: Timeouts = Timeouts {
     // An event stream or export that sends nothing for this long is given up.
     stream_read: Duration::from_secs(30),
 };
-/// Drop reasons the rule accepts for an acknowledged transaction.
-const ACCEPTED_DROPS: [&str; 4] = ["interval_closed", "stale_nonce", "reading_not_increasing", "nonce_gap"];
-/// At most this many examples are quoted in a check's detail.
-const EXAMPLES_MAX: usize = 5;
-/// Included transactions whose status is asked from the API.
-const STATUS_SAMPLES: usize = 50;
 
 /// What `run` is told.
 #[derive(Clone, Debug)]
@@ -402,20 +383,6 @@ fn drain(community: &Community, trading: &Trading) -> Drained {
     }
 }
 
-/// No node process ended unless the testnet ended it.
-fn exits_check(nodes: &[Arc<Node>]) -> Check {
-    let exits: Vec<String> = nodes.iter().flat_map(|node| node.unexpected_exits()).collect();
-    let detail = if exits.is_empty() {
-        "every process ended only when a perturbation or the end of the run ended it".to_string()
-    } else {
-        format!(
-            "{} (a log ending \"stopped after the last stored block\" means a SIGTERM or SIGINT from outside the testnet)",
-            exits.join(" || ")
-        )
-    };
-    Check::new("no node ended unless the testnet ended it", exits.is_empty(), detail)
-}
-
 /// What the end of a run collected for the report.
 struct Ended {
     chain: Result<Chain, String>,
@@ -588,382 +555,5 @@ fn build_report(
         export_path: export_path.display().to_string(),
         workdir: community.workdir.display().to_string(),
         workdir_kept: community.keep_workdir || !passed,
-    }
-}
-
-/// The flood's transactions were all refused.
-fn flood_check(flood: &Flood) -> Check {
-    let answers: Vec<String> = flood
-        .outcomes
-        .iter()
-        .map(|(kind, answers)| {
-            let list: Vec<String> =
-                answers.iter().map(|(answer, count)| format!("{answer} ×{count}")).collect();
-            format!("{kind}: {}", list.join(", "))
-        })
-        .collect();
-    Check::new(
-        "invalid transactions rejected",
-        flood.sent > 0 && flood.admitted == 0,
-        format!("{} sent, {} admitted; {}", flood.sent, flood.admitted, answers.join("; ")),
-    )
-}
-
-/// The results of the checks that need the nodes running.
-#[derive(Debug, Default)]
-struct LiveChecks {
-    checks: Vec<Check>,
-    /// Acknowledged transactions not on the ledger: what the acknowledging
-    /// node and the validator said about them.
-    not_on_ledger: BTreeMap<String, String>,
-}
-
-/// The heights compared on every node: the first, quarters, the last two
-/// and the validator's height at each restart.
-fn sample_heights(common: u64, restarts: &[u64]) -> Vec<u64> {
-    let mut heights: BTreeSet<u64> =
-        [1, common / 4, common / 2, common * 3 / 4, common.saturating_sub(1), common].into_iter().collect();
-    heights
-        .extend(restarts.iter().flat_map(|height| [*height, height + 1]).filter(|height| *height <= common));
-    heights.into_iter().filter(|height| (1..=common).contains(height)).collect()
-}
-
-fn live_checks(
-    chain: &Chain,
-    nodes: &[Arc<Node>],
-    heights: &[Option<u64>],
-    target: u64,
-    snapshot: &Snapshot,
-) -> LiveChecks {
-    let mut live = LiveChecks::default();
-    // Same chain: every node reached the validator's height, and at the
-    // sampled heights serves the block the export has (hash and state
-    // root). Blocks link by hash, so equal hashes at a height mean equal
-    // chains up to it.
-    let mut problems = Vec::new();
-    for (node, height) in nodes.iter().zip(heights) {
-        match height {
-            Some(height) if *height >= target => {}
-            Some(height) => problems.push(format!("{} is at height {height}, below {target}", node.name)),
-            None => problems.push(format!("{} does not answer", node.name)),
-        }
-    }
-    let common = heights.iter().flatten().copied().min().unwrap_or(0).min(chain.height());
-    let samples = sample_heights(common, &snapshot.restart_heights);
-    for node in nodes {
-        for height in &samples {
-            let Some(expected) = chain.block(*height) else {
-                problems.push(format!("the export has no block {height}"));
-                continue;
-            };
-            match node.api().block(*height) {
-                Ok(block) => {
-                    if block.hash != expected.hash || block.state_root != expected.state_root {
-                        problems.push(format!(
-                            "{} block {height}: hash {} state root {}, the export has {} and {}",
-                            node.name, block.hash, block.state_root, expected.hash, expected.state_root
-                        ));
-                    }
-                }
-                Err(error) => problems.push(format!("{} block {height}: {error}", node.name)),
-            }
-        }
-    }
-    let same = problems.is_empty();
-    let detail = if same {
-        format!(
-            "{} nodes at height ≥ {target}; blocks {} identical (hash and state root) on every node and in the export",
-            nodes.len(),
-            samples.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
-        )
-    } else {
-        let count = problems.len();
-        problems.truncate(EXAMPLES_MAX);
-        format!("{count} problems: {}", problems.join("; "))
-    };
-    live.checks.push(Check::new("every node has the same chain and state root", same, detail));
-
-    // What the nodes say about acknowledged transactions: those not on the
-    // ledger (is anything still waiting?), and a sample of those on it.
-    let mut mismatches = Vec::new();
-    let included: Vec<_> =
-        snapshot.acknowledged.iter().filter(|ack| chain.transactions.contains_key(&ack.id)).collect();
-    let step = (included.len() / STATUS_SAMPLES).max(1);
-    let mut asked = 0;
-    for ack in included.iter().step_by(step) {
-        asked += 1;
-        let expected = chain.transactions[&ack.id];
-        let found = ack
-            .id
-            .parse::<Hash>()
-            .map_err(|error| error.to_string())
-            .and_then(|id| nodes[ack.node].api().transaction(&id).map_err(|error| error.to_string()));
-        match found.map(|found| found.map(|found| found.state)) {
-            Ok(Some(TransactionState::Included { height, .. })) if height == expected => {}
-            Ok(state) => mismatches.push(format!(
-                "{} at {}: {state:?}, the ledger has height {expected}",
-                ack.id, nodes[ack.node].name
-            )),
-            Err(error) => mismatches.push(format!("{}: {error}", ack.id)),
-        }
-    }
-    for ack in snapshot.acknowledged.iter().filter(|ack| !chain.transactions.contains_key(&ack.id)) {
-        let mut said = Vec::new();
-        for index in BTreeSet::from([0, ack.node]) {
-            let answer = match ack.id.parse::<Hash>().map(|id| nodes[index].api().transaction(&id)) {
-                Ok(Ok(Some(found))) => match found.state {
-                    TransactionState::Pending => "pending".to_string(),
-                    TransactionState::Included { .. } => "included".to_string(),
-                },
-                Ok(Ok(None)) => "unknown".to_string(),
-                Ok(Err(ClientError::Refused { status, .. } | ClientError::BadResponse { status, .. })) => {
-                    format!("HTTP {status}")
-                }
-                Ok(Err(_)) => "no answer".to_string(),
-                Err(_) => "not an id".to_string(),
-            };
-            said.push(format!("{}: {answer}", nodes[index].name));
-        }
-        live.not_on_ledger.insert(ack.id.clone(), said.join(", "));
-    }
-    let detail = if mismatches.is_empty() {
-        format!(
-            "{asked} of {} included transactions asked at the node that acknowledged them: all included at the export's height",
-            included.len()
-        )
-    } else {
-        let count = mismatches.len();
-        mismatches.truncate(EXAMPLES_MAX);
-        format!("{count} of {asked} disagree: {}", mismatches.join("; "))
-    };
-    live.checks.push(Check::new(
-        "the transaction status API agrees with the ledger",
-        mismatches.is_empty(),
-        detail,
-    ));
-    live
-}
-
-/// Every block's certificate verifies against the genesis validators:
-/// more than two thirds of the voting power signed, each signer a
-/// validator, once. With several validators a certificate holds the
-/// precommits its proposer had when the block was decided, a quorum or more.
-fn certificate_check(chain: &Chain) -> Check {
-    let bad: Vec<u64> =
-        chain.blocks.iter().filter(|block| !block.certificate_valid).map(|block| block.height).collect();
-    let signatures = chain.blocks.iter().map(|block| block.certificate_signatures);
-    let (fewest, most) = (signatures.clone().min().unwrap_or(0), signatures.max().unwrap_or(0));
-    let signed = if fewest == most { fewest.to_string() } else { format!("{fewest} to {most}") };
-    let mut detail = format!(
-        "{} blocks, each with a certificate of {signed} of {} validators' signatures that verifies \
-         against the genesis validators",
-        chain.blocks.len(),
-        chain.genesis.validators.len()
-    );
-    if !bad.is_empty() {
-        detail = format!(
-            "{} blocks without one valid certificate, first at heights {:?}",
-            bad.len(),
-            &bad[..bad.len().min(EXAMPLES_MAX)]
-        );
-    }
-    if let Some(error) = &chain.read_error {
-        detail.push_str(&format!("; the export could not be read to its end: {error}"));
-    }
-    Check::new("every block has one valid certificate", bad.is_empty() && chain.read_error.is_none(), detail)
-}
-
-/// `gridshare_ledger::audit::audit_export` on the export: every link,
-/// certificate and signature, every block re-executed (clearings,
-/// settlements, receipts, state roots) with the conservation invariants
-/// asserted after each block. An invariant broken panics in the state
-/// machine; the panic is caught and fails the check.
-fn audit_check(path: &Path, chain: &Chain, findings: &mut Vec<String>) -> Check {
-    let name = "the exported ledger passes the audit (certificates, signatures, re-execution, invariants)";
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
-        audit_export(std::io::BufReader::new(file), |_| ()).map_err(|error| error.to_string())
-    }));
-    match result {
-        Ok(Ok(audit)) => {
-            for finding in audit.findings.iter().take(EXAMPLES_MAX) {
-                findings.push(format!("audit: {finding}"));
-            }
-            let passed = audit.passed() && audit.executed_height == chain.height();
-            Check::new(
-                name,
-                passed,
-                format!(
-                    "{} blocks, {} transactions, {} signatures verified, re-executed to height {} (state root {}), {} intervals cleared, {} settled; {} findings",
-                    audit.blocks,
-                    audit.transactions,
-                    audit.signatures_verified,
-                    audit.executed_height,
-                    audit.state_root,
-                    audit.intervals_cleared,
-                    audit.settlements,
-                    audit.findings.len() as u64 + audit.findings_omitted
-                ),
-            )
-        }
-        Ok(Err(error)) => Check::new(name, false, format!("the audit could not read the export: {error}")),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_string()))
-                .unwrap_or_default();
-            Check::new(name, false, format!("the audit panicked: {message}"))
-        }
-    }
-}
-
-/// Applies the rule of the module's documentation to every acknowledged
-/// transaction.
-fn transactions_check(
-    chain: &Chain,
-    snapshot: &Snapshot,
-    drops: &BTreeMap<String, Vec<Drop>>,
-    not_on_ledger: &BTreeMap<String, String>,
-    nodes: &[Arc<Node>],
-) -> (Check, Transactions) {
-    let mut accounted = Transactions {
-        acknowledged: snapshot.acknowledged.len() as u64,
-        refused: snapshot.refused.clone(),
-        unanswered: snapshot.unanswered,
-        skipped_node_down: snapshot.skipped_node_down,
-        ..Transactions::default()
-    };
-    let mut examples = Vec::new();
-    for ack in &snapshot.acknowledged {
-        if chain.transactions.contains_key(&ack.id) {
-            accounted.on_ledger += 1;
-            continue;
-        }
-        let found = drops.get(&ack.id);
-        if let Some(drop) =
-            found.and_then(|drops| drops.iter().find(|drop| ACCEPTED_DROPS.contains(&drop.reason)))
-        {
-            *accounted.dropped.entry(drop.reason.to_string()).or_default() += 1;
-            continue;
-        }
-        if snapshot.ended.iter().any(|(node, at_ms)| *node == ack.node && *at_ms >= ack.acknowledged_ms) {
-            accounted.lost_with_restarted_node += 1;
-            continue;
-        }
-        accounted.unaccounted += 1;
-        if examples.len() < EXAMPLES_MAX {
-            let dropped = found.map_or_else(String::new, |drops| {
-                let reasons: Vec<String> =
-                    drops.iter().map(|drop| format!("{} dropped it: {}", drop.node, drop.message)).collect();
-                format!("; {}", reasons.join("; "))
-            });
-            examples.push(format!(
-                "{} {} (household {:?}, interval {:?}) acknowledged by {} at {} ms; now {}{dropped}",
-                ack.kind,
-                ack.id,
-                ack.household,
-                ack.interval,
-                nodes[ack.node].name,
-                ack.acknowledged_ms,
-                not_on_ledger.get(&ack.id).map_or("?", String::as_str)
-            ));
-        }
-    }
-    let dropped: u64 = accounted.dropped.values().sum();
-    let mut detail = format!(
-        "{} acknowledged: {} on the ledger, {dropped} dropped with an accepted reason {:?}, {} lost with a restarted node's mempool, {} unaccounted",
-        accounted.acknowledged,
-        accounted.on_ledger,
-        accounted.dropped,
-        accounted.lost_with_restarted_node,
-        accounted.unaccounted
-    );
-    if !examples.is_empty() {
-        detail.push_str(&format!(": {}", examples.join(" | ")));
-    }
-    (
-        Check::new(
-            "every acknowledged transaction is on the ledger or was dropped with a reason",
-            accounted.unaccounted == 0,
-            detail,
-        ),
-        accounted,
-    )
-}
-
-fn flood_report(snapshot: &Snapshot) -> Flood {
-    let mut flood = Flood::default();
-    for (outcome, count) in &snapshot.flood {
-        flood.sent += count;
-        if outcome.answer.starts_with("202") {
-            flood.admitted += count;
-        }
-        *flood
-            .outcomes
-            .entry(outcome.sent.to_string())
-            .or_default()
-            .entry(outcome.answer.clone())
-            .or_default() += count;
-    }
-    flood
-}
-
-/// Facts worth reading that are not failures.
-fn transaction_findings(
-    transactions: &Transactions,
-    drops: &BTreeMap<String, Vec<Drop>>,
-    snapshot: &Snapshot,
-    chain: &Result<Chain, String>,
-) -> Vec<String> {
-    let mut findings = Vec::new();
-    let acknowledged: BTreeSet<&str> = snapshot.acknowledged.iter().map(|ack| ack.id.as_str()).collect();
-    let on_ledger = |id: &str| chain.as_ref().is_ok_and(|chain| chain.transactions.contains_key(id));
-    // Per reason: how many acknowledged transactions, dropped at how many nodes.
-    let mut by_reason: BTreeMap<&'static str, (u64, BTreeSet<String>)> = BTreeMap::new();
-    for (id, list) in drops {
-        if acknowledged.contains(id.as_str()) && !on_ledger(id) {
-            let Some(first) = list.first() else { continue };
-            let entry = by_reason.entry(first.reason).or_default();
-            entry.0 += 1;
-            entry.1.extend(list.iter().map(|drop| drop.node.clone()));
-        }
-    }
-    if !by_reason.is_empty() {
-        let list: Vec<String> = by_reason
-            .iter()
-            .map(|(reason, (count, nodes))| format!("{reason}: {count} (dropped at {} nodes)", nodes.len()))
-            .collect();
-        findings.push(format!(
-            "acknowledged transactions that never reached a block, dropped from mempools: {}. A node gossips a \
-             transaction once, when it admits it; one admitted while the proposing validators could not take it \
-             (down, paused, restarting, cut off, or finding it early: a validator whose clock is behind \
-             refuses a meter reading as early) is not gossiped again and waits until a block makes it inadmissible",
-            list.join(", ")
-        ));
-    }
-    if !transactions.refused.is_empty() {
-        let list: Vec<String> =
-            transactions.refused.iter().map(|(what, count)| format!("{what} ×{count}")).collect();
-        findings.push(format!("refused at submission: {}", list.join(", ")));
-    }
-    if transactions.unanswered > 0 || transactions.skipped_node_down > 0 {
-        findings.push(format!(
-            "{} submissions got no answer and {} were not sent while the household's node was down or paused",
-            transactions.unanswered, transactions.skipped_node_down
-        ));
-    }
-    findings
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sampled_heights_cover_the_chain_and_the_restarts() {
-        assert_eq!(sample_heights(100, &[40, 200]), [1, 25, 40, 41, 50, 75, 99, 100]);
-        assert_eq!(sample_heights(1, &[]), [1]);
-        assert!(sample_heights(0, &[]).is_empty());
     }
 }

@@ -322,6 +322,9 @@ fn hint(code: &str) -> Option<&'static str> {
             "credit less: a community's credits may total at most 10^27 units of its currency"
         }
         "mempool_full" => "try again after the next block",
+        "backlog" => {
+            "the node cannot get transactions into blocks in time now: try again in a few seconds, or offer for a later interval (--interval next)"
+        }
         _ => return None,
     })
 }
@@ -426,6 +429,10 @@ mod tests {
         assert_eq!(short_key("abc"), "abc");
         assert_eq!(hint("insufficient_funds").map(|h| h.contains("credit")), Some(true));
         assert_eq!(hint("something_new"), None);
+        // Every refusal that asks to come back later says when.
+        for code in gridshare_api::ErrorCode::ALL.iter().filter(|code| code.status() == 429) {
+            assert!(hint(code.as_str()).is_some_and(|hint| hint.contains("try again")), "{code}");
+        }
     }
 
     #[test]

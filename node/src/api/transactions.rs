@@ -55,21 +55,30 @@ pub(super) async fn submit(State(client): State<Client>, body: Result<Bytes, Byt
     }
 }
 
-/// `GET /v1/transactions/{id}`: waiting, in a block, or unknown.
+/// `GET /v1/transactions/{id}`: waiting, in a block, dropped with a
+/// reason, or unknown.
 pub(super) async fn transaction(State(client): State<Client>, Path(id): Path<String>) -> Reply {
     let id = parse_hash(&id)?;
     let status = read(&client, move |view| {
         if view.mempool.contains(&id) {
             return Ok(TransactionStatus { id, state: TransactionState::Pending });
         }
-        match view.index.transaction(&id).map_err(storage)? {
-            Some(found) => Ok(TransactionStatus {
+        if let Some(found) = view.index.transaction(&id).map_err(storage)? {
+            let state = TransactionState::Included { height: found.height, index: found.index };
+            return Ok(TransactionStatus { id, state });
+        }
+        match view.dropped.get(&id) {
+            Some(dropped) => Ok(TransactionStatus {
                 id,
-                state: TransactionState::Included { height: found.height, index: found.index },
+                state: TransactionState::Dropped {
+                    height: dropped.height,
+                    reason: dropped.reason.code().to_string(),
+                    message: dropped.reason.to_string(),
+                },
             }),
             None => Err(ApiError::new(
                 ErrorCode::UnknownTransaction,
-                format!("transaction {id} is neither waiting nor in a block"),
+                format!("transaction {id} is neither waiting, nor in a block, nor dropped lately"),
             )),
         }
     })

@@ -32,6 +32,7 @@
 //! reads its clock once per event, calls the core and carries out the
 //! effects.
 
+mod dropped;
 mod effect;
 mod peers;
 #[cfg(test)]
@@ -53,6 +54,7 @@ use gridshare_ledger::tx::{SignedTx, Tx, verify_batch};
 use libp2p::PeerId;
 use libp2p::gossipsub::MessageId;
 
+pub use dropped::{DROPPED_REMEMBERED_MAX, DropLog, Dropped};
 pub use effect::{Count, Effect, Event, Ignored, Invalid, Submission, Topic, Verdict};
 pub use peers::{BAN_DURATION_MS, INVALID_MESSAGES_BAN, PeerBook};
 
@@ -193,6 +195,8 @@ pub struct ChainCore<S> {
     /// How long transactions submitted here took from admission to a
     /// committed block, lately (a moving average, ms).
     inclusion_delay_ms: u64,
+    /// The transactions that left the mempool without a block lately.
+    dropped: DropLog,
     /// Effects not yet taken by the driver.
     effects: Vec<Effect>,
 }
@@ -233,6 +237,7 @@ impl<S: Store> ChainCore<S> {
             submitted: BTreeMap::new(),
             submitted_by_age: BTreeSet::new(),
             inclusion_delay_ms: 0,
+            dropped: DropLog::default(),
             effects: Vec::new(),
         };
         core.catch_up_index(None)?;
@@ -277,6 +282,12 @@ impl<S: Store> ChainCore<S> {
 
     pub fn peers(&self) -> &PeerBook {
         &self.peers
+    }
+
+    /// The transactions that left the mempool without a block lately, and
+    /// why.
+    pub fn dropped(&self) -> &DropLog {
+        &self.dropped
     }
 
     /// The effects queued since they were last taken: those of consensus's
@@ -801,7 +812,10 @@ impl<S: Store> ChainCore<S> {
         let time_ms = self.next_block_time_ms(now_ms);
         let dropped =
             self.mempool.after_block(&self.genesis, &self.state, &certified.block.transactions, time_ms);
-        self.effects.extend(dropped.into_iter().map(|(id, reason)| Effect::Dropped { id, reason }));
+        for (id, reason) in dropped {
+            self.dropped.record(id, Dropped { height: self.state.height, reason: reason.clone() });
+            self.effects.push(Effect::Dropped { id, reason });
+        }
         if !self.submitted.is_empty() {
             for tx in &certified.block.transactions {
                 let id = tx.id(&self.genesis.community_id);

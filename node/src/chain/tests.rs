@@ -17,7 +17,9 @@ use libp2p::gossipsub::MessageId;
 use super::*;
 use crate::consensus::app::Chain;
 use crate::mempool::SubmitError;
-use crate::network::{SYNC_BLOCKS_MAX, SyncRequest, SyncResponse, TX_BYTES_MAX};
+use crate::network::{
+    SYNC_BLOCKS_MAX, SyncRequest, SyncResponse, TX_BYTES_MAX, TransactionsRequest, TransactionsResponse,
+};
 
 /// The genesis time of the test communities.
 const T0: u64 = 1_000_000;
@@ -514,4 +516,183 @@ fn a_waiting_transaction_that_no_longer_fits_after_a_block_is_reported_dropped_w
         .collect();
     assert_eq!(dropped, [(id, "interval_closed")]);
     assert!(core.mempool().is_empty());
+    // The node remembers it, for whoever asks what became of it.
+    let remembered = core.dropped().get(&id).unwrap();
+    assert_eq!((remembered.height, remembered.reason.code()), (3, "interval_closed"));
+}
+
+/// Submits `tx` at `now_ms` and verifies the batch: the answer.
+fn submit(core: &mut ChainCore<MemoryStore>, now_ms: u64, tx: SignedTx) -> Result<Hash, SubmitError> {
+    let mut effects = core.handle_submission(now_ms, Submission(0), tx);
+    effects.extend(core.verify_batch(now_ms));
+    let answers: Vec<_> = effects
+        .into_iter()
+        .filter_map(|effect| match effect {
+            Effect::Answer { result, .. } => Some(result),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    answers.into_iter().next().unwrap()
+}
+
+/// Applies an empty certified block made at `time_ms`: its effects.
+fn empty_block(community: &TestCommunity, core: &mut ChainCore<MemoryStore>, time_ms: u64) -> Vec<Effect> {
+    let validator = LocalValidator { keypair: validator_key(community) };
+    let (block, _) = validator.produce(&community.genesis, core.state(), vec![], time_ms).unwrap();
+    let effects = core.handle_gossip(time_ms, Topic::Blocks, message(7), peer(1), &to_bytes(&block));
+    assert!(matches!(verdicts(&effects)[..], [(_, Verdict::Accept)]), "{effects:?}");
+    effects
+}
+
+#[test]
+fn submissions_are_refused_while_the_node_cannot_get_what_it_admitted_into_blocks_in_time() {
+    let (community, block) = registered(3);
+    let mut core = replica_at_height_1(&community, &block);
+    let attestation = |household| community.reading(household, 0, 0, 0);
+    let offer_for = |household: usize, interval: u64| {
+        community.offer_tx(household, 1, interval, Side::Sell, 100, 50_000, attestation(household))
+    };
+    // Nothing waits: an offer whose gate is 100 ms away is admitted.
+    assert!(submit(&mut core, T0 + 2_400, offer_for(0, 3)).is_ok());
+
+    // It has waited 1,500 ms at T0 + 3,900 (no block came): an offer whose
+    // gate closes within that wait is refused as too late...
+    let refused = submit(&mut core, T0 + 3_900, offer_for(1, 5));
+    assert!(matches!(refused, Err(SubmitError::TooLate { interval: 5, delay_ms: 1_500 })), "{refused:?}");
+    // ...and one whose gate is further away than that is admitted.
+    assert!(submit(&mut core, T0 + 3_900, offer_for(1, 6)).is_ok());
+
+    // Past BACKLOG_MAX_MS, nothing is admitted, whatever its interval.
+    let refused = submit(&mut core, T0 + 2_400 + BACKLOG_MAX_MS + 1, offer_for(2, 8));
+    assert!(
+        matches!(refused, Err(SubmitError::Backlog { waited_ms }) if waited_ms == BACKLOG_MAX_MS + 1),
+        "{refused:?}"
+    );
+
+    // A block that drops the first (its gate passed) and takes nothing
+    // leaves the second, waiting since T0 + 3,900: at T0 + 4,500 the node
+    // admits again.
+    empty_block(&community, &mut core, T0 + 4_500);
+    assert_eq!(core.mempool().len(), 1);
+    assert!(submit(&mut core, T0 + 4_500, offer_for(2, 8)).is_ok());
+}
+
+#[test]
+fn a_nonce_gap_is_fetched_from_the_peer_that_showed_it_and_filled_from_its_answer() {
+    let (community, block) = registered(2);
+    let mut here = replica_at_height_1(&community, &block);
+    let mut there = replica_at_height_1(&community, &block);
+    let offers: Vec<SignedTx> = (1..=3).map(|nonce| offer(&community, 0, nonce, 50_000)).collect();
+    for tx in &offers {
+        submit(&mut there, FIRST_BLOCK_MS, tx.clone()).unwrap();
+    }
+    let signer = offers[0].tx.signer();
+    let sender = peer(1);
+    let requests = |effects: &[Effect]| -> Vec<(PeerId, TransactionsRequest)> {
+        effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::RequestTransactions { peer, request } => Some((*peer, request.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+
+    // Nonce 3 arrives first: the gap (nonces 1 and 2) is asked of its sender.
+    let effects = gossip_transaction(&mut here, sender, &to_bytes(&offers[2]));
+    let wanted = TransactionsRequest { signer: signer.0, from_nonce: 1 };
+    assert_eq!(requests(&effects), [(sender, wanted.clone())]);
+    // Not again within FETCH_RETRY_MS, even when another copy shows it...
+    let effects = gossip_transaction(&mut here, peer(2), &to_bytes(&offers[2]));
+    assert!(requests(&effects).is_empty(), "{effects:?}");
+    // ...but after it.
+    here.tick(FIRST_BLOCK_MS + FETCH_RETRY_MS);
+    let mut effects = here.handle_gossip(
+        FIRST_BLOCK_MS + FETCH_RETRY_MS,
+        Topic::Transactions,
+        message(3),
+        peer(2),
+        &to_bytes(&offers[2]),
+    );
+    effects.extend(here.verify_batch(FIRST_BLOCK_MS + FETCH_RETRY_MS));
+    assert_eq!(requests(&effects), [(peer(2), wanted.clone())]);
+
+    // The peer serves the signer's waiting transactions from the nonce on,
+    // in nonce order; they fill the gap here.
+    let served = there.serve_transactions(&wanted);
+    assert_eq!(served.transactions, offers.iter().map(to_bytes).collect::<Vec<_>>());
+    let mut effects = here.handle_transactions(FIRST_BLOCK_MS, sender, served);
+    assert!(
+        effects.iter().any(|effect| matches!(effect, Effect::Count(Count::TransactionsReceived(3)))),
+        "{effects:?}"
+    );
+    effects.extend(here.verify_batch(FIRST_BLOCK_MS));
+    for tx in &offers {
+        assert!(here.mempool().contains(&tx.id(&community.genesis.community_id)));
+    }
+    // A peer asked for a signer with nothing waiting answers nothing.
+    let none = here.serve_transactions(&TransactionsRequest { signer: signer.0, from_nonce: 4 });
+    assert!(none.transactions.is_empty());
+
+    // Garbage or a forged signature in an answer counts against the peer
+    // that sent it: the third time, it is banned.
+    let liar = peer(3);
+    let garbage = TransactionsResponse { transactions: vec![vec![0xff; 10]] };
+    assert!(here.handle_transactions(FIRST_BLOCK_MS, liar, garbage.clone()).is_empty());
+    let oversized = TransactionsResponse { transactions: vec![vec![0; TX_BYTES_MAX + 1]] };
+    assert!(here.handle_transactions(FIRST_BLOCK_MS, liar, oversized).is_empty());
+    let forged =
+        TransactionsResponse { transactions: vec![to_bytes(&forged(&offer(&community, 1, 1, 50_000)))] };
+    let mut effects = here.handle_transactions(FIRST_BLOCK_MS, liar, forged);
+    effects.extend(here.verify_batch(FIRST_BLOCK_MS));
+    assert!(
+        effects.iter().any(|effect| matches!(effect, Effect::Ban { peer } if *peer == liar)),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn a_submission_still_waiting_after_a_block_is_announced_again_twice_at_most() {
+    let (community, block) = registered(1);
+    let mut core = replica_at_height_1(&community, &block);
+    let attestation = community.reading(0, 0, 0, 0);
+    // Interval 9's gate closes at T0 + 8,500 ms.
+    let tx = community.offer_tx(0, 1, 9, Side::Sell, 100, 50_000, attestation);
+    submit(&mut core, FIRST_BLOCK_MS, tx.clone()).unwrap();
+    let announced = |effects: &[Effect]| -> Vec<Vec<Vec<u8>>> {
+        effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Announce { transactions } => Some(transactions.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // A block less than REANNOUNCE_AFTER_MS after it was published: no.
+    let effects = empty_block(&community, &mut core, FIRST_BLOCK_MS + REANNOUNCE_AFTER_MS - 1);
+    assert!(announced(&effects).is_empty(), "{effects:?}");
+    // The first block after: announced, directly to the peers.
+    let effects = empty_block(&community, &mut core, FIRST_BLOCK_MS + REANNOUNCE_AFTER_MS);
+    assert_eq!(announced(&effects), [vec![to_bytes(&tx)]]);
+    let effects = empty_block(&community, &mut core, FIRST_BLOCK_MS + REANNOUNCE_AFTER_MS + 500);
+    assert!(announced(&effects).is_empty(), "announced {REANNOUNCE_AFTER_MS} ms after the last time");
+    let effects = empty_block(&community, &mut core, FIRST_BLOCK_MS + 2 * REANNOUNCE_AFTER_MS);
+    assert_eq!(announced(&effects), [vec![to_bytes(&tx)]]);
+    // ANNOUNCES_MAX reached: what still waits is refused at the
+    // validators, not missing there.
+    assert_eq!(ANNOUNCES_MAX, 2);
+    let effects = empty_block(&community, &mut core, FIRST_BLOCK_MS + 4 * REANNOUNCE_AFTER_MS);
+    assert!(announced(&effects).is_empty(), "{effects:?}");
+    assert!(core.mempool().contains(&tx.id(&community.genesis.community_id)));
+}
+
+#[test]
+fn an_offer_whose_gate_has_passed_is_dropped_not_announced_again() {
+    let (community, block) = registered(1);
+    let mut core = replica_at_height_1(&community, &block);
+    // Interval 3's gate closes at T0 + 2,500 ms.
+    submit(&mut core, FIRST_BLOCK_MS, offer(&community, 0, 1, 50_000)).unwrap();
+    let effects = empty_block(&community, &mut core, T0 + 2_500);
+    assert!(!effects.iter().any(|effect| matches!(effect, Effect::Announce { .. })), "{effects:?}");
 }

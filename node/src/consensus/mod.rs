@@ -1,5 +1,6 @@
-//! BFT consensus among the community's validators with Malachite
-//! (docs/NODE-PLAN.md): the context (`context`), the wire and WAL codec
+//! BFT consensus among the community's validators with Malachite 0.8.2
+//! (every `arc-malachitebft-*` crate pinned exactly in the root
+//! `Cargo.toml`): the context (`context`), the wire and WAL codec
 //! (`codec`), and the application side of Malachite's channel API
 //! (`app`), which builds, streams, checks and commits Gridshare blocks.
 
