@@ -23,6 +23,8 @@ pub const NODE_KEY_FILE_NAME: &str = "node.key";
 pub const VALIDATOR_KEY_FILE_NAME: &str = "validator.key";
 /// The index of blocks by transaction and interval, derived from the ledger.
 pub const INDEX_FILE_NAME: &str = "index.redb";
+/// The record of the transactions the node acknowledged and dropped.
+pub const ACKNOWLEDGED_FILE_NAME: &str = "acknowledged.redb";
 /// The bearer token of the admin API, made on first use when the admin API
 /// is enabled without a token file of the operator's.
 pub const ADMIN_TOKEN_FILE_NAME: &str = "admin.token";

@@ -1,9 +1,10 @@
 //! gridshare-node: the libp2p market swarm, BFT consensus among the
 //! community's validators (Malachite), verifying replicas, the mempool, the
-//! query index and the local HTTP API of a Gridshare community; its chain
+//! query index, the record of what it acknowledged and the local HTTP API of a Gridshare community; its chain
 //! decisions in a core with no I/O (`chain`), driven by one event loop
 //! (`node`).
 
+pub mod acknowledged;
 pub mod api;
 pub mod chain;
 pub mod clock;

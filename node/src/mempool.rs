@@ -66,6 +66,34 @@ pub enum SubmitError {
         "transactions submitted to this node reach a block about {delay_ms} ms later, after interval {interval}'s gate closes: offer for a later interval"
     )]
     TooLate { interval: u64, delay_ms: u64 },
+    /// The node could not record on its disk that it admitted the
+    /// transaction, so it does not acknowledge it.
+    #[error("the node could not record the transaction on its disk ({0}); it may still reach a block")]
+    Unrecorded(String),
+    /// Bytes recorded as acknowledged before a restart that no longer
+    /// decode as a transaction (a damaged store).
+    #[error("the transaction recorded before the restart does not decode")]
+    Unreadable,
+}
+
+impl SubmitError {
+    /// The code a refusal is known by in the metrics, logs and drop
+    /// records: the ledger's rejection code, or the bound or condition. (The
+    /// API's error codes are coarser: `mempool_full` for the three bounds,
+    /// `backlog` for `backlog` and `too_late`.)
+    pub fn code(&self) -> &'static str {
+        match self {
+            SubmitError::Rejected(rejection) => rejection.code(),
+            SubmitError::Full => "mempool_full",
+            SubmitError::SignerFull(_) => "signer_full",
+            SubmitError::IntervalFull(_) => "interval_full",
+            SubmitError::Duplicate(_) => "duplicate",
+            SubmitError::Backlog { .. } => "backlog",
+            SubmitError::TooLate { .. } => "too_late",
+            SubmitError::Unrecorded(_) => "storage",
+            SubmitError::Unreadable => "unreadable",
+        }
+    }
 }
 
 /// A transaction [`Mempool::check`] passed: its id and encoded size.

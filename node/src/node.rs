@@ -32,8 +32,9 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, request_response};
 use malachitebft_app_channel::AppMsg;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::acknowledged::{Acknowledged, AcknowledgedError};
 pub use crate::chain::Event;
-use crate::chain::{ChainCore, Count, DropLog, Effect, Ignored, OpenError, Submission, Topic, Verdict};
+use crate::chain::{ChainCore, Count, Effect, Ignored, OpenError, Submission, Topic, Verdict};
 use crate::clock::Clock;
 use crate::config::ConfigError;
 use crate::consensus::app::{Consensus, ConsensusError};
@@ -87,8 +88,8 @@ pub struct View<'a> {
     pub store: &'a RedbStore,
     pub index: &'a Index,
     pub mempool: &'a Mempool,
-    /// The transactions that left the mempool without a block lately.
-    pub dropped: &'a DropLog,
+    /// The transactions acknowledged here that wait, and the recent drops.
+    pub acknowledged: &'a Acknowledged,
     pub peers: usize,
     pub validator: bool,
     /// The highest height a peer has shown us.
@@ -200,6 +201,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error(transparent)]
+    Acknowledged(#[from] AcknowledgedError),
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error("consensus failed: {0}")]
@@ -316,6 +319,8 @@ impl Node {
         mut inbox: mpsc::Receiver<Command>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), NodeError> {
+        let effects = self.core.restore(self.clock.now_ms())?;
+        self.carry_out(effects);
         let mut ticks = tokio::time::interval(TICK_INTERVAL);
         tokio::pin!(shutdown);
         loop {
@@ -371,7 +376,7 @@ impl Node {
                 store: self.core.store(),
                 index: self.core.index(),
                 mempool: self.core.mempool(),
-                dropped: self.core.dropped(),
+                acknowledged: self.core.acknowledged(),
                 peers: self.swarm.connected_peers().count(),
                 validator: self.core.is_validator(),
                 best_seen_height: self.core.best_seen_height(),
@@ -612,10 +617,10 @@ impl Node {
                 Effect::Count(Count::TransactionsReceived(transactions)) => {
                     self.metrics.direct_transactions_received.inc_by(transactions);
                 }
-                Effect::Dropped { id, reason } => {
-                    // The testnet reads these lines to account for every
-                    // transaction a node acknowledged.
-                    tracing::info!(%id, rejection = %reason, "dropped from the mempool");
+                Effect::Dropped { id, dropped } => {
+                    // The testnet reads these lines to account for the
+                    // transactions of nodes it restarted.
+                    tracing::info!(%id, rejection = %dropped.message, "dropped from the mempool");
                 }
             }
         }
@@ -667,9 +672,7 @@ impl Node {
         self.metrics.submission(match &result {
             Ok(_) => "admitted",
             Err(SubmitError::Rejected(_)) => "rejected",
-            Err(SubmitError::Duplicate(_)) => "duplicate",
-            Err(SubmitError::Backlog { .. } | SubmitError::TooLate { .. }) => "backlog",
-            Err(_) => "mempool_full",
+            Err(error) => error.code(),
         });
         // A requester that went away does not care about the answer.
         if let Some(reply) = self.replies.remove(&submission) {

@@ -17,8 +17,11 @@ use libp2p::futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm};
 
+use crate::acknowledged::{Acknowledged, DROPPED_REMEMBERED_MAX};
 use crate::chain::{ChainCore, Role, VERIFY_BATCH_MAX};
-use crate::config::{self, ConfigError, GENESIS_FILE_NAME, INDEX_FILE_NAME, VALIDATOR_KEY_FILE_NAME};
+use crate::config::{
+    self, ACKNOWLEDGED_FILE_NAME, ConfigError, GENESIS_FILE_NAME, INDEX_FILE_NAME, VALIDATOR_KEY_FILE_NAME,
+};
 use crate::consensus::app::{Consensus, ConsensusNetwork};
 use crate::dev::{DevHouseholds, dev_market};
 use crate::index::Index;
@@ -115,7 +118,8 @@ async fn launch(
         Some(_) => Role::Validator { households: households.map(Box::new) },
         None => Role::Replica,
     };
-    let core = ChainCore::new(genesis.clone(), store, index, role)?;
+    let acknowledged = Acknowledged::open(&config.data_dir.join(ACKNOWLEDGED_FILE_NAME))?;
+    let core = ChainCore::new(genesis.clone(), store, index, acknowledged, role)?;
     let identity = config::node_identity(&config.data_dir)?;
     for address in
         [&config.p2p_listen].into_iter().chain(validator_key.is_some().then_some(&config.consensus_listen))
@@ -144,7 +148,7 @@ async fn launch(
         ("gossip_transaction_bytes_max", TX_BYTES_MAX),
         ("sync_blocks_max", usize::try_from(SYNC_BLOCKS_MAX).unwrap_or(usize::MAX)),
         ("banned_peers_max", BANNED_PEERS_MAX),
-        ("dropped_remembered_max", crate::chain::DROPPED_REMEMBERED_MAX),
+        ("dropped_remembered_max", usize::try_from(DROPPED_REMEMBERED_MAX).unwrap_or(usize::MAX)),
         ("api_request_bytes_max", crate::api::REQUEST_BYTES_MAX),
     ]));
     metrics.height.set(i64::try_from(core.state().height).unwrap_or(i64::MAX));

@@ -5,7 +5,9 @@
 //! and clear in one auction; every node ends with the same chain and state
 //! root; a household offline for many blocks catches up; a new household
 //! syncs from genesis through another household; the validator, killed
-//! with SIGKILL, restarts with every block it had committed.
+//! with SIGKILL, restarts with every block it had committed; a household
+//! killed while the validator is down restarts with the offer it had
+//! acknowledged, which reaches the ledger once the validator is back.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -169,11 +171,34 @@ fn one_validator_and_households_trade_agree_and_recover() {
     let acknowledged = height(&validator.api);
     let block_before = validator.api.block(acknowledged).unwrap();
     kill(&mut validator);
+
+    // While it is down, a household acknowledges an offer and is killed
+    // too: restarted, it still holds the offer.
+    let later = genesis.interval_at(gridshare_node::node::now_ms()) + 6;
+    let attestation = community.reading(0, later - 3, 0, 0);
+    let offer = community.offer_tx(0, 2, later, Side::Sell, 300, 90_000, attestation);
+    let Submission::Admitted { id: offer_id } = households[0].api.submit(&offer).unwrap() else {
+        panic!("the offer was refused while the validator was down");
+    };
+    // On the same address: the newcomer knows it by that one.
+    let listen = households[0].p2p.split("/p2p/").next().unwrap().to_string();
+    kill(&mut households[0]);
+    households[0] = start(&["--bootstrap", &bootstrap, "--p2p", &listen], &path("h0"));
+    assert_eq!(
+        households[0].api.transaction(&offer_id).unwrap().map(|found| found.state),
+        Some(TransactionState::Pending),
+        "the restarted household lost the offer it acknowledged"
+    );
+
     // On the same address, as a validator with a configured port restarts.
     let listen = bootstrap.split("/p2p/").next().unwrap().to_string();
     validator =
         start(&["--block-time-ms", "100", "--worker-threads", "1", "--p2p", &listen], &path("validator"));
     assert_eq!(validator.api.block(acknowledged).unwrap().hash, block_before.hash);
+    wait_for("the restored offer on the ledger", &validator.api, Duration::from_secs(30), || {
+        let found = validator.api.transaction(&offer_id).unwrap()?;
+        matches!(found.state, TransactionState::Included { .. }).then_some(())
+    });
     let resumed = height(&validator.api);
     let goal = resumed + 5;
     for node in std::iter::once(&newcomer).chain(&households) {

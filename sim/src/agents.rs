@@ -86,7 +86,7 @@ pub struct Acknowledged {
 #[derive(Clone, Debug)]
 pub struct Dropped {
     pub node: NodeId,
-    pub reason: &'static str,
+    pub reason: String,
     pub at_us: TimeUs,
 }
 
@@ -109,24 +109,11 @@ impl Journal {
     }
 
     pub fn refuse(&mut self, kind: &str, error: &SubmitError) {
-        *self.refused.entry(format!("{kind} {}", submit_error_code(error))).or_default() += 1;
+        *self.refused.entry(format!("{kind} {}", error.code())).or_default() += 1;
     }
 
     pub fn drop(&mut self, id: Hash, dropped: Dropped) {
         self.dropped.entry(id).or_default().push(dropped);
-    }
-}
-
-/// A refusal's machine code, as the node's API reports it.
-pub fn submit_error_code(error: &SubmitError) -> &'static str {
-    match error {
-        SubmitError::Rejected(rejection) => rejection.code(),
-        SubmitError::Full => "mempool_full",
-        SubmitError::SignerFull(_) => "signer_full",
-        SubmitError::IntervalFull(_) => "interval_full",
-        SubmitError::Duplicate(_) => "duplicate",
-        SubmitError::Backlog { .. } => "backlog",
-        SubmitError::TooLate { .. } => "too_late",
     }
 }
 

@@ -13,6 +13,7 @@ use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::state::State;
 use gridshare_ledger::store::MemoryStore;
 use gridshare_ledger::tx::SignedTx;
+use gridshare_node::acknowledged::Acknowledged;
 use gridshare_node::chain::{ChainCore, Submission, Topic};
 use gridshare_node::network::{SyncRequest, SyncResponse, TransactionsRequest, TransactionsResponse};
 use libp2p::PeerId;
@@ -237,7 +238,7 @@ pub struct SimNode {
     /// The chain core; `None` while the node is down.
     pub core: Option<ChainCore<MemoryStore>>,
     /// The store of a node that is down, which it restarts from.
-    pub parked: Option<MemoryStore>,
+    pub parked: Option<(MemoryStore, Acknowledged)>,
     pub skew_ms: i64,
     pub inbox: Inbox<Inbound>,
     /// When the CPU is free again.

@@ -25,6 +25,7 @@ use gridshare_ledger::store::{MemoryStore, Store};
 use gridshare_ledger::testkit::{SplitMix64, derived_key};
 use gridshare_ledger::tx::{SignedTx, Tx};
 use gridshare_ledger::{Hash, NANOS_PER_UNIT};
+use gridshare_node::acknowledged;
 use gridshare_node::chain::{
     ChainCore, Count, Effect, Event as CoreEvent, Ignored, Role, Submission, Topic, Verdict,
 };
@@ -266,6 +267,8 @@ pub enum SetupError {
     Open(#[from] gridshare_node::chain::OpenError),
     #[error("an index in memory: {0}")]
     Index(#[from] gridshare_node::index::IndexError),
+    #[error("a record of acknowledged transactions in memory: {0}")]
+    Acknowledged(#[from] acknowledged::AcknowledgedError),
 }
 
 impl World {
@@ -323,7 +326,14 @@ impl World {
             let validator = validator_key.is_some();
             let role = if validator { Role::Validator { households: None } } else { Role::Replica };
             let index_db = Index::in_memory(&genesis.hash())?;
-            let core = ChainCore::new(genesis.clone(), MemoryStore::new(genesis.clone()), index_db, role)?;
+            let acknowledged = acknowledged::Acknowledged::in_memory()?;
+            let core = ChainCore::new(
+                genesis.clone(),
+                MemoryStore::new(genesis.clone()),
+                index_db,
+                acknowledged,
+                role,
+            )?;
             let id = peer_id(seed, index);
             peers.insert(id, index);
             nodes.push(SimNode {
@@ -890,8 +900,8 @@ impl World {
                             .push(Output::Send { to, message: Message::Transactions(announced.clone()) });
                     }
                 }
-                Effect::Dropped { id, reason } => {
-                    self.journal.drop(id, Dropped { node, reason: reason.code(), at_us: now_us });
+                Effect::Dropped { id, dropped } => {
+                    self.journal.drop(id, Dropped { node, reason: dropped.reason, at_us: now_us });
                 }
             }
         }
@@ -1561,7 +1571,7 @@ impl World {
         let now_us = self.now_us();
         let state = &mut self.nodes[node];
         let Some(core) = state.core.take() else { return };
-        state.parked = Some(core.into_store());
+        state.parked = Some(core.into_stores());
         state.inbox.clear();
         state.awaiting.clear();
         state.submissions.clear();
@@ -1574,23 +1584,37 @@ impl World {
         self.scheduler.after(down_us, Event::Restart(node));
     }
 
-    /// A crashed node starts again from its store: a new core, a new index
-    /// in memory, an empty mempool; it reconnects to its peers.
+    /// A crashed node starts again from its store and the record of what it
+    /// acknowledged: a new core, a new index in memory, a mempool of what it
+    /// acknowledged that still fits; it reconnects to its peers.
     fn restart(&mut self, node: NodeId) {
         let validator = node < self.config.validators as usize;
+        let now_us = self.now_us();
+        let now_ms = self.nodes[node].clock_ms(ORIGIN_MS, now_us);
         let state = &mut self.nodes[node];
-        let Some(store) = state.parked.take() else { return };
+        let Some((store, acknowledged)) = state.parked.take() else { return };
         let role = if validator { Role::Validator { households: None } } else { Role::Replica };
         let opened =
             Index::in_memory(&self.genesis.hash()).map_err(|error| error.to_string()).and_then(|index| {
-                ChainCore::new(self.genesis.clone(), store, index, role).map_err(|error| error.to_string())
+                let mut core = ChainCore::new(self.genesis.clone(), store, index, acknowledged, role)
+                    .map_err(|error| error.to_string())?;
+                let effects = core.restore(now_ms).map_err(|error| error.to_string())?;
+                Ok((core, effects))
             });
-        match opened {
-            Ok(core) => state.core = Some(core),
+        let effects = match opened {
+            Ok((core, effects)) => {
+                state.core = Some(core);
+                effects
+            }
             Err(error) => {
                 self.problems.push(format!("{} could not restart from its store: {error}", state.name));
                 return;
             }
+        };
+        let mut work = Work::default();
+        self.carry_out(node, effects, false, &mut work);
+        for output in work.outputs {
+            self.dispatch(node, now_us, output);
         }
         for peer in self.network.links(node).collect::<Vec<_>>() {
             if peer < self.nodes.len() {
@@ -1701,7 +1725,7 @@ fn verdict_key(verdict: &Verdict) -> String {
         Verdict::Ignore(ignored) => {
             let reason = match ignored {
                 Ignored::Replay => "replay",
-                Ignored::Refused(error) => crate::agents::submit_error_code(error),
+                Ignored::Refused(error) => error.code(),
                 Ignored::OldBlock => "old_block",
                 Ignored::AheadBlock => "ahead_block",
                 Ignored::ByValidator => "by_validator",

@@ -51,6 +51,7 @@ pub(super) async fn submit(State(client): State<Client>, body: Result<Bytes, Byt
         Err(refusal @ (SubmitError::Backlog { .. } | SubmitError::TooLate { .. })) => {
             Err(ApiError::new(ErrorCode::Backlog, refusal))
         }
+        Err(refusal @ SubmitError::Unrecorded(_)) => Err(ApiError::new(ErrorCode::Storage, refusal)),
         Err(refusal) => Err(ApiError::new(ErrorCode::MempoolFull, refusal)),
     }
 }
@@ -67,13 +68,13 @@ pub(super) async fn transaction(State(client): State<Client>, Path(id): Path<Str
             let state = TransactionState::Included { height: found.height, index: found.index };
             return Ok(TransactionStatus { id, state });
         }
-        match view.dropped.get(&id) {
+        match view.acknowledged.dropped(&id).map_err(storage)? {
             Some(dropped) => Ok(TransactionStatus {
                 id,
                 state: TransactionState::Dropped {
                     height: dropped.height,
-                    reason: dropped.reason.code().to_string(),
-                    message: dropped.reason.to_string(),
+                    reason: dropped.reason,
+                    message: dropped.message,
                 },
             }),
             None => Err(ApiError::new(

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use gridshare_ledger::Hash;
 use gridshare_ledger::block::{ClearingReceipt, SettlementReceipt};
 use gridshare_ledger::encoding::DecodeError;
-use gridshare_ledger::execute::Rejection;
 use gridshare_ledger::ids::SignatureError;
 use libp2p::PeerId;
 use libp2p::gossipsub::MessageId;
 
 use super::ApplyError;
+use crate::acknowledged::Dropped;
 use crate::mempool::SubmitError;
 use crate::network::{SyncRequest, TransactionsRequest};
 
@@ -59,9 +59,11 @@ pub enum Effect {
     Announce { transactions: Vec<Vec<u8>> },
     /// The waiting transaction `id` left the mempool without a block: after
     /// a block it no longer fits (its interval's gate passed, its nonce was
-    /// used or skips ahead, its funds are gone). Whoever was told it was
-    /// admitted learns here why it will not be on the ledger.
-    Dropped { id: Hash, reason: Rejection },
+    /// used or skips ahead, its funds are gone), or, acknowledged before a
+    /// restart, it could not be admitted again. Whoever was told it was
+    /// admitted learns here why it will not be on the ledger; the core has
+    /// recorded it for `GET /v1/transactions/{id}`.
+    Dropped { id: Hash, dropped: Dropped },
 }
 
 /// A gossip topic of the community.

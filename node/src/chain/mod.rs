@@ -32,7 +32,6 @@
 //! reads its clock once per event, calls the core and carries out the
 //! effects.
 
-mod dropped;
 mod effect;
 mod peers;
 #[cfg(test)]
@@ -54,10 +53,10 @@ use gridshare_ledger::tx::{SignedTx, Tx, verify_batch};
 use libp2p::PeerId;
 use libp2p::gossipsub::MessageId;
 
-pub use dropped::{DROPPED_REMEMBERED_MAX, DropLog, Dropped};
 pub use effect::{Count, Effect, Event, Ignored, Invalid, Submission, Topic, Verdict};
 pub use peers::{BAN_DURATION_MS, INVALID_MESSAGES_BAN, PeerBook};
 
+use crate::acknowledged::{Acknowledged, AcknowledgedError, Dropped, Waiting};
 use crate::consensus::app::{Chain, CheckError, CommitError};
 use crate::dev::DevHouseholds;
 use crate::index::{Index, IndexError};
@@ -110,6 +109,8 @@ pub enum OpenError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error(transparent)]
+    Acknowledged(#[from] AcknowledgedError),
 }
 
 /// What a certified block from a peer is not.
@@ -195,8 +196,9 @@ pub struct ChainCore<S> {
     /// How long transactions submitted here took from admission to a
     /// committed block, lately (a moving average, ms).
     inclusion_delay_ms: u64,
-    /// The transactions that left the mempool without a block lately.
-    dropped: DropLog,
+    /// The transactions acknowledged here that wait, and the recent drops,
+    /// kept across restarts.
+    acknowledged: Acknowledged,
     /// Effects not yet taken by the driver.
     effects: Vec<Effect>,
 }
@@ -215,7 +217,15 @@ impl<S> std::fmt::Debug for ChainCore<S> {
 impl<S: Store> ChainCore<S> {
     /// The core of the chain in `store` (of the community `genesis`), with
     /// `index` caught up with it.
-    pub fn new(genesis: Genesis, store: S, index: Index, role: Role) -> Result<ChainCore<S>, OpenError> {
+    /// What the node acknowledged before it stopped waits in `acknowledged`
+    /// until [`ChainCore::restore`].
+    pub fn new(
+        genesis: Genesis,
+        store: S,
+        index: Index,
+        acknowledged: Acknowledged,
+        role: Role,
+    ) -> Result<ChainCore<S>, OpenError> {
         let state = store.state()?;
         let (validator, households) = match role {
             Role::Validator { households } => (true, households),
@@ -237,7 +247,7 @@ impl<S: Store> ChainCore<S> {
             submitted: BTreeMap::new(),
             submitted_by_age: BTreeSet::new(),
             inclusion_delay_ms: 0,
-            dropped: DropLog::default(),
+            acknowledged,
             effects: Vec::new(),
         };
         core.catch_up_index(None)?;
@@ -257,10 +267,11 @@ impl<S: Store> ChainCore<S> {
         &self.store
     }
 
-    /// The store, the core dropped: what a node that stops leaves behind and
-    /// opens again (a simulator's crashed node restarts from it).
-    pub fn into_store(self) -> S {
-        self.store
+    /// The store and what the node acknowledged, the core dropped: what a
+    /// node that stops leaves behind and opens again (a simulator's crashed
+    /// node restarts from them).
+    pub fn into_stores(self) -> (S, Acknowledged) {
+        (self.store, self.acknowledged)
     }
 
     pub fn index(&self) -> &Index {
@@ -284,10 +295,63 @@ impl<S: Store> ChainCore<S> {
         &self.peers
     }
 
-    /// The transactions that left the mempool without a block lately, and
-    /// why.
-    pub fn dropped(&self) -> &DropLog {
-        &self.dropped
+    /// The transactions acknowledged here that wait, and why those that
+    /// left the mempool without a block lately left.
+    pub fn acknowledged(&self) -> &Acknowledged {
+        &self.acknowledged
+    }
+
+    /// Admits again, at `now_ms`, what this node acknowledged before it
+    /// stopped and still waits, in the order it was admitted, to be
+    /// published as soon as a peer subscribes; what no longer fits the
+    /// chain leaves with [`Effect::Dropped`] and its reason. The driver
+    /// calls it once, when it starts.
+    pub fn restore(&mut self, now_ms: u64) -> Result<Vec<Effect>, AcknowledgedError> {
+        let mut waiting = self.acknowledged.waiting()?;
+        let mut decoded: Vec<(Waiting, Option<SignedTx>)> = waiting
+            .drain(..)
+            .map(|waiting| {
+                let tx = from_bytes::<SignedTx>(&waiting.bytes).ok();
+                (waiting, tx)
+            })
+            .collect();
+        // A signer's transactions were admitted in nonce order.
+        decoded.sort_by_key(|(waiting, tx)| {
+            (waiting.admitted_ms, tx.as_ref().and_then(|tx| tx.tx.nonce()), waiting.id)
+        });
+        let time_ms = self.next_block_time_ms(now_ms);
+        let mut dropped = Vec::new();
+        for (waiting, tx) in decoded {
+            let result = match tx {
+                Some(tx) => self.mempool.submit(&self.genesis, time_ms, tx),
+                None => Err(SubmitError::Unreadable),
+            };
+            match result {
+                Ok(id) => {
+                    self.submitted
+                        .insert(id, Submitted { admitted_ms: now_ms, announced_ms: now_ms, announces: 0 });
+                    self.submitted_by_age.insert((now_ms, id));
+                    self.unpublished.push(id);
+                }
+                Err(error) => {
+                    let reason = error.code().to_string();
+                    let drop = Dropped { height: self.state.height, reason, message: error.to_string() };
+                    dropped.push((waiting.id, drop));
+                }
+            }
+        }
+        if !self.submitted.is_empty() || !dropped.is_empty() {
+            tracing::info!(
+                waiting = self.submitted.len(),
+                dropped = dropped.len(),
+                "transactions acknowledged before the restart"
+            );
+        }
+        self.acknowledged.settle(&[], &dropped)?;
+        for (id, drop) in dropped {
+            self.effects.push(Effect::Dropped { id, dropped: drop });
+        }
+        Ok(self.take_effects())
     }
 
     /// The effects queued since they were last taken: those of consensus's
@@ -370,6 +434,9 @@ impl<S: Store> ChainCore<S> {
         let checks: Vec<_> = batch.iter().map(|waiting| waiting.tx.signature_checks(&community)).collect();
         let all_valid = verify_batch(checks.iter().flatten()).is_ok();
         let time_ms = self.next_block_time_ms(now_ms);
+        // Submissions are answered once what they were admitted is on disk.
+        let mut answers = Vec::new();
+        let mut acknowledged = Vec::new();
         for (Unverified { tx, checked, from }, checks) in batch.into_iter().zip(&checks) {
             let verified = if all_valid { Ok(()) } else { verify_batch(checks) };
             let result = match verified {
@@ -380,6 +447,7 @@ impl<S: Store> ChainCore<S> {
                         let submitted = Submitted { admitted_ms: now_ms, announced_ms: now_ms, announces: 0 };
                         self.submitted.insert(*id, submitted);
                         self.submitted_by_age.insert((now_ms, *id));
+                        acknowledged.push(Waiting { id: *id, admitted_ms: now_ms, bytes: bytes.clone() });
                         // Relayed so that the validators (and every mempool) have it.
                         self.effects.push(Effect::Publish {
                             topic: Topic::Transactions,
@@ -392,7 +460,7 @@ impl<S: Store> ChainCore<S> {
                 Err(error) => Err(SubmitError::Rejected(Rejection::from(error))),
             };
             match from {
-                Origin::Api { submission } => self.effects.push(Effect::Answer { submission, result }),
+                Origin::Api { submission } => answers.push((submission, result)),
                 Origin::Gossip { message_id, source } => {
                     if let Err(SubmitError::Rejected(Rejection::NonceGap { signer, expected, .. })) = &result
                     {
@@ -412,6 +480,16 @@ impl<S: Store> ChainCore<S> {
                     }
                 }
             }
+        }
+        if let Err(error) = self.acknowledged.record(&acknowledged) {
+            // Not acknowledged, though admitted: it may still reach a block.
+            tracing::error!(%error, "cannot record admitted transactions");
+            for (_, result) in answers.iter_mut().filter(|(_, result)| result.is_ok()) {
+                *result = Err(SubmitError::Unrecorded(error.to_string()));
+            }
+        }
+        for (submission, result) in answers {
+            self.effects.push(Effect::Answer { submission, result });
         }
         self.take_effects()
     }
@@ -810,12 +888,16 @@ impl<S: Store> ChainCore<S> {
     /// logs and the event stream.
     fn after_block(&mut self, now_ms: u64, certified: &CertifiedBlock) {
         let time_ms = self.next_block_time_ms(now_ms);
-        let dropped =
-            self.mempool.after_block(&self.genesis, &self.state, &certified.block.transactions, time_ms);
-        for (id, reason) in dropped {
-            self.dropped.record(id, Dropped { height: self.state.height, reason: reason.clone() });
-            self.effects.push(Effect::Dropped { id, reason });
-        }
+        let dropped: Vec<(Hash, Dropped)> = self
+            .mempool
+            .after_block(&self.genesis, &self.state, &certified.block.transactions, time_ms)
+            .into_iter()
+            .map(|(id, rejection)| {
+                let reason = rejection.code().to_string();
+                (id, Dropped { height: self.state.height, reason, message: rejection.to_string() })
+            })
+            .collect();
+        let mut included = Vec::new();
         if !self.submitted.is_empty() {
             for tx in &certified.block.transactions {
                 let id = tx.id(&self.genesis.community_id);
@@ -823,9 +905,16 @@ impl<S: Store> ChainCore<S> {
                     self.submitted_by_age.remove(&(submitted.admitted_ms, id));
                     let delay_ms = now_ms.saturating_sub(submitted.admitted_ms);
                     self.inclusion_delay_ms = (3 * self.inclusion_delay_ms + delay_ms) / 4;
+                    included.push(id);
                 }
             }
         }
+        if let Err(error) = self.acknowledged.settle(&included, &dropped) {
+            // What was acknowledged stays recorded as waiting: after a
+            // restart it is refused again, and dropped then.
+            tracing::error!(%error, "cannot record what left the mempool");
+        }
+        self.effects.extend(dropped.into_iter().map(|(id, dropped)| Effect::Dropped { id, dropped }));
         self.announce(now_ms);
         if let Err(error) = self.catch_up_index(Some(certified)) {
             // Derived data: the node goes on and rebuilds it on restart.

@@ -36,7 +36,8 @@ fn message(number: u8) -> MessageId {
 
 fn core(genesis: &Genesis, role: Role) -> ChainCore<MemoryStore> {
     let index = Index::in_memory(&genesis.hash()).unwrap();
-    ChainCore::new(genesis.clone(), MemoryStore::new(genesis.clone()), index, role).unwrap()
+    let acknowledged = Acknowledged::in_memory().unwrap();
+    ChainCore::new(genesis.clone(), MemoryStore::new(genesis.clone()), index, acknowledged, role).unwrap()
 }
 
 fn replica(genesis: &Genesis) -> ChainCore<MemoryStore> {
@@ -510,15 +511,17 @@ fn a_waiting_transaction_that_no_longer_fits_after_a_block_is_reported_dropped_w
     let dropped: Vec<_> = effects
         .iter()
         .filter_map(|effect| match effect {
-            Effect::Dropped { id, reason } => Some((*id, reason.code())),
+            Effect::Dropped { id, dropped } => Some((*id, dropped.reason.clone())),
             _ => None,
         })
         .collect();
-    assert_eq!(dropped, [(id, "interval_closed")]);
+    assert_eq!(dropped, [(id, "interval_closed".to_string())]);
     assert!(core.mempool().is_empty());
     // The node remembers it, for whoever asks what became of it.
-    let remembered = core.dropped().get(&id).unwrap();
-    assert_eq!((remembered.height, remembered.reason.code()), (3, "interval_closed"));
+    let remembered = core.acknowledged().dropped(&id).unwrap().unwrap();
+    assert_eq!((remembered.height, remembered.reason.as_str()), (3, "interval_closed"));
+    assert!(remembered.message.starts_with("interval 3 closed for offers"), "{}", remembered.message);
+    assert!(core.acknowledged().waiting().unwrap().is_empty());
 }
 
 /// Submits `tx` at `now_ms` and verifies the batch: the answer.
@@ -538,11 +541,7 @@ fn submit(core: &mut ChainCore<MemoryStore>, now_ms: u64, tx: SignedTx) -> Resul
 
 /// Applies an empty certified block made at `time_ms`: its effects.
 fn empty_block(community: &TestCommunity, core: &mut ChainCore<MemoryStore>, time_ms: u64) -> Vec<Effect> {
-    let validator = LocalValidator { keypair: validator_key(community) };
-    let (block, _) = validator.produce(&community.genesis, core.state(), vec![], time_ms).unwrap();
-    let effects = core.handle_gossip(time_ms, Topic::Blocks, message(7), peer(1), &to_bytes(&block));
-    assert!(matches!(verdicts(&effects)[..], [(_, Verdict::Accept)]), "{effects:?}");
-    effects
+    block_of(community, core, vec![], time_ms)
 }
 
 #[test]
@@ -695,4 +694,66 @@ fn an_offer_whose_gate_has_passed_is_dropped_not_announced_again() {
     submit(&mut core, FIRST_BLOCK_MS, offer(&community, 0, 1, 50_000)).unwrap();
     let effects = empty_block(&community, &mut core, T0 + 2_500);
     assert!(!effects.iter().any(|effect| matches!(effect, Effect::Announce { .. })), "{effects:?}");
+}
+
+#[test]
+fn a_restarted_core_admits_again_what_it_acknowledged_and_drops_what_no_longer_fits() {
+    let (community, block) = registered(2);
+    let mut before = replica_at_height_1(&community, &block);
+    let attestation = |household| community.reading(household, 0, 0, 0);
+    // Interval 3's gate closes at T0 + 2,500 ms, interval 8's at T0 + 7,500.
+    let soon = community.offer_tx(0, 1, 3, Side::Sell, 100, 50_000, attestation(0));
+    let later = community.offer_tx(1, 1, 8, Side::Sell, 100, 50_000, attestation(1));
+    let community_id = community.genesis.community_id;
+    let (soon_id, later_id) = (soon.id(&community_id), later.id(&community_id));
+    submit(&mut before, FIRST_BLOCK_MS, soon).unwrap();
+    submit(&mut before, FIRST_BLOCK_MS, later.clone()).unwrap();
+    assert_eq!(before.acknowledged().waiting().unwrap().len(), 2);
+
+    // The node is killed; it restarts after interval 3's gate.
+    let (store, acknowledged) = before.into_stores();
+    let index = Index::in_memory(&community.genesis.hash()).unwrap();
+    let mut after =
+        ChainCore::new(community.genesis.clone(), store, index, acknowledged, Role::Replica).unwrap();
+    assert!(after.mempool().is_empty());
+    let effects = after.restore(T0 + 2_600).unwrap();
+    let dropped: Vec<_> = effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Dropped { id, dropped } => Some((*id, dropped.reason.as_str(), dropped.height)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dropped, [(soon_id, "interval_closed", 1)]);
+    assert_eq!(after.acknowledged().dropped(&soon_id).unwrap().map(|dropped| dropped.height), Some(1));
+    assert!(after.mempool().contains(&later_id));
+    assert_eq!(
+        after.acknowledged().waiting().unwrap().iter().map(|waiting| waiting.id).collect::<Vec<_>>(),
+        [later_id]
+    );
+    // It is published as soon as a peer subscribes.
+    let effects = after.handle_subscribed();
+    assert!(
+        matches!(&effects[..], [Effect::Publish { transaction: Some(id), bytes, .. }] if *id == later_id && *bytes == to_bytes(&later)),
+        "{effects:?}"
+    );
+    // Once a block holds it, nothing waits.
+    block_of(&community, &mut after, vec![later], T0 + 2_700);
+    assert!(after.acknowledged().waiting().unwrap().is_empty());
+    assert_eq!(after.acknowledged().dropped(&later_id).unwrap(), None);
+}
+
+/// Applies a certified block of `transactions` made at `time_ms`: its
+/// effects.
+fn block_of(
+    community: &TestCommunity,
+    core: &mut ChainCore<MemoryStore>,
+    transactions: Vec<SignedTx>,
+    time_ms: u64,
+) -> Vec<Effect> {
+    let validator = LocalValidator { keypair: validator_key(community) };
+    let (block, _) = validator.produce(&community.genesis, core.state(), transactions, time_ms).unwrap();
+    let effects = core.handle_gossip(time_ms, Topic::Blocks, message(7), peer(1), &to_bytes(&block));
+    assert!(matches!(verdicts(&effects)[..], [(_, Verdict::Accept)]), "{effects:?}");
+    effects
 }

@@ -831,9 +831,16 @@ mod tests {
         let tolerance_ms = genesis.market.block_time_tolerance_ms;
         assert_eq!(tolerance_ms, 2_000);
         let index = crate::index::Index::in_memory(&genesis.hash()).unwrap();
+        let acknowledged = crate::acknowledged::Acknowledged::in_memory().unwrap();
         let store = gridshare_ledger::store::MemoryStore::new(genesis.clone());
-        let mut core =
-            crate::chain::ChainCore::new(genesis.clone(), store, index, crate::chain::Role::Replica).unwrap();
+        let mut core = crate::chain::ChainCore::new(
+            genesis.clone(),
+            store,
+            index,
+            acknowledged,
+            crate::chain::Role::Replica,
+        )
+        .unwrap();
         let validator = gridshare_ledger::testkit::LocalValidator {
             keypair: Keypair::from_seed(community.validator.seed()),
         };
