@@ -1,15 +1,17 @@
 //! The chain core: everything a node decides about its chain, with no I/O.
 //!
-//! [`ChainCore`] owns the genesis, the store, the index, the committed
-//! state, the mempool, the peer book and the transactions waiting for one
-//! batch verification of their signatures. Its inputs are typed methods,
+//! [`ChainCore`] owns the genesis, the store, the index, the record of
+//! what it acknowledged ([`Acknowledged`]), the committed state, the
+//! mempool, the peer book and the transactions waiting for one batch
+//! verification of their signatures. Its inputs are typed methods,
 //! each handed the time as `now_ms` where it matters: a gossip message
 //! ([`ChainCore::handle_gossip`]), a submission ([`ChainCore::handle_submission`]),
 //! a batch to verify ([`ChainCore::verify_batch`]), a new connection, a sync
 //! request or response, transactions a peer sent directly
 //! ([`ChainCore::handle_transactions`]) or asks for
-//! ([`ChainCore::serve_transactions`]), the periodic [`ChainCore::tick`], and
-//! consensus's [`Chain`] calls through [`ChainCore::at`]. What it wants done
+//! ([`ChainCore::serve_transactions`]), the periodic [`ChainCore::tick`],
+//! the restart ([`ChainCore::restore`]) and consensus's [`Chain`] calls
+//! through [`ChainCore::at`]. What it wants done
 //! leaves as [`Effect`]s (publish, verdict, ban, unban, request blocks,
 //! request transactions, announce, event, answer, count, dropped), returned
 //! by each `handle_*` method and, for the `Chain` calls, by
@@ -23,10 +25,13 @@
 //! here that still waits [`REANNOUNCE_AFTER_MS`] after a block is announced
 //! again, directly to the peers (gossip sends a message once); and a
 //! waiting transaction that a block makes inadmissible leaves with
-//! [`Effect::Dropped`] and its reason. It never touches a swarm, a socket, a
-//! channel, tokio or the clock, and it iterates only ordered maps; it is
-//! generic over the ledger's [`Store`], so tests and simulations run it on
-//! a `MemoryStore` with an index in memory.
+//! [`Effect::Dropped`] and its reason, which it records. A submission is
+//! answered only once what it admitted is recorded on disk, so a node
+//! restarts with everything it acknowledged. It never touches a swarm, a
+//! socket, a channel, tokio or the clock, and it iterates only ordered
+//! maps; it is generic over the ledger's [`Store`], so tests and
+//! simulations run it on a `MemoryStore` with an index and a record of
+//! acknowledgements in memory.
 //!
 //! The node's event loop (`node.rs`) is its one driver in production: it
 //! reads its clock once per event, calls the core and carries out the
@@ -396,17 +401,19 @@ impl<S: Store> ChainCore<S> {
     }
 
     /// A transaction submitted through the API at `now_ms`: answered at once
-    /// if the node cannot get it into a block in time (a transaction
-    /// submitted here has waited [`BACKLOG_MAX_MS`] for a block; or it is an
-    /// offer whose gate closes before the time this node's transactions
-    /// take to reach a block) or the mempool refuses it without its
-    /// signatures checked, and otherwise joins the batch to be verified.
+    /// if the mempool refuses it without its signatures checked (a
+    /// duplicate, a bound, a used nonce: a replay is told it is one, not to
+    /// come back later) or the node cannot get it into a block in time (a
+    /// transaction submitted here has waited [`BACKLOG_MAX_MS`] for a
+    /// block; or it is an offer whose gate closes before the time this
+    /// node's transactions take to reach a block), and otherwise joins the
+    /// batch to be verified.
     pub fn handle_submission(&mut self, now_ms: u64, submission: Submission, tx: SignedTx) -> Vec<Effect> {
-        if let Err(refusal) = self.in_time(now_ms, &tx) {
-            self.effects.push(Effect::Answer { submission, result: Err(refusal) });
-            return self.take_effects();
-        }
-        match self.mempool.check(&self.genesis, &tx) {
+        let checked = self.mempool.check(&self.genesis, &tx).and_then(|checked| {
+            self.in_time(now_ms, &tx)?;
+            Ok(checked)
+        });
+        match checked {
             Ok(checked) => self.unverified.push(Unverified { tx, checked, from: Origin::Api { submission } }),
             Err(error) => self.effects.push(Effect::Answer { submission, result: Err(error) }),
         }

@@ -568,6 +568,9 @@ fn submissions_are_refused_while_the_node_cannot_get_what_it_admitted_into_block
         matches!(refused, Err(SubmitError::Backlog { waited_ms }) if waited_ms == BACKLOG_MAX_MS + 1),
         "{refused:?}"
     );
+    // A copy of what waits is told it is one, not to come back later.
+    let again = submit(&mut core, T0 + 2_400 + BACKLOG_MAX_MS + 1, offer_for(0, 3));
+    assert!(matches!(again, Err(SubmitError::Duplicate(_))), "{again:?}");
 
     // A block that drops the first (its gate passed) and takes nothing
     // leaves the second, waiting since T0 + 3,900: at T0 + 4,500 the node
