@@ -2,8 +2,8 @@
 //! household and the time: which meter readings to sign and which offers to
 //! make, and when to wake next. No I/O and no clock: the simulator calls it
 //! on simulated time and hands the transactions to a simulated node; the
-//! testnet's agent thread follows the same rules with the system clock
-//! (its own loop, which also asks its node what the meter reported last).
+//! testnet's agent threads call it on the system clock and submit to real
+//! nodes (asking the node first what the meter reported last).
 //! A meter is billed every interval from its registration on (an interval
 //! without a reading settles at an estimate), so the agent reports one
 //! reading for every interval: those before trading at zero, then one for
@@ -23,7 +23,7 @@ use crate::strategy::{Bidder, PlannedOffer, plan};
 pub const OFFER_MARGIN_MS: u64 = 1_000;
 /// At most this many readings are reported at one wake-up (an agent that
 /// wakes later than that skips the oldest: their intervals have settled as
-/// estimates anyway). The testnet's agents keep as many.
+/// estimates anyway).
 pub const UNREPORTED_MAX: u64 = 64;
 
 /// What a household does at one wake-up.

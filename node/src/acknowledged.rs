@@ -25,6 +25,10 @@ const DROP_ORDER: TableDefinition<u64, [u8; 32]> = TableDefinition::new("drop_or
 
 /// Dropped transactions remembered at most: two full mempools' worth.
 pub const DROPPED_REMEMBERED_MAX: u64 = 2 * crate::mempool::MEMPOOL_TRANSACTIONS_MAX as u64;
+/// Every this many settlements one is made durable (an acknowledgement
+/// makes everything before it durable too): a crash forgets at most the
+/// drops of this many blocks on a node that acknowledges nothing.
+const DURABLE_EVERY_SETTLEMENTS: u32 = 32;
 /// What a store in memory is called in its errors, in place of a path.
 const IN_MEMORY: &str = "(in memory)";
 
@@ -63,6 +67,8 @@ pub struct Acknowledged {
     db: Database,
     /// The sequence number of the next drop recorded.
     next_sequence: u64,
+    /// Settlements committed since the last durable commit.
+    settlements_not_durable: u32,
 }
 
 impl std::fmt::Debug for Acknowledged {
@@ -99,7 +105,7 @@ impl Acknowledged {
             last.map_or(0, |(sequence, _)| sequence.value() + 1)
         };
         write.commit().map_err(|error| fail(path, error))?;
-        Ok(Acknowledged { path: path.to_path_buf(), db, next_sequence })
+        Ok(Acknowledged { path: path.to_path_buf(), db, next_sequence, settlements_not_durable: 0 })
     }
 
     /// Every acknowledged transaction that waits, in id order.
@@ -133,14 +139,18 @@ impl Acknowledged {
                     .map_err(|error| fail(path, error))?;
             }
         }
-        write.commit().map_err(|error| fail(path, error))
+        write.commit().map_err(|error| fail(path, error))?;
+        self.settlements_not_durable = 0;
+        Ok(())
     }
 
     /// Records that `included` reached a block and `dropped` left the
     /// mempool without one (whether acknowledged here or not), forgetting
-    /// the oldest drops beyond [`DROPPED_REMEMBERED_MAX`]. Not made durable
-    /// at once: after a crash, a transaction found waiting that a block
-    /// already holds is refused again on restart, and dropped then.
+    /// the oldest drops beyond [`DROPPED_REMEMBERED_MAX`]. Made durable only
+    /// with the next acknowledgement, or every
+    /// [`DURABLE_EVERY_SETTLEMENTS`]: after a crash, a transaction found
+    /// waiting that a block already holds is refused again on restart, and
+    /// dropped then (its status is still `included`: the index comes first).
     pub fn settle(
         &mut self,
         included: &[Hash],
@@ -151,7 +161,9 @@ impl Acknowledged {
         }
         let path = &self.path;
         let mut write = self.db.begin_write().map_err(|error| fail(path, error))?;
-        write.set_durability(Durability::None).map_err(|error| fail(path, error))?;
+        let durable = self.settlements_not_durable + 1 >= DURABLE_EVERY_SETTLEMENTS;
+        let durability = if durable { Durability::Immediate } else { Durability::None };
+        write.set_durability(durability).map_err(|error| fail(path, error))?;
         {
             let mut waiting = write.open_table(WAITING).map_err(|error| fail(path, error))?;
             let mut by_id = write.open_table(DROPPED).map_err(|error| fail(path, error))?;
@@ -179,7 +191,9 @@ impl Acknowledged {
                 }
             }
         }
-        write.commit().map_err(|error| fail(path, error))
+        write.commit().map_err(|error| fail(path, error))?;
+        self.settlements_not_durable = if durable { 0 } else { self.settlements_not_durable + 1 };
+        Ok(())
     }
 
     /// Why `id` was dropped, if it was lately.

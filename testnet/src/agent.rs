@@ -1,36 +1,30 @@
-//! One agent per household, on its own thread: at each interval boundary
-//! (plus a seeded offset) the household lives through the interval that
-//! ended, its meter signs the cumulative readings and submits them (one for
-//! every interval since its registration: a meter is billed every interval,
-//! one without a reading at its full import capacity), and the household
-//! offers its forecast surplus or deficit for the next interval still open,
-//! attested by that latest reading. Everything goes
-//! through the API of the household's own node; every acknowledged
-//! transaction is journaled with when it was sent and acknowledged.
+//! One agent per household, on its own thread, on the system clock: the
+//! households crate's [`HouseholdAgent`] decides, at each interval boundary
+//! (plus a seeded offset), which meter readings to sign and which offers to
+//! make, as it does for the simulator; this thread submits them through
+//! the API of the household's own node, retries a reading the node finds
+//! early (its clock is behind), takes each offer's nonce from the node, and
+//! journals every acknowledged transaction with when it was sent and
+//! acknowledged.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gridshare_api::client::{ClientError, Submission};
-use gridshare_households::OFFER_MARGIN_MS;
+use gridshare_households::Agent as HouseholdAgent;
 use gridshare_ledger::ids::Keypair;
-use gridshare_ledger::tx::{MeterReading, Offer, SignedMeterReading, SignedTx, Tx};
+use gridshare_ledger::tx::{SignedMeterReading, SignedTx, Tx};
 
 use crate::journal::{Acknowledged, Journal, now_ms};
 use crate::nodes::Node;
-use crate::profile::{Household, draw};
-use crate::strategy::{Bidder, plan};
+use crate::profile::Household;
 
 /// A meter reading the node finds early (its clock is behind) is retried
 /// this often, until shortly before the interval settles.
 const READING_RETRY: Duration = Duration::from_millis(250);
 /// Sleeps are cut into slices this long, so a stop is noticed.
 const SLEEP_SLICE: Duration = Duration::from_millis(100);
-/// At most this many readings wait to be reported (a node down for longer
-/// loses the oldest: their intervals have settled as estimates anyway).
-const UNREPORTED_MAX: usize = 64;
 
 /// The market's rules and calendar, shared by every agent: the households
 /// crate's, which the simulator's agents share too.
@@ -119,37 +113,22 @@ impl Agent {
         }
     }
 
-    /// The meter's reading of the registers as they are now, for the end
-    /// of `interval`.
-    fn reading(&self, interval: u64) -> MeterReading {
-        MeterReading {
-            meter: self.meter.public(),
-            interval,
-            import_wh_total: self.household.import_total_wh,
-            export_wh_total: self.household.export_total_wh,
+    /// The first interval before trading the meter has not reported (its
+    /// registration, or after its last reading: the setup reports while the
+    /// street registers), as its node says; `None` when it cannot say.
+    fn unreported_from(&self) -> Option<u64> {
+        match self.node.api().meter(&self.meter.public()) {
+            Ok(Some(meter)) => {
+                let after_last = meter.last_reading.map_or(0, |last| last.interval + 1);
+                Some(meter.registered_interval.max(after_last))
+            }
+            Ok(None) | Err(_) => None,
         }
     }
 
-    /// The intervals before trading the meter still has to report, at
-    /// zero (the registers start there): from its registration, or after
-    /// its last reading (the setup reports while the street registers),
-    /// up to the interval before trading. Just that one when the node
-    /// cannot say.
-    fn readings_before_trading(&self, market: &Market) -> Vec<MeterReading> {
-        let Some(before) = market.first_interval.checked_sub(1) else { return Vec::new() };
-        let first = match self.node.api().meter(&self.meter.public()) {
-            Ok(Some(meter)) => {
-                let after_last = meter.last_reading.map_or(0, |last| last.interval + 1);
-                meter.registered_interval.max(after_last)
-            }
-            Ok(None) | Err(_) => before,
-        };
-        let first = first.max(before.saturating_sub(UNREPORTED_MAX as u64 - 1));
-        (first..=before).map(|interval| self.reading(interval)).collect()
-    }
-
     /// Submits a reading, retrying while the node's clock says the interval
-    /// has not ended yet (a node whose clock is behind).
+    /// has not ended yet (a node whose clock is behind) or the node asks to
+    /// come back later (429), until shortly before the interval settles.
     fn report_reading(
         &self,
         market: &Market,
@@ -162,8 +141,14 @@ impl Agent {
         let give_up_ms = market.genesis.settlement_ms(interval).unwrap_or(0).saturating_sub(500);
         loop {
             let verdict = self.submit(journal, &tx, interval);
-            let early = matches!(&verdict, Some(Submission::Refused { reason: Some(reason), .. }) if reason == "reading_before_interval_end");
-            if !early || now_ms() + 250 > give_up_ms || stop.load(Ordering::Relaxed) {
+            let again = match &verdict {
+                Some(Submission::Refused { status: 429, .. }) => true,
+                Some(Submission::Refused { reason: Some(reason), .. }) => {
+                    reason == "reading_before_interval_end"
+                }
+                _ => false,
+            };
+            if !again || now_ms() + 250 > give_up_ms || stop.load(Ordering::Relaxed) {
                 return;
             }
             std::thread::sleep(READING_RETRY);
@@ -171,79 +156,37 @@ impl Agent {
     }
 
     /// The agent's life: until the last interval's reading or `stop`.
-    pub fn run(mut self, market: &Market, journal: &Journal, stop: &AtomicBool) {
+    pub fn run(self, market: &Market, journal: &Journal, stop: &AtomicBool) {
         let genesis = &market.genesis;
-        let index = self.index();
-        let offset_ms = 100 + draw(&[market.seed, 50, u64::from(index)]) % market.offset_spread_ms.max(1);
+        if market.first_interval > 0 && !sleep_until(now_ms() + market.offset_ms(self.index()), stop) {
+            return;
+        }
+        let mut agent = match self.unreported_from() {
+            Some(interval) => HouseholdAgent::reporting_from(self.household.clone(), market, interval),
+            None => HouseholdAgent::new(self.household.clone(), market),
+        };
         // The last nonce used: what the node reports (its mempool included),
         // or, when it cannot say, what this agent last had acknowledged.
         let mut nonce = 0;
-        // Every interval's reading, in order: those before trading at zero,
-        // then one for each interval the household lives through.
-        let mut stepped = market.first_interval;
-        let mut attestation: Option<SignedMeterReading> = None;
-        let mut last_offered = 0;
-        let mut unreported: VecDeque<MeterReading> = VecDeque::new();
-        if market.first_interval > 0 {
-            if !sleep_until(now_ms() + offset_ms, stop) {
-                return;
-            }
-            unreported.extend(self.readings_before_trading(market));
-        }
         loop {
-            let current = genesis.interval_at(now_ms());
-            while stepped < current && stepped <= market.last_interval {
-                self.household.step(&market.simulation, market.slot(stepped));
-                unreported.push_back(self.reading(stepped));
-                if unreported.len() > UNREPORTED_MAX {
-                    unreported.pop_front();
-                }
-                stepped += 1;
-            }
-            while let Some(reading) = unreported.pop_front() {
-                let signed = SignedMeterReading::sign(reading, &self.meter, &genesis.community_id);
+            let decision = agent.decide(market, &self.meter, now_ms());
+            for signed in decision.readings {
                 self.report_reading(market, journal, signed, stop);
-                attestation = Some(signed);
             }
-            // The last interval's reading was the agent's last act.
-            if current > market.last_interval {
+            if decision.finished {
                 return;
             }
-            let target = market.next_open_interval(now_ms() + OFFER_MARGIN_MS).max(current + 1);
-            if let Some(attestation) = attestation
-                && target <= market.last_interval
-                && target > last_offered
-            {
-                let forecast = self.household.forecast_net_export_wh(
-                    &market.simulation,
-                    market.slot(current),
-                    market.slot(target),
-                );
-                let bidder = Bidder {
-                    seed: market.seed,
-                    household: index,
-                    ask_per_mille: self.household.traits.ask_per_mille,
-                    bid_per_mille: self.household.traits.bid_per_mille,
-                };
-                // Each round starts from the node's count: a transaction
-                // acknowledged and then lost (a restarted node's mempool)
-                // leaves no gap, and a refused one uses up no nonce.
+            if let Some(offers) = decision.offers {
+                // Each round starts from the node's count: a refused offer
+                // uses up no nonce.
                 if self.node.is_up() {
                     let reported = self.node.api().last_nonce(&self.account.public());
                     nonce = reported.ok().flatten().unwrap_or(nonce);
                 }
-                for planned in plan(&bidder, &market.tariffs, target, forecast, market.offers_per_interval) {
-                    let offer = Offer {
-                        account: self.account.public(),
-                        nonce: nonce + 1,
-                        interval: target,
-                        side: planned.side,
-                        energy_wh: planned.energy_wh,
-                        price_micro_per_kwh: planned.price_micro_per_kwh,
-                        attestation,
-                    };
+                for planned in &offers.planned {
+                    let offer = offers.offer(self.account.public(), nonce + 1, planned);
                     let tx = SignedTx::sign(Tx::Offer(offer), &self.account, &genesis.community_id);
-                    match self.submit(journal, &tx, target) {
+                    match self.submit(journal, &tx, offers.interval) {
                         Some(Submission::Admitted { .. }) => nonce += 1,
                         // Refused: the nonce is still free.
                         Some(Submission::Refused { .. }) => {}
@@ -252,10 +195,8 @@ impl Agent {
                         None => break,
                     }
                 }
-                last_offered = target;
             }
-            let next_boundary = genesis.interval_start_ms(current + 1).unwrap_or(u64::MAX);
-            if !sleep_until(next_boundary + offset_ms, stop) {
+            if !sleep_until(decision.wake_ms, stop) {
                 return;
             }
         }
