@@ -618,8 +618,8 @@ impl Node {
                     self.metrics.direct_transactions_received.inc_by(transactions);
                 }
                 Effect::Dropped { id, dropped } => {
-                    // The testnet reads these lines to account for the
-                    // transactions of nodes it restarted.
+                    // The testnet reads these lines for its findings (the
+                    // drops by reason, and at how many nodes).
                     tracing::info!(%id, rejection = %dropped.message, "dropped from the mempool");
                 }
             }
