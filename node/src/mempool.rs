@@ -189,7 +189,29 @@ impl Mempool {
     pub fn check(&self, genesis: &Genesis, tx: &SignedTx) -> Result<Checked, SubmitError> {
         let checked = Checked { id: tx.id(&genesis.community_id), size: to_bytes(tx).len() };
         self.room(tx, &checked)?;
+        if let Some(unknown) = self.unknown_signer(genesis, tx) {
+            return Err(unknown.into());
+        }
         Ok(checked)
+    }
+
+    /// Refuses a transaction whose signer is nobody here: not a registered
+    /// account (offers, cancellations), a registered meter (readings) or a
+    /// registrar of the genesis (the rest), against the committed state with
+    /// what waits applied. Checked before signatures, so a stranger's keys
+    /// cost a lookup, not a verification; a registration still waiting
+    /// counts, so a household's first offer may follow it at once.
+    fn unknown_signer(&self, genesis: &Genesis, tx: &SignedTx) -> Option<Rejection> {
+        let signer = tx.tx.signer();
+        match &tx.tx {
+            Tx::Offer(_) | Tx::CancelOffer { .. } => {
+                (!self.pending.accounts.contains_key(&signer)).then_some(Rejection::UnknownAccount(signer))
+            }
+            Tx::MeterReading(_) => {
+                (!self.pending.meters.contains_key(&signer)).then_some(Rejection::UnknownMeter(signer))
+            }
+            _ => (!genesis.is_registrar(&signer)).then_some(Rejection::NotARegistrar(signer)),
+        }
     }
 
     /// Refuses `tx` for a duplicate, a bound or a used nonce.

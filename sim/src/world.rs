@@ -26,9 +26,7 @@ use gridshare_ledger::testkit::{SplitMix64, derived_key};
 use gridshare_ledger::tx::{SignedTx, Tx};
 use gridshare_ledger::{Hash, NANOS_PER_UNIT};
 use gridshare_node::acknowledged;
-use gridshare_node::chain::{
-    ChainCore, Count, Effect, Event as CoreEvent, Ignored, Role, Submission, Topic, Verdict,
-};
+use gridshare_node::chain::{ChainCore, Count, Effect, Event as CoreEvent, Role, Submission, Topic, Verdict};
 use gridshare_node::consensus::app::Chain;
 use gridshare_node::index::Index;
 use gridshare_node::mempool::SubmitError;
@@ -1708,30 +1706,12 @@ impl World {
     }
 }
 
-/// A gossip verdict as a counter's key: its label and, for an ignored or
-/// rejected transaction, the reason's code.
+/// A gossip verdict as a counter's key: its label and the reason's code.
 fn verdict_key(verdict: &Verdict) -> String {
     match verdict {
         Verdict::Accept => "accept".into(),
-        Verdict::Reject(invalid) => {
-            let reason = match invalid {
-                gridshare_node::chain::Invalid::Oversized { .. } => "oversized",
-                gridshare_node::chain::Invalid::Garbage(_) => "garbage",
-                gridshare_node::chain::Invalid::BadSignature(_) => "bad_signature",
-                gridshare_node::chain::Invalid::Block(_) => "invalid_block",
-            };
-            format!("reject {reason}")
-        }
-        Verdict::Ignore(ignored) => {
-            let reason = match ignored {
-                Ignored::Replay => "replay",
-                Ignored::Refused(error) => error.code(),
-                Ignored::OldBlock => "old_block",
-                Ignored::AheadBlock => "ahead_block",
-                Ignored::ByValidator => "by_validator",
-            };
-            format!("ignore {reason}")
-        }
+        Verdict::Reject(invalid) => format!("reject {}", invalid.code()),
+        Verdict::Ignore(ignored) => format!("ignore {}", ignored.code()),
     }
 }
 

@@ -119,6 +119,18 @@ pub enum Invalid {
     Block(#[from] Box<ApplyError>),
 }
 
+impl Invalid {
+    /// The reason's code in counters and reports.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Invalid::Oversized { .. } => "oversized",
+            Invalid::Garbage(_) => "garbage",
+            Invalid::BadSignature(_) => "bad_signature",
+            Invalid::Block(_) => "invalid_block",
+        }
+    }
+}
+
 /// Why a gossip message is ignored. Honest peers see transactions in
 /// different orders and at different heights, and a loaded node validates
 /// its queue late, so what does not fit here may be honest elsewhere.
@@ -137,6 +149,23 @@ pub enum Ignored {
     /// A block gossiped to a validator, which gets every block through
     /// consensus.
     ByValidator,
+    /// A valid block this node could not store (its own disk failed): not
+    /// the sender's fault.
+    NotStored,
+}
+
+impl Ignored {
+    /// The reason's code in counters and reports.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Ignored::Replay => "replay",
+            Ignored::Refused(error) => error.code(),
+            Ignored::OldBlock => "old_block",
+            Ignored::AheadBlock => "ahead_block",
+            Ignored::ByValidator => "by_validator",
+            Ignored::NotStored => "not_stored",
+        }
+    }
 }
 
 /// What the API's event stream reports.

@@ -131,6 +131,14 @@ pub enum ApplyError {
     Commit(#[from] CommitError),
 }
 
+impl ApplyError {
+    /// Whether the peer that sent the block is to blame: not for this
+    /// node's own storage failing to keep a valid block.
+    fn is_peers_fault(&self) -> bool {
+        !matches!(self, ApplyError::Commit(_))
+    }
+}
+
 /// What became of a certified block from a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Applied {
@@ -523,6 +531,11 @@ impl<S: Store> ChainCore<S> {
     ) -> Vec<Effect> {
         let mut received = 0_u64;
         for bytes in response.transactions.iter().take(TRANSACTIONS_RESPONSE_MAX) {
+            // A full batch is verified first: it never holds more.
+            if self.unverified.len() >= VERIFY_BATCH_MAX {
+                let effects = self.verify_batch(now_ms);
+                self.effects.extend(effects);
+            }
             if bytes.len() > TX_BYTES_MAX {
                 self.punish(now_ms, peer);
                 continue;
@@ -531,7 +544,9 @@ impl<S: Store> ChainCore<S> {
                 self.punish(now_ms, peer);
                 continue;
             };
-            if let Ok(checked) = self.mempool.check(&self.genesis, &tx) {
+            if let Ok(checked) = self.mempool.check(&self.genesis, &tx)
+                && !self.unverified.iter().any(|waiting| waiting.checked.id == checked.id)
+            {
                 self.unverified.push(Unverified { tx, checked, from: Origin::Direct { peer } });
                 received += 1;
             }
@@ -579,10 +594,11 @@ impl<S: Store> ChainCore<S> {
     }
 
     /// `peer`'s answer to our sync request: its blocks are applied in order
-    /// until one is invalid (the rest are then dropped) or leaves a gap; if
-    /// some were new and the peer has more, more are requested.
+    /// until one is invalid (the rest are then dropped, and the peer is held
+    /// to account for it) or leaves a gap; if some were new and the peer
+    /// says it has more, more are requested. The height it claims is not
+    /// believed otherwise: only certified blocks raise the best height seen.
     pub fn handle_sync_response(&mut self, now_ms: u64, peer: PeerId, response: SyncResponse) -> Vec<Effect> {
-        self.best_seen_height = self.best_seen_height.max(response.tip_height);
         let mut applied = 0_u64;
         for bytes in response.blocks.iter().take(usize::try_from(SYNC_BLOCKS_MAX).unwrap_or(usize::MAX)) {
             match self.apply(now_ms, bytes) {
@@ -590,7 +606,12 @@ impl<S: Store> ChainCore<S> {
                 Ok(Applied::Old) => {}
                 Ok(Applied::Gap) => break,
                 Err(problem) => {
-                    tracing::warn!(%peer, %problem, "invalid block in a sync response");
+                    if problem.is_peers_fault() {
+                        tracing::warn!(%peer, %problem, "invalid block in a sync response");
+                        self.punish(now_ms, peer);
+                    } else {
+                        tracing::error!(%problem, "cannot store a valid block");
+                    }
                     return self.take_effects();
                 }
             }
@@ -794,25 +815,32 @@ impl<S: Store> ChainCore<S> {
                 self.request_blocks(source);
                 Verdict::Ignore(Ignored::AheadBlock)
             }
-            Err(problem) => {
+            Err(problem) if problem.is_peers_fault() => {
                 tracing::warn!(%source, %problem, "invalid block gossiped");
                 Verdict::Reject(Invalid::Block(Box::new(problem)))
+            }
+            Err(problem) => {
+                tracing::error!(%problem, "cannot store a valid block");
+                Verdict::Ignore(Ignored::NotStored)
             }
         }
     }
 
-    /// Verifies, executes and stores a certified block from a peer.
+    /// Verifies, executes and stores a certified block from a peer. A block
+    /// ahead of the next height is believed (and the blocks between asked
+    /// for) only with a valid certificate: a forged height would otherwise
+    /// cost nothing and leave the node thinking it is behind.
     fn apply(&mut self, now_ms: u64, bytes: &[u8]) -> Result<Applied, ApplyError> {
         let certified = from_bytes::<CertifiedBlock>(bytes)?;
         let header = &certified.block.header;
-        self.best_seen_height = self.best_seen_height.max(header.height);
         if header.height <= self.state.height {
             return Ok(Applied::Old);
         }
+        certified.certificate.verify(&self.genesis, header)?;
+        self.best_seen_height = self.best_seen_height.max(header.height);
         if header.height > self.state.height + 1 {
             return Ok(Applied::Gap);
         }
-        certified.certificate.verify(&self.genesis, header)?;
         let next = self.check_block(&certified.block)?;
         self.commit_block(now_ms, &certified, next, false)?;
         Ok(Applied::New)

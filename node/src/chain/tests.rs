@@ -354,7 +354,8 @@ fn a_replica_catches_up_from_sync_responses_and_asks_for_more_while_behind() {
         matches!(effects.last(), Some(Effect::RequestBlocks { peer, request }) if *peer == server && request.from_height == 6),
         "{effects:?}"
     );
-    assert_eq!(core.best_seen_height(), tip_height);
+    // The height the peer claims is not believed: only certified blocks.
+    assert_eq!(core.best_seen_height(), 5);
 
     let rest = SyncResponse { blocks: encoded[3..].to_vec(), tip_height };
     let effects = core.handle_sync_response(T0, server, rest);
@@ -759,4 +760,64 @@ fn block_of(
     let effects = core.handle_gossip(time_ms, Topic::Blocks, message(7), peer(1), &to_bytes(&block));
     assert!(matches!(verdicts(&effects)[..], [(_, Verdict::Accept)]), "{effects:?}");
     effects
+}
+
+#[test]
+fn a_forged_block_far_ahead_is_rejected_and_moves_nothing() {
+    let (community, blocks) = trading_chain(3, 2, 4);
+    let mut core = replica(&community.genesis);
+    let liar = peer(4);
+    let mut forged = blocks[2].clone();
+    forged.block.header.height = u64::MAX;
+    let effects = core.handle_gossip(T0, Topic::Blocks, message(9), liar, &to_bytes(&forged));
+    assert!(
+        matches!(verdicts(&effects)[..], [(_, Verdict::Reject(Invalid::Block(_)))]),
+        "a forged height is checked before it is believed: {effects:?}"
+    );
+    assert!(!effects.iter().any(|effect| matches!(effect, Effect::RequestBlocks { .. })), "{effects:?}");
+    assert_eq!(core.best_seen_height(), 0);
+
+    // A sync response claiming a height it does not show moves nothing
+    // either, and an invalid block in one counts against its sender: the
+    // third time, it is banned.
+    let claim = SyncResponse { blocks: vec![], tip_height: u64::MAX };
+    assert!(core.handle_sync_response(T0, liar, claim).is_empty());
+    assert_eq!(core.best_seen_height(), 0);
+    let mut tampered = blocks[0].clone();
+    tampered.block.header.timestamp_ms += 1;
+    let invalid = SyncResponse { blocks: vec![to_bytes(&tampered)], tip_height: 4 };
+    let mut effects = Vec::new();
+    for _ in 0..INVALID_MESSAGES_BAN {
+        effects.extend(core.handle_sync_response(T0, liar, invalid.clone()));
+    }
+    assert!(
+        effects.iter().any(|effect| matches!(effect, Effect::Ban { peer } if *peer == liar)),
+        "{effects:?}"
+    );
+    assert_eq!(core.state().height, 0);
+}
+
+#[test]
+fn a_stranger_s_transactions_are_refused_before_their_signatures_are_checked() {
+    let (community, block) = registered(1);
+    let mut core = replica_at_height_1(&community, &block);
+    let stranger = gridshare_ledger::testkit::derived_key(99, 3, 0);
+    let attestation = community.reading(0, 0, 0, 0);
+    let mut offer = community.offer_tx(0, 1, 3, Side::Sell, 100, 50_000, attestation);
+    if let Tx::Offer(inner) = &mut offer.tx {
+        inner.account = stranger.public();
+    }
+    // Its signature is not even valid: no verification is spent to find it.
+    let effects =
+        core.handle_gossip(FIRST_BLOCK_MS, Topic::Transactions, message(2), peer(5), &to_bytes(&offer));
+    assert!(
+        matches!(
+            verdicts(&effects)[..],
+            [(_, Verdict::Ignore(Ignored::Refused(SubmitError::Rejected(Rejection::UnknownAccount(_)))))]
+        ),
+        "{effects:?}"
+    );
+    assert!(!core.batch_open(), "nothing waits for verification");
+    let refused = submit(&mut core, FIRST_BLOCK_MS, offer);
+    assert!(matches!(refused, Err(SubmitError::Rejected(Rejection::UnknownAccount(_)))), "{refused:?}");
 }
