@@ -11,6 +11,10 @@ use crate::network::LinkConfig;
 pub const HOUSEHOLDS_MAX: u32 = 100_000;
 /// The most validators (the ledger's genesis allows 100).
 pub const VALIDATORS_MAX: u32 = 100;
+/// Intervals of 4 s at least (a gate 1.5 s before each interval and
+/// settlement 2 s after its end need room) and of an hour at most.
+pub const INTERVAL_MS_MIN: u64 = 4_000;
+pub const INTERVAL_MS_MAX: u64 = 3_600_000;
 /// How many households share a household node by default: a street's
 /// households on one community node, as the testnet's `scale.toml` has
 /// 200 households on 12 nodes. Every node verifies every transaction and
@@ -155,6 +159,8 @@ pub enum ConfigError {
     Intervals(u64),
     #[error("--cpu-slowdown must be 1 to 1000, not {0}")]
     CpuSlowdown(u64),
+    #[error("--interval-ms must be {INTERVAL_MS_MIN} to {INTERVAL_MS_MAX}, not {0}")]
+    IntervalMs(u64),
 }
 
 /// The default number of household nodes for `households` households:
@@ -202,6 +208,9 @@ impl Config {
         }
         if !(1..=1_000).contains(&self.cpu_slowdown) {
             return Err(ConfigError::CpuSlowdown(self.cpu_slowdown));
+        }
+        if !(INTERVAL_MS_MIN..=INTERVAL_MS_MAX).contains(&self.market.interval_ms) {
+            return Err(ConfigError::IntervalMs(self.market.interval_ms));
         }
         Ok(())
     }

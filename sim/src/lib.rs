@@ -54,6 +54,9 @@ pub fn command(config: &Config) -> String {
         config.market.offers_per_interval,
         config.seed
     );
+    if config.market.interval_ms != config::Market::default().interval_ms {
+        command.push_str(&format!(" --interval-ms {}", config.market.interval_ms));
+    }
     if config.cpu_slowdown != 1 {
         command.push_str(&format!(" --cpu-slowdown {}", config.cpu_slowdown));
     }

@@ -60,6 +60,10 @@ struct Community {
     /// Offers per household per interval (a price ladder).
     #[arg(long, default_value_t = 1)]
     offers_per_interval: u32,
+    /// The length of a delivery interval (gate closure 1.5 s before it
+    /// starts, settlement 2 s after it ends).
+    #[arg(long, default_value_t = 4_000)]
+    interval_ms: u64,
     /// Faults, comma separated, each KIND or KIND=N: loss, duplicate,
     /// reorder, partition, crash, skew, flood, overload; or all.
     #[arg(long, default_value = "")]
@@ -76,6 +80,7 @@ impl Community {
         config.household_nodes =
             self.household_nodes.unwrap_or_else(|| default_household_nodes(self.households));
         config.market.offers_per_interval = self.offers_per_interval.clamp(1, 32);
+        config.market.interval_ms = self.interval_ms;
         config.faults = parse_faults(&self.faults).map_err(|error| error.to_string())?;
         config.cpu_slowdown = self.cpu_slowdown;
         config.costs = config.costs.slowed(self.cpu_slowdown);

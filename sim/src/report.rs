@@ -91,6 +91,8 @@ pub struct Report {
     pub faults_applied: Vec<String>,
     /// The offers each household makes per interval.
     pub offers_per_interval: u32,
+    /// The length of a delivery interval.
+    pub interval_ms: u64,
     pub first_interval: u64,
     pub last_interval: u64,
     pub blocks: u64,
@@ -181,6 +183,7 @@ pub fn report(world: &World, command: String) -> Report {
         cpu_slowdown: config.cpu_slowdown,
         faults_applied: world.planned.iter().map(|planned| describe(world, planned)).collect(),
         offers_per_interval: world.ladder,
+        interval_ms: config.market.interval_ms,
         rounds_timed_out: world.sequencer.rounds_timed_out,
         problems: world.problems.clone(),
         command,
@@ -548,12 +551,13 @@ pub fn text(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "gridshare-sim: seed {}, {} households on {} household nodes, {} validators, {} intervals (offers per interval {}), CPU costs ×{}, faults [{}]",
+        "gridshare-sim: seed {}, {} households on {} household nodes, {} validators, {} intervals of {} ms (offers per interval {}), CPU costs ×{}, faults [{}]",
         report.seed,
         report.households,
         report.household_nodes,
         report.validators,
         report.intervals,
+        report.interval_ms,
         report.offers_per_interval,
         report.cpu_slowdown,
         report.faults

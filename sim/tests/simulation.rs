@@ -51,3 +51,16 @@ fn a_small_community_passes_every_check_with_every_fault_at_once() {
     assert!(report.proposals_refused_for_time > 0, "a validator 7 s off refuses and is refused: {text}");
     assert_eq!(report.offers_per_interval, 16, "overload multiplies the ladder");
 }
+
+#[test]
+fn longer_intervals_are_run_and_named_in_the_command_that_reproduces_them() {
+    let mut config = small(5);
+    config.market.interval_ms = 10_000;
+    let report = run(&config).unwrap();
+    assert!(report.passed, "{}", gridshare_sim::report::text(&report));
+    assert_eq!(report.interval_ms, 10_000);
+    assert!(report.command.contains("--interval-ms 10000"), "{}", report.command);
+    config.market.interval_ms = 3_999;
+    let refused = run(&config).unwrap_err();
+    assert!(refused.to_string().contains("--interval-ms must be"), "{refused}");
+}
