@@ -34,10 +34,14 @@ pub const INCOMING_CONNECTIONS_MAX: u32 = 256;
 pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
 /// The most blocks one catch-up response carries.
 pub const SYNC_BLOCKS_MAX: u32 = 64;
-/// The sync protocol.
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/sync/1");
-/// The protocol for transactions sent directly.
-pub const TRANSACTIONS_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/txs/1");
+/// The most bytes of blocks one catch-up response carries (at least one
+/// block, whatever its size): within the 10 MiB a response may have.
+pub const SYNC_RESPONSE_BYTES_MAX: usize = 8 << 20;
+/// The sync protocol. Version 2 sends blocks as CBOR byte strings.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/sync/2");
+/// The protocol for transactions sent directly (version 2: transactions
+/// as CBOR byte strings).
+pub const TRANSACTIONS_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/txs/2");
 /// Gridshare's own Kademlia protocol: a community's DHT is not the IPFS one.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/kad/1");
 
@@ -76,6 +80,7 @@ pub struct SyncRequest {
 /// the responder's height (so the requester knows whether to ask again).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncResponse {
+    #[serde(with = "byte_strings")]
     pub blocks: Vec<Vec<u8>>,
     pub tip_height: u64,
 }
@@ -101,7 +106,73 @@ pub struct TransactionsRequest {
 /// [`TRANSACTIONS_RESPONSE_MAX`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransactionsResponse {
+    #[serde(with = "byte_strings")]
     pub transactions: Vec<Vec<u8>>,
+}
+
+/// A list of canonical encodings on the wire as a CBOR array of byte
+/// strings: serde's default writes a `Vec<u8>` as an array of integers,
+/// about twice the bytes.
+mod byte_strings {
+    use serde::de::{SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserializer, Serializer};
+
+    struct AsBytes<'a>(&'a [u8]);
+
+    impl serde::Serialize for AsBytes<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    struct ByteString(Vec<u8>);
+
+    impl<'de> serde::Deserialize<'de> for ByteString {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ByteString, D::Error> {
+            struct Bytes;
+            impl Visitor<'_> for Bytes {
+                type Value = ByteString;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a byte string")
+                }
+                fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<ByteString, E> {
+                    Ok(ByteString(bytes.to_vec()))
+                }
+                fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<ByteString, E> {
+                    Ok(ByteString(bytes))
+                }
+            }
+            deserializer.deserialize_byte_buf(Bytes)
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(items: &[Vec<u8>], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(items.len()))?;
+        for item in items {
+            seq.serialize_element(&AsBytes(item))?;
+        }
+        seq.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = Vec<Vec<u8>>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of byte strings")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Vec<u8>>, A::Error> {
+                // What the length claims is not trusted for the allocation.
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(ByteString(item)) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(items)
+            }
+        }
+        deserializer.deserialize_seq(List)
+    }
 }
 
 /// A request on the transactions protocol ([`TRANSACTIONS_PROTOCOL`]),
@@ -276,7 +347,44 @@ pub fn build_swarm(
 
 #[cfg(test)]
 mod tests {
+    use libp2p::futures::executor::block_on;
+    use libp2p::futures::io::Cursor;
+    use libp2p::request_response::Codec;
+
     use super::*;
+
+    /// A response as the real codec writes it, and read back.
+    fn wire<Req, Resp>(response: &Resp) -> (Vec<u8>, std::io::Result<Resp>)
+    where
+        Req: Send + Serialize + serde::de::DeserializeOwned,
+        Resp: Send + Clone + Serialize + serde::de::DeserializeOwned,
+    {
+        let mut codec = request_response::cbor::codec::Codec::<Req, Resp>::default();
+        let mut written = Vec::new();
+        block_on(codec.write_response(&SYNC_PROTOCOL, &mut written, response.clone())).unwrap();
+        let read = block_on(codec.read_response(&SYNC_PROTOCOL, &mut Cursor::new(written.clone())));
+        (written, read)
+    }
+
+    #[test]
+    fn blocks_and_transactions_travel_as_byte_strings() {
+        let block = vec![0xAB_u8; 100_000];
+        let response = SyncResponse { blocks: vec![block.clone(), vec![], vec![7]], tip_height: 9 };
+        let (written, read) = wire::<SyncRequest, SyncResponse>(&response);
+        assert_eq!(read.unwrap(), response);
+        // One byte per byte and a little framing, not an integer per byte.
+        assert!(written.len() < block.len() + 100, "{} bytes on the wire", written.len());
+        let transactions = TransactionsResponse { transactions: vec![vec![1, 2, 3]; 64] };
+        let (_, read) = wire::<DirectRequest, TransactionsResponse>(&transactions);
+        assert_eq!(read.unwrap(), transactions);
+        // The old encoding, an array of integers, is refused.
+        let mut codec = request_response::cbor::codec::Codec::<SyncRequest, SyncResponse>::default();
+        let old = [0xA2, 0x66, b'b', b'l', b'o', b'c', b'k', b's', 0x81, 0x81, 0x07, 0x6A];
+        let mut old = old.to_vec();
+        old.extend_from_slice(b"tip_height");
+        old.push(0x09);
+        assert!(block_on(codec.read_response(&SYNC_PROTOCOL, &mut Cursor::new(old))).is_err());
+    }
 
     #[test]
     fn a_port_in_use_is_refused_and_a_free_one_is_not() {

@@ -487,6 +487,17 @@ impl Node {
                     self.carry_out(effects);
                 }
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                peer,
+                error,
+                ..
+            })) => {
+                tracing::warn!(%peer, %error, "a sync request failed");
+                // Another peer, if there is one.
+                let other = self.swarm.connected_peers().find(|other| **other != peer).copied();
+                let effects = self.core.handle_sync_failed(now_ms, other.unwrap_or(peer));
+                self.carry_out(effects);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Transactions(request_response::Event::Message {
                 peer,
                 message,

@@ -67,13 +67,16 @@ use crate::dev::DevHouseholds;
 use crate::index::{Index, IndexError};
 use crate::mempool::{Checked, Mempool, SubmitError};
 use crate::network::{
-    SYNC_BLOCKS_MAX, SyncRequest, SyncResponse, TRANSACTIONS_RESPONSE_MAX, TX_BYTES_MAX, TransactionsRequest,
-    TransactionsResponse,
+    SYNC_BLOCKS_MAX, SYNC_RESPONSE_BYTES_MAX, SyncRequest, SyncResponse, TRANSACTIONS_RESPONSE_MAX,
+    TX_BYTES_MAX, TransactionsRequest, TransactionsResponse,
 };
 
 /// Transactions (gossiped or submitted) whose signatures are verified
 /// together at most: a batch is about twice as fast as one by one.
 pub const VERIFY_BATCH_MAX: usize = 64;
+/// After a sync request failed, blocks are asked for again (of another
+/// peer if there is one) at most this often.
+pub const SYNC_RETRY_MS: u64 = 1_000;
 /// A signer's nonce gap is asked for again at most this often.
 pub const FETCH_RETRY_MS: u64 = 1_000;
 /// Signers whose nonce gap is being asked for, at most.
@@ -212,6 +215,8 @@ pub struct ChainCore<S> {
     /// The transactions acknowledged here that wait, and the recent drops,
     /// kept across restarts.
     acknowledged: Acknowledged,
+    /// No failed sync request is retried before this time.
+    sync_retry_ms: u64,
     /// Effects not yet taken by the driver.
     effects: Vec<Effect>,
 }
@@ -261,6 +266,7 @@ impl<S: Store> ChainCore<S> {
             submitted_by_age: BTreeSet::new(),
             inclusion_delay_ms: 0,
             acknowledged,
+            sync_retry_ms: 0,
             effects: Vec::new(),
         };
         core.catch_up_index(None)?;
@@ -580,17 +586,29 @@ impl<S: Store> ChainCore<S> {
         self.unpublished.push(transaction);
     }
 
-    /// The answer to a peer's sync request: up to the bounded number of
-    /// certified blocks from its height on, and our height.
+    /// The answer to a peer's sync request: the certified blocks from its
+    /// height on, at most [`SYNC_BLOCKS_MAX`] and [`SYNC_RESPONSE_BYTES_MAX`]
+    /// bytes of them (one at least), and our height.
     pub fn serve_sync(&self, request: &SyncRequest) -> SyncResponse {
         let count = u64::from(request.max_blocks.min(SYNC_BLOCKS_MAX));
         let from = request.from_height.max(1);
         let last = self.state.height.min(from.saturating_add(count).saturating_sub(1));
         let blocks = (from..=last)
             .map_while(|height| self.store.block(height).ok().flatten())
-            .map(|block| to_bytes(&block))
-            .collect();
-        SyncResponse { blocks, tip_height: self.state.height }
+            .map(|block| to_bytes(&block));
+        SyncResponse { blocks: within_bytes(blocks, SYNC_RESPONSE_BYTES_MAX), tip_height: self.state.height }
+    }
+
+    /// Our sync request to a peer failed (it timed out, the peer left or
+    /// its answer did not decode). While certified blocks show we are
+    /// behind, blocks are asked for again of `peer` (another one, if the
+    /// driver has one), at most every [`SYNC_RETRY_MS`].
+    pub fn handle_sync_failed(&mut self, now_ms: u64, peer: PeerId) -> Vec<Effect> {
+        if !self.validator && self.best_seen_height > self.state.height && now_ms >= self.sync_retry_ms {
+            self.sync_retry_ms = now_ms.saturating_add(SYNC_RETRY_MS);
+            self.request_blocks(peer);
+        }
+        self.take_effects()
     }
 
     /// `peer`'s answer to our sync request: its blocks are applied in order
@@ -1023,6 +1041,21 @@ impl<S: Store> ChainCore<S> {
             tracing::debug!(height, transactions = block.transactions.len(), "block stored");
         }
     }
+}
+
+/// The first of `encoded` while they total at most `max_bytes`, and the
+/// first one at least.
+fn within_bytes(encoded: impl Iterator<Item = Vec<u8>>, max_bytes: usize) -> Vec<Vec<u8>> {
+    let mut taken: Vec<Vec<u8>> = Vec::new();
+    let mut bytes = 0_usize;
+    for item in encoded {
+        if !taken.is_empty() && bytes.saturating_add(item.len()) > max_bytes {
+            break;
+        }
+        bytes = bytes.saturating_add(item.len());
+        taken.push(item);
+    }
+    taken
 }
 
 /// The chain as consensus sees it while it handles one engine message at

@@ -821,3 +821,44 @@ fn a_stranger_s_transactions_are_refused_before_their_signatures_are_checked() {
     let refused = submit(&mut core, FIRST_BLOCK_MS, offer);
     assert!(matches!(refused, Err(SubmitError::Rejected(Rejection::UnknownAccount(_)))), "{refused:?}");
 }
+
+#[test]
+fn a_sync_response_stays_within_its_byte_budget_and_a_failed_request_is_retried_while_behind() {
+    let (community, blocks) = trading_chain(3, 2, 6);
+    let mut server = replica(&community.genesis);
+    let sizes: Vec<usize> = blocks.iter().map(|block| to_bytes(block).len()).collect();
+    let tip_height = blocks.last().unwrap().block.header.height;
+    let response = SyncResponse { blocks: blocks.iter().map(to_bytes).collect(), tip_height };
+    server.handle_sync_response(T0, peer(1), response);
+    assert_eq!(server.state().height, tip_height);
+    // Every block fits the budget here: all of them, in one response.
+    let served = server.serve_sync(&SyncRequest { from_height: 1, max_blocks: SYNC_BLOCKS_MAX });
+    assert_eq!(served.blocks.len(), blocks.len());
+    assert!(sizes.iter().sum::<usize>() <= SYNC_RESPONSE_BYTES_MAX);
+    // A smaller budget cuts the response at a block, one block at least.
+    let encoded = || blocks.iter().map(to_bytes);
+    assert_eq!(within_bytes(encoded(), sizes[0] + sizes[1]).len(), 2);
+    assert_eq!(within_bytes(encoded(), sizes[0] + sizes[1] - 1).len(), 1);
+    assert_eq!(within_bytes(encoded(), 0).len(), 1);
+
+    // A replica behind (a certified block ahead showed it) asks again
+    // after a failed request, of the peer the driver names, at most every
+    // SYNC_RETRY_MS.
+    let mut behind = replica(&community.genesis);
+    let effects = behind.handle_gossip(T0, Topic::Blocks, message(4), peer(1), &to_bytes(&blocks[4]));
+    assert!(matches!(verdicts(&effects)[..], [(_, Verdict::Ignore(Ignored::AheadBlock))]), "{effects:?}");
+    let asked = |effects: &[Effect]| -> Vec<PeerId> {
+        effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::RequestBlocks { peer, .. } => Some(*peer),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(asked(&behind.handle_sync_failed(T0, peer(2))), [peer(2)]);
+    assert!(asked(&behind.handle_sync_failed(T0 + SYNC_RETRY_MS - 1, peer(3))).is_empty());
+    assert_eq!(asked(&behind.handle_sync_failed(T0 + SYNC_RETRY_MS, peer(3))), [peer(3)]);
+    // Not behind: nothing to ask for.
+    assert!(asked(&server.handle_sync_failed(T0 + 10 * SYNC_RETRY_MS, peer(2))).is_empty());
+}
