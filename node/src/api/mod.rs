@@ -99,9 +99,17 @@ impl ApiError {
     }
 }
 
+/// What a 429 or 503 asks the client to wait before it tries again, in
+/// seconds: about four block times, after which a backlog has moved.
+const RETRY_AFTER_S: u64 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if matches!(self.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_S.into());
+        }
+        response
     }
 }
 
@@ -166,4 +174,24 @@ fn query(raw: Option<String>, known: &[&str]) -> Result<BTreeMap<String, String>
         parameters.insert(name.to_string(), value.to_string());
     }
     Ok(parameters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_to_come_back_later_says_when() {
+        for (code, retry) in [
+            (ErrorCode::Backlog, true),
+            (ErrorCode::MempoolFull, true),
+            (ErrorCode::NodeUnavailable, true),
+            (ErrorCode::Rejected, false),
+            (ErrorCode::BadJson, false),
+        ] {
+            let response = ApiError::new(code, "").into_response();
+            let header = response.headers().get(axum::http::header::RETRY_AFTER);
+            assert_eq!(header.and_then(|value| value.to_str().ok()), retry.then_some("1"), "{code}");
+        }
+    }
 }
