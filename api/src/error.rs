@@ -53,6 +53,9 @@ pub enum ErrorCode {
     Duplicate,
     /// 415: an admin request whose body is not `application/json`.
     UnsupportedMediaType,
+    /// 421: a `Host` header that names none of the node's names (a web page
+    /// reaching a household's node through DNS rebinding).
+    BadHost,
     /// 422: the ledger's rules refuse the transaction (`reason` says which).
     Rejected,
     /// 429: the mempool is full, for everyone or for this signer.
@@ -70,7 +73,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in declaration order: what tests of the codes and of
     /// docs/API.md walk through.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::BadHex,
@@ -93,6 +96,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::Duplicate,
         ErrorCode::UnsupportedMediaType,
+        ErrorCode::BadHost,
         ErrorCode::Rejected,
         ErrorCode::MempoolFull,
         ErrorCode::Backlog,
@@ -125,6 +129,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Duplicate => "duplicate",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::BadHost => "bad_host",
             ErrorCode::Rejected => "rejected",
             ErrorCode::MempoolFull => "mempool_full",
             ErrorCode::Backlog => "backlog",
@@ -159,6 +164,7 @@ impl ErrorCode {
             ErrorCode::Duplicate => 409,
             ErrorCode::BadBody => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::BadHost => 421,
             ErrorCode::Rejected => 422,
             ErrorCode::MempoolFull | ErrorCode::Backlog => 429,
             ErrorCode::Storage => 500,

@@ -66,6 +66,8 @@ pub struct Config {
     /// The file holding the admin API's bearer token; absent, the data
     /// directory's `admin.token`, made on first use.
     pub admin_token_file: Option<PathBuf>,
+    /// Host names the API answers to besides IP addresses and `localhost`.
+    pub api_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -82,6 +84,7 @@ impl Default for Config {
             worker_threads: None,
             enable_admin_api: false,
             admin_token_file: None,
+            api_hosts: Vec::new(),
         }
     }
 }
@@ -92,6 +95,12 @@ pub const CONFIG_TEMPLATE: &str = r#"# gridshare-node configuration. Flags of `g
 # Address of the local HTTP API (wallets, dashboards, auditors). Keep it on
 # loopback unless a reverse proxy with authentication is in front of it.
 api = "127.0.0.1:8700"
+
+# Host names the API answers to besides IP addresses and localhost, such as
+# a reverse proxy's public name. A request naming another host is refused,
+# so a web page cannot reach this node through a domain of its own that
+# points at this machine (DNS rebinding).
+api_hosts = []
 
 # Where the market swarm (libp2p: TCP + Noise + Yamux) listens.
 p2p_listen = "/ip4/0.0.0.0/tcp/4700"

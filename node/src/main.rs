@@ -143,6 +143,10 @@ struct RunArgs {
     /// made on first use) [config: admin_token_file].
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// A host name the API answers to besides IP addresses and localhost (a
+    /// reverse proxy's public name); repeatable [config: api_hosts].
+    #[arg(long = "api-host", value_name = "NAME")]
+    api_hosts: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -294,7 +298,8 @@ async fn run(args: RunArgs, data_dir: PathBuf, file: config::Config) -> anyhow::
         println!("Admin:    POST http://{address}/v1/admin/isolate (bearer token in {})", path.display());
     }
     println!("Data dir: {}", data_dir.display());
-    let options = ApiOptions { admin_token: admin.map(|(token, _)| token) };
+    let api_hosts = args.api_hosts.iter().chain(&file.api_hosts).cloned().collect();
+    let options = ApiOptions { admin_token: admin.map(|(token, _)| token), api_hosts };
     let server = axum::serve(listener, gridshare_node::api::router(client, options));
     tokio::select! {
         result = event_loop => result?,

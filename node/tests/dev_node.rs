@@ -176,6 +176,14 @@ fn a_dev_community_clears_settles_answers_its_api_and_resumes() {
         assert_eq!(error.code.status(), status, "{method:?} {path}");
         assert!(!error.message.is_empty(), "{text}");
     }
+    // A page reaching the node under a name of its own (DNS rebinding) is
+    // refused, whatever it asks.
+    for (method, path) in [(get, "/v1/status"), (post, "/v1/transactions")] {
+        let headers = [("host", "rebind.attacker.example:8700")];
+        let response = api.raw(method, path, Some("text/plain"), &headers, b"{}").unwrap();
+        let error: ErrorBody = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!((response.status, error.code), (421, ErrorCode::BadHost), "{method:?} {path}");
+    }
     // The client's typed calls say what was refused.
     let refused = api.block(99_999_999).unwrap_err();
     assert_eq!((refused.code(), refused.status()), (Some(ErrorCode::NotFound), Some(404)), "{refused}");

@@ -40,10 +40,34 @@ pub struct ApiOptions {
     /// Serve `POST /v1/admin/isolate` to requests bearing this token
     /// (`--enable-admin-api`); without it the route does not exist.
     pub admin_token: Option<AdminToken>,
+    /// Host names answered besides IP addresses and `localhost`.
+    pub api_hosts: Vec<String>,
+}
+
+/// Whether a request's `Host` header names this node: an IP address, with
+/// or without a port (no page can rebind a literal address), `localhost`,
+/// or one of `names` (compared without case or port). A request without
+/// one is refused too.
+fn host_allowed(host: Option<&str>, names: &[String]) -> bool {
+    let Some(host) = host else { return false };
+    let name = match host.strip_prefix('[') {
+        // An IPv6 literal: `[::1]` or `[::1]:8700`.
+        Some(rest) => {
+            return rest.split_once(']').is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.parse::<u16>().is_ok())
+            .map_or(host, |(name, _)| name),
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || names.iter().any(|allowed| allowed.eq_ignore_ascii_case(name))
 }
 
 pub fn router(client: Client, options: ApiOptions) -> Router {
     let metrics = client.metrics.clone();
+    let api_hosts = std::sync::Arc::new(options.api_hosts);
     let mut router = Router::new()
         .route("/v1/genesis", get(status::genesis))
         .route("/v1/status", get(status::status))
@@ -72,10 +96,28 @@ pub fn router(client: Client, options: ApiOptions) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint takes another method")
         })
-        .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
-            metrics.api_requests.inc();
-            next.run(request)
-        }))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                metrics.api_requests.inc();
+                // HTTP/1.1's Host, or HTTP/2's authority.
+                let host = request
+                    .headers()
+                    .get(axum::http::header::HOST)
+                    .and_then(|value| value.to_str().ok())
+                    .or_else(|| request.uri().authority().map(|authority| authority.as_str()));
+                let allowed = host_allowed(host, &api_hosts);
+                async move {
+                    if !allowed {
+                        return ApiError::new(
+                            ErrorCode::BadHost,
+                            "this node answers only its own host names",
+                        )
+                        .into_response();
+                    }
+                    next.run(request).await
+                }
+            },
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX))
         .with_state(client)
 }
@@ -179,6 +221,30 @@ fn query(raw: Option<String>, known: &[&str]) -> Result<BTreeMap<String, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_addresses_localhost_and_the_configured_names_are_answered() {
+        let names = vec!["gridshare.example.org".to_string()];
+        for (host, allowed) in [
+            (Some("127.0.0.1:8700"), true),
+            (Some("192.168.1.20"), true),
+            (Some("[::1]:8700"), true),
+            (Some("[::1]"), true),
+            (Some("localhost:8700"), true),
+            (Some("LOCALHOST"), true),
+            (Some("gridshare.example.org"), true),
+            (Some("GridShare.Example.org:443"), true),
+            (Some("rebind.attacker.example:8700"), false),
+            (Some("127.0.0.1.attacker.example"), false),
+            (Some("gridshare.example.org.attacker.example"), false),
+            (Some("[not-an-address]:8700"), false),
+            (Some(""), false),
+            (None, false),
+        ] {
+            assert_eq!(host_allowed(host, &names), allowed, "{host:?}");
+        }
+        assert!(!host_allowed(Some("gridshare.example.org"), &[]));
+    }
 
     #[test]
     fn a_refusal_to_come_back_later_says_when() {
