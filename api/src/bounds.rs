@@ -10,6 +10,10 @@ pub const LIST_MAX: usize = 1_000;
 pub const INTERVAL_SPAN_MAX: u64 = 96;
 /// The intervals a trades or bills query spans when it names no range.
 pub const INTERVAL_SPAN_DEFAULT: u64 = 24;
+/// Event streams (`/v1/events`) and exports (`/v1/export`) a node serves at
+/// once at most: each holds a connection and its buffers for as long as
+/// its client wants.
+pub const STREAMS_MAX: usize = 64;
 /// The longest isolation `POST /v1/admin/isolate` accepts.
 pub const ISOLATION_MS_MAX: u64 = 3_600_000;
 /// The largest JSON answer a client reads. The largest answers are blocks

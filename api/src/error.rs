@@ -64,6 +64,9 @@ pub enum ErrorCode {
     /// transaction submitted to it has waited too long, or would reach a
     /// block after its interval's gate): try again later.
     Backlog,
+    /// 429: the node serves as many event streams and exports at once as it
+    /// allows (`STREAMS_MAX`): try again later.
+    Busy,
     /// 500: the node's storage failed.
     Storage,
     /// 503: the node is shutting down.
@@ -73,7 +76,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in declaration order: what tests of the codes and of
     /// docs/API.md walk through.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::BadHex,
@@ -100,6 +103,7 @@ impl ErrorCode {
         ErrorCode::Rejected,
         ErrorCode::MempoolFull,
         ErrorCode::Backlog,
+        ErrorCode::Busy,
         ErrorCode::Storage,
         ErrorCode::NodeUnavailable,
     ];
@@ -133,6 +137,7 @@ impl ErrorCode {
             ErrorCode::Rejected => "rejected",
             ErrorCode::MempoolFull => "mempool_full",
             ErrorCode::Backlog => "backlog",
+            ErrorCode::Busy => "busy",
             ErrorCode::Storage => "storage",
             ErrorCode::NodeUnavailable => "node_unavailable",
         }
@@ -166,7 +171,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::BadHost => 421,
             ErrorCode::Rejected => 422,
-            ErrorCode::MempoolFull | ErrorCode::Backlog => 429,
+            ErrorCode::MempoolFull | ErrorCode::Backlog | ErrorCode::Busy => 429,
             ErrorCode::Storage => 500,
             ErrorCode::NodeUnavailable => 503,
         }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use gridshare_api::bounds::{INTERVAL_SPAN_MAX, LIST_MAX, REQUEST_BYTES_MAX};
+use gridshare_api::bounds::{INTERVAL_SPAN_MAX, LIST_MAX, REQUEST_BYTES_MAX, STREAMS_MAX};
 use gridshare_api::{
     Account, Admitted, Bills, Block, BlockEvent, Clearing, ErrorBody, ErrorCode, EvidenceList,
     GenesisResponse, Interval, IsolateRequest, Isolated, Lagged, Meter, Nonce, Offers, Proof,
@@ -188,6 +188,7 @@ fn the_bounds_stated_are_the_crates() {
         format!("Request bodies are at most {} KiB", REQUEST_BYTES_MAX / 1024),
         format!("`INTERVAL_SPAN_MAX` = {INTERVAL_SPAN_MAX} intervals"),
         format!("lists at most {} items", thousands(LIST_MAX)),
+        format!("`STREAMS_MAX` = {STREAMS_MAX} at once"),
     ] {
         assert!(text.contains(&stated), "docs/API.md does not say: {stated}");
     }

@@ -150,6 +150,7 @@ async fn launch(
         ("banned_peers_max", BANNED_PEERS_MAX),
         ("dropped_remembered_max", usize::try_from(DROPPED_REMEMBERED_MAX).unwrap_or(usize::MAX)),
         ("api_request_bytes_max", crate::api::REQUEST_BYTES_MAX),
+        ("api_streams_max", gridshare_api::bounds::STREAMS_MAX),
     ]));
     metrics.height.set(i64::try_from(core.state().height).unwrap_or(i64::MAX));
     let consensus = match validator_key {

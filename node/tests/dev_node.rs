@@ -13,6 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Method, exact, height, start, stop, wait_for};
+use gridshare_api::bounds::STREAMS_MAX;
 use gridshare_api::client::StreamError;
 use gridshare_api::events::Event;
 use gridshare_api::{
@@ -204,6 +205,20 @@ fn a_dev_community_clears_settles_answers_its_api_and_resumes() {
         }
     }
     assert!(seen.contains(&"block"), "{seen:?}");
+
+    // Event streams and exports are served STREAMS_MAX at once; the next
+    // is told to come back later.
+    let mut streams = Vec::new();
+    let refused = loop {
+        match api.events() {
+            Ok(stream) => streams.push(stream),
+            Err(error) => break error,
+        }
+        assert!(streams.len() <= STREAMS_MAX, "more than {STREAMS_MAX} streams at once");
+    };
+    assert_eq!((refused.code(), refused.status()), (Some(ErrorCode::Busy), Some(429)), "{refused}");
+    assert!(streams.len() + 1 >= STREAMS_MAX, "refused after {} streams", streams.len());
+    drop(streams);
 
     // Prometheus metrics.
     let metrics = api.metrics().unwrap();

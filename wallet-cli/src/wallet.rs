@@ -322,6 +322,9 @@ fn hint(code: &str) -> Option<&'static str> {
             "credit less: a community's credits may total at most 10^27 units of its currency"
         }
         "mempool_full" => "try again after the next block",
+        "busy" => {
+            "the node serves as many event streams and exports as it allows now: try again in a few seconds"
+        }
         "backlog" => {
             "the node cannot get transactions into blocks in time now: try again in a few seconds, or offer for a later interval (--interval next)"
         }

@@ -118,6 +118,7 @@ pub fn router(client: Client, options: ApiOptions) -> Router {
                 }
             },
         ))
+        .layer(axum::Extension(streams::StreamSlots::default()))
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX))
         .with_state(client)
 }

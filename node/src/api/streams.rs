@@ -3,23 +3,60 @@
 
 use std::convert::Infallible;
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
+use axum::response::IntoResponse;
 use axum::response::sse::{self, Sse};
-use axum::response::{IntoResponse, Response};
-use gridshare_api::{Bill, BlockEvent, Clearing, Event as WireEvent, Lagged, SettlementEvent};
+use gridshare_api::bounds::STREAMS_MAX;
+use gridshare_api::{Bill, BlockEvent, Clearing, ErrorCode, Event as WireEvent, Lagged, SettlementEvent};
 use gridshare_ledger::export::ExportWriter;
 use gridshare_ledger::store::Store;
 use libp2p::futures::stream;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Reply, count, read};
+use super::{ApiError, Reply, count, read};
 use crate::node::{Client, Event};
 
 /// Blocks read from the event loop at a time while exporting.
 const EXPORT_CHUNK_BLOCKS: u64 = 64;
+
+/// The event streams and exports being served, at most [`STREAMS_MAX`].
+#[derive(Clone, Debug, Default)]
+pub(super) struct StreamSlots(Arc<AtomicUsize>);
+
+/// One stream's place among [`StreamSlots`], given back when the stream
+/// ends or its client goes away (the stream, and this with it, is dropped).
+#[derive(Debug)]
+pub(super) struct Slot(Arc<AtomicUsize>);
+
+impl StreamSlots {
+    fn take(&self) -> Result<Slot, ApiError> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < STREAMS_MAX).then_some(taken + 1)
+            })
+            .map(|_| Slot(self.0.clone()))
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::Busy,
+                    format!(
+                        "this node serves {STREAMS_MAX} event streams and exports at once: try again later"
+                    ),
+                )
+            })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// The wire form of an event of the node.
 fn wire_event(event: &Event) -> WireEvent {
@@ -45,10 +82,11 @@ fn sse_event(event: &WireEvent) -> sse::Event {
     sse::Event::default().event(event.name()).data(event.data_json())
 }
 
-pub(super) async fn events(State(client): State<Client>) -> Response {
+pub(super) async fn events(State(client): State<Client>, Extension(slots): Extension<StreamSlots>) -> Reply {
+    let slot = slots.take()?;
     let metrics = client.metrics.clone();
     let receiver = client.subscribe();
-    let events = stream::unfold((receiver, metrics), |(mut receiver, metrics)| async move {
+    let events = stream::unfold((receiver, metrics, slot), |(mut receiver, metrics, slot)| async move {
         let event = match receiver.recv().await {
             Ok(event) => sse_event(&wire_event(&event)),
             Err(RecvError::Lagged(missed)) => {
@@ -57,9 +95,9 @@ pub(super) async fn events(State(client): State<Client>) -> Response {
             }
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok::<_, Infallible>(event), (receiver, metrics)))
+        Some((Ok::<_, Infallible>(event), (receiver, metrics, slot)))
     });
-    Sse::new(events).keep_alive(sse::KeepAlive::default()).into_response()
+    Ok(Sse::new(events).keep_alive(sse::KeepAlive::default()).into_response())
 }
 
 /// A `Write` that hands each chunk to the HTTP response body.
@@ -80,11 +118,14 @@ impl Write for ChannelWriter {
 
 /// `GET /v1/export`: the chain up to the height when the request came, in
 /// the export format, streamed in chunks of blocks read from the event loop.
-pub(super) async fn export(State(client): State<Client>) -> Reply {
+pub(super) async fn export(State(client): State<Client>, Extension(slots): Extension<StreamSlots>) -> Reply {
+    let slot = slots.take()?;
     let tip = read(&client, |view| Ok(view.state.height)).await?;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
+        // Held until the export is written or its client went away.
+        let _slot = slot;
         let result = (|| -> Result<(), String> {
             let buffered = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(sender.clone()));
             let mut writer =
@@ -128,4 +169,19 @@ fn tokio_stream_from<T: Send + 'static>(
     receiver: tokio::sync::mpsc::Receiver<T>,
 ) -> impl libp2p::futures::Stream<Item = T> + Send {
     stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_given_back_when_its_stream_is_dropped() {
+        let slots = StreamSlots::default();
+        let mut taken: Vec<Slot> = (0..STREAMS_MAX).map(|_| slots.take().unwrap()).collect();
+        let refused = slots.take().unwrap_err();
+        assert_eq!(refused.body.code, ErrorCode::Busy);
+        taken.pop();
+        assert!(slots.take().is_ok(), "a dropped stream's place is free again");
+    }
 }
