@@ -59,7 +59,7 @@ use libp2p::PeerId;
 use libp2p::gossipsub::MessageId;
 
 pub use effect::{Count, Effect, Event, Ignored, Invalid, Submission, Topic, Verdict};
-pub use peers::{BAN_DURATION_MS, INVALID_MESSAGES_BAN, PeerBook};
+pub use peers::{BAN_DURATION_MS, Banned, INVALID_MESSAGES_BAN, PeerBook};
 
 use crate::acknowledged::{Acknowledged, AcknowledgedError, Dropped, Waiting};
 use crate::consensus::app::{Chain, CheckError, CommitError};
@@ -693,8 +693,11 @@ impl<S: Store> ChainCore<S> {
     /// Counts an invalid message from `peer`, and bans it at
     /// [`INVALID_MESSAGES_BAN`].
     fn punish(&mut self, now_ms: u64, peer: PeerId) {
-        if let Some(invalid) = self.peers.count_invalid(peer, now_ms) {
-            tracing::warn!(%peer, invalid, "banning a peer that sent invalid data");
+        if let Some(banned) = self.peers.count_invalid(peer, now_ms) {
+            tracing::warn!(%peer, invalid = banned.count, "banning a peer that sent invalid data");
+            if let Some(unbanned) = banned.unbanned {
+                self.effects.push(Effect::Unban { peer: unbanned });
+            }
             self.effects.push(Effect::Ban { peer });
         }
     }

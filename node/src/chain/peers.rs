@@ -16,32 +16,56 @@ pub const INVALID_MESSAGES_BAN: u32 = 3;
 pub const BAN_DURATION_MS: u64 = 600_000;
 
 /// Invalid-message counts and bans, each bounded by [`BANNED_PEERS_MAX`]
-/// peers; ordered maps, so what it returns is in peer order.
+/// peers; ordered maps, so what it returns is in peer order. Peer ids cost
+/// nothing to make, so a full book makes room rather than stop counting:
+/// the count touched longest ago goes, and the ban that ends first.
 #[derive(Debug, Default)]
 pub struct PeerBook {
-    invalid_messages: BTreeMap<PeerId, u32>,
+    /// Each peer's count and when it last sent something invalid.
+    invalid_messages: BTreeMap<PeerId, (u32, u64)>,
     banned_until_ms: BTreeMap<PeerId, u64>,
 }
 
+/// A peer the book has just banned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Banned {
+    /// The invalid messages that banned it.
+    pub count: u32,
+    /// A banned peer whose ban was cut short to make room: to be unblocked.
+    pub unbanned: Option<PeerId>,
+}
+
 impl PeerBook {
-    /// Counts an invalid message from `peer` at `now_ms`; the count that
-    /// bans it, if this one does. A peer the book has no room for goes
-    /// uncounted; a full list of bans bans no one more.
-    pub fn count_invalid(&mut self, peer: PeerId, now_ms: u64) -> Option<u32> {
+    /// Counts an invalid message from `peer` at `now_ms`; the ban, if this
+    /// message earns one.
+    pub fn count_invalid(&mut self, peer: PeerId, now_ms: u64) -> Option<Banned> {
         if !self.invalid_messages.contains_key(&peer) && self.invalid_messages.len() >= BANNED_PEERS_MAX {
+            let stalest = self.invalid_messages.iter().min_by_key(|(id, (_, last_ms))| (*last_ms, **id));
+            if let Some(stalest) = stalest.map(|(id, _)| *id) {
+                self.invalid_messages.remove(&stalest);
+            }
+        }
+        let (count, last_ms) = self.invalid_messages.entry(peer).or_default();
+        *count += 1;
+        *last_ms = now_ms;
+        let count = *count;
+        if count < INVALID_MESSAGES_BAN || self.banned_until_ms.contains_key(&peer) {
             return None;
         }
-        let count = self.invalid_messages.entry(peer).or_default();
-        *count += 1;
-        let count = *count;
-        if count >= INVALID_MESSAGES_BAN
-            && self.banned_until_ms.len() < BANNED_PEERS_MAX
-            && self.banned_until_ms.insert(peer, now_ms.saturating_add(BAN_DURATION_MS)).is_none()
-        {
-            self.invalid_messages.remove(&peer);
-            return Some(count);
+        let mut unbanned = None;
+        if self.banned_until_ms.len() >= BANNED_PEERS_MAX {
+            unbanned = self
+                .banned_until_ms
+                .iter()
+                .min_by_key(|(id, until_ms)| (**until_ms, **id))
+                .map(|(id, _)| *id);
+            if let Some(unbanned) = unbanned {
+                self.banned_until_ms.remove(&unbanned);
+            }
         }
-        None
+        self.banned_until_ms.insert(peer, now_ms.saturating_add(BAN_DURATION_MS));
+        self.invalid_messages.remove(&peer);
+        Some(Banned { count, unbanned })
     }
 
     /// Lifts the bans that ended at or before `now_ms`; the peers, in order.
@@ -65,6 +89,57 @@ impl PeerBook {
 
     /// How many invalid messages `peer` sent since its last ban.
     pub fn invalid_messages(&self, peer: &PeerId) -> u32 {
-        self.invalid_messages.get(peer).copied().unwrap_or(0)
+        self.invalid_messages.get(peer).map_or(0, |(count, _)| *count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn peer(n: u32) -> PeerId {
+        let mut seed = [0_u8; 32];
+        seed[..4].copy_from_slice(&n.to_le_bytes());
+        libp2p::identity::Keypair::ed25519_from_bytes(seed).unwrap().public().to_peer_id()
+    }
+
+    #[test]
+    fn throwaway_peer_ids_cannot_stop_the_book_counting_or_banning() {
+        let mut book = PeerBook::default();
+        let n = u32::try_from(BANNED_PEERS_MAX).unwrap();
+        // A full count of peers that each sent one invalid message...
+        for i in 0..n {
+            assert_eq!(book.count_invalid(peer(i), u64::from(i)), None);
+        }
+        // ...still counts a new offender, forgetting the stalest count.
+        let offender = peer(n);
+        for _ in 1..INVALID_MESSAGES_BAN {
+            assert_eq!(book.count_invalid(offender, 10_000), None);
+        }
+        assert_eq!(book.invalid_messages(&peer(0)), 0, "the stalest count made room");
+        assert_eq!(
+            book.count_invalid(offender, 10_000),
+            Some(Banned { count: INVALID_MESSAGES_BAN, unbanned: None })
+        );
+        assert_eq!(book.banned_until_ms(&offender), Some(10_000 + BAN_DURATION_MS));
+
+        // A full list of bans bans the next offender too, cutting short the
+        // ban that ends first.
+        let mut book = PeerBook::default();
+        for i in 0..n {
+            for _ in 0..INVALID_MESSAGES_BAN {
+                book.count_invalid(peer(i), u64::from(i));
+            }
+        }
+        assert!(book.banned_until_ms(&peer(0)).is_some());
+        let mut banned = None;
+        for _ in 0..INVALID_MESSAGES_BAN {
+            banned = book.count_invalid(offender, 20_000);
+        }
+        assert_eq!(banned, Some(Banned { count: INVALID_MESSAGES_BAN, unbanned: Some(peer(0)) }));
+        assert_eq!(book.banned_until_ms(&peer(0)), None);
+        assert!(book.banned_until_ms(&offender).is_some());
     }
 }
