@@ -152,8 +152,10 @@ const PART_BYTES: usize = 128 * 1024;
 const STREAMS_MAX: usize = 64;
 /// Blocks kept for heights ahead of ours, at most.
 const PENDING_MAX: usize = 64;
-/// Decided blocks per sync response, at most.
-const SYNC_BLOCKS_MAX: u64 = 32;
+/// Decided blocks per answer to the consensus engine's sync (validators
+/// catching up with each other), at most; the market swarm's catch-up has
+/// its own bound (`network::SYNC_BLOCKS_MAX`).
+const VALUE_SYNC_BLOCKS_MAX: u64 = 32;
 
 /// A block as a validator streamed it: the block, who built it and the
 /// builder's signature over the `StreamedBlock`.
@@ -440,7 +442,7 @@ impl Consensus {
             }
             AppMsg::GetDecidedValues { range, reply } => {
                 let from = range.start().0.max(1);
-                let to = range.end().0.min(from.saturating_add(SYNC_BLOCKS_MAX - 1));
+                let to = range.end().0.min(from.saturating_add(VALUE_SYNC_BLOCKS_MAX - 1));
                 let values = (from..=to)
                     .map_while(|height| chain.block(height))
                     .map(|block| {
