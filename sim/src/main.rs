@@ -74,33 +74,51 @@ struct Community {
     cpu_slowdown: u64,
 }
 
+/// Why the arguments describe no runnable community.
+#[derive(Debug, thiserror::Error)]
+enum BadArguments {
+    #[error(transparent)]
+    Faults(#[from] gridshare_sim::faults::FaultError),
+    #[error(transparent)]
+    Config(#[from] gridshare_sim::config::ConfigError),
+}
+
+/// Why a run ended without a report.
+#[derive(Debug, thiserror::Error)]
+enum RunFailure {
+    #[error(transparent)]
+    Run(#[from] gridshare_sim::RunError),
+    /// A broken invariant of the simulated code, with the panic's message.
+    #[error("the run panicked: {0}")]
+    Panicked(String),
+}
+
 impl Community {
-    fn config(&self, seed: u64) -> Result<Config, String> {
+    fn config(&self, seed: u64) -> Result<Config, BadArguments> {
         let mut config = Config::new(seed, self.households, self.validators, self.intervals);
         config.household_nodes =
             self.household_nodes.unwrap_or_else(|| default_household_nodes(self.households));
         config.market.offers_per_interval = self.offers_per_interval.clamp(1, 32);
         config.market.interval_ms = self.interval_ms;
-        config.faults = parse_faults(&self.faults).map_err(|error| error.to_string())?;
+        config.faults = parse_faults(&self.faults)?;
         config.cpu_slowdown = self.cpu_slowdown;
         config.costs = config.costs.slowed(self.cpu_slowdown);
-        config.check().map_err(|error| error.to_string())?;
+        config.check()?;
         Ok(config)
     }
 }
 
 /// Runs `config`, a panic (a broken invariant) included in what fails.
-fn run(config: &Config) -> Result<Report, String> {
+fn run(config: &Config) -> Result<Report, RunFailure> {
     match std::panic::catch_unwind(|| gridshare_sim::run(config)) {
-        Ok(Ok(report)) => Ok(report),
-        Ok(Err(error)) => Err(error.to_string()),
+        Ok(result) => Ok(result?),
         Err(panic) => {
             let message = panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_string()))
                 .unwrap_or_default();
-            Err(format!("the run panicked: {message}"))
+            Err(RunFailure::Panicked(message))
         }
     }
 }
@@ -143,7 +161,7 @@ fn main() -> ExitCode {
             };
             let report = match run(&config) {
                 Ok(report) => report,
-                Err(why) => return failed(&config, &why),
+                Err(why) => return failed(&config, &why.to_string()),
             };
             if json {
                 match serde_json::to_string_pretty(&report) {
@@ -174,7 +192,7 @@ fn main() -> ExitCode {
                 };
                 let report = match run(&config) {
                     Ok(report) => report,
-                    Err(why) => return failed(&config, &why),
+                    Err(why) => return failed(&config, &why.to_string()),
                 };
                 println!(
                     "seed {seed}: {} blocks, {} acknowledged, {} committed, {} dropped with a reason, {} lost: {}",

@@ -100,6 +100,19 @@ pub(super) async fn events(State(client): State<Client>, Extension(slots): Exten
     Ok(Sse::new(events).keep_alive(sse::KeepAlive::default()).into_response())
 }
 
+/// Why an export stopped before its end.
+#[derive(Debug, thiserror::Error)]
+enum ExportStopped {
+    #[error(transparent)]
+    Write(#[from] gridshare_ledger::export::ExportError),
+    #[error(transparent)]
+    Store(#[from] gridshare_ledger::store::StoreError),
+    #[error(transparent)]
+    NodeGone(#[from] crate::node::NodeGone),
+    #[error("block {0}, below the tip, is missing")]
+    Missing(u64),
+}
+
 /// A `Write` that hands each chunk to the HTTP response body.
 struct ChannelWriter(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>);
 
@@ -126,39 +139,31 @@ pub(super) async fn export(State(client): State<Client>, Extension(slots): Exten
     tokio::task::spawn_blocking(move || {
         // Held until the export is written or its client went away.
         let _slot = slot;
-        let result = (|| -> Result<(), String> {
+        let result = (|| -> Result<(), ExportStopped> {
             let buffered = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(sender.clone()));
-            let mut writer =
-                ExportWriter::new(buffered, &client.genesis).map_err(|error| error.to_string())?;
+            let mut writer = ExportWriter::new(buffered, &client.genesis)?;
             let mut from = 1;
             while from <= tip {
                 let to = tip.min(from + EXPORT_CHUNK_BLOCKS - 1);
-                let blocks = runtime
-                    .block_on(client.read(move |view| {
-                        (from..=to).map(|height| view.store.block(height)).collect::<Result<Vec<_>, _>>()
-                    }))
-                    .map_err(|error| error.to_string())?
-                    .map_err(|error| error.to_string())?;
-                for block in blocks {
-                    let block = block.ok_or("a block below the tip is missing")?;
-                    writer.block(&block).map_err(|error| error.to_string())?;
+                let blocks = runtime.block_on(client.read(move |view| {
+                    (from..=to).map(|height| view.store.block(height)).collect::<Result<Vec<_>, _>>()
+                }))??;
+                for (height, block) in (from..).zip(blocks) {
+                    writer.block(&block.ok_or(ExportStopped::Missing(height))?)?;
                 }
                 from = to + 1;
             }
-            let evidence = runtime
-                .block_on(client.read(|view| view.store.evidence()))
-                .map_err(|error| error.to_string())?
-                .map_err(|error| error.to_string())?;
+            let evidence = runtime.block_on(client.read(|view| view.store.evidence()))??;
             for evidence in &evidence {
-                writer.evidence(evidence).map_err(|error| error.to_string())?;
+                writer.evidence(evidence)?;
             }
-            writer.finish().map_err(|error| error.to_string())?;
+            writer.finish()?;
             Ok(())
         })();
         if let Err(problem) = result {
             tracing::warn!(%problem, "export stopped");
             // The body ends with an error, so the client sees a broken transfer.
-            let _ = sender.blocking_send(Err(std::io::Error::other(problem)));
+            let _ = sender.blocking_send(Err(std::io::Error::other(problem.to_string())));
         }
     });
     let body = Body::from_stream(tokio_stream_from(receiver));
