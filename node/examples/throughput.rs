@@ -109,6 +109,15 @@ fn main() {
         .collect();
     // Validators also meet on the market swarm, where transactions travel.
     let mut validators: Vec<Node> = Vec::new();
+    // Each validator's consensus id, from the node key made in its data
+    // directory now, for the others to name it by.
+    let consensus_ids: Vec<String> = (0..validator_keys.len())
+        .map(|index| {
+            let dir = dir.path().join(format!("validator-{index}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            gridshare_node::config::node_identity(&dir).unwrap().public().to_peer_id().to_string()
+        })
+        .collect();
     for (index, (key, listen)) in validator_keys.iter().zip(&consensus).enumerate() {
         let dir = dir.path().join(format!("validator-{index}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -116,7 +125,13 @@ fn main() {
         let genesis = genesis_file.to_str().unwrap();
         let mut args =
             vec!["--genesis", genesis, "--block-time-ms", BLOCK_TIME_MS, "--consensus-p2p", listen];
-        for peer in consensus.iter().filter(|peer| *peer != listen) {
+        let peers: Vec<String> = consensus
+            .iter()
+            .zip(0..)
+            .filter(|(peer, _)| *peer != listen)
+            .map(|(peer, index)| format!("{peer}/p2p/{}", consensus_ids[index]))
+            .collect();
+        for peer in &peers {
             args.extend(["--consensus-peer", peer]);
         }
         let earlier: Vec<String> = validators.iter().map(|node| node.process.p2p().to_string()).collect();

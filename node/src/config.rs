@@ -116,7 +116,9 @@ mdns = true
 block_time_ms = 1000
 
 # Validators only: where the consensus swarm (Malachite) listens, and the
-# other validators' consensus addresses, as "/ip4/ADDRESS/tcp/PORT".
+# other validators' consensus addresses with the `Consensus id` that
+# `gridshare-node init` printed for each, as "/ip4/ADDRESS/tcp/PORT/p2p/ID".
+# Only these peers may connect to the consensus swarm.
 consensus_listen = "/ip4/0.0.0.0/tcp/4800"
 consensus_peers = []
 

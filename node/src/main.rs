@@ -114,7 +114,8 @@ struct RunArgs {
     /// Where a validator's consensus swarm listens [config: consensus_listen].
     #[arg(long, value_name = "MULTIADDR")]
     consensus_p2p: Option<Multiaddr>,
-    /// Another validator's consensus address [config: consensus_peers].
+    /// Another validator's consensus address and id, ADDRESS/p2p/ID (its
+    /// `Consensus id` from `init`) [config: consensus_peers].
     #[arg(long, value_name = "MULTIADDR")]
     consensus_peer: Vec<Multiaddr>,
     /// Consensus connections accepted from one IP address at most
@@ -174,6 +175,8 @@ fn main() -> anyhow::Result<()> {
             println!("Data dir:      {}", data_dir.display());
             println!("Config:        {}", data_dir.join(CONFIG_FILE_NAME).display());
             println!("Validator key: {}", made.validator_key.public());
+            // What the other validators name this one by in `consensus_peers`.
+            println!("Consensus id:  {}", config::node_identity(&data_dir)?.public().to_peer_id());
             match made.genesis {
                 Some(genesis) => {
                     let role = if genesis.voting_power_of(&made.validator_key.public()).is_some() {

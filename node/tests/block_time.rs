@@ -18,7 +18,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Node, free_port, height, init, run_to_end, start, stop, wait_for};
+use common::{Node, free_port, height, init, printed_consensus_id, run_to_end, start, stop, wait_for};
 use gridshare_ledger::encoding::from_bytes;
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::PublicKey;
@@ -46,7 +46,8 @@ fn now_ms() -> u64 {
 fn start_validator(dir: &Path, consensus: &str, everyone: &[String], clock_skew_ms: &str) -> Node {
     let mut args =
         vec!["--block-time-ms", "300", "--consensus-p2p", consensus, "--clock-skew-ms", clock_skew_ms];
-    for peer in everyone.iter().filter(|peer| *peer != consensus) {
+    let own = format!("{consensus}/p2p/");
+    for peer in everyone.iter().filter(|peer| !peer.starts_with(&own)) {
         args.extend(["--consensus-peer", peer.as_str()]);
     }
     start(&args, dir)
@@ -57,7 +58,8 @@ fn a_proposer_whose_clock_is_off_by_more_than_the_tolerance_never_makes_a_block(
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
     let dirs: Vec<PathBuf> = (0..VALIDATORS).map(|index| path(&format!("v{index}"))).collect();
-    let keys: Vec<PublicKey> = dirs.iter().map(|dir| printed_key(&init(dir, None))).collect();
+    let printed: Vec<Vec<String>> = dirs.iter().map(|dir| init(dir, None)).collect();
+    let keys: Vec<PublicKey> = printed.iter().map(|printed| printed_key(printed)).collect();
     let community = TestCommunity::new(41, 0, test_market(), 0);
     let registrar = community.registrar.public().to_string();
     let genesis_file = path("genesis.bin");
@@ -76,12 +78,17 @@ fn a_proposer_whose_clock_is_off_by_more_than_the_tolerance_never_makes_a_block(
     }
 
     let addresses: Vec<String> = dirs.iter().map(|_| format!("/ip4/127.0.0.1/tcp/{}", free_port())).collect();
+    let peers: Vec<String> = addresses
+        .iter()
+        .zip(&printed)
+        .map(|(address, printed)| format!("{address}/p2p/{}", printed_consensus_id(printed)))
+        .collect();
     let mut nodes: Vec<Node> = dirs
         .iter()
         .zip(&addresses)
         .enumerate()
         .map(|(index, (dir, consensus))| {
-            start_validator(dir, consensus, &addresses, if index == SKEWED { SKEW_MS } else { "0" })
+            start_validator(dir, consensus, &peers, if index == SKEWED { SKEW_MS } else { "0" })
         })
         .collect();
 

@@ -3,7 +3,9 @@
 //! validator killed the chain goes on, and restarted it catches up; paused
 //! past several heights, one catches up; with two of four down the chain
 //! stops without forking and resumes when one returns; every block's
-//! certificate carries a quorum, and the audit of the export passes.
+//! certificate carries a quorum, and the audit of the export passes. A
+//! stranger to the genesis that dials a validator's consensus port is
+//! disconnected once it identifies, and the chain goes on.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -11,7 +13,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, Node, admit, free_port, height, init, kill, run_to_end, signal, start, stop, wait_for};
+use common::{
+    Client, Node, admit, free_port, height, init, kill, printed_consensus_id, run_to_end, signal, start,
+    stop, wait_for,
+};
 use gridshare_api::Role;
 use gridshare_api::harness::{BlockWatch, Signal};
 use gridshare_ledger::audit::audit_export;
@@ -30,10 +35,60 @@ struct Validator {
 
 fn start_validator(validator: &Validator, peers: &[String]) -> Node {
     let mut args = vec!["--block-time-ms", "300", "--consensus-p2p", &validator.consensus];
-    for peer in peers.iter().filter(|peer| **peer != validator.consensus) {
+    let own = format!("{}/p2p/", validator.consensus);
+    for peer in peers.iter().filter(|peer| !peer.starts_with(&own)) {
         args.extend(["--consensus-peer", peer]);
     }
     start(&args, &validator.dir)
+}
+
+/// Runs a stranger to the genesis, a peer of Malachite's own network stack
+/// (what any Malachite node runs), that dials `target`, a validator's
+/// consensus address with its peer id; whether the validator cuts it off
+/// within `deadline` once it connected. (Without the validator's allowlist
+/// it stays connected: validators meet each other this very way.)
+fn stranger_is_disconnected(target: &str, deadline: Duration) -> bool {
+    use malachitebft_network::handle::Handle;
+    use malachitebft_network::{Config, DiscoveryConfig, Event, NetworkIdentity, TransportProtocol};
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let config = Config {
+            listen_addr: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            persistent_peers: vec![target.parse().unwrap()],
+            persistent_peers_only: false,
+            discovery: DiscoveryConfig::new(false),
+            idle_connection_timeout: Duration::from_secs(900),
+            transport: TransportProtocol::Tcp,
+            gossipsub: Default::default(),
+            pubsub_protocol: Default::default(),
+            channel_names: Default::default(),
+            rpc_max_size: 10 << 20,
+            pubsub_max_size: 4 << 20,
+            pubsub_max_size_per_topic: Default::default(),
+            sync_request_timeout: Duration::from_secs(10),
+            sync_max_request_size: 1 << 20,
+            sync_parallel_requests: 5,
+            enable_consensus: true,
+            enable_sync: true,
+            protocol_names: Default::default(),
+        };
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let identity = NetworkIdentity::new("stranger".into(), keypair, None);
+        let registry = malachitebft_metrics::SharedRegistry::new(Default::default(), None);
+        let mut handle: Handle = malachitebft_network::spawn(identity, config, registry).await.unwrap();
+        let outcome = async {
+            let mut connected = false;
+            while let Some(event) = handle.recv().await {
+                match event {
+                    Event::PeerConnected(_) => connected = true,
+                    Event::PeerDisconnected(_) if connected => return true,
+                    _ => {}
+                }
+            }
+            false
+        };
+        tokio::time::timeout(deadline, outcome).await.unwrap_or(false)
+    })
 }
 
 /// The highest height any of `apis` reports.
@@ -47,11 +102,12 @@ fn four_validators_agree_survive_one_fault_and_stop_safely_without_quorum() {
     let path = |name: &str| dir.path().join(name);
 
     // Four validator keys, one genesis.
-    let mut keys = Vec::new();
+    let (mut keys, mut ids) = (Vec::new(), Vec::new());
     for index in 0..VALIDATORS {
         let printed = init(&path(&format!("v{index}")), None);
         let line = printed.iter().find(|line| line.starts_with("Validator key:")).unwrap();
         keys.push(line.trim_start_matches("Validator key:").trim().to_string());
+        ids.push(printed_consensus_id(&printed));
     }
     let mut community = TestCommunity::new(21, 3, test_market(), 0);
     let registrar = community.registrar.public().to_string();
@@ -73,7 +129,11 @@ fn four_validators_agree_survive_one_fault_and_stop_safely_without_quorum() {
             node: None,
         })
         .collect();
-    let peers: Vec<String> = validators.iter().map(|validator| validator.consensus.clone()).collect();
+    let peers: Vec<String> = validators
+        .iter()
+        .zip(&ids)
+        .map(|(validator, id)| format!("{}/p2p/{id}", validator.consensus))
+        .collect();
     for validator in &mut validators {
         init(&validator.dir, Some(&genesis_file));
         validator.node = Some(start_validator(validator, &peers));
@@ -131,6 +191,16 @@ fn four_validators_agree_survive_one_fault_and_stop_safely_without_quorum() {
         assert_eq!((block.hash, block.state_root), (reference.hash, reference.state_root));
     }
     assert!(reference.certificate_signatures >= 3, "{reference:?}");
+
+    // A stranger on the consensus port is cut off, and blocks go on.
+    let before = top(&all(&validators));
+    assert!(
+        stranger_is_disconnected(&peers[0], Duration::from_secs(15)),
+        "a peer that is no validator stays connected to the consensus port"
+    );
+    wait_for("blocks after the stranger", &api(&validators, 0), Duration::from_secs(30), || {
+        (top(&all(&validators)) > before + 2).then_some(())
+    });
 
     // One validator killed: the chain goes on; restarted, it catches up.
     kill(validators[3].node.as_mut().unwrap());

@@ -31,7 +31,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Client, Node, free_port, height, init, run_to_end, start, stop, wait_for};
+use common::{
+    Client, Node, free_port, height, init, printed_consensus_id, run_to_end, start, stop, wait_for,
+};
 use gridshare_api::Role;
 use gridshare_api::blocks::Equivocation as Listed;
 use gridshare_ledger::audit::audit_export;
@@ -61,7 +63,7 @@ const TWINNED_PROPOSALS: usize = 3;
 fn start_validator(
     dir: &Path,
     consensus: &str,
-    everyone: &[String],
+    peers: &[String],
     block_time_ms: &str,
     clock_skew_ms: &str,
 ) -> Node {
@@ -73,7 +75,7 @@ fn start_validator(
         "--clock-skew-ms",
         clock_skew_ms,
     ];
-    for peer in everyone.iter().filter(|peer| *peer != consensus) {
+    for peer in peers {
         args.extend(["--consensus-peer", peer.as_str()]);
     }
     start(&args, dir)
@@ -119,8 +121,10 @@ fn a_twinned_validator_is_caught_equivocating_while_the_honest_ones_commit_witho
     let path = |name: &str| dir.path().join(name);
 
     // Four validator keys, one genesis.
-    let keys: Vec<String> =
-        (0..VALIDATORS).map(|index| printed_key(&init(&path(&format!("v{index}")), None))).collect();
+    let printed: Vec<Vec<String>> =
+        (0..VALIDATORS).map(|index| init(&path(&format!("v{index}")), None)).collect();
+    let keys: Vec<String> = printed.iter().map(|printed| printed_key(printed)).collect();
+    let mut ids: Vec<String> = printed.iter().map(|printed| printed_consensus_id(printed)).collect();
     let community = TestCommunity::new(31, 0, test_market(), 0);
     let registrar = community.registrar.public().to_string();
     let genesis_file = path("genesis.bin");
@@ -138,7 +142,9 @@ fn a_twinned_validator_is_caught_equivocating_while_the_honest_ones_commit_witho
     std::fs::create_dir(&twin_dir).unwrap();
     let key_file = path(&format!("v{TWINNED}")).join(VALIDATOR_KEY_FILE_NAME);
     std::fs::copy(&key_file, twin_dir.join(VALIDATOR_KEY_FILE_NAME)).unwrap();
-    assert_eq!(printed_key(&init(&twin_dir, Some(&genesis_file))), keys[TWINNED]);
+    let twin_printed = init(&twin_dir, Some(&genesis_file));
+    assert_eq!(printed_key(&twin_printed), keys[TWINNED]);
+    ids.push(printed_consensus_id(&twin_printed));
     let dirs: Vec<PathBuf> =
         (0..VALIDATORS).map(|index| path(&format!("v{index}"))).chain([twin_dir.clone()]).collect();
     for dir in &dirs[..VALIDATORS] {
@@ -147,6 +153,8 @@ fn a_twinned_validator_is_caught_equivocating_while_the_honest_ones_commit_witho
 
     // Five processes, each a peer of the other four.
     let addresses: Vec<String> = dirs.iter().map(|_| format!("/ip4/127.0.0.1/tcp/{}", free_port())).collect();
+    let peers: Vec<String> =
+        addresses.iter().zip(&ids).map(|(address, id)| format!("{address}/p2p/{id}")).collect();
     let mut nodes: Vec<Node> = dirs
         .iter()
         .zip(&addresses)
@@ -154,7 +162,13 @@ fn a_twinned_validator_is_caught_equivocating_while_the_honest_ones_commit_witho
         .map(|(index, (dir, consensus))| {
             let block_time_ms = if index < TWINNED { BLOCK_TIME_MS } else { TWIN_BLOCK_TIME_MS };
             let clock_skew_ms = if *dir == twin_dir { TWIN_CLOCK_SKEW_MS } else { "0" };
-            start_validator(dir, consensus, &addresses, block_time_ms, clock_skew_ms)
+            let others: Vec<String> = peers
+                .iter()
+                .enumerate()
+                .filter(|(other, _)| *other != index)
+                .map(|(_, peer)| peer.clone())
+                .collect();
+            start_validator(dir, consensus, &others, block_time_ms, clock_skew_ms)
         })
         .collect();
     for (node, dir) in nodes.iter().zip(&dirs) {

@@ -175,46 +175,63 @@ pub fn prepare(
     let bytes = std::fs::read(&genesis_file).map_err(io(format!("reading {}", genesis_file.display())))?;
     let genesis: Genesis = from_bytes(&bytes).map_err(|error| SetupError::Genesis(error.to_string()))?;
 
-    let consensus = consensus_addresses(keys.validators.len())?;
-    let mut nodes = Vec::with_capacity(names.len());
+    let validators = keys.validators.len();
+    let mut consensus_ids = Vec::with_capacity(validators);
     for (index, name) in names.iter().enumerate() {
-        let dir = nodes_dir.join(name);
-        let dir_text = dir.display().to_string();
+        let dir_text = nodes_dir.join(name).display().to_string();
         let printed = run_to_end(
             binary,
             &["init", "--data-dir", &dir_text, "--genesis", &genesis_file.display().to_string()],
         )?;
-        let consensus = consensus.get(index).cloned();
-        let expected = if consensus.is_some() { "(validator)" } else { "(replica)" };
-        if !printed.lines().any(|line| line.trim_end().ends_with(expected)) {
-            return Err(SetupError::Refused {
-                what: format!("gridshare-node init for {name}"),
-                message: format!("it did not make a {expected} node:\n{printed}"),
-            });
+        let expected = if index < validators { "(validator)" } else { "(replica)" };
+        let consensus_id = printed
+            .lines()
+            .find_map(|line| line.strip_prefix("Consensus id:"))
+            .map(|id| id.trim().to_string());
+        match consensus_id {
+            Some(id) if printed.lines().any(|line| line.trim_end().ends_with(expected)) => {
+                if index < validators {
+                    consensus_ids.push(id);
+                }
+            }
+            _ => {
+                return Err(SetupError::Refused {
+                    what: format!("gridshare-node init for {name}"),
+                    message: format!("it did not make a {expected} node:\n{printed}"),
+                });
+            }
         }
+    }
+    let mut consensus = consensus_addresses(&consensus_ids)?.into_iter();
+    let mut nodes = Vec::with_capacity(names.len());
+    for name in &names {
         let log = logs_dir.join(format!("{name}.log"));
-        nodes.push(Arc::new(Node::new(name, consensus, dir, log, binary, timeouts)?));
+        let dir = nodes_dir.join(name);
+        nodes.push(Arc::new(Node::new(name, consensus.next(), dir, log, binary, timeouts)?));
     }
     Ok((genesis, genesis_file, nodes))
 }
 
-/// The consensus addresses of `validators` validators: a lone validator
-/// listens on a port the OS picks; several get loopback ports the OS hands
-/// out now, kept for every restart, since each dials the others.
-fn consensus_addresses(validators: usize) -> Result<Vec<ConsensusAddresses>, SetupError> {
-    if validators == 1 {
+/// The consensus addresses of the validators with consensus peer ids
+/// `ids`: a lone validator listens on a port the OS picks; several get
+/// loopback ports the OS hands out now, kept for every restart, since each
+/// dials the others, by address and peer id (`ADDRESS/p2p/ID`).
+fn consensus_addresses(ids: &[String]) -> Result<Vec<ConsensusAddresses>, SetupError> {
+    if ids.len() == 1 {
         return Ok(vec![ConsensusAddresses { listen: "/ip4/127.0.0.1/tcp/0".into(), peers: Vec::new() }]);
     }
-    let listen: Vec<String> = loopback_ports(validators)
+    let listen: Vec<String> = loopback_ports(ids.len())
         .map_err(ProcessError::from)?
         .into_iter()
         .map(|port| format!("/ip4/127.0.0.1/tcp/{port}"))
         .collect();
-    Ok(listen
-        .iter()
+    Ok((0..ids.len())
         .map(|own| ConsensusAddresses {
-            listen: own.clone(),
-            peers: listen.iter().filter(|peer| *peer != own).cloned().collect(),
+            listen: listen[own].clone(),
+            peers: (0..ids.len())
+                .filter(|other| *other != own)
+                .map(|other| format!("{}/p2p/{}", listen[other], ids[other]))
+                .collect(),
         })
         .collect())
 }

@@ -16,7 +16,7 @@
 //! blocks this validator built, in `DATA_DIR/consensus/built/` until
 //! decided.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +53,8 @@ use super::context::{
     Address, BlockId, GridshareContext, Height, ProposalPart, ValidatorSet, ValidatorSigner,
     ValidatorVerifier,
 };
+use super::peers::{self, PeerError};
+use super::streams::{PART_BYTES, Streams};
 use crate::config::ConfigError;
 
 /// Why a block does not execute on the tip.
@@ -146,12 +148,13 @@ pub trait Chain {
     fn record_equivocation(&mut self, evidence: &Equivocation) -> Result<(), StoreError>;
 }
 
-/// Bytes of block data per proposal part.
-const PART_BYTES: usize = 128 * 1024;
-/// Partial streams kept at most (the oldest is dropped).
-const STREAMS_MAX: usize = 64;
 /// Blocks kept for heights ahead of ours, at most.
 const PENDING_MAX: usize = 64;
+/// How far ahead of ours a block's height may be to be kept for later.
+const PENDING_HEIGHTS_AHEAD: u64 = 2;
+/// Blocks kept for the next height, at most: one per round streamed by its
+/// proposer, and those that came by sync. Past it, new ones are dropped.
+const CANDIDATES_MAX: usize = 64;
 /// Decided blocks per answer to the consensus engine's sync (validators
 /// catching up with each other), at most; the market swarm's catch-up has
 /// its own bound (`network::SYNC_BLOCKS_MAX`).
@@ -188,14 +191,6 @@ struct Candidate {
     pol_round: Round,
 }
 
-/// Parts of one stream received so far.
-#[derive(Debug, Default)]
-struct PartialStream {
-    parts: BTreeMap<u64, ProposalPart>,
-    fin: Option<u64>,
-    bytes: usize,
-}
-
 /// The consensus engine's handle and the application's state for it.
 pub struct Consensus {
     channels: Channels<GridshareContext>,
@@ -203,14 +198,17 @@ pub struct Consensus {
     _engine: EngineHandle,
     key: Arc<Keypair>,
     address: Address,
+    context: GridshareContext,
     validators: ValidatorSet,
+    /// The configured peers: the only publishers whose proposal parts are
+    /// taken.
+    peers: BTreeSet<PeerId>,
     block_time: Duration,
     /// Blocks for the next height, by id.
     candidates: BTreeMap<BlockId, Candidate>,
     /// Blocks for later heights, checked when their height comes.
     pending: BTreeMap<(u64, BlockId), Streamed>,
-    streams: BTreeMap<(PeerId, Bytes), PartialStream>,
-    stream_order: Vec<(PeerId, Bytes)>,
+    streams: Streams,
     next_stream: u64,
     /// Where the blocks this validator built are kept until decided, so that
     /// after a crash it proposes the very same block again.
@@ -275,11 +273,14 @@ pub enum ConsensusError {
     Directory { path: PathBuf, source: std::io::Error },
     #[error("cannot start consensus: the engine did not start: {0}")]
     Engine(Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot start consensus: {0}")]
+    Peers(#[from] PeerError),
 }
 
 impl Consensus {
     /// Starts Malachite for the validator `key` of `genesis`, its WAL and
-    /// built blocks under `data_dir`.
+    /// built blocks under `data_dir`, accepting connections only from
+    /// `network.peers`, each one of the genesis's other validators.
     pub async fn start(
         genesis: &Genesis,
         key: Keypair,
@@ -292,9 +293,11 @@ impl Consensus {
         let key = Arc::new(key);
         let address = Address(key.public());
         let context = GridshareContext { community };
+        let allowed = peers::allowed(&identity.public().to_peer_id(), &network.peers)?;
         let mut consensus = ConsensusConfig::default();
         consensus.p2p.listen_addr = network.listen;
         consensus.p2p.persistent_peers = network.peers;
+        consensus.p2p.persistent_peers_only = true;
         consensus.p2p.discovery.max_connections_per_ip = network.connections_per_ip_max.get();
         let config =
             EngineConfig { moniker: address.to_string(), consensus, value_sync: ValueSyncConfig::default() };
@@ -328,12 +331,13 @@ impl Consensus {
             _engine: engine,
             key,
             address,
+            context: GridshareContext { community },
             validators: ValidatorSet::from_genesis(genesis),
+            peers: allowed,
             block_time,
             candidates: BTreeMap::new(),
             pending: BTreeMap::new(),
-            streams: BTreeMap::new(),
-            stream_order: Vec::new(),
+            streams: Streams::default(),
             next_stream: 0,
             built_dir,
             failed: false,
@@ -380,8 +384,15 @@ impl Consensus {
             },
             AppMsg::ReceivedProposalPart { from, published_by, part, reply } => {
                 // Parts may come through different peers: a stream is its
-                // publisher's.
-                let _ = reply.send(self.received_part(published_by.unwrap_or(from), part, chain));
+                // publisher's, and only the configured peers publish.
+                let publisher = published_by.unwrap_or(from);
+                let value = if self.peers.contains(&publisher) {
+                    self.streams.receive(publisher, part).and_then(|parts| self.assemble(parts, chain))
+                } else {
+                    tracing::debug!(%publisher, %from, "a proposal part from a peer not configured");
+                    None
+                };
+                let _ = reply.send(value);
             }
             AppMsg::RestreamProposal { height, round, valid_round, value_id, .. } => {
                 if let Some(candidate) = self.candidates.get(&value_id).cloned()
@@ -563,54 +574,17 @@ impl Consensus {
         });
     }
 
-    /// Collects a part; when its stream is complete, checks the block.
-    fn received_part(
-        &mut self,
-        from: PeerId,
-        part: StreamMessage<ProposalPart>,
-        chain: &mut impl Chain,
-    ) -> Option<ProposedValue<GridshareContext>> {
-        let key = (from, part.stream_id.to_bytes());
-        if !self.streams.contains_key(&key) {
-            if self.stream_order.len() >= STREAMS_MAX {
-                let oldest = self.stream_order.remove(0);
-                self.streams.remove(&oldest);
-            }
-            self.stream_order.push(key.clone());
-        }
-        let stream = self.streams.entry(key.clone()).or_default();
-        match part.content {
-            StreamContent::Fin => stream.fin = Some(part.sequence),
-            StreamContent::Data(data) => {
-                stream.bytes += match &data {
-                    ProposalPart::Data(bytes) => bytes.len(),
-                    _ => 0,
-                };
-                if stream.bytes > crate::network::GOSSIP_BYTES_MAX {
-                    self.streams.remove(&key);
-                    return None;
-                }
-                stream.parts.insert(part.sequence, data);
-            }
-        }
-        let complete = stream.fin.is_some_and(|fin| {
-            u64::try_from(stream.parts.len()).is_ok_and(|count| count == fin)
-                && stream.parts.keys().copied().eq(0..fin)
-        });
-        if !complete {
-            return None;
-        }
-        let stream = self.streams.remove(&key)?;
-        self.stream_order.retain(|other| *other != key);
-        self.assemble(stream, chain)
-    }
-
+    /// Checks a complete stream: a new block must be built by the round's
+    /// proposer, a block re-proposed under a proof-of-lock by a validator;
+    /// the builder signed it and names itself in the header; each round
+    /// gets one block executed. Returns the value to vote on for the next
+    /// height.
     fn assemble(
         &mut self,
-        stream: PartialStream,
+        parts: Vec<ProposalPart>,
         chain: &mut impl Chain,
     ) -> Option<ProposedValue<GridshareContext>> {
-        let mut parts = stream.parts.into_values();
+        let mut parts = parts.into_iter();
         let Some(ProposalPart::Init { height, round, pol_round, builder }) = parts.next() else {
             return None;
         };
@@ -626,6 +600,11 @@ impl Consensus {
         let signature = signature?;
         let block = from_bytes::<Block>(&bytes).ok()?;
         let id = BlockId(block.hash());
+        let proposer = self.proposer(height, round);
+        if let Err(problem) = attributed(&block, builder, pol_round, proposer) {
+            tracing::warn!(height = height.0, %round, %builder, %proposer, problem, "a streamed block is refused");
+            return None;
+        }
         let community = chain.genesis().community_id;
         let streamed = StreamedBlock { height: height.0, block_hash: id.0, builder: builder.0 };
         if chain.genesis().voting_power_of(&builder.0).is_none()
@@ -636,12 +615,35 @@ impl Consensus {
         }
         let next = chain.state().height + 1;
         if height.0 > next {
-            if self.pending.len() < PENDING_MAX {
+            // Kept for the next heights only (a validator further behind
+            // catches up by sync), one per round.
+            let round_taken = self
+                .pending
+                .iter()
+                .any(|((other, _), streamed)| *other == height.0 && streamed.round == round);
+            if height.0 - next <= PENDING_HEIGHTS_AHEAD && !round_taken && self.pending.len() < PENDING_MAX {
                 self.pending.insert((height.0, id), Streamed { block, builder, signature, round, pol_round });
             }
             return None;
         }
         if height.0 < next {
+            return None;
+        }
+        if let Some(known) = self.candidates.get(&id) {
+            // Streamed again (a new round, or a re-proposal): executed once.
+            let candidate = Candidate { round, pol_round, signature: Some(signature), ..known.clone() };
+            let value = proposed(height, &candidate, id);
+            self.candidates.insert(id, candidate);
+            return Some(value);
+        }
+        if self.candidates.values().any(|other| {
+            other.block.header.height == height.0 && other.round == round && other.signature.is_some()
+        }) {
+            tracing::warn!(height = height.0, %round, %builder, "a second block for one round; not executed");
+            return None;
+        }
+        if self.candidates.len() >= CANDIDATES_MAX {
+            tracing::warn!(height = height.0, %round, "too many blocks for one height; this one is dropped");
             return None;
         }
         let candidate = Candidate {
@@ -656,6 +658,12 @@ impl Consensus {
         let value = proposed(height, &candidate, id);
         self.candidates.insert(id, candidate);
         Some(value)
+    }
+
+    /// The proposer of `height` and `round`, by the context's rotation.
+    fn proposer(&self, height: Height, round: Round) -> Address {
+        use malachitebft_app_channel::app::types::core::Context;
+        self.context.select_proposer(&self.validators, height, round).address
     }
 
     /// Forgets blocks of decided heights and checks blocks that arrived for
@@ -779,6 +787,24 @@ fn timely(block: &Block, pol_round: Round, chain: &impl Chain) -> Result<(), Inv
     Ok(())
 }
 
+/// Whether a streamed block is the round's: a new block (no proof-of-lock
+/// round) must be built by the round's `proposer`, and every block names
+/// its builder as its proposer.
+fn attributed(
+    block: &Block,
+    builder: Address,
+    pol_round: Round,
+    proposer: Address,
+) -> Result<(), &'static str> {
+    if pol_round == Round::Nil && builder != proposer {
+        return Err("a new block not built by the round's proposer");
+    }
+    if block.header.proposer != builder.0 {
+        return Err("the block names another proposer than its builder");
+    }
+    Ok(())
+}
+
 /// The value consensus votes on for `candidate`: valid if it executes and
 /// is timely; an invalid one is logged with the reason.
 fn proposed(height: Height, candidate: &Candidate, id: BlockId) -> ProposedValue<GridshareContext> {
@@ -826,6 +852,25 @@ mod tests {
     /// A new block is timely within the clock ± δ, on both sides and at
     /// both ends; a block re-proposed under a proof-of-lock is not judged by
     /// the clock again.
+    /// A new block is taken only from the round's proposer; a re-proposed
+    /// one from any builder; either must name its builder as proposer.
+    #[test]
+    fn a_streamed_block_must_be_the_round_proposer_s() {
+        let community = TestCommunity::new(6, 0, test_market(), 1_000_000);
+        let genesis = &community.genesis;
+        let validator = gridshare_ledger::testkit::LocalValidator {
+            keypair: Keypair::from_seed(community.validator.seed()),
+        };
+        let block =
+            validator.produce(genesis, &State::genesis(genesis), Vec::new(), 1_000_500).unwrap().0.block;
+        let (builder, other) =
+            (Address(community.validator.public()), Address(gridshare_ledger::ids::PublicKey([9; 32])));
+        assert_eq!(attributed(&block, builder, Round::Nil, builder), Ok(()));
+        assert!(attributed(&block, builder, Round::Nil, other).is_err(), "a new block from a non-proposer");
+        assert_eq!(attributed(&block, builder, Round::new(0), other), Ok(()), "re-proposed under a lock");
+        assert!(attributed(&block, other, Round::new(0), other).is_err(), "names another proposer");
+    }
+
     #[test]
     fn a_new_block_must_be_within_the_clock_plus_or_minus_the_tolerance() {
         let community = TestCommunity::new(5, 0, test_market(), 1_000_000);

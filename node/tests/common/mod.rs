@@ -135,3 +135,10 @@ pub(crate) fn exact<T: DeserializeOwned + Serialize>(api: &Client, path: &str) -
     assert_eq!(serde_json::to_value(&parsed).unwrap(), sent, "GET {path}: the type does not hold all of it");
     parsed
 }
+
+/// The consensus id (peer id) that `gridshare-node init` printed: what the
+/// other validators name this one by, `ADDRESS/p2p/ID`.
+pub(crate) fn printed_consensus_id(printed: &[String]) -> String {
+    let line = printed.iter().find(|line| line.starts_with("Consensus id:")).unwrap();
+    line.trim_start_matches("Consensus id:").trim().to_string()
+}
