@@ -14,8 +14,10 @@ use crate::ids::CommunityId;
 /// The version in every domain-separated message. Bumped on any change of
 /// the bytes of an object or of the rules: version 2 added the meters'
 /// physics bound, estimated settlement and the bounds that keep clearing
-/// and settlement inside their integers (docs/PROTOCOL.md §5).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// and settlement inside their integers (docs/PROTOCOL.md §5); version 3
+/// bounds each block's clearing and settlement work and transaction bytes,
+/// so that every block fits in `BLOCK_BYTES_MAX`.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// What a domain-separated message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

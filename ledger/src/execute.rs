@@ -1,8 +1,10 @@
 //! The state machine: `execute(state, block) -> (state', receipts)`, a pure,
-//! deterministic function (docs/PROTOCOL.md §5). A block first clears every
-//! interval whose gate has closed, then applies its transactions in order,
-//! then settles every interval whose settlement time has come (so that a
-//! meter reading in the block counts for the interval it settles).
+//! deterministic function (docs/PROTOCOL.md §5). A block first clears the
+//! intervals whose gate has closed, then applies its transactions in order,
+//! then settles the intervals whose settlement time has come (so that a
+//! meter reading in the block counts for the interval it settles), each
+//! within a budget of work, so that every block fits in
+//! [`BLOCK_BYTES_MAX`]: after an outage the backlog drains block by block.
 //!
 //! Why this cannot overflow (docs/PROTOCOL.md §5.7): admission bounds what
 //! clearing and settlement compute with, so that every amount fits with
@@ -10,7 +12,7 @@
 //! (10⁹ W) per direction, so one interval (at most 24 h, tolerance at most
 //! 100 %) moves at most `cap_wh ≤ 10⁹ × 86.4·10⁶ × 2 / 3.6·10⁹ = 4.8·10¹⁰`
 //! Wh per register; an account at most ten times that
-//! ([`ACCOUNT_POWER_MAX_W`]), a community at most [`METERS_MAX`] (2²⁰)
+//! ([`ACCOUNT_POWER_MAX_W`]), a community at most [`METERS_MAX`] (2¹⁴)
 //! meters. Blocks end at genesis + [`LIFETIME_MS`] (2⁵⁰ ms), so over the
 //! whole lifetime a register rises at most `10⁹ W × 2⁵⁰ ms × 2 / 3.6·10⁶ ≈
 //! 6.3·10¹⁷` Wh (an estimate's `import_wh` fits a `u64`), an account's
@@ -46,18 +48,30 @@ pub const TEXT_LEN_MAX: usize = 64;
 pub const METER_POWER_MAX_W: u64 = 1_000_000_000;
 /// The most power an account's meters may add up to, per direction.
 pub const ACCOUNT_POWER_MAX_W: u64 = 10_000_000_000;
-/// The most meters a community may register.
-pub const METERS_MAX: usize = 1 << 20;
+/// The most meters a community may register: one interval's settlement
+/// then fits in a block (docs/PROTOCOL.md §5.7).
+pub const METERS_MAX: usize = 1 << 14;
 /// The most money the registrars may ever credit, in total, in nano.
 pub const CREDITS_TOTAL_MAX_NANO: i128 = 1_000_000_000_000_000_000_000_000_000_000_000_000;
 /// How long a community lives: no block is later than the genesis time
 /// plus this (2^50 ms, about 35,700 years), which bounds every sum over
 /// intervals.
 pub const LIFETIME_MS: u64 = 1 << 50;
-/// A block stops settling once it has settled this many meters and
-/// contracts (summed over the intervals it settled so far); it always
-/// settles at least one interval, and later blocks go on where it stopped.
-pub const SETTLEMENT_WORK_PER_BLOCK_MAX: usize = 1 << 16;
+/// A block clears intervals, in order, while the open offers of those it
+/// cleared add up to at most this; it always clears the first due one, and
+/// later blocks go on where it stopped. Also the most offers an interval
+/// may have (the genesis's `max_offers_per_interval`).
+pub const CLEARING_WORK_PER_BLOCK_MAX: usize = 1 << 14;
+/// A block settles intervals, in order, while the meters and contracts of
+/// those it settled add up to at most this; it always settles the first
+/// due one, and later blocks go on where it stopped.
+pub const SETTLEMENT_WORK_PER_BLOCK_MAX: usize = 1 << 14;
+/// The most bytes a block's transactions may have, their canonical
+/// encodings summed.
+pub const TRANSACTION_BYTES_PER_BLOCK_MAX: usize = 2 << 20;
+/// No valid block is larger, canonically encoded: what the bounds above
+/// and [`METERS_MAX`] add up to, with room to spare (docs/PROTOCOL.md §5.7).
+pub const BLOCK_BYTES_MAX: usize = 16 << 20;
 
 /// Whether `execute` checks signatures. A node that verified every
 /// transaction when it entered its mempool may skip them; everyone else
@@ -232,6 +246,8 @@ pub enum BlockError {
     NotAValidator(PublicKey),
     #[error("{count} transactions exceed the bound of {max} per block")]
     TooManyTransactions { count: usize, max: u32 },
+    #[error("the transactions have {bytes} bytes, more than the {max} a block may carry")]
+    TooManyTransactionBytes { bytes: usize, max: usize },
     #[error("the transaction root does not match the transactions")]
     WrongTxRoot,
     #[error("transaction {index} ({kind}) is not admissible: {rejection}")]
@@ -256,6 +272,10 @@ pub fn execute(
 ) -> Result<(State, Vec<Receipt>), BlockError> {
     let header = &block.header;
     check_header(genesis, state, header, block.transactions.len())?;
+    let bytes = block.transactions.iter().map(transaction_bytes).fold(0_usize, usize::saturating_add);
+    if bytes > TRANSACTION_BYTES_PER_BLOCK_MAX {
+        return Err(BlockError::TooManyTransactionBytes { bytes, max: TRANSACTION_BYTES_PER_BLOCK_MAX });
+    }
     if tx_root(&block.transactions) != header.tx_root
         || u32::try_from(block.transactions.len()).ok() != Some(header.tx_count)
     {
@@ -326,14 +346,19 @@ pub fn build_block(
     let max = usize::try_from(genesis.market.max_transactions_per_block).unwrap_or(usize::MAX);
     let mut transactions = Vec::new();
     let mut left_out = Vec::new();
+    let mut bytes = 0_usize;
     for tx in candidates {
-        if transactions.len() == max {
+        let tx_bytes = transaction_bytes(&tx);
+        if transactions.len() == max || bytes.saturating_add(tx_bytes) > TRANSACTION_BYTES_PER_BLOCK_MAX {
             break;
         }
         // Admission checks every rule before it changes anything, so a
         // rejection leaves `next` as it was.
         match admit_signed(genesis, &mut next, timestamp_ms, &tx, signatures) {
-            Ok(()) => transactions.push(tx),
+            Ok(()) => {
+                bytes += tx_bytes;
+                transactions.push(tx);
+            }
             Err(rejection) => left_out.push((tx, rejection)),
         }
     }
@@ -347,6 +372,11 @@ pub fn build_block(
     next.last_block_hash = header.hash();
     debug_assert_eq!(next.root(&genesis.community_id), header.state_root);
     Ok(BuiltBlock { block: Block { header, transactions, receipts }, state: next, left_out })
+}
+
+/// The length of a transaction's canonical encoding.
+fn transaction_bytes(tx: &SignedTx) -> usize {
+    borsh::object_length(tx).unwrap_or(usize::MAX)
 }
 
 fn check_header(
@@ -411,33 +441,42 @@ pub fn cleared(genesis: &Genesis, state: &State, time_ms: u64) -> Result<(State,
     Ok((next, receipts))
 }
 
-/// Clears every interval whose gate closed by `time_ms`, in interval order.
-/// Runs before the block's transactions: none of them can be an offer or a
-/// cancellation for an interval cleared here (its gate is closed).
+/// Clears the intervals whose gate closed by `time_ms`, in interval order,
+/// within the block's clearing work. Runs before the block's transactions:
+/// none of them can be an offer or a cancellation for an interval due here,
+/// cleared or not (its gate is closed).
 fn clear_due(genesis: &Genesis, state: &mut State, time_ms: u64) -> Result<Vec<Receipt>, BlockError> {
     let mut receipts = Vec::new();
-    // Intervals with gate(i) ≤ t, i.e. start(i) ≤ t + lead, are cleared.
-    let cleared_below =
-        intervals_started_by(genesis, time_ms.saturating_add(genesis.market.gate_closure_lead_ms));
-    if cleared_below > state.next_clearing_interval {
-        let intervals: Vec<u64> = state
-            .offers_by_interval
-            .range((state.next_clearing_interval, Hash::ZERO)..(cleared_below, Hash::ZERO))
-            .map(|(interval, _)| *interval)
-            .collect::<std::collections::BTreeSet<u64>>()
-            .into_iter()
-            .collect();
-        for interval in intervals {
+    // Intervals with gate(i) ≤ t, i.e. start(i) ≤ t + lead, are due.
+    let due_below = intervals_started_by(genesis, time_ms.saturating_add(genesis.market.gate_closure_lead_ms));
+    if due_below > state.next_clearing_interval {
+        // The due intervals with open offers, each with their count.
+        let mut due: BTreeMap<u64, usize> = BTreeMap::new();
+        for (interval, _) in
+            state.offers_by_interval.range((state.next_clearing_interval, Hash::ZERO)..(due_below, Hash::ZERO))
+        {
+            *due.entry(*interval).or_default() += 1;
+        }
+        // Bounded work: after an outage the backlog clears over several
+        // blocks, each within what a block can carry.
+        let mut cleared_below = due_below;
+        let mut work = 0_usize;
+        for (interval, offers) in due {
+            if work > 0 && work.saturating_add(offers) > CLEARING_WORK_PER_BLOCK_MAX {
+                cleared_below = interval;
+                break;
+            }
             receipts.push(Receipt::Clearing(clear_interval(genesis, state, interval)?));
+            work = work.saturating_add(offers);
         }
         state.next_clearing_interval = cleared_below;
     }
     Ok(receipts)
 }
 
-/// Settles every interval whose settlement time has come by `time_ms`, in
-/// interval order, within the block's settlement work, appending the
-/// receipts. Runs after the block's transactions, so a reading that reaches
+/// Settles the intervals whose settlement time has come by `time_ms` and
+/// that are cleared, in interval order, within the block's settlement
+/// work, appending the receipts. Runs after the block's transactions, so a reading that reaches
 /// the block that settles its interval counts: after a stall, readings sent
 /// on time are not billed as missing because the chain was late.
 fn settle_due(
@@ -447,10 +486,12 @@ fn settle_due(
     receipts: &mut Vec<Receipt>,
 ) -> Result<(), BlockError> {
     // Intervals with end(i) + delay ≤ t, i.e. start(i + 1) ≤ t − delay, are settled.
-    let settled_below = match time_ms.checked_sub(genesis.market.settlement_delay_ms) {
+    let due_below = match time_ms.checked_sub(genesis.market.settlement_delay_ms) {
         Some(time) => intervals_started_by(genesis, time).saturating_sub(1),
         None => 0,
     };
+    // Never an interval not cleared yet: its trades are not known.
+    let settled_below = due_below.min(state.next_clearing_interval);
     if settled_below > state.next_settlement_interval {
         let from = state.next_settlement_interval;
         // Every interval is settled, but before the first meter's
@@ -469,22 +510,36 @@ fn settle_due(
         // intervals in one.
         let mut settled_to = settled_below;
         let mut work = 0_usize;
+        let mut first = true;
         for interval in contract_intervals.into_iter().chain(every_interval_from..settled_below) {
-            if work >= SETTLEMENT_WORK_PER_BLOCK_MAX {
+            let interval_work = settlement_work(state, interval);
+            if !first && work.saturating_add(interval_work) > SETTLEMENT_WORK_PER_BLOCK_MAX {
                 settled_to = interval;
                 break;
             }
-            let (receipt, done) = settle_interval(genesis, state, interval)?;
-            work = work.saturating_add(done);
-            if let Some(receipt) = receipt {
+            first = false;
+            if let Some(receipt) = settle_interval(genesis, state, interval)? {
                 receipts.push(Receipt::Settlement(receipt));
             }
+            work = work.saturating_add(interval_work);
         }
         state.next_settlement_interval = settled_to;
         // A settled interval's readings are in the meters' bases now.
         state.readings = state.readings.split_off(&(settled_to, PublicKey([0; 32])));
     }
     Ok(())
+}
+
+/// The work of settling `interval`: the meters registered by then (those
+/// registered in it included) and the interval's contracts. It bounds the
+/// interval's bills (one per account with a meter or a contract).
+fn settlement_work(state: &State, interval: u64) -> usize {
+    let meters = state.meters.values().filter(|meter| meter.registered_interval <= interval).count();
+    let contracts = state
+        .contracts
+        .range((interval, PublicKey([0; 32]))..=(interval, PublicKey([0xff; 32])))
+        .count();
+    meters + contracts
 }
 
 /// How many intervals have started by `time_ms`: the index of the first
@@ -613,19 +668,17 @@ fn settle_interval(
     genesis: &Genesis,
     state: &mut State,
     interval: u64,
-) -> Result<(Option<SettlementReceipt>, usize), BlockError> {
+) -> Result<Option<SettlementReceipt>, BlockError> {
     let tariffs = state.tariffs_for(interval);
     // The lowest price of this interval's energy: what an estimate is
     // refunded at, so that a refund never beats an honest bill.
     let rate_micro_per_kwh = tariffs.grid_feed_in_micro_per_kwh.min(tariffs.grid_import_micro_per_kwh);
     let mut metered: BTreeMap<AccountId, Metered> = BTreeMap::new();
-    let mut work = 0_usize;
     let readings = &state.readings;
     for (key, meter) in &mut state.meters {
         if meter.registered_interval > interval {
             continue;
         }
-        work += 1;
         let reading = readings.get(&(interval, *key)).map(|&(import_wh_total, export_wh_total)| {
             MeterReading { meter: *key, interval, import_wh_total, export_wh_total }
         });
@@ -649,10 +702,9 @@ fn settle_interval(
         state.contracts.remove(&(interval, *account));
         metered.entry(*account).or_default();
     }
-    work += contracts.len();
     let contracts: BTreeMap<AccountId, Contract> = contracts.into_iter().collect();
     if metered.is_empty() {
-        return Ok((None, work));
+        return Ok(None);
     }
     let mut bills = Vec::with_capacity(metered.len());
     for (account, measured) in metered {
@@ -668,7 +720,7 @@ fn settle_interval(
             state.grid_balance_nano.checked_sub(grid_money).ok_or(BlockError::Overflow)?;
         bills.push(bill);
     }
-    Ok((Some(SettlementReceipt { interval, tariffs, bills }), work))
+    Ok(Some(SettlementReceipt { interval, tariffs, bills }))
 }
 
 /// Bills one meter registered before `interval` for it, moving its base and

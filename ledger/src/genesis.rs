@@ -133,9 +133,10 @@ impl Genesis {
         {
             return fail("the offer and block bounds must be positive");
         }
-        let auction_orders_max = gridshare_matching::Limits::MAX_ORDERS_DEFAULT;
-        if usize::try_from(market.max_offers_per_interval).map_or(true, |max| max > auction_orders_max) {
-            return fail("at most 2097152 offers per interval: the auction's bound");
+        // Within the auction's bound too (2²¹ orders).
+        let offers_max = crate::execute::CLEARING_WORK_PER_BLOCK_MAX;
+        if usize::try_from(market.max_offers_per_interval).map_or(true, |max| max > offers_max) {
+            return fail("at most 16384 offers per interval: a block's clearing work");
         }
         if market.meter_tolerance_permille > METER_TOLERANCE_PERMILLE_MAX {
             return fail("the meter tolerance must be at most 1000 per mille");

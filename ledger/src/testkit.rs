@@ -52,7 +52,7 @@ pub fn test_market() -> MarketParams {
         mechanism: Mechanism::Uniform,
         k_thousandths: 500,
         max_open_offers_per_account: 16,
-        max_offers_per_interval: 100_000,
+        max_offers_per_interval: 16_384,
         max_transactions_per_block: 100_000,
         meter_tolerance_permille: 50,
         block_time_tolerance_ms: 2_000,

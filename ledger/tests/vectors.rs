@@ -386,5 +386,5 @@ fn genesis_validation_refuses_what_cannot_run() {
     refused(&|g| g.validators.push(g.validators[0]), "listed twice");
     refused(&|g| g.registrars.clear(), "registrar");
     refused(&|g| g.currency = "euro".into(), "currency");
-    refused(&|g| g.market.max_offers_per_interval = u32::MAX, "auction's bound");
+    refused(&|g| g.market.max_offers_per_interval = u32::MAX, "clearing work");
 }

@@ -67,7 +67,7 @@ pub struct GenesisOptions {
     pub network_fee: String,
     #[arg(long, default_value_t = 16)]
     pub max_open_offers_per_account: u32,
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 10_000)]
     pub max_offers_per_interval: u32,
     #[arg(long, default_value_t = 10_000)]
     pub max_transactions_per_block: u32,

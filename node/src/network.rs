@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use gridshare_ledger::ids::CommunityId;
 
-/// The largest gossip message: a block of the largest size we produce.
-pub const GOSSIP_BYTES_MAX: usize = 8 << 20;
+/// The largest gossip message: the largest block the ledger allows
+/// (`BLOCK_BYTES_MAX`, 16 MiB) with its certificate, with room to spare.
+pub const GOSSIP_BYTES_MAX: usize = gridshare_ledger::execute::BLOCK_BYTES_MAX + (1 << 20);
 /// The largest gossiped transaction (an offer is about 300 bytes); a larger
 /// one is rejected and counts against its sender.
 pub const TX_BYTES_MAX: usize = 4 * 1024;
@@ -34,9 +35,12 @@ pub const INCOMING_CONNECTIONS_MAX: u32 = 256;
 pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
 /// The most blocks one catch-up response carries.
 pub const SYNC_BLOCKS_MAX: u32 = 64;
-/// The most bytes of blocks one catch-up response carries (at least one
-/// block, whatever its size): within the 10 MiB a response may have.
+/// The most bytes of blocks one catch-up response carries, unless its one
+/// block is larger (a response always carries at least one).
 pub const SYNC_RESPONSE_BYTES_MAX: usize = 8 << 20;
+/// The largest catch-up response read: one block of `GOSSIP_BYTES_MAX`, or
+/// blocks of `SYNC_RESPONSE_BYTES_MAX`, with room for their framing.
+pub const SYNC_FRAME_BYTES_MAX: usize = GOSSIP_BYTES_MAX + (1 << 20);
 /// The sync protocol. Version 2 sends blocks as CBOR byte strings.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/sync/2");
 /// The protocol for transactions sent directly (version 2: transactions
@@ -44,6 +48,13 @@ pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/sync/2
 pub const TRANSACTIONS_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/txs/2");
 /// Gridshare's own Kademlia protocol: a community's DHT is not the IPFS one.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/gridshare/kad/1");
+
+/// The catch-up protocol's codec: a response may carry one block of the
+/// largest size, beyond the codec's default of 10 MiB.
+fn sync_codec() -> request_response::cbor::codec::Codec<SyncRequest, SyncResponse> {
+    request_response::cbor::codec::Codec::default()
+        .set_response_size_maximum(u64::try_from(SYNC_FRAME_BYTES_MAX).unwrap_or(u64::MAX))
+}
 
 /// Kademlia without periodic bootstrap: peers come from the bootstrap list,
 /// identify and mDNS, and a lone validator has nobody to bootstrap from.
@@ -326,7 +337,8 @@ pub fn build_swarm(
                     kad_config(),
                 ),
                 mdns: Toggle::from(mdns),
-                sync: request_response::cbor::Behaviour::new(
+                sync: request_response::cbor::Behaviour::with_codec(
+                    sync_codec(),
                     [(SYNC_PROTOCOL, ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
                 ),
@@ -384,6 +396,21 @@ mod tests {
         old.extend_from_slice(b"tip_height");
         old.push(0x09);
         assert!(block_on(codec.read_response(&SYNC_PROTOCOL, &mut Cursor::new(old))).is_err());
+    }
+
+    /// A catch-up response with one block of the largest size the ledger
+    /// allows is read back (the codec's default limit, 10 MiB, refused it).
+    #[test]
+    fn a_response_with_the_largest_block_is_read() {
+        let block = vec![0xCD_u8; GOSSIP_BYTES_MAX];
+        let response = SyncResponse { blocks: vec![block], tip_height: 1 };
+        let mut codec = sync_codec();
+        let mut written = Vec::new();
+        block_on(codec.write_response(&SYNC_PROTOCOL, &mut written, response.clone())).unwrap();
+        let read = block_on(codec.read_response(&SYNC_PROTOCOL, &mut Cursor::new(written.clone())));
+        assert_eq!(read.unwrap(), response);
+        let mut default = request_response::cbor::codec::Codec::<SyncRequest, SyncResponse>::default();
+        assert!(block_on(default.read_response(&SYNC_PROTOCOL, &mut Cursor::new(written))).is_err());
     }
 
     #[test]

@@ -308,7 +308,7 @@ impl World {
             feed_in_tariff: decimal(market_config.tariffs.feed_in_micro_per_kwh),
             network_fee: decimal(market_config.tariffs.network_fee_micro_per_kwh),
             max_open_offers_per_account: (4 * ladder).max(16),
-            max_offers_per_interval: 100_000,
+            max_offers_per_interval: 16_384,
             max_transactions_per_block: 10_000,
             // The node's defaults: 5 % above what the meter's limits allow,
             // and δ = 2 s, which the sequencer applies as consensus does.
