@@ -33,6 +33,9 @@ pub enum ErrorCode {
     BadInterval,
     /// 401: an admin request without the right bearer token.
     Unauthorized,
+    /// 403: a request a web page of another site sent (its `Origin` is not
+    /// the node's own).
+    BadOrigin,
     /// 404: no such endpoint, or no block at that height.
     NotFound,
     /// 404: a transaction neither waiting nor in a block.
@@ -51,7 +54,7 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 409: the transaction is already waiting.
     Duplicate,
-    /// 415: an admin request whose body is not `application/json`.
+    /// 415: a request whose body is not `application/json`.
     UnsupportedMediaType,
     /// 421: a `Host` header that names none of the node's names (a web page
     /// reaching a household's node through DNS rebinding).
@@ -76,7 +79,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in declaration order: what tests of the codes and of
     /// docs/API.md walk through.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::BadHex,
@@ -89,6 +92,7 @@ impl ErrorCode {
         ErrorCode::BadRange,
         ErrorCode::BadInterval,
         ErrorCode::Unauthorized,
+        ErrorCode::BadOrigin,
         ErrorCode::NotFound,
         ErrorCode::UnknownTransaction,
         ErrorCode::UnknownAccount,
@@ -123,6 +127,7 @@ impl ErrorCode {
             ErrorCode::BadRange => "bad_range",
             ErrorCode::BadInterval => "bad_interval",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::BadOrigin => "bad_origin",
             ErrorCode::NotFound => "not_found",
             ErrorCode::UnknownTransaction => "unknown_transaction",
             ErrorCode::UnknownAccount => "unknown_account",
@@ -158,6 +163,7 @@ impl ErrorCode {
             | ErrorCode::BadRange
             | ErrorCode::BadInterval => 400,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::BadOrigin => 403,
             ErrorCode::NotFound
             | ErrorCode::UnknownTransaction
             | ErrorCode::UnknownAccount

@@ -448,12 +448,14 @@ pub fn cleared(genesis: &Genesis, state: &State, time_ms: u64) -> Result<(State,
 fn clear_due(genesis: &Genesis, state: &mut State, time_ms: u64) -> Result<Vec<Receipt>, BlockError> {
     let mut receipts = Vec::new();
     // Intervals with gate(i) ≤ t, i.e. start(i) ≤ t + lead, are due.
-    let due_below = intervals_started_by(genesis, time_ms.saturating_add(genesis.market.gate_closure_lead_ms));
+    let due_below =
+        intervals_started_by(genesis, time_ms.saturating_add(genesis.market.gate_closure_lead_ms));
     if due_below > state.next_clearing_interval {
         // The due intervals with open offers, each with their count.
         let mut due: BTreeMap<u64, usize> = BTreeMap::new();
-        for (interval, _) in
-            state.offers_by_interval.range((state.next_clearing_interval, Hash::ZERO)..(due_below, Hash::ZERO))
+        for (interval, _) in state
+            .offers_by_interval
+            .range((state.next_clearing_interval, Hash::ZERO)..(due_below, Hash::ZERO))
         {
             *due.entry(*interval).or_default() += 1;
         }
@@ -535,10 +537,8 @@ fn settle_due(
 /// interval's bills (one per account with a meter or a contract).
 fn settlement_work(state: &State, interval: u64) -> usize {
     let meters = state.meters.values().filter(|meter| meter.registered_interval <= interval).count();
-    let contracts = state
-        .contracts
-        .range((interval, PublicKey([0; 32]))..=(interval, PublicKey([0xff; 32])))
-        .count();
+    let contracts =
+        state.contracts.range((interval, PublicKey([0; 32]))..=(interval, PublicKey([0xff; 32]))).count();
     meters + contracts
 }
 

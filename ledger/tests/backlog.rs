@@ -15,8 +15,8 @@ use gridshare_ledger::Hash;
 use gridshare_ledger::block::{Bill, BlockHeader, ClearingReceipt, Receipt, SettlementReceipt, TradeReceipt};
 use gridshare_ledger::encoding::to_bytes;
 use gridshare_ledger::execute::{
-    BLOCK_BYTES_MAX, CLEARING_WORK_PER_BLOCK_MAX, METERS_MAX, SETTLEMENT_WORK_PER_BLOCK_MAX,
-    Signatures, TRANSACTION_BYTES_PER_BLOCK_MAX, build_block, execute,
+    BLOCK_BYTES_MAX, CLEARING_WORK_PER_BLOCK_MAX, METERS_MAX, SETTLEMENT_WORK_PER_BLOCK_MAX, Signatures,
+    TRANSACTION_BYTES_PER_BLOCK_MAX, build_block, execute,
 };
 use gridshare_ledger::genesis::{MarketParams, Mechanism, Tariffs};
 use gridshare_ledger::ids::PublicKey;
@@ -39,7 +39,8 @@ fn next_block(
     let genesis = &community.genesis;
     let proposer = community.validator.public();
     let count = candidates.len();
-    let built = build_block(genesis, state, candidates, time_ms, proposer, Signatures::AlreadyVerified).unwrap();
+    let built =
+        build_block(genesis, state, candidates, time_ms, proposer, Signatures::AlreadyVerified).unwrap();
     assert!(built.left_out.is_empty(), "{:?}", built.left_out.first().map(|(_, rejection)| rejection));
     assert_eq!(built.block.transactions.len(), count, "every candidate fits");
     let (next, receipts) = execute(genesis, state, &built.block, Signatures::AlreadyVerified).unwrap();
@@ -69,7 +70,7 @@ fn a_long_outage_s_backlog_drains_block_by_block() {
         let (side, price) = if index % 2 == 0 { (Side::Sell, 50_000) } else { (Side::Buy, 150_000) };
         for (nonce, interval) in (first..first + OFFERED_INTERVALS).enumerate() {
             let nonce = u64::try_from(nonce).unwrap() + 1;
-            offers.push(community.offer_tx(index, nonce, interval, side, 100, price, attestation.clone()));
+            offers.push(community.offer_tx(index, nonce, interval, side, 100, price, attestation));
         }
     }
     let offers_total = offers.len();
@@ -82,9 +83,10 @@ fn a_long_outage_s_backlog_drains_block_by_block() {
 
     // No block for 200 intervals; then one block every interval.
     time_ms = T0 + 200 * length_ms;
-    let per_interval = offers_total / OFFERED_INTERVALS as usize;
+    let intervals = usize::try_from(OFFERED_INTERVALS).unwrap();
+    let per_interval = offers_total / intervals;
     let fit = CLEARING_WORK_PER_BLOCK_MAX / per_interval;
-    assert!(fit < OFFERED_INTERVALS as usize, "the backlog must not fit in one block");
+    assert!(fit < intervals, "the backlog must not fit in one block");
     let (mut cleared, mut settled) = (Vec::new(), Vec::new());
     let mut blocks = 0;
     while state.next_settlement_interval < first + OFFERED_INTERVALS {
@@ -180,7 +182,8 @@ fn a_block_within_every_work_bound_fits_in_block_bytes_max() {
         grid_feed_in_micro_per_kwh: u64::MAX,
         network_fee_micro_per_kwh: u64::MAX,
     };
-    let settlement = Receipt::Settlement(SettlementReceipt { interval: u64::MAX, tariffs, bills: Vec::new() });
+    let settlement =
+        Receipt::Settlement(SettlementReceipt { interval: u64::MAX, tariffs, bills: Vec::new() });
     let bill = Bill {
         account: key,
         sold_wh: u64::MAX,
@@ -202,14 +205,21 @@ fn a_block_within_every_work_bound_fits_in_block_bytes_max() {
     let size = |bytes: Vec<u8>| bytes.len();
     // The sizes PROTOCOL.md §5.7 gives.
     assert_eq!(
-        [&to_bytes(&header), &to_bytes(&clearing), &to_bytes(&trade), &to_bytes(&settlement), &to_bytes(&bill)]
-            .map(|bytes| bytes.len()),
+        [
+            &to_bytes(&header),
+            &to_bytes(&clearing),
+            &to_bytes(&trade),
+            &to_bytes(&settlement),
+            &to_bytes(&bill)
+        ]
+        .map(|bytes| bytes.len()),
         [216, 45, 144, 45, 208]
     );
     // Vec lengths are u32 prefixes.
     let clearing_bytes = CLEARING_WORK_PER_BLOCK_MAX * (size(to_bytes(&clearing)) + size(to_bytes(&trade)));
     let settlement_work = SETTLEMENT_WORK_PER_BLOCK_MAX.max(METERS_MAX + CLEARING_WORK_PER_BLOCK_MAX);
     let settlement_bytes = settlement_work * (size(to_bytes(&settlement)) + size(to_bytes(&bill)));
-    let total = size(to_bytes(&header)) + 4 + TRANSACTION_BYTES_PER_BLOCK_MAX + 4 + clearing_bytes + settlement_bytes;
+    let total =
+        size(to_bytes(&header)) + 4 + TRANSACTION_BYTES_PER_BLOCK_MAX + 4 + clearing_bytes + settlement_bytes;
     assert!(total <= BLOCK_BYTES_MAX, "the bounds allow a block of {total} bytes");
 }

@@ -303,10 +303,11 @@ async fn run(args: RunArgs, data_dir: PathBuf, file: config::Config) -> anyhow::
     println!("Data dir: {}", data_dir.display());
     let api_hosts = args.api_hosts.iter().chain(&file.api_hosts).cloned().collect();
     let options = ApiOptions { admin_token: admin.map(|(token, _)| token), api_hosts };
-    let server = axum::serve(listener, gridshare_node::api::router(client, options));
+    let router = gridshare_node::api::router(client, options);
+    let server = gridshare_node::api::serve::serve(listener, router, Default::default());
     tokio::select! {
         result = event_loop => result?,
-        result = server => result?,
+        () = server => {}
     }
     println!("Stopped. Audit the ledger with: gridshare audit --data-dir {}", data_dir.display());
     Ok(())

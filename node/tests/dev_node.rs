@@ -185,6 +185,23 @@ fn a_dev_community_clears_settles_answers_its_api_and_resumes() {
         let error: ErrorBody = serde_json::from_slice(&response.body).unwrap();
         assert_eq!((response.status, error.code), (421, ErrorCode::BadHost), "{method:?} {path}");
     }
+    // A page of another site, or a browser form or `text/plain` fetch (sent
+    // without a preflight), is refused before any endpoint sees it; the
+    // node's own origin is answered.
+    let foreign = [("origin", "https://attacker.example")];
+    for (headers, content_type, status, code) in [
+        (&foreign[..], Some("application/json"), 403, ErrorCode::BadOrigin),
+        (&[][..], Some("text/plain"), 415, ErrorCode::UnsupportedMediaType),
+        (&[][..], Some("application/x-www-form-urlencoded"), 415, ErrorCode::UnsupportedMediaType),
+    ] {
+        let response = api.raw(post, "/v1/transactions", content_type, headers, b"{}").unwrap();
+        let error: ErrorBody = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!((response.status, error.code), (status, code), "{headers:?} {content_type:?}");
+    }
+    let own = api.url().trim_start_matches("http://").to_string();
+    let own_origin = format!("http://{own}");
+    let response = api.raw(get, "/v1/status", None, &[("origin", own_origin.as_str())], b"").unwrap();
+    assert_eq!(response.status, 200, "the node's own origin");
     // The client's typed calls say what was refused.
     let refused = api.block(99_999_999).unwrap_err();
     assert_eq!((refused.code(), refused.status()), (Some(ErrorCode::NotFound), Some(404)), "{refused}");

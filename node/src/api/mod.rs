@@ -12,6 +12,7 @@ mod blocks;
 mod intervals;
 mod metrics;
 mod proofs;
+pub mod serve;
 mod status;
 mod streams;
 mod transactions;
@@ -65,6 +66,46 @@ fn host_allowed(host: Option<&str>, names: &[String]) -> bool {
         || names.iter().any(|allowed| allowed.eq_ignore_ascii_case(name))
 }
 
+/// Why a request is refused before any endpoint sees it, if it is: a `Host`
+/// that does not name this node (421, DNS rebinding), an `Origin` that is
+/// not the node's own (403, a page of another site), or a POST whose body
+/// is not JSON (415, a form or `text/plain` fetch a browser sends without
+/// asking). Clients that are not browsers send no `Origin`.
+fn refusal(request: &axum::extract::Request, names: &[String]) -> Option<ApiError> {
+    let headers = request.headers();
+    let text = |name| headers.get(name).and_then(|value: &axum::http::HeaderValue| value.to_str().ok());
+    // HTTP/1.1's Host, or HTTP/2's authority.
+    let host = text(axum::http::header::HOST)
+        .or_else(|| request.uri().authority().map(|authority| authority.as_str()));
+    if !host_allowed(host, names) {
+        return Some(ApiError::new(ErrorCode::BadHost, "this node answers only its own host names"));
+    }
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        let origin = origin.to_str().ok().and_then(|origin| origin.split_once("://")).map(|(_, rest)| rest);
+        let same = origin.is_some_and(|origin| {
+            host.is_some_and(|host| origin.eq_ignore_ascii_case(host))
+                || names
+                    .iter()
+                    .any(|name| origin.split(':').next().is_some_and(|site| site.eq_ignore_ascii_case(name)))
+        });
+        if !same {
+            return Some(ApiError::new(ErrorCode::BadOrigin, "this node answers only its own pages"));
+        }
+    }
+    if request.method() == axum::http::Method::POST {
+        let json = text(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Some(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "a POST body must be `Content-Type: application/json`",
+            ));
+        }
+    }
+    None
+}
+
 pub fn router(client: Client, options: ApiOptions) -> Router {
     let metrics = client.metrics.clone();
     let api_hosts = std::sync::Arc::new(options.api_hosts);
@@ -99,22 +140,12 @@ pub fn router(client: Client, options: ApiOptions) -> Router {
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
                 metrics.api_requests.inc();
-                // HTTP/1.1's Host, or HTTP/2's authority.
-                let host = request
-                    .headers()
-                    .get(axum::http::header::HOST)
-                    .and_then(|value| value.to_str().ok())
-                    .or_else(|| request.uri().authority().map(|authority| authority.as_str()));
-                let allowed = host_allowed(host, &api_hosts);
+                let refused = refusal(&request, &api_hosts);
                 async move {
-                    if !allowed {
-                        return ApiError::new(
-                            ErrorCode::BadHost,
-                            "this node answers only its own host names",
-                        )
-                        .into_response();
+                    match refused {
+                        Some(error) => error.into_response(),
+                        None => next.run(request).await,
                     }
-                    next.run(request).await
                 }
             },
         ))
@@ -245,6 +276,63 @@ mod tests {
             assert_eq!(host_allowed(host, &names), allowed, "{host:?}");
         }
         assert!(!host_allowed(Some("gridshare.example.org"), &[]));
+    }
+
+    /// A browser's cross-site request never reaches an endpoint: a page of
+    /// another site (even one served from a literal address) is refused by
+    /// its `Origin`, a form or `text/plain` POST by its content type; the
+    /// node's own pages, its configured name and clients that send no
+    /// `Origin` (the CLI) are served.
+    #[test]
+    fn cross_site_requests_and_bodies_that_are_not_json_are_refused() {
+        let names = vec!["gridshare.example.org".to_string()];
+        let request = |method: &str, host: &str, origin: Option<&str>, content_type: Option<&str>| {
+            let mut builder =
+                axum::http::Request::builder().method(method).uri("/v1/transactions").header("host", host);
+            if let Some(origin) = origin {
+                builder = builder.header("origin", origin);
+            }
+            if let Some(content_type) = content_type {
+                builder = builder.header("content-type", content_type);
+            }
+            builder.body(axum::body::Body::empty()).unwrap()
+        };
+        let code = |request: axum::extract::Request| refusal(&request, &names).map(|error| error.body.code);
+        let json = Some("application/json");
+        for (method, host, origin, content_type, expected) in [
+            ("POST", "127.0.0.1:8700", None, json, None),
+            ("POST", "127.0.0.1:8700", None, Some("application/json; charset=utf-8"), None),
+            ("POST", "127.0.0.1:8700", Some("http://127.0.0.1:8700"), json, None),
+            ("GET", "127.0.0.1:8700", Some("http://127.0.0.1:8700"), None, None),
+            ("POST", "gridshare.example.org", Some("https://gridshare.example.org"), json, None),
+            ("GET", "127.0.0.1:8700", None, None, None),
+            (
+                "POST",
+                "127.0.0.1:8700",
+                Some("https://attacker.example"),
+                Some("text/plain"),
+                Some(ErrorCode::BadOrigin),
+            ),
+            ("GET", "127.0.0.1:8700", Some("http://203.0.113.5"), None, Some(ErrorCode::BadOrigin)),
+            ("POST", "127.0.0.1:8700", Some("http://127.0.0.1:9999"), json, Some(ErrorCode::BadOrigin)),
+            ("POST", "127.0.0.1:8700", Some("null"), json, Some(ErrorCode::BadOrigin)),
+            ("POST", "127.0.0.1:8700", None, Some("text/plain"), Some(ErrorCode::UnsupportedMediaType)),
+            (
+                "POST",
+                "127.0.0.1:8700",
+                None,
+                Some("application/x-www-form-urlencoded"),
+                Some(ErrorCode::UnsupportedMediaType),
+            ),
+            ("POST", "127.0.0.1:8700", None, None, Some(ErrorCode::UnsupportedMediaType)),
+            ("POST", "rebind.attacker.example", None, json, Some(ErrorCode::BadHost)),
+        ] {
+            assert_eq!(
+                code(request(method, host, origin, content_type)),
+                expected,
+                "{method} {host} {origin:?} {content_type:?}"
+            );
+        }
     }
 
     #[test]

@@ -300,13 +300,12 @@ impl Consensus {
         consensus.p2p.persistent_peers_only = true;
         // A sync response and an RPC carry at least one block of the
         // largest size (Malachite's default, 10 MiB, is less).
-        let frame_bytes = bytesize::ByteSize::b(u64::try_from(crate::network::SYNC_FRAME_BYTES_MAX).unwrap_or(u64::MAX));
+        let frame_bytes =
+            bytesize::ByteSize::b(u64::try_from(crate::network::SYNC_FRAME_BYTES_MAX).unwrap_or(u64::MAX));
         consensus.p2p.rpc_max_size = frame_bytes;
-        let mut value_sync = ValueSyncConfig::default();
-        value_sync.max_response_size = frame_bytes;
+        let value_sync = ValueSyncConfig { max_response_size: frame_bytes, ..ValueSyncConfig::default() };
         consensus.p2p.discovery.max_connections_per_ip = network.connections_per_ip_max.get();
-        let config =
-            EngineConfig { moniker: address.to_string(), consensus, value_sync };
+        let config = EngineConfig { moniker: address.to_string(), consensus, value_sync };
         let signer = ValidatorSigner { key: key.clone(), community };
         let peer_id = identity.public().to_peer_id();
         let proof = signer.sign_validator_proof(key.public().0.to_vec(), peer_id.to_bytes()).await?;
