@@ -57,6 +57,8 @@ fn start(dir: &Path, extra: &[&str], threads: usize) -> Node {
         .arg("--data-dir")
         .arg(dir)
         .args(["--api", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        // Every node here shares 127.0.0.1.
+        .args(["--p2p-connections-per-ip-max", "1024"])
         .args(extra)
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()));
     if threads > 0 {

@@ -50,6 +50,8 @@ pub struct Config {
     pub bootstrap: Vec<Multiaddr>,
     /// Discover peers on the LAN with mDNS.
     pub mdns: bool,
+    /// Market connections accepted from one IP address at most.
+    pub p2p_connections_per_ip_max: NonZeroUsize,
     /// Target time between blocks, for a validator.
     pub block_time_ms: u64,
     /// Where a validator's consensus swarm listens.
@@ -77,6 +79,7 @@ impl Default for Config {
             p2p_listen: "/ip4/0.0.0.0/tcp/4700".parse().unwrap_or_else(|_| Multiaddr::empty()),
             bootstrap: Vec::new(),
             mdns: true,
+            p2p_connections_per_ip_max: NonZeroUsize::new(32).unwrap_or(NonZeroUsize::MIN),
             block_time_ms: 1_000,
             consensus_listen: "/ip4/0.0.0.0/tcp/4800".parse().unwrap_or_else(|_| Multiaddr::empty()),
             consensus_peers: Vec::new(),
@@ -111,6 +114,11 @@ bootstrap = []
 
 # Discover peers on the local network with mDNS.
 mdns = true
+
+# Market connections accepted from one IP address at most, so that one host
+# cannot take every incoming slot. Raise it when many nodes share an
+# address: a test network on one host, households behind one carrier NAT.
+p2p_connections_per_ip_max = 32
 
 # Target time between blocks, when this node is one of the community's validators.
 block_time_ms = 1000

@@ -13,6 +13,7 @@ pub mod consensus;
 pub mod dev;
 pub mod genesis_file;
 pub mod index;
+pub mod ip_limits;
 pub mod mempool;
 pub mod metrics;
 pub mod network;

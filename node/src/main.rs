@@ -111,6 +111,10 @@ struct RunArgs {
     /// Do not discover peers on the LAN with mDNS [config: mdns].
     #[arg(long)]
     no_mdns: bool,
+    /// Market connections accepted from one IP address at most
+    /// [config: p2p_connections_per_ip_max].
+    #[arg(long, value_name = "COUNT")]
+    p2p_connections_per_ip_max: Option<std::num::NonZeroUsize>,
     /// Where a validator's consensus swarm listens [config: consensus_listen].
     #[arg(long, value_name = "MULTIADDR")]
     consensus_p2p: Option<Multiaddr>,
@@ -254,6 +258,9 @@ async fn run(args: RunArgs, data_dir: PathBuf, file: config::Config) -> anyhow::
         p2p_listen: args.p2p.unwrap_or(file.p2p_listen),
         bootstrap,
         mdns: file.mdns && !args.no_mdns,
+        p2p_connections_per_ip_max: args
+            .p2p_connections_per_ip_max
+            .unwrap_or(file.p2p_connections_per_ip_max),
         // A dev community's lone validator needs no known consensus port.
         consensus_listen: args.consensus_p2p.unwrap_or(if args.dev {
             "/ip4/127.0.0.1/tcp/0".parse()?

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use gridshare_ledger::ids::CommunityId;
 
+use crate::ip_limits::IpLimits;
+
 /// The largest gossip message: the largest block the ledger allows
 /// (`BLOCK_BYTES_MAX`, 16 MiB) with its certificate, with room to spare.
 pub const GOSSIP_BYTES_MAX: usize = gridshare_ledger::execute::BLOCK_BYTES_MAX + (1 << 20);
@@ -203,6 +205,7 @@ pub enum DirectRequest {
 pub struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub limits: connection_limits::Behaviour,
+    pub per_ip: IpLimits,
     pub gossipsub: gossipsub::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
@@ -283,6 +286,7 @@ pub fn build_swarm(
     identity: identity::Keypair,
     community: &CommunityId,
     enable_mdns: bool,
+    connections_per_ip_max: std::num::NonZeroUsize,
 ) -> Result<(Swarm<Behaviour>, Topics), NetworkError> {
     let topics = Topics::new(community);
     let mut swarm = SwarmBuilder::with_existing_identity(identity)
@@ -325,6 +329,7 @@ pub fn build_swarm(
                         .with_max_established_incoming(Some(INCOMING_CONNECTIONS_MAX))
                         .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX)),
                 ),
+                per_ip: IpLimits::new(connections_per_ip_max),
                 gossipsub,
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/gridshare/1".into(),

@@ -158,6 +158,8 @@ pub struct NodeConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Discover peers on the LAN with mDNS.
     pub mdns: bool,
+    /// Market connections accepted from one IP address at most.
+    pub p2p_connections_per_ip_max: std::num::NonZeroUsize,
     /// Where a validator's consensus swarm listens.
     pub consensus_listen: Multiaddr,
     /// The other validators' consensus addresses.

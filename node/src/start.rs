@@ -127,7 +127,8 @@ async fn launch(
         crate::network::check_port_free(address)
             .map_err(|error| NodeError::Listen { address: address.clone(), source: error.into() })?;
     }
-    let (mut swarm, topics) = build_swarm(identity, &genesis.community_id, config.mdns)?;
+    let (mut swarm, topics) =
+        build_swarm(identity, &genesis.community_id, config.mdns, config.p2p_connections_per_ip_max)?;
     swarm
         .listen_on(config.p2p_listen.clone())
         .map_err(|error| NodeError::Listen { address: config.p2p_listen.clone(), source: error.into() })?;

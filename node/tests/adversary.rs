@@ -41,8 +41,13 @@ fn hostile_peer(
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
-            let (mut swarm, topics) =
-                build_swarm(identity::Keypair::generate_ed25519(), &community, false).unwrap();
+            let (mut swarm, topics) = build_swarm(
+                identity::Keypair::generate_ed25519(),
+                &community,
+                false,
+                std::num::NonZeroUsize::MIN,
+            )
+            .unwrap();
             swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
             swarm.dial(target).unwrap();
             let mut waiting: Vec<Vec<u8>> = Vec::new();

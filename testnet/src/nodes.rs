@@ -360,6 +360,10 @@ impl Node {
                 "--p2p",
                 &launch.listen,
                 "--no-mdns",
+                // Every node of a testnet shares 127.0.0.1: one address for
+                // them all, so the per-address bound is the swarm's own.
+                "--p2p-connections-per-ip-max",
+                "1024",
                 // Every node of a testnet shares this machine's cores: one
                 // thread each spares them waking each other's threads.
                 "--worker-threads",
