@@ -417,7 +417,7 @@ pub(crate) fn transaction_findings(
             .collect();
         findings.push(format!(
             "acknowledged transactions that never reached a block, dropped from mempools: {}. A node gossips a \
-             transaction when it admits it and sends it to its peers again, at most twice, while it waits; one \
+             transaction when it admits it and sends it to its peers again, ever less often, while it waits; one \
              that the proposing validators could not take in time (down, paused, restarting, cut off, or finding \
              it early: a validator whose clock is behind refuses a meter reading as early) waits until a block \
              makes it inadmissible",

@@ -23,7 +23,9 @@
 //! overtaken) makes the core ask the peer that sent it for the signer's
 //! waiting transactions from the missing nonce on; a transaction submitted
 //! here that still waits [`REANNOUNCE_AFTER_MS`] after a block is announced
-//! again, directly to the peers (gossip sends a message once); and a
+//! again, directly to the peers (gossip sends a message once), with pauses
+//! that double up to [`REANNOUNCE_PAUSE_MAX_MS`], until a block includes it
+//! or makes it inadmissible; and a
 //! waiting transaction that a block makes inadmissible leaves with
 //! [`Effect::Dropped`] and its reason, which it records. A submission is
 //! answered only once what it admitted is recorded on disk, so a node
@@ -87,11 +89,11 @@ pub const FETCHES_MAX: usize = 1_024;
 pub const REANNOUNCE_AFTER_MS: u64 = 1_000;
 /// Transactions announced again after one block, at most.
 pub const ANNOUNCE_PER_BLOCK_MAX: usize = 4 * TRANSACTIONS_RESPONSE_MAX;
-/// A transaction is announced again at most this many times: what still
-/// waits after that is not missing at the validators but refused there
-/// (or stuck behind a full queue), and announcing it again under overload
-/// only adds to the load.
-pub const ANNOUNCES_MAX: u32 = 2;
+/// The longest pause between two announcements of one transaction: the
+/// pause doubles after each (1 s, 2 s, 4 s, ...), so that what still waits
+/// because the validators are overloaded or away does not add to their
+/// load, yet is announced again until a block includes it or drops it.
+pub const REANNOUNCE_PAUSE_MAX_MS: u64 = 30_000;
 /// While a transaction submitted here has waited this long for a block,
 /// new submissions are refused (`SubmitError::Backlog`, HTTP 429): the
 /// node cannot get what it admits into blocks, and an acknowledgement
@@ -734,8 +736,9 @@ impl<S: Store> ChainCore<S> {
     }
 
     /// Announces again, directly to the peers, the transactions submitted
-    /// here that still wait [`REANNOUNCE_AFTER_MS`] after they were last
-    /// published or announced, at most [`ANNOUNCES_MAX`] times each and
+    /// here that still wait after they were last published or announced:
+    /// [`REANNOUNCE_AFTER_MS`] the first time, twice as long after each
+    /// announcement, at most [`REANNOUNCE_PAUSE_MAX_MS`]; at most
     /// [`ANNOUNCE_PER_BLOCK_MAX`] after one block; an offer whose gate has
     /// passed is not announced (it will be dropped).
     fn announce(&mut self, now_ms: u64) {
@@ -748,8 +751,7 @@ impl<S: Store> ChainCore<S> {
             .submitted
             .iter()
             .filter(|(_, submitted)| {
-                submitted.announces < ANNOUNCES_MAX
-                    && submitted.announced_ms.saturating_add(REANNOUNCE_AFTER_MS) <= now_ms
+                submitted.announced_ms.saturating_add(reannounce_pause_ms(submitted.announces)) <= now_ms
             })
             .map(|(id, _)| *id)
             .filter(|id| {
@@ -1059,6 +1061,15 @@ fn within_bytes(encoded: impl Iterator<Item = Vec<u8>>, max_bytes: usize) -> Vec
         taken.push(item);
     }
     taken
+}
+
+/// How long a transaction announced `announces` times waits before it is
+/// announced again: [`REANNOUNCE_AFTER_MS`], doubled per announcement, at
+/// most [`REANNOUNCE_PAUSE_MAX_MS`].
+fn reannounce_pause_ms(announces: u32) -> u64 {
+    REANNOUNCE_AFTER_MS
+        .checked_shl(announces)
+        .map_or(REANNOUNCE_PAUSE_MAX_MS, |pause| pause.min(REANNOUNCE_PAUSE_MAX_MS))
 }
 
 /// The chain as consensus sees it while it handles one engine message at

@@ -656,7 +656,7 @@ fn a_nonce_gap_is_fetched_from_the_peer_that_showed_it_and_filled_from_its_answe
 }
 
 #[test]
-fn a_submission_still_waiting_after_a_block_is_announced_again_twice_at_most() {
+fn a_submission_still_waiting_is_announced_again_with_doubling_pauses() {
     let (community, block) = registered(1);
     let mut core = replica_at_height_1(&community, &block);
     let attestation = community.reading(0, 0, 0, 0);
@@ -678,16 +678,22 @@ fn a_submission_still_waiting_after_a_block_is_announced_again_twice_at_most() {
     // The first block after: announced, directly to the peers.
     let effects = empty_block(&community, &mut core, FIRST_BLOCK_MS + REANNOUNCE_AFTER_MS);
     assert_eq!(announced(&effects), [vec![to_bytes(&tx)]]);
-    let effects = empty_block(&community, &mut core, FIRST_BLOCK_MS + REANNOUNCE_AFTER_MS + 500);
-    assert!(announced(&effects).is_empty(), "announced {REANNOUNCE_AFTER_MS} ms after the last time");
-    let effects = empty_block(&community, &mut core, FIRST_BLOCK_MS + 2 * REANNOUNCE_AFTER_MS);
-    assert_eq!(announced(&effects), [vec![to_bytes(&tx)]]);
-    // ANNOUNCES_MAX reached: what still waits is refused at the
-    // validators, not missing there.
-    assert_eq!(ANNOUNCES_MAX, 2);
-    let effects = empty_block(&community, &mut core, FIRST_BLOCK_MS + 4 * REANNOUNCE_AFTER_MS);
-    assert!(announced(&effects).is_empty(), "{effects:?}");
+    // Then after twice the pause, and twice again: while it waits, it is
+    // announced again, ever less often.
+    let mut last = FIRST_BLOCK_MS + REANNOUNCE_AFTER_MS;
+    for pause in [2 * REANNOUNCE_AFTER_MS, 4 * REANNOUNCE_AFTER_MS] {
+        let effects = empty_block(&community, &mut core, last + pause - 1);
+        assert!(announced(&effects).is_empty(), "announced before {pause} ms had passed");
+        let effects = empty_block(&community, &mut core, last + pause);
+        assert_eq!(announced(&effects), [vec![to_bytes(&tx)]], "not announced after {pause} ms");
+        last += pause;
+    }
     assert!(core.mempool().contains(&tx.id(&community.genesis.community_id)));
+    // The pause stops growing at its bound.
+    assert_eq!(reannounce_pause_ms(0), REANNOUNCE_AFTER_MS);
+    assert_eq!(reannounce_pause_ms(3), 8 * REANNOUNCE_AFTER_MS);
+    assert_eq!(reannounce_pause_ms(10), REANNOUNCE_PAUSE_MAX_MS);
+    assert_eq!(reannounce_pause_ms(u32::MAX), REANNOUNCE_PAUSE_MAX_MS);
 }
 
 #[test]
