@@ -21,7 +21,7 @@ mod memory;
 mod redb_store;
 
 pub use memory::MemoryStore;
-pub use redb_store::RedbStore;
+pub use redb_store::{BlockReader, RedbStore};
 
 /// How often the whole state is written with a block.
 pub const SNAPSHOT_EVERY_BLOCKS: u64 = 64;

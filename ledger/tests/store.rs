@@ -129,6 +129,38 @@ fn both_stores_keep_the_chain_and_redb_recovers_it_on_open() {
     eprintln!("{blocks} blocks with {offers} offers: {size} bytes on disk, {per_offer} bytes per offer");
 }
 
+/// A reader reads, from another thread, the blocks committed when it was
+/// made, while the store goes on committing; a reader made later sees the
+/// later ones.
+#[test]
+fn a_reader_reads_committed_blocks_from_another_thread_while_the_store_commits() {
+    let (genesis, chain) = chain(3, 20);
+    let dir = temp_dir();
+    let mut redb = RedbStore::create(dir.path().join("chain.redb"), &genesis).unwrap();
+    for (block, state) in &chain[..10] {
+        redb.commit(block, state).unwrap();
+    }
+    let reader = redb.reader().unwrap();
+    let reading = std::thread::spawn(move || {
+        let blocks: Vec<Option<CertifiedBlock>> =
+            (0..=12).map(|height| reader.block(height).unwrap()).collect();
+        (reader.height(), blocks)
+    });
+    for (block, state) in &chain[10..] {
+        redb.commit(block, state).unwrap();
+    }
+    let (height, blocks) = reading.join().unwrap();
+    assert_eq!(height, 10);
+    assert_eq!(blocks[0], None);
+    for h in 1..=10 {
+        assert_eq!(blocks[usize::try_from(h).unwrap()].as_ref(), Some(&at(&chain, h).0), "block {h}");
+    }
+    assert_eq!((blocks[11].as_ref(), blocks[12].as_ref()), (None, None), "beyond the reader's height");
+    let later = redb.reader().unwrap();
+    assert_eq!(later.height(), 20);
+    assert_eq!(later.block(20).unwrap().as_ref(), Some(&at(&chain, 20).0));
+}
+
 /// `block` linked to `previous_hash` instead, and certified by the
 /// validator of the community of `seed`: well formed except for its link.
 fn relinked(block: &CertifiedBlock, previous_hash: Hash, seed: u64) -> CertifiedBlock {

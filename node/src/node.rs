@@ -34,7 +34,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::acknowledged::{Acknowledged, AcknowledgedError};
 pub use crate::chain::Event;
-use crate::chain::{ChainCore, Count, Effect, Ignored, OpenError, Submission, Topic, Verdict};
+use crate::chain::{ChainCore, Count, Effect, Ignored, OpenError, Submission, Topic, Verdict, sync_response};
 use crate::clock::Clock;
 use crate::config::ConfigError;
 use crate::consensus::app::{Consensus, ConsensusError};
@@ -42,7 +42,10 @@ use crate::consensus::context::GridshareContext;
 use crate::index::{Index, IndexError};
 use crate::mempool::{Mempool, SubmitError};
 use crate::metrics::Metrics;
-use crate::network::{Behaviour, BehaviourEvent, DirectRequest, PortTaken, Topics, TransactionsResponse};
+use crate::network::{
+    Behaviour, BehaviourEvent, DirectRequest, PortTaken, SyncRequest, SyncResponse, Topics,
+    TransactionsResponse,
+};
 
 /// How often the loop ticks: the core publishes again what no peer could
 /// be sent and lifts the bans that ended; the loop ends an isolation that
@@ -52,6 +55,13 @@ const TICK_INTERVAL: Duration = Duration::from_secs(2);
 pub const COMMANDS_MAX: usize = 1_024;
 /// Events kept for slow event-stream subscribers.
 pub const EVENTS_BUFFER: usize = 1_024;
+/// Peers' catch-up requests served at once, each on a blocking thread off
+/// the event loop (reading up to `SYNC_RESPONSE_BYTES_MAX` of blocks); one
+/// more is answered at once with no blocks, and the peer asks another.
+pub const SYNC_SERVING_MAX: usize = 2;
+
+/// A catch-up response read off the event loop, for the loop to send.
+type Served = (request_response::ResponseChannel<SyncResponse>, SyncResponse);
 
 /// A read of the node's state, run inside the event loop.
 pub type Read = Box<dyn FnOnce(View<'_>) + Send>;
@@ -264,6 +274,7 @@ pub(crate) fn event_loop(
     let Parts { core, swarm, topics, consensus, bootstrap, clock, metrics } = parts;
     let (events, _) = broadcast::channel(EVENTS_BUFFER);
     let (commands, inbox) = mpsc::channel(COMMANDS_MAX);
+    let (served, served_inbox) = mpsc::channel(SYNC_SERVING_MAX);
     let client = Client {
         commands,
         events: events.clone(),
@@ -282,8 +293,10 @@ pub(crate) fn event_loop(
         replies: BTreeMap::new(),
         next_submission: 0,
         isolated_until: None,
+        served,
+        serving: 0,
     };
-    (client, Box::pin(node.run(inbox, shutdown)))
+    (client, Box::pin(node.run(inbox, served_inbox, shutdown)))
 }
 
 /// The engine's next message; never, on a replica.
@@ -313,12 +326,17 @@ struct Node {
     next_submission: u64,
     /// While set, every connection is closed at once (testnet faults).
     isolated_until: Option<tokio::time::Instant>,
+    /// Where catch-up responses read off the loop come back, and how many
+    /// are being read.
+    served: mpsc::Sender<Served>,
+    serving: usize,
 }
 
 impl Node {
     async fn run(
         mut self,
         mut inbox: mpsc::Receiver<Command>,
+        mut served: mpsc::Receiver<Served>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), NodeError> {
         let effects = self.core.restore(self.clock.now_ms())?;
@@ -329,6 +347,12 @@ impl Node {
             tokio::select! {
                 _ = ticks.tick() => self.on_tick(),
                 Some(command) = inbox.recv() => self.on_commands(command, &mut inbox),
+                Some((channel, response)) = served.recv() => {
+                    self.serving -= 1;
+                    if self.swarm.behaviour_mut().sync.send_response(channel, response).is_err() {
+                        tracing::debug!("a peer left before its sync response");
+                    }
+                }
                 message = consensus_message(&mut self.consensus) => self.on_consensus(message),
                 event = self.swarm.select_next_some() => self.on_swarm_events(event),
                 () = &mut shutdown => break,
@@ -400,6 +424,45 @@ impl Node {
 
     /// The core's tick, then the swarm's: an isolation that is over ends,
     /// and bootstrap peers that are not connected are dialled again.
+    /// Serves a peer's catch-up request on a blocking thread, off this loop
+    /// (reading and encoding up to `SYNC_RESPONSE_BYTES_MAX` of blocks
+    /// would hold up consensus); the response comes back to the loop, which
+    /// sends it. Past `SYNC_SERVING_MAX` at once, the peer gets no blocks at
+    /// once and asks again, of another peer or later.
+    fn serve_sync(
+        &mut self,
+        peer: PeerId,
+        request: SyncRequest,
+        channel: request_response::ResponseChannel<SyncResponse>,
+    ) {
+        let tip_height = self.core.state().height;
+        let reader = if self.serving < SYNC_SERVING_MAX {
+            self.core
+                .store()
+                .reader()
+                .map_err(|problem| tracing::warn!(%problem, "cannot read blocks for a peer"))
+                .ok()
+        } else {
+            None
+        };
+        let Some(reader) = reader else {
+            tracing::debug!(%peer, serving = self.serving, "a sync request answered without blocks");
+            let empty = SyncResponse { blocks: Vec::new(), tip_height };
+            if self.swarm.behaviour_mut().sync.send_response(channel, empty).is_err() {
+                tracing::debug!(%peer, "the peer left before the sync response");
+            }
+            return;
+        };
+        self.serving += 1;
+        let served = self.served.clone();
+        tokio::task::spawn_blocking(move || {
+            let response =
+                sync_response(&request, reader.height(), |height| reader.block(height).ok().flatten());
+            // The channel has room for every response being read.
+            let _ = served.blocking_send((channel, response));
+        });
+    }
+
     fn on_tick(&mut self) {
         let effects = self.core.tick(self.clock.now_ms());
         self.carry_out(effects);
@@ -479,13 +542,17 @@ impl Node {
                 ..
             })) => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    let response = self.core.serve_sync(&request);
-                    if self.swarm.behaviour_mut().sync.send_response(channel, response).is_err() {
-                        tracing::debug!(%peer, "the peer left before the sync response");
-                    }
+                    self.serve_sync(peer, request, channel);
                 }
                 request_response::Message::Response { response, .. } => {
-                    let effects = self.core.handle_sync_response(now_ms, peer, response);
+                    let effects = if response.blocks.is_empty() {
+                        // A peer serving as many as it will, or with nothing
+                        // new: ask again, of another peer if there is one.
+                        let other = self.swarm.connected_peers().find(|other| **other != peer).copied();
+                        self.core.handle_sync_failed(now_ms, other.unwrap_or(peer))
+                    } else {
+                        self.core.handle_sync_response(now_ms, peer, response)
+                    };
                     self.carry_out(effects);
                 }
             },

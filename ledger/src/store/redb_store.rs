@@ -28,6 +28,7 @@ mod block_file;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::backends::FileBackend;
@@ -90,7 +91,8 @@ const CACHE_BYTES: usize = 64 << 20;
 /// A chain store in one redb file.
 pub struct RedbStore {
     path: PathBuf,
-    db: Database,
+    /// Shared with the [`BlockReader`]s handed out.
+    db: Arc<Database>,
     blocks: BlockFile,
     genesis: Genesis,
     /// The hash the next block must link to: the tip block's header hash,
@@ -98,6 +100,41 @@ pub struct RedbStore {
     tip: Hash,
     height: u64,
     state: State,
+}
+
+/// The committed blocks of a [`RedbStore`] up to a height, readable from
+/// any thread (`RedbStore::reader`).
+pub struct BlockReader {
+    path: PathBuf,
+    db: Arc<Database>,
+    blocks: BlockFile,
+    height: u64,
+}
+
+impl BlockReader {
+    /// The height it reads up to.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The certified block at `height`, if committed when the reader was made.
+    pub fn block(&self, height: u64) -> Result<Option<CertifiedBlock>, StoreError> {
+        if height == 0 || height > self.height {
+            return Ok(None);
+        }
+        let read = self.db.begin_read().map_err(|error| database_error(&self.path, error))?;
+        let index = open_table(&self.path, &read, BLOCK_INDEX)?;
+        read_block(&self.path, &self.blocks, &index, height).map(Some)
+    }
+}
+
+impl std::fmt::Debug for BlockReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockReader")
+            .field("path", &self.path)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -180,7 +217,19 @@ impl RedbStore {
         let committed_end = index_end(path, &db)?;
         let blocks = BlockFile::open(blocks_path, genesis.hash(), committed_end)?;
         let (height, tip, state) = recover(path, &db, &blocks, &genesis)?;
-        Ok(RedbStore { path: path.to_path_buf(), db, blocks, genesis, tip, height, state })
+        Ok(RedbStore { path: path.to_path_buf(), db: Arc::new(db), blocks, genesis, tip, height, state })
+    }
+
+    /// A reader of the blocks committed so far, for another thread (a peer's
+    /// catch-up request served off the event loop) while this store goes
+    /// on committing: it sees the chain up to the current height.
+    pub fn reader(&self) -> Result<BlockReader, StoreError> {
+        Ok(BlockReader {
+            path: self.path.clone(),
+            db: self.db.clone(),
+            blocks: self.blocks.snapshot()?,
+            height: self.height,
+        })
     }
 
     /// The redb file of the store.

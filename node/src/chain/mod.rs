@@ -592,13 +592,7 @@ impl<S: Store> ChainCore<S> {
     /// height on, at most [`SYNC_BLOCKS_MAX`] and [`SYNC_RESPONSE_BYTES_MAX`]
     /// bytes of them (one at least), and our height.
     pub fn serve_sync(&self, request: &SyncRequest) -> SyncResponse {
-        let count = u64::from(request.max_blocks.min(SYNC_BLOCKS_MAX));
-        let from = request.from_height.max(1);
-        let last = self.state.height.min(from.saturating_add(count).saturating_sub(1));
-        let blocks = (from..=last)
-            .map_while(|height| self.store.block(height).ok().flatten())
-            .map(|block| to_bytes(&block));
-        SyncResponse { blocks: within_bytes(blocks, SYNC_RESPONSE_BYTES_MAX), tip_height: self.state.height }
+        sync_response(request, self.state.height, |height| self.store.block(height).ok().flatten())
     }
 
     /// Our sync request to a peer failed (it timed out, the peer left or
@@ -1050,6 +1044,23 @@ impl<S: Store> ChainCore<S> {
 
 /// The first of `encoded` while they total at most `max_bytes`, and the
 /// first one at least.
+/// The answer to a peer's sync request on a chain of `tip_height` blocks,
+/// read with `block`: the certified blocks from the peer's height on, at
+/// most [`SYNC_BLOCKS_MAX`] and [`SYNC_RESPONSE_BYTES_MAX`] bytes of them
+/// (one at least). The event loop's [`ChainCore::serve_sync`] and the node's
+/// readers off the loop answer alike.
+pub fn sync_response(
+    request: &SyncRequest,
+    tip_height: u64,
+    mut block: impl FnMut(u64) -> Option<CertifiedBlock>,
+) -> SyncResponse {
+    let count = u64::from(request.max_blocks.min(SYNC_BLOCKS_MAX));
+    let from = request.from_height.max(1);
+    let last = tip_height.min(from.saturating_add(count).saturating_sub(1));
+    let blocks = (from..=last).map_while(&mut block).map(|block| to_bytes(&block));
+    SyncResponse { blocks: within_bytes(blocks, SYNC_RESPONSE_BYTES_MAX), tip_height }
+}
+
 fn within_bytes(encoded: impl Iterator<Item = Vec<u8>>, max_bytes: usize) -> Vec<Vec<u8>> {
     let mut taken: Vec<Vec<u8>> = Vec::new();
     let mut bytes = 0_usize;

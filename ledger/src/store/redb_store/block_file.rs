@@ -145,6 +145,13 @@ impl BlockFile {
         Ok(BlockFile { path, file: Mutex::new(file), end, written: end })
     }
 
+    /// A read-only handle of the same file that reads the records committed
+    /// so far, from any thread.
+    pub(super) fn snapshot(&self) -> Result<BlockFile, StoreError> {
+        let file = File::open(&self.path).map_err(|error| io_error(&self.path, &error))?;
+        Ok(BlockFile { path: self.path.clone(), file: Mutex::new(file), end: self.end, written: self.end })
+    }
+
     /// The file's path.
     pub(super) fn path(&self) -> &Path {
         &self.path
