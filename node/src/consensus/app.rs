@@ -635,8 +635,11 @@ impl Consensus {
             return None;
         }
         if let Some(known) = self.candidates.get(&id) {
-            // Streamed again (a new round, or a re-proposal): executed once.
-            let candidate = Candidate { round, pol_round, signature: Some(signature), ..known.clone() };
+            // Streamed again (a new round, or a re-proposal): executed once,
+            // its time judged as the new stream says (PROTOCOL.md §6).
+            let timely = timely(&known.block, pol_round, chain);
+            let candidate =
+                Candidate { round, pol_round, timely, signature: Some(signature), ..known.clone() };
             let value = proposed(height, &candidate, id);
             self.candidates.insert(id, candidate);
             return Some(value);
@@ -854,9 +857,6 @@ mod tests {
     use gridshare_ledger::testkit::{TestCommunity, test_market};
     use malachitebft_app_channel::app::types::core::{NilOrVal, VoteType};
 
-    /// A new block is timely within the clock ± δ, on both sides and at
-    /// both ends; a block re-proposed under a proof-of-lock is not judged by
-    /// the clock again.
     /// A new block is taken only from the round's proposer; a re-proposed
     /// one from any builder; either must name its builder as proposer.
     #[test]
@@ -876,6 +876,9 @@ mod tests {
         assert!(attributed(&block, other, Round::new(0), other).is_err(), "names another proposer");
     }
 
+    /// A new block is timely within the clock ± δ, on both sides and at
+    /// both ends; a block re-proposed under a proof-of-lock is not judged by
+    /// the clock again.
     #[test]
     fn a_new_block_must_be_within_the_clock_plus_or_minus_the_tolerance() {
         let community = TestCommunity::new(5, 0, test_market(), 1_000_000);
