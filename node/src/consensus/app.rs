@@ -150,8 +150,11 @@ pub trait Chain {
 
 /// Blocks kept for heights ahead of ours, at most.
 const PENDING_MAX: usize = 64;
-/// How far ahead of ours a block's height may be to be kept for later.
-const PENDING_HEIGHTS_AHEAD: u64 = 2;
+/// How far ahead of ours a block's height may be to be kept for later (a
+/// validator restarting behind the others keeps what they stream while it
+/// catches up), and the rounds of such blocks kept.
+const PENDING_HEIGHTS_AHEAD: u64 = 64;
+const PENDING_ROUNDS_MAX: u32 = 4;
 /// Blocks kept for the next height, at most: one per round streamed by its
 /// proposer, and those that came by sync. Past it, new ones are dropped.
 const CANDIDATES_MAX: usize = 64;
@@ -620,13 +623,23 @@ impl Consensus {
         }
         let next = chain.state().height + 1;
         if height.0 > next {
-            // Kept for the next heights only (a validator further behind
-            // catches up by sync), one per round.
+            // Kept for the next heights and first rounds, one per round;
+            // when full, the nearest heights are kept: the next ones come
+            // first, and a validator further behind catches up by sync.
             let round_taken = self
                 .pending
                 .iter()
                 .any(|((other, _), streamed)| *other == height.0 && streamed.round == round);
-            if height.0 - next <= PENDING_HEIGHTS_AHEAD && !round_taken && self.pending.len() < PENDING_MAX {
+            let early_round = round.as_u32().is_some_and(|round| round < PENDING_ROUNDS_MAX);
+            if height.0 - next <= PENDING_HEIGHTS_AHEAD && early_round && !round_taken {
+                if self.pending.len() >= PENDING_MAX {
+                    match self.pending.keys().next_back().copied() {
+                        Some(furthest) if furthest.0 > height.0 => {
+                            self.pending.remove(&furthest);
+                        }
+                        _ => return None,
+                    }
+                }
                 self.pending.insert((height.0, id), Streamed { block, builder, signature, round, pol_round });
             }
             return None;
