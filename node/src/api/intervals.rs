@@ -1,5 +1,8 @@
 //! `GET /v1/intervals/{n}` (an interval's book, clearing and settlement)
-//! and an account's trades and bills over a span of intervals.
+//! and an account's trades and bills over a span of intervals. Trades and
+//! bills decode up to `INTERVAL_SPAN_MAX` blocks: the event loop only looks
+//! them up in the index and hands over a `BlockReader`; the blocks are read
+//! on a blocking thread (`off_loop`).
 
 use axum::extract::{Path, RawQuery, State};
 use gridshare_api::intervals::SpanError;
@@ -8,19 +11,23 @@ use gridshare_api::{
     SettlementSummary, Side, SpanQuery, Trades,
 };
 use gridshare_ledger::block::{CertifiedBlock, Receipt};
-use gridshare_ledger::store::Store;
+use gridshare_ledger::store::{Store, StoreError};
 
 use super::{
-    ApiError, INTERVAL_SPAN_DEFAULT, INTERVAL_SPAN_MAX, LIST_MAX, Reply, count, json, parse_key, parse_u64,
-    query, read, storage,
+    ApiError, INTERVAL_SPAN_DEFAULT, INTERVAL_SPAN_MAX, LIST_MAX, Reply, count, json, off_loop, parse_key,
+    parse_u64, query, read, storage,
 };
-use crate::node::{Client, View};
+use crate::index::{IndexError, Location};
+use crate::node::Client;
 
-/// Reads the receipt at a location, checking it is of the kind expected.
-fn receipt_at(view: &View<'_>, height: u64, index: u32) -> Result<(CertifiedBlock, Receipt), ApiError> {
-    let block = view
-        .store
-        .block(height)
+/// Reads the receipt at a location with `block`, the store's or a
+/// reader's.
+fn receipt_at(
+    block: impl FnOnce(u64) -> Result<Option<CertifiedBlock>, StoreError>,
+    height: u64,
+    index: u32,
+) -> Result<(CertifiedBlock, Receipt), ApiError> {
+    let block = block(height)
         .map_err(storage)?
         .ok_or_else(|| storage(format!("the index names block {height}, which is not stored")))?;
     let receipt = usize::try_from(index)
@@ -49,23 +56,31 @@ pub(super) async fn interval(State(client): State<Client>, Path(interval): Path<
         };
         let (book, book_truncated) = view.index.book(interval, LIST_MAX).map_err(storage)?;
         let clearing = match view.index.clearing(interval).map_err(storage)? {
-            Some(found) => match receipt_at(&view, found.height, found.index)?.1 {
-                Receipt::Clearing(clearing) => {
-                    Some(Clearing { height: found.height, receipt: (&clearing).into() })
+            Some(found) => {
+                match receipt_at(|height| view.store.block(height), found.height, found.index)?.1 {
+                    Receipt::Clearing(clearing) => {
+                        Some(Clearing { height: found.height, receipt: (&clearing).into() })
+                    }
+                    Receipt::Settlement(_) => {
+                        return Err(storage("the index names a settlement as a clearing"));
+                    }
                 }
-                Receipt::Settlement(_) => return Err(storage("the index names a settlement as a clearing")),
-            },
+            }
             None => None,
         };
         let settlement = match view.index.settlement(interval).map_err(storage)? {
-            Some(found) => match receipt_at(&view, found.height, found.index)?.1 {
-                Receipt::Settlement(settlement) => Some(SettlementSummary {
-                    height: found.height,
-                    bills: count(settlement.bills.len()),
-                    tariffs: (&settlement.tariffs).into(),
-                }),
-                Receipt::Clearing(_) => return Err(storage("the index names a clearing as a settlement")),
-            },
+            Some(found) => {
+                match receipt_at(|height| view.store.block(height), found.height, found.index)?.1 {
+                    Receipt::Settlement(settlement) => Some(SettlementSummary {
+                        height: found.height,
+                        bills: count(settlement.bills.len()),
+                        tariffs: (&settlement.tariffs).into(),
+                    }),
+                    Receipt::Clearing(_) => {
+                        return Err(storage("the index names a clearing as a settlement"));
+                    }
+                }
+            }
             None => None,
         };
         let status = if settlement.is_some() {
@@ -118,6 +133,22 @@ fn interval_span(raw: Option<String>) -> Result<SpanQuery, ApiError> {
     Ok(span)
 }
 
+/// Where the index puts the receipts of the intervals of `span` (from, to),
+/// with `find` (the clearings' or the settlements').
+fn located(
+    span: Option<(u64, u64)>,
+    mut find: impl FnMut(u64) -> Result<Option<Location>, IndexError>,
+) -> Result<Vec<(u64, Location)>, ApiError> {
+    let Some((from, to)) = span else { return Ok(Vec::new()) };
+    let mut found = Vec::new();
+    for interval in from..=to {
+        if let Some(location) = find(interval).map_err(storage)? {
+            found.push((interval, location));
+        }
+    }
+    Ok(found)
+}
+
 /// Resolves a span against the first interval not yet done (cleared or
 /// settled): the default span ends just before it.
 fn resolve_span(span: SpanQuery, next: u64) -> Option<(u64, u64)> {
@@ -137,29 +168,33 @@ pub(super) async fn trades(
 ) -> Reply {
     let key = parse_key(&key)?;
     let span = interval_span(raw)?;
-    let body = read(&client, move |view| {
+    let (found, reader) = read(&client, move |view| {
+        let resolved = resolve_span(span, view.state.next_clearing_interval);
+        let found = located(resolved, |interval| view.index.clearing(interval))?;
+        Ok((found, view.store.reader().map_err(storage)?))
+    })
+    .await?;
+    let body = off_loop(move || {
         let mut trades = Vec::new();
-        if let Some((from, to)) = resolve_span(span, view.state.next_clearing_interval) {
-            for interval in from..=to {
-                let Some(found) = view.index.clearing(interval).map_err(storage)? else { continue };
-                let Receipt::Clearing(clearing) = receipt_at(&view, found.height, found.index)?.1 else {
-                    return Err(storage("the index names a settlement as a clearing"));
-                };
-                for trade in clearing.trades.iter().filter(|trade| trade.buyer == key || trade.seller == key)
-                {
-                    let selling = trade.seller == key;
-                    let amount = i128::from(trade.energy_wh) * i128::from(trade.price_micro_per_kwh);
-                    trades.push(AccountTrade {
-                        interval,
-                        height: found.height,
-                        side: if selling { Side::Sell } else { Side::Buy },
-                        offer: if selling { trade.sell_offer } else { trade.buy_offer },
-                        counterparty: if selling { trade.buyer } else { trade.seller },
-                        energy_wh: trade.energy_wh,
-                        price_micro_per_kwh: trade.price_micro_per_kwh,
-                        amount_nano: if selling { amount } else { -amount },
-                    });
-                }
+        for (interval, found) in found {
+            let Receipt::Clearing(clearing) =
+                receipt_at(|height| reader.block(height), found.height, found.index)?.1
+            else {
+                return Err(storage("the index names a settlement as a clearing"));
+            };
+            for trade in clearing.trades.iter().filter(|trade| trade.buyer == key || trade.seller == key) {
+                let selling = trade.seller == key;
+                let amount = i128::from(trade.energy_wh) * i128::from(trade.price_micro_per_kwh);
+                trades.push(AccountTrade {
+                    interval,
+                    height: found.height,
+                    side: if selling { Side::Sell } else { Side::Buy },
+                    offer: if selling { trade.sell_offer } else { trade.buy_offer },
+                    counterparty: if selling { trade.buyer } else { trade.seller },
+                    energy_wh: trade.energy_wh,
+                    price_micro_per_kwh: trade.price_micro_per_kwh,
+                    amount_nano: if selling { amount } else { -amount },
+                });
             }
         }
         trades.truncate(LIST_MAX);
@@ -176,17 +211,22 @@ pub(super) async fn bills(
 ) -> Reply {
     let key = parse_key(&key)?;
     let span = interval_span(raw)?;
-    let body = read(&client, move |view| {
+    let (found, reader) = read(&client, move |view| {
+        let resolved = resolve_span(span, view.state.next_settlement_interval);
+        let found = located(resolved, |interval| view.index.settlement(interval))?;
+        Ok((found, view.store.reader().map_err(storage)?))
+    })
+    .await?;
+    let body = off_loop(move || {
         let mut bills = Vec::new();
-        if let Some((from, to)) = resolve_span(span, view.state.next_settlement_interval) {
-            for interval in from..=to {
-                let Some(found) = view.index.settlement(interval).map_err(storage)? else { continue };
-                let Receipt::Settlement(settlement) = receipt_at(&view, found.height, found.index)?.1 else {
-                    return Err(storage("the index names a clearing as a settlement"));
-                };
-                if let Some(bill) = settlement.bills.iter().find(|bill| bill.account == key) {
-                    bills.push(AccountBill { interval, height: found.height, bill: Bill::from(bill) });
-                }
+        for (interval, found) in found {
+            let Receipt::Settlement(settlement) =
+                receipt_at(|height| reader.block(height), found.height, found.index)?.1
+            else {
+                return Err(storage("the index names a clearing as a settlement"));
+            };
+            if let Some(bill) = settlement.bills.iter().find(|bill| bill.account == key) {
+                bills.push(AccountBill { interval, height: found.height, bill: Bill::from(bill) });
             }
         }
         Ok(Bills { bills })

@@ -213,6 +213,16 @@ async fn read<T: Send + 'static>(
     client.read(read).await?
 }
 
+/// Runs `work` on a blocking thread, off the event loop: a read that
+/// decodes many blocks, with what the loop handed it (a `BlockReader`).
+async fn off_loop<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| storage("a read off the event loop did not finish"))?
+}
+
 /// A count for the wire.
 fn count(items: usize) -> u64 {
     u64::try_from(items).unwrap_or(u64::MAX)

@@ -19,11 +19,8 @@ use gridshare_ledger::store::Store;
 use libp2p::futures::stream;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{ApiError, Reply, count, read};
+use super::{ApiError, Reply, count, read, storage};
 use crate::node::{Client, Event};
-
-/// Blocks read from the event loop at a time while exporting.
-const EXPORT_CHUNK_BLOCKS: u64 = 64;
 
 /// The event streams and exports being served, at most [`STREAMS_MAX`].
 #[derive(Clone, Debug, Default)]
@@ -107,8 +104,6 @@ enum ExportStopped {
     Write(#[from] gridshare_ledger::export::ExportError),
     #[error(transparent)]
     Store(#[from] gridshare_ledger::store::StoreError),
-    #[error(transparent)]
-    NodeGone(#[from] crate::node::NodeGone),
     #[error("block {0}, below the tip, is missing")]
     Missing(u64),
 }
@@ -130,30 +125,24 @@ impl Write for ChannelWriter {
 }
 
 /// `GET /v1/export`: the chain up to the height when the request came, in
-/// the export format, streamed in chunks of blocks read from the event loop.
+/// the export format, read and streamed on a blocking thread with a
+/// `BlockReader`, off the event loop.
 pub(super) async fn export(State(client): State<Client>, Extension(slots): Extension<StreamSlots>) -> Reply {
     let slot = slots.take()?;
-    let tip = read(&client, |view| Ok(view.state.height)).await?;
+    let (reader, evidence) = read(&client, |view| {
+        Ok((view.store.reader().map_err(storage)?, view.store.evidence().map_err(storage)?))
+    })
+    .await?;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         // Held until the export is written or its client went away.
         let _slot = slot;
         let result = (|| -> Result<(), ExportStopped> {
             let buffered = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(sender.clone()));
             let mut writer = ExportWriter::new(buffered, &client.genesis)?;
-            let mut from = 1;
-            while from <= tip {
-                let to = tip.min(from + EXPORT_CHUNK_BLOCKS - 1);
-                let blocks = runtime.block_on(client.read(move |view| {
-                    (from..=to).map(|height| view.store.block(height)).collect::<Result<Vec<_>, _>>()
-                }))??;
-                for (height, block) in (from..).zip(blocks) {
-                    writer.block(&block.ok_or(ExportStopped::Missing(height))?)?;
-                }
-                from = to + 1;
+            for height in 1..=reader.height() {
+                writer.block(&reader.block(height)?.ok_or(ExportStopped::Missing(height))?)?;
             }
-            let evidence = runtime.block_on(client.read(|view| view.store.evidence()))??;
             for evidence in &evidence {
                 writer.evidence(evidence)?;
             }
