@@ -14,7 +14,7 @@
 //! The rest of the node talks to the loop through a [`Client`]; start-up
 //! (`start.rs`) assembles it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,12 +56,14 @@ pub const COMMANDS_MAX: usize = 1_024;
 /// Events kept for slow event-stream subscribers.
 pub const EVENTS_BUFFER: usize = 1_024;
 /// Peers' catch-up requests served at once, each on a blocking thread off
-/// the event loop (reading up to `SYNC_RESPONSE_BYTES_MAX` of blocks); one
-/// more is answered at once with no blocks, and the peer asks another.
+/// the event loop (reading up to `SYNC_RESPONSE_BYTES_MAX` of blocks), one
+/// per peer; one more is answered at once with no blocks, and the peer asks
+/// another.
 pub const SYNC_SERVING_MAX: usize = 2;
 
-/// A catch-up response read off the event loop, for the loop to send.
-type Served = (request_response::ResponseChannel<SyncResponse>, SyncResponse);
+/// A catch-up response read off the event loop for a peer, for the loop to
+/// send.
+type Served = (PeerId, request_response::ResponseChannel<SyncResponse>, SyncResponse);
 
 /// A read of the node's state, run inside the event loop.
 pub type Read = Box<dyn FnOnce(View<'_>) + Send>;
@@ -294,7 +296,7 @@ pub(crate) fn event_loop(
         next_submission: 0,
         isolated_until: None,
         served,
-        serving: 0,
+        serving: BTreeSet::new(),
     };
     (client, Box::pin(node.run(inbox, served_inbox, shutdown)))
 }
@@ -326,10 +328,10 @@ struct Node {
     next_submission: u64,
     /// While set, every connection is closed at once (testnet faults).
     isolated_until: Option<tokio::time::Instant>,
-    /// Where catch-up responses read off the loop come back, and how many
-    /// are being read.
+    /// Where catch-up responses read off the loop come back, and the peers
+    /// whose responses are being read.
     served: mpsc::Sender<Served>,
-    serving: usize,
+    serving: BTreeSet<PeerId>,
 }
 
 impl Node {
@@ -347,8 +349,8 @@ impl Node {
             tokio::select! {
                 _ = ticks.tick() => self.on_tick(),
                 Some(command) = inbox.recv() => self.on_commands(command, &mut inbox),
-                Some((channel, response)) = served.recv() => {
-                    self.serving -= 1;
+                Some((peer, channel, response)) = served.recv() => {
+                    self.serving.remove(&peer);
                     if self.swarm.behaviour_mut().sync.send_response(channel, response).is_err() {
                         tracing::debug!("a peer left before its sync response");
                     }
@@ -427,8 +429,9 @@ impl Node {
     /// Serves a peer's catch-up request on a blocking thread, off this loop
     /// (reading and encoding up to `SYNC_RESPONSE_BYTES_MAX` of blocks
     /// would hold up consensus); the response comes back to the loop, which
-    /// sends it. Past `SYNC_SERVING_MAX` at once, the peer gets no blocks at
-    /// once and asks again, of another peer or later.
+    /// sends it. Past `SYNC_SERVING_MAX` at once, or while the peer's last
+    /// request is still being read, the peer gets no blocks at once and asks
+    /// again, of another peer or later.
     fn serve_sync(
         &mut self,
         peer: PeerId,
@@ -436,7 +439,7 @@ impl Node {
         channel: request_response::ResponseChannel<SyncResponse>,
     ) {
         let tip_height = self.core.state().height;
-        let reader = if self.serving < SYNC_SERVING_MAX {
+        let reader = if self.serving.len() < SYNC_SERVING_MAX && !self.serving.contains(&peer) {
             self.core
                 .store()
                 .reader()
@@ -446,20 +449,20 @@ impl Node {
             None
         };
         let Some(reader) = reader else {
-            tracing::debug!(%peer, serving = self.serving, "a sync request answered without blocks");
+            tracing::debug!(%peer, serving = self.serving.len(), "a sync request answered without blocks");
             let empty = SyncResponse { blocks: Vec::new(), tip_height };
             if self.swarm.behaviour_mut().sync.send_response(channel, empty).is_err() {
                 tracing::debug!(%peer, "the peer left before the sync response");
             }
             return;
         };
-        self.serving += 1;
+        self.serving.insert(peer);
         let served = self.served.clone();
         tokio::task::spawn_blocking(move || {
             let response =
                 sync_response(&request, reader.height(), |height| reader.block(height).ok().flatten());
             // The channel has room for every response being read.
-            let _ = served.blocking_send((channel, response));
+            let _ = served.blocking_send((peer, channel, response));
         });
     }
 
