@@ -15,11 +15,13 @@
 //!
 //! ```text
 //! cargo build --release -p gridshare-node --bins --examples
-//! target/release/examples/throughput [SECONDS] [ACCOUNTS] [VALIDATORS] [HOUSEHOLDS] [THREADS]
+//! target/release/examples/throughput [SECONDS] [ACCOUNTS] [VALIDATORS] [HOUSEHOLDS] [THREADS] [SUBMITTERS]
 //! ```
 //!
 //! Every node runs on THREADS runtime threads (default 1, as suits nodes
 //! that share a machine; 0 leaves the node's default, one per core).
+//! SUBMITTERS threads (default 8) sign and submit offers, each waiting for
+//! its answer: how many submissions a node has in hand at once.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // A measuring tool: a panic is the report.
 
@@ -38,7 +40,6 @@ use gridshare_ledger::testkit::{TestCommunity, test_market};
 use gridshare_ledger::tx::Side;
 use gridshare_node::node::now_ms;
 
-const SUBMITTERS: usize = 8;
 const INTERVAL_MS: u64 = 2_000;
 const GATE_CLOSURE_LEAD_MS: u64 = 500;
 const BLOCK_TIME_MS: &str = "250";
@@ -85,6 +86,7 @@ fn main() {
     let validator_count: u32 = args.next().map_or(1, |text| text.parse().unwrap());
     let household_count: usize = args.next().map_or(4, |text| text.parse().unwrap());
     let threads: usize = args.next().map_or(1, |text| text.parse().unwrap());
+    let submitter_count: usize = args.next().map_or(8, |text| text.parse().unwrap());
     assert!(household_count > 0, "offers are submitted through at least one household");
     let dir = tempfile::tempdir().unwrap();
     let market = MarketParams {
@@ -216,7 +218,7 @@ fn main() {
 
     // Load: each submitter signs offers for its accounts and submits them
     // through the household nodes, each account always through the same one.
-    println!("loading for {seconds} s with {SUBMITTERS} submitters");
+    println!("loading for {seconds} s with {submitter_count} submitters");
     let start_height = api.status().unwrap().height;
     let nodes: Vec<&Node> = validators.iter().chain(&households).collect();
     let cpu_start_ms: Vec<u64> = nodes.iter().map(|node| cpu_ms(node.process.pid())).collect();
@@ -227,7 +229,7 @@ fn main() {
     let refused = Arc::new(Mutex::new(std::collections::BTreeMap::<String, (u64, String)>::new()));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let community = Arc::new(community);
-    let submitters: Vec<_> = (0..SUBMITTERS)
+    let submitters: Vec<_> = (0..submitter_count)
         .map(|submitter| {
             let urls: Vec<String> = households.iter().map(|node| node.api.url().to_string()).collect();
             let (community, acknowledged, refused) =
@@ -235,8 +237,9 @@ fn main() {
             std::thread::spawn(move || {
                 // Clients of their own: a kept-alive connection per node and submitter.
                 let clients: Vec<Client> = urls.iter().map(|url| Client::new(url).unwrap()).collect();
-                let mine: Vec<usize> =
-                    (0..community.households.len()).filter(|index| index % SUBMITTERS == submitter).collect();
+                let mine: Vec<usize> = (0..community.households.len())
+                    .filter(|index| index % submitter_count == submitter)
+                    .collect();
                 let mut nonces = vec![0_u64; community.households.len()];
                 // A meter signs one reading per interval, which all of its
                 // household's offers in the next ones carry.
