@@ -42,6 +42,25 @@ pub fn parse_scaled(text: &str, decimals: u32) -> Result<u64, AmountError> {
     })
 }
 
+/// Why a typed fraction was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FractionError {
+    #[error(transparent)]
+    Amount(#[from] AmountError),
+    #[error("`{text}` is not between 0 and 1")]
+    OutOfRange { text: String },
+}
+
+/// Parses a fraction in [0, 1] with at most 3 decimals (`0.5`) into
+/// thousandths.
+pub fn parse_fraction_thousandths(text: &str) -> Result<u16, FractionError> {
+    let thousandths = parse_scaled(text, scale::FRACTION_TO_THOUSANDTHS)?;
+    u16::try_from(thousandths)
+        .ok()
+        .filter(|&thousandths| thousandths <= 1_000)
+        .ok_or_else(|| FractionError::OutOfRange { text: text.to_string() })
+}
+
 /// Decimal places of a power typed in kW, stored in W.
 const KW_TO_W: u32 = 3;
 /// Decimal places of money typed in currency units, stored in nano-currency.

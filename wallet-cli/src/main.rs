@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gridshare_api::client::{Client, DEFAULT_NODE_URL, NODE_ENV};
-use gridshare_cli::amount::{parse_scaled, scale};
+use gridshare_cli::amount::{AmountError, parse_fraction_thousandths, parse_scaled, scale};
 use gridshare_cli::household::{
     BalanceArgs, BillArgs, CancelArgs, MeterReportArgs, OfferArgs, OffersArgs, TradesArgs,
 };
@@ -306,7 +306,7 @@ struct ClearArgs {
     mechanism: MechanismArg,
     /// Where the uniform price lies between the lowest (0) and highest (1)
     /// price that clears the market, with at most 3 decimals.
-    #[arg(long, default_value = "0.5", value_parser = parse_k)]
+    #[arg(long, default_value = "0.5", value_parser = parse_fraction_thousandths)]
     k: u16,
     /// Network fee in currency per kWh, paid by buyers on top of the price.
     #[arg(long, default_value = "0", value_parser = parse_price)]
@@ -324,17 +324,8 @@ enum MechanismArg {
     PayAsBid,
 }
 
-fn parse_k(text: &str) -> Result<u16, String> {
-    let thousandths =
-        parse_scaled(text, scale::FRACTION_TO_THOUSANDTHS).map_err(|error| error.to_string())?;
-    u16::try_from(thousandths)
-        .ok()
-        .filter(|&k| k <= Params::K_THOUSANDTHS_MAX)
-        .ok_or_else(|| format!("`{text}` is not between 0 and 1"))
-}
-
-fn parse_price(text: &str) -> Result<u64, String> {
-    parse_scaled(text, scale::CURRENCY_TO_MICRO).map_err(|error| error.to_string())
+fn parse_price(text: &str) -> Result<u64, AmountError> {
+    parse_scaled(text, scale::CURRENCY_TO_MICRO)
 }
 
 fn main() -> ExitCode {
