@@ -513,8 +513,12 @@ fn settle_due(
         let mut settled_to = settled_below;
         let mut work = 0_usize;
         let mut first = true;
+        // Settling registers no meter: their registration intervals, sorted
+        // once, count the meters of every interval visited.
+        let mut registered: Vec<u64> = state.meters.values().map(|meter| meter.registered_interval).collect();
+        registered.sort_unstable();
         for interval in contract_intervals.into_iter().chain(every_interval_from..settled_below) {
-            let interval_work = settlement_work(state, interval);
+            let interval_work = settlement_work(state, &registered, interval);
             if !first && work.saturating_add(interval_work) > SETTLEMENT_WORK_PER_BLOCK_MAX {
                 settled_to = interval;
                 break;
@@ -533,10 +537,11 @@ fn settle_due(
 }
 
 /// The work of settling `interval`: the meters registered by then (those
-/// registered in it included) and the interval's contracts. It bounds the
-/// interval's bills (one per account with a meter or a contract).
-fn settlement_work(state: &State, interval: u64) -> usize {
-    let meters = state.meters.values().filter(|meter| meter.registered_interval <= interval).count();
+/// registered in it included; `registered` holds every meter's registration
+/// interval, sorted) and the interval's contracts. It bounds the interval's
+/// bills (one per account with a meter or a contract).
+fn settlement_work(state: &State, registered: &[u64], interval: u64) -> usize {
+    let meters = registered.partition_point(|&registered| registered <= interval);
     let contracts =
         state.contracts.range((interval, PublicKey([0; 32]))..=(interval, PublicKey([0xff; 32]))).count();
     meters + contracts

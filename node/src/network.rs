@@ -267,13 +267,8 @@ pub struct PortTaken {
 /// are not IP + TCP are left to libp2p.
 pub fn check_port_free(address: &Multiaddr) -> Result<(), PortTaken> {
     use libp2p::multiaddr::Protocol;
-    let mut parts = address.iter();
-    let ip: std::net::IpAddr = match parts.next() {
-        Some(Protocol::Ip4(ip)) => ip.into(),
-        Some(Protocol::Ip6(ip)) => ip.into(),
-        _ => return Ok(()),
-    };
-    let Some(Protocol::Tcp(port)) = parts.next() else { return Ok(()) };
+    let Some(ip) = crate::ip_limits::ip_of(address) else { return Ok(()) };
+    let Some(Protocol::Tcp(port)) = address.iter().nth(1) else { return Ok(()) };
     if port == 0 {
         return Ok(());
     }

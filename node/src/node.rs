@@ -466,6 +466,12 @@ impl Node {
         });
     }
 
+    /// A connected peer other than `peer` to ask for blocks, or `peer` if
+    /// there is none.
+    fn another_peer(&self, peer: PeerId) -> PeerId {
+        self.swarm.connected_peers().find(|other| **other != peer).copied().unwrap_or(peer)
+    }
+
     fn on_tick(&mut self) {
         let effects = self.core.tick(self.clock.now_ms());
         self.carry_out(effects);
@@ -551,8 +557,7 @@ impl Node {
                     let effects = if response.blocks.is_empty() {
                         // A peer serving as many as it will, or with nothing
                         // new: ask again, of another peer if there is one.
-                        let other = self.swarm.connected_peers().find(|other| **other != peer).copied();
-                        self.core.handle_sync_failed(now_ms, other.unwrap_or(peer))
+                        self.core.handle_sync_failed(now_ms, self.another_peer(peer))
                     } else {
                         self.core.handle_sync_response(now_ms, peer, response)
                     };
@@ -565,9 +570,7 @@ impl Node {
                 ..
             })) => {
                 tracing::warn!(%peer, %error, "a sync request failed");
-                // Another peer, if there is one.
-                let other = self.swarm.connected_peers().find(|other| **other != peer).copied();
-                let effects = self.core.handle_sync_failed(now_ms, other.unwrap_or(peer));
+                let effects = self.core.handle_sync_failed(now_ms, self.another_peer(peer));
                 self.carry_out(effects);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Transactions(request_response::Event::Message {

@@ -11,14 +11,14 @@ use gridshare_api::{
     SettlementSummary, Side, SpanQuery, Trades,
 };
 use gridshare_ledger::block::{CertifiedBlock, Receipt};
-use gridshare_ledger::store::{Store, StoreError};
+use gridshare_ledger::store::{BlockReader, Store, StoreError};
 
 use super::{
     ApiError, INTERVAL_SPAN_DEFAULT, INTERVAL_SPAN_MAX, LIST_MAX, Reply, count, json, off_loop, parse_key,
     parse_u64, query, read, storage,
 };
 use crate::index::{IndexError, Location};
-use crate::node::Client;
+use crate::node::{Client, View};
 
 /// Reads the receipt at a location with `block`, the store's or a
 /// reader's.
@@ -133,20 +133,23 @@ fn interval_span(raw: Option<String>) -> Result<SpanQuery, ApiError> {
     Ok(span)
 }
 
-/// Where the index puts the receipts of the intervals of `span` (from, to),
-/// with `find` (the clearings' or the settlements').
+/// On the event loop: where the index puts the receipts of the intervals of
+/// `span` (from, to), with `find` (the clearings' or the settlements'), and
+/// a reader of the blocks that hold them, for reading them off the loop.
 fn located(
+    view: &View<'_>,
     span: Option<(u64, u64)>,
     mut find: impl FnMut(u64) -> Result<Option<Location>, IndexError>,
-) -> Result<Vec<(u64, Location)>, ApiError> {
-    let Some((from, to)) = span else { return Ok(Vec::new()) };
+) -> Result<(Vec<(u64, Location)>, BlockReader), ApiError> {
     let mut found = Vec::new();
-    for interval in from..=to {
-        if let Some(location) = find(interval).map_err(storage)? {
-            found.push((interval, location));
+    if let Some((from, to)) = span {
+        for interval in from..=to {
+            if let Some(location) = find(interval).map_err(storage)? {
+                found.push((interval, location));
+            }
         }
     }
-    Ok(found)
+    Ok((found, view.store.reader().map_err(storage)?))
 }
 
 /// Resolves a span against the first interval not yet done (cleared or
@@ -169,9 +172,8 @@ pub(super) async fn trades(
     let key = parse_key(&key)?;
     let span = interval_span(raw)?;
     let (found, reader) = read(&client, move |view| {
-        let resolved = resolve_span(span, view.state.next_clearing_interval);
-        let found = located(resolved, |interval| view.index.clearing(interval))?;
-        Ok((found, view.store.reader().map_err(storage)?))
+        let span = resolve_span(span, view.state.next_clearing_interval);
+        located(&view, span, |interval| view.index.clearing(interval))
     })
     .await?;
     let body = off_loop(move || {
@@ -212,9 +214,8 @@ pub(super) async fn bills(
     let key = parse_key(&key)?;
     let span = interval_span(raw)?;
     let (found, reader) = read(&client, move |view| {
-        let resolved = resolve_span(span, view.state.next_settlement_interval);
-        let found = located(resolved, |interval| view.index.settlement(interval))?;
-        Ok((found, view.store.reader().map_err(storage)?))
+        let span = resolve_span(span, view.state.next_settlement_interval);
+        located(&view, span, |interval| view.index.settlement(interval))
     })
     .await?;
     let body = off_loop(move || {

@@ -1042,8 +1042,6 @@ impl<S: Store> ChainCore<S> {
     }
 }
 
-/// The first of `encoded` while they total at most `max_bytes`, and the
-/// first one at least.
 /// The answer to a peer's sync request on a chain of `tip_height` blocks,
 /// read with `block`: the certified blocks from the peer's height on, at
 /// most [`SYNC_BLOCKS_MAX`] and [`SYNC_RESPONSE_BYTES_MAX`] bytes of them
@@ -1061,6 +1059,8 @@ pub fn sync_response(
     SyncResponse { blocks: within_bytes(blocks, SYNC_RESPONSE_BYTES_MAX), tip_height }
 }
 
+/// The first of `encoded` while they total at most `max_bytes`, and the
+/// first one at least.
 fn within_bytes(encoded: impl Iterator<Item = Vec<u8>>, max_bytes: usize) -> Vec<Vec<u8>> {
     let mut taken: Vec<Vec<u8>> = Vec::new();
     let mut bytes = 0_usize;
