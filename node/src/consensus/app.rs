@@ -162,6 +162,14 @@ const CANDIDATES_MAX: usize = 64;
 /// catching up with each other), at most; the market swarm's catch-up has
 /// its own bound (`network::SYNC_BLOCKS_MAX`).
 const VALUE_SYNC_BLOCKS_MAX: u64 = 32;
+/// How often a validator tells the others its height. A validator that
+/// judged a decided block untimely (or missed its stream) cannot decide it
+/// from the proposal (the engine decides only values it found valid): it
+/// learns the block by sync, once a peer's status says the height is
+/// decided. Every second keeps such a validator at most about a second
+/// behind (the engine's default, 10 s, left it proposing for heights the
+/// others had decided); a status is a few bytes per peer.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A block as a validator streamed it: the block, who built it and the
 /// builder's signature over the `StreamedBlock`.
@@ -306,7 +314,11 @@ impl Consensus {
         let frame_bytes =
             bytesize::ByteSize::b(u64::try_from(crate::network::SYNC_FRAME_BYTES_MAX).unwrap_or(u64::MAX));
         consensus.p2p.rpc_max_size = frame_bytes;
-        let value_sync = ValueSyncConfig { max_response_size: frame_bytes, ..ValueSyncConfig::default() };
+        let value_sync = ValueSyncConfig {
+            max_response_size: frame_bytes,
+            status_update_interval: STATUS_INTERVAL,
+            ..ValueSyncConfig::default()
+        };
         consensus.p2p.discovery.max_connections_per_ip = network.connections_per_ip_max.get();
         let config = EngineConfig { moniker: address.to_string(), consensus, value_sync };
         let signer = ValidatorSigner { key: key.clone(), community };
