@@ -5,7 +5,8 @@
 //! stops without forking and resumes when one returns; every block's
 //! certificate carries a quorum, and the audit of the export passes. A
 //! stranger to the genesis that dials a validator's consensus port is
-//! disconnected once it identifies, and the chain goes on.
+//! disconnected once it identifies, and so is a peer the validator lists
+//! that proves a key the genesis does not name; the chain goes on.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -42,18 +43,58 @@ fn start_validator(validator: &Validator, peers: &[String]) -> Node {
     start(&args, &validator.dir)
 }
 
-/// Runs a stranger to the genesis, a peer of Malachite's own network stack
-/// (what any Malachite node runs), that dials `target`, a validator's
-/// consensus address with its peer id; whether the validator cuts it off
-/// within `deadline` once it connected. (Without the validator's allowlist
-/// it stays connected: validators meet each other this very way.)
-fn stranger_is_disconnected(target: &str, deadline: Duration) -> bool {
+/// A peer of Malachite's own network stack (what any Malachite node runs):
+/// its libp2p identity, where it listens, and the validator proof it sends
+/// on connecting, if any.
+struct Stranger {
+    keypair: libp2p::identity::Keypair,
+    listen: String,
+    proof: Option<bytes::Bytes>,
+}
+
+impl Stranger {
+    /// One with no proof.
+    fn anonymous() -> Stranger {
+        let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+        Stranger { keypair: libp2p::identity::Keypair::generate_ed25519(), listen, proof: None }
+    }
+
+    /// One that proves, for its own peer id, a ledger key that is no
+    /// validator of `genesis`.
+    fn impostor(genesis: &Genesis) -> Stranger {
+        use gridshare_node::consensus::codec::BorshCodec;
+        use gridshare_node::consensus::context::ValidatorSigner;
+        use malachitebft_app_channel::app::types::codec::Codec;
+        use malachitebft_signing::Signer;
+        let mut stranger = Stranger::anonymous();
+        let key = std::sync::Arc::new(gridshare_ledger::ids::Keypair::from_seed([77; 32]));
+        assert!(genesis.voting_power_of(&key.public()).is_none());
+        let signer = ValidatorSigner { key: key.clone(), community: genesis.community_id };
+        let peer_id = stranger.keypair.public().to_peer_id().to_bytes();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let proof = runtime.block_on(signer.sign_validator_proof(key.public().0.to_vec(), peer_id)).unwrap();
+        stranger.proof = Some(Codec::encode(&BorshCodec, &proof).unwrap());
+        stranger
+    }
+
+    /// Its consensus address with its peer id, as a validator lists it.
+    fn address(&self) -> String {
+        format!("{}/p2p/{}", self.listen, self.keypair.public().to_peer_id())
+    }
+}
+
+/// Runs `stranger`, dialing `target` (a validator's consensus address with
+/// its peer id); whether the validator cuts it off within `deadline` once
+/// it connected. (A peer the validator lists that proves a genesis
+/// validator's key stays connected: validators meet each other this very
+/// way.)
+fn stranger_is_disconnected(stranger: Stranger, target: &str, deadline: Duration) -> bool {
     use malachitebft_network::handle::Handle;
     use malachitebft_network::{Config, DiscoveryConfig, Event, NetworkIdentity, TransportProtocol};
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     runtime.block_on(async {
         let config = Config {
-            listen_addr: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            listen_addr: stranger.listen.parse().unwrap(),
             persistent_peers: vec![target.parse().unwrap()],
             persistent_peers_only: false,
             discovery: DiscoveryConfig::new(false),
@@ -72,8 +113,12 @@ fn stranger_is_disconnected(target: &str, deadline: Duration) -> bool {
             enable_sync: true,
             protocol_names: Default::default(),
         };
-        let keypair = libp2p::identity::Keypair::generate_ed25519();
-        let identity = NetworkIdentity::new("stranger".into(), keypair, None);
+        let identity = match stranger.proof {
+            Some(proof) => {
+                NetworkIdentity::new_validator("stranger".into(), stranger.keypair, "stranger".into(), proof)
+            }
+            None => NetworkIdentity::new("stranger".into(), stranger.keypair, None),
+        };
         let registry = malachitebft_metrics::SharedRegistry::new(Default::default(), None);
         let mut handle: Handle = malachitebft_network::spawn(identity, config, registry).await.unwrap();
         let outcome = async {
@@ -134,9 +179,13 @@ fn four_validators_agree_survive_one_fault_and_stop_safely_without_quorum() {
         .zip(&ids)
         .map(|(validator, id)| format!("{}/p2p/{id}", validator.consensus))
         .collect();
-    for validator in &mut validators {
+    // Validator 0 also lists a peer that holds no genesis validator's key:
+    // listed or not, it must be cut off.
+    let impostor = Stranger::impostor(&genesis);
+    let with_impostor: Vec<String> = peers.iter().cloned().chain([impostor.address()]).collect();
+    for (index, validator) in validators.iter_mut().enumerate() {
         init(&validator.dir, Some(&genesis_file));
-        validator.node = Some(start_validator(validator, &peers));
+        validator.node = Some(start_validator(validator, if index == 0 { &with_impostor } else { &peers }));
     }
     let api = |validators: &[Validator], index: usize| validators[index].node.as_ref().unwrap().api.clone();
     let p2p: Vec<String> =
@@ -192,11 +241,16 @@ fn four_validators_agree_survive_one_fault_and_stop_safely_without_quorum() {
     }
     assert!(reference.certificate_signatures >= 3, "{reference:?}");
 
-    // A stranger on the consensus port is cut off, and blocks go on.
+    // A stranger on the consensus port is cut off, and so is a listed peer
+    // that proves a key the genesis does not name; blocks go on.
     let before = top(&all(&validators));
     assert!(
-        stranger_is_disconnected(&peers[0], Duration::from_secs(15)),
+        stranger_is_disconnected(Stranger::anonymous(), &peers[0], Duration::from_secs(15)),
         "a peer that is no validator stays connected to the consensus port"
+    );
+    assert!(
+        stranger_is_disconnected(impostor, &peers[0], Duration::from_secs(15)),
+        "a listed peer proving a key that is no validator's stays connected"
     );
     wait_for("blocks after the stranger", &api(&validators, 0), Duration::from_secs(30), || {
         (top(&all(&validators)) > before + 2).then_some(())

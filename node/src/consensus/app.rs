@@ -338,7 +338,7 @@ impl Consensus {
             NetworkContext::new(identity, BorshCodec),
             ConsensusContext::new_validator(
                 address,
-                Box::new(ValidatorVerifier { community }),
+                Box::new(ValidatorVerifier::new(genesis)),
                 Box::new(signer),
             ),
             SyncContext::new(BorshCodec),

@@ -6,6 +6,7 @@
 //! audit. The types are newtypes over ledger types (the traits are
 //! Malachite's).
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -429,6 +430,16 @@ impl Signer<GridshareContext> for ValidatorSigner {
 #[derive(Debug)]
 pub struct ValidatorVerifier {
     pub community: CommunityId,
+    /// The genesis's validator keys: a consensus peer must prove one of
+    /// them, or it is disconnected.
+    pub validators: BTreeSet<PublicKey>,
+}
+
+impl ValidatorVerifier {
+    pub fn new(genesis: &Genesis) -> ValidatorVerifier {
+        let validators = genesis.validators.iter().map(|validator| validator.key).collect();
+        ValidatorVerifier { community: genesis.community_id, validators }
+    }
 }
 
 fn verdict(key: &PublicKey, bytes: Option<Vec<u8>>, signature: &Signature) -> VerificationResult {
@@ -471,7 +482,14 @@ impl Verifier<GridshareContext> for ValidatorVerifier {
         &self,
         proof: &ValidatorProof<GridshareContext>,
     ) -> Result<VerificationResult, SigningError> {
+        // The engine disconnects a peer whose proof is invalid: a peer the
+        // operator listed still has to hold a genesis validator's key (and
+        // prove it for its own peer id, which the network layer checks).
         let Ok(key) = proof.decoded_public_key() else { return Ok(VerificationResult::Invalid) };
+        if !self.validators.contains(&key) {
+            tracing::warn!(%key, "a consensus peer proves a key that is no validator of the genesis");
+            return Ok(VerificationResult::Invalid);
+        }
         Ok(verdict(&key, Some(proof.preimage()), &proof.signature))
     }
 }
@@ -489,7 +507,7 @@ mod tests {
         let genesis = &community.genesis;
         let key = Arc::new(Keypair::from_seed(community.validator.seed()));
         let signer = ValidatorSigner { key: key.clone(), community: genesis.community_id };
-        let verifier = ValidatorVerifier { community: genesis.community_id };
+        let verifier = ValidatorVerifier::new(genesis);
         let context = GridshareContext { community: genesis.community_id };
         let block = BlockId(Hash([7; 32]));
         let precommit =
@@ -515,6 +533,29 @@ mod tests {
             context.new_prevote(Height(1), Round::new(2), NilOrVal::Val(block), Address(key.public()));
         let verdict = verifier.verify_signed_vote(&prevote, &signed.signature, &key.public()).await.unwrap();
         assert!(verdict.is_invalid());
+    }
+
+    #[tokio::test]
+    async fn a_consensus_peer_must_prove_a_genesis_validators_key() {
+        let community = TestCommunity::new(4, 0, test_market(), 0);
+        let genesis = &community.genesis;
+        let verifier = ValidatorVerifier::new(genesis);
+        let peer_id = b"a peer id".to_vec();
+        let prove = |key: Keypair| {
+            let signer = ValidatorSigner { key: Arc::new(key), community: genesis.community_id };
+            let public = signer.key.public().0.to_vec();
+            let peer_id = peer_id.clone();
+            async move { signer.sign_validator_proof(public, peer_id).await.unwrap() }
+        };
+        let validator = prove(Keypair::from_seed(community.validator.seed())).await;
+        assert!(verifier.verify_validator_proof(&validator).await.unwrap().is_valid());
+        // A valid proof of a key the genesis does not name.
+        let stranger = prove(Keypair::from_seed([9; 32])).await;
+        assert!(verifier.verify_validator_proof(&stranger).await.unwrap().is_invalid());
+        // A validator's key with another's signature.
+        let mut forged = validator.clone();
+        forged.signature = stranger.signature;
+        assert!(verifier.verify_validator_proof(&forged).await.unwrap().is_invalid());
     }
 
     #[test]
