@@ -94,6 +94,26 @@ impl SubmitError {
             SubmitError::Unreadable => "unreadable",
         }
     }
+
+    /// Whether a peer that sent a transaction refused for this reason gave
+    /// useless work (`chain::PeerBook::count_wasted`): a rule of the ledger
+    /// but a nonce gap (nonces overtake each other on the way, and the gap
+    /// is fetched). A bound of this mempool, a duplicate of what waits
+    /// (announced again while gossip was on its way) or this node's own
+    /// failure is not the sender's doing.
+    pub fn wastes(&self) -> bool {
+        match self {
+            SubmitError::Rejected(rejection) => !matches!(rejection, Rejection::NonceGap { .. }),
+            SubmitError::Full
+            | SubmitError::SignerFull(_)
+            | SubmitError::IntervalFull(_)
+            | SubmitError::Duplicate(_)
+            | SubmitError::Backlog { .. }
+            | SubmitError::TooLate { .. }
+            | SubmitError::Unrecorded(_)
+            | SubmitError::Unreadable => false,
+        }
+    }
 }
 
 /// A transaction [`Mempool::check`] passed: its id and encoded size.
@@ -184,14 +204,16 @@ impl Mempool {
     }
 
     /// What can be said of `tx` without checking its signatures: refused
-    /// for a bound, as a duplicate or for a nonce already used, or worth
-    /// verifying.
+    /// for a signer nobody knows, a bound, as a duplicate or for a nonce
+    /// already used, or worth verifying.
     pub fn check(&self, genesis: &Genesis, tx: &SignedTx) -> Result<Checked, SubmitError> {
-        let checked = Checked { id: tx.id(&genesis.community_id), size: to_bytes(tx).len() };
-        self.room(tx, &checked)?;
+        // A stranger first, before hashing: however full the mempool, its
+        // flood is known for what it is (`SubmitError::wastes`).
         if let Some(unknown) = self.unknown_signer(genesis, tx) {
             return Err(unknown.into());
         }
+        let checked = Checked { id: tx.id(&genesis.community_id), size: to_bytes(tx).len() };
+        self.room(tx, &checked)?;
         Ok(checked)
     }
 

@@ -1,9 +1,14 @@
-//! A hostile peer on the market swarm: a real libp2p node (our own swarm,
-//! in this process) connected to a dev validator that publishes invalid
-//! signatures, a replayed transaction, an oversized message and garbage.
-//! The validator rejects the invalid ones and ignores the replay, forwards
-//! none of them to the household behind it, and disconnects and bans the
-//! peer; honest transactions from the household still go through.
+//! Hostile peers on the market swarm: real libp2p nodes (our own swarm, in
+//! this process) connected to real node processes. One publishes invalid
+//! signatures, a replayed transaction, an oversized message and garbage to
+//! a dev validator, which rejects the invalid ones and ignores the replay,
+//! forwards none of them to the household behind it, and disconnects and
+//! bans the peer; honest transactions from the household still go through.
+//! Another sends a household's node a forged block at height u64::MAX and
+//! then floods it with transactions of signers nobody registered: the node
+//! refuses the block without believing its height, checks no signature of
+//! the flood, bans the peer, and goes on following the chain and its
+//! clearings.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -13,11 +18,13 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use common::{Client, admit, start, wait_for};
+use gridshare_api::status::SyncStatus;
 use gridshare_ledger::block::CertifiedBlock;
 use gridshare_ledger::encoding::{from_bytes, to_bytes};
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::tx::{SignedTx, Tx};
+use gridshare_node::chain::{INVALID_MESSAGES_BAN, WASTED_BURST};
 use gridshare_node::network::{TX_BYTES_MAX, build_swarm};
 use libp2p::futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
@@ -30,13 +37,20 @@ enum Report {
     Disconnected,
 }
 
+/// Where a hostile peer publishes a message.
+#[derive(Clone, Copy, Debug)]
+enum On {
+    Transactions,
+    Blocks,
+}
+
 /// Runs a hostile peer in its own thread: it dials `target` and publishes
-/// each message it is sent on the transaction topic.
+/// each message it is sent on its topic.
 fn hostile_peer(
     community: gridshare_ledger::ids::CommunityId,
     target: Multiaddr,
-) -> (tokio::sync::mpsc::UnboundedSender<Vec<u8>>, std_mpsc::Receiver<Report>) {
-    let (messages, mut inbox) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+) -> (tokio::sync::mpsc::UnboundedSender<(On, Vec<u8>)>, std_mpsc::Receiver<Report>) {
+    let (messages, mut inbox) = tokio::sync::mpsc::unbounded_channel::<(On, Vec<u8>)>();
     let (reports, outbox) = std_mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -50,23 +64,26 @@ fn hostile_peer(
             .unwrap();
             swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
             swarm.dial(target).unwrap();
-            let mut waiting: Vec<Vec<u8>> = Vec::new();
+            let mut waiting: std::collections::VecDeque<(On, Vec<u8>)> = Default::default();
             let mut published = 0;
             let mut retry = tokio::time::interval(Duration::from_millis(50));
             loop {
                 tokio::select! {
                     message = inbox.recv() => match message {
-                        Some(message) => waiting.push(message),
+                        Some(message) => waiting.push_back(message),
                         None => return,
                     },
                     _ = retry.tick() => {
                         // Publishing fails until the validator's subscription is known.
-                        while let Some(message) = waiting.first() {
-                            let topic = topics.transactions.clone();
+                        while let Some((on, message)) = waiting.front() {
+                            let topic = match on {
+                                On::Transactions => topics.transactions.clone(),
+                                On::Blocks => topics.blocks.clone(),
+                            };
                             if swarm.behaviour_mut().gossipsub.publish(topic, message.clone()).is_err() {
                                 break;
                             }
-                            waiting.remove(0);
+                            waiting.pop_front();
                             published += 1;
                             let _ = reports.send(Report::Published(published));
                         }
@@ -130,7 +147,7 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
     ];
     let (messages, reports) = hostile_peer(genesis.community_id, validator.p2p.parse().unwrap());
     for message in &hostile {
-        messages.send(message.clone()).unwrap();
+        messages.send((On::Transactions, message.clone())).unwrap();
     }
     let mut disconnected = false;
     let mut published = 0;
@@ -196,4 +213,76 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
     assert_eq!(gossip_count(&household.api, "tx", "reject"), 0);
     assert_eq!(gossip_count(&household.api, "tx", "accept"), 0);
     assert!(gossip_count(&validator.api, "tx", "accept") >= 1);
+}
+
+#[test]
+fn a_forged_far_future_block_and_a_flood_of_strangers_transactions_are_shed() {
+    let dir = tempfile::tempdir().unwrap();
+    let validator_dir = dir.path().join("validator");
+    let validator = start(&["--dev", "--block-time-ms", "100", "--interval-ms", "1000"], &validator_dir);
+    let genesis_file = validator_dir.join("genesis.bin");
+    let household = start(
+        &["--genesis", genesis_file.to_str().unwrap(), "--bootstrap", &validator.p2p],
+        &dir.path().join("h"),
+    );
+    let genesis: Genesis = from_bytes(&std::fs::read(&genesis_file).unwrap()).unwrap();
+    let first: CertifiedBlock = wait_for("the first block", &household.api, Duration::from_secs(30), || {
+        let block = household.api.block(1).ok()?;
+        Some(from_bytes(&hex::decode(&block.certified_block_hex).unwrap()).unwrap())
+    });
+
+    // A real block claiming the last height there is, then registrations
+    // by registrars the genesis does not name (each signed, each new, so
+    // gossip carries every one), more than the budget of useless work
+    // allows a peer at once, three times over.
+    let mut forged = first.clone();
+    forged.block.header.height = u64::MAX;
+    let strangers = usize::try_from(u64::from(INVALID_MESSAGES_BAN) * (WASTED_BURST + 1)).unwrap();
+    let (messages, reports) = hostile_peer(genesis.community_id, household.p2p.parse().unwrap());
+    messages.send((On::Blocks, to_bytes(&forged))).unwrap();
+    for n in 0..strangers {
+        let registrar = Keypair::from_seed(seed(n));
+        let tx = Tx::RegisterAccount {
+            registrar: registrar.public(),
+            nonce: 1,
+            account: Keypair::from_seed(seed(n + strangers)).public(),
+            credit_limit_nano: 0,
+        };
+        messages
+            .send((On::Transactions, to_bytes(&SignedTx::sign(tx, &registrar, &genesis.community_id))))
+            .unwrap();
+    }
+    // Banned before the flood is over: its connection is closed.
+    loop {
+        match reports.recv_timeout(Duration::from_secs(60)).expect("the flooding peer was not disconnected") {
+            Report::Disconnected => break,
+            Report::Published(_) => {}
+        }
+    }
+    drop(messages);
+
+    // The forged block was refused (its height never believed) and the
+    // flood ignored with no signature checked and nothing forwarded.
+    assert_eq!(gossip_count(&household.api, "blocks", "reject"), 1);
+    assert!(gossip_count(&household.api, "tx", "ignore") >= 2 * WASTED_BURST);
+    assert_eq!(gossip_count(&household.api, "tx", "accept"), 0);
+    assert_eq!(gossip_count(&validator.api, "tx", "ignore"), 0, "the household forwarded none");
+    let status = household.api.status().unwrap();
+    assert_eq!(status.sync, SyncStatus::Synced, "{status:?}");
+    // The household follows the chain and its clearings.
+    let (height, cleared) = (status.height, status.intervals_cleared);
+    wait_for("blocks and a clearing after the attack", &household.api, Duration::from_secs(30), || {
+        let status = household.api.status().unwrap();
+        (status.height > height + 5
+            && status.intervals_cleared > cleared
+            && status.sync == SyncStatus::Synced)
+            .then_some(())
+    });
+}
+
+/// A distinct key seed for `n`.
+fn seed(n: usize) -> [u8; 32] {
+    let mut seed = [0xA5; 32];
+    seed[..8].copy_from_slice(&u64::try_from(n).unwrap().to_le_bytes());
+    seed
 }

@@ -155,6 +155,18 @@ pub enum Ignored {
 }
 
 impl Ignored {
+    /// Whether a transaction ignored for this reason was useless work that
+    /// its sender could have known of: not when this node's mempool had no
+    /// room, the node's own disk failed, or the signer's nonces arrived out
+    /// of order (the gap is fetched).
+    pub fn wastes(&self) -> bool {
+        match self {
+            Ignored::Replay => true,
+            Ignored::Refused(error) => error.wastes(),
+            Ignored::OldBlock | Ignored::AheadBlock | Ignored::ByValidator | Ignored::NotStored => false,
+        }
+    }
+
     /// The reason's code in counters and reports.
     pub fn code(&self) -> &'static str {
         match self {

@@ -61,7 +61,7 @@ use libp2p::PeerId;
 use libp2p::gossipsub::MessageId;
 
 pub use effect::{Count, Effect, Event, Ignored, Invalid, Submission, Topic, Verdict};
-pub use peers::{BAN_DURATION_MS, Banned, INVALID_MESSAGES_BAN, PeerBook};
+pub use peers::{BAN_DURATION_MS, Banned, INVALID_MESSAGES_BAN, PeerBook, WASTED_BURST, WASTED_PER_S};
 
 use crate::acknowledged::{Acknowledged, AcknowledgedError, Dropped, Waiting};
 use crate::consensus::app::{Chain, CheckError, CommitError};
@@ -530,7 +530,8 @@ impl<S: Store> ChainCore<S> {
     /// gossiped ones are, and those worth verifying join the batch
     /// ([`ChainCore::verify_batch`]). Garbage, oversized transactions and
     /// bad signatures count against `peer`; the rest that does not fit
-    /// (already waiting, already used) is dropped quietly.
+    /// (already waiting, already used) is dropped, counted only as useless
+    /// work (`PeerBook::count_wasted`).
     pub fn handle_transactions(
         &mut self,
         now_ms: u64,
@@ -552,11 +553,17 @@ impl<S: Store> ChainCore<S> {
                 self.punish(now_ms, peer);
                 continue;
             };
-            if let Ok(checked) = self.mempool.check(&self.genesis, &tx)
-                && !self.unverified.iter().any(|waiting| waiting.checked.id == checked.id)
-            {
-                self.unverified.push(Unverified { tx, checked, from: Origin::Direct { peer } });
-                received += 1;
+            match self.mempool.check(&self.genesis, &tx) {
+                Ok(checked) if !self.unverified.iter().any(|waiting| waiting.checked.id == checked.id) => {
+                    self.unverified.push(Unverified { tx, checked, from: Origin::Direct { peer } });
+                    received += 1;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    if error.wastes() && self.wasted(now_ms, peer) {
+                        self.punish(now_ms, peer);
+                    }
+                }
             }
         }
         if received > 0 {
@@ -780,11 +787,22 @@ impl<S: Store> ChainCore<S> {
         source: PeerId,
         verdict: Verdict,
     ) {
-        let rejected = matches!(verdict, Verdict::Reject(_));
+        let punished = match &verdict {
+            Verdict::Reject(_) => true,
+            Verdict::Ignore(ignored) => ignored.wastes() && self.wasted(now_ms, source),
+            Verdict::Accept => false,
+        };
         self.effects.push(Effect::Verdict { topic, message_id, source, verdict });
-        if rejected {
+        if punished {
             self.punish(now_ms, source);
         }
+    }
+
+    /// Counts a transaction from `peer` this node ignored as useless work,
+    /// unless this node is catching up (then what it ignores may well be
+    /// valid); whether `peer`'s budget overflowed (one invalid message).
+    fn wasted(&mut self, now_ms: u64, peer: PeerId) -> bool {
+        self.best_seen_height <= self.state.height && self.peers.count_wasted(peer, now_ms)
     }
 
     /// A gossiped transaction that is worth verifying, or the verdict on it
@@ -803,10 +821,11 @@ impl<S: Store> ChainCore<S> {
     /// The verdict on a gossiped transaction the mempool refused. A
     /// gossiped transaction is forwarded only if this node admits it. A bad
     /// signature counts against the peer that sent it. Anything else that
-    /// does not fit is ignored, not forwarded and not held against the
-    /// sender: a replay of a committed transaction cannot be told from a
-    /// late copy. A used nonce is found before the signatures are checked,
-    /// so a forged replay is ignored too: it cost a lookup.
+    /// does not fit is ignored and not forwarded: a replay of a committed
+    /// transaction cannot be told from a late copy. A used nonce is found
+    /// before the signatures are checked, so a forged replay is ignored
+    /// too: it cost a lookup. What was useless work counts against the
+    /// sender's budget only in a flood ([`WASTED_BURST`]).
     fn refused(&self, id: &Hash, error: SubmitError) -> Verdict {
         match error {
             SubmitError::Rejected(Rejection::BadSignature(error)) => Verdict::Reject(error.into()),

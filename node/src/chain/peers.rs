@@ -1,7 +1,9 @@
-//! The peer book: how many invalid messages each peer sent, and which peers
-//! are banned until when (times in ms, as the core is handed them). Only
-//! invalid data counts, never the gossip score as a whole: its delivery and
-//! behaviour penalties also sink an honest peer that is merely overloaded.
+//! The peer book: how many invalid messages each peer sent, how much
+//! useless work it gave this node lately, and which peers are banned until
+//! when (times in ms, as the core is handed them). Only invalid data and a
+//! flood of useless transactions count, never the gossip score as a whole:
+//! its delivery and behaviour penalties also sink an honest peer that is
+//! merely overloaded.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,18 @@ use crate::network::BANNED_PEERS_MAX;
 pub const INVALID_MESSAGES_BAN: u32 = 3;
 /// How long a peer that sent invalid data stays banned.
 pub const BAN_DURATION_MS: u64 = 600_000;
+/// Transactions a peer may send that this node ignores although it is
+/// caught up (replays, unregistered signers, anything the ledger would
+/// refuse), beyond those drained at [`WASTED_PER_S`], before that counts as
+/// one invalid message; the count then starts again. A stranger that
+/// floods such transactions (each costs a decode and a lookup, never a
+/// signature check) is banned after [`INVALID_MESSAGES_BAN`] bursts; an
+/// honest relay sends them only when its view of the chain briefly
+/// differs, far fewer.
+pub const WASTED_BURST: u64 = 4_096;
+/// How many ignored transactions a peer may send every second without
+/// drawing on [`WASTED_BURST`].
+pub const WASTED_PER_S: u64 = 256;
 
 /// Invalid-message counts and bans, each bounded by [`BANNED_PEERS_MAX`]
 /// peers; ordered maps, so what it returns is in peer order. Peer ids cost
@@ -23,6 +37,9 @@ pub const BAN_DURATION_MS: u64 = 600_000;
 pub struct PeerBook {
     /// Each peer's count and when it last sent something invalid.
     invalid_messages: BTreeMap<PeerId, (u32, u64)>,
+    /// Each peer's ignored transactions not yet drained, in thousandths,
+    /// and when it last sent one (a leaky bucket).
+    wasted_milli: BTreeMap<PeerId, (u64, u64)>,
     banned_until_ms: BTreeMap<PeerId, u64>,
 }
 
@@ -65,7 +82,30 @@ impl PeerBook {
         }
         self.banned_until_ms.insert(peer, now_ms.saturating_add(BAN_DURATION_MS));
         self.invalid_messages.remove(&peer);
+        self.wasted_milli.remove(&peer);
         Some(Banned { count, unbanned })
+    }
+
+    /// Counts a transaction from `peer` that this node ignored at `now_ms`
+    /// while caught up; whether it overflows [`WASTED_BURST`] (to be
+    /// counted as an invalid message, and the bucket emptied).
+    pub fn count_wasted(&mut self, peer: PeerId, now_ms: u64) -> bool {
+        if !self.wasted_milli.contains_key(&peer) && self.wasted_milli.len() >= BANNED_PEERS_MAX {
+            let stalest = self.wasted_milli.iter().min_by_key(|(id, (_, last_ms))| (*last_ms, **id));
+            if let Some(stalest) = stalest.map(|(id, _)| *id) {
+                self.wasted_milli.remove(&stalest);
+            }
+        }
+        let (level_milli, last_ms) = self.wasted_milli.entry(peer).or_insert((0, now_ms));
+        // WASTED_PER_S per second is that many thousandths per ms.
+        let drained_milli = now_ms.saturating_sub(*last_ms).saturating_mul(WASTED_PER_S);
+        *level_milli = level_milli.saturating_sub(drained_milli).saturating_add(1_000);
+        *last_ms = now_ms;
+        if *level_milli > WASTED_BURST * 1_000 {
+            *level_milli = 0;
+            return true;
+        }
+        false
     }
 
     /// Lifts the bans that ended at or before `now_ms`; the peers, in order.
@@ -103,6 +143,35 @@ mod tests {
         let mut seed = [0_u8; 32];
         seed[..4].copy_from_slice(&n.to_le_bytes());
         libp2p::identity::Keypair::ed25519_from_bytes(seed).unwrap().public().to_peer_id()
+    }
+
+    #[test]
+    fn a_flood_of_ignored_transactions_counts_as_invalid_a_trickle_never() {
+        let mut book = PeerBook::default();
+        let (flooder, relay) = (peer(1), peer(2));
+        // The flood: WASTED_BURST at one instant fit, the next overflows.
+        for _ in 0..WASTED_BURST {
+            assert!(!book.count_wasted(flooder, 1_000));
+        }
+        assert!(book.count_wasted(flooder, 1_000));
+        // Emptied: a new burst fits again.
+        assert!(!book.count_wasted(flooder, 1_000));
+        // A relay sending them at the drain rate for an hour never overflows.
+        let pause_ms = 1_000 / WASTED_PER_S + 1;
+        for n in 0..3_600 * WASTED_PER_S {
+            assert!(!book.count_wasted(relay, n * pause_ms), "{n}");
+        }
+        // Twice the rate fills the bucket within 2 × WASTED_BURST / rate s.
+        let mut overflowed_at_ms = None;
+        for n in 0..4 * WASTED_BURST {
+            let at_ms = 10_000_000 + n * pause_ms / 2;
+            if book.count_wasted(relay, at_ms) {
+                overflowed_at_ms = Some(at_ms - 10_000_000);
+                break;
+            }
+        }
+        let overflowed_at_ms = overflowed_at_ms.expect("twice the drain rate overflows");
+        assert!(overflowed_at_ms <= 2 * WASTED_BURST * 1_000 / WASTED_PER_S, "{overflowed_at_ms}");
     }
 
     #[test]

@@ -824,8 +824,35 @@ fn a_stranger_s_transactions_are_refused_before_their_signatures_are_checked() {
         "{effects:?}"
     );
     assert!(!core.batch_open(), "nothing waits for verification");
-    let refused = submit(&mut core, FIRST_BLOCK_MS, offer);
+    let refused = submit(&mut core, FIRST_BLOCK_MS, offer.clone());
     assert!(matches!(refused, Err(SubmitError::Rejected(Rejection::UnknownAccount(_)))), "{refused:?}");
+
+    // A flood of them is useless work: every WASTED_BURST (beyond what
+    // drains) counts as one invalid message, and the third bans the peer.
+    let flood = |core: &mut ChainCore<MemoryStore>, from: PeerId, count: u64| {
+        let mut bans = Vec::new();
+        for _ in 0..count {
+            let effects =
+                core.handle_gossip(FIRST_BLOCK_MS, Topic::Transactions, message(2), from, &to_bytes(&offer));
+            bans.extend(effects.into_iter().filter(|effect| matches!(effect, Effect::Ban { .. })));
+        }
+        bans
+    };
+    let bursts = u64::from(INVALID_MESSAGES_BAN);
+    // The first message above (one) and the flood make `bursts` overflows.
+    let bans = flood(&mut core, peer(5), bursts * WASTED_BURST + bursts - 1);
+    assert!(matches!(bans[..], [Effect::Ban { peer: banned }] if banned == peer(5)), "{bans:?}");
+    // One message short of that is no ban.
+    let bans = flood(&mut core, peer(6), bursts * WASTED_BURST + bursts - 1);
+    assert!(bans.is_empty(), "{bans:?}");
+    // A node catching up ignores much that is valid: it counts none of it.
+    let validator = LocalValidator { keypair: validator_key(&community) };
+    let (second, _) =
+        validator.produce(&community.genesis, core.state(), Vec::new(), FIRST_BLOCK_MS + 100).unwrap();
+    let mut behind = replica(&community.genesis);
+    behind.handle_gossip(FIRST_BLOCK_MS, Topic::Blocks, message(3), peer(9), &to_bytes(&second));
+    assert_eq!((behind.state().height, behind.best_seen_height()), (0, 2));
+    assert!(flood(&mut behind, peer(7), bursts * (WASTED_BURST + 1)).is_empty());
 }
 
 #[test]
