@@ -8,7 +8,8 @@
 //! then floods it with transactions of signers nobody registered: the node
 //! refuses the block without believing its height, checks no signature of
 //! the flood, bans the peer, and goes on following the chain and its
-//! clearings.
+//! clearings. And peers from one address get no more incoming connections
+//! than the node's per-address bound.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -278,6 +279,62 @@ fn a_forged_far_future_block_and_a_flood_of_strangers_transactions_are_shed() {
             && status.sync == SyncStatus::Synced)
             .then_some(())
     });
+}
+
+#[test]
+fn one_address_gets_no_more_incoming_connections_than_its_bound() {
+    const BOUND: usize = 2;
+    const DIALERS: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let bound = BOUND.to_string();
+    let validator =
+        start(&["--dev", "--block-time-ms", "100", "--p2p-connections-per-ip-max", &bound], dir.path());
+    let genesis: Genesis = from_bytes(&std::fs::read(dir.path().join("genesis.bin")).unwrap()).unwrap();
+    let target: Multiaddr = validator.p2p.parse().unwrap();
+
+    // Peers with peer ids of their own, all on 127.0.0.1, dial one at a
+    // time and stay connected if they can.
+    let (outcomes, outcome) = std_mpsc::channel::<bool>();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let mut connected = 0;
+    for _ in 0..DIALERS {
+        let (outcomes, target) = (outcomes.clone(), target.clone());
+        runtime.spawn(async move {
+            let (mut swarm, _) = build_swarm(
+                identity::Keypair::generate_ed25519(),
+                &genesis.community_id,
+                false,
+                std::num::NonZeroUsize::MIN,
+            )
+            .unwrap();
+            swarm.dial(target).unwrap();
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { .. } => {
+                        let _ = outcomes.send(true);
+                    }
+                    SwarmEvent::OutgoingConnectionError { .. } => {
+                        let _ = outcomes.send(false);
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        if outcome.recv_timeout(Duration::from_secs(30)).expect("a dial ended in neither way") {
+            connected += 1;
+        }
+    }
+    assert_eq!(connected, BOUND, "{DIALERS} dialers from one address");
+    wait_for("the node to count its peers", &validator.api, Duration::from_secs(10), || {
+        (validator.api.status().unwrap().peers == u64::try_from(BOUND).unwrap()).then_some(())
+    });
+    // The node goes on: it was refused before any handshake, not stalled.
+    let height = validator.api.status().unwrap().height;
+    wait_for("blocks after the dials", &validator.api, Duration::from_secs(10), || {
+        (validator.api.status().unwrap().height > height + 3).then_some(())
+    });
+    drop(runtime);
 }
 
 /// A distinct key seed for `n`.

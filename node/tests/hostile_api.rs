@@ -1,5 +1,5 @@
 //! A hostile client of a real node's API (a dev validator on loopback):
-//! 300 event-stream subscribers and 50 connections that trickle their
+//! 1,000 event-stream subscribers and 50 connections that trickle their
 //! headers, all at once. The node serves at most `STREAMS_MAX` streams and
 //! refuses the rest (429 `busy`, or the connection closed at the server's
 //! cap), keeps committing blocks all along (a served stream sees them), and
@@ -17,7 +17,7 @@ use common::start;
 use gridshare_api::bounds::STREAMS_MAX;
 use gridshare_api::harness::BlockWatch;
 
-const SUBSCRIBERS: usize = 300;
+const SUBSCRIBERS: usize = 1_000;
 const TRICKLERS: usize = 50;
 
 /// What a subscription got: the status line's code, or `None` if the
