@@ -5,6 +5,7 @@
 pub mod amount;
 pub mod audit;
 pub mod clear;
+pub mod gateway;
 pub mod household;
 pub mod keystore;
 pub mod market;

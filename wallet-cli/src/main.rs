@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use gridshare_api::client::{Client, DEFAULT_NODE_URL, NODE_ENV};
 use gridshare_cli::amount::{AmountError, parse_fraction_thousandths, parse_scaled, scale};
+use gridshare_cli::gateway::MeterRunArgs;
 use gridshare_cli::household::{
     BalanceArgs, BillArgs, CancelArgs, MeterReportArgs, OfferArgs, OffersArgs, TradesArgs,
 };
@@ -20,7 +21,7 @@ use gridshare_cli::registrar::{
 use gridshare_cli::table::{self, Align};
 use gridshare_cli::wallet::{CommandError, EXIT_BAD_INPUT, EXIT_FINDING, Wallet};
 use gridshare_cli::watch::WatchArgs;
-use gridshare_cli::{audit, clear, household, market, prove, registrar, watch};
+use gridshare_cli::{audit, clear, gateway, household, market, prove, registrar, watch};
 use gridshare_ledger::tx::Side;
 use gridshare_matching::{Limits, Mechanism, Params};
 
@@ -206,6 +207,20 @@ enum MeterCommand {
   gridshare meter report --meter home-meter --import-kwh 1520.4 --export-kwh 3310.25
   gridshare meter report --meter home-meter --import-kwh 1520.4 --export-kwh 3310.25 --interval 1233"))]
     Report(MeterReportArgs),
+    /// Run a meter gateway: read a smart meter's DSMR 5 P1 port and sign its
+    /// registers at every interval end, unattended.
+    #[command(after_help = "Examples:
+  gridshare --keystore ~/.local/share/gridshare/gateway meter run --p1 tcp://192.168.1.40:23
+  gridshare --keystore /var/lib/gridshare/gateway meter run --p1 /dev/ttyUSB0 \\
+      --passphrase-file \"$CREDENTIALS_DIRECTORY/meter-passphrase\" --json
+
+The meter key must be the keystore's only kind of key: a gateway holds no
+account key. A telegram with a bad CRC, a missing register or a register
+that went down is skipped, counted and logged (standard error), never signed.
+
+Exit status: 0 after --intervals interval ends; 2 bad usage or input, an
+unregistered meter, or the node could not be reached at the start.")]
+    Run(MeterRunArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -376,6 +391,7 @@ fn run_node_command(keystore: Option<PathBuf>, node: Option<String>, command: Co
         Command::Bill(args) => household::bill(&wallet, args, out),
         Command::Market(args) => market::market(&wallet, args, out),
         Command::Meter(MeterCommand::Report(args)) => household::meter_report(&wallet, args, out),
+        Command::Meter(MeterCommand::Run(args)) => gateway::meter_run(&wallet, args, out),
         Command::Prove(args) => prove::prove(&wallet, args, out),
         Command::Watch(args) => watch::watch(&wallet, args, out),
         Command::Register(RegisterCommand::Account(args)) => registrar::register_account(&wallet, args, out),

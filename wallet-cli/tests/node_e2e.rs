@@ -6,134 +6,15 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{DevNode, Gridshare, poll, text};
 use gridshare_api::client::Client;
-use gridshare_api::harness::{BlockWatch, NodeLaunch, NodeProcess, find_node_binary};
-
-const PASSPHRASE: &str = "correct horse battery staple";
-
-/// A running dev node (the `gridshare-node` binary of the same target
-/// directory), killed when dropped.
-struct DevNode {
-    process: NodeProcess,
-    /// `http://127.0.0.1:PORT`.
-    api: String,
-    genesis_file: PathBuf,
-    data_dir: PathBuf,
-}
-
-impl DevNode {
-    fn start(dir: &Path) -> DevNode {
-        let data_dir = dir.join("node");
-        let binary = find_node_binary().unwrap_or_else(|error| panic!("{error}"));
-        let process = NodeLaunch::new("dev node", &binary, &dir.join("node.log"))
-            .args(["run", "--dev", "--data-dir"])
-            .arg(&data_dir)
-            .args([
-                "--api",
-                "127.0.0.1:0",
-                "--p2p",
-                "/ip4/127.0.0.1/tcp/0",
-                "--no-mdns",
-                "--interval-ms",
-                "2000",
-            ])
-            .start()
-            .unwrap_or_else(|error| panic!("{error}"));
-        let genesis_file =
-            PathBuf::from(process.printed("Genesis:").expect("a dev node prints its genesis file"));
-        DevNode { api: process.url(), process, genesis_file, data_dir }
-    }
-
-    fn log(&self) -> String {
-        self.process.log_tail(200)
-    }
-}
-
-/// Runs `gridshare` with a keystore and a node from the environment.
-struct Gridshare {
-    keystore: PathBuf,
-    node: String,
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-impl Gridshare {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gridshare"));
-        command
-            .args(args)
-            .env("GRIDSHARE_KEYSTORE", &self.keystore)
-            .env("GRIDSHARE_NODE", &self.node)
-            .env("GRIDSHARE_PASSPHRASE", PASSPHRASE);
-        command
-    }
-
-    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with_stdin(args, "")
-    }
-
-    /// Runs a command that must succeed; its standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "gridshare {args:?} failed with {:?}:\n{}{}",
-            output.status.code(),
-            text(&output.stdout),
-            text(&output.stderr)
-        );
-        text(&output.stdout)
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let stdout = self.ok(args);
-        serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("gridshare {args:?}: {error}: {stdout}"))
-    }
-
-    /// Runs a command that must fail with `code` and say `expected`.
-    fn fails(&self, args: &[&str], code: i32, expected: &str) -> String {
-        let output = self.run(args);
-        let stderr = text(&output.stderr);
-        assert_eq!(output.status.code(), Some(code), "gridshare {args:?}: {stderr}{}", text(&output.stdout));
-        assert!(stderr.contains(expected), "gridshare {args:?}: expected {expected:?} in {stderr:?}");
-        stderr
-    }
-}
-
-/// Checks `condition` now and after each block the node makes (what
-/// changes what the commands see) until it gives a value or `limit` passes.
-fn poll<T>(what: &str, limit: Duration, node: &DevNode, mut condition: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    let blocks = BlockWatch::subscribe(&Client::new(&node.api).unwrap()).unwrap();
-    loop {
-        if let Some(value) = condition() {
-            return value;
-        }
-        if blocks.next_before(deadline).is_none() {
-            panic!("waited {limit:?} for {what}; the node's log:\n{}", node.log());
-        }
-    }
-}
 
 #[test]
 fn a_household_trades_with_the_dev_community() {

@@ -1,0 +1,137 @@
+//! What the end-to-end tests of `gridshare` share: a dev node process, the
+//! `gridshare` binary run with a keystore and a node, and waiting on blocks.
+
+#![allow(dead_code)] // Each test binary uses its own part of it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use gridshare_api::client::Client;
+use gridshare_api::harness::{BlockWatch, NodeLaunch, NodeProcess, find_node_binary};
+
+pub(crate) const PASSPHRASE: &str = "correct horse battery staple";
+
+/// A running dev node (the `gridshare-node` binary of the same target
+/// directory), killed when dropped.
+pub(crate) struct DevNode {
+    pub(crate) process: NodeProcess,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) api: String,
+    pub(crate) genesis_file: PathBuf,
+    pub(crate) data_dir: PathBuf,
+}
+
+impl DevNode {
+    pub(crate) fn start(dir: &Path) -> DevNode {
+        let data_dir = dir.join("node");
+        let binary = find_node_binary().unwrap_or_else(|error| panic!("{error}"));
+        let process = NodeLaunch::new("dev node", &binary, &dir.join("node.log"))
+            .args(["run", "--dev", "--data-dir"])
+            .arg(&data_dir)
+            .args([
+                "--api",
+                "127.0.0.1:0",
+                "--p2p",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+                "--interval-ms",
+                "2000",
+            ])
+            .start()
+            .unwrap_or_else(|error| panic!("{error}"));
+        let genesis_file =
+            PathBuf::from(process.printed("Genesis:").expect("a dev node prints its genesis file"));
+        DevNode { api: process.url(), process, genesis_file, data_dir }
+    }
+
+    pub(crate) fn log(&self) -> String {
+        self.process.log_tail(200)
+    }
+}
+
+/// Runs `gridshare` with a keystore and a node from the environment.
+pub(crate) struct Gridshare {
+    pub(crate) keystore: PathBuf,
+    pub(crate) node: String,
+}
+
+pub(crate) fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl Gridshare {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gridshare"));
+        command
+            .args(args)
+            .env("GRIDSHARE_KEYSTORE", &self.keystore)
+            .env("GRIDSHARE_NODE", &self.node)
+            .env("GRIDSHARE_PASSPHRASE", PASSPHRASE);
+        command
+    }
+
+    pub(crate) fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, "")
+    }
+
+    /// Runs a command that must succeed; its standard output.
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "gridshare {args:?} failed with {:?}:\n{}{}",
+            output.status.code(),
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
+        let stdout = self.ok(args);
+        serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("gridshare {args:?}: {error}: {stdout}"))
+    }
+
+    /// Runs a command that must fail with `code` and say `expected`.
+    pub(crate) fn fails(&self, args: &[&str], code: i32, expected: &str) -> String {
+        let output = self.run(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "gridshare {args:?}: {stderr}{}", text(&output.stdout));
+        assert!(stderr.contains(expected), "gridshare {args:?}: expected {expected:?} in {stderr:?}");
+        stderr
+    }
+}
+
+/// Checks `condition` now and after each block the node makes (what
+/// changes what the commands see) until it gives a value or `limit` passes.
+pub(crate) fn poll<T>(
+    what: &str,
+    limit: Duration,
+    node: &DevNode,
+    mut condition: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    let blocks = BlockWatch::subscribe(&Client::new(&node.api).unwrap()).unwrap();
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        if blocks.next_before(deadline).is_none() {
+            panic!("waited {limit:?} for {what}; the node's log:\n{}", node.log());
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! End to end: `gridshare meter run` against a dev node, reading a P1 port
+//! on loopback that sends DSMR 5 telegrams every 100 ms, among them
+//! garbage, truncated telegrams, wrong CRCs, a missing register and a
+//! register that goes down, and that disappears for a while. Each interval's
+//! registers change at its middle, and every broken telegram comes in an
+//! interval's first half: so the reading for interval `i` must be exactly
+//! the registers the port served in `i`'s second half, and nothing a broken
+//! telegram carried may reach the ledger.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{DevNode, Gridshare, PASSPHRASE, poll};
+use gridshare_api::client::Client;
+use gridshare_cli::gateway::p1::{crc16, telegram};
+use gridshare_ledger::block::CertifiedBlock;
+use gridshare_ledger::encoding::from_bytes;
+use gridshare_ledger::genesis::Genesis;
+use gridshare_ledger::tx::Tx;
+
+/// The registers the port serves in interval `i`'s second half (and in
+/// `i + 1`'s first): import and export, tariffs 1 and 2, in Wh.
+fn served(i: u64) -> ([u64; 2], [u64; 2]) {
+    ([1_000_000 + 250 * i, 500_000 + 100 * i], [20_000 + 50 * i, 7])
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
+        .unwrap()
+}
+
+/// What the port sends `n` telegram periods into an interval's first half
+/// (a broken telegram at some of them), given the registers of the
+/// interval before.
+fn first_half(n: u64, i: u64) -> Vec<u8> {
+    let (import, export) = served(i);
+    match n {
+        2 => b"\x00\xffnoise".to_vec(),
+        3 => {
+            let whole = telegram(import, export);
+            whole[..whole.len() / 2].to_vec()
+        }
+        4 => {
+            // Registers far above, with a CRC that does not hold.
+            let mut bad = telegram([import[0] + 999_000, import[1]], export);
+            let at = bad.len() - 3;
+            bad[at] = if bad[at] == b'0' { b'1' } else { b'0' };
+            bad
+        }
+        5 => {
+            // A register that went down, its CRC right.
+            telegram([import[0] - 10, import[1]], export)
+        }
+        6 => {
+            // The export tariff 2 register missing, its CRC right.
+            let text = "/ISK5\\2M550T-1012\r\n\r\n1-0:1.8.1(000001.000*kWh)\r\n\
+                        1-0:1.8.2(000001.000*kWh)\r\n1-0:2.8.1(000001.000*kWh)\r\n!";
+            let mut bytes = text.as_bytes().to_vec();
+            let crc = crc16(&bytes);
+            bytes.extend_from_slice(format!("{crc:04X}\r\n").as_bytes());
+            bytes
+        }
+        _ => telegram(import, export),
+    }
+}
+
+/// Serves the P1 port on `listener` until `stop`: a telegram every 100 ms,
+/// the registers of the interval half an interval ago; broken ones in each
+/// first half; and, during interval `outage`, no port at all (connections
+/// are closed as soon as they are made).
+fn serve_p1(listener: TcpListener, genesis: Genesis, outage: u64, stop: Arc<AtomicBool>) {
+    let length_ms = genesis.market.interval_length_ms;
+    listener.set_nonblocking(true).unwrap();
+    let mut connection: Option<TcpStream> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok((stream, _)) = listener.accept() {
+            stream.set_nonblocking(false).unwrap();
+            connection = Some(stream);
+        }
+        let now = now_ms();
+        let interval = genesis.interval_at(now);
+        if interval == outage {
+            connection = None;
+        } else if let Some(stream) = connection.as_mut() {
+            let phase_ms = (now - genesis.genesis_time_ms) % length_ms;
+            let bytes = if phase_ms < length_ms / 2 {
+                first_half(phase_ms / 100, interval - 1)
+            } else {
+                let (import, export) = served(interval);
+                telegram(import, export)
+            };
+            if stream.write_all(&bytes).is_err() {
+                connection = None;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The meter readings of `meter` in the node's blocks, by interval.
+fn readings_on_the_ledger(api: &Client, meter: &str) -> BTreeMap<u64, (u64, u64)> {
+    let height = api.status().unwrap().height;
+    let mut readings = BTreeMap::new();
+    for height in 1..=height {
+        let block = api.block(height).unwrap();
+        let certified: CertifiedBlock =
+            from_bytes(&hex::decode(&block.certified_block_hex).unwrap()).unwrap();
+        for tx in certified.block.transactions {
+            if let Tx::MeterReading(reading) = tx.tx
+                && reading.meter.to_string() == meter
+            {
+                readings.insert(reading.interval, (reading.import_wh_total, reading.export_wh_total));
+            }
+        }
+    }
+    readings
+}
+
+#[test]
+fn a_gateway_signs_the_registers_of_each_interval_end_and_nothing_a_broken_telegram_carried() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(dir.path());
+    let api = Client::new(&node.api).unwrap();
+    let household = Gridshare { keystore: dir.path().join("keys"), node: node.api.clone() };
+    let gateway = Gridshare { keystore: dir.path().join("gateway"), node: node.api.clone() };
+
+    // The household's account and the registrar in one keystore; the
+    // meter's key, encrypted, in the gateway's own.
+    let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("registrar.seed")).unwrap();
+    let imported = household.run_with_stdin(
+        &["keys", "import", "registrar", "--role", "registrar", "--insecure-plaintext"],
+        &seed,
+    );
+    assert!(imported.status.success(), "{}", common::text(&imported.stderr));
+    household.ok(&["keys", "new", "home"]);
+    gateway.ok(&["keys", "new", "meter", "--role", "meter"]);
+    let meter =
+        gateway.json(&["keys", "show", "meter", "--json"])["public_key"].as_str().unwrap().to_string();
+    household.ok(&["register", "account", "home", "--credit-limit", "0"]);
+    household.ok(&[
+        "register",
+        "meter",
+        &meter,
+        "--owner",
+        "home",
+        "--max-import-kw",
+        "7000",
+        "--max-export-kw",
+        "7000",
+    ]);
+    let key: gridshare_ledger::ids::PublicKey = meter.parse().unwrap();
+    poll("the meter's registration", Duration::from_secs(30), &node, || api.meter(&key).unwrap());
+
+    // A gateway refuses a keystore that holds an account key.
+    household.fails(&["meter", "run", "--p1", "tcp://127.0.0.1:9"], 2, "keys other than meter keys");
+
+    let genesis = api.community().unwrap().genesis;
+    let length_ms = genesis.market.interval_length_ms;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = format!("tcp://{}", listener.local_addr().unwrap());
+    let outage = genesis.interval_at(now_ms()) + 3;
+    let stop = Arc::new(AtomicBool::new(false));
+    let serving = {
+        let (genesis, stop) = (genesis.clone(), stop.clone());
+        std::thread::spawn(move || serve_p1(listener, genesis, outage, stop))
+    };
+
+    let passphrase_file = dir.path().join("passphrase");
+    std::fs::write(&passphrase_file, format!("{PASSPHRASE}\n")).unwrap();
+    const INTERVALS: u64 = 7;
+    let mut run = gateway
+        .command(&[
+            "meter",
+            "run",
+            "--p1",
+            &port,
+            "--passphrase-file",
+            passphrase_file.to_str().unwrap(),
+            "--intervals",
+            &INTERVALS.to_string(),
+            "--json",
+        ])
+        .env_remove("GRIDSHARE_PASSPHRASE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = run.stdout.take().unwrap();
+    let lines: Vec<serde_json::Value> =
+        BufReader::new(stdout).lines().map(|line| serde_json::from_str(&line.unwrap()).unwrap()).collect();
+    let status = run.wait().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut log).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    serving.join().unwrap();
+    assert!(status.success(), "{log}");
+
+    // One line per interval end, in order; the outage's interval has no
+    // reading, and the gateway said so.
+    let ends: Vec<&serde_json::Value> = lines.iter().filter(|line| line.get("interval").is_some()).collect();
+    assert_eq!(ends.len() as u64, INTERVALS, "{lines:?}");
+    let first = ends[0]["interval"].as_u64().unwrap();
+    let mut signed = BTreeMap::new();
+    for (offset, end) in (0..).zip(&ends) {
+        let interval = first + offset;
+        assert_eq!(end["interval"], interval, "{end}");
+        if end["signed"] == true {
+            let (import, export) = served(interval);
+            assert_eq!(end["import_wh_total"], import[0] + import[1], "{end}");
+            assert_eq!(end["export_wh_total"], export[0] + export[1], "{end}");
+            signed.insert(interval, (import[0] + import[1], export[0] + export[1]));
+        }
+    }
+    assert_eq!(ends.iter().find(|end| end["interval"] == outage).unwrap()["signed"], false, "{ends:?}");
+    assert!(signed.len() as u64 >= INTERVALS - 3, "{ends:?}\n{log}");
+    // Every broken telegram was counted and logged.
+    let counts = &ends.last().unwrap()["telegrams"];
+    for kind in ["garbage", "truncated", "bad_crc", "register_down", "missing_register"] {
+        assert!(counts[kind].as_u64().unwrap() >= 1, "{kind}: {counts}");
+        assert!(log.contains(&format!("skipped ({kind})")), "{kind}: {log}");
+    }
+    assert!(log.contains("the port closed") || log.contains("nothing read"), "{log}");
+    // Each signed reading was admitted.
+    let admitted = lines.iter().filter(|line| line["submitted"]["status"] == "admitted").count();
+    assert_eq!(admitted, signed.len(), "{lines:?}");
+
+    // The ledger holds exactly the readings signed: the registers served at
+    // each interval's end.
+    let on_ledger = poll("the readings in blocks", Duration::from_secs(30), &node, || {
+        let readings = readings_on_the_ledger(&api, &meter);
+        (readings.len() == signed.len()).then_some(readings)
+    });
+    assert_eq!(on_ledger, signed);
+    assert!(length_ms >= 1_000, "the port's 100 ms telegrams fit an interval's halves");
+}
