@@ -254,6 +254,35 @@ mod tests {
     }
 
     #[test]
+    fn a_serial_p1_port_is_opened_at_115200_8n1_and_read() {
+        use std::io::Write;
+
+        use serialport::SerialPort as _;
+        // A pseudo-terminal stands in for the P1 cable: the meter writes to
+        // its master side, the gateway opens its device path.
+        let (mut meter, device) = serialport::TTYPort::pair().unwrap();
+        let path = device.name().unwrap();
+        drop(device);
+        let (sink, observations) = std::sync::mpsc::sync_channel(16);
+        let interface = Box::new(P1 { port: P1Port::Serial(path.clone().into()) });
+        std::thread::spawn(move || interface.run(sink));
+        let next = || observations.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(next(), Observation::Connected { port: path });
+        meter.write_all(&super::super::p1::telegram([2_000, 1], [3, 40])).unwrap();
+        assert_eq!(next(), Observation::Registers(Registers { import_wh: 2_001, export_wh: 43 }));
+        // A device that does not exist is a disconnection, tried again.
+        let (sink, observations) = std::sync::mpsc::sync_channel(16);
+        let missing = Box::new(P1 { port: P1Port::Serial("/dev/gridshare-no-such-port".into()) });
+        std::thread::spawn(move || missing.run(sink));
+        let observed = observations.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            matches!(&observed, Observation::Disconnected { detail, retry_in }
+                if detail.contains("cannot open /dev/gridshare-no-such-port") && *retry_in == RETRY_FIRST),
+            "{observed:?}"
+        );
+    }
+
+    #[test]
     fn a_stream_of_good_bad_and_broken_telegrams_is_observed_in_order() {
         let good = super::super::p1::telegram([1_000, 0], [0, 500]);
         let mut bad_crc = good.clone();
