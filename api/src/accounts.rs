@@ -1,11 +1,13 @@
-//! `GET /v1/accounts/{key}`, `/v1/nonces/{key}`, `/v1/meters/{key}` and
-//! `/v1/offers`: accounts with their money and meters, nonces, meters with
-//! their last reading, and open offers.
+//! `GET /v1/accounts/{key}`, `/v1/nonces/{key}`, `/v1/meters/{key}`,
+//! `/v1/meters/{key}/readings` and `/v1/offers`: accounts with their money
+//! and meters, nonces, meters with their last reading, a meter's signed
+//! readings, and open offers.
 
 use gridshare_ledger::Hash;
 use gridshare_ledger::ids::PublicKey;
+use gridshare_ledger::ids::{CommunityId, Signature};
 use gridshare_ledger::state::{Account as LedgerAccount, Meter as LedgerMeter, OpenOffer};
-use gridshare_ledger::tx::MeterReading;
+use gridshare_ledger::tx::{MeterReading, SignedMeterReading};
 use serde::{Deserialize, Serialize};
 
 use crate::market::Side;
@@ -141,6 +143,55 @@ impl From<&MeterReading> for Reading {
             import_wh_total: reading.import_wh_total,
             export_wh_total: reading.export_wh_total,
         }
+    }
+}
+
+/// `GET /v1/meters/{key}/readings?from_interval=A&to_interval=B`: the
+/// meter's readings on the ledger in a span of intervals (by default the
+/// `INTERVAL_SPAN_DEFAULT` up to its last reading), ascending, each with the
+/// meter's signature: what an offer's attestation is (docs/PROTOCOL.md §3),
+/// so that a household whose meter key lives in a gateway can offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterReadings {
+    #[serde(with = "hex")]
+    pub meter: PublicKey,
+    pub readings: Vec<SignedReading>,
+}
+
+/// A reading with the meter's signature over it, as its block holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReading {
+    pub interval: u64,
+    pub import_wh_total: u64,
+    pub export_wh_total: u64,
+    /// The meter's ed25519 signature, 128 hex digits.
+    pub signature_hex: String,
+}
+
+impl SignedReading {
+    pub fn of(signed: &SignedMeterReading) -> SignedReading {
+        SignedReading {
+            interval: signed.reading.interval,
+            import_wh_total: signed.reading.import_wh_total,
+            export_wh_total: signed.reading.export_wh_total,
+            signature_hex: ::hex::encode(signed.signature.0),
+        }
+    }
+
+    /// The signed reading of `meter`, checked to verify in `community`:
+    /// `None` if the signature is not 64 bytes of hex or does not verify.
+    pub fn attestation(&self, meter: PublicKey, community: &CommunityId) -> Option<SignedMeterReading> {
+        let signature: [u8; 64] = ::hex::decode(&self.signature_hex).ok()?.try_into().ok()?;
+        let signed = SignedMeterReading {
+            reading: MeterReading {
+                meter,
+                interval: self.interval,
+                import_wh_total: self.import_wh_total,
+                export_wh_total: self.export_wh_total,
+            },
+            signature: Signature(signature),
+        };
+        signed.verify(community).is_ok().then_some(signed)
     }
 }
 

@@ -17,7 +17,7 @@ use gridshare_ledger::tx::SignedTx;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::accounts::{Account, Meter, Nonce, Offer, Offers, OffersQuery};
+use crate::accounts::{Account, Meter, MeterReadings, Nonce, Offer, Offers, OffersQuery, SignedReading};
 use crate::admin::{IsolateRequest, Isolated};
 use crate::blocks::{Block, Equivocation, EvidenceList};
 use crate::bounds::{EVENT_BYTES_MAX, RESPONSE_BYTES_MAX};
@@ -479,6 +479,17 @@ impl Client {
     /// `GET /v1/meters/{key}`; `None` if it is not registered.
     pub fn meter(&self, key: &PublicKey) -> Result<Option<Meter>, ClientError> {
         self.get_optional(&format!("/v1/meters/{key}"), ErrorCode::UnknownMeter)
+    }
+
+    /// `GET /v1/meters/{key}/readings`: the meter's signed readings in a
+    /// span of intervals (by default the latest ones).
+    pub fn meter_readings(
+        &self,
+        key: &PublicKey,
+        span: &SpanQuery,
+    ) -> Result<Vec<SignedReading>, ClientError> {
+        let path = format!("/v1/meters/{key}/readings{}", span.to_query_string());
+        Ok(self.get::<MeterReadings>(&path)?.readings)
     }
 
     /// `GET /v1/offers`: open offers, optionally of one account and interval.

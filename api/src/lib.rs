@@ -29,7 +29,9 @@ pub mod status;
 mod text;
 pub mod transactions;
 
-pub use accounts::{Account, Meter, Nonce, Offer, Offers, OffersQuery, Reading};
+pub use accounts::{
+    Account, Meter, MeterReadings, Nonce, Offer, Offers, OffersQuery, Reading, SignedReading,
+};
 pub use admin::{IsolateRequest, Isolated};
 pub use blocks::{
     Bill, Block, BlockTransaction, ClearingReceipt, Equivocation, EvidenceList, ProposalSummary, Receipt,

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use gridshare_api::bounds::{INTERVAL_SPAN_MAX, LIST_MAX, REQUEST_BYTES_MAX, STREAMS_MAX};
 use gridshare_api::{
     Account, Admitted, Bills, Block, BlockEvent, Clearing, ErrorBody, ErrorCode, EvidenceList,
-    GenesisResponse, Interval, IsolateRequest, Isolated, Lagged, Meter, Nonce, Offers, Proof,
+    GenesisResponse, Interval, IsolateRequest, Isolated, Lagged, Meter, MeterReadings, Nonce, Offers, Proof,
     SettlementEvent, Status, SubmitRequest, Trades, TransactionStatus,
 };
 use serde::Serialize;
@@ -65,6 +65,7 @@ fn check(tag: &str, json: &serde_json::Value) -> Result<(), String> {
         "Account" => round_trip::<Account>(json),
         "Nonce" => round_trip::<Nonce>(json),
         "Meter" => round_trip::<Meter>(json),
+        "MeterReadings" => round_trip::<MeterReadings>(json),
         "Offers" => round_trip::<Offers>(json),
         "Interval" => round_trip::<Interval>(json),
         "Trades" => round_trip::<Trades>(json),
@@ -82,7 +83,7 @@ fn check(tag: &str, json: &serde_json::Value) -> Result<(), String> {
 }
 
 /// Every body of the API, by the tag its example has.
-const BODIES: [&str; 22] = [
+const BODIES: [&str; 23] = [
     "GenesisResponse",
     "Status",
     "SubmitRequest",
@@ -93,6 +94,7 @@ const BODIES: [&str; 22] = [
     "Account",
     "Nonce",
     "Meter",
+    "MeterReadings",
     "Offers",
     "Interval",
     "Trades",

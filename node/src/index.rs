@@ -31,6 +31,9 @@ type StoredOffer = ([u8; 32], bool, u64, u64);
 const BOOK: TableDefinition<(u64, [u8; 32]), StoredOffer> = TableDefinition::new("book");
 /// Offer id → its interval, to find a cancelled offer in the book.
 const OFFER_INTERVALS: TableDefinition<[u8; 32], u64> = TableDefinition::new("offer_intervals");
+/// (meter, interval) → the block and position of the meter's reading of
+/// that interval: its signed registers, which attest offers.
+const READINGS: TableDefinition<([u8; 32], u64), (u64, u32)> = TableDefinition::new("readings");
 
 const HEIGHT_KEY: &str = "height";
 const GENESIS_KEY: &str = "genesis";
@@ -121,6 +124,7 @@ impl Index {
             write.open_table(SETTLEMENTS).map_err(|error| fail(path, error))?;
             write.open_table(BOOK).map_err(|error| fail(path, error))?;
             write.open_table(OFFER_INTERVALS).map_err(|error| fail(path, error))?;
+            write.open_table(READINGS).map_err(|error| fail(path, error))?;
         }
         write.commit().map_err(|error| fail(path, error))?;
         Ok(Index { path: path.to_path_buf(), db, height: 0 })
@@ -143,6 +147,8 @@ impl Index {
             .map(u64::from_le_bytes)
             .ok_or_else(|| fail(path, "no height"))?;
         drop(meta);
+        // An index made before a table existed is rebuilt with it.
+        read.open_table(READINGS).map_err(|error| fail(path, error))?;
         drop(read);
         Ok(Index { path: path.to_path_buf(), db, height })
     }
@@ -171,6 +177,7 @@ impl Index {
             let mut transactions = write.open_table(TRANSACTIONS).map_err(|error| fail(path, error))?;
             let mut book = write.open_table(BOOK).map_err(|error| fail(path, error))?;
             let mut offer_intervals = write.open_table(OFFER_INTERVALS).map_err(|error| fail(path, error))?;
+            let mut readings = write.open_table(READINGS).map_err(|error| fail(path, error))?;
             for (position, tx) in block.transactions.iter().enumerate() {
                 let id = tx.id(community);
                 let position = u32::try_from(position).map_err(|error| fail(path, error))?;
@@ -185,6 +192,11 @@ impl Index {
                         );
                         book.insert((offer.interval, id.0), entry).map_err(|error| fail(path, error))?;
                         offer_intervals.insert(id.0, offer.interval).map_err(|error| fail(path, error))?;
+                    }
+                    Tx::MeterReading(reading) => {
+                        readings
+                            .insert((reading.meter.0, reading.interval), (height, position))
+                            .map_err(|error| fail(path, error))?;
                     }
                     Tx::CancelOffer { offer_id, .. } => {
                         let interval = offer_intervals
@@ -221,6 +233,11 @@ impl Index {
     /// Where transaction `id` was included.
     pub fn transaction(&self, id: &Hash) -> Result<Option<Location>, IndexError> {
         self.get(TRANSACTIONS, id.0)
+    }
+
+    /// Where `meter`'s reading of `interval` was included.
+    pub fn reading(&self, meter: &PublicKey, interval: u64) -> Result<Option<Location>, IndexError> {
+        self.get(READINGS, (meter.0, interval))
     }
 
     /// The block and receipt position of an interval's clearing.
@@ -361,5 +378,45 @@ mod tests {
         drop(other);
         std::fs::write(&path, b"garbage").unwrap();
         assert_eq!(Index::open(&path, &Hash([9; 32])).unwrap().height(), 0);
+    }
+
+    #[test]
+    fn readings_are_found_by_meter_and_interval_and_an_index_without_them_is_rebuilt() {
+        let (community, blocks) = trading_chain(3, 2, 4);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let genesis_hash = community.genesis.hash();
+        let mut index = Index::open(&path, &genesis_hash).unwrap();
+        let mut readings = 0;
+        for block in &blocks {
+            index.add(block, &community.genesis.community_id).unwrap();
+            for (position, tx) in block.block.transactions.iter().enumerate() {
+                if let Tx::MeterReading(reading) = &tx.tx {
+                    let location = Location {
+                        height: block.block.header.height,
+                        index: u32::try_from(position).unwrap(),
+                    };
+                    assert_eq!(index.reading(&reading.meter, reading.interval).unwrap(), Some(location));
+                    assert_eq!(index.reading(&reading.meter, reading.interval + 1000).unwrap(), None);
+                    readings += 1;
+                }
+            }
+        }
+        assert!(readings > 0, "the chain has readings");
+        drop(index);
+        // An index made before the table existed is rebuilt from nothing.
+        let db = Database::open(&path).unwrap();
+        let write = db.begin_write().unwrap();
+        assert!(write.delete_table(READINGS).unwrap());
+        write.commit().unwrap();
+        drop(db);
+        let reopened = Index::open(&path, &genesis_hash).unwrap();
+        assert_eq!(reopened.height(), 0);
+        let reading = blocks.iter().flat_map(|block| &block.block.transactions).find_map(|tx| match &tx.tx {
+            Tx::MeterReading(reading) => Some(*reading),
+            _ => None,
+        });
+        let reading = reading.unwrap();
+        assert_eq!(reopened.reading(&reading.meter, reading.interval).unwrap(), None);
     }
 }

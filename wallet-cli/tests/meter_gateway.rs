@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{DevNode, Gridshare, PASSPHRASE, poll};
+use gridshare_api::SpanQuery;
 use gridshare_api::client::Client;
 use gridshare_cli::gateway::p1::{crc16, telegram};
 use gridshare_ledger::block::CertifiedBlock;
@@ -241,4 +242,28 @@ fn a_gateway_signs_the_registers_of_each_interval_end_and_nothing_a_broken_teleg
     });
     assert_eq!(on_ledger, signed);
     assert!(length_ms >= 1_000, "the port's 100 ms telegrams fit an interval's halves");
+
+    // The node serves them with the meter's signatures, which verify.
+    let span = SpanQuery::between(*signed.keys().next().unwrap(), *signed.keys().last().unwrap());
+    let served: BTreeMap<u64, (u64, u64)> = api
+        .meter_readings(&key, &span)
+        .unwrap()
+        .iter()
+        .map(|reading| {
+            assert!(reading.attestation(key, &genesis.community_id).is_some(), "{reading:?}");
+            (reading.interval, (reading.import_wh_total, reading.export_wh_total))
+        })
+        .collect();
+    assert_eq!(served, signed);
+    // The household holds no meter key: its offer is attested by the
+    // gateway's latest signed reading, from the ledger. (Its bills for all
+    // the meter imported are paid first.)
+    household.ok(&["credit", "home", "100", "--reference", "deposit"]);
+    let offered =
+        household.json(&["offer", "sell", "10Wh", "--price", "0.10", "--interval", "next", "--json"]);
+    assert_eq!(
+        (&offered["status"], &offered["meter"]),
+        (&"admitted".into(), &meter.clone().into()),
+        "{offered}"
+    );
 }

@@ -1,17 +1,19 @@
-//! `GET /v1/intervals/{n}` (an interval's book, clearing and settlement)
-//! and an account's trades and bills over a span of intervals. Trades and
-//! bills decode up to `INTERVAL_SPAN_MAX` blocks: the event loop only looks
-//! them up in the index and hands over a `BlockReader`; the blocks are read
-//! on a blocking thread (`off_loop`).
+//! `GET /v1/intervals/{n}` (an interval's book, clearing and settlement),
+//! an account's trades and bills and a meter's signed readings over a span
+//! of intervals. Trades, bills and readings decode up to
+//! `INTERVAL_SPAN_MAX` blocks: the event loop only looks them up in the
+//! index and hands over a `BlockReader`; the blocks are read on a blocking
+//! thread (`off_loop`).
 
 use axum::extract::{Path, RawQuery, State};
 use gridshare_api::intervals::SpanError;
 use gridshare_api::{
     AccountBill, AccountTrade, Bill, Bills, BookEntry, Clearing, ErrorCode, Interval, IntervalStatus,
-    SettlementSummary, Side, SpanQuery, Trades,
+    MeterReadings, SettlementSummary, Side, SignedReading, SpanQuery, Trades,
 };
 use gridshare_ledger::block::{CertifiedBlock, Receipt};
 use gridshare_ledger::store::{BlockReader, Store, StoreError};
+use gridshare_ledger::tx::{SignedMeterReading, Tx};
 
 use super::{
     ApiError, INTERVAL_SPAN_DEFAULT, INTERVAL_SPAN_MAX, LIST_MAX, Reply, count, json, off_loop, parse_key,
@@ -231,6 +233,45 @@ pub(super) async fn bills(
             }
         }
         Ok(Bills { bills })
+    })
+    .await?;
+    json(&body)
+}
+
+/// `GET /v1/meters/{key}/readings`: the meter's readings in a span (by
+/// default the latest, up to its last reading), each with its signature.
+pub(super) async fn readings(
+    State(client): State<Client>,
+    Path(key): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Reply {
+    let key = parse_key(&key)?;
+    let span = interval_span(raw)?;
+    let (found, reader) = read(&client, move |view| {
+        let meter = view.state.meters.get(&key).ok_or_else(|| {
+            ApiError::new(ErrorCode::UnknownMeter, format!("meter {key} is not registered"))
+        })?;
+        let next = meter.last_reading.map_or(0, |reading| reading.interval.saturating_add(1));
+        located(&view, resolve_span(span, next), |interval| view.index.reading(&key, interval))
+    })
+    .await?;
+    let body = off_loop(move || {
+        let mut readings = Vec::with_capacity(found.len());
+        for (interval, found) in found {
+            let block = reader.block(found.height).map_err(storage)?.ok_or_else(|| {
+                storage(format!("the index names block {}, which is not stored", found.height))
+            })?;
+            let tx = usize::try_from(found.index).ok().and_then(|index| block.block.transactions.get(index));
+            let Some(Tx::MeterReading(reading)) = tx.map(|tx| &tx.tx) else {
+                return Err(storage(format!(
+                    "the index names no reading of interval {interval} in block {}",
+                    found.height
+                )));
+            };
+            let signature = tx.map(|tx| tx.signature).ok_or_else(|| storage("no transaction"))?;
+            readings.push(SignedReading::of(&SignedMeterReading { reading: *reading, signature }));
+        }
+        Ok(MeterReadings { meter: key, readings })
     })
     .await?;
     json(&body)

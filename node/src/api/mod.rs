@@ -121,6 +121,7 @@ pub fn router(client: Client, options: ApiOptions) -> Router {
         .route("/v1/accounts/{key}/bills", get(intervals::bills))
         .route("/v1/nonces/{key}", get(accounts::nonce))
         .route("/v1/meters/{key}", get(accounts::meter))
+        .route("/v1/meters/{key}/readings", get(intervals::readings))
         .route("/v1/offers", get(accounts::offers))
         .route("/v1/intervals/{interval}", get(intervals::interval))
         .route("/v1/proofs/transactions/{id}", get(proofs::prove_transaction))

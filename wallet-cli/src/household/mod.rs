@@ -13,6 +13,6 @@ pub use account::{
 };
 pub use meter::{MeterReportArgs, meter_report};
 pub use offers::{
-    CancelArgs, OfferArgs, OfferTerms, OffersArgs, build_offer, cancel, offer, offers, offers_text,
-    parse_offer_energy,
+    CancelArgs, OfferArgs, OfferTerms, OffersArgs, build_attested_offer, build_offer, cancel, offer, offers,
+    offers_text, parse_offer_energy,
 };

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use gridshare_api::client::Submission;
-use gridshare_api::{Account, Offer as OpenOffer, OffersQuery, Side as WireSide};
+use gridshare_api::{Account, Offer as OpenOffer, OffersQuery, Side as WireSide, SpanQuery};
 use gridshare_ledger::Hash;
 use gridshare_ledger::ids::{CommunityId, Keypair};
 use gridshare_ledger::tx::{MeterReading, Offer, Side, SignedMeterReading, SignedTx, Tx};
@@ -49,7 +49,8 @@ pub struct OfferArgs {
     #[arg(long, value_name = "NAME")]
     pub from: Option<String>,
     /// The meter key that attests the offer (default: the account's meter
-    /// whose key is in the keystore).
+    /// whose key is in the keystore, else the latest reading one of its
+    /// meters' gateways signed, from the ledger).
     #[arg(long, value_name = "NAME")]
     pub meter: Option<String>,
     /// Print JSON for programs.
@@ -78,6 +79,17 @@ pub fn build_offer(
 ) -> SignedTx {
     assert_eq!(reading.meter, meter.public(), "the attestation is the meter's own reading");
     let attestation = SignedMeterReading::sign(reading, meter, community);
+    build_attested_offer(community, account, nonce, terms, attestation)
+}
+
+/// Signs an offer that embeds `attestation`, a reading the meter signed.
+pub fn build_attested_offer(
+    community: &CommunityId,
+    account: &Keypair,
+    nonce: u64,
+    terms: OfferTerms,
+    attestation: SignedMeterReading,
+) -> SignedTx {
     let offer = Offer {
         account: account.public(),
         nonce,
@@ -94,28 +106,67 @@ fn side_name(side: Side) -> &'static str {
     WireSide::from(side).as_str()
 }
 
-/// The meter that attests an offer of `account`: the one named, else the
-/// account's meter whose key is in the keystore, else the only meter key.
-fn choose_meter(
+/// What attests an offer.
+enum Attestor {
+    /// A meter key in the keystore, which signs the meter's last reading.
+    Key(KeyFile),
+    /// A reading the meter signed, from the ledger: its key stays in its
+    /// gateway (docs/METER.md).
+    Ledger(SignedMeterReading),
+}
+
+/// What attests an offer of `account` for `interval`: the meter key named,
+/// else the account's meter whose key is in the keystore, else the latest
+/// signed reading of the account's meters on the ledger (if young enough
+/// for `interval`), else the only meter key.
+fn choose_attestor(
     wallet: &Wallet,
     name: Option<&str>,
     account: Option<&Account>,
-) -> Result<KeyFile, CommandError> {
+    interval: u64,
+) -> Result<Attestor, CommandError> {
     if name.is_some() {
-        return wallet.key_file(name, Role::Meter, "--meter");
+        return wallet.key_file(name, Role::Meter, "--meter").map(Attestor::Key);
     }
     let Some(account) = account.filter(|account| !account.meters.is_empty()) else {
-        return wallet.key_file(None, Role::Meter, "--meter");
+        return wallet.key_file(None, Role::Meter, "--meter").map(Attestor::Key);
     };
     let keys = wallet.keys()?;
-    let mut owned = keys
-        .iter()
-        .filter(|file| account.meters.iter().any(|meter| meter.meter.to_string() == file.public_key));
-    match owned.next() {
-        Some(file) => Ok(file.clone()),
+    if let Some(file) =
+        keys.iter().find(|file| account.meters.iter().any(|meter| meter.meter.to_string() == file.public_key))
+    {
+        return Ok(Attestor::Key(file.clone()));
+    }
+    let community = wallet.community()?;
+    let max_age = community.genesis.market.attestation_max_age_intervals;
+    let mut latest: Option<SignedMeterReading> = None;
+    for meter in &account.meters {
+        let Some(last) = meter.last_reading.filter(|last| last.interval <= interval) else { continue };
+        let span = SpanQuery::between(last.interval, last.interval);
+        let signed = wallet.node().meter_readings(&meter.meter, &span)?;
+        let attestation =
+            signed.last().and_then(|signed| signed.attestation(meter.meter, &community.genesis.community_id));
+        if let Some(attestation) = attestation
+            && latest.is_none_or(|latest| latest.reading.interval < attestation.reading.interval)
+        {
+            latest = Some(attestation);
+        }
+    }
+    let meters = account.meters.iter().map(|meter| meter.meter.to_string()).collect::<Vec<_>>().join(", ");
+    match latest {
+        Some(attestation) if interval - attestation.reading.interval <= max_age => {
+            Ok(Attestor::Ledger(attestation))
+        }
+        Some(attestation) => Err(CommandError::BadInput(format!(
+            "the account's meters ({meters}) have no key in the keystore, and their latest signed reading (of \
+             interval {}) is more than {max_age} intervals older than interval {interval}: is the meter's gateway \
+             running?",
+            attestation.reading.interval
+        ))),
         None => Err(CommandError::BadInput(format!(
-            "none of the account's meters ({}) has its key in the keystore: import one with `gridshare keys import NAME --role meter`, or name one with --meter NAME",
-            account.meters.iter().map(|meter| meter.meter.to_string()).collect::<Vec<_>>().join(", ")
+            "none of the account's meters ({meters}) has its key in the keystore or a signed reading on the \
+             ledger: import a meter key with `gridshare keys import NAME --role meter`, name one with --meter \
+             NAME, or run the meter's gateway (`gridshare meter run`)"
         ))),
     }
 }
@@ -182,23 +233,33 @@ pub fn offer(wallet: &Wallet, side: Side, args: &OfferArgs, out: &mut dyn Write)
         )));
     }
     let account_json = wallet.node().account(&account_key)?;
-    let meter_file = choose_meter(wallet, args.meter.as_deref(), account_json.as_ref())?;
-    let meter_key = meter_file.public_key()?;
-    // Its registers are the meter's last reading (zeros before the first):
-    // admission asks only for the signature of one of the account's meters.
-    let (import_wh_total, export_wh_total) = wallet
-        .node()
-        .meter(&meter_key)?
-        .and_then(|meter| meter.last_reading)
-        .map_or((0, 0), |reading| (reading.import_wh_total, reading.export_wh_total));
-    let reading =
-        MeterReading { meter: meter_key, interval: reading_interval, import_wh_total, export_wh_total };
+    let community_id = genesis.community_id;
+    let attestation = match choose_attestor(wallet, args.meter.as_deref(), account_json.as_ref(), interval)? {
+        Attestor::Key(meter_file) => {
+            let meter_key = meter_file.public_key()?;
+            // Its registers are the meter's last reading (zeros before the
+            // first): admission asks only for the signature of one of the
+            // account's meters.
+            let (import_wh_total, export_wh_total) = wallet
+                .node()
+                .meter(&meter_key)?
+                .and_then(|meter| meter.last_reading)
+                .map_or((0, 0), |reading| (reading.import_wh_total, reading.export_wh_total));
+            let reading = MeterReading {
+                meter: meter_key,
+                interval: reading_interval,
+                import_wh_total,
+                export_wh_total,
+            };
+            SignedMeterReading::sign(reading, &wallet.unlock(&meter_file)?, &community_id)
+        }
+        Attestor::Ledger(attestation) => attestation,
+    };
+    let meter_key = attestation.reading.meter;
     let terms = OfferTerms { interval, side, energy_wh: args.energy_wh, price_micro_per_kwh: args.price };
     let account = wallet.unlock(&account_file)?;
-    let meter = wallet.unlock(&meter_file)?;
-    let community_id = genesis.community_id;
     let submitted = wallet.submit_with_nonce(&account, |nonce| {
-        build_offer(&community_id, &account, &meter, nonce, terms, reading).tx
+        build_attested_offer(&community_id, &account, nonce, terms, attestation).tx
     })?;
     let nonce = submitted.tx.tx.nonce().unwrap_or(0);
     if args.json {
@@ -248,11 +309,12 @@ pub fn offer(wallet: &Wallet, side: Side, args: &OfferArgs, out: &mut dyn Write)
         }
         writeln!(
             out,
-            "  from account {}, attested by meter {} (interval {reading_interval}: import {} kWh, export {} kWh)",
+            "  from account {}, attested by meter {} (interval {}: import {} kWh, export {} kWh)",
             account_file.name,
-            meter_file.name,
-            format_kwh(import_wh_total),
-            format_kwh(export_wh_total)
+            wallet.label(&meter_key.to_string()),
+            attestation.reading.interval,
+            format_kwh(attestation.reading.import_wh_total),
+            format_kwh(attestation.reading.export_wh_total)
         )?;
         writeln!(out, "Admitted by the node: it waits for the next block.")?;
     }
