@@ -97,6 +97,8 @@ pub enum KeystoreError {
     NoPassphrase,
     #[error("the passphrases do not match")]
     PassphraseMismatch,
+    #[error("cannot read the passphrase file {path}: {reason}")]
+    PassphraseFile { path: PathBuf, reason: String },
     #[error("an empty passphrase protects nothing: choose one, or use --insecure-plaintext for testnets")]
     EmptyPassphrase,
     #[error("a secret key is 64 hex digits (32 bytes): {0}")]
@@ -123,6 +125,18 @@ impl PassphraseSource {
             Ok(passphrase) => PassphraseSource::Given(passphrase),
             Err(_) => PassphraseSource::Prompt,
         }
+    }
+
+    /// The first line of `file` (an unattended process's passphrase file,
+    /// such as a systemd credential) if one is given, else
+    /// [`PassphraseSource::from_env`].
+    pub fn from_file_or_env(file: Option<&Path>) -> Result<PassphraseSource, KeystoreError> {
+        let Some(file) = file else { return Ok(PassphraseSource::from_env()) };
+        let text = std::fs::read_to_string(file).map_err(|error| KeystoreError::PassphraseFile {
+            path: file.to_path_buf(),
+            reason: error.to_string(),
+        })?;
+        Ok(PassphraseSource::Given(text.lines().next().unwrap_or_default().to_string()))
     }
 
     fn get(&self, prompt: &str, confirm: bool) -> Result<String, KeystoreError> {

@@ -2,6 +2,7 @@
 //! the commands themselves and their output. `main.rs` only wires arguments
 //! to these functions, so tests reach everything here.
 
+pub mod agent;
 pub mod amount;
 pub mod audit;
 pub mod clear;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gridshare_api::client::{Client, DEFAULT_NODE_URL, NODE_ENV};
+use gridshare_cli::agent::{AgentArgs, AgentRunArgs};
 use gridshare_cli::amount::{AmountError, parse_fraction_thousandths, parse_scaled, scale};
 use gridshare_cli::gateway::MeterRunArgs;
 use gridshare_cli::household::{
@@ -21,7 +22,7 @@ use gridshare_cli::registrar::{
 use gridshare_cli::table::{self, Align};
 use gridshare_cli::wallet::{CommandError, EXIT_BAD_INPUT, EXIT_FINDING, Wallet};
 use gridshare_cli::watch::WatchArgs;
-use gridshare_cli::{audit, clear, gateway, household, market, prove, registrar, watch};
+use gridshare_cli::{agent, audit, clear, gateway, household, market, prove, registrar, watch};
 use gridshare_ledger::tx::Side;
 use gridshare_matching::{Limits, Mechanism, Params};
 
@@ -102,6 +103,9 @@ enum Command {
   gridshare meter report --meter home-meter --import-kwh 1520.4 --export-kwh 3310.25"
     )]
     Meter(MeterCommand),
+    /// Run the household's trading agent, or see what it did.
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Verify, here, that an offer, your trades or your bill are in a block
     /// the validators certified.
     #[command(after_help = "Examples:
@@ -221,6 +225,25 @@ that went down is skipped, counted and logged (standard error), never signed.
 Exit status: 0 after --intervals interval ends; 2 bad usage or input, an
 unregistered meter, or the node could not be reached at the start.")]
     Run(MeterRunArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Every interval, before gate closure: forecast the household's net
+    /// export from its meters' readings, plan its battery and EV, and offer
+    /// the rest (docs/AGENT.md).
+    #[command(after_help = "Examples:
+  gridshare agent run --config agent.toml --dry-run
+  gridshare agent run --config /etc/gridshare/agent.toml \\
+      --passphrase-file \"$CREDENTIALS_DIRECTORY/account-passphrase\" --json
+
+Exit status: 0 after --intervals decisions; 2 bad usage, a bad configuration
+(the field is named), or the node could not be reached.")]
+    Run(AgentRunArgs),
+    /// The agent's last decisions, its forecast's accuracy and its battery.
+    #[command(after_help = "Example:
+  gridshare agent status --config agent.toml")]
+    Status(AgentArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,6 +373,10 @@ fn main() -> ExitCode {
         Command::Audit(args) => run_audit(&args, explicit_node(cli.node)),
         Command::Export(args) => run_export(&args, explicit_node(cli.node)).map(|()| ExitCode::SUCCESS),
         Command::Keys(command) => run_keys(cli.keystore, command).map(|()| ExitCode::SUCCESS),
+        Command::Agent(AgentCommand::Status(args)) => {
+            let mut stdout = std::io::stdout().lock();
+            agent::agent_status(&args, &mut stdout).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
+        }
         command => run_node_command(cli.keystore, cli.node, command).map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -392,6 +419,7 @@ fn run_node_command(keystore: Option<PathBuf>, node: Option<String>, command: Co
         Command::Market(args) => market::market(&wallet, args, out),
         Command::Meter(MeterCommand::Report(args)) => household::meter_report(&wallet, args, out),
         Command::Meter(MeterCommand::Run(args)) => gateway::meter_run(&wallet, args, out),
+        Command::Agent(AgentCommand::Run(args)) => agent::agent_run(&wallet, args, out),
         Command::Prove(args) => prove::prove(&wallet, args, out),
         Command::Watch(args) => watch::watch(&wallet, args, out),
         Command::Register(RegisterCommand::Account(args)) => registrar::register_account(&wallet, args, out),
@@ -399,7 +427,11 @@ fn run_node_command(keystore: Option<PathBuf>, node: Option<String>, command: Co
         Command::Credit(args) => registrar::move_money(&wallet, Direction::Credit, args, out),
         Command::Debit(args) => registrar::move_money(&wallet, Direction::Debit, args, out),
         Command::Tariffs(TariffsCommand::Set(args)) => registrar::set_tariffs(&wallet, args, out),
-        Command::Clear(_) | Command::Audit(_) | Command::Export(_) | Command::Keys(_) => {
+        Command::Clear(_)
+        | Command::Audit(_)
+        | Command::Export(_)
+        | Command::Keys(_)
+        | Command::Agent(AgentCommand::Status(_)) => {
             unreachable!("dispatched in main")
         }
     };

@@ -149,14 +149,6 @@ impl Gateway {
     }
 }
 
-/// The meter key's passphrase: the first line of `file` if given.
-fn passphrase(file: Option<&PathBuf>) -> Result<PassphraseSource, CommandError> {
-    let Some(file) = file else { return Ok(PassphraseSource::from_env()) };
-    let text = std::fs::read_to_string(file)
-        .map_err(|error| CommandError::BadInput(format!("cannot read {}: {error}", file.display())))?;
-    Ok(PassphraseSource::Given(text.lines().next().unwrap_or_default().to_string()))
-}
-
 /// `gridshare meter run`: reads the meter and signs a reading at every
 /// interval end, until stopped (or after `--intervals`).
 pub fn meter_run(wallet: &Wallet, args: &MeterRunArgs, out: &mut dyn Write) -> Result<(), CommandError> {
@@ -177,7 +169,8 @@ pub fn meter_run(wallet: &Wallet, args: &MeterRunArgs, out: &mut dyn Write) -> R
     }
     let meter_file = wallet.key_file(args.meter.as_deref(), Role::Meter, "--meter")?;
     let meter_key = meter_file.public_key()?;
-    let meter = wallet.keystore().unlock(&meter_file.name, &passphrase(args.passphrase_file.as_ref())?)?;
+    let source = PassphraseSource::from_file_or_env(args.passphrase_file.as_deref())?;
+    let meter = wallet.keystore().unlock(&meter_file.name, &source)?;
     let genesis = wallet.community()?.genesis.clone();
     let Some(registered) = wallet.node().meter(&meter_key)? else {
         return Err(CommandError::BadInput(format!(

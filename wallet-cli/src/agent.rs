@@ -1,0 +1,643 @@
+//! `gridshare agent run` and `gridshare agent status`: the household's
+//! trading agent (docs/AGENT.md). Every interval, before gate closure, it
+//! learns the household's net export from its meters' readings on the
+//! ledger, forecasts the next open interval, plans its battery and EV and
+//! offers the rest (`gridshare_households::home`, the decisions without
+//! I/O); this file is the shell: the configuration, the node, the clock,
+//! the signing and the state file that `agent status` reads.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gridshare_api::{Account, SpanQuery};
+use gridshare_households::home::{Battery, Ev, Forecaster, Limits, Situation, Step, decide, energy_wh};
+use gridshare_households::market::Tariffs;
+use gridshare_households::strategy::Bidder;
+use gridshare_ledger::genesis::Genesis;
+use gridshare_ledger::ids::Keypair;
+use gridshare_ledger::tx::SignedMeterReading;
+use serde::{Deserialize, Serialize};
+
+use crate::amount::{format_kwh, format_price};
+use crate::household::{OfferTerms, build_attested_offer};
+use crate::keystore::{PassphraseSource, Role};
+use crate::market_time::{OFFER_MARGIN_MS, format_utc, next_open_interval, now_ms};
+use crate::wallet::{CommandError, Wallet, write_json};
+
+/// Decisions kept in the state file for `agent status`.
+const DECISIONS_KEPT: usize = 24;
+/// Readings asked for at once (the API's span at most).
+const READINGS_SPAN: u64 = 96;
+/// After each interval boundary the agent wakes this much later, when the
+/// readings of the interval that ended have had time to reach a block.
+const WAKE_AFTER_BOUNDARY_MS: u64 = 300;
+
+/// `agent.toml`: what the agent trades for and with. Unknown fields are
+/// refused, as are impossible values, with the field named.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The keystore name of the account key that offers.
+    pub account: String,
+    #[serde(default)]
+    pub strategy: StrategyConfig,
+    pub battery: Option<BatteryConfig>,
+    pub ev: Option<EvConfig>,
+}
+
+/// Where the agent's limit prices sit between the tariffs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StrategyConfig {
+    /// Asks, from the feed-in tariff (0) towards the import tariff (1000).
+    pub ask_per_mille: u64,
+    /// Bids, from the import tariff (0) down towards the feed-in tariff (1000).
+    pub bid_per_mille: u64,
+    /// Offers per interval, a price ladder (1 to 8).
+    pub offers_per_interval: u32,
+}
+
+impl Default for StrategyConfig {
+    fn default() -> StrategyConfig {
+        StrategyConfig { ask_per_mille: 300, bid_per_mille: 300, offers_per_interval: 1 }
+    }
+}
+
+/// A home battery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatteryConfig {
+    pub capacity_wh: u64,
+    pub power_w: u64,
+    #[serde(default = "default_efficiency")]
+    pub efficiency_per_mille: u64,
+    #[serde(default)]
+    pub reserve_wh: u64,
+    /// Its charge when the agent first starts (default: half full).
+    pub initial_charge_wh: Option<u64>,
+}
+
+fn default_efficiency() -> u64 {
+    900
+}
+
+/// An electric vehicle, connected every day (UTC times `HH:MM`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvConfig {
+    pub connected: String,
+    pub departure: String,
+    pub needed_wh: u64,
+    pub power_w: u64,
+}
+
+/// `HH:MM` as minutes of day.
+fn minute_of(field: &str, text: &str) -> Result<u64, CommandError> {
+    let bad = || CommandError::BadInput(format!("{field}: `{text}` is not a time of day HH:MM"));
+    let (hours, minutes) = text.split_once(':').ok_or_else(bad)?;
+    let (hours, minutes): (u64, u64) =
+        (hours.parse().map_err(|_| bad())?, minutes.parse().map_err(|_| bad())?);
+    if hours > 23 || minutes > 59 || text.len() != 5 {
+        return Err(bad());
+    }
+    Ok(hours * 60 + minutes)
+}
+
+impl AgentConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<AgentConfig, CommandError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| CommandError::BadInput(format!("cannot read {}: {error}", path.display())))?;
+        let config: AgentConfig = toml::from_str(&text)
+            .map_err(|error| CommandError::BadInput(format!("{}: {error}", path.display())))?;
+        config.check().map_err(|reason| CommandError::BadInput(format!("{}: {reason}", path.display())))?;
+        Ok(config)
+    }
+
+    /// Refuses impossible values, naming the field.
+    pub fn check(&self) -> Result<(), String> {
+        let strategy = &self.strategy;
+        if strategy.ask_per_mille > 1_000 {
+            return Err(format!("strategy.ask_per_mille is {}, above 1000", strategy.ask_per_mille));
+        }
+        if strategy.bid_per_mille > 1_000 {
+            return Err(format!("strategy.bid_per_mille is {}, above 1000", strategy.bid_per_mille));
+        }
+        if !(1..=8).contains(&strategy.offers_per_interval) {
+            return Err(format!(
+                "strategy.offers_per_interval is {}, not 1 to 8",
+                strategy.offers_per_interval
+            ));
+        }
+        if let Some(battery) = &self.battery {
+            if battery.capacity_wh == 0 || battery.power_w == 0 {
+                return Err("battery.capacity_wh and battery.power_w must be above 0".into());
+            }
+            if !(1..=1_000).contains(&battery.efficiency_per_mille) {
+                return Err(format!(
+                    "battery.efficiency_per_mille is {}, not 1 to 1000",
+                    battery.efficiency_per_mille
+                ));
+            }
+            if battery.reserve_wh > battery.capacity_wh {
+                return Err("battery.reserve_wh is above battery.capacity_wh".into());
+            }
+            if battery.initial_charge_wh.is_some_and(|charge| charge > battery.capacity_wh) {
+                return Err("battery.initial_charge_wh is above battery.capacity_wh".into());
+            }
+        }
+        if let Some(ev) = &self.ev {
+            minute_of("ev.connected", &ev.connected).map_err(|error| error.to_string())?;
+            minute_of("ev.departure", &ev.departure).map_err(|error| error.to_string())?;
+            if ev.needed_wh == 0 || ev.power_w == 0 {
+                return Err("ev.needed_wh and ev.power_w must be above 0".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the agent keeps between intervals and restarts (the state file).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AgentState {
+    /// The last interval decided for.
+    pub decided: u64,
+    /// The last interval whose net export was learned.
+    pub learned: u64,
+    pub battery_charge_wh: Option<u64>,
+    pub ev_charged_wh: u64,
+    pub ev_was_connected: bool,
+    /// The forecast's mean absolute error and how many forecasts it is over.
+    pub forecast_error_wh: Option<u64>,
+    pub forecasts_counted: usize,
+    pub decisions: VecDeque<Decision>,
+}
+
+/// One decision, as `agent status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub interval: u64,
+    pub forecast_wh: i64,
+    pub battery_wh: i64,
+    pub ev_wh: u64,
+    pub bought_for_battery_wh: u64,
+    pub offers: Vec<DecidedOffer>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecidedOffer {
+    pub side: String,
+    pub energy_wh: u64,
+    pub price_micro_per_kwh: u64,
+    /// `admitted`, `rejected: REASON`, or `dry run`.
+    pub outcome: String,
+}
+
+impl AgentState {
+    fn load(path: &Path) -> Result<AgentState, CommandError> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| {
+                CommandError::BadInput(format!("the agent's state {} is damaged: {error}", path.display()))
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(AgentState::default()),
+            Err(error) => Err(CommandError::BadInput(format!("cannot read {}: {error}", path.display()))),
+        }
+    }
+
+    /// Written whole to a temporary file, then renamed over the old one.
+    fn save(&self, path: &Path) -> Result<(), CommandError> {
+        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut file = tempfile::NamedTempFile::new_in(dir)?;
+        serde_json::to_writer_pretty(&mut file, self).map_err(std::io::Error::from)?;
+        file.as_file().sync_all()?;
+        file.persist(path).map_err(|error| error.error)?;
+        Ok(())
+    }
+}
+
+/// `gridshare agent run` and `gridshare agent status`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// The agent's configuration (docs/AGENT.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Where the agent keeps its state (default: the configuration's path
+    /// with `.state.json`).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl AgentArgs {
+    fn state_path(&self) -> PathBuf {
+        self.state.clone().unwrap_or_else(|| self.config.with_extension("state.json"))
+    }
+}
+
+/// `gridshare agent run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentRunArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// A file whose first line is the account key's passphrase (for example
+    /// a systemd credential); without it, $GRIDSHARE_PASSPHRASE or a prompt.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Print what it would offer, submitting nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop after deciding this many intervals (default: run until stopped).
+    #[arg(long, value_name = "COUNT")]
+    pub intervals: Option<u64>,
+}
+
+/// The net export the account's meters measured in each interval after
+/// `after`, where every meter has readings at both ends; and the latest
+/// signed reading of any of them (the offers' attestation).
+fn measured(
+    wallet: &Wallet,
+    account: &Account,
+    genesis: &Genesis,
+    after: u64,
+) -> Result<(BTreeMap<u64, i64>, Option<SignedMeterReading>), CommandError> {
+    let mut nets: BTreeMap<u64, (i64, usize)> = BTreeMap::new();
+    let mut latest: Option<SignedMeterReading> = None;
+    for meter in &account.meters {
+        let Some(last) = meter.last_reading else { continue };
+        let from = after.max(last.interval.saturating_sub(READINGS_SPAN - 1)).min(last.interval);
+        let readings =
+            wallet.node().meter_readings(&meter.meter, &SpanQuery::between(from, last.interval))?;
+        let signed: Vec<SignedMeterReading> = readings
+            .iter()
+            .filter_map(|reading| reading.attestation(meter.meter, &genesis.community_id))
+            .collect();
+        for pair in signed.windows(2) {
+            let (before, after) = (pair[0].reading, pair[1].reading);
+            if after.interval != before.interval + 1 {
+                continue;
+            }
+            let rise = |new: u64, old: u64| i64::try_from(new.saturating_sub(old)).unwrap_or(i64::MAX);
+            let net = rise(after.export_wh_total, before.export_wh_total)
+                - rise(after.import_wh_total, before.import_wh_total);
+            let entry = nets.entry(after.interval).or_default();
+            entry.0 += net;
+            entry.1 += 1;
+        }
+        if let Some(last) = signed.last()
+            && latest.is_none_or(|latest| latest.reading.interval < last.reading.interval)
+        {
+            latest = Some(*last);
+        }
+    }
+    let meters = account.meters.len();
+    let complete = nets
+        .into_iter()
+        .filter(|(interval, (_, counted))| *interval > after && *counted == meters)
+        .map(|(interval, (net, _))| (interval, net))
+        .collect();
+    Ok((complete, latest))
+}
+
+/// `gridshare agent run`: decides and offers for every interval until
+/// stopped (or after `--intervals`).
+pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> Result<(), CommandError> {
+    let config = AgentConfig::load(&args.agent.config)?;
+    let state_path = args.agent.state_path();
+    let mut state = AgentState::load(&state_path)?;
+    let account_file = wallet.key_file(Some(&config.account), Role::Account, "account")?;
+    let account_key = account_file.public_key()?;
+    let account_keypair = if args.dry_run {
+        None
+    } else {
+        let source = PassphraseSource::from_file_or_env(args.passphrase_file.as_deref())?;
+        Some(wallet.keystore().unlock(&account_file.name, &source)?)
+    };
+    let community = wallet.community()?.clone();
+    let genesis = &community.genesis;
+    let length_ms = genesis.market.interval_length_ms;
+    let tariffs = Tariffs {
+        import_micro_per_kwh: genesis.tariffs.grid_import_micro_per_kwh,
+        feed_in_micro_per_kwh: genesis.tariffs.grid_feed_in_micro_per_kwh,
+        network_fee_micro_per_kwh: genesis.tariffs.network_fee_micro_per_kwh,
+    };
+    let bidder = Bidder {
+        seed: 0,
+        household: 0,
+        ask_per_mille: config.strategy.ask_per_mille,
+        bid_per_mille: config.strategy.bid_per_mille,
+    };
+    let mut battery = config.battery.map(|battery| Battery {
+        capacity_wh: battery.capacity_wh,
+        power_w: battery.power_w,
+        efficiency_per_mille: battery.efficiency_per_mille,
+        reserve_wh: battery.reserve_wh,
+        charge_wh: state
+            .battery_charge_wh
+            .unwrap_or(battery.initial_charge_wh.unwrap_or(battery.capacity_wh / 2))
+            .min(battery.capacity_wh),
+    });
+    let mut ev = match &config.ev {
+        Some(ev) => Some(Ev {
+            connected_minute: minute_of("ev.connected", &ev.connected)?,
+            departure_minute: minute_of("ev.departure", &ev.departure)?,
+            needed_wh: ev.needed_wh,
+            power_w: ev.power_w,
+            charged_wh: state.ev_charged_wh,
+            was_connected: state.ev_was_connected,
+        }),
+        None => None,
+    };
+    // The forecast is learned again from the ledger at every start.
+    let mut forecaster = Forecaster::new(genesis.genesis_time_ms, length_ms);
+    let mut learned = 0_u64;
+    let mut decided_now = 0_u64;
+    while args.intervals.is_none_or(|intervals| decided_now < intervals) {
+        let now = now_ms();
+        let target = next_open_interval(genesis, now.saturating_add(OFFER_MARGIN_MS));
+        if target > state.decided {
+            let Some(account) = wallet.node().account(&account_key)? else {
+                return Err(CommandError::BadInput(format!(
+                    "account {} ({account_key}) is not registered in this community",
+                    config.account
+                )));
+            };
+            let (nets, attestation) = measured(wallet, &account, genesis, learned)?;
+            for (interval, net) in nets {
+                forecaster.learn(interval, net);
+                learned = interval;
+            }
+            let interval_ms = length_ms;
+            let start_ms = genesis.interval_start_ms(target).unwrap_or(u64::MAX);
+            let meters_w =
+                |power: fn(&gridshare_api::Meter) -> u64| account.meters.iter().map(power).sum::<u64>();
+            let situation = Situation {
+                interval: target,
+                interval_ms,
+                minute: start_ms % 86_400_000 / 60_000,
+                forecast_wh: forecaster.forecast_wh(target),
+                tariffs,
+                last_price_micro_per_kwh: last_price(wallet, target)?,
+                limits: Limits {
+                    import_wh_max: energy_wh(meters_w(|meter| meter.max_import_w), interval_ms),
+                    export_wh_max: energy_wh(meters_w(|meter| meter.max_export_w), interval_ms),
+                    budget_nano: account.available_nano,
+                },
+            };
+            let step = decide(
+                &situation,
+                &bidder,
+                config.strategy.offers_per_interval,
+                battery.as_mut(),
+                ev.as_mut(),
+            );
+            let decision = offer(wallet, &step, attestation, account_keypair.as_ref(), genesis)?;
+            report(out, args.agent.json, &decision, &step, battery.as_ref(), start_ms, community.currency())?;
+            state.decided = target;
+            state.learned = learned;
+            state.battery_charge_wh = battery.map(|battery| battery.charge_wh);
+            state.ev_charged_wh = ev.map_or(0, |ev| ev.charged_wh);
+            state.ev_was_connected = ev.is_some_and(|ev| ev.was_connected);
+            state.forecast_error_wh = forecaster.mean_absolute_error_wh();
+            state.forecasts_counted = forecaster.errors_counted();
+            if state.decisions.len() == DECISIONS_KEPT {
+                state.decisions.pop_front();
+            }
+            state.decisions.push_back(decision);
+            if !args.dry_run {
+                state.save(&state_path)?;
+            }
+            decided_now += 1;
+            continue;
+        }
+        let next_ms = genesis
+            .interval_start_ms(genesis.interval_at(now) + 1)
+            .unwrap_or(u64::MAX)
+            .saturating_add(WAKE_AFTER_BOUNDARY_MS);
+        std::thread::sleep(Duration::from_millis(next_ms.saturating_sub(now).max(1)));
+    }
+    Ok(())
+}
+
+/// The latest clearing price before `target`, if the interval before the
+/// next to clear had one.
+fn last_price(wallet: &Wallet, target: u64) -> Result<Option<u64>, CommandError> {
+    let next = wallet.node().status()?.next_clearing_interval;
+    let Some(cleared) = next.checked_sub(1).filter(|cleared| *cleared < target) else { return Ok(None) };
+    Ok(wallet
+        .node()
+        .interval(cleared)?
+        .clearing
+        .and_then(|clearing| clearing.receipt.clearing_price_micro_per_kwh))
+}
+
+/// Signs and submits `step`'s offers (none in a dry run, or without an
+/// attestation); what became of each.
+fn offer(
+    wallet: &Wallet,
+    step: &Step,
+    attestation: Option<SignedMeterReading>,
+    account: Option<&Keypair>,
+    genesis: &Genesis,
+) -> Result<Decision, CommandError> {
+    let mut offers = Vec::with_capacity(step.offers.len());
+    for planned in &step.offers {
+        let outcome = match (account, attestation) {
+            (None, _) => "dry run".to_string(),
+            (Some(_), None) => "not sent: no signed meter reading on the ledger yet".to_string(),
+            (Some(account), Some(attestation)) => {
+                let terms = OfferTerms {
+                    interval: step.interval,
+                    side: planned.side,
+                    energy_wh: planned.energy_wh,
+                    price_micro_per_kwh: planned.price_micro_per_kwh,
+                };
+                let submitted = wallet.submit_with_nonce(account, |nonce| {
+                    build_attested_offer(&genesis.community_id, account, nonce, terms, attestation).tx
+                })?;
+                match submitted.outcome.refusal_code() {
+                    None => "admitted".to_string(),
+                    Some(code) => format!("rejected: {code}"),
+                }
+            }
+        };
+        offers.push(DecidedOffer {
+            side: gridshare_api::Side::from(planned.side).as_str().to_string(),
+            energy_wh: planned.energy_wh,
+            price_micro_per_kwh: planned.price_micro_per_kwh,
+            outcome,
+        });
+    }
+    Ok(Decision {
+        interval: step.interval,
+        forecast_wh: step.forecast_wh,
+        battery_wh: step.battery_wh,
+        ev_wh: step.ev_wh,
+        bought_for_battery_wh: step.bought_for_battery_wh,
+        offers,
+    })
+}
+
+/// `+1.200` kWh or `-0.300`.
+fn signed_kwh(energy_wh: i64) -> String {
+    let sign = if energy_wh < 0 { "-" } else { "+" };
+    format!("{sign}{}", format_kwh(energy_wh.unsigned_abs()))
+}
+
+fn report(
+    out: &mut dyn Write,
+    json: bool,
+    decision: &Decision,
+    step: &Step,
+    battery: Option<&Battery>,
+    start_ms: u64,
+    currency: &str,
+) -> Result<(), CommandError> {
+    if json {
+        let mut line = serde_json::to_value(decision).map_err(std::io::Error::from)?;
+        line["battery_charge_wh"] = battery.map(|battery| battery.charge_wh).into();
+        write_json(out, &line)?;
+        out.flush()?;
+        return Ok(());
+    }
+    let mut line = format!(
+        "Interval {} (from {}): forecast {} kWh",
+        decision.interval,
+        format_utc(start_ms),
+        signed_kwh(step.forecast_wh)
+    );
+    if let Some(battery) = battery {
+        line.push_str(&format!(
+            "; battery {} kWh (holds {} kWh)",
+            signed_kwh(step.battery_wh),
+            format_kwh(battery.charge_wh)
+        ));
+    }
+    if step.ev_wh > 0 {
+        line.push_str(&format!("; EV {} kWh", format_kwh(step.ev_wh)));
+    }
+    if decision.offers.is_empty() {
+        line.push_str("; no offer");
+    }
+    writeln!(out, "{line}")?;
+    for offer in &decision.offers {
+        writeln!(
+            out,
+            "  {} {} kWh at {} {currency}/kWh: {}",
+            offer.side,
+            format_kwh(offer.energy_wh),
+            format_price(offer.price_micro_per_kwh),
+            offer.outcome
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `gridshare agent status`: the agent's last decisions, its forecast's
+/// accuracy and its battery, from its state file.
+pub fn agent_status(args: &AgentArgs, out: &mut dyn Write) -> Result<(), CommandError> {
+    let config = AgentConfig::load(&args.config)?;
+    let state_path = args.state_path();
+    if !state_path.exists() {
+        return Err(CommandError::BadInput(format!(
+            "no agent state at {}: `gridshare agent run --config {}` has not decided an interval yet",
+            state_path.display(),
+            args.config.display()
+        )));
+    }
+    let state = AgentState::load(&state_path)?;
+    if args.json {
+        write_json(out, &state)?;
+        return Ok(());
+    }
+    writeln!(out, "Agent of account {}: last decided interval {}", config.account, state.decided)?;
+    match state.forecast_error_wh {
+        Some(error) => writeln!(
+            out,
+            "Forecast error: {} kWh on average over the last {} intervals",
+            format_kwh(error),
+            state.forecasts_counted
+        )?,
+        None => writeln!(out, "Forecast error: not known yet (no metered interval to compare with)")?,
+    }
+    if let Some(charge) = state.battery_charge_wh {
+        writeln!(out, "Battery: holds {} kWh", format_kwh(charge))?;
+    }
+    for decision in &state.decisions {
+        let offers: Vec<String> = decision
+            .offers
+            .iter()
+            .map(|offer| {
+                format!(
+                    "{} {} kWh at {} ({})",
+                    offer.side,
+                    format_kwh(offer.energy_wh),
+                    format_price(offer.price_micro_per_kwh),
+                    offer.outcome
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "  interval {}: forecast {} kWh, battery {} kWh, EV {} kWh; {}",
+            decision.interval,
+            signed_kwh(decision.forecast_wh),
+            signed_kwh(decision.battery_wh),
+            format_kwh(decision.ev_wh),
+            if offers.is_empty() { "no offer".to_string() } else { offers.join(", ") }
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn parse(text: &str) -> Result<AgentConfig, String> {
+        let config: AgentConfig = toml::from_str(text).map_err(|error| error.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn a_config_with_an_unknown_field_or_an_impossible_value_is_refused_with_the_field_named() {
+        let good = "account = \"home\"\n[battery]\ncapacity_wh = 10000\npower_w = 5000\n\
+                    [ev]\nconnected = \"18:00\"\ndeparture = \"07:30\"\nneeded_wh = 12000\npower_w = 11000\n";
+        let config = parse(good).unwrap();
+        assert_eq!(config.strategy, StrategyConfig::default());
+        assert_eq!(config.battery.unwrap().efficiency_per_mille, 900);
+        for (text, field) in [
+            ("account = \"home\"\ncolour = \"red\"\n", "colour"),
+            ("account = \"home\"\n[strategy]\nask_per_mile = 3\n", "ask_per_mile"),
+            ("account = \"home\"\n[strategy]\nask_per_mille = 1001\n", "strategy.ask_per_mille"),
+            ("account = \"home\"\n[strategy]\noffers_per_interval = 0\n", "strategy.offers_per_interval"),
+            (
+                "account = \"home\"\n[battery]\ncapacity_wh = 10\npower_w = 5\nreserve_wh = 11\n",
+                "battery.reserve_wh",
+            ),
+            (
+                "account = \"home\"\n[battery]\ncapacity_wh = 10\npower_w = 5\nefficiency_per_mille = 0\n",
+                "battery.efficiency_per_mille",
+            ),
+            (
+                "account = \"home\"\n[ev]\nconnected = \"25:00\"\ndeparture = \"07:30\"\nneeded_wh = 1\npower_w = 1\n",
+                "ev.connected",
+            ),
+            (
+                "account = \"home\"\n[ev]\nconnected = \"18:00\"\ndeparture = \"7:30\"\nneeded_wh = 1\npower_w = 1\n",
+                "ev.departure",
+            ),
+            ("[strategy]\nask_per_mille = 3\n", "account"),
+            ("account = \"home\"\n[battery]\ncapacity_wh = -5\npower_w = 5\n", "capacity_wh"),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(field), "{text}: {error}");
+        }
+    }
+}

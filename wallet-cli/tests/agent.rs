@@ -1,0 +1,199 @@
+//! End to end: a household left alone with `gridshare meter run` (reading a
+//! P1 port on loopback whose meter exports 100 Wh every interval) and
+//! `gridshare agent run` against a dev node. The agent learns the surplus
+//! from the readings on the ledger, forecasts it, and sells it; its offers
+//! are admitted with the gateway's signed readings as their attestation,
+//! `agent status` shows what it did, a dry run submits nothing, and a
+//! configuration with a field it does not know is refused, the field named.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{DevNode, Gridshare, PASSPHRASE, poll};
+use gridshare_api::client::Client;
+use gridshare_cli::gateway::p1::telegram;
+use gridshare_ledger::genesis::Genesis;
+
+/// Export grows this much every interval.
+const SURPLUS_WH: u64 = 100;
+
+/// A meter whose export register grows `SURPLUS_WH` per interval of
+/// `genesis`, a telegram every 200 ms to whoever connects, until `stop`.
+fn serve_p1(listener: TcpListener, genesis: Genesis, stop: Arc<AtomicBool>) {
+    listener.set_nonblocking(true).unwrap();
+    let mut clients = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok((stream, _)) = listener.accept() {
+            stream.set_nonblocking(false).unwrap();
+            clients.push(stream);
+        }
+        let now = u64::try_from(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
+        )
+        .unwrap();
+        let export_wh = 50_000 + SURPLUS_WH * genesis.interval_at(now);
+        let bytes = telegram([700_000, 0], [export_wh, 0]);
+        clients.retain_mut(|client| client.write_all(&bytes).is_ok());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_agent_left_alone_sells_the_surplus_it_learned_from_the_meter() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(dir.path());
+    let api = Client::new(&node.api).unwrap();
+    let household = Gridshare { keystore: dir.path().join("keys"), node: node.api.clone() };
+    let gateway = Gridshare { keystore: dir.path().join("gateway"), node: node.api.clone() };
+    let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("registrar.seed")).unwrap();
+    let imported = household.run_with_stdin(
+        &["keys", "import", "registrar", "--role", "registrar", "--insecure-plaintext"],
+        &seed,
+    );
+    assert!(imported.status.success(), "{}", common::text(&imported.stderr));
+    household.ok(&["keys", "new", "home"]);
+    gateway.ok(&["keys", "new", "meter", "--role", "meter", "--insecure-plaintext"]);
+    let meter =
+        gateway.json(&["keys", "show", "meter", "--json"])["public_key"].as_str().unwrap().to_string();
+    household.ok(&["register", "account", "home", "--credit-limit", "0"]);
+    household.ok(&["credit", "home", "100", "--reference", "deposit"]);
+    household.ok(&[
+        "register",
+        "meter",
+        &meter,
+        "--owner",
+        "home",
+        "--max-import-kw",
+        "50",
+        "--max-export-kw",
+        "500",
+    ]);
+    let key: gridshare_ledger::ids::PublicKey = meter.parse().unwrap();
+    poll("the meter's registration", Duration::from_secs(30), &node, || api.meter(&key).unwrap());
+
+    // The gateway, reading the meter.
+    let genesis = api.community().unwrap().genesis;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = format!("tcp://{}", listener.local_addr().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let serving = {
+        let (genesis, stop) = (genesis.clone(), stop.clone());
+        std::thread::spawn(move || serve_p1(listener, genesis, stop))
+    };
+    let gateway_log = dir.path().join("gateway.log");
+    let log_file = std::fs::File::create(&gateway_log).unwrap();
+    let mut gateway_run = gateway
+        .command(&["meter", "run", "--p1", &port])
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let gateway_said = || std::fs::read_to_string(&gateway_log).unwrap_or_default();
+    poll_or("three readings on the ledger", &node, gateway_said, || {
+        let last = api.meter(&key).unwrap()?.last_reading?;
+        let first = api.meter_readings(&key, &gridshare_api::SpanQuery::default()).unwrap().first()?.interval;
+        (last.interval >= first + 2).then_some(())
+    });
+
+    // A configuration with a field it does not know: refused, named.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "account = \"home\"\n[strategy]\nask_per_mile = 200\n").unwrap();
+    household.fails(&["agent", "run", "--config", bad.to_str().unwrap()], 2, "ask_per_mile");
+
+    // A dry run decides and submits nothing.
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "account = \"home\"\n[strategy]\nask_per_mille = 200\n").unwrap();
+    let config = config.to_str().unwrap();
+    let dry = household.ok(&["agent", "run", "--config", config, "--dry-run", "--intervals", "1"]);
+    assert!(dry.contains("dry run") || dry.contains("no offer"), "{dry}");
+    let home = household_key(&household);
+    let mine = gridshare_api::OffersQuery { account: Some(home), interval: None };
+    assert!(api.offers(&mine).unwrap().is_empty(), "{dry}");
+
+    // Left alone for four intervals, unlocking its key from a file.
+    let passphrase_file = dir.path().join("passphrase");
+    std::fs::write(&passphrase_file, format!("{PASSPHRASE}\n")).unwrap();
+    let mut run = household
+        .command(&[
+            "agent",
+            "run",
+            "--config",
+            config,
+            "--passphrase-file",
+            passphrase_file.to_str().unwrap(),
+            "--intervals",
+            "4",
+            "--json",
+        ])
+        .env_remove("GRIDSHARE_PASSPHRASE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let decisions: Vec<serde_json::Value> = BufReader::new(run.stdout.take().unwrap())
+        .lines()
+        .map(|line| serde_json::from_str(&line.unwrap()).unwrap())
+        .collect();
+    let output = run.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    gateway_run.kill().unwrap();
+    gateway_run.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    serving.join().unwrap();
+
+    // Four intervals in a row, each forecast at the surplus the meter
+    // measured, and sold: every offer admitted, none beyond the surplus.
+    assert_eq!(decisions.len(), 4, "{decisions:?}");
+    let first = decisions[0]["interval"].as_u64().unwrap();
+    let mut sold = 0;
+    for (offset, decision) in (0..).zip(&decisions) {
+        assert_eq!(decision["interval"], first + offset, "{decision}");
+        assert_eq!(decision["forecast_wh"], SURPLUS_WH, "{decision}");
+        for offer in decision["offers"].as_array().unwrap() {
+            assert_eq!(
+                (&offer["side"], &offer["outcome"]),
+                (&"sell".into(), &"admitted".into()),
+                "{decision}"
+            );
+            sold += offer["energy_wh"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(sold, 4 * SURPLUS_WH, "{decisions:?}");
+    let offers = poll("the agent's offers in blocks", Duration::from_secs(30), &node, || {
+        let account = api.account(&home).unwrap()?;
+        (account.last_nonce >= 4).then_some(account.last_nonce)
+    });
+    assert_eq!(offers, 4);
+
+    // `agent status` shows the decisions and the forecast's accuracy.
+    let status = household.ok(&["agent", "status", "--config", config]);
+    assert!(status.contains(&format!("last decided interval {}", first + 3)), "{status}");
+    assert!(status.contains("Forecast error: 0.000 kWh"), "{status}");
+    assert!(status.contains("sell 0.100 kWh"), "{status}");
+}
+
+/// `poll` for a minute, with what the gateway said if it fails.
+fn poll_or<T>(
+    what: &str,
+    node: &DevNode,
+    said: impl Fn() -> String,
+    condition: impl FnMut() -> Option<T>,
+) -> T {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll(what, Duration::from_secs(60), node, condition)
+    }));
+    result.unwrap_or_else(|_| panic!("waited for {what}; the gateway said:\n{}", said()))
+}
+
+/// The household's account key.
+fn household_key(household: &Gridshare) -> gridshare_ledger::ids::PublicKey {
+    household.json(&["keys", "show", "home", "--json"])["public_key"].as_str().unwrap().parse().unwrap()
+}
