@@ -26,6 +26,21 @@ pub struct Tariffs {
     pub network_fee_micro_per_kwh: u64,
 }
 
+/// What a household whose meters measured `metered_net_export_wh` in an
+/// interval would get (positive) or pay (negative) at the grid tariffs
+/// alone, with no local trading: its export at the feed-in tariff, its
+/// import at the import tariff, in nano-currency (Wh × micro per kWh,
+/// exact). What reports compare a bill's total with.
+pub fn grid_only_nano(
+    metered_net_export_wh: i64,
+    feed_in_micro_per_kwh: u64,
+    import_micro_per_kwh: u64,
+) -> i128 {
+    let metered = i128::from(metered_net_export_wh);
+    let tariff = if metered >= 0 { feed_in_micro_per_kwh } else { import_micro_per_kwh };
+    metered * i128::from(tariff)
+}
+
 /// The rules of the market.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct MarketParams {

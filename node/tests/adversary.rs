@@ -108,17 +108,22 @@ fn gossip_count(api: &Client, topic: &str, verdict: &str) -> u64 {
     text.lines().find_map(|line| line.strip_prefix(&prefix)).map_or(0, |count| count.parse().unwrap())
 }
 
+/// A dev validator (100 ms blocks, 1 s intervals) and a household's node
+/// bootstrapped from it, under `dir`; and their genesis.
+fn dev_validator_and_household(dir: &std::path::Path) -> (common::Node, common::Node, Genesis) {
+    let validator_dir = dir.join("validator");
+    let validator = start(&["--dev", "--block-time-ms", "100", "--interval-ms", "1000"], &validator_dir);
+    let genesis_file = validator_dir.join("genesis.bin");
+    let household =
+        start(&["--genesis", genesis_file.to_str().unwrap(), "--bootstrap", &validator.p2p], &dir.join("h"));
+    let genesis = from_bytes(&std::fs::read(&genesis_file).unwrap()).unwrap();
+    (validator, household, genesis)
+}
+
 #[test]
 fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
     let dir = tempfile::tempdir().unwrap();
-    let validator_dir = dir.path().join("validator");
-    let validator = start(&["--dev", "--block-time-ms", "100", "--interval-ms", "1000"], &validator_dir);
-    let genesis_file = validator_dir.join("genesis.bin");
-    let household = start(
-        &["--genesis", genesis_file.to_str().unwrap(), "--bootstrap", &validator.p2p],
-        &dir.path().join("h"),
-    );
-    let genesis: Genesis = from_bytes(&std::fs::read(&genesis_file).unwrap()).unwrap();
+    let (validator, household, genesis) = dev_validator_and_household(dir.path());
     wait_for("the household to connect", &validator.api, Duration::from_secs(30), || {
         (household.api.status().unwrap().peers >= 1).then_some(())
     });
@@ -187,7 +192,7 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
 
     // Honest traffic goes on: the registrar, through the household's node,
     // registers a new account, which the validator includes.
-    let seed = std::fs::read_to_string(validator_dir.join("dev-keys/registrar.seed")).unwrap();
+    let seed = std::fs::read_to_string(dir.path().join("validator/dev-keys/registrar.seed")).unwrap();
     let mut bytes = [0_u8; 32];
     hex::decode_to_slice(seed.trim(), &mut bytes).unwrap();
     let registrar = Keypair::from_seed(bytes);
@@ -219,14 +224,7 @@ fn a_peer_sending_invalid_gossip_is_rejected_not_forwarded_and_banned() {
 #[test]
 fn a_forged_far_future_block_and_a_flood_of_strangers_transactions_are_shed() {
     let dir = tempfile::tempdir().unwrap();
-    let validator_dir = dir.path().join("validator");
-    let validator = start(&["--dev", "--block-time-ms", "100", "--interval-ms", "1000"], &validator_dir);
-    let genesis_file = validator_dir.join("genesis.bin");
-    let household = start(
-        &["--genesis", genesis_file.to_str().unwrap(), "--bootstrap", &validator.p2p],
-        &dir.path().join("h"),
-    );
-    let genesis: Genesis = from_bytes(&std::fs::read(&genesis_file).unwrap()).unwrap();
+    let (validator, household, genesis) = dev_validator_and_household(dir.path());
     let first: CertifiedBlock = wait_for("the first block", &household.api, Duration::from_secs(30), || {
         let block = household.api.block(1).ok()?;
         Some(from_bytes(&hex::decode(&block.certified_block_hex).unwrap()).unwrap())

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use gridshare_ledger::NANOS_PER_UNIT;
+use gridshare_ledger::genesis::grid_only_nano;
 use serde::Serialize;
 
 use crate::chain::Chain;
@@ -197,14 +198,12 @@ pub fn market(chain: &Chain) -> Market {
             }
             market.estimated_import_wh += bill.estimated_import_wh;
             market.estimate_refund_wh += bill.estimate_refund_wh;
-            let metered = i128::from(bill.metered_net_export_wh);
-            let grid_only = if metered >= 0 {
-                metered * i128::from(tariffs.grid_feed_in_micro_per_kwh)
-            } else {
-                metered * i128::from(tariffs.grid_import_micro_per_kwh)
-            };
-            market.grid_only_total_nano += grid_only;
-            if metered < 0 {
+            market.grid_only_total_nano += grid_only_nano(
+                bill.metered_net_export_wh,
+                tariffs.grid_feed_in_micro_per_kwh,
+                tariffs.grid_import_micro_per_kwh,
+            );
+            if bill.metered_net_export_wh < 0 {
                 market.grid_only_import_wh += bill.metered_net_export_wh.unsigned_abs();
             }
         }

@@ -15,12 +15,12 @@ use gridshare_api::{Account, SpanQuery};
 use gridshare_households::home::{Battery, Ev, Forecaster, Limits, Situation, Step, decide, energy_wh};
 use gridshare_households::market::Tariffs;
 use gridshare_households::strategy::Bidder;
-use gridshare_ledger::genesis::Genesis;
-use gridshare_ledger::ids::Keypair;
+use gridshare_ledger::genesis::{Genesis, grid_only_nano};
+use gridshare_ledger::ids::{Keypair, PublicKey};
 use gridshare_ledger::tx::SignedMeterReading;
 use serde::{Deserialize, Serialize};
 
-use crate::amount::{format_kwh, format_price};
+use crate::amount::{format_kwh, format_money, format_price};
 use crate::household::{OfferTerms, build_attested_offer};
 use crate::keystore::{PassphraseSource, Role};
 use crate::market_time::{OFFER_MARGIN_MS, format_utc, next_open_interval, now_ms};
@@ -536,9 +536,39 @@ fn report(
     Ok(())
 }
 
+/// What the account's latest settled bills came to, and what the same
+/// metered energy would have at the grid tariffs alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Savings {
+    pub intervals: u64,
+    pub bills_nano: i128,
+    pub grid_only_nano: i128,
+}
+
+impl Savings {
+    /// Over the account's bills of the last `INTERVAL_SPAN_DEFAULT` settled
+    /// intervals, each at its settlement's tariffs.
+    fn of(wallet: &Wallet, account: &PublicKey) -> Result<Savings, CommandError> {
+        let mut savings = Savings::default();
+        for bill in wallet.node().bills(account, &SpanQuery::default())? {
+            let Some(settlement) = wallet.node().interval(bill.interval)?.settlement else { continue };
+            let tariffs = settlement.tariffs;
+            savings.intervals += 1;
+            savings.bills_nano += bill.bill.total_nano;
+            savings.grid_only_nano += grid_only_nano(
+                bill.bill.metered_net_export_wh,
+                tariffs.grid_feed_in_micro_per_kwh,
+                tariffs.grid_import_micro_per_kwh,
+            );
+        }
+        Ok(savings)
+    }
+}
+
 /// `gridshare agent status`: the agent's last decisions, its forecast's
-/// accuracy and its battery, from its state file.
-pub fn agent_status(args: &AgentArgs, out: &mut dyn Write) -> Result<(), CommandError> {
+/// accuracy and its battery, from its state file; and what the account's
+/// latest bills saved against grid-only prices, from the node.
+pub fn agent_status(wallet: &Wallet, args: &AgentArgs, out: &mut dyn Write) -> Result<(), CommandError> {
     let config = AgentConfig::load(&args.config)?;
     let state_path = args.state_path();
     if !state_path.exists() {
@@ -549,11 +579,29 @@ pub fn agent_status(args: &AgentArgs, out: &mut dyn Write) -> Result<(), Command
         )));
     }
     let state = AgentState::load(&state_path)?;
+    let account = wallet.key_file(Some(&config.account), Role::Account, "account")?.public_key()?;
+    let savings = Savings::of(wallet, &account)?;
     if args.json {
-        write_json(out, &state)?;
+        let mut json = serde_json::to_value(&state).map_err(std::io::Error::from)?;
+        json["savings"] = serde_json::json!({
+            "intervals": savings.intervals,
+            "bills_nano": savings.bills_nano.to_string(),
+            "grid_only_nano": savings.grid_only_nano.to_string(),
+            "saved_nano": (savings.bills_nano - savings.grid_only_nano).to_string(),
+        });
+        write_json(out, &json)?;
         return Ok(());
     }
+    let currency = wallet.community()?.currency().to_string();
     writeln!(out, "Agent of account {}: last decided interval {}", config.account, state.decided)?;
+    writeln!(
+        out,
+        "Saved against grid-only prices: {} over the last {} settled intervals (bills {}, the grid alone {})",
+        format_money(savings.bills_nano - savings.grid_only_nano, &currency),
+        savings.intervals,
+        format_money(savings.bills_nano, &currency),
+        format_money(savings.grid_only_nano, &currency)
+    )?;
     match state.forecast_error_wh {
         Some(error) => writeln!(
             out,

@@ -373,10 +373,6 @@ fn main() -> ExitCode {
         Command::Audit(args) => run_audit(&args, explicit_node(cli.node)),
         Command::Export(args) => run_export(&args, explicit_node(cli.node)).map(|()| ExitCode::SUCCESS),
         Command::Keys(command) => run_keys(cli.keystore, command).map(|()| ExitCode::SUCCESS),
-        Command::Agent(AgentCommand::Status(args)) => {
-            let mut stdout = std::io::stdout().lock();
-            agent::agent_status(&args, &mut stdout).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
-        }
         command => run_node_command(cli.keystore, cli.node, command).map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -420,6 +416,7 @@ fn run_node_command(keystore: Option<PathBuf>, node: Option<String>, command: Co
         Command::Meter(MeterCommand::Report(args)) => household::meter_report(&wallet, args, out),
         Command::Meter(MeterCommand::Run(args)) => gateway::meter_run(&wallet, args, out),
         Command::Agent(AgentCommand::Run(args)) => agent::agent_run(&wallet, args, out),
+        Command::Agent(AgentCommand::Status(args)) => agent::agent_status(&wallet, args, out),
         Command::Prove(args) => prove::prove(&wallet, args, out),
         Command::Watch(args) => watch::watch(&wallet, args, out),
         Command::Register(RegisterCommand::Account(args)) => registrar::register_account(&wallet, args, out),
@@ -427,11 +424,7 @@ fn run_node_command(keystore: Option<PathBuf>, node: Option<String>, command: Co
         Command::Credit(args) => registrar::move_money(&wallet, Direction::Credit, args, out),
         Command::Debit(args) => registrar::move_money(&wallet, Direction::Debit, args, out),
         Command::Tariffs(TariffsCommand::Set(args)) => registrar::set_tariffs(&wallet, args, out),
-        Command::Clear(_)
-        | Command::Audit(_)
-        | Command::Export(_)
-        | Command::Keys(_)
-        | Command::Agent(AgentCommand::Status(_)) => {
+        Command::Clear(_) | Command::Audit(_) | Command::Export(_) | Command::Keys(_) => {
             unreachable!("dispatched in main")
         }
     };

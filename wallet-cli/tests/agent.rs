@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{DevNode, Gridshare, PASSPHRASE, poll};
+use common::{DevNode, Gridshare, Household, PASSPHRASE, poll};
 use gridshare_api::client::Client;
 use gridshare_cli::gateway::p1::telegram;
 use gridshare_ledger::genesis::Genesis;
@@ -51,33 +51,9 @@ fn an_agent_left_alone_sells_the_surplus_it_learned_from_the_meter() {
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(dir.path());
     let api = Client::new(&node.api).unwrap();
-    let household = Gridshare { keystore: dir.path().join("keys"), node: node.api.clone() };
-    let gateway = Gridshare { keystore: dir.path().join("gateway"), node: node.api.clone() };
-    let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("registrar.seed")).unwrap();
-    let imported = household.run_with_stdin(
-        &["keys", "import", "registrar", "--role", "registrar", "--insecure-plaintext"],
-        &seed,
-    );
-    assert!(imported.status.success(), "{}", common::text(&imported.stderr));
-    household.ok(&["keys", "new", "home"]);
-    gateway.ok(&["keys", "new", "meter", "--role", "meter", "--insecure-plaintext"]);
-    let meter =
-        gateway.json(&["keys", "show", "meter", "--json"])["public_key"].as_str().unwrap().to_string();
-    household.ok(&["register", "account", "home", "--credit-limit", "0"]);
+    let Household { keys: household, gateway, meter: key } =
+        Household::register(&node, dir.path(), "50", "500");
     household.ok(&["credit", "home", "100", "--reference", "deposit"]);
-    household.ok(&[
-        "register",
-        "meter",
-        &meter,
-        "--owner",
-        "home",
-        "--max-import-kw",
-        "50",
-        "--max-export-kw",
-        "500",
-    ]);
-    let key: gridshare_ledger::ids::PublicKey = meter.parse().unwrap();
-    poll("the meter's registration", Duration::from_secs(30), &node, || api.meter(&key).unwrap());
 
     // The gateway, reading the meter.
     let genesis = api.community().unwrap().genesis;
@@ -178,6 +154,13 @@ fn an_agent_left_alone_sells_the_surplus_it_learned_from_the_meter() {
     assert!(status.contains(&format!("last decided interval {}", first + 3)), "{status}");
     assert!(status.contains("Forecast error: 0.000 kWh"), "{status}");
     assert!(status.contains("sell 0.100 kWh"), "{status}");
+    assert!(status.contains("Saved against grid-only prices:"), "{status}");
+    // In JSON, the savings are the bills less the same energy at the grid
+    // tariffs alone.
+    let json = household.json(&["agent", "status", "--config", config, "--json"]);
+    let nano = |field: &str| json["savings"][field].as_str().unwrap().parse::<i128>().unwrap();
+    assert_eq!(nano("saved_nano"), nano("bills_nano") - nano("grid_only_nano"), "{json}");
+    assert!(json["savings"]["intervals"].as_u64().unwrap() > 0, "{json}");
 }
 
 /// `poll` for a minute, with what the gateway said if it fails.

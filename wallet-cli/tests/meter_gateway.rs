@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{DevNode, Gridshare, PASSPHRASE, poll};
+use common::{DevNode, Household, PASSPHRASE, poll};
 use gridshare_api::SpanQuery;
 use gridshare_api::client::Client;
 use gridshare_cli::gateway::p1::{crc16, telegram};
@@ -131,35 +131,11 @@ fn a_gateway_signs_the_registers_of_each_interval_end_and_nothing_a_broken_teleg
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(dir.path());
     let api = Client::new(&node.api).unwrap();
-    let household = Gridshare { keystore: dir.path().join("keys"), node: node.api.clone() };
-    let gateway = Gridshare { keystore: dir.path().join("gateway"), node: node.api.clone() };
-
     // The household's account and the registrar in one keystore; the
     // meter's key, encrypted, in the gateway's own.
-    let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("registrar.seed")).unwrap();
-    let imported = household.run_with_stdin(
-        &["keys", "import", "registrar", "--role", "registrar", "--insecure-plaintext"],
-        &seed,
-    );
-    assert!(imported.status.success(), "{}", common::text(&imported.stderr));
-    household.ok(&["keys", "new", "home"]);
-    gateway.ok(&["keys", "new", "meter", "--role", "meter"]);
-    let meter =
-        gateway.json(&["keys", "show", "meter", "--json"])["public_key"].as_str().unwrap().to_string();
-    household.ok(&["register", "account", "home", "--credit-limit", "0"]);
-    household.ok(&[
-        "register",
-        "meter",
-        &meter,
-        "--owner",
-        "home",
-        "--max-import-kw",
-        "7000",
-        "--max-export-kw",
-        "7000",
-    ]);
-    let key: gridshare_ledger::ids::PublicKey = meter.parse().unwrap();
-    poll("the meter's registration", Duration::from_secs(30), &node, || api.meter(&key).unwrap());
+    let Household { keys: household, gateway, meter: key } =
+        Household::register(&node, dir.path(), "7000", "7000");
+    let meter = key.to_string();
 
     // A gateway refuses a keystore that holds an account key.
     household.fails(&["meter", "run", "--p1", "tcp://127.0.0.1:9"], 2, "keys other than meter keys");

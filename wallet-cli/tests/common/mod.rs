@@ -135,3 +135,43 @@ pub(crate) fn poll<T>(
         }
     }
 }
+
+/// A household of `node` with a meter gateway: the dev registrar and the
+/// account `home` in one keystore (`DIR/keys`), the meter key `meter`,
+/// encrypted, in the gateway's own (`DIR/gateway`); the account registered
+/// and the meter registered for it with `max_import_kw` and
+/// `max_export_kw`, once the node has it.
+pub(crate) struct Household {
+    pub(crate) keys: Gridshare,
+    pub(crate) gateway: Gridshare,
+    pub(crate) meter: gridshare_ledger::ids::PublicKey,
+}
+
+impl Household {
+    pub(crate) fn register(
+        node: &DevNode,
+        dir: &Path,
+        max_import_kw: &str,
+        max_export_kw: &str,
+    ) -> Household {
+        let keys = Gridshare { keystore: dir.join("keys"), node: node.api.clone() };
+        let gateway = Gridshare { keystore: dir.join("gateway"), node: node.api.clone() };
+        let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("registrar.seed")).unwrap();
+        let imported = keys.run_with_stdin(
+            &["keys", "import", "registrar", "--role", "registrar", "--insecure-plaintext"],
+            &seed,
+        );
+        assert!(imported.status.success(), "{}", text(&imported.stderr));
+        keys.ok(&["keys", "new", "home"]);
+        gateway.ok(&["keys", "new", "meter", "--role", "meter"]);
+        let meter =
+            gateway.json(&["keys", "show", "meter", "--json"])["public_key"].as_str().unwrap().to_string();
+        keys.ok(&["register", "account", "home", "--credit-limit", "0"]);
+        let power = ["--max-import-kw", max_import_kw, "--max-export-kw", max_export_kw];
+        keys.ok(&[["register", "meter", &meter, "--owner", "home"].as_slice(), &power].concat());
+        let meter = meter.parse().unwrap();
+        let api = Client::new(&node.api).unwrap();
+        poll("the meter's registration", Duration::from_secs(30), node, || api.meter(&meter).unwrap());
+        Household { keys, gateway, meter }
+    }
+}
