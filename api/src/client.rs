@@ -92,6 +92,19 @@ impl ClientError {
         }
     }
 
+    /// Whether asking again later may succeed: the node was not reached,
+    /// did not answer in time, or answered that it is busy or failing
+    /// (429, 5xx). A refusal of the request itself is not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } | ClientError::Timeout { .. } => true,
+            ClientError::Refused { status, .. } | ClientError::BadResponse { status, .. } => {
+                *status == 429 || *status >= 500
+            }
+            ClientError::BadUrl { .. } | ClientError::Genesis { .. } | ClientError::Write(_) => false,
+        }
+    }
+
     /// The HTTP status, if the node answered.
     pub fn status(&self) -> Option<u16> {
         match self {

@@ -24,7 +24,7 @@ use crate::amount::{format_kwh, format_money, format_price};
 use crate::household::{OfferTerms, build_attested_offer};
 use crate::keystore::{PassphraseSource, Role};
 use crate::market_time::{OFFER_MARGIN_MS, format_utc, next_open_interval, now_ms};
-use crate::wallet::{CommandError, Wallet, write_json};
+use crate::wallet::{CommandError, Wallet, until_the_node_answers, write_json};
 
 /// Decisions kept in the state file for `agent status`.
 const DECISIONS_KEPT: usize = 24;
@@ -315,7 +315,9 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
         let source = PassphraseSource::from_file_or_env(args.passphrase_file.as_deref())?;
         Some(wallet.keystore().unlock(&account_file.name, &source)?)
     };
-    let community = wallet.community()?.clone();
+    let community = until_the_node_answers("agent: asking the node for the community", || {
+        Ok(wallet.community()?.clone())
+    })?;
     let genesis = &community.genesis;
     let length_ms = genesis.market.interval_length_ms;
     let tariffs = Tariffs {
@@ -358,31 +360,35 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
         let now = now_ms();
         let target = next_open_interval(genesis, now.saturating_add(OFFER_MARGIN_MS));
         if target > state.decided {
-            let Some(account) = wallet.node().account(&account_key)? else {
-                return Err(CommandError::BadInput(format!(
-                    "account {} ({account_key}) is not registered in this community",
-                    config.account
-                )));
-            };
-            let (nets, attestation) = measured(wallet, &account, genesis, learned)?;
+            // What the node knows, asked again while it cannot be reached.
+            let (account, nets, attestation, last_price) =
+                until_the_node_answers("agent: asking the node for the account and its readings", || {
+                    let Some(account) = wallet.node().account(&account_key)? else {
+                        return Err(CommandError::BadInput(format!(
+                            "account {} ({account_key}) is not registered in this community",
+                            config.account
+                        )));
+                    };
+                    let (nets, attestation) = measured(wallet, &account, genesis, learned)?;
+                    Ok((account, nets, attestation, last_price(wallet, target)?))
+                })?;
             for (interval, net) in nets {
                 forecaster.learn(interval, net);
                 learned = interval;
             }
-            let interval_ms = length_ms;
             let start_ms = genesis.interval_start_ms(target).unwrap_or(u64::MAX);
             let meters_w =
                 |power: fn(&gridshare_api::Meter) -> u64| account.meters.iter().map(power).sum::<u64>();
             let situation = Situation {
                 interval: target,
-                interval_ms,
+                interval_ms: length_ms,
                 minute: start_ms % 86_400_000 / 60_000,
                 forecast_wh: forecaster.forecast_wh(target),
                 tariffs,
-                last_price_micro_per_kwh: last_price(wallet, target)?,
+                last_price_micro_per_kwh: last_price,
                 limits: Limits {
-                    import_wh_max: energy_wh(meters_w(|meter| meter.max_import_w), interval_ms),
-                    export_wh_max: energy_wh(meters_w(|meter| meter.max_export_w), interval_ms),
+                    import_wh_max: energy_wh(meters_w(|meter| meter.max_import_w), length_ms),
+                    export_wh_max: energy_wh(meters_w(|meter| meter.max_export_w), length_ms),
                     budget_nano: account.available_nano,
                 },
             };
@@ -456,10 +462,16 @@ fn offer(
                 };
                 let submitted = wallet.submit_with_nonce(account, |nonce| {
                     build_attested_offer(&genesis.community_id, account, nonce, terms, attestation).tx
-                })?;
-                match submitted.outcome.refusal_code() {
-                    None => "admitted".to_string(),
-                    Some(code) => format!("rejected: {code}"),
+                });
+                // Not sent again: its gate may close, and the next interval
+                // is decided afresh.
+                match submitted {
+                    Ok(submitted) => match submitted.outcome.refusal_code() {
+                        None => "admitted".to_string(),
+                        Some(code) => format!("rejected: {code}"),
+                    },
+                    Err(CommandError::Node(error)) if error.is_transient() => format!("not sent: {error}"),
+                    Err(error) => return Err(error),
                 }
             }
         };

@@ -222,8 +222,10 @@ The meter key must be the keystore's only kind of key: a gateway holds no
 account key. A telegram with a bad CRC, a missing register or a register
 that went down is skipped, counted and logged (standard error), never signed.
 
-Exit status: 0 after --intervals interval ends; 2 bad usage or input, an
-unregistered meter, or the node could not be reached at the start.")]
+A node that cannot be reached is waited for (1 s, 2 s, ... up to 30 s).
+
+Exit status: 0 after --intervals interval ends; 2 bad usage or input, or an
+unregistered meter.")]
     Run(MeterRunArgs),
 }
 
@@ -237,8 +239,10 @@ enum AgentCommand {
   gridshare agent run --config /etc/gridshare/agent.toml \\
       --passphrase-file \"$CREDENTIALS_DIRECTORY/account-passphrase\" --json
 
+A node that cannot be reached is waited for (1 s, 2 s, ... up to 30 s).
+
 Exit status: 0 after --intervals decisions; 2 bad usage, a bad configuration
-(the field is named), or the node could not be reached.")]
+(the field is named), an unknown account or a wrong passphrase.")]
     Run(AgentRunArgs),
     /// The agent's last decisions, its forecast's accuracy and its battery.
     #[command(after_help = "Example:

@@ -267,6 +267,40 @@ impl Wallet {
     }
 }
 
+/// The first pause before asking an unreachable node again, doubled after
+/// each failure up to [`NODE_RETRY_MAX`].
+pub const NODE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+pub const NODE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `ask` until it does not fail for want of the node: for the commands
+/// that run unattended (`meter run`, `agent run`), a node that is down, slow
+/// or busy is waited for, each failure logged to standard error with what
+/// was being done; every other error is returned.
+pub fn until_the_node_answers<T>(
+    what: &str,
+    ask: impl FnMut() -> Result<T, CommandError>,
+) -> Result<T, CommandError> {
+    retrying(what, NODE_RETRY_FIRST, ask)
+}
+
+fn retrying<T>(
+    what: &str,
+    first_pause: std::time::Duration,
+    mut ask: impl FnMut() -> Result<T, CommandError>,
+) -> Result<T, CommandError> {
+    let mut pause = first_pause;
+    loop {
+        match ask() {
+            Err(CommandError::Node(error)) if error.is_transient() => {
+                eprintln!("{what}: {error}; trying again in {} s", pause.as_secs());
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(NODE_RETRY_MAX);
+            }
+            result => return result,
+        }
+    }
+}
+
 /// A key name that is not in the keystore, said with what to do.
 fn unknown_key(error: KeystoreError) -> CommandError {
     match error {
@@ -404,6 +438,45 @@ pub fn write_json(out: &mut dyn Write, value: &impl Serialize) -> Result<(), Com
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_that_is_away_is_waited_for_and_a_refusal_is_not() {
+        let away = || {
+            CommandError::Node(ClientError::Unreachable {
+                url: "http://127.0.0.1:1".into(),
+                cause: "refused".into(),
+            })
+        };
+        let mut attempts = 0;
+        let answer = retrying("test", std::time::Duration::ZERO, || {
+            attempts += 1;
+            if attempts < 3 { Err(away()) } else { Ok(attempts) }
+        });
+        assert_eq!(answer.unwrap(), 3);
+        let mut attempts = 0;
+        let refused = retrying("test", std::time::Duration::ZERO, || -> Result<(), CommandError> {
+            attempts += 1;
+            Err(CommandError::BadInput("no such account".into()))
+        });
+        assert!(matches!(refused, Err(CommandError::BadInput(_))));
+        assert_eq!(attempts, 1);
+        let busy = ClientError::Refused {
+            method: "POST",
+            path: "/v1/transactions".into(),
+            status: 429,
+            code: gridshare_api::ErrorCode::Backlog,
+            message: String::new(),
+        };
+        assert!(busy.is_transient());
+        let bad = ClientError::Refused {
+            method: "GET",
+            path: "/v1/meters/x".into(),
+            status: 400,
+            code: gridshare_api::ErrorCode::BadKey,
+            message: String::new(),
+        };
+        assert!(!bad.is_transient());
+    }
 
     #[test]
     fn node_messages_in_words() {

@@ -139,6 +139,32 @@ fn a_gateway_signs_the_registers_of_each_interval_end_and_nothing_a_broken_teleg
 
     // A gateway refuses a keystore that holds an account key.
     household.fails(&["meter", "run", "--p1", "tcp://127.0.0.1:9"], 2, "keys other than meter keys");
+    // It waits for a node that is not there, asking again ever later.
+    let mut waiting = gateway
+        .command(&["--node", "http://127.0.0.1:1", "meter", "run", "--p1", "tcp://127.0.0.1:9"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (said, heard) = std::sync::mpsc::channel();
+    let stderr = waiting.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if said.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    for pause in ["1 s", "2 s"] {
+        let line = heard.recv_timeout(Duration::from_secs(10)).expect("the gateway gave up on the node");
+        assert!(
+            line.contains("not reachable") && line.ends_with(&format!("trying again in {pause}")),
+            "{line}"
+        );
+    }
+    assert!(waiting.try_wait().unwrap().is_none(), "the gateway ended");
+    waiting.kill().unwrap();
+    waiting.wait().unwrap();
 
     let genesis = api.community().unwrap().genesis;
     let length_ms = genesis.market.interval_length_ms;

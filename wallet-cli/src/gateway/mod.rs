@@ -25,7 +25,7 @@ use gridshare_ledger::tx::{MeterReading, SignedTx, Tx};
 use crate::amount::format_kwh;
 use crate::keystore::{PassphraseSource, Role};
 use crate::market_time::{format_utc, now_ms};
-use crate::wallet::{CommandError, Wallet, write_json};
+use crate::wallet::{CommandError, Wallet, until_the_node_answers, write_json};
 use p1::Registers;
 use source::{MeterInterface, Observation, P1, P1Port, Skip};
 
@@ -171,8 +171,11 @@ pub fn meter_run(wallet: &Wallet, args: &MeterRunArgs, out: &mut dyn Write) -> R
     let meter_key = meter_file.public_key()?;
     let source = PassphraseSource::from_file_or_env(args.passphrase_file.as_deref())?;
     let meter = wallet.keystore().unlock(&meter_file.name, &source)?;
-    let genesis = wallet.community()?.genesis.clone();
-    let Some(registered) = wallet.node().meter(&meter_key)? else {
+    let (genesis, registered) =
+        until_the_node_answers("meter gateway: asking the node for the meter", || {
+            Ok((wallet.community()?.genesis.clone(), wallet.node().meter(&meter_key)?))
+        })?;
+    let Some(registered) = registered else {
         return Err(CommandError::BadInput(format!(
             "meter {} ({meter_key}) is not registered in this community: the registrar registers it with \
              `gridshare register meter {meter_key} --owner ACCOUNT ...`",
