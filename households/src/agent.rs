@@ -1,6 +1,9 @@
 //! A household agent's decisions as a pure function of the market, the
 //! household and the time: which meter readings to sign and which offers to
-//! make, and when to wake next. No I/O and no clock: the simulator calls it
+//! make, and when to wake next. It decides as a real home's agent does
+//! (`home::decide`, which `gridshare agent run` runs): it forecasts from
+//! its own meter's readings, by time of the simulated day, never from the
+//! simulation's weather. No I/O and no clock: the simulator calls it
 //! on simulated time and hands the transactions to a simulated node; the
 //! testnet's agent threads call it on the system clock and submit to real
 //! nodes (asking the node first what the meter reported last).
@@ -14,9 +17,10 @@
 use gridshare_ledger::ids::{Keypair, PublicKey};
 use gridshare_ledger::tx::{MeterReading, Offer, SignedMeterReading};
 
+use crate::home::{Forecaster, Limits, Situation, decide};
 use crate::market::Market;
 use crate::profile::Household;
-use crate::strategy::{Bidder, PlannedOffer, plan};
+use crate::strategy::{Bidder, PlannedOffer};
 
 /// Offers are made for an interval whose gate closes at least this long
 /// after they are sent, so that they reach the validators in time.
@@ -82,6 +86,11 @@ pub struct Agent {
     /// (its registration, or after its last reading); `None`: just the
     /// interval before trading.
     unreported_from: Option<u64>,
+    /// The household's net export by time of the simulated day, learned
+    /// from its own readings of the intervals it traded in.
+    forecaster: Forecaster,
+    /// The registers at the end of the last interval read while trading.
+    last_registers: Option<(u64, u64)>,
 }
 
 impl Agent {
@@ -89,12 +98,14 @@ impl Agent {
     /// interval.
     pub fn new(household: Household, market: &Market) -> Agent {
         Agent {
-            household,
             started: false,
             stepped: market.first_interval,
             attestation: None,
             offered: 0,
             unreported_from: None,
+            forecaster: Forecaster::new(market.simulation.day_slots),
+            last_registers: Some((household.import_total_wh, household.export_total_wh)),
+            household,
         }
     }
 
@@ -113,6 +124,11 @@ impl Agent {
     /// The meter's latest signed reading, if any.
     pub fn attestation(&self) -> Option<SignedMeterReading> {
         self.attestation
+    }
+
+    /// The mean absolute error of its forecasts so far, in Wh.
+    pub fn forecast_error_wh(&self) -> Option<u64> {
+        self.forecaster.mean_absolute_error_wh()
     }
 
     /// What to do at `now_ms`. The first wake-up reads the meter (at zero)
@@ -143,6 +159,7 @@ impl Agent {
         let read_from = ended.saturating_sub(UNREPORTED_MAX);
         while self.stepped < ended {
             self.household.step(&market.simulation, market.slot(self.stepped));
+            self.learn(market);
             if self.stepped >= read_from {
                 readings.push(self.read(market, meter, self.stepped));
             }
@@ -157,22 +174,40 @@ impl Agent {
             && target <= market.last_interval
             && target > self.offered
         {
-            let forecast = self.household.forecast_net_export_wh(
-                &market.simulation,
-                market.slot(current),
-                market.slot(target),
-            );
             let bidder = Bidder {
                 seed: market.seed,
                 household: self.index(),
                 ask_per_mille: self.household.traits.ask_per_mille,
                 bid_per_mille: self.household.traits.bid_per_mille,
             };
-            let planned = plan(&bidder, &market.tariffs, target, forecast, market.offers_per_interval);
+            // The battery and the EV are the simulation's (it dispatches
+            // them); the ledger bounds the offers by the meter.
+            let situation = Situation {
+                interval: target,
+                interval_ms: genesis.market.interval_length_ms,
+                minute: 0,
+                forecast_wh: self.forecaster.forecast_wh(market.slot(target)),
+                tariffs: market.tariffs,
+                last_price_micro_per_kwh: None,
+                limits: Limits { import_wh_max: u64::MAX, export_wh_max: u64::MAX, budget_nano: i128::MAX },
+            };
+            let planned = decide(&situation, &bidder, market.offers_per_interval, None, None).offers;
             offers = Some(Offers { interval: target, attestation, planned });
             self.offered = target;
         }
         Decision { readings, offers, finished: false, wake_ms }
+    }
+
+    /// Learns the net export of the interval just lived through, from the
+    /// meter's registers (as a real agent learns it from the readings).
+    fn learn(&mut self, market: &Market) {
+        let registers = (self.household.import_total_wh, self.household.export_total_wh);
+        if let Some((import_wh, export_wh)) = self.last_registers {
+            let rise = |new: u64, old: u64| i64::try_from(new.saturating_sub(old)).unwrap_or(i64::MAX);
+            let net = rise(registers.1, export_wh) - rise(registers.0, import_wh);
+            self.forecaster.learn(market.slot(self.stepped), net);
+        }
+        self.last_registers = Some(registers);
     }
 
     /// The meter's signed reading of the registers at the end of `interval`,
@@ -262,7 +297,7 @@ mod tests {
         let offers = decision.offers.unwrap();
         assert_eq!(offers.interval, 7);
         assert_eq!(offers.attestation, decision.readings[0]);
-        assert!(!offers.planned.is_empty());
+        assert!(offers.planned.is_empty(), "nothing measured yet, nothing offered");
         assert!(!decision.finished);
         assert_eq!(decision.wake_ms, T0 + 6_000 + market.offset_ms(0));
 
@@ -305,6 +340,30 @@ mod tests {
             .collect();
         assert_eq!(readings, [(2, 0, 0), (3, 0, 0), (4, 0, 0)]);
         assert_eq!(decision.offers.map(|offers| offers.attestation), decision.readings.last().copied());
+    }
+
+    #[test]
+    fn it_offers_what_its_own_meter_measured_not_what_the_simulation_knows() {
+        let market = market(5, 12);
+        let meter = derived_key(3, 4, 0);
+        let mut agent = Agent::new(sunny_household(), &market);
+        agent.decide(&market, &meter, T0 + 5_100);
+        // Interval 5 (noon) lived through: its measured net export is the
+        // forecast for interval 8, the next open one (the simulated day has
+        // not come round yet: the slot before persists).
+        let later = agent.decide(&market, &meter, T0 + 6_100);
+        let reading = later.readings[0].reading;
+        assert_eq!(reading.interval, 5);
+        let measured = reading.export_wh_total - reading.import_wh_total;
+        assert!(measured > 0, "noon PV exports");
+        let offers = later.offers.unwrap();
+        assert_eq!(offers.interval, 8);
+        assert_eq!(offers.planned.iter().map(|offer| offer.energy_wh).sum::<u64>(), measured);
+        assert!(offers.planned.iter().all(|offer| offer.side == gridshare_ledger::tx::Side::Sell));
+        assert_eq!(agent.forecast_error_wh(), None, "one interval learned, nothing forecast yet");
+        // The next interval learned is compared with that forecast.
+        agent.decide(&market, &meter, T0 + 7_100);
+        assert!(agent.forecast_error_wh().is_some());
     }
 
     #[test]

@@ -27,61 +27,80 @@ pub fn energy_wh(power_w: u64, duration_ms: u64) -> u64 {
     u64::try_from(u128::from(power_w) * u128::from(duration_ms) / 3_600_000).unwrap_or(u64::MAX)
 }
 
-/// A household's net export (export − import, Wh per interval) by time of
-/// day, learned from its metered intervals.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Forecaster {
+/// The UTC time-of-day slots of a community's intervals: how many a day
+/// has, and which one each interval starts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockSlots {
     genesis_time_ms: u64,
     interval_length_ms: u64,
-    /// One estimate per time-of-day slot, once a slot was seen.
+    per_day: u64,
+}
+
+impl ClockSlots {
+    /// The slots of intervals of `interval_length_ms` from
+    /// `genesis_time_ms`; intervals shorter than a day's
+    /// [`SLOTS_PER_DAY_MAX`]th share slots.
+    pub fn new(genesis_time_ms: u64, interval_length_ms: u64) -> ClockSlots {
+        let interval_length_ms = interval_length_ms.max(1);
+        let per_day = (DAY_MS / interval_length_ms).clamp(1, SLOTS_PER_DAY_MAX);
+        ClockSlots { genesis_time_ms, interval_length_ms, per_day }
+    }
+
+    pub fn per_day(&self) -> u64 {
+        self.per_day
+    }
+
+    /// The slot `interval` starts in.
+    pub fn of(&self, interval: u64) -> u64 {
+        let start_ms = self.genesis_time_ms.saturating_add(interval.saturating_mul(self.interval_length_ms));
+        (start_ms % DAY_MS) * self.per_day / DAY_MS
+    }
+}
+
+/// A household's net export (export − import, Wh per interval) by time of
+/// day, learned from its metered intervals: one estimate per slot of the
+/// day (the caller says which slot an interval is in: [`ClockSlots`] for a
+/// real home, the simulated day for a simulated one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forecaster {
+    /// One estimate per slot, once a slot was seen.
     slots: Vec<Option<i64>>,
     /// The absolute errors of the latest forecasts, at most [`ERRORS_KEPT`].
     errors: VecDeque<u64>,
 }
 
 impl Forecaster {
-    /// A forecaster for a community whose intervals of `interval_length_ms`
-    /// start at `genesis_time_ms` (times of day are UTC).
-    pub fn new(genesis_time_ms: u64, interval_length_ms: u64) -> Forecaster {
-        let length_ms = interval_length_ms.max(1);
-        let slots = (DAY_MS / length_ms).clamp(1, SLOTS_PER_DAY_MAX);
-        Forecaster {
-            genesis_time_ms,
-            interval_length_ms: length_ms,
-            slots: vec![None; usize::try_from(slots).unwrap_or(1)],
-            errors: VecDeque::with_capacity(ERRORS_KEPT),
-        }
+    /// A forecaster of `per_day` slots (at most [`SLOTS_PER_DAY_MAX`]).
+    pub fn new(per_day: u64) -> Forecaster {
+        let slots = usize::try_from(per_day.clamp(1, SLOTS_PER_DAY_MAX)).unwrap_or(1);
+        Forecaster { slots: vec![None; slots], errors: VecDeque::with_capacity(ERRORS_KEPT) }
     }
 
-    /// The time-of-day slot of `interval`.
-    fn slot(&self, interval: u64) -> usize {
-        let start_ms = self.genesis_time_ms.saturating_add(interval.saturating_mul(self.interval_length_ms));
-        let slots = self.slots.len() as u64;
-        let slot = (start_ms % DAY_MS) * slots / DAY_MS;
-        usize::try_from(slot).unwrap_or(0)
+    fn index(&self, slot: u64) -> usize {
+        usize::try_from(slot % self.slots.len() as u64).unwrap_or(0)
     }
 
-    /// The forecast net export of `interval`: its time of day's estimate,
-    /// else the latest time of day before it that was seen (on the first
-    /// day, the interval before: persistence), else 0.
-    pub fn forecast_wh(&self, interval: u64) -> i64 {
-        let slot = self.slot(interval);
+    /// The forecast net export of an interval in `slot`: the slot's
+    /// estimate, else that of the latest slot before it that was seen (on
+    /// the first day, the interval before: persistence), else 0.
+    pub fn forecast_wh(&self, slot: u64) -> i64 {
+        let index = self.index(slot);
         let slots = self.slots.len();
-        (0..slots).find_map(|back| self.slots[(slot + slots - back) % slots]).unwrap_or(0)
+        (0..slots).find_map(|back| self.slots[(index + slots - back) % slots]).unwrap_or(0)
     }
 
-    /// Learns that `interval` had a net export of `actual_wh`, counting the
-    /// error of what it would have forecast.
-    pub fn learn(&mut self, interval: u64, actual_wh: i64) {
-        let forecast = self.forecast_wh(interval);
+    /// Learns that an interval in `slot` had a net export of `actual_wh`,
+    /// counting the error of what it would have forecast.
+    pub fn learn(&mut self, slot: u64, actual_wh: i64) {
+        let forecast = self.forecast_wh(slot);
         if self.slots.iter().any(Option::is_some) {
             if self.errors.len() == ERRORS_KEPT {
                 self.errors.pop_front();
             }
             self.errors.push_back(actual_wh.abs_diff(forecast));
         }
-        let slot = self.slot(interval);
-        self.slots[slot] = Some(match self.slots[slot] {
+        let index = self.index(slot);
+        self.slots[index] = Some(match self.slots[index] {
             Some(estimate) => estimate + (actual_wh - estimate) / SMOOTHING_DIVISOR,
             None => actual_wh,
         });
@@ -336,40 +355,43 @@ mod tests {
     #[test]
     fn the_forecast_learns_each_time_of_day_and_states_its_error() {
         // Hourly intervals from midnight: the same day twice, then a third.
-        let mut forecaster = Forecaster::new(0, HOUR_MS);
-        assert_eq!(forecaster.forecast_wh(5), 0, "nothing seen");
+        let clock = ClockSlots::new(0, HOUR_MS);
+        let mut forecaster = Forecaster::new(clock.per_day());
+        assert_eq!(forecaster.forecast_wh(clock.of(5)), 0, "nothing seen");
         assert_eq!(forecaster.mean_absolute_error_wh(), None);
         let day = |hour: u64| if (9..17).contains(&hour) { 2_000 } else { -500 };
         for interval in 0..24 {
-            forecaster.learn(interval, day(interval));
+            forecaster.learn(clock.of(interval), day(interval));
         }
         // Day two, by time of day: exact.
         for interval in 24..48 {
-            assert_eq!(forecaster.forecast_wh(interval), day(interval % 24));
+            assert_eq!(forecaster.forecast_wh(clock.of(interval)), day(interval % 24));
         }
         // On the first day it could only persist the hour before: its error
         // is that of the two switches (at 9 and 17) over 23 forecasts.
         assert_eq!(forecaster.mean_absolute_error_wh(), Some(2 * 2_500 / 23));
         // A different day moves each estimate a quarter of the way.
-        forecaster.learn(24 + 12, 1_000);
-        assert_eq!(forecaster.forecast_wh(48 + 12), 2_000 - 250);
+        forecaster.learn(clock.of(24 + 12), 1_000);
+        assert_eq!(forecaster.forecast_wh(clock.of(48 + 12)), 2_000 - 250);
         // An hour not seen yet takes the latest hour before it.
-        let mut young = Forecaster::new(0, HOUR_MS);
-        young.learn(3, -700);
-        assert_eq!(young.forecast_wh(4), -700);
-        assert_eq!(young.forecast_wh(2), -700, "around the clock");
+        let mut young = Forecaster::new(clock.per_day());
+        young.learn(clock.of(3), -700);
+        assert_eq!(young.forecast_wh(clock.of(4)), -700);
+        assert_eq!(young.forecast_wh(clock.of(2)), -700, "around the clock");
     }
 
     #[test]
     fn short_intervals_share_slots_and_slots_follow_the_utc_clock() {
-        let forecaster = Forecaster::new(0, 1_000);
-        assert_eq!(forecaster.slots.len() as u64, SLOTS_PER_DAY_MAX);
+        let clock = ClockSlots::new(0, 1_000);
+        assert_eq!(clock.per_day(), SLOTS_PER_DAY_MAX);
+        assert_eq!(clock.of(14), clock.of(0), "15 intervals of 1 s share a slot");
+        assert_ne!(clock.of(15), clock.of(0));
         // A genesis at 06:00 makes interval 0 a 06:00 slot.
-        let mut shifted = Forecaster::new(6 * HOUR_MS, HOUR_MS);
-        shifted.learn(0, 42);
-        let plain = Forecaster::new(0, HOUR_MS);
-        assert_eq!(shifted.slot(0), plain.slot(6));
-        assert_eq!(shifted.forecast_wh(24), 42);
+        let shifted = ClockSlots::new(6 * HOUR_MS, HOUR_MS);
+        assert_eq!(shifted.of(0), ClockSlots::new(0, HOUR_MS).of(6));
+        let mut forecaster = Forecaster::new(shifted.per_day());
+        forecaster.learn(shifted.of(0), 42);
+        assert_eq!(forecaster.forecast_wh(shifted.of(24)), 42);
     }
 
     #[test]

@@ -155,11 +155,12 @@ impl Agent {
         }
     }
 
-    /// The agent's life: until the last interval's reading or `stop`.
-    pub fn run(self, market: &Market, journal: &Journal, stop: &AtomicBool) {
+    /// The agent's life: until the last interval's reading or `stop`. Its
+    /// forecast error, once it has one.
+    pub fn run(self, market: &Market, journal: &Journal, stop: &AtomicBool) -> Option<u64> {
         let genesis = &market.genesis;
         if market.first_interval > 0 && !sleep_until(now_ms() + market.offset_ms(self.index()), stop) {
-            return;
+            return None;
         }
         let mut agent = match self.unreported_from() {
             Some(interval) => HouseholdAgent::reporting_from(self.household.clone(), market, interval),
@@ -174,7 +175,7 @@ impl Agent {
                 self.report_reading(market, journal, signed, stop);
             }
             if decision.finished {
-                return;
+                return agent.forecast_error_wh();
             }
             if let Some(offers) = decision.offers {
                 // Each round starts from the node's count: a refused offer
@@ -197,7 +198,7 @@ impl Agent {
                 }
             }
             if !sleep_until(decision.wake_ms, stop) {
-                return;
+                return agent.forecast_error_wh();
             }
         }
     }

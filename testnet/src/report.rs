@@ -107,6 +107,11 @@ pub struct Report {
     /// The same energy at the grid tariffs alone.
     pub grid_only_total_nano: String,
     pub community_savings_nano: String,
+    /// The households' agents forecast from their own meters
+    /// (`gridshare_households::home`): the mean over them of each one's
+    /// mean absolute error per interval, in Wh.
+    pub forecast_error_wh: Option<u64>,
+    pub forecasting_households: usize,
     pub currency: String,
     pub transactions: Transactions,
     pub tx_per_s: u64,
@@ -305,6 +310,21 @@ impl Report {
             money(grid_only),
             money(savings)
         );
+        match self.forecast_error_wh {
+            Some(error_wh) => {
+                let _ = writeln!(
+                    out,
+                    "  Agents        forecast from their own meters: {error_wh} Wh off per interval on average ({} households)",
+                    self.forecasting_households
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  Agents        forecast from their own meters: no interval to compare yet"
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "  Latency       offer to ledger p50 {}, p99 {}; clearing seen after gate closure p50 {}, p99 {} (all nodes), validators p50 {}, p99 {}",

@@ -117,6 +117,9 @@ struct Trading {
     end_ms: u64,
     faults: Vec<FaultLog>,
     flooders: BTreeSet<u32>,
+    /// Each agent's forecast error (Wh, the mean of its absolute errors),
+    /// for the agents that forecast at least one interval it then measured.
+    forecast_errors_wh: Vec<u64>,
 }
 
 /// Where the nodes are once the last interval settled.
@@ -337,9 +340,8 @@ fn trade(community: &Community, board: &Board) -> Result<Trading, RunError> {
     progress.update(elapsed_s(), journal, board, nodes.len());
     progress.finish();
     let end_ms = now_ms();
-    for agent in agents {
-        let _ = agent.join();
-    }
+    let forecast_errors_wh: Vec<u64> =
+        agents.into_iter().filter_map(|agent| agent.join().ok().flatten()).collect();
     let faults = faults
         .into_iter()
         .map(|fault| {
@@ -351,7 +353,7 @@ fn trade(community: &Community, board: &Board) -> Result<Trading, RunError> {
             })
         })
         .collect();
-    Ok(Trading { market, start_ms, end_ms, faults, flooders })
+    Ok(Trading { market, start_ms, end_ms, faults, flooders, forecast_errors_wh })
 }
 
 /// Waits (with deadlines) for the last interval to settle on the
@@ -403,7 +405,7 @@ fn build_report(
     ended: Ended,
 ) -> Report {
     let Community { manifest, nodes, .. } = community;
-    let Trading { market, start_ms, end_ms, faults, flooders } = trading;
+    let Trading { market, start_ms, end_ms, faults, flooders, forecast_errors_wh } = trading;
     let Ended { chain, snapshot, drops, live, mut checks, mut findings, export_path } = ended;
     let first_interval = market.first_interval;
     let mut report_market = report::Market::default();
@@ -536,6 +538,9 @@ fn build_report(
         grid_only_total_nano: report_market.grid_only_total_nano.to_string(),
         community_savings_nano: (report_market.bills_total_nano - report_market.grid_only_total_nano)
             .to_string(),
+        forecast_error_wh: (!forecast_errors_wh.is_empty())
+            .then(|| forecast_errors_wh.iter().sum::<u64>() / forecast_errors_wh.len() as u64),
+        forecasting_households: forecast_errors_wh.len(),
         currency: community.genesis.currency.clone(),
         transactions,
         tx_per_s: committed / trading_s.max(1),

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gridshare_api::{Account, SpanQuery};
-use gridshare_households::home::{Battery, Ev, Forecaster, Limits, Situation, Step, decide, energy_wh};
+use gridshare_households::home::{
+    Battery, ClockSlots, Ev, Forecaster, Limits, Situation, Step, decide, energy_wh,
+};
 use gridshare_households::market::Tariffs;
 use gridshare_households::strategy::Bidder;
 use gridshare_ledger::genesis::{Genesis, grid_only_nano};
@@ -353,7 +355,8 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
         None => None,
     };
     // The forecast is learned again from the ledger at every start.
-    let mut forecaster = Forecaster::new(genesis.genesis_time_ms, length_ms);
+    let clock = ClockSlots::new(genesis.genesis_time_ms, length_ms);
+    let mut forecaster = Forecaster::new(clock.per_day());
     let mut learned = 0_u64;
     let mut decided_now = 0_u64;
     while args.intervals.is_none_or(|intervals| decided_now < intervals) {
@@ -373,7 +376,7 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
                     Ok((account, nets, attestation, last_price(wallet, target)?))
                 })?;
             for (interval, net) in nets {
-                forecaster.learn(interval, net);
+                forecaster.learn(clock.of(interval), net);
                 learned = interval;
             }
             let start_ms = genesis.interval_start_ms(target).unwrap_or(u64::MAX);
@@ -383,7 +386,7 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
                 interval: target,
                 interval_ms: length_ms,
                 minute: start_ms % 86_400_000 / 60_000,
-                forecast_wh: forecaster.forecast_wh(target),
+                forecast_wh: forecaster.forecast_wh(clock.of(target)),
                 tariffs,
                 last_price_micro_per_kwh: last_price,
                 limits: Limits {
