@@ -89,8 +89,6 @@ pub struct Agent {
     /// The household's net export by time of the simulated day, learned
     /// from its own readings of the intervals it traded in.
     forecaster: Forecaster,
-    /// The registers at the end of the last interval read while trading.
-    last_registers: Option<(u64, u64)>,
 }
 
 impl Agent {
@@ -104,7 +102,6 @@ impl Agent {
             offered: 0,
             unreported_from: None,
             forecaster: Forecaster::new(market.simulation.day_slots),
-            last_registers: Some((household.import_total_wh, household.export_total_wh)),
             household,
         }
     }
@@ -158,8 +155,9 @@ impl Agent {
         // lives through every one of them all the same.
         let read_from = ended.saturating_sub(UNREPORTED_MAX);
         while self.stepped < ended {
-            self.household.step(&market.simulation, market.slot(self.stepped));
-            self.learn(market);
+            // What crossed the meter: what its registers rose by.
+            let flows = self.household.step(&market.simulation, market.slot(self.stepped));
+            self.forecaster.learn(market.slot(self.stepped), flows.net_export_wh());
             if self.stepped >= read_from {
                 readings.push(self.read(market, meter, self.stepped));
             }
@@ -196,18 +194,6 @@ impl Agent {
             self.offered = target;
         }
         Decision { readings, offers, finished: false, wake_ms }
-    }
-
-    /// Learns the net export of the interval just lived through, from the
-    /// meter's registers (as a real agent learns it from the readings).
-    fn learn(&mut self, market: &Market) {
-        let registers = (self.household.import_total_wh, self.household.export_total_wh);
-        if let Some((import_wh, export_wh)) = self.last_registers {
-            let rise = |new: u64, old: u64| i64::try_from(new.saturating_sub(old)).unwrap_or(i64::MAX);
-            let net = rise(registers.1, export_wh) - rise(registers.0, import_wh);
-            self.forecaster.learn(market.slot(self.stepped), net);
-        }
-        self.last_registers = Some(registers);
     }
 
     /// The meter's signed reading of the registers at the end of `interval`,

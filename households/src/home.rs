@@ -318,12 +318,8 @@ fn limit(offers: &mut Vec<PlannedOffer>, limits: &Limits) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategy::tests::TARIFFS;
 
-    const TARIFFS: Tariffs = Tariffs {
-        import_micro_per_kwh: 300_000,
-        feed_in_micro_per_kwh: 80_000,
-        network_fee_micro_per_kwh: 10_000,
-    };
     /// An hour.
     const HOUR_MS: u64 = 3_600_000;
     const BIDDER: Bidder = Bidder { seed: 0, household: 0, ask_per_mille: 300, bid_per_mille: 300 };

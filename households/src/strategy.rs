@@ -79,10 +79,11 @@ pub fn plan(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const TARIFFS: Tariffs = Tariffs {
+    /// Tariffs of the strategy's tests, and of `home`'s.
+    pub(crate) const TARIFFS: Tariffs = Tariffs {
         import_micro_per_kwh: 300_000,
         feed_in_micro_per_kwh: 80_000,
         network_fee_micro_per_kwh: 10_000,

@@ -95,14 +95,34 @@ pub struct EvConfig {
     pub power_w: u64,
 }
 
+/// Why `agent.toml` is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not TOML, an unknown field, a value of the wrong type: the TOML
+    /// error names the field.
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    /// A value no home has.
+    #[error("{field} {problem}")]
+    Value { field: &'static str, problem: String },
+}
+
+fn bad_config(error: ConfigError) -> CommandError {
+    CommandError::BadInput(error.to_string())
+}
+
+fn bad(field: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Value { field, problem: problem.into() }
+}
+
 /// `HH:MM` as minutes of day.
-fn minute_of(field: &str, text: &str) -> Result<u64, CommandError> {
-    let bad = || CommandError::BadInput(format!("{field}: `{text}` is not a time of day HH:MM"));
-    let (hours, minutes) = text.split_once(':').ok_or_else(bad)?;
+fn minute_of(field: &'static str, text: &str) -> Result<u64, ConfigError> {
+    let refused = || bad(field, format!("is `{text}`, not a time of day HH:MM"));
+    let (hours, minutes) = text.split_once(':').ok_or_else(refused)?;
     let (hours, minutes): (u64, u64) =
-        (hours.parse().map_err(|_| bad())?, minutes.parse().map_err(|_| bad())?);
+        (hours.parse().map_err(|_| refused())?, minutes.parse().map_err(|_| refused())?);
     if hours > 23 || minutes > 59 || text.len() != 5 {
-        return Err(bad());
+        return Err(refused());
     }
     Ok(hours * 60 + minutes)
 }
@@ -112,49 +132,56 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<AgentConfig, CommandError> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| CommandError::BadInput(format!("cannot read {}: {error}", path.display())))?;
-        let config: AgentConfig = toml::from_str(&text)
-            .map_err(|error| CommandError::BadInput(format!("{}: {error}", path.display())))?;
-        config.check().map_err(|reason| CommandError::BadInput(format!("{}: {reason}", path.display())))?;
+        AgentConfig::parse(&text)
+            .map_err(|error| CommandError::BadInput(format!("{}: {error}", path.display())))
+    }
+
+    /// Parses and checks a configuration's text.
+    pub fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
+        let config: AgentConfig = toml::from_str(text)?;
+        config.check()?;
         Ok(config)
     }
 
     /// Refuses impossible values, naming the field.
-    pub fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ConfigError> {
         let strategy = &self.strategy;
         if strategy.ask_per_mille > 1_000 {
-            return Err(format!("strategy.ask_per_mille is {}, above 1000", strategy.ask_per_mille));
+            return Err(bad("strategy.ask_per_mille", format!("is {}, above 1000", strategy.ask_per_mille)));
         }
         if strategy.bid_per_mille > 1_000 {
-            return Err(format!("strategy.bid_per_mille is {}, above 1000", strategy.bid_per_mille));
+            return Err(bad("strategy.bid_per_mille", format!("is {}, above 1000", strategy.bid_per_mille)));
         }
         if !(1..=8).contains(&strategy.offers_per_interval) {
-            return Err(format!(
-                "strategy.offers_per_interval is {}, not 1 to 8",
-                strategy.offers_per_interval
-            ));
+            let problem = format!("is {}, not 1 to 8", strategy.offers_per_interval);
+            return Err(bad("strategy.offers_per_interval", problem));
         }
         if let Some(battery) = &self.battery {
-            if battery.capacity_wh == 0 || battery.power_w == 0 {
-                return Err("battery.capacity_wh and battery.power_w must be above 0".into());
+            if battery.capacity_wh == 0 {
+                return Err(bad("battery.capacity_wh", "must be above 0"));
+            }
+            if battery.power_w == 0 {
+                return Err(bad("battery.power_w", "must be above 0"));
             }
             if !(1..=1_000).contains(&battery.efficiency_per_mille) {
-                return Err(format!(
-                    "battery.efficiency_per_mille is {}, not 1 to 1000",
-                    battery.efficiency_per_mille
-                ));
+                let problem = format!("is {}, not 1 to 1000", battery.efficiency_per_mille);
+                return Err(bad("battery.efficiency_per_mille", problem));
             }
             if battery.reserve_wh > battery.capacity_wh {
-                return Err("battery.reserve_wh is above battery.capacity_wh".into());
+                return Err(bad("battery.reserve_wh", "is above battery.capacity_wh"));
             }
             if battery.initial_charge_wh.is_some_and(|charge| charge > battery.capacity_wh) {
-                return Err("battery.initial_charge_wh is above battery.capacity_wh".into());
+                return Err(bad("battery.initial_charge_wh", "is above battery.capacity_wh"));
             }
         }
         if let Some(ev) = &self.ev {
-            minute_of("ev.connected", &ev.connected).map_err(|error| error.to_string())?;
-            minute_of("ev.departure", &ev.departure).map_err(|error| error.to_string())?;
-            if ev.needed_wh == 0 || ev.power_w == 0 {
-                return Err("ev.needed_wh and ev.power_w must be above 0".into());
+            minute_of("ev.connected", &ev.connected)?;
+            minute_of("ev.departure", &ev.departure)?;
+            if ev.needed_wh == 0 {
+                return Err(bad("ev.needed_wh", "must be above 0"));
+            }
+            if ev.power_w == 0 {
+                return Err(bad("ev.power_w", "must be above 0"));
             }
         }
         Ok(())
@@ -166,8 +193,6 @@ impl AgentConfig {
 pub struct AgentState {
     /// The last interval decided for.
     pub decided: u64,
-    /// The last interval whose net export was learned.
-    pub learned: u64,
     pub battery_charge_wh: Option<u64>,
     pub ev_charged_wh: u64,
     pub ev_was_connected: bool,
@@ -345,8 +370,8 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
     });
     let mut ev = match &config.ev {
         Some(ev) => Some(Ev {
-            connected_minute: minute_of("ev.connected", &ev.connected)?,
-            departure_minute: minute_of("ev.departure", &ev.departure)?,
+            connected_minute: minute_of("ev.connected", &ev.connected).map_err(bad_config)?,
+            departure_minute: minute_of("ev.departure", &ev.departure).map_err(bad_config)?,
             needed_wh: ev.needed_wh,
             power_w: ev.power_w,
             charged_wh: state.ev_charged_wh,
@@ -403,9 +428,8 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
                 ev.as_mut(),
             );
             let decision = offer(wallet, &step, attestation, account_keypair.as_ref(), genesis)?;
-            report(out, args.agent.json, &decision, &step, battery.as_ref(), start_ms, community.currency())?;
+            report(out, args.agent.json, &decision, battery.as_ref(), start_ms, community.currency())?;
             state.decided = target;
-            state.learned = learned;
             state.battery_charge_wh = battery.map(|battery| battery.charge_wh);
             state.ev_charged_wh = ev.map_or(0, |ev| ev.charged_wh);
             state.ev_was_connected = ev.is_some_and(|ev| ev.was_connected);
@@ -505,7 +529,6 @@ fn report(
     out: &mut dyn Write,
     json: bool,
     decision: &Decision,
-    step: &Step,
     battery: Option<&Battery>,
     start_ms: u64,
     currency: &str,
@@ -521,17 +544,17 @@ fn report(
         "Interval {} (from {}): forecast {} kWh",
         decision.interval,
         format_utc(start_ms),
-        signed_kwh(step.forecast_wh)
+        signed_kwh(decision.forecast_wh)
     );
     if let Some(battery) = battery {
         line.push_str(&format!(
             "; battery {} kWh (holds {} kWh)",
-            signed_kwh(step.battery_wh),
+            signed_kwh(decision.battery_wh),
             format_kwh(battery.charge_wh)
         ));
     }
-    if step.ev_wh > 0 {
-        line.push_str(&format!("; EV {} kWh", format_kwh(step.ev_wh)));
+    if decision.ev_wh > 0 {
+        line.push_str(&format!("; EV {} kWh", format_kwh(decision.ev_wh)));
     }
     if decision.offers.is_empty() {
         line.push_str("; no offer");
@@ -553,7 +576,7 @@ fn report(
 
 /// What the account's latest settled bills came to, and what the same
 /// metered energy would have at the grid tariffs alone.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Savings {
     pub intervals: u64,
     pub bills_nano: i128,
@@ -662,17 +685,11 @@ mod tests {
 
     use super::*;
 
-    fn parse(text: &str) -> Result<AgentConfig, String> {
-        let config: AgentConfig = toml::from_str(text).map_err(|error| error.to_string())?;
-        config.check()?;
-        Ok(config)
-    }
-
     #[test]
     fn a_config_with_an_unknown_field_or_an_impossible_value_is_refused_with_the_field_named() {
         let good = "account = \"home\"\n[battery]\ncapacity_wh = 10000\npower_w = 5000\n\
                     [ev]\nconnected = \"18:00\"\ndeparture = \"07:30\"\nneeded_wh = 12000\npower_w = 11000\n";
-        let config = parse(good).unwrap();
+        let config = AgentConfig::parse(good).unwrap();
         assert_eq!(config.strategy, StrategyConfig::default());
         assert_eq!(config.battery.unwrap().efficiency_per_mille, 900);
         for (text, field) in [
@@ -699,7 +716,7 @@ mod tests {
             ("[strategy]\nask_per_mille = 3\n", "account"),
             ("account = \"home\"\n[battery]\ncapacity_wh = -5\npower_w = 5\n", "capacity_wh"),
         ] {
-            let error = parse(text).unwrap_err();
+            let error = AgentConfig::parse(text).unwrap_err().to_string();
             assert!(error.contains(field), "{text}: {error}");
         }
     }

@@ -10,41 +10,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{DevNode, Gridshare, Household, PASSPHRASE, poll};
+use common::{DevNode, Gridshare, Household, P1Port, PASSPHRASE, poll};
 use gridshare_api::client::Client;
 use gridshare_cli::gateway::p1::telegram;
-use gridshare_ledger::genesis::Genesis;
 
 /// Export grows this much every interval.
 const SURPLUS_WH: u64 = 100;
-
-/// A meter whose export register grows `SURPLUS_WH` per interval of
-/// `genesis`, a telegram every 200 ms to whoever connects, until `stop`.
-fn serve_p1(listener: TcpListener, genesis: Genesis, stop: Arc<AtomicBool>) {
-    listener.set_nonblocking(true).unwrap();
-    let mut clients = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        if let Ok((stream, _)) = listener.accept() {
-            stream.set_nonblocking(false).unwrap();
-            clients.push(stream);
-        }
-        let now = u64::try_from(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
-        )
-        .unwrap();
-        let export_wh = 50_000 + SURPLUS_WH * genesis.interval_at(now);
-        let bytes = telegram([700_000, 0], [export_wh, 0]);
-        clients.retain_mut(|client| client.write_all(&bytes).is_ok());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn an_agent_left_alone_sells_the_surplus_it_learned_from_the_meter() {
@@ -57,17 +32,18 @@ fn an_agent_left_alone_sells_the_surplus_it_learned_from_the_meter() {
 
     // The gateway, reading the meter.
     let genesis = api.community().unwrap().genesis;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = format!("tcp://{}", listener.local_addr().unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let serving = {
-        let (genesis, stop) = (genesis.clone(), stop.clone());
-        std::thread::spawn(move || serve_p1(listener, genesis, stop))
+    // A meter whose export register grows SURPLUS_WH every interval.
+    let port = {
+        let genesis = genesis.clone();
+        P1Port::serve(Duration::from_millis(200), move |now_ms| {
+            let export_wh = 50_000 + SURPLUS_WH * genesis.interval_at(now_ms);
+            Some(telegram([700_000, 0], [export_wh, 0]))
+        })
     };
     let gateway_log = dir.path().join("gateway.log");
     let log_file = std::fs::File::create(&gateway_log).unwrap();
     let mut gateway_run = gateway
-        .command(&["meter", "run", "--p1", &port])
+        .command(&["meter", "run", "--p1", &port.address])
         .stdout(log_file.try_clone().unwrap())
         .stderr(log_file)
         .spawn()
@@ -122,8 +98,7 @@ fn an_agent_left_alone_sells_the_surplus_it_learned_from_the_meter() {
     assert!(output.status.success(), "{}", common::text(&output.stderr));
     gateway_run.kill().unwrap();
     gateway_run.wait().unwrap();
-    stop.store(true, Ordering::Relaxed);
-    serving.join().unwrap();
+    drop(port);
 
     // Four intervals in a row, each forecast at the surplus the meter
     // measured, and sold: every offer admitted, none beyond the surplus.

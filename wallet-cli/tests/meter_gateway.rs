@@ -12,14 +12,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{DevNode, Household, PASSPHRASE, poll};
+use common::{DevNode, Household, P1Port, PASSPHRASE, now_ms, poll};
 use gridshare_api::SpanQuery;
 use gridshare_api::client::Client;
 use gridshare_cli::gateway::p1::{crc16, telegram};
@@ -32,11 +29,6 @@ use gridshare_ledger::tx::Tx;
 /// `i + 1`'s first): import and export, tariffs 1 and 2, in Wh.
 fn served(i: u64) -> ([u64; 2], [u64; 2]) {
     ([1_000_000 + 250 * i, 500_000 + 100 * i], [20_000 + 50 * i, 7])
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
-        .unwrap()
 }
 
 /// What the port sends `n` telegram periods into an interval's first half
@@ -74,37 +66,23 @@ fn first_half(n: u64, i: u64) -> Vec<u8> {
     }
 }
 
-/// Serves the P1 port on `listener` until `stop`: a telegram every 100 ms,
-/// the registers of the interval half an interval ago; broken ones in each
+/// What the P1 port serves at `now_ms`: a telegram every 100 ms, the
+/// registers of the interval half an interval ago; broken ones in each
 /// first half; and, during interval `outage`, no port at all (connections
 /// are closed as soon as they are made).
-fn serve_p1(listener: TcpListener, genesis: Genesis, outage: u64, stop: Arc<AtomicBool>) {
+fn served_at(genesis: &Genesis, outage: u64, now_ms: u64) -> Option<Vec<u8>> {
     let length_ms = genesis.market.interval_length_ms;
-    listener.set_nonblocking(true).unwrap();
-    let mut connection: Option<TcpStream> = None;
-    while !stop.load(Ordering::Relaxed) {
-        if let Ok((stream, _)) = listener.accept() {
-            stream.set_nonblocking(false).unwrap();
-            connection = Some(stream);
-        }
-        let now = now_ms();
-        let interval = genesis.interval_at(now);
-        if interval == outage {
-            connection = None;
-        } else if let Some(stream) = connection.as_mut() {
-            let phase_ms = (now - genesis.genesis_time_ms) % length_ms;
-            let bytes = if phase_ms < length_ms / 2 {
-                first_half(phase_ms / 100, interval - 1)
-            } else {
-                let (import, export) = served(interval);
-                telegram(import, export)
-            };
-            if stream.write_all(&bytes).is_err() {
-                connection = None;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let interval = genesis.interval_at(now_ms);
+    if interval == outage {
+        return None;
     }
+    let phase_ms = (now_ms - genesis.genesis_time_ms) % length_ms;
+    Some(if phase_ms < length_ms / 2 {
+        first_half(phase_ms / 100, interval - 1)
+    } else {
+        let (import, export) = served(interval);
+        telegram(import, export)
+    })
 }
 
 /// The meter readings of `meter` in the node's blocks, by interval.
@@ -168,13 +146,10 @@ fn a_gateway_signs_the_registers_of_each_interval_end_and_nothing_a_broken_teleg
 
     let genesis = api.community().unwrap().genesis;
     let length_ms = genesis.market.interval_length_ms;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = format!("tcp://{}", listener.local_addr().unwrap());
     let outage = genesis.interval_at(now_ms()) + 3;
-    let stop = Arc::new(AtomicBool::new(false));
-    let serving = {
-        let (genesis, stop) = (genesis.clone(), stop.clone());
-        std::thread::spawn(move || serve_p1(listener, genesis, outage, stop))
+    let port = {
+        let genesis = genesis.clone();
+        P1Port::serve(Duration::from_millis(100), move |now_ms| served_at(&genesis, outage, now_ms))
     };
 
     let passphrase_file = dir.path().join("passphrase");
@@ -185,7 +160,7 @@ fn a_gateway_signs_the_registers_of_each_interval_end_and_nothing_a_broken_teleg
             "meter",
             "run",
             "--p1",
-            &port,
+            &port.address,
             "--passphrase-file",
             passphrase_file.to_str().unwrap(),
             "--intervals",
@@ -203,8 +178,7 @@ fn a_gateway_signs_the_registers_of_each_interval_end_and_nothing_a_broken_teleg
     let status = run.wait().unwrap();
     let mut log = String::new();
     std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut log).unwrap();
-    stop.store(true, Ordering::Relaxed);
-    serving.join().unwrap();
+    drop(port);
     assert!(status.success(), "{log}");
 
     // One line per interval end, in order; the outage's interval has no

@@ -22,6 +22,16 @@ use super::{
 use crate::index::{IndexError, Location};
 use crate::node::{Client, View};
 
+/// The block at `height` the index named, read with `block`.
+fn stored(
+    block: impl FnOnce(u64) -> Result<Option<CertifiedBlock>, StoreError>,
+    height: u64,
+) -> Result<CertifiedBlock, ApiError> {
+    block(height)
+        .map_err(storage)?
+        .ok_or_else(|| storage(format!("the index names block {height}, which is not stored")))
+}
+
 /// Reads the receipt at a location with `block`, the store's or a
 /// reader's.
 fn receipt_at(
@@ -29,9 +39,7 @@ fn receipt_at(
     height: u64,
     index: u32,
 ) -> Result<(CertifiedBlock, Receipt), ApiError> {
-    let block = block(height)
-        .map_err(storage)?
-        .ok_or_else(|| storage(format!("the index names block {height}, which is not stored")))?;
+    let block = stored(block, height)?;
     let receipt = usize::try_from(index)
         .ok()
         .and_then(|index| block.block.receipts.get(index))
@@ -258,17 +266,14 @@ pub(super) async fn readings(
     let body = off_loop(move || {
         let mut readings = Vec::with_capacity(found.len());
         for (interval, found) in found {
-            let block = reader.block(found.height).map_err(storage)?.ok_or_else(|| {
-                storage(format!("the index names block {}, which is not stored", found.height))
-            })?;
+            let block = stored(|height| reader.block(height), found.height)?;
             let tx = usize::try_from(found.index).ok().and_then(|index| block.block.transactions.get(index));
-            let Some(Tx::MeterReading(reading)) = tx.map(|tx| &tx.tx) else {
+            let Some((Tx::MeterReading(reading), signature)) = tx.map(|tx| (&tx.tx, tx.signature)) else {
                 return Err(storage(format!(
                     "the index names no reading of interval {interval} in block {}",
                     found.height
                 )));
             };
-            let signature = tx.map(|tx| tx.signature).ok_or_else(|| storage("no transaction"))?;
             readings.push(SignedReading::of(&SignedMeterReading { reading: *reading, signature }));
         }
         Ok(MeterReadings { meter: key, readings })

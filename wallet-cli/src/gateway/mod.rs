@@ -246,7 +246,8 @@ pub fn meter_run(wallet: &Wallet, args: &MeterRunArgs, out: &mut dyn Write) -> R
 }
 
 /// Submits a signed reading: back with the time to send it again if the
-/// node could not be reached, `None` once the node answered either way.
+/// node could not be reached or was busy, `None` once it admitted or
+/// refused it.
 fn send(
     wallet: &Wallet,
     tx: SignedTx,
@@ -257,32 +258,37 @@ fn send(
         Tx::MeterReading(reading) => reading.interval,
         _ => 0,
     };
-    match wallet.submit(tx.clone()) {
-        Ok(submitted) => {
-            match &submitted.outcome {
-                Submission::Admitted { .. } => {}
-                Submission::Refused { code, message, .. } => {
-                    log(&format!("the node refused the reading for interval {interval}: {message} ({code})"));
-                }
-            }
-            if json {
-                let mut answer = submitted.to_json();
-                answer["interval"] = interval.into();
-                write_json(out, &serde_json::json!({ "submitted": answer }))?;
-                out.flush()?;
-            }
-            Ok(None)
+    let submitted = match wallet.submit(tx.clone()) {
+        // Busy (429) or away: the same reading goes again later.
+        Ok(submitted) if matches!(submitted.outcome, Submission::Refused { status: 429, .. }) => {
+            Err(format!("the node is busy: {}", submitted.outcome.refusal_code().unwrap_or("429")))
         }
-        Err(error) => {
+        Err(CommandError::Node(error)) if error.is_transient() => Err(error.to_string()),
+        Ok(submitted) => Ok(submitted),
+        Err(error) => return Err(error),
+    };
+    let submitted = match submitted {
+        Ok(submitted) => submitted,
+        Err(why) => {
             log(&format!(
-                "cannot reach the node for the reading of interval {interval}: {error}; sending it again in {} s",
+                "the reading of interval {interval} did not reach the node ({why}); sending it again in {} s",
                 RESEND_PAUSE.as_secs()
             ));
             let resend_ms =
                 now_ms().saturating_add(u64::try_from(RESEND_PAUSE.as_millis()).unwrap_or(u64::MAX));
-            Ok(Some((tx, resend_ms)))
+            return Ok(Some((tx, resend_ms)));
         }
+    };
+    if let Submission::Refused { code, message, .. } = &submitted.outcome {
+        log(&format!("the node refused the reading for interval {interval}: {message} ({code})"));
     }
+    if json {
+        let mut answer = submitted.to_json();
+        answer["interval"] = interval.into();
+        write_json(out, &serde_json::json!({ "submitted": answer }))?;
+        out.flush()?;
+    }
+    Ok(None)
 }
 
 /// One line to standard error, for the logs.

@@ -89,22 +89,32 @@ pub enum P1Port {
     Serial(PathBuf),
 }
 
-impl std::str::FromStr for P1Port {
-    type Err = String;
+/// Why a `--p1` value names no port.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum P1PortError {
+    #[error("`{0}` is not tcp://HOST:PORT")]
+    BadAddress(String),
+    #[error("`{0}` is neither tcp://HOST:PORT nor a serial device such as /dev/ttyUSB0")]
+    Unknown(String),
+}
 
-    fn from_str(text: &str) -> Result<P1Port, String> {
+impl std::str::FromStr for P1Port {
+    type Err = P1PortError;
+
+    fn from_str(text: &str) -> Result<P1Port, P1PortError> {
         if let Some(address) = text.strip_prefix("tcp://") {
-            let (host, port) =
-                address.rsplit_once(':').ok_or_else(|| format!("`{text}` names no port: tcp://HOST:PORT"))?;
-            if host.is_empty() || port.parse::<u16>().is_err() {
-                return Err(format!("`{text}` is not tcp://HOST:PORT"));
+            let valid = address
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !valid {
+                return Err(P1PortError::BadAddress(text.to_string()));
             }
             return Ok(P1Port::Tcp(address.to_string()));
         }
         if text.starts_with('/') {
             return Ok(P1Port::Serial(PathBuf::from(text)));
         }
-        Err(format!("`{text}` is neither tcp://HOST:PORT nor a serial device such as /dev/ttyUSB0"))
+        Err(P1PortError::Unknown(text.to_string()))
     }
 }
 

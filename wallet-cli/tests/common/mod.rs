@@ -4,8 +4,11 @@
 #![allow(dead_code)] // Each test binary uses its own part of it.
 
 use std::io::Write;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gridshare_api::client::Client;
@@ -173,5 +176,57 @@ impl Household {
         let api = Client::new(&node.api).unwrap();
         poll("the meter's registration", Duration::from_secs(30), node, || api.meter(&meter).unwrap());
         Household { keys, gateway, meter }
+    }
+}
+
+/// The system clock in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
+        .unwrap()
+}
+
+/// A P1 port on loopback, as a dongle serves one: every `period` it writes
+/// what `telegram(now_ms)` gives to each connection (`None`: no meter, and
+/// connections are closed as they come), until it is dropped.
+pub(crate) struct P1Port {
+    /// `tcp://127.0.0.1:PORT`.
+    pub(crate) address: String,
+    stop: Option<mpsc::Sender<()>>,
+    serving: Option<JoinHandle<()>>,
+}
+
+impl P1Port {
+    pub(crate) fn serve(
+        period: Duration,
+        mut telegram: impl FnMut(u64) -> Option<Vec<u8>> + Send + 'static,
+    ) -> P1Port {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = format!("tcp://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = mpsc::channel::<()>();
+        let serving = std::thread::spawn(move || {
+            let mut clients: Vec<TcpStream> = Vec::new();
+            // Each wait for the stop lasts the meter's period at most.
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
+                while let Ok((stream, _)) = listener.accept() {
+                    stream.set_nonblocking(false).unwrap();
+                    clients.push(stream);
+                }
+                match telegram(now_ms()) {
+                    Some(bytes) => clients.retain_mut(|client| client.write_all(&bytes).is_ok()),
+                    None => clients.clear(),
+                }
+            }
+        });
+        P1Port { address, stop: Some(stop), serving: Some(serving) }
+    }
+}
+
+impl Drop for P1Port {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(serving) = self.serving.take() {
+            let _ = serving.join();
+        }
     }
 }
