@@ -14,12 +14,15 @@
 //! nonces (which only the node knows, its mempool included) stay with the
 //! caller.
 
+use std::collections::BTreeMap;
+
+use gridshare_ledger::genesis::grid_only_nano;
 use gridshare_ledger::ids::{Keypair, PublicKey};
 use gridshare_ledger::tx::{MeterReading, Offer, SignedMeterReading};
 
-use crate::home::{Forecaster, Limits, Situation, decide};
-use crate::market::Market;
-use crate::profile::Household;
+use crate::home::{Battery, Ev, Forecaster, Limits, Situation, decide};
+use crate::market::{Market, Tariffs};
+use crate::profile::{Dispatch, Flows, Household};
 use crate::strategy::{Bidder, PlannedOffer};
 
 /// Offers are made for an interval whose gate closes at least this long
@@ -69,11 +72,76 @@ impl Offers {
     }
 }
 
-/// One household's agent: its physics and what it last reported and
-/// offered.
+/// What a household's battery and EV, as its agent planned them, did to
+/// what its energy is worth at the grid tariffs alone, against the same
+/// home with no battery and its EV charging at full power from arrival.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flexibility {
+    pub batteries: u32,
+    pub evs: u32,
+    /// Σ over the intervals lived through of `grid_only_nano` of the
+    /// metered net export (negative: the home paid).
+    pub grid_only_nano: i128,
+    /// The same for the home without its flexibility.
+    pub baseline_grid_only_nano: i128,
+    /// How much more the battery holds than when it started (negative:
+    /// less).
+    pub battery_change_wh: i64,
+    /// What the EV drew charging on arrival beyond what the agent's plan
+    /// drew so far (negative: the plan drew more): charging still owed.
+    pub ev_owed_wh: i64,
+    /// What the end state is worth at the grid tariffs: the battery's
+    /// change (`grid_only_nano`: more at the feed-in tariff, less at the
+    /// import tariff) and the EV's charging still owed, as an import.
+    pub end_state_nano: i128,
+    /// What EVs still needed when they left: a plan not carried out.
+    pub ev_short_wh: u64,
+}
+
+impl Flexibility {
+    /// What the plans saved against the baseline, the end state counted,
+    /// in nano-currency.
+    pub fn saved_nano(&self) -> i128 {
+        self.grid_only_nano + self.end_state_nano - self.baseline_grid_only_nano
+    }
+
+    /// The sum of two households' figures.
+    pub fn add(&mut self, other: &Flexibility) {
+        self.batteries += other.batteries;
+        self.evs += other.evs;
+        self.grid_only_nano += other.grid_only_nano;
+        self.baseline_grid_only_nano += other.baseline_grid_only_nano;
+        self.battery_change_wh += other.battery_change_wh;
+        self.ev_owed_wh += other.ev_owed_wh;
+        self.end_state_nano += other.end_state_nano;
+        self.ev_short_wh += other.ev_short_wh;
+    }
+
+    fn count(&mut self, flows: &Flows, tariffs: &Tariffs) {
+        self.grid_only_nano += worth(flows.net_export_wh(), tariffs);
+        self.baseline_grid_only_nano += worth(flows.baseline_net_export_wh, tariffs);
+        let baseline_ev_wh = flows.inflexible_net_export_wh() - flows.baseline_net_export_wh;
+        self.ev_owed_wh += baseline_ev_wh - i64::try_from(flows.ev_wh).unwrap_or(i64::MAX);
+    }
+}
+
+/// `net_export_wh` at the grid tariffs alone (`genesis::grid_only_nano`).
+fn worth(net_export_wh: i64, tariffs: &Tariffs) -> i128 {
+    grid_only_nano(net_export_wh, tariffs.feed_in_micro_per_kwh, tariffs.import_micro_per_kwh)
+}
+
+/// One household's agent: its physics, its model of its battery and EV,
+/// and what it last reported, planned and offered.
 #[derive(Clone, Debug)]
 pub struct Agent {
     pub household: Household,
+    /// The battery and the EV as the agent plans them (it assumes they do
+    /// what it planned, as a real agent does: docs/AGENT.md).
+    battery: Option<Battery>,
+    ev: Option<Ev>,
+    /// What it planned for the intervals it has not lived through yet.
+    planned: BTreeMap<u64, Dispatch>,
+    flexibility: Flexibility,
     /// Whether the first wake-up (and its reading at zero) happened.
     started: bool,
     /// The next interval the household has not lived through yet.
@@ -95,6 +163,11 @@ impl Agent {
     /// The agent of `household`, before trading starts at the market's first
     /// interval.
     pub fn new(household: Household, market: &Market) -> Agent {
+        let flexibility = Flexibility {
+            batteries: u32::from(household.battery.is_some()),
+            evs: u32::from(household.ev.is_some()),
+            ..Flexibility::default()
+        };
         Agent {
             started: false,
             stepped: market.first_interval,
@@ -102,6 +175,10 @@ impl Agent {
             offered: 0,
             unreported_from: None,
             forecaster: Forecaster::new(market.simulation.day_slots),
+            battery: household.battery,
+            ev: household.ev,
+            planned: BTreeMap::new(),
+            flexibility,
             household,
         }
     }
@@ -128,11 +205,27 @@ impl Agent {
         self.forecaster.mean_absolute_error_wh()
     }
 
+    /// What its battery and EV did so far, if it has either, the end
+    /// state valued at `tariffs`.
+    pub fn flexibility(&self, tariffs: &Tariffs) -> Option<Flexibility> {
+        let charge = |battery: Option<Battery>| {
+            i64::try_from(battery.map_or(0, |battery| battery.charge_wh)).unwrap_or(i64::MAX)
+        };
+        let battery_change_wh = charge(self.household.battery) - charge(self.household.traits.battery());
+        let end_state_nano = worth(battery_change_wh, tariffs) + worth(-self.flexibility.ev_owed_wh, tariffs);
+        (self.flexibility.batteries + self.flexibility.evs > 0).then_some(Flexibility {
+            battery_change_wh,
+            end_state_nano,
+            ..self.flexibility
+        })
+    }
+
     /// What to do at `now_ms`. The first wake-up reads the meter (at zero)
     /// for the intervals before trading it has not reported; each later one
     /// lives through the intervals that ended, reads the meter for each of
     /// them, and offers the forecast surplus or deficit of the next interval
-    /// still open (once per interval). `meter` signs the readings.
+    /// still open (once per interval), planning its battery and EV for it.
+    /// `meter` signs the readings.
     pub fn decide(&mut self, market: &Market, meter: &Keypair, now_ms: u64) -> Decision {
         let genesis = &market.genesis;
         let mut readings = Vec::new();
@@ -155,9 +248,13 @@ impl Agent {
         // lives through every one of them all the same.
         let read_from = ended.saturating_sub(UNREPORTED_MAX);
         while self.stepped < ended {
-            // What crossed the meter: what its registers rose by.
-            let flows = self.household.step(&market.simulation, market.slot(self.stepped));
-            self.forecaster.learn(market.slot(self.stepped), flows.net_export_wh());
+            // What crossed the meter: what its registers rose by, with the
+            // battery and the EV doing what was planned.
+            let slot = market.slot(self.stepped);
+            let dispatch = self.planned.remove(&self.stepped).unwrap_or_default();
+            let flows = self.household.step(&market.simulation, slot, dispatch);
+            self.forecaster.learn(slot, flows.inflexible_net_export_wh());
+            self.flexibility.count(&flows, &market.tariffs);
             if self.stepped >= read_from {
                 readings.push(self.read(market, meter, self.stepped));
             }
@@ -178,19 +275,31 @@ impl Agent {
                 ask_per_mille: self.household.traits.ask_per_mille,
                 bid_per_mille: self.household.traits.bid_per_mille,
             };
-            // The battery and the EV are the simulation's (it dispatches
-            // them); the ledger bounds the offers by the meter.
+            // Simulated time: an interval is a slot of the simulated day.
+            // The ledger bounds the offers by the meter.
+            let simulation = &market.simulation;
+            let minute = simulation.start_minute(market.slot(target));
             let situation = Situation {
                 interval: target,
-                interval_ms: genesis.market.interval_length_ms,
-                minute: 0,
+                interval_ms: simulation.slot_ms(),
+                minute,
                 forecast_wh: self.forecaster.forecast_wh(market.slot(target)),
                 tariffs: market.tariffs,
                 last_price_micro_per_kwh: None,
                 limits: Limits { import_wh_max: u64::MAX, export_wh_max: u64::MAX, budget_nano: i128::MAX },
             };
-            let planned = decide(&situation, &bidder, market.offers_per_interval, None, None).offers;
-            offers = Some(Offers { interval: target, attestation, planned });
+            if let Some(short_wh) = self.ev.and_then(|ev| ev.short_at_departure_wh(minute)) {
+                self.flexibility.ev_short_wh += short_wh;
+            }
+            let step = decide(
+                &situation,
+                &bidder,
+                market.offers_per_interval,
+                self.battery.as_mut(),
+                self.ev.as_mut(),
+            );
+            self.planned.insert(target, Dispatch { battery_wh: step.battery_wh, ev_wh: step.ev_wh });
+            offers = Some(Offers { interval: target, attestation, planned: step.offers });
             self.offered = target;
         }
         Decision { readings, offers, finished: false, wake_ms }
@@ -350,6 +459,34 @@ mod tests {
         // The next interval learned is compared with that forecast.
         agent.decide(&market, &meter, T0 + 7_100);
         assert!(agent.forecast_error_wh().is_some());
+    }
+
+    #[test]
+    fn its_battery_does_what_it_planned_and_saves_against_none() {
+        // A simulated day and a half from noon, one wake-up per interval.
+        let market = market(5, 40);
+        let meter = derived_key(3, 4, 0);
+        let traits =
+            Traits { battery_capacity_wh: 10_000, battery_power_w: 3_000, ..sunny_household().traits };
+        let mut agent = Agent::new(Household::new(0, traits), &market);
+        let mut battery_used = false;
+        for step in 0..37 {
+            let decision = agent.decide(&market, &meter, T0 + 5_100 + 1_000 * step);
+            battery_used |= agent.planned.values().any(|dispatch| dispatch.battery_wh != 0);
+            if decision.finished {
+                break;
+            }
+        }
+        assert!(battery_used);
+        // Every plan was lived through, and the battery is where the plans
+        // said it would be.
+        assert!(agent.planned.is_empty(), "{:?}", agent.planned);
+        assert_eq!(agent.battery, agent.household.battery);
+        let flexibility = agent.flexibility(&market.tariffs).unwrap();
+        assert_eq!((flexibility.batteries, flexibility.evs), (1, 0));
+        assert!(flexibility.saved_nano() > 0, "{flexibility:?}");
+        // A home without a battery or an EV has no such figure.
+        assert_eq!(Agent::new(sunny_household(), &market).flexibility(&market.tariffs), None);
     }
 
     #[test]

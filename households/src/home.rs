@@ -172,11 +172,35 @@ pub struct Ev {
 }
 
 impl Ev {
+    /// Whether it is connected at `minute` of day.
+    pub fn is_connected(&self, minute: u64) -> bool {
+        let (from, to) = (self.connected_minute, self.departure_minute);
+        if from <= to { (from..to).contains(&minute) } else { minute >= from || minute < to }
+    }
+
     /// Minutes from `minute` to departure, if connected at `minute`.
     fn minutes_left(&self, minute: u64) -> Option<u64> {
-        let (from, to) = (self.connected_minute, self.departure_minute);
-        let connected = if from <= to { (from..to).contains(&minute) } else { minute >= from || minute < to };
-        connected.then(|| (to + 1_440 - minute) % 1_440)
+        self.is_connected(minute).then(|| (self.departure_minute + 1_440 - minute) % 1_440)
+    }
+
+    /// What it would draw in the interval of `interval_ms` starting at
+    /// `minute` charging at full power from arrival until it has what it
+    /// needs: an EV without an agent, the baseline its plan is measured
+    /// against.
+    pub fn on_arrival_wh(&self, minute: u64, interval_ms: u64) -> u64 {
+        if !self.is_connected(minute) {
+            return 0;
+        }
+        let since_ms = (minute + 1_440 - self.connected_minute) % 1_440 * 60_000;
+        let before = energy_wh(self.power_w, since_ms).min(self.needed_wh);
+        energy_wh(self.power_w, interval_ms).min(self.needed_wh - before)
+    }
+
+    /// What it still needed when it left, if it leaves by `minute` after
+    /// having been connected: a plan that was not carried out in full.
+    pub fn short_at_departure_wh(&self, minute: u64) -> Option<u64> {
+        (self.was_connected && !self.is_connected(minute))
+            .then(|| self.needed_wh.saturating_sub(self.charged_wh))
     }
 
     /// What it must and what it may draw in the interval starting at

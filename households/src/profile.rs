@@ -1,7 +1,8 @@
-//! Seeded household profiles: rooftop PV under sunny and cloudy days, load
-//! with morning and evening peaks, home batteries that store midday surplus
-//! for the evening and EVs charged at noon under PV or in the evening
-//! without. One simulated day is `day_intervals` intervals, so a run of a
+//! Seeded household physics: rooftop PV under sunny and cloudy days, load
+//! with morning and evening peaks, and the home batteries and EVs, which do
+//! what each household's agent planned (`home::decide`) within their power
+//! and charge, home at midday with PV or overnight without. One simulated
+//! day is `day_intervals` intervals, so a run of a
 //! few minutes shows a day's shape. Integer arithmetic only (Wh, W, per
 //! mille), and every random draw is a function of (seed, household, slot,
 //! stream), so a household that misses an interval does not shift what
@@ -9,6 +10,7 @@
 
 use gridshare_ledger::testkit::SplitMix64;
 
+use crate::home::{Battery, Ev, energy_wh};
 use crate::market::ProfileMix;
 
 /// Minutes in a day.
@@ -24,7 +26,8 @@ const STREAM_TRAITS: u64 = 4;
 const STREAM_WEATHER: u64 = 5;
 const STREAM_CLOUDS: u64 = 6;
 const STREAM_LOAD: u64 = 7;
-const STREAM_EV_DAY: u64 = 8;
+/// A simulated battery's round-trip efficiency.
+const BATTERY_EFFICIENCY_PER_MILLE: u64 = 900;
 /// Shared by every household: the weather.
 const COMMUNITY: u64 = u64::MAX;
 
@@ -76,6 +79,33 @@ impl Traits {
 
     pub fn has_ev(&self) -> bool {
         self.ev_daily_wh > 0
+    }
+
+    /// Its battery, half full, as its agent models it too: 90 % round
+    /// trip, a tenth kept in reserve.
+    pub fn battery(&self) -> Option<Battery> {
+        self.has_battery().then_some(Battery {
+            capacity_wh: self.battery_capacity_wh,
+            power_w: self.battery_power_w,
+            efficiency_per_mille: BATTERY_EFFICIENCY_PER_MILLE,
+            reserve_wh: self.battery_capacity_wh / 10,
+            charge_wh: self.battery_capacity_wh / 2,
+        })
+    }
+
+    /// Its EV, needing its daily energy by departure: home at midday with
+    /// PV (09:00 to 16:00), else overnight (18:00 to 07:00).
+    pub fn ev(&self) -> Option<Ev> {
+        let (connected_minute, departure_minute) =
+            if self.has_pv() { (9 * 60, 16 * 60) } else { (18 * 60, 7 * 60) };
+        self.has_ev().then_some(Ev {
+            connected_minute,
+            departure_minute,
+            needed_wh: self.ev_daily_wh,
+            power_w: self.ev_power_w,
+            charged_wh: 0,
+            was_connected: false,
+        })
     }
 }
 
@@ -151,6 +181,16 @@ impl Simulation {
         DAY_MINUTES / self.day_slots
     }
 
+    /// How long one slot lasts in the simulated day.
+    pub fn slot_ms(&self) -> u64 {
+        self.slot_minutes() * 60_000
+    }
+
+    /// The minute of day `slot` starts at.
+    pub fn start_minute(&self, slot: u64) -> u64 {
+        (slot % self.day_slots) * self.slot_minutes()
+    }
+
     /// The energy of `power_w` sustained over one slot.
     pub fn slot_energy_wh(&self, power_w: u64) -> u64 {
         power_w * self.slot_minutes() / 60
@@ -201,75 +241,75 @@ impl Simulation {
         load
     }
 
-    /// The EV's charging window: at noon under one's own PV, else the evening.
-    fn ev_window(traits: &Traits) -> std::ops::Range<u64> {
-        if traits.has_pv() { 10 * 60..15 * 60 } else { 18 * 60..23 * 60 }
-    }
-
-    /// EV charging energy in `slot`: the day's need spread over the window's
-    /// slots, at most the charger's power; none on days without driving.
-    fn ev_wh(&self, household: u32, traits: &Traits, slot: u64) -> u64 {
-        if !traits.has_ev() {
-            return 0;
-        }
-        let (day, minute) = self.time_of(slot);
-        let window = Simulation::ev_window(traits);
-        // Five driving days in seven.
-        if !window.contains(&minute) || draw(&[self.seed, STREAM_EV_DAY, u64::from(household), day]) % 7 >= 5
-        {
-            return 0;
-        }
-        let window_slots = (0..self.day_slots)
-            .filter(|slot| window.contains(&(slot * self.slot_minutes() + self.slot_minutes() / 2)))
-            .count() as u64;
-        (traits.ev_daily_wh / window_slots.max(1)).min(self.slot_energy_wh(traits.ev_power_w))
-    }
-
-    /// PV and load (EV included) of household `household` in `slot`, in Wh:
-    /// the actual values, or the forecast (the day's weather and habits
-    /// without the slot's clouds and noise).
-    pub fn pv_and_load_wh(&self, household: u32, traits: &Traits, slot: u64, forecast: bool) -> (u64, u64) {
+    /// PV output and household load (without the EV) of household
+    /// `household` in `slot`, in Wh.
+    pub fn pv_and_load_wh(&self, household: u32, traits: &Traits, slot: u64) -> (u64, u64) {
         let (day, minute) = self.time_of(slot);
         let (cloudy, weather) = self.weather(day);
-        let mut pv_w = traits.pv_peak_w * Simulation::sun_per_mille(minute) / 1_000 * weather / 1_000;
-        let mut load_w = Simulation::expected_load_w(traits, minute);
-        if !forecast {
-            let spread = if cloudy { 350 } else { 50 };
-            let clouds =
-                between(draw(&[self.seed, STREAM_CLOUDS, u64::from(household), slot]), 0, 2 * spread);
-            pv_w = (pv_w * (1_000 - spread + clouds) / 1_000).min(traits.pv_peak_w);
-            let noise = between(draw(&[self.seed, STREAM_LOAD, u64::from(household), slot]), 850, 1_150);
-            load_w = load_w * noise / 1_000;
-        }
-        let ev_wh = self.ev_wh(household, traits, slot);
-        (self.slot_energy_wh(pv_w), self.slot_energy_wh(load_w) + ev_wh)
+        let pv_w = traits.pv_peak_w * Simulation::sun_per_mille(minute) / 1_000 * weather / 1_000;
+        let spread = if cloudy { 350 } else { 50 };
+        let clouds = between(draw(&[self.seed, STREAM_CLOUDS, u64::from(household), slot]), 0, 2 * spread);
+        let pv_w = (pv_w * (1_000 - spread + clouds) / 1_000).min(traits.pv_peak_w);
+        let noise = between(draw(&[self.seed, STREAM_LOAD, u64::from(household), slot]), 850, 1_150);
+        let load_w = Simulation::expected_load_w(traits, minute) * noise / 1_000;
+        (self.slot_energy_wh(pv_w), self.slot_energy_wh(load_w))
     }
 }
 
-/// The energy that crossed a household's meter in one slot.
+/// What a household's agent planned for its battery and its EV in one
+/// interval (`home::decide`); the physics carries it out within what they
+/// can do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dispatch {
+    /// Drawn into the battery (positive) or taken from it (negative).
+    pub battery_wh: i64,
+    pub ev_wh: u64,
+}
+
+/// The energy that crossed a household's meter in one slot, and what the
+/// same home would have measured without its flexibility.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flows {
     pub pv_wh: u64,
+    /// The household's load, the EV not included.
     pub load_wh: u64,
-    pub battery_charge_wh: u64,
-    pub battery_discharge_wh: u64,
+    /// What the battery drew (positive) or gave (negative).
+    pub battery_wh: i64,
+    pub ev_wh: u64,
     pub import_wh: u64,
     pub export_wh: u64,
+    /// The net export of the same home with no battery and its EV charged
+    /// at full power from arrival: what flexibility is measured against.
+    pub baseline_net_export_wh: i64,
 }
 
 impl Flows {
     /// Export minus import.
     pub fn net_export_wh(&self) -> i64 {
-        i64::try_from(self.export_wh).unwrap_or(i64::MAX) - i64::try_from(self.import_wh).unwrap_or(i64::MAX)
+        wh(self.export_wh) - wh(self.import_wh)
+    }
+
+    /// The net export of the home without its battery and its EV: the
+    /// metered net plus what they drew, as a real agent that knows their
+    /// flows computes it. This is what a forecast of the home learns.
+    pub fn inflexible_net_export_wh(&self) -> i64 {
+        self.net_export_wh() + self.battery_wh + wh(self.ev_wh)
     }
 }
 
-/// A household's physical state: its battery and its meter's registers.
+fn wh(energy_wh: u64) -> i64 {
+    i64::try_from(energy_wh).unwrap_or(i64::MAX)
+}
+
+/// A household's physical state: its battery, its EV and its meter's
+/// registers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Household {
     pub index: u32,
     pub traits: Traits,
-    pub battery_wh: u64,
+    /// The battery as it is (its charge moves with what it is told to do).
+    pub battery: Option<Battery>,
+    pub ev: Option<Ev>,
     pub import_total_wh: u64,
     pub export_total_wh: u64,
 }
@@ -280,51 +320,51 @@ impl Household {
         Household {
             index,
             traits,
-            battery_wh: traits.battery_capacity_wh / 2,
+            battery: traits.battery(),
+            ev: traits.ev(),
             import_total_wh: 0,
             export_total_wh: 0,
         }
     }
 
-    /// The battery covers what it can: it stores surplus and discharges into
-    /// deficit, within its power and capacity.
-    fn balance(&mut self, simulation: &Simulation, pv_wh: u64, load_wh: u64) -> Flows {
-        let limit = simulation.slot_energy_wh(self.traits.battery_power_w);
-        let mut flows = Flows { pv_wh, load_wh, ..Flows::default() };
-        if pv_wh >= load_wh {
-            let surplus = pv_wh - load_wh;
-            flows.battery_charge_wh =
-                surplus.min(limit).min(self.traits.battery_capacity_wh - self.battery_wh);
-            self.battery_wh += flows.battery_charge_wh;
-            flows.export_wh = surplus - flows.battery_charge_wh;
-        } else {
-            let deficit = load_wh - pv_wh;
-            flows.battery_discharge_wh = deficit.min(limit).min(self.battery_wh);
-            self.battery_wh -= flows.battery_discharge_wh;
-            flows.import_wh = deficit - flows.battery_discharge_wh;
-        }
-        flows
-    }
-
-    /// Lives through `slot`: the battery and the meter's registers move.
-    pub fn step(&mut self, simulation: &Simulation, slot: u64) -> Flows {
-        let (pv_wh, load_wh) = simulation.pv_and_load_wh(self.index, &self.traits, slot, false);
-        let flows = self.balance(simulation, pv_wh, load_wh);
+    /// Lives through `slot` doing `dispatch` as far as the battery's power,
+    /// room and charge and the EV's charger and presence allow: the
+    /// battery and the meter's registers move.
+    pub fn step(&mut self, simulation: &Simulation, slot: u64, dispatch: Dispatch) -> Flows {
+        let (pv_wh, load_wh) = simulation.pv_and_load_wh(self.index, &self.traits, slot);
+        let (slot_ms, minute) = (simulation.slot_ms(), simulation.start_minute(slot));
+        let battery_wh = match &mut self.battery {
+            Some(battery) => {
+                let done = if dispatch.battery_wh >= 0 {
+                    wh(dispatch.battery_wh.unsigned_abs().min(battery.room_wh(slot_ms)))
+                } else {
+                    -wh(dispatch.battery_wh.unsigned_abs().min(battery.available_wh(slot_ms)))
+                };
+                battery.apply(done);
+                done
+            }
+            None => 0,
+        };
+        let (ev_wh, baseline_ev_wh) = match &self.ev {
+            Some(ev) if ev.is_connected(minute) => {
+                (dispatch.ev_wh.min(energy_wh(ev.power_w, slot_ms)), ev.on_arrival_wh(minute, slot_ms))
+            }
+            _ => (0, 0),
+        };
+        let inflexible = wh(pv_wh) - wh(load_wh);
+        let net = inflexible - battery_wh - wh(ev_wh);
+        let flows = Flows {
+            pv_wh,
+            load_wh,
+            battery_wh,
+            ev_wh,
+            import_wh: u64::try_from(-net).unwrap_or(0),
+            export_wh: u64::try_from(net).unwrap_or(0),
+            baseline_net_export_wh: inflexible - wh(baseline_ev_wh),
+        };
         self.import_total_wh += flows.import_wh;
         self.export_total_wh += flows.export_wh;
         flows
-    }
-
-    /// The forecast net export of slot `target`, simulating the battery
-    /// through the slots `from..target` on forecasts.
-    pub fn forecast_net_export_wh(&self, simulation: &Simulation, from: u64, target: u64) -> i64 {
-        let mut future = self.clone();
-        let mut flows = Flows::default();
-        for slot in from..=target {
-            let (pv_wh, load_wh) = simulation.pv_and_load_wh(self.index, &self.traits, slot, true);
-            flows = future.balance(simulation, pv_wh, load_wh);
-        }
-        flows.net_export_wh()
     }
 }
 
@@ -365,30 +405,34 @@ mod tests {
         assert_eq!(Simulation::sun_per_mille(21 * 60), 0);
     }
 
-    #[test]
-    fn a_pv_household_exports_at_noon_and_imports_in_the_evening() {
-        let simulation = Simulation::new(3, &mix());
-        let traits = Traits {
-            pv_peak_w: 6_000,
-            battery_capacity_wh: 0,
-            battery_power_w: 0,
-            ev_daily_wh: 0,
-            ev_power_w: 0,
+    fn traits(pv_peak_w: u64, battery_capacity_wh: u64, ev_daily_wh: u64) -> Traits {
+        Traits {
+            pv_peak_w,
+            battery_capacity_wh,
+            battery_power_w: 3_000,
+            ev_daily_wh,
+            ev_power_w: 7_400,
             base_load_w: 300,
             morning_peak_w: 1_000,
             evening_peak_w: 2_000,
             ask_per_mille: 100,
             bid_per_mille: 100,
-        };
+        }
+    }
+
+    #[test]
+    fn a_pv_household_exports_at_noon_and_imports_in_the_evening() {
+        let simulation = Simulation::new(3, &mix());
         // Find a sunny day and look at its noon and its evening.
         let day = (0..50).find(|day| !simulation.weather(*day).0).expect("a sunny day in fifty");
-        let mut household = Household::new(0, traits);
-        let noon = household.step(&simulation, day * 24 + 12);
-        let evening = household.step(&simulation, day * 24 + 19);
+        let mut household = Household::new(0, traits(6_000, 0, 0));
+        let noon = household.step(&simulation, day * 24 + 12, Dispatch::default());
+        let evening = household.step(&simulation, day * 24 + 19, Dispatch::default());
         assert!(noon.export_wh > 3_000, "{noon:?}");
         assert!(evening.import_wh > 1_500 && evening.export_wh == 0, "{evening:?}");
         assert_eq!(household.export_total_wh, noon.export_wh);
         assert_eq!(household.import_total_wh, noon.import_wh + evening.import_wh);
+        assert_eq!(noon.baseline_net_export_wh, noon.net_export_wh(), "nothing flexible");
     }
 
     #[test]
@@ -403,75 +447,42 @@ mod tests {
     }
 
     #[test]
-    fn a_battery_moves_surplus_into_the_evening() {
+    fn the_battery_and_the_ev_do_what_was_planned_within_what_they_can() {
         let simulation = Simulation::new(5, &mix());
-        let traits = |battery: u64| Traits {
-            pv_peak_w: 8_000,
-            battery_capacity_wh: battery,
-            battery_power_w: 5_000,
-            ev_daily_wh: 0,
-            ev_power_w: 0,
-            base_load_w: 300,
-            morning_peak_w: 1_000,
-            evening_peak_w: 2_500,
-            ask_per_mille: 100,
-            bid_per_mille: 100,
-        };
-        let mut with = Household::new(0, traits(10_000));
-        let mut without = Household::new(0, traits(0));
-        for slot in 0..48 {
-            with.step(&simulation, slot);
-            without.step(&simulation, slot);
-        }
-        assert!(with.import_total_wh < without.import_total_wh);
-        assert!(with.export_total_wh < without.export_total_wh);
-        assert!(with.battery_wh <= 10_000);
+        // Hourly slots; the EV (no PV) is home from 18:00 to 07:00.
+        let mut household = Household::new(0, traits(0, 10_000, 12_000));
+        assert_eq!(household.battery.map(|battery| battery.charge_wh), Some(5_000));
+        // Told to draw far more than its 3 kW: it draws 3 kWh; the EV, not
+        // home at noon, draws nothing.
+        let noon = household.step(&simulation, 12, Dispatch { battery_wh: 50_000, ev_wh: 5_000 });
+        assert_eq!((noon.battery_wh, noon.ev_wh), (3_000, 0));
+        assert_eq!(household.battery.map(|battery| battery.charge_wh), Some(5_000 + 2_700), "90 % stored");
+        // The meter sees the load and what the battery drew.
+        assert_eq!(
+            noon.net_export_wh(),
+            i64::try_from(noon.pv_wh).unwrap() - i64::try_from(noon.load_wh).unwrap() - 3_000
+        );
+        assert_eq!(noon.inflexible_net_export_wh(), noon.baseline_net_export_wh);
+        // In the evening the EV draws at most its charger's 7.4 kWh an
+        // hour, and the battery gives at most down to its reserve.
+        let evening = household.step(&simulation, 19, Dispatch { battery_wh: -50_000, ev_wh: 50_000 });
+        assert_eq!((evening.battery_wh, evening.ev_wh), (-3_000, 7_400));
+        let night = household.step(&simulation, 20, Dispatch { battery_wh: -50_000, ev_wh: 0 });
+        let late = household.step(&simulation, 21, Dispatch { battery_wh: -50_000, ev_wh: 0 });
+        assert_eq!(
+            (night.battery_wh, late.battery_wh),
+            (-3_000, -(7_700 - 6_000 - 1_000)),
+            "down to its reserve"
+        );
+        // Without the agent the EV would have charged at full power from
+        // 18:00: 7.4 kWh in the first hour, the 4.6 kWh left in the second.
+        let baseline_ev = |flows: &Flows| flows.inflexible_net_export_wh() - flows.baseline_net_export_wh;
+        assert_eq!(baseline_ev(&evening), 4_600);
+        assert_eq!(baseline_ev(&night), 0);
     }
 
     #[test]
-    fn an_ev_charges_in_its_window_on_driving_days() {
-        let simulation = Simulation::new(9, &mix());
-        let traits = Traits {
-            pv_peak_w: 0,
-            battery_capacity_wh: 0,
-            battery_power_w: 0,
-            ev_daily_wh: 12_000,
-            ev_power_w: 7_400,
-            base_load_w: 300,
-            morning_peak_w: 1_000,
-            evening_peak_w: 2_000,
-            ask_per_mille: 100,
-            bid_per_mille: 100,
-        };
-        let mut charged_days = 0;
-        for day in 0..14 {
-            let daily: u64 = (0..24).map(|hour| simulation.ev_wh(0, &traits, day * 24 + hour)).sum();
-            let outside: u64 = (0..18).map(|hour| simulation.ev_wh(0, &traits, day * 24 + hour)).sum();
-            assert_eq!(outside, 0, "no EV charging before 18:00 without PV");
-            assert!(daily == 0 || daily == 12_000, "{daily}");
-            charged_days += u64::from(daily > 0);
-        }
-        assert!((6..=13).contains(&charged_days), "{charged_days}");
-    }
-
-    #[test]
-    fn forecasts_are_close_to_actuals_and_reproducible() {
-        let simulation = Simulation::new(21, &mix());
-        let traits = community_traits(21, &mix(), 12);
-        let mut total_error = 0_u64;
-        let mut total_energy = 0_u64;
-        for (index, traits) in traits.iter().enumerate() {
-            let index = u32::try_from(index).unwrap();
-            let mut household = Household::new(index, *traits);
-            for slot in 0..48 {
-                let forecast = household.forecast_net_export_wh(&simulation, slot, slot);
-                let actual = household.step(&simulation, slot).net_export_wh();
-                total_error += forecast.abs_diff(actual);
-                total_energy += actual.unsigned_abs();
-            }
-        }
-        assert!(total_energy > 0);
-        assert!(total_error * 100 / total_energy < 35, "forecast error {total_error} of {total_energy}");
+    fn draws_are_reproducible_and_mix_every_value() {
         assert_eq!(draw(&[1, 2, 3]), draw(&[1, 2, 3]));
         assert_ne!(draw(&[1, 2, 3]), draw(&[1, 3, 2]));
     }

@@ -155,9 +155,10 @@ impl Agent {
         }
     }
 
-    /// The agent's life: until the last interval's reading or `stop`. Its
-    /// forecast error, once it has one.
-    pub fn run(self, market: &Market, journal: &Journal, stop: &AtomicBool) -> Option<u64> {
+    /// The agent's life: until the last interval's reading or `stop`. The
+    /// household's agent as it ended (its forecast error and what its
+    /// battery and EV did), if it started.
+    pub fn run(self, market: &Market, journal: &Journal, stop: &AtomicBool) -> Option<HouseholdAgent> {
         let genesis = &market.genesis;
         if market.first_interval > 0 && !sleep_until(now_ms() + market.offset_ms(self.index()), stop) {
             return None;
@@ -175,7 +176,7 @@ impl Agent {
                 self.report_reading(market, journal, signed, stop);
             }
             if decision.finished {
-                return agent.forecast_error_wh();
+                return Some(agent);
             }
             if let Some(offers) = decision.offers {
                 // Each round starts from the node's count: a refused offer
@@ -198,7 +199,7 @@ impl Agent {
                 }
             }
             if !sleep_until(decision.wake_ms, stop) {
-                return agent.forecast_error_wh();
+                return Some(agent);
             }
         }
     }

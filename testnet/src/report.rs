@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use gridshare_households::agent::Flexibility;
 use gridshare_ledger::NANOS_PER_UNIT;
 use gridshare_ledger::genesis::grid_only_nano;
 use serde::Serialize;
@@ -112,6 +113,7 @@ pub struct Report {
     /// mean absolute error per interval, in Wh.
     pub forecast_error_wh: Option<u64>,
     pub forecasting_households: usize,
+    pub flexibility: FlexibilityReport,
     pub currency: String,
     pub transactions: Transactions,
     pub tx_per_s: u64,
@@ -135,6 +137,42 @@ pub struct Report {
 }
 
 /// Money for people: nano-currency as currency with two decimals.
+/// What the households' batteries and EVs did as their agents planned
+/// them (`gridshare_households::agent::Flexibility`), summed: the energy of
+/// the households that have either, at the grid tariffs alone, against the
+/// same homes with no battery and their EVs charging at full power from
+/// arrival, the end state counted (energy the batteries gained at the
+/// feed-in tariff or lost at the import tariff, EV charging still owed at
+/// the import tariff). Nano-currency, as decimal strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlexibilityReport {
+    pub batteries: u32,
+    pub evs: u32,
+    pub grid_only_nano: String,
+    pub baseline_grid_only_nano: String,
+    pub end_state_nano: String,
+    pub saved_nano: String,
+    pub battery_change_wh: i64,
+    pub ev_owed_wh: i64,
+    pub ev_short_wh: u64,
+}
+
+impl From<&Flexibility> for FlexibilityReport {
+    fn from(flexibility: &Flexibility) -> FlexibilityReport {
+        FlexibilityReport {
+            batteries: flexibility.batteries,
+            evs: flexibility.evs,
+            grid_only_nano: flexibility.grid_only_nano.to_string(),
+            baseline_grid_only_nano: flexibility.baseline_grid_only_nano.to_string(),
+            end_state_nano: flexibility.end_state_nano.to_string(),
+            saved_nano: flexibility.saved_nano().to_string(),
+            battery_change_wh: flexibility.battery_change_wh,
+            ev_owed_wh: flexibility.ev_owed_wh,
+            ev_short_wh: flexibility.ev_short_wh,
+        }
+    }
+}
+
 pub fn money(nano: i128) -> String {
     let cents = nano / (NANOS_PER_UNIT / 100);
     let sign = if cents < 0 { "-" } else { "" };
@@ -324,6 +362,27 @@ impl Report {
                     "  Agents        forecast from their own meters: no interval to compare yet"
                 );
             }
+        }
+        let flexibility = &self.flexibility;
+        if flexibility.batteries + flexibility.evs > 0 {
+            let nano = |text: &str| text.parse::<i128>().unwrap_or(0);
+            let baseline = nano(&flexibility.baseline_grid_only_nano);
+            let saved = nano(&flexibility.saved_nano);
+            let share = if baseline < 0 { format!(" ({}%)", saved * 100 / -baseline) } else { String::new() };
+            let signed = |wh: i64| format!("{}{}", if wh < 0 { "-" } else { "+" }, kwh(wh.unsigned_abs()));
+            let _ = writeln!(
+                out,
+                "  Flexibility   {} batteries and {} EVs as their agents planned them: {} {currency} saved{share} against no battery and EVs charging on arrival ({} {currency} at grid tariffs, {} {currency} without them; end state {} {currency}: batteries {} kWh, EV charging owed {} kWh); EVs short at departure {} kWh",
+                flexibility.batteries,
+                flexibility.evs,
+                money(saved),
+                money(nano(&flexibility.grid_only_nano)),
+                money(baseline),
+                money(nano(&flexibility.end_state_nano)),
+                signed(flexibility.battery_change_wh),
+                signed(flexibility.ev_owed_wh),
+                kwh(flexibility.ev_short_wh)
+            );
         }
         let _ = writeln!(
             out,

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use gridshare_api::client::Timeouts;
 use gridshare_api::stats::percentile;
+use gridshare_households::Agent as HouseholdAgent;
+use gridshare_households::agent::Flexibility;
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::Keypair;
 
@@ -26,7 +28,7 @@ use crate::monitor::{Board, Progress, poll, watch_events};
 use crate::nodes::{Node, ProcessError, Role, node_binary};
 use crate::perturb::{self, FaultLog};
 use crate::profile::{Household, Simulation, community_traits};
-use crate::report::{self, Check, NodeReport, Report, Transactions};
+use crate::report::{self, Check, FlexibilityReport, NodeReport, Report, Transactions};
 use crate::setup::{self, Keys, SetupError};
 
 /// Requests of the agents and checks give up after these (a paused node
@@ -120,6 +122,8 @@ struct Trading {
     /// Each agent's forecast error (Wh, the mean of its absolute errors),
     /// for the agents that forecast at least one interval it then measured.
     forecast_errors_wh: Vec<u64>,
+    /// What the agents' batteries and EVs did, summed over the households.
+    flexibility: Flexibility,
 }
 
 /// Where the nodes are once the last interval settled.
@@ -340,8 +344,13 @@ fn trade(community: &Community, board: &Board) -> Result<Trading, RunError> {
     progress.update(elapsed_s(), journal, board, nodes.len());
     progress.finish();
     let end_ms = now_ms();
-    let forecast_errors_wh: Vec<u64> =
+    let ended: Vec<HouseholdAgent> =
         agents.into_iter().filter_map(|agent| agent.join().ok().flatten()).collect();
+    let forecast_errors_wh = ended.iter().filter_map(HouseholdAgent::forecast_error_wh).collect();
+    let mut flexibility = Flexibility::default();
+    for household in ended.iter().filter_map(|agent| agent.flexibility(&market.tariffs)) {
+        flexibility.add(&household);
+    }
     let faults = faults
         .into_iter()
         .map(|fault| {
@@ -353,7 +362,7 @@ fn trade(community: &Community, board: &Board) -> Result<Trading, RunError> {
             })
         })
         .collect();
-    Ok(Trading { market, start_ms, end_ms, faults, flooders, forecast_errors_wh })
+    Ok(Trading { market, start_ms, end_ms, faults, flooders, forecast_errors_wh, flexibility })
 }
 
 /// Waits (with deadlines) for the last interval to settle on the
@@ -405,7 +414,7 @@ fn build_report(
     ended: Ended,
 ) -> Report {
     let Community { manifest, nodes, .. } = community;
-    let Trading { market, start_ms, end_ms, faults, flooders, forecast_errors_wh } = trading;
+    let Trading { market, start_ms, end_ms, faults, flooders, forecast_errors_wh, flexibility } = trading;
     let Ended { chain, snapshot, drops, live, mut checks, mut findings, export_path } = ended;
     let first_interval = market.first_interval;
     let mut report_market = report::Market::default();
@@ -541,6 +550,7 @@ fn build_report(
         forecast_error_wh: (!forecast_errors_wh.is_empty())
             .then(|| forecast_errors_wh.iter().sum::<u64>() / forecast_errors_wh.len() as u64),
         forecasting_households: forecast_errors_wh.len(),
+        flexibility: FlexibilityReport::from(&flexibility),
         currency: community.genesis.currency.clone(),
         transactions,
         tx_per_s: committed / trading_s.max(1),

@@ -11,15 +11,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gridshare_api::{Account, SpanQuery};
+use gridshare_api::{Account, OffersQuery, SpanQuery};
 use gridshare_households::home::{
     Battery, ClockSlots, Ev, Forecaster, Limits, Situation, Step, decide, energy_wh,
 };
 use gridshare_households::market::Tariffs;
 use gridshare_households::strategy::Bidder;
+use gridshare_ledger::Hash;
 use gridshare_ledger::genesis::{Genesis, grid_only_nano};
 use gridshare_ledger::ids::{Keypair, PublicKey};
-use gridshare_ledger::tx::SignedMeterReading;
+use gridshare_ledger::tx::{SignedMeterReading, Tx};
 use serde::{Deserialize, Serialize};
 
 use crate::amount::{format_kwh, format_money, format_price};
@@ -200,6 +201,25 @@ pub struct AgentState {
     pub forecast_error_wh: Option<u64>,
     pub forecasts_counted: usize,
     pub decisions: VecDeque<Decision>,
+    /// What it planned for the battery and the EV in each of the latest
+    /// intervals (at most `READINGS_SPAN`): the meters measured the home
+    /// with them, and the forecast learns the home without them.
+    #[serde(default)]
+    pub dispatched: BTreeMap<u64, Dispatched>,
+}
+
+/// The battery's and the EV's plan for one interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispatched {
+    pub battery_wh: i64,
+    pub ev_wh: u64,
+}
+
+impl Dispatched {
+    /// What they drew from the home's net export (negative: gave).
+    fn drawn_wh(&self) -> i64 {
+        self.battery_wh.saturating_add(i64::try_from(self.ev_wh).unwrap_or(i64::MAX))
+    }
 }
 
 /// One decision, as `agent status` shows it.
@@ -210,7 +230,19 @@ pub struct Decision {
     pub battery_wh: i64,
     pub ev_wh: u64,
     pub bought_for_battery_wh: u64,
+    /// The account's open offers for the interval that this decision did
+    /// not make, cancelled before it offered.
+    #[serde(default)]
+    pub cancelled: Vec<DecidedCancel>,
     pub offers: Vec<DecidedOffer>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecidedCancel {
+    /// The offer's id.
+    pub offer: String,
+    /// `admitted`, `rejected: REASON`, `dry run` or `not sent: …`.
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,11 +379,6 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
     })?;
     let genesis = &community.genesis;
     let length_ms = genesis.market.interval_length_ms;
-    let tariffs = Tariffs {
-        import_micro_per_kwh: genesis.tariffs.grid_import_micro_per_kwh,
-        feed_in_micro_per_kwh: genesis.tariffs.grid_feed_in_micro_per_kwh,
-        network_fee_micro_per_kwh: genesis.tariffs.network_fee_micro_per_kwh,
-    };
     let bidder = Bidder {
         seed: 0,
         household: 0,
@@ -389,7 +416,7 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
         let target = next_open_interval(genesis, now.saturating_add(OFFER_MARGIN_MS));
         if target > state.decided {
             // What the node knows, asked again while it cannot be reached.
-            let (account, nets, attestation, last_price) =
+            let (account, nets, attestation, market) =
                 until_the_node_answers("agent: asking the node for the account and its readings", || {
                     let Some(account) = wallet.node().account(&account_key)? else {
                         return Err(CommandError::BadInput(format!(
@@ -398,10 +425,13 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
                         )));
                     };
                     let (nets, attestation) = measured(wallet, &account, genesis, learned)?;
-                    Ok((account, nets, attestation, last_price(wallet, target)?))
+                    Ok((account, nets, attestation, MarketView::of(wallet, &account_key, target)?))
                 })?;
+            // The meters measured the home with its battery and EV doing
+            // what was planned; the forecast is of the home without them.
             for (interval, net) in nets {
-                forecaster.learn(clock.of(interval), net);
+                let drawn = state.dispatched.get(&interval).map_or(0, Dispatched::drawn_wh);
+                forecaster.learn(clock.of(interval), net.saturating_add(drawn));
                 learned = interval;
             }
             let start_ms = genesis.interval_start_ms(target).unwrap_or(u64::MAX);
@@ -412,8 +442,8 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
                 interval_ms: length_ms,
                 minute: start_ms % 86_400_000 / 60_000,
                 forecast_wh: forecaster.forecast_wh(clock.of(target)),
-                tariffs,
-                last_price_micro_per_kwh: last_price,
+                tariffs: market.tariffs,
+                last_price_micro_per_kwh: market.last_price_micro_per_kwh,
                 limits: Limits {
                     import_wh_max: energy_wh(meters_w(|meter| meter.max_import_w), length_ms),
                     export_wh_max: energy_wh(meters_w(|meter| meter.max_export_w), length_ms),
@@ -427,14 +457,25 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
                 battery.as_mut(),
                 ev.as_mut(),
             );
-            let decision = offer(wallet, &step, attestation, account_keypair.as_ref(), genesis)?;
-            report(out, args.agent.json, &decision, battery.as_ref(), start_ms, community.currency())?;
+            // The decision is written before anything is sent: a run
+            // stopped while sending does not decide the interval again, so
+            // the account never offers twice for the same energy.
             state.decided = target;
             state.battery_charge_wh = battery.map(|battery| battery.charge_wh);
             state.ev_charged_wh = ev.map_or(0, |ev| ev.charged_wh);
             state.ev_was_connected = ev.is_some_and(|ev| ev.was_connected);
             state.forecast_error_wh = forecaster.mean_absolute_error_wh();
             state.forecasts_counted = forecaster.errors_counted();
+            // A dry run carries nothing out.
+            if !args.dry_run {
+                let dispatched = Dispatched { battery_wh: step.battery_wh, ev_wh: step.ev_wh };
+                state.dispatched.insert(target, dispatched);
+                state.dispatched.retain(|interval, _| interval.saturating_add(READINGS_SPAN) > target);
+                state.save(&state_path)?;
+            }
+            let sending = Sending { wallet, account: account_keypair.as_ref(), attestation, genesis };
+            let decision = sending.send(&step, &market.stale_offers)?;
+            report(out, args.agent.json, &decision, battery.as_ref(), start_ms, community.currency())?;
             if state.decisions.len() == DECISIONS_KEPT {
                 state.decisions.pop_front();
             }
@@ -454,69 +495,113 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
     Ok(())
 }
 
-/// The latest clearing price before `target`, if the interval before the
-/// next to clear had one.
-fn last_price(wallet: &Wallet, target: u64) -> Result<Option<u64>, CommandError> {
-    let next = wallet.node().status()?.next_clearing_interval;
-    let Some(cleared) = next.checked_sub(1).filter(|cleared| *cleared < target) else { return Ok(None) };
-    Ok(wallet
-        .node()
-        .interval(cleared)?
-        .clearing
-        .and_then(|clearing| clearing.receipt.clearing_price_micro_per_kwh))
+/// What the market says about the interval to decide: its tariffs, the
+/// latest clearing price, and the account's open offers for it.
+struct MarketView {
+    tariffs: Tariffs,
+    last_price_micro_per_kwh: Option<u64>,
+    stale_offers: Vec<Hash>,
 }
 
-/// Signs and submits `step`'s offers (none in a dry run, or without an
-/// attestation); what became of each.
-fn offer(
-    wallet: &Wallet,
-    step: &Step,
-    attestation: Option<SignedMeterReading>,
-    account: Option<&Keypair>,
-    genesis: &Genesis,
-) -> Result<Decision, CommandError> {
-    let mut offers = Vec::with_capacity(step.offers.len());
-    for planned in &step.offers {
-        let outcome = match (account, attestation) {
-            (None, _) => "dry run".to_string(),
-            (Some(_), None) => "not sent: no signed meter reading on the ledger yet".to_string(),
-            (Some(account), Some(attestation)) => {
-                let terms = OfferTerms {
-                    interval: step.interval,
-                    side: planned.side,
-                    energy_wh: planned.energy_wh,
-                    price_micro_per_kwh: planned.price_micro_per_kwh,
-                };
-                let submitted = wallet.submit_with_nonce(account, |nonce| {
-                    build_attested_offer(&genesis.community_id, account, nonce, terms, attestation).tx
-                });
-                // Not sent again: its gate may close, and the next interval
-                // is decided afresh.
-                match submitted {
-                    Ok(submitted) => match submitted.outcome.refusal_code() {
-                        None => "admitted".to_string(),
-                        Some(code) => format!("rejected: {code}"),
-                    },
-                    Err(CommandError::Node(error)) if error.is_transient() => format!("not sent: {error}"),
-                    Err(error) => return Err(error),
-                }
-            }
+impl MarketView {
+    fn of(wallet: &Wallet, account: &PublicKey, target: u64) -> Result<MarketView, CommandError> {
+        let node = wallet.node();
+        let in_force = node.interval(target)?.tariffs;
+        let tariffs = Tariffs {
+            import_micro_per_kwh: in_force.grid_import_micro_per_kwh,
+            feed_in_micro_per_kwh: in_force.grid_feed_in_micro_per_kwh,
+            network_fee_micro_per_kwh: in_force.network_fee_micro_per_kwh,
         };
-        offers.push(DecidedOffer {
-            side: gridshare_api::Side::from(planned.side).as_str().to_string(),
-            energy_wh: planned.energy_wh,
-            price_micro_per_kwh: planned.price_micro_per_kwh,
-            outcome,
-        });
+        // The interval before the next to clear, if it is before `target`.
+        let next = node.status()?.next_clearing_interval;
+        let last_price_micro_per_kwh = match next.checked_sub(1).filter(|cleared| *cleared < target) {
+            Some(cleared) => node
+                .interval(cleared)?
+                .clearing
+                .and_then(|clearing| clearing.receipt.clearing_price_micro_per_kwh),
+            None => None,
+        };
+        let query = OffersQuery { account: Some(*account), interval: Some(target) };
+        let stale_offers = node.offers(&query)?.into_iter().map(|offer| offer.id).collect();
+        Ok(MarketView { tariffs, last_price_micro_per_kwh, stale_offers })
     }
-    Ok(Decision {
-        interval: step.interval,
-        forecast_wh: step.forecast_wh,
-        battery_wh: step.battery_wh,
-        ev_wh: step.ev_wh,
-        bought_for_battery_wh: step.bought_for_battery_wh,
-        offers,
-    })
+}
+
+/// What sending a decision needs: no key in a dry run, no attestation
+/// before the meters' first reading on the ledger.
+struct Sending<'a> {
+    wallet: &'a Wallet,
+    account: Option<&'a Keypair>,
+    attestation: Option<SignedMeterReading>,
+    genesis: &'a Genesis,
+}
+
+impl Sending<'_> {
+    /// Cancels `stale` (the account's open offers for the interval that
+    /// this decision did not make), then signs and submits `step`'s
+    /// offers; what became of each.
+    fn send(&self, step: &Step, stale: &[Hash]) -> Result<Decision, CommandError> {
+        let mut cancelled = Vec::with_capacity(stale.len());
+        for offer_id in stale {
+            let outcome = match self.account {
+                None => "dry run".to_string(),
+                Some(account) => self.submit(account, |nonce| Tx::CancelOffer {
+                    account: account.public(),
+                    nonce,
+                    offer_id: *offer_id,
+                })?,
+            };
+            cancelled.push(DecidedCancel { offer: offer_id.to_string(), outcome });
+        }
+        let mut offers = Vec::with_capacity(step.offers.len());
+        for planned in &step.offers {
+            let outcome = match (self.account, self.attestation) {
+                (None, _) => "dry run".to_string(),
+                (Some(_), None) => "not sent: no signed meter reading on the ledger yet".to_string(),
+                (Some(account), Some(attestation)) => {
+                    let terms = OfferTerms {
+                        interval: step.interval,
+                        side: planned.side,
+                        energy_wh: planned.energy_wh,
+                        price_micro_per_kwh: planned.price_micro_per_kwh,
+                    };
+                    let community = &self.genesis.community_id;
+                    self.submit(account, |nonce| {
+                        build_attested_offer(community, account, nonce, terms, attestation).tx
+                    })?
+                }
+            };
+            offers.push(DecidedOffer {
+                side: gridshare_api::Side::from(planned.side).as_str().to_string(),
+                energy_wh: planned.energy_wh,
+                price_micro_per_kwh: planned.price_micro_per_kwh,
+                outcome,
+            });
+        }
+        Ok(Decision {
+            interval: step.interval,
+            forecast_wh: step.forecast_wh,
+            battery_wh: step.battery_wh,
+            ev_wh: step.ev_wh,
+            bought_for_battery_wh: step.bought_for_battery_wh,
+            cancelled,
+            offers,
+        })
+    }
+
+    /// Submits one transaction, once: `admitted`, `rejected: CODE`, or `not
+    /// sent: …` when the node could not take it (its gate may close, and
+    /// the next interval is decided afresh).
+    fn submit(&self, account: &Keypair, tx: impl Fn(u64) -> Tx) -> Result<String, CommandError> {
+        match self.wallet.submit_with_nonce(account, tx) {
+            Ok(submitted) => Ok(match submitted.outcome.refusal_code() {
+                None => "admitted".to_string(),
+                Some(code) => format!("rejected: {code}"),
+            }),
+            Err(CommandError::Node(error)) if error.is_transient() => Ok(format!("not sent: {error}")),
+            Err(error) => Err(error),
+        }
+    }
 }
 
 /// `+1.200` kWh or `-0.300`.
@@ -560,6 +645,9 @@ fn report(
         line.push_str("; no offer");
     }
     writeln!(out, "{line}")?;
+    for cancel in &decision.cancelled {
+        writeln!(out, "  cancelled open offer {}: {}", cancel.offer, cancel.outcome)?;
+    }
     for offer in &decision.offers {
         writeln!(
             out,

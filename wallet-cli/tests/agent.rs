@@ -2,7 +2,9 @@
 //! P1 port on loopback whose meter exports 100 Wh every interval) and
 //! `gridshare agent run` against a dev node. The agent learns the surplus
 //! from the readings on the ledger, forecasts it, and sells it; its offers
-//! are admitted with the gateway's signed readings as their attestation,
+//! are admitted with the gateway's signed readings as their attestation, an
+//! open offer it did not make for an interval it decides is cancelled, it
+//! prices from the tariffs the registrar scheduled,
 //! `agent status` shows what it did, a dry run submits nothing, and a
 //! configuration with a field it does not know is refused, the field named.
 
@@ -70,6 +72,36 @@ fn an_agent_left_alone_sells_the_surplus_it_learned_from_the_meter() {
     let mine = gridshare_api::OffersQuery { account: Some(home), interval: None };
     assert!(api.offers(&mine).unwrap().is_empty(), "{dry}");
 
+    // An open offer the agent did not make, for an interval it will decide
+    // (as a run stopped before writing its state would leave one): it is
+    // cancelled before the agent offers for that interval.
+    let stale = household.json(&["offer", "buy", "20Wh", "--price", "0.2", "--interval", "+4", "--json"]);
+    assert_eq!(stale["status"], "admitted", "{stale}");
+    let (stale_id, stale_interval) = (stale["id"].as_str().unwrap().to_string(), stale["interval"].clone());
+    poll("the hand-made offer in a block", Duration::from_secs(10), &node, || {
+        (!api.offers(&mine).unwrap().is_empty()).then_some(())
+    });
+
+    // The registrar raises the tariffs from an interval the agent will
+    // decide: it prices from the tariffs in force for each interval.
+    let raised_from = genesis.interval_at(common::now_ms()) + 3;
+    household.ok(&[
+        "tariffs",
+        "set",
+        "--import",
+        "0.9",
+        "--feed-in",
+        "0.5",
+        "--network-fee",
+        "0.01",
+        "--from-interval",
+        &raised_from.to_string(),
+    ]);
+    poll("the raised tariffs in a block", Duration::from_secs(10), &node, || {
+        (api.interval(raised_from).unwrap().tariffs.grid_feed_in_micro_per_kwh == 500_000).then_some(())
+    });
+    assert_ne!(api.interval(raised_from - 1).unwrap().tariffs.grid_feed_in_micro_per_kwh, 500_000);
+
     // Left alone for four intervals, unlocking its key from a file.
     let passphrase_file = dir.path().join("passphrase");
     std::fs::write(&passphrase_file, format!("{PASSPHRASE}\n")).unwrap();
@@ -107,22 +139,41 @@ fn an_agent_left_alone_sells_the_surplus_it_learned_from_the_meter() {
     let mut sold = 0;
     for (offset, decision) in (0..).zip(&decisions) {
         assert_eq!(decision["interval"], first + offset, "{decision}");
+        let cancelled = decision["cancelled"].as_array().unwrap();
+        if decision["interval"] == stale_interval {
+            assert_eq!(cancelled.len(), 1, "{decision}");
+            assert_eq!(
+                (&cancelled[0]["offer"], &cancelled[0]["outcome"]),
+                (&stale_id.clone().into(), &"admitted".into())
+            );
+        } else {
+            assert!(cancelled.is_empty(), "{decision}");
+        }
         assert_eq!(decision["forecast_wh"], SURPLUS_WH, "{decision}");
+        let raised = decision["interval"].as_u64().unwrap() >= raised_from;
         for offer in decision["offers"].as_array().unwrap() {
             assert_eq!(
                 (&offer["side"], &offer["outcome"]),
                 (&"sell".into(), &"admitted".into()),
                 "{decision}"
             );
+            // Asks sit above the feed-in tariff in force.
+            let price = offer["price_micro_per_kwh"].as_u64().unwrap();
+            assert_eq!(price >= 500_000, raised, "{decision}");
             sold += offer["energy_wh"].as_u64().unwrap();
         }
     }
     assert_eq!(sold, 4 * SURPLUS_WH, "{decisions:?}");
-    let offers = poll("the agent's offers in blocks", Duration::from_secs(30), &node, || {
+    assert!(decisions.iter().any(|decision| decision["interval"] == stale_interval), "{decisions:?}");
+    assert!(decisions.iter().any(|decision| decision["interval"].as_u64() >= Some(raised_from)));
+    // The hand-made offer and its cancellation, then the agent's four.
+    let nonce = poll("the agent's offers in blocks", Duration::from_secs(30), &node, || {
         let account = api.account(&home).unwrap()?;
-        (account.last_nonce >= 4).then_some(account.last_nonce)
+        (account.last_nonce >= 6).then_some(account.last_nonce)
     });
-    assert_eq!(offers, 4);
+    assert_eq!(nonce, 6);
+    let open: Vec<String> = api.offers(&mine).unwrap().iter().map(|offer| offer.id.to_string()).collect();
+    assert!(!open.contains(&stale_id), "{open:?}");
 
     // `agent status` shows the decisions and the forecast's accuracy.
     let status = household.ok(&["agent", "status", "--config", config]);

@@ -109,6 +109,7 @@ pub(super) async fn interval(State(client): State<Client>, Path(interval): Path<
             gate_closure_ms,
             settlement_ms,
             status,
+            tariffs: (&view.state.tariffs_for(interval)).into(),
             book: book
                 .iter()
                 .map(|entry| BookEntry {
