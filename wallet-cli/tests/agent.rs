@@ -72,35 +72,39 @@ fn an_agent_left_alone_sells_the_surplus_it_learned_from_the_meter() {
     let mine = gridshare_api::OffersQuery { account: Some(home), interval: None };
     assert!(api.offers(&mine).unwrap().is_empty(), "{dry}");
 
+    // The registrar lowers the tariffs (feed-in 0.08 to 0.01, import 0.30
+    // to 0.20) from an interval the agent will decide: it prices from the
+    // tariffs in force for each interval, so from then on its asks sit
+    // below the dev seller's (0.09 to 0.13) and clear against the dev
+    // buyer's bids (0.22 to 0.26).
+    let lowered_from = genesis.interval_at(common::now_ms()) + 3;
+    household.ok(&[
+        "tariffs",
+        "set",
+        "--import",
+        "0.2",
+        "--feed-in",
+        "0.01",
+        "--network-fee",
+        "0.01",
+        "--from-interval",
+        &lowered_from.to_string(),
+    ]);
+    poll("the new tariffs in a block", Duration::from_secs(10), &node, || {
+        (api.interval(lowered_from).unwrap().tariffs.grid_feed_in_micro_per_kwh == 10_000).then_some(())
+    });
+    assert_eq!(api.interval(lowered_from - 1).unwrap().tariffs.grid_feed_in_micro_per_kwh, 80_000);
+
     // An open offer the agent did not make, for an interval it will decide
-    // (as a run stopped before writing its state would leave one): it is
-    // cancelled before the agent offers for that interval.
-    let stale = household.json(&["offer", "buy", "20Wh", "--price", "0.2", "--interval", "+4", "--json"]);
+    // (as a run stopped before writing its state would leave one), made
+    // just before the agent starts: it is cancelled before the agent offers
+    // for that interval.
+    let stale = household.json(&["offer", "buy", "20Wh", "--price", "0.2", "--interval", "+2", "--json"]);
     assert_eq!(stale["status"], "admitted", "{stale}");
     let (stale_id, stale_interval) = (stale["id"].as_str().unwrap().to_string(), stale["interval"].clone());
     poll("the hand-made offer in a block", Duration::from_secs(10), &node, || {
         (!api.offers(&mine).unwrap().is_empty()).then_some(())
     });
-
-    // The registrar raises the tariffs from an interval the agent will
-    // decide: it prices from the tariffs in force for each interval.
-    let raised_from = genesis.interval_at(common::now_ms()) + 3;
-    household.ok(&[
-        "tariffs",
-        "set",
-        "--import",
-        "0.9",
-        "--feed-in",
-        "0.5",
-        "--network-fee",
-        "0.01",
-        "--from-interval",
-        &raised_from.to_string(),
-    ]);
-    poll("the raised tariffs in a block", Duration::from_secs(10), &node, || {
-        (api.interval(raised_from).unwrap().tariffs.grid_feed_in_micro_per_kwh == 500_000).then_some(())
-    });
-    assert_ne!(api.interval(raised_from - 1).unwrap().tariffs.grid_feed_in_micro_per_kwh, 500_000);
 
     // Left alone for four intervals, unlocking its key from a file.
     let passphrase_file = dir.path().join("passphrase");
@@ -150,22 +154,25 @@ fn an_agent_left_alone_sells_the_surplus_it_learned_from_the_meter() {
             assert!(cancelled.is_empty(), "{decision}");
         }
         assert_eq!(decision["forecast_wh"], SURPLUS_WH, "{decision}");
-        let raised = decision["interval"].as_u64().unwrap() >= raised_from;
+        let lowered = decision["interval"].as_u64().unwrap() >= lowered_from;
         for offer in decision["offers"].as_array().unwrap() {
             assert_eq!(
                 (&offer["side"], &offer["outcome"]),
                 (&"sell".into(), &"admitted".into()),
                 "{decision}"
             );
-            // Asks sit above the feed-in tariff in force.
+            // Asks sit a fifth of the way from the feed-in tariff in force
+            // towards its import tariff (±5 %): 0.113 to 0.135 before,
+            // 0.038 to 0.058 after.
             let price = offer["price_micro_per_kwh"].as_u64().unwrap();
-            assert_eq!(price >= 500_000, raised, "{decision}");
+            assert_eq!(price < 60_000, lowered, "{decision}");
             sold += offer["energy_wh"].as_u64().unwrap();
         }
     }
     assert_eq!(sold, 4 * SURPLUS_WH, "{decisions:?}");
     assert!(decisions.iter().any(|decision| decision["interval"] == stale_interval), "{decisions:?}");
-    assert!(decisions.iter().any(|decision| decision["interval"].as_u64() >= Some(raised_from)));
+    let last = first + 3;
+    assert!(last >= lowered_from, "{decisions:?}");
     // The hand-made offer and its cancellation, then the agent's four.
     let nonce = poll("the agent's offers in blocks", Duration::from_secs(30), &node, || {
         let account = api.account(&home).unwrap()?;
@@ -174,6 +181,25 @@ fn an_agent_left_alone_sells_the_surplus_it_learned_from_the_meter() {
     assert_eq!(nonce, 6);
     let open: Vec<String> = api.offers(&mine).unwrap().iter().map(|offer| offer.id.to_string()).collect();
     assert!(!open.contains(&stale_id), "{open:?}");
+
+    // Under the lower tariffs its offers clear: each such interval sold
+    // the 100 Wh, and the bill of the last one shows it.
+    let sold_in = poll("the agent's last interval to settle", Duration::from_secs(30), &node, || {
+        api.bills(&home, &gridshare_api::SpanQuery::between(last, last)).unwrap().first()?;
+        Some(api.trades(&home, &gridshare_api::SpanQuery::between(first, last)).unwrap())
+    });
+    for interval in lowered_from.max(first)..=last {
+        let sold: u64 = sold_in
+            .iter()
+            .filter(|trade| trade.interval == interval && trade.side == gridshare_api::Side::Sell)
+            .map(|trade| trade.energy_wh)
+            .sum();
+        assert_eq!(sold, SURPLUS_WH, "interval {interval}: {sold_in:?}");
+    }
+    let bills = household.json(&["bill", "--interval", &last.to_string(), "--json"]);
+    assert_eq!(bills["bills"][0]["sold_wh"], SURPLUS_WH, "{bills}");
+    let bill = household.ok(&["bill", "--interval", &last.to_string()]);
+    assert!(bill.lines().any(|line| line.contains("Sold (traded)") && line.contains("0.100")), "{bill}");
 
     // `agent status` shows the decisions and the forecast's accuracy.
     let status = household.ok(&["agent", "status", "--config", config]);
