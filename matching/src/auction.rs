@@ -545,7 +545,7 @@ fn pair(
 }
 
 /// `⌊value × numerator / denominator⌋` for `numerator ≤ denominator`, exactly.
-fn mul_div_floor(value: u64, numerator: u64, denominator: u64) -> u64 {
+pub(crate) fn mul_div_floor(value: u64, numerator: u64, denominator: u64) -> u64 {
     assert!(numerator <= denominator && denominator > 0);
     let quotient = u128::from(value) * u128::from(numerator) / u128::from(denominator);
     u64::try_from(quotient).expect("a fraction of at most one of a u64 fits a u64")

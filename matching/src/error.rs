@@ -1,6 +1,6 @@
 //! Why a book or its parameters were rejected.
 
-/// Bad input to [`clear`](crate::clear). Positions are indexes into the
+/// Bad input to [`clear`](crate::clear) or [`clear_zonal`](crate::clear_zonal). Positions are indexes into the
 /// order list as it was passed in.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClearError {
@@ -37,6 +37,17 @@ pub enum ClearError {
     },
     /// Two orders share an id; ties could not be broken.
     DuplicateId,
+    /// More zones than [`ZONES_MAX`](crate::ZONES_MAX).
+    TooManyZones {
+        count: usize,
+        max_zones: usize,
+    },
+    /// An order names a zone beyond the zone list.
+    UnknownZone {
+        position: usize,
+        zone: u32,
+        zones: usize,
+    },
 }
 
 impl std::fmt::Display for ClearError {
@@ -68,6 +79,12 @@ impl std::fmt::Display for ClearError {
                 "order at position {position} has a price of {price_micro_per_kwh} micro/kWh, above the bound of {max_price_micro_per_kwh}"
             ),
             ClearError::DuplicateId => write!(f, "two orders share an id"),
+            ClearError::TooManyZones { count, max_zones } => {
+                write!(f, "{count} zones is more than the bound of {max_zones}")
+            }
+            ClearError::UnknownZone { position, zone, zones } => {
+                write!(f, "order at position {position} is in zone {zone}, but there are only {zones} zones")
+            }
         }
     }
 }

@@ -29,8 +29,10 @@ mod error;
 mod invariants;
 mod radix;
 mod types;
+mod zonal;
 
 pub use auction::clear;
 pub use error::ClearError;
 pub use invariants::{Violation, check};
 pub use types::{Clearing, Fill, Limits, Mechanism, Order, Params, Side, Trade};
+pub use zonal::{ZONES_MAX, ZonalClearing, ZonalOrder, ZoneClearing, ZoneLimits, clear_zonal};

@@ -1,15 +1,19 @@
 //! `gridshare clear`: reads a book of orders from CSV, runs the auction and
 //! prints the clearing as a table or as JSON.
 //!
-//! The CSV has the header `id,side,energy_kwh,price_per_kwh`; ids are 1 to 64
-//! printable ASCII characters, energies positive kWh with at most 3 decimals,
-//! prices currency per kWh with at most 6 decimals. Every refusal names the
-//! line it is about.
+//! The CSV has the header `id,side,energy_kwh,price_per_kwh`, or with a last
+//! `zone` column for zonal clearing (docs/AUCTION.md §6, with `--zones`); ids
+//! and zone names are 1 to 64 printable ASCII characters, energies positive
+//! kWh with at most 3 decimals, prices currency per kWh with at most 6
+//! decimals. The zones file has the header `zone,import_wh_max,export_wh_max`
+//! (whole Wh). Every refusal names the line it is about.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use gridshare_matching::{ClearError, Clearing, Mechanism, Order, Params, Side};
+use gridshare_matching::{
+    ClearError, Clearing, Mechanism, Order, Params, Side, ZonalClearing, ZonalOrder, ZoneLimits,
+};
 use serde::Serialize;
 
 use crate::amount::{AmountError, format_scaled, parse_scaled, scale};
@@ -17,18 +21,24 @@ use crate::table::{self, Align};
 
 /// The header every order file starts with.
 pub const HEADER: &str = "id,side,energy_kwh,price_per_kwh";
+/// The header of an order file whose orders name their zones.
+pub const ZONED_HEADER: &str = "id,side,energy_kwh,price_per_kwh,zone";
+/// The header of a zones file.
+pub const ZONES_HEADER: &str = "zone,import_wh_max,export_wh_max";
 /// The longest id accepted, in bytes.
 pub const ID_LEN_MAX: usize = 64;
 
 /// Why an order file was refused. `line` counts from 1, the header included.
 #[derive(Debug, thiserror::Error)]
 pub enum OrdersError {
-    #[error("line {line}: expected the header `{HEADER}`, found `{found}`")]
+    #[error("line {line}: expected the header `{HEADER}` or `{ZONED_HEADER}`, found `{found}`")]
     Header { line: u64, found: String },
     #[error("the file is empty: expected the header `{HEADER}`")]
     Empty,
-    #[error("line {line}: expected 4 fields ({HEADER}), found {found}")]
-    FieldCount { line: u64, found: usize },
+    #[error("line {line}: expected {expected} fields (as the header), found {found}")]
+    FieldCount { line: u64, expected: usize, found: usize },
+    #[error("line {line}: zone `{zone}` must be 1 to {ID_LEN_MAX} printable ASCII characters")]
+    Zone { line: u64, zone: String },
     #[error("line {line}: id `{id}` must be 1 to {ID_LEN_MAX} printable ASCII characters")]
     Id { line: u64, id: String },
     #[error("line {line}: side `{side}` is neither `buy` nor `sell`")]
@@ -47,11 +57,18 @@ pub enum OrdersError {
     Io(#[from] std::io::Error),
 }
 
-/// The orders of a file with the line each came from.
+/// The orders of a file with the line each came from, and each one's zone
+/// if the file has a zone column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Book {
     pub orders: Vec<Order<String>>,
     pub lines: Vec<u64>,
+    pub zones: Option<Vec<String>>,
+}
+
+/// An id or a zone name: 1 to 64 printable ASCII characters.
+fn is_name(text: &str) -> bool {
+    !text.is_empty() && text.len() <= ID_LEN_MAX && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
 }
 
 /// Reads and checks a whole order file.
@@ -67,21 +84,33 @@ pub fn read_orders(mut input: impl Read) -> Result<Book, OrdersError> {
     let mut records = reader.records();
 
     let header = records.next().ok_or(OrdersError::Empty)?.map_err(|error| lines.csv_error(error))?;
-    let found: Vec<&str> = header.iter().collect();
-    if found.join(",") != HEADER {
-        return Err(OrdersError::Header { line: lines.of(header.position()), found: found.join(",") });
+    let found = header.iter().collect::<Vec<&str>>().join(",");
+    let zoned = found == ZONED_HEADER;
+    if found != HEADER && !zoned {
+        return Err(OrdersError::Header { line: lines.of(header.position()), found });
     }
 
-    let mut book = Book { orders: Vec::new(), lines: Vec::new() };
+    let mut book = Book { orders: Vec::new(), lines: Vec::new(), zones: zoned.then(Vec::new) };
     let mut first_line_of: BTreeMap<String, u64> = BTreeMap::new();
     for record in records {
         let record = record.map_err(|error| lines.csv_error(error))?;
         let line = lines.of(record.position());
-        let [id, side, energy, price] = record.iter().collect::<Vec<_>>()[..] else {
-            return Err(OrdersError::FieldCount { line, found: record.len() });
+        let fields: Vec<&str> = record.iter().collect();
+        let expected = if zoned { 5 } else { 4 };
+        let (&[id, side, energy, price], zone) = (&fields[..fields.len().min(4)], fields.get(4)) else {
+            return Err(OrdersError::FieldCount { line, expected, found: fields.len() });
         };
-        if id.is_empty() || id.len() > ID_LEN_MAX || !id.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        if fields.len() != expected {
+            return Err(OrdersError::FieldCount { line, expected, found: fields.len() });
+        }
+        if !is_name(id) {
             return Err(OrdersError::Id { line, id: id.to_string() });
+        }
+        if let (Some(zones), Some(zone)) = (&mut book.zones, zone) {
+            if !is_name(zone) {
+                return Err(OrdersError::Zone { line, zone: zone.to_string() });
+            }
+            zones.push(zone.to_string());
         }
         let side = match side {
             "buy" => Side::Buy,
@@ -103,6 +132,88 @@ pub fn read_orders(mut input: impl Read) -> Result<Book, OrdersError> {
         book.lines.push(line);
     }
     Ok(book)
+}
+
+/// Why a zones file was refused. `line` counts from 1, the header included.
+#[derive(Debug, thiserror::Error)]
+pub enum ZonesError {
+    #[error("the file is empty: expected the header `{ZONES_HEADER}`")]
+    Empty,
+    #[error("line {line}: expected the header `{ZONES_HEADER}`, found `{found}`")]
+    Header { line: u64, found: String },
+    #[error("line {line}: expected 3 fields ({ZONES_HEADER}), found {found}")]
+    FieldCount { line: u64, found: usize },
+    #[error("line {line}: zone `{zone}` must be 1 to {ID_LEN_MAX} printable ASCII characters")]
+    Zone { line: u64, zone: String },
+    #[error("line {line}: {field} `{text}` is not a whole number of Wh")]
+    Limit { line: u64, field: &'static str, text: String },
+    #[error("line {line}: zone `{zone}` is already listed on line {first_line}")]
+    Duplicate { line: u64, zone: String, first_line: u64 },
+    #[error("line {line}: {message}")]
+    Malformed { line: u64, message: String },
+    #[error("cannot read the zones: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A community's zones by name (in ascending name order, which is their
+/// index order in the auction), with their limits.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Zones {
+    pub by_name: BTreeMap<String, ZoneLimits>,
+}
+
+impl Zones {
+    fn index(&self, zone: &str) -> Option<u32> {
+        let position = self.by_name.keys().position(|name| name == zone)?;
+        u32::try_from(position).ok()
+    }
+}
+
+/// Reads and checks a whole zones file.
+pub fn read_zones(mut input: impl Read) -> Result<Zones, ZonesError> {
+    let mut bytes = Vec::new();
+    input.read_to_end(&mut bytes)?;
+    let mut lines = LineCounter { bytes: &bytes, offset: 0, line: 1 };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes.as_slice());
+    let malformed = |lines: &mut LineCounter, error: csv::Error| match lines.csv_error(error) {
+        OrdersError::Io(error) => ZonesError::Io(error),
+        other => ZonesError::Malformed { line: lines.line, message: other.to_string() },
+    };
+    let mut records = reader.records();
+    let header = records.next().ok_or(ZonesError::Empty)?.map_err(|error| malformed(&mut lines, error))?;
+    let found = header.iter().collect::<Vec<&str>>().join(",");
+    if found != ZONES_HEADER {
+        return Err(ZonesError::Header { line: lines.of(header.position()), found });
+    }
+    let mut zones = Zones::default();
+    let mut first_line_of: BTreeMap<String, u64> = BTreeMap::new();
+    for record in records {
+        let record = record.map_err(|error| malformed(&mut lines, error))?;
+        let line = lines.of(record.position());
+        let [zone, import, export] = record.iter().collect::<Vec<_>>()[..] else {
+            return Err(ZonesError::FieldCount { line, found: record.len() });
+        };
+        if !is_name(zone) {
+            return Err(ZonesError::Zone { line, zone: zone.to_string() });
+        }
+        let limit = |field: &'static str, text: &str| {
+            text.parse::<u64>().map_err(|_| ZonesError::Limit { line, field, text: text.to_string() })
+        };
+        let limits = ZoneLimits {
+            import_wh_max: limit("import_wh_max", import)?,
+            export_wh_max: limit("export_wh_max", export)?,
+        };
+        if let Some(&first_line) = first_line_of.get(zone) {
+            return Err(ZonesError::Duplicate { line, zone: zone.to_string(), first_line });
+        }
+        first_line_of.insert(zone.to_string(), line);
+        zones.by_name.insert(zone.to_string(), limits);
+    }
+    Ok(zones)
 }
 
 /// Turns csv byte offsets into line numbers. The csv crate's own line count
@@ -150,28 +261,63 @@ pub enum ClearCommandError {
     Order { line: u64, message: String },
     #[error("{0}")]
     Params(ClearError),
+    #[error("{0}")]
+    Zones(String),
 }
 
 /// Clears a book, turning the auction's refusals into messages that name the
 /// line of the offending order.
 pub fn clear_book(book: Book, params: &Params) -> Result<Clearing<String>, ClearCommandError> {
-    let Book { orders, lines } = book;
-    gridshare_matching::clear(orders, params).map_err(|error| {
-        let position = match &error {
-            ClearError::ZeroEnergy { position }
-            | ClearError::EnergyAboveMax { position, .. }
-            | ClearError::PriceAboveMax { position, .. } => Some(*position),
-            _ => None,
+    let Book { orders, lines, zones } = book;
+    if zones.is_some() {
+        return Err(ClearCommandError::Zones(
+            "the orders name zones: give the zones' limits with --zones FILE".into(),
+        ));
+    }
+    gridshare_matching::clear(orders, params).map_err(|error| order_error(error, &lines))
+}
+
+/// Clears a book of orders in `zones` (docs/AUCTION.md §6).
+pub fn clear_zonal_book(
+    book: Book,
+    zones: &Zones,
+    params: &Params,
+) -> Result<ZonalClearing<String>, ClearCommandError> {
+    let Book { orders, lines, zones: order_zones } = book;
+    let Some(order_zones) = order_zones else {
+        let problem = format!("the orders have no zone column: the header must be `{ZONED_HEADER}`");
+        return Err(ClearCommandError::Zones(problem));
+    };
+    let mut zonal = Vec::with_capacity(orders.len());
+    for ((order, zone), line) in orders.into_iter().zip(order_zones).zip(&lines) {
+        let Some(zone) = zones.index(&zone) else {
+            return Err(ClearCommandError::Order {
+                line: *line,
+                message: format!("zone `{zone}` is not in the zones file"),
+            });
         };
-        match position.and_then(|position| lines.get(position)) {
-            Some(&line) => {
-                let message = error.to_string();
-                let message = message.split_once(" has ").map_or(message.as_str(), |(_, rest)| rest);
-                ClearCommandError::Order { line, message: format!("the order has {message}") }
-            }
-            None => ClearCommandError::Params(error),
+        zonal.push(ZonalOrder { order, zone });
+    }
+    let limits: Vec<ZoneLimits> = zones.by_name.values().copied().collect();
+    gridshare_matching::clear_zonal(zonal, &limits, params).map_err(|error| order_error(error, &lines))
+}
+
+/// An auction's refusal, naming the line of the order it is about.
+fn order_error(error: ClearError, lines: &[u64]) -> ClearCommandError {
+    let position = match &error {
+        ClearError::ZeroEnergy { position }
+        | ClearError::EnergyAboveMax { position, .. }
+        | ClearError::PriceAboveMax { position, .. } => Some(*position),
+        _ => None,
+    };
+    match position.and_then(|position| lines.get(position)) {
+        Some(&line) => {
+            let message = error.to_string();
+            let message = message.split_once(" has ").map_or(message.as_str(), |(_, rest)| rest);
+            ClearCommandError::Order { line, message: format!("the order has {message}") }
         }
-    })
+        None => ClearCommandError::Params(error),
+    }
 }
 
 /// The `--json` output. Field order and names are part of the interface.
@@ -182,6 +328,41 @@ pub struct ClearingJson<'a> {
     pub volume_wh: u64,
     pub fills: Vec<FillJson<'a>>,
     pub trades: Vec<TradeJson<'a>>,
+    /// With `--zones`: each zone's outcome, in name order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zones: Option<Vec<ZoneJson<'a>>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ZoneJson<'a> {
+    pub zone: &'a str,
+    pub price_micro_per_kwh: Option<u64>,
+    pub net_export_wh: i64,
+    pub import_wh_max: u64,
+    pub export_wh_max: u64,
+    pub congested: bool,
+}
+
+/// The JSON form of a zonal clearing: the clearing's, with the zones.
+pub fn to_zonal_json<'a>(clearing: &'a ZonalClearing<String>, zones: &'a Zones) -> ClearingJson<'a> {
+    ClearingJson {
+        zones: Some(
+            zones
+                .by_name
+                .keys()
+                .zip(&clearing.zones)
+                .map(|(zone, outcome)| ZoneJson {
+                    zone,
+                    price_micro_per_kwh: outcome.price_micro_per_kwh,
+                    net_export_wh: outcome.net_export_wh,
+                    import_wh_max: outcome.limits.import_wh_max,
+                    export_wh_max: outcome.limits.export_wh_max,
+                    congested: outcome.congested,
+                })
+                .collect(),
+        ),
+        ..to_json(&clearing.clearing)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -222,7 +403,47 @@ pub fn to_json(clearing: &Clearing<String>) -> ClearingJson<'_> {
                 price_micro_per_kwh: trade.price_micro_per_kwh,
             })
             .collect(),
+        zones: None,
     }
+}
+
+/// The zones of a zonal clearing for people: a table after the clearing's.
+pub fn zones_to_text(clearing: &ZonalClearing<String>, zones: &Zones) -> String {
+    let kwh = |wh: u64| format_scaled(wh, scale::KWH_TO_WH);
+    let signed_kwh = |wh: i64| format!("{}{}", if wh < 0 { "-" } else { "" }, kwh(wh.unsigned_abs()));
+    let limit = |wh: u64| if wh == u64::MAX { "none".to_string() } else { kwh(wh) };
+    let rows: Vec<Vec<String>> = zones
+        .by_name
+        .keys()
+        .zip(&clearing.zones)
+        .map(|(zone, outcome)| {
+            vec![
+                zone.clone(),
+                outcome
+                    .price_micro_per_kwh
+                    .map_or_else(|| "-".to_string(), |micro| format_scaled(micro, scale::CURRENCY_TO_MICRO)),
+                signed_kwh(outcome.net_export_wh),
+                limit(outcome.limits.import_wh_max),
+                limit(outcome.limits.export_wh_max),
+                if outcome.congested { "congested".to_string() } else { String::new() },
+            ]
+        })
+        .collect();
+    let mut out = String::from(
+        "\nZones: the clearing price is the community's; a congested zone trades at its own (docs/AUCTION.md §6).\n",
+    );
+    out += &table::render(
+        &[
+            ("ZONE", Align::Left),
+            ("PRICE (per kWh)", Align::Right),
+            ("NET EXPORT (kWh)", Align::Right),
+            ("IMPORT MAX (kWh)", Align::Right),
+            ("EXPORT MAX (kWh)", Align::Right),
+            ("", Align::Left),
+        ],
+        &rows,
+    );
+    out
 }
 
 /// The clearing for people: a summary and the table of trades.

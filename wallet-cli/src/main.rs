@@ -152,12 +152,17 @@ Runs until Ctrl-C.")]
     #[command(after_help = "Examples:
   gridshare clear --orders examples/community-book.csv
   gridshare clear --orders book.csv --mechanism pay-as-bid --fee 0.03 --json
+  gridshare clear --orders examples/zonal-book.csv --zones examples/zones.csv
 
 The file is CSV with the header `id,side,energy_kwh,price_per_kwh`, e.g.
   id,side,energy_kwh,price_per_kwh
   h01,sell,2.5,0.11
   h02,buy,1.2,0.25
-Energies have at most 3 decimals (Wh), prices at most 6 (micro-currency).")]
+Energies have at most 3 decimals (Wh), prices at most 6 (micro-currency).
+With a last `zone` column, --zones gives each zone's limits per interval:
+  zone,import_wh_max,export_wh_max
+  feeder-a,0,400
+and a congested zone gets its own price (docs/AUCTION.md §6).")]
     Clear(ClearArgs),
     /// Verify a whole ledger as a regulator would: every block, certificate
     /// and signature, every clearing and settlement re-run and compared.
@@ -343,6 +348,10 @@ struct ClearArgs {
     /// The order book: a CSV file with the header id,side,energy_kwh,price_per_kwh.
     #[arg(long, value_name = "FILE")]
     orders: PathBuf,
+    /// The zones' limits, for orders with a zone column (docs/AUCTION.md
+    /// §6): a CSV file with the header zone,import_wh_max,export_wh_max.
+    #[arg(long, value_name = "FILE")]
+    zones: Option<PathBuf>,
     /// How trades are priced.
     #[arg(long, value_enum, default_value_t = MechanismArg::Uniform)]
     mechanism: MechanismArg,
@@ -451,14 +460,32 @@ fn run_clear(args: &ClearArgs) -> anyhow::Result<()> {
         network_fee_micro_per_kwh: args.fee,
         limits: Limits::default(),
     };
-    let clearing = clear::clear_book(book, &params)
-        .map_err(|error| anyhow::anyhow!("{}: {error}", args.orders.display()))?;
+    let orders_error = |error| anyhow::anyhow!("{}: {error}", args.orders.display());
     let mut stdout = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer(&mut stdout, &clear::to_json(&clearing))?;
-        writeln!(stdout)?;
-    } else {
-        write!(stdout, "{}", clear::to_text(&params, &clearing))?;
+    match &args.zones {
+        None => {
+            let clearing = clear::clear_book(book, &params).map_err(orders_error)?;
+            if args.json {
+                serde_json::to_writer(&mut stdout, &clear::to_json(&clearing))?;
+                writeln!(stdout)?;
+            } else {
+                write!(stdout, "{}", clear::to_text(&params, &clearing))?;
+            }
+        }
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .map_err(|error| anyhow::anyhow!("cannot open {}: {error}", path.display()))?;
+            let zones = clear::read_zones(std::io::BufReader::new(file))
+                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+            let clearing = clear::clear_zonal_book(book, &zones, &params).map_err(orders_error)?;
+            if args.json {
+                serde_json::to_writer(&mut stdout, &clear::to_zonal_json(&clearing, &zones))?;
+                writeln!(stdout)?;
+            } else {
+                write!(stdout, "{}", clear::to_text(&params, &clearing.clearing))?;
+                write!(stdout, "{}", clear::zones_to_text(&clearing, &zones))?;
+            }
+        }
     }
     stdout.flush()?;
     Ok(())

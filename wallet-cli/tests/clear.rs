@@ -135,7 +135,7 @@ fn bad_books_are_refused_naming_the_line() {
             "h1,sell,1,0.1\nh2,buy,1,0.1\nh1,buy,1,0.2\n",
             "line 4: id `h1` is already used on line 2",
         ),
-        ("fields", "h1,sell,1\n", "line 2: expected 4 fields (id,side,energy_kwh,price_per_kwh), found 3"),
+        ("fields", "h1,sell,1\n", "line 2: expected 4 fields (as the header), found 3"),
         ("garbage-energy", "h1,sell,2.5kwhh,0.1\n", "line 2: energy_kwh `2.5kwhh` is not a decimal number"),
         ("empty-id", ",sell,1,0.1\n", "line 2: id `` must be 1 to 64 printable ASCII characters"),
         ("price-bound", "h1,sell,1,1000000.000001\n", "line 2: the order has a price of 1000000000001"),
@@ -151,8 +151,80 @@ fn bad_books_are_refused_naming_the_line() {
     let path = book_file("header", "id,side,kwh,price\nh1,sell,1,0.1\n");
     let stderr = String::from_utf8(clear(&path, &[]).stderr).unwrap();
     assert!(stderr.contains(
-        "line 1: expected the header `id,side,energy_kwh,price_per_kwh`, found `id,side,kwh,price`"
+        "line 1: expected the header `id,side,energy_kwh,price_per_kwh` or `id,side,energy_kwh,price_per_kwh,zone`, found `id,side,kwh,price`"
     ));
+}
+
+#[test]
+fn a_zonal_book_splits_the_market_at_a_congested_feeder() {
+    let (orders, zones) =
+        (repo_root().join("examples/zonal-book.csv"), repo_root().join("examples/zones.csv"));
+    let output = clear(&orders, &["--zones", zones.to_str().unwrap(), "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    // The hill may export 3 kWh: it keeps 0.095 and the valley pays 0.25.
+    assert_eq!(json["volume_wh"], 4_600, "{json}");
+    let zone = |index: usize| {
+        let zone = &json["zones"][index];
+        (
+            zone["zone"].clone(),
+            zone["price_micro_per_kwh"].clone(),
+            zone["net_export_wh"].clone(),
+            zone["congested"].clone(),
+        )
+    };
+    assert_eq!(zone(0), ("hill".into(), 95_000.into(), 3_000.into(), true.into()));
+    assert_eq!(zone(1), ("valley".into(), 250_000.into(), (-3_000).into(), true.into()));
+    assert_eq!(json["zones"][0]["export_wh_max"], 3_000);
+    let table = stdout(&clear(&orders, &["--zones", zones.to_str().unwrap()]));
+    assert!(table.lines().any(|line| line.starts_with("hill") && line.ends_with("congested")), "{table}");
+
+    // Bad zone input is refused, naming the file's line.
+    let zoned =
+        |name: &str, rows: &str| book_file(name, &format!("id,side,energy_kwh,price_per_kwh,zone\n{rows}"));
+    let zones_file =
+        |name: &str, rows: &str| book_file(name, &format!("zone,import_wh_max,export_wh_max\n{rows}"));
+    let good_zones = zones_file("zones-good", "hill,0,10\n");
+    let cases = [
+        (
+            zoned("zone-unknown", "h1,sell,1,0.1,mountain\n"),
+            good_zones.clone(),
+            "line 2: zone `mountain` is not in the zones file",
+        ),
+        (
+            zoned("zone-fields", "h1,sell,1,0.1\n"),
+            good_zones.clone(),
+            "line 2: expected 5 fields (as the header), found 4",
+        ),
+        (
+            book_file("zone-none", &format!("{HEADER}h1,sell,1,0.1\n")),
+            good_zones.clone(),
+            "the orders have no zone column",
+        ),
+        (
+            zoned("zone-ok", "h1,sell,1,0.1,hill\n"),
+            zones_file("zones-negative", "hill,0,-5\n"),
+            "line 2: export_wh_max `-5` is not a whole number of Wh",
+        ),
+        (
+            zoned("zone-ok", "h1,sell,1,0.1,hill\n"),
+            zones_file("zones-twice", "hill,0,5\nhill,1,1\n"),
+            "line 3: zone `hill` is already listed on line 2",
+        ),
+        (
+            zoned("zone-ok", "h1,sell,1,0.1,hill\n"),
+            book_file("zones-header", "zone,import,export\n"),
+            "line 1: expected the header `zone,import_wh_max,export_wh_max`",
+        ),
+    ];
+    for (orders, zones, expected) in cases {
+        let output = clear(&orders, &["--zones", zones.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{expected}: {stderr}");
+        assert!(stderr.contains(expected), "expected {expected:?} in {stderr:?}");
+    }
+    // Orders with zones need the zones' limits.
+    let output = clear(&zoned("zone-alone", "h1,sell,1,0.1,hill\n"), &[]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("give the zones' limits with --zones"));
 }
 
 #[test]
