@@ -25,7 +25,7 @@ use crate::error::{ErrorBody, ErrorCode};
 use crate::events::{Event, EventError, SseLine, SseParser, read_line_bounded};
 use crate::intervals::{AccountBill, AccountTrade, Bills, Interval, SpanQuery, Trades};
 use crate::proofs::{Proof, ProofTarget};
-use crate::status::{GenesisError, GenesisResponse, Status};
+use crate::status::{GenesisError, GenesisResponse, Health, Status};
 use crate::transactions::{Admitted, SubmitRequest, TransactionStatus};
 
 /// Where a node's API is when nothing else is said.
@@ -423,6 +423,16 @@ impl Client {
     }
 
     /// `GET /v1/status`.
+    /// `GET /ready`: whether the node can serve its community's current
+    /// state, and if not why (its 503 answer carries the same body).
+    pub fn ready(&self) -> Result<Health, ClientError> {
+        let response = self.exchange(Method::Get, "/ready", None, &[], b"")?;
+        if response.status != 200 && response.status != 503 {
+            return Err(self.error_of(Method::Get, "/ready", &response));
+        }
+        self.decode(Method::Get, "/ready", &response)
+    }
+
     pub fn status(&self) -> Result<Status, ClientError> {
         self.get("/v1/status")
     }

@@ -45,5 +45,5 @@ pub use intervals::{
 };
 pub use market::{Mechanism, Side, TxKind, VoteKind};
 pub use proofs::{Proof, ProofTarget};
-pub use status::{GenesisResponse, GenesisSummary, Role, Status, SyncStatus, Validator};
+pub use status::{GenesisResponse, GenesisSummary, Health, NotReady, Role, Status, SyncStatus, Validator};
 pub use transactions::{Admitted, AdmittedStatus, SubmitRequest, TransactionState, TransactionStatus};

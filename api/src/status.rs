@@ -175,13 +175,26 @@ pub enum SyncStatus {
     CatchingUp,
 }
 
+impl SyncStatus {
+    /// A node is behind while a peer has shown it a higher block.
+    pub fn of(height: u64, best_seen_height: u64) -> SyncStatus {
+        if best_seen_height > height { SyncStatus::CatchingUp } else { SyncStatus::Synced }
+    }
+}
+
 /// `GET /v1/status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     #[serde(with = "community_id")]
     pub community_id: CommunityId,
     pub name: String,
+    /// The node's release (`gridshare-node --version`).
+    pub version: String,
+    /// The version of the canonical encoding it speaks (docs/PROTOCOL.md).
+    pub protocol_version: u16,
     pub height: u64,
+    /// The highest block a peer has shown the node.
+    pub best_seen_height: u64,
     #[serde(with = "hex")]
     pub last_block_hash: Hash,
     pub last_block_time_ms: u64,
@@ -200,4 +213,59 @@ pub struct Status {
     pub settlements: u64,
     /// The threads that run the node.
     pub worker_threads: u64,
+}
+
+/// `GET /health` (the node's event loop answers) and `GET /ready` (it can
+/// serve its community's current state): 200 with this body, or 503 with it
+/// when not ready.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub ready: bool,
+    /// Why it is not ready: `catching_up` (a peer has shown it a higher
+    /// block) or `no_peers` (a replica that knows no peer cannot tell
+    /// whether it is behind); `null` when ready.
+    pub reason: Option<NotReady>,
+    pub height: u64,
+    pub best_seen_height: u64,
+    pub peers: u64,
+    pub version: String,
+}
+
+/// Why a node is not ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotReady {
+    CatchingUp,
+    NoPeers,
+}
+
+impl NotReady {
+    /// Why a node at `height` that has seen `best_seen_height` from its
+    /// `peers` is not ready, if it is not: behind a peer, or a replica with
+    /// no peer (a validator may stand alone, as a dev node does).
+    pub fn of(height: u64, best_seen_height: u64, peers: u64, validator: bool) -> Option<NotReady> {
+        if best_seen_height > height {
+            Some(NotReady::CatchingUp)
+        } else if peers == 0 && !validator {
+            Some(NotReady::NoPeers)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod readiness_tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_ready_unless_behind_or_a_replica_alone() {
+        assert_eq!(NotReady::of(10, 10, 3, false), None);
+        assert_eq!(NotReady::of(10, 12, 3, false), Some(NotReady::CatchingUp));
+        assert_eq!(NotReady::of(10, 12, 3, true), Some(NotReady::CatchingUp));
+        assert_eq!(NotReady::of(10, 10, 0, false), Some(NotReady::NoPeers));
+        assert_eq!(NotReady::of(10, 10, 0, true), None);
+        assert_eq!(SyncStatus::of(10, 12), SyncStatus::CatchingUp);
+        assert_eq!(SyncStatus::of(12, 12), SyncStatus::Synced);
+    }
 }

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use gridshare_api::bounds::{INTERVAL_SPAN_MAX, LIST_MAX, REQUEST_BYTES_MAX, STREAMS_MAX};
 use gridshare_api::{
     Account, Admitted, Bills, Block, BlockEvent, Clearing, ErrorBody, ErrorCode, EvidenceList,
-    GenesisResponse, Interval, IsolateRequest, Isolated, Lagged, Meter, MeterReadings, Nonce, Offers, Proof,
-    SettlementEvent, Status, SubmitRequest, Trades, TransactionStatus,
+    GenesisResponse, Health, Interval, IsolateRequest, Isolated, Lagged, Meter, MeterReadings, Nonce, Offers,
+    Proof, SettlementEvent, Status, SubmitRequest, Trades, TransactionStatus,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -57,6 +57,7 @@ fn check(tag: &str, json: &serde_json::Value) -> Result<(), String> {
     match tag {
         "GenesisResponse" => round_trip::<GenesisResponse>(json),
         "Status" => round_trip::<Status>(json),
+        "Health" => round_trip::<Health>(json),
         "SubmitRequest" => round_trip::<SubmitRequest>(json),
         "Admitted" => round_trip::<Admitted>(json),
         "ErrorBody" => round_trip::<ErrorBody>(json),

@@ -26,6 +26,13 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// This build: its release and the protocol version it speaks.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    protocol: u16,
+}
+
 /// A bounded queue or size by name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BoundLabels {
@@ -141,6 +148,14 @@ impl Metrics {
             self.events_dropped.clone(),
         );
         registry.register("bound", "Capacity of each bounded queue, cache and size", self.bounds.clone());
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                protocol: gridshare_ledger::encoding::PROTOCOL_VERSION,
+            })
+            .set(1);
+        registry.register("build_info", "This build's release and protocol version (always 1)", build);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
@@ -164,5 +179,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("gridshare_bound{bound=\"mempool_transactions_max\"} 20000"), "{text}");
+        let build = format!(
+            "gridshare_build_info{{version=\"{}\",protocol=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            gridshare_ledger::encoding::PROTOCOL_VERSION
+        );
+        assert!(text.contains(&build), "{text}");
     }
 }

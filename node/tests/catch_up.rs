@@ -78,6 +78,10 @@ fn a_replica_far_behind_large_blocks_catches_up() {
     let validator_node = start(&["--block-time-ms", "500"], &validator_dir);
     let replica_args = ["--genesis", genesis_file.to_str().unwrap(), "--bootstrap", &validator_node.p2p];
     let replica = start(&replica_args, &replica_dir);
+    // Not ready at first: it knows no peer yet, or it is behind the one it
+    // knows (docs/API.md `GET /ready`, 503).
+    let first = replica.api.ready().unwrap();
+    assert!(!first.ready && first.height <= behind, "{first:?}");
     let caught_up =
         wait_for("the replica to catch up", &validator_node.api, Duration::from_secs(180), || {
             let replica_height = height(&replica.api);
@@ -92,6 +96,12 @@ fn a_replica_far_behind_large_blocks_catches_up() {
             "block {at}"
         );
     }
+    // Caught up and peered: ready.
+    let ready = wait_for("the replica to be ready", &validator_node.api, Duration::from_secs(30), || {
+        let ready = replica.api.ready().unwrap();
+        ready.ready.then_some(ready)
+    });
+    assert!(ready.reason.is_none() && ready.height >= caught_up && ready.peers > 0, "{ready:?}");
     // It came by catch-up, in answers of several blocks, not one by one.
     let metrics = replica.api.metrics().unwrap();
     let received = metric(&metrics, "gridshare_sync_blocks_received_total");

@@ -17,9 +17,9 @@ use gridshare_api::bounds::STREAMS_MAX;
 use gridshare_api::client::StreamError;
 use gridshare_api::events::Event;
 use gridshare_api::{
-    Account, Bills, Block, ErrorBody, ErrorCode, EvidenceList, GenesisResponse, Interval, IntervalStatus,
-    Meter, Nonce, Offers, Proof, Receipt as WireReceipt, Role, Side, SpanQuery, Status, SyncStatus, Trades,
-    TransactionState, TransactionStatus,
+    Account, Bills, Block, ErrorBody, ErrorCode, EvidenceList, GenesisResponse, Health, Interval,
+    IntervalStatus, Meter, Nonce, Offers, Proof, Receipt as WireReceipt, Role, Side, SpanQuery, Status,
+    SyncStatus, Trades, TransactionState, TransactionStatus,
 };
 use gridshare_ledger::audit::{audit_export, audit_store};
 use gridshare_ledger::block::Receipt;
@@ -45,6 +45,15 @@ fn a_dev_community_clears_settles_answers_its_api_and_resumes() {
     assert_eq!(status.name, "Gridshare dev community");
     assert_eq!((status.role, status.sync), (Role::Validator, SyncStatus::Synced));
     assert_eq!(status.accounts, 2);
+    assert_eq!(
+        (status.version.as_str(), status.best_seen_height),
+        (env!("CARGO_PKG_VERSION"), status.height)
+    );
+    // A validator alone is ready; both probes say so.
+    let health: Health = exact(&api, "/health");
+    assert!(health.ready && health.reason.is_none(), "{health:?}");
+    let ready = api.ready().unwrap();
+    assert_eq!((ready.ready, ready.peers, ready.version.as_str()), (true, 0, env!("CARGO_PKG_VERSION")));
 
     // The genesis a wallet signs for, checked against the hash it names.
     let genesis_json: GenesisResponse = exact(&api, "/v1/genesis");

@@ -71,16 +71,18 @@ fn is_name(text: &str) -> bool {
     !text.is_empty() && text.len() <= ID_LEN_MAX && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
 }
 
+/// The CLI's CSV files are read whole: the header checked by hand, any
+/// number of fields (refused by line), each field trimmed.
+fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).from_reader(bytes)
+}
+
 /// Reads and checks a whole order file.
 pub fn read_orders(mut input: impl Read) -> Result<Book, OrdersError> {
     let mut bytes = Vec::new();
     input.read_to_end(&mut bytes)?;
     let mut lines = LineCounter { bytes: &bytes, offset: 0, line: 1 };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes.as_slice());
+    let mut reader = csv_reader(&bytes);
     let mut records = reader.records();
 
     let header = records.next().ok_or(OrdersError::Empty)?.map_err(|error| lines.csv_error(error))?;
@@ -162,23 +164,12 @@ pub struct Zones {
     pub by_name: BTreeMap<String, ZoneLimits>,
 }
 
-impl Zones {
-    fn index(&self, zone: &str) -> Option<u32> {
-        let position = self.by_name.keys().position(|name| name == zone)?;
-        u32::try_from(position).ok()
-    }
-}
-
 /// Reads and checks a whole zones file.
 pub fn read_zones(mut input: impl Read) -> Result<Zones, ZonesError> {
     let mut bytes = Vec::new();
     input.read_to_end(&mut bytes)?;
     let mut lines = LineCounter { bytes: &bytes, offset: 0, line: 1 };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes.as_slice());
+    let mut reader = csv_reader(&bytes);
     let malformed = |lines: &mut LineCounter, error: csv::Error| match lines.csv_error(error) {
         OrdersError::Io(error) => ZonesError::Io(error),
         other => ZonesError::Malformed { line: lines.line, message: other.to_string() },
@@ -288,9 +279,11 @@ pub fn clear_zonal_book(
         let problem = format!("the orders have no zone column: the header must be `{ZONED_HEADER}`");
         return Err(ClearCommandError::Zones(problem));
     };
+    // A zone's index is its place in name order.
+    let index: BTreeMap<&str, u32> = zones.by_name.keys().map(String::as_str).zip(0..).collect();
     let mut zonal = Vec::with_capacity(orders.len());
     for ((order, zone), line) in orders.into_iter().zip(order_zones).zip(&lines) {
-        let Some(zone) = zones.index(&zone) else {
+        let Some(&zone) = index.get(zone.as_str()) else {
             return Err(ClearCommandError::Order {
                 line: *line,
                 message: format!("zone `{zone}` is not in the zones file"),

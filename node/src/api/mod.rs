@@ -112,6 +112,8 @@ pub fn router(client: Client, options: ApiOptions) -> Router {
     let mut router = Router::new()
         .route("/v1/genesis", get(status::genesis))
         .route("/v1/status", get(status::status))
+        .route("/health", get(status::health))
+        .route("/ready", get(status::ready))
         .route("/v1/transactions", post(transactions::submit))
         .route("/v1/transactions/{id}", get(transactions::transaction))
         .route("/v1/blocks/{height}", get(blocks::block))
