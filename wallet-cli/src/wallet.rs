@@ -19,6 +19,10 @@ use gridshare_api::client::{Client, ClientError, Community, Submission};
 pub const EXIT_FINDING: u8 = 1;
 /// Exit status for bad usage or input, and when nothing could be done.
 pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit status when the node could not be reached, did not answer in time,
+/// or answered that it is busy or failing (429, 5xx): the same command may
+/// succeed later.
+pub const EXIT_TRANSIENT: u8 = 3;
 /// How many nonces a submission tries. The node's last nonce counts what
 /// waits in its mempool, so the first is free unless another wallet of the
 /// same signer submitted in between.
@@ -50,6 +54,7 @@ impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CommandError::Rejected(_) | CommandError::Finding(_) => EXIT_FINDING,
+            CommandError::Node(error) if error.is_transient() => EXIT_TRANSIENT,
             _ => EXIT_BAD_INPUT,
         }
     }

@@ -231,7 +231,7 @@ fn a_household_trades_with_the_dev_community() {
 }
 
 #[test]
-fn bad_input_is_refused_with_status_2() {
+fn bad_input_exits_2_and_an_unreachable_node_3() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens on port 1: whatever reaches the node fails to connect.
     let gridshare = Gridshare { keystore: dir.path().join("keys"), node: "http://127.0.0.1:1".into() };
@@ -250,13 +250,14 @@ fn bad_input_is_refused_with_status_2() {
         (&["bill", "--day", "2026-02-30"], "bad day `2026-02-30`"),
         (&["prove", "cafe"], "cannot prove `cafe`"),
         (&["trades", "--from-interval", "3"], "--to-interval"),
-        (&["balance"], "node not reachable at http://127.0.0.1:1"),
         (&["--node", "ftp://example.org", "balance"], "only http:// and https:// addresses are supported"),
     ];
     for (args, expected) in cases {
         gridshare.fails(args, 2, expected);
     }
-    let stderr = gridshare.fails(&["balance"], 2, "start one with: gridshare-node run --dev");
+    // A node that cannot be reached is worth trying again: exit status 3.
+    gridshare.fails(&["balance"], 3, "node not reachable at http://127.0.0.1:1");
+    let stderr = gridshare.fails(&["balance"], 3, "start one with: gridshare-node run --dev");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     // Every command explains itself with examples.
     for command in [
