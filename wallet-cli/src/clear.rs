@@ -8,6 +8,7 @@
 //! decimals. The zones file has the header `zone,import_wh_max,export_wh_max`
 //! (whole Wh). Every refusal names the line it is about.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
 
@@ -93,7 +94,6 @@ pub fn read_orders(mut input: impl Read) -> Result<Book, OrdersError> {
     }
 
     let mut book = Book { orders: Vec::new(), lines: Vec::new(), zones: zoned.then(Vec::new) };
-    let mut first_line_of: BTreeMap<String, u64> = BTreeMap::new();
     for record in records {
         let record = record.map_err(|error| lines.csv_error(error))?;
         let line = lines.of(record.position());
@@ -126,14 +126,64 @@ pub fn read_orders(mut input: impl Read) -> Result<Book, OrdersError> {
         }
         let price_micro_per_kwh = parse_scaled(price, scale::CURRENCY_TO_MICRO)
             .map_err(|source| OrdersError::Price { line, source })?;
-        if let Some(&first_line) = first_line_of.get(id) {
-            return Err(OrdersError::DuplicateId { line, id: id.to_string(), first_line });
-        }
-        first_line_of.insert(id.to_string(), line);
         book.orders.push(Order { id: id.to_string(), side, energy_wh, price_micro_per_kwh });
         book.lines.push(line);
     }
-    Ok(book)
+    book.into_id_order()
+}
+
+impl Book {
+    /// The book in ascending id order, the auction's canonical order (which
+    /// saves it a sort), refusing a repeated id: the line that repeats an
+    /// earlier id first, with that id's first line.
+    fn into_id_order(self) -> Result<Book, OrdersError> {
+        let Book { orders, lines, zones } = self;
+        // The first 8 bytes of an id, big-endian, decide most comparisons
+        // without reading the ids (ids are printable, so the zero padding
+        // of a shorter id sorts it first, as comparing the ids would).
+        let prefix = |id: &str| {
+            let mut bytes = [0_u8; 8];
+            let length = id.len().min(8);
+            bytes[..length].copy_from_slice(&id.as_bytes()[..length]);
+            u64::from_be_bytes(bytes)
+        };
+        let mut sorted: Vec<(u64, usize)> =
+            orders.iter().enumerate().map(|(position, order)| (prefix(&order.id), position)).collect();
+        sorted.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| orders[a.1].id.cmp(&orders[b.1].id)).then(a.1.cmp(&b.1))
+        });
+        // Equal ids are neighbours, in file order: each repeat is the one
+        // after its group's first.
+        let mut repeated: Option<(usize, usize)> = None;
+        let mut group_first = 0;
+        for (index, pair) in sorted.windows(2).enumerate() {
+            if orders[pair[0].1].id == orders[pair[1].1].id {
+                let (first, repeat) = (sorted[group_first].1, pair[1].1);
+                if repeated.is_none_or(|(_, earliest)| repeat < earliest) {
+                    repeated = Some((first, repeat));
+                }
+            } else {
+                group_first = index + 1;
+            }
+        }
+        if let Some((first, repeat)) = repeated {
+            return Err(OrdersError::DuplicateId {
+                line: lines[repeat],
+                id: orders[repeat].id.clone(),
+                first_line: lines[first],
+            });
+        }
+        let mut slots: Vec<Option<Order<String>>> = orders.into_iter().map(Some).collect();
+        let orders = sorted
+            .iter()
+            .map(|&(_, position)| slots[position].take().expect("each position is taken once"))
+            .collect();
+        let lines = sorted.iter().map(|&(_, position)| lines[position]).collect();
+        let zones = zones.map(|mut zones| {
+            sorted.iter().map(|&(_, position)| std::mem::take(&mut zones[position])).collect()
+        });
+        Ok(Book { orders, lines, zones })
+    }
 }
 
 /// Why a zones file was refused. `line` counts from 1, the header included.
@@ -473,12 +523,18 @@ pub fn to_text(params: &Params, clearing: &Clearing<String>) -> String {
     out += &format!("Volume          {} kWh in {} trades\n", kwh(clearing.volume_wh), clearing.trades.len());
     if !clearing.trades.is_empty() {
         out.push('\n');
-        let rows: Vec<Vec<String>> = clearing
+        // The ids borrowed: a million trades are a million rows.
+        let rows: Vec<Vec<Cow<'_, str>>> = clearing
             .trades
             .iter()
             .map(|trade| {
                 let (buy_id, sell_id) = clearing.trade_ids(trade);
-                vec![buy_id.clone(), sell_id.clone(), kwh(trade.energy_wh), price(trade.price_micro_per_kwh)]
+                vec![
+                    Cow::Borrowed(buy_id.as_str()),
+                    Cow::Borrowed(sell_id.as_str()),
+                    Cow::Owned(kwh(trade.energy_wh)),
+                    Cow::Owned(price(trade.price_micro_per_kwh)),
+                ]
             })
             .collect();
         out += &table::render(
@@ -515,6 +571,20 @@ mod tests {
             ]
         );
         assert_eq!(book.lines, vec![2, 5]);
+    }
+
+    #[test]
+    fn a_book_comes_back_in_id_order_and_the_first_repeat_is_named() {
+        let text = "id,side,energy_kwh,price_per_kwh,zone\nhouse-b,sell,1,0.1,x\nhouse-a,buy,2,0.2,y\nh,buy,3,0.3,z\n";
+        let book = read(text).unwrap();
+        let ids: Vec<&str> = book.orders.iter().map(|order| order.id.as_str()).collect();
+        assert_eq!(ids, ["h", "house-a", "house-b"]);
+        assert_eq!(book.lines, [4, 3, 2]);
+        assert_eq!(book.zones.unwrap(), ["z", "y", "x"]);
+        // `b` repeats on line 4 before `a` does on line 5.
+        let repeats = "id,side,energy_kwh,price_per_kwh\nb,sell,1,0.1\na,buy,1,0.1\nb,buy,1,0.1\na,buy,1,0.1\nb,buy,1,0.1\n";
+        let message = read(repeats).unwrap_err().to_string();
+        assert_eq!(message, "line 4: id `b` is already used on line 2");
     }
 
     #[test]

@@ -461,7 +461,8 @@ fn run_clear(args: &ClearArgs) -> anyhow::Result<()> {
         limits: Limits::default(),
     };
     let orders_error = |error| anyhow::anyhow!("{}: {error}", args.orders.display());
-    let mut stdout = std::io::stdout().lock();
+    // A million fills make one JSON line: buffered, not line by line.
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     match &args.zones {
         None => {
             let clearing = clear::clear_book(book, &params).map_err(orders_error)?;

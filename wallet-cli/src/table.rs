@@ -10,39 +10,56 @@ pub enum Align {
 
 /// Renders a header and rows with two spaces between columns and no trailing
 /// spaces. Rows shorter than the header are padded with empty cells.
-pub fn render(header: &[(&str, Align)], rows: &[Vec<String>]) -> String {
-    let titles: Vec<String> = header.iter().map(|(title, _)| (*title).to_string()).collect();
+pub fn render<S: AsRef<str>>(header: &[(&str, Align)], rows: &[Vec<S>]) -> String {
+    let titles: Vec<&str> = header.iter().map(|(title, _)| *title).collect();
     let aligns: Vec<Align> = header.iter().map(|(_, align)| *align).collect();
-    lay_out(&aligns, std::iter::once(&titles).chain(rows))
+    lay_out(&aligns, Some(&titles), rows)
 }
 
 /// Renders rows without a header, e.g. labels and values.
-pub fn render_rows(aligns: &[Align], rows: &[Vec<String>]) -> String {
-    lay_out(aligns, rows.iter())
+pub fn render_rows<S: AsRef<str>>(aligns: &[Align], rows: &[Vec<S>]) -> String {
+    lay_out(aligns, None, rows)
 }
 
-fn lay_out<'a>(aligns: &[Align], rows: impl Iterator<Item = &'a Vec<String>> + Clone) -> String {
+fn lay_out<S: AsRef<str>>(aligns: &[Align], header: Option<&[&str]>, rows: &[Vec<S>]) -> String {
     let mut widths: Vec<usize> = vec![0; aligns.len()];
-    for row in rows.clone() {
-        for (width, cell) in widths.iter_mut().zip(row) {
+    let mut measure = |cells: &mut dyn Iterator<Item = &str>| {
+        for (width, cell) in widths.iter_mut().zip(cells) {
             *width = (*width).max(cell.chars().count());
         }
+    };
+    if let Some(header) = header {
+        measure(&mut header.iter().copied());
+    }
+    for row in rows {
+        measure(&mut row.iter().map(AsRef::as_ref));
     }
     let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
+    let mut line = String::new();
+    let mut write = |cells: &mut dyn Iterator<Item = &str>| {
+        line.clear();
         for (column, (width, align)) in widths.iter().zip(aligns).enumerate() {
-            let cell = row.get(column).map_or("", String::as_str);
+            let cell = cells.next().unwrap_or("");
             if column > 0 {
                 line.push_str("  ");
             }
-            match align {
-                Align::Left => line.push_str(&format!("{cell:<width$}")),
-                Align::Right => line.push_str(&format!("{cell:>width$}")),
+            let padding = width.saturating_sub(cell.chars().count());
+            if *align == Align::Right {
+                line.extend(std::iter::repeat_n(' ', padding));
+            }
+            line.push_str(cell);
+            if *align == Align::Left {
+                line.extend(std::iter::repeat_n(' ', padding));
             }
         }
         out.push_str(line.trim_end());
         out.push('\n');
+    };
+    if let Some(header) = header {
+        write(&mut header.iter().copied());
+    }
+    for row in rows {
+        write(&mut row.iter().map(AsRef::as_ref));
     }
     out
 }
@@ -55,20 +72,21 @@ mod tests {
     fn aligns_columns() {
         let table = render(
             &[("NAME", Align::Left), ("ENERGY (kWh)", Align::Right)],
-            &[vec!["alice".into(), "2.500".into()], vec!["bo".into(), "12.000".into()]],
+            &[vec!["alice", "2.500"], vec!["bo", "12.000"]],
         );
         assert_eq!(table, "NAME   ENERGY (kWh)\nalice         2.500\nbo           12.000\n");
     }
 
     #[test]
     fn rows_without_a_header() {
-        let rows = [vec!["Balance".into(), "100.00 EUR".into()], vec!["Reserved".into(), "0.275 EUR".into()]];
+        let rows =
+            [vec!["Balance".to_string(), "100.00 EUR".into()], vec!["Reserved".into(), "0.275 EUR".into()]];
         assert_eq!(
             render_rows(&[Align::Left, Align::Right], &rows),
             "Balance   100.00 EUR\nReserved   0.275 EUR\n"
         );
         // A short row is padded, and an empty table is empty.
-        assert_eq!(render_rows(&[Align::Left, Align::Left], &[vec!["x".into()]]), "x\n");
-        assert_eq!(render_rows(&[Align::Left], &[]), "");
+        assert_eq!(render_rows(&[Align::Left, Align::Left], &[vec!["x"]]), "x\n");
+        assert_eq!(render_rows::<&str>(&[Align::Left], &[]), "");
     }
 }
