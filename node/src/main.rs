@@ -19,8 +19,18 @@ use libp2p::Multiaddr;
 #[derive(Debug, Parser)]
 #[command(name = "gridshare-node", version, about = "A node of a Gridshare energy community")]
 struct Cli {
+    /// How log lines on standard error are written: `text` for people,
+    /// `json` (one object a line) for a log collector.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,20 +165,21 @@ struct RunArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // Kademlia warns at start when a lone validator has no peer to
-            // bootstrap from, Malachite logs every vote at info, and its
-            // network logs an error for every message a lone validator
-            // cannot publish: all normal. RUST_LOG overrides this (e.g.
-            // RUST_LOG=info,arc_malachitebft=info to follow consensus).
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,libp2p_kad=error,arc_malachitebft=warn,arc_malachitebft_network=off".into()
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // Kademlia warns at start when a lone validator has no peer to
+    // bootstrap from, Malachite logs every vote at info, and its network
+    // logs an error for every message a lone validator cannot publish: all
+    // normal. RUST_LOG overrides this (e.g.
+    // RUST_LOG=info,arc_malachitebft=info to follow consensus).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        "info,libp2p_kad=error,arc_malachitebft=warn,arc_malachitebft_network=off".into()
+    });
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    match cli.command {
         Command::Run(args) => {
             let (data_dir, file) = prepare(&args)?;
             runtime(args.worker_threads.or(file.worker_threads))?.block_on(run(*args, data_dir, file))

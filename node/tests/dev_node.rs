@@ -280,3 +280,25 @@ fn a_dev_community_clears_settles_answers_its_api_and_resumes() {
     });
     assert!(height(&node.api) > stopped_at);
 }
+
+#[test]
+fn logs_can_be_one_json_object_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("dev");
+    let node = start(
+        &["--dev", "--block-time-ms", "100", "--interval-ms", "1000", "--log-format", "json"],
+        &data_dir,
+    );
+    wait_for("a cleared interval", &node.api, Duration::from_secs(60), || {
+        (node.api.status().unwrap().intervals_cleared > 0).then_some(())
+    });
+    let log = std::fs::read_to_string(data_dir.with_extension("log")).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|line| !line.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "nothing logged");
+    for line in lines {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+        assert!(entry["level"].is_string() && entry["timestamp"].is_string(), "{line}");
+        assert!(entry["fields"]["message"].is_string(), "{line}");
+    }
+}
