@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use gridshare_ledger::encoding::to_bytes;
 use gridshare_node::api::{AdminToken, ApiOptions};
 use gridshare_node::clock::Clock;
@@ -35,6 +35,21 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print a shell's completion script for gridshare-node.
+    #[command(after_help = "Example:
+  gridshare-node completions bash > ~/.local/share/bash-completion/completions/gridshare-node")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages of gridshare-node and each of its commands.
+    #[command(after_help = "Example:
+  gridshare-node man --out ./man && man ./man/gridshare-node-run.1")]
+    Man {
+        /// The directory to write the pages to (made if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Run a node: the community's validator or a household's replica.
     #[command(after_help = "Examples:
   gridshare-node run --dev
@@ -180,6 +195,18 @@ fn main() -> anyhow::Result<()> {
         LogFormat::Json => logs.json().init(),
     }
     match cli.command {
+        Command::Completions { shell } => {
+            // Made in memory, where writing cannot fail.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "gridshare-node", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
+            Ok(())
+        }
+        Command::Man { out } => {
+            std::fs::create_dir_all(&out)?;
+            clap_mangen::generate_to(Cli::command(), &out)?;
+            Ok(())
+        }
         Command::Run(args) => {
             let (data_dir, file) = prepare(&args)?;
             runtime(args.worker_threads.or(file.worker_threads))?.block_on(run(*args, data_dir, file))

@@ -302,3 +302,17 @@ fn logs_can_be_one_json_object_a_line() {
         assert!(entry["fields"]["message"].is_string(), "{line}");
     }
 }
+
+#[test]
+fn completions_and_manual_pages_are_written() {
+    let binary = std::path::Path::new(common::BINARY);
+    let zsh = std::process::Command::new(binary).args(["completions", "zsh"]).output().unwrap();
+    assert!(zsh.status.success());
+    let script = String::from_utf8(zsh.stdout).unwrap();
+    assert!(script.starts_with("#compdef gridshare-node") && script.contains("genesis"), "{script}");
+    let dir = tempfile::tempdir().unwrap();
+    let man = std::process::Command::new(binary).args(["man", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(man.status.success(), "{}", String::from_utf8_lossy(&man.stderr));
+    let run = std::fs::read_to_string(dir.path().join("gridshare-node-run.1")).unwrap();
+    assert!(run.contains(".TH") && run.contains("log\\-format"), "{run}");
+}

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use gridshare_api::client::{Client, DEFAULT_NODE_URL, NODE_ENV};
 use gridshare_cli::agent::{AgentArgs, AgentRunArgs};
 use gridshare_cli::amount::{AmountError, parse_fraction_thousandths, parse_scaled, scale};
@@ -47,13 +47,30 @@ macro_rules! with_exit_status {
         concat!(
             $examples,
             "\n\nExit status: 0 admitted; 1 the node rejected it (the reason is printed);\n",
-            "2 bad usage or input (nothing was sent), or the node could not be reached."
+            "2 bad usage or input (nothing was sent); 3 the node could not be reached or was\n",
+            "busy or failing (try again later)."
         )
     };
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print a shell's completion script for gridshare.
+    #[command(after_help = "Examples:
+  gridshare completions bash > ~/.local/share/bash-completion/completions/gridshare
+  gridshare completions zsh > ~/.zfunc/_gridshare")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages of gridshare and each of its commands.
+    #[command(after_help = "Example:
+  gridshare man --out ./man && man ./man/gridshare-offer.1")]
+    Man {
+        /// The directory to write the pages to (made if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Offer to buy or sell energy in a delivery interval.
     #[command(
         subcommand,
@@ -382,6 +399,18 @@ fn parse_price(text: &str) -> Result<u64, AmountError> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Completions { shell } => {
+            // Made in memory, where writing cannot fail; a closed pipe then
+            // is an error, not a panic.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "gridshare", &mut script);
+            std::io::stdout()
+                .lock()
+                .write_all(&script)
+                .map_err(anyhow::Error::from)
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Man { out } => write_manual(&out).map(|()| ExitCode::SUCCESS),
         Command::Clear(args) => run_clear(&args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => run_audit(&args, explicit_node(cli.node)),
         Command::Export(args) => run_export(&args, explicit_node(cli.node)).map(|()| ExitCode::SUCCESS),
@@ -437,12 +466,26 @@ fn run_node_command(keystore: Option<PathBuf>, node: Option<String>, command: Co
         Command::Credit(args) => registrar::move_money(&wallet, Direction::Credit, args, out),
         Command::Debit(args) => registrar::move_money(&wallet, Direction::Debit, args, out),
         Command::Tariffs(TariffsCommand::Set(args)) => registrar::set_tariffs(&wallet, args, out),
-        Command::Clear(_) | Command::Audit(_) | Command::Export(_) | Command::Keys(_) => {
+        Command::Clear(_)
+        | Command::Audit(_)
+        | Command::Export(_)
+        | Command::Keys(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("dispatched in main")
         }
     };
     let flushed = out.flush().map_err(CommandError::from);
     result.and(flushed)?;
+    Ok(())
+}
+
+/// One page for gridshare and one for each of its commands, in `out`.
+fn write_manual(out: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)
+        .map_err(|error| anyhow::anyhow!("cannot make {}: {error}", out.display()))?;
+    clap_mangen::generate_to(Cli::command(), out)
+        .map_err(|error| anyhow::anyhow!("cannot write the pages to {}: {error}", out.display()))?;
     Ok(())
 }
 

@@ -25,7 +25,7 @@ pub(crate) struct Node {
     pub(crate) p2p: String,
 }
 
-const BINARY: &str = env!("CARGO_BIN_EXE_gridshare-node");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_gridshare-node");
 
 /// Runs a `gridshare-node` subcommand to completion; returns its stdout.
 pub(crate) fn run_to_end(args: &[&str]) -> Vec<String> {
