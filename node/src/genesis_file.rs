@@ -1,29 +1,32 @@
 //! `gridshare-node genesis new` and `genesis show`: a community's genesis
 //! from the operator's choices (validators, registrars, market rules and
-//! tariffs, with prices as exact decimals), and its summary as JSON.
+//! tariffs, with prices as exact decimals), given as flags or as a
+//! reviewable TOML file (`CommunityFile`), and its summary as JSON or that
+//! same TOML, which `genesis new --from` turns back into the same genesis.
 
 use gridshare_api::GenesisSummary;
-use gridshare_api::decimal::{DecimalError, parse_scaled};
+use gridshare_api::decimal::{DecimalError, format_scaled_short, parse_scaled};
 use gridshare_ledger::encoding::to_bytes;
 use gridshare_ledger::genesis::{Genesis, GenesisError, MarketParams, Mechanism, Tariffs, Validator};
 use gridshare_ledger::ids::{CommunityId, PublicKey};
+use serde::{Deserialize, Serialize};
 
 /// The operator's choices for a new community. Prices are in currency per
 /// kWh with at most six decimals.
 #[derive(Clone, Debug, clap::Args)]
 pub struct GenesisOptions {
     /// The community's name (1 to 64 bytes).
-    #[arg(long)]
+    #[arg(long, required_unless_present = "from", default_value = "")]
     pub name: String,
     /// ISO 4217 currency code.
     #[arg(long, default_value = "EUR")]
     pub currency: String,
     /// A validator's public key (64 hex digits), optionally with its voting
     /// power as KEY:POWER (default 1). Repeat for each validator.
-    #[arg(long = "validator", value_name = "KEY[:POWER]", required = true)]
+    #[arg(long = "validator", value_name = "KEY[:POWER]", required_unless_present = "from")]
     pub validators: Vec<String>,
     /// A registrar's public key. Repeat for each registrar.
-    #[arg(long = "registrar", value_name = "KEY", required = true)]
+    #[arg(long = "registrar", value_name = "KEY", required_unless_present = "from")]
     pub registrars: Vec<String>,
     /// Start of interval 0, in ms since the Unix epoch (default: now, rounded
     /// down to a whole interval).
@@ -197,6 +200,190 @@ pub fn build(options: &GenesisOptions, now_ms: u64) -> Result<Genesis, GenesisOp
     Ok(genesis)
 }
 
+/// A community as an operator writes it for review (`genesis new --from`,
+/// `genesis show --toml`): the flags of `genesis new` as fields, prices and
+/// `k` as decimal strings so that they stay exact. Unknown fields are
+/// refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommunityFile {
+    pub name: String,
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// Start of interval 0 in ms since the Unix epoch (default: now,
+    /// rounded down to a whole interval; `genesis show --toml` names it).
+    pub genesis_time_ms: Option<u64>,
+    pub market: MarketFile,
+    pub tariffs: TariffsFile,
+    pub validators: Vec<ValidatorFile>,
+    pub registrars: Vec<String>,
+}
+
+/// The market's rules in a `CommunityFile`; absent fields take the
+/// defaults of `genesis new`'s flags.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketFile {
+    pub interval_ms: u64,
+    pub gate_closure_lead_ms: u64,
+    pub settlement_delay_ms: u64,
+    pub offer_horizon_intervals: u64,
+    pub attestation_max_age_intervals: u64,
+    /// `uniform` or `pay-as-bid`.
+    pub mechanism: String,
+    pub k: String,
+    pub price_floor: String,
+    pub price_cap: String,
+    pub max_open_offers_per_account: u32,
+    pub max_offers_per_interval: u32,
+    pub max_transactions_per_block: u32,
+    pub meter_tolerance_permille: u16,
+    pub block_time_tolerance_ms: u64,
+}
+
+impl Default for MarketFile {
+    fn default() -> MarketFile {
+        MarketFile {
+            interval_ms: 900_000,
+            gate_closure_lead_ms: 300_000,
+            settlement_delay_ms: 900_000,
+            offer_horizon_intervals: 96,
+            attestation_max_age_intervals: 8,
+            mechanism: "uniform".into(),
+            k: "0.5".into(),
+            price_floor: "0".into(),
+            price_cap: "1".into(),
+            max_open_offers_per_account: 16,
+            max_offers_per_interval: 10_000,
+            max_transactions_per_block: 10_000,
+            meter_tolerance_permille: 50,
+            block_time_tolerance_ms: 2_000,
+        }
+    }
+}
+
+/// The tariffs in currency per kWh, as decimal strings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TariffsFile {
+    pub import: String,
+    pub feed_in: String,
+    pub network_fee: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorFile {
+    pub key: String,
+    #[serde(default = "default_voting_power")]
+    pub voting_power: u64,
+}
+
+fn default_currency() -> String {
+    "EUR".into()
+}
+
+fn default_voting_power() -> u64 {
+    1
+}
+
+/// Why a community file makes no genesis.
+#[derive(Debug, thiserror::Error)]
+pub enum CommunityFileError {
+    /// Not TOML, an unknown field, a value of the wrong type: the TOML
+    /// error names the field and the line.
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error(transparent)]
+    Options(#[from] GenesisOptionsError),
+}
+
+impl CommunityFile {
+    /// Parses a community file's text.
+    pub fn parse(text: &str) -> Result<CommunityFile, CommunityFileError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// The same choices as `genesis new`'s flags.
+    pub fn options(&self) -> GenesisOptions {
+        let market = &self.market;
+        GenesisOptions {
+            name: self.name.clone(),
+            currency: self.currency.clone(),
+            validators: self
+                .validators
+                .iter()
+                .map(|validator| format!("{}:{}", validator.key, validator.voting_power))
+                .collect(),
+            registrars: self.registrars.clone(),
+            genesis_time_ms: self.genesis_time_ms,
+            interval_ms: market.interval_ms,
+            gate_closure_lead_ms: market.gate_closure_lead_ms,
+            settlement_delay_ms: market.settlement_delay_ms,
+            offer_horizon_intervals: market.offer_horizon_intervals,
+            attestation_max_age_intervals: market.attestation_max_age_intervals,
+            mechanism: market.mechanism.clone(),
+            k: market.k.clone(),
+            price_floor: market.price_floor.clone(),
+            price_cap: market.price_cap.clone(),
+            import_tariff: self.tariffs.import.clone(),
+            feed_in_tariff: self.tariffs.feed_in.clone(),
+            network_fee: self.tariffs.network_fee.clone(),
+            max_open_offers_per_account: market.max_open_offers_per_account,
+            max_offers_per_interval: market.max_offers_per_interval,
+            max_transactions_per_block: market.max_transactions_per_block,
+            meter_tolerance_permille: market.meter_tolerance_permille,
+            block_time_tolerance_ms: market.block_time_tolerance_ms,
+        }
+    }
+
+    /// The file that `genesis new --from` turns back into `genesis`.
+    pub fn of(genesis: &Genesis) -> CommunityFile {
+        let price = |micro: u64| format_scaled_short(micro, PRICE_DECIMALS);
+        let market = &genesis.market;
+        CommunityFile {
+            name: genesis.name.clone(),
+            currency: genesis.currency.clone(),
+            genesis_time_ms: Some(genesis.genesis_time_ms),
+            market: MarketFile {
+                interval_ms: market.interval_length_ms,
+                gate_closure_lead_ms: market.gate_closure_lead_ms,
+                settlement_delay_ms: market.settlement_delay_ms,
+                offer_horizon_intervals: market.offer_horizon_intervals,
+                attestation_max_age_intervals: market.attestation_max_age_intervals,
+                mechanism: gridshare_api::Mechanism::from(market.mechanism).as_str().to_string(),
+                k: format_scaled_short(u64::from(market.k_thousandths), K_DECIMALS),
+                price_floor: price(market.price_floor_micro_per_kwh),
+                price_cap: price(market.price_cap_micro_per_kwh),
+                max_open_offers_per_account: market.max_open_offers_per_account,
+                max_offers_per_interval: market.max_offers_per_interval,
+                max_transactions_per_block: market.max_transactions_per_block,
+                meter_tolerance_permille: market.meter_tolerance_permille,
+                block_time_tolerance_ms: market.block_time_tolerance_ms,
+            },
+            tariffs: TariffsFile {
+                import: price(genesis.tariffs.grid_import_micro_per_kwh),
+                feed_in: price(genesis.tariffs.grid_feed_in_micro_per_kwh),
+                network_fee: price(genesis.tariffs.network_fee_micro_per_kwh),
+            },
+            validators: genesis
+                .validators
+                .iter()
+                .map(|validator| ValidatorFile {
+                    key: validator.key.to_string(),
+                    voting_power: validator.voting_power,
+                })
+                .collect(),
+            registrars: genesis.registrars.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// The file as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a community file's fields are all TOML")
+    }
+}
+
 /// Every field of a genesis, units in the names: what `genesis show`
 /// prints and `GET /v1/genesis` serves (with the canonical bytes).
 pub fn summary(genesis: &Genesis) -> GenesisSummary {
@@ -210,6 +397,9 @@ mod tests {
 
     #[derive(Debug, Parser)]
     struct Command {
+        /// As `genesis new --from`, which the options name.
+        #[arg(long)]
+        from: Option<String>,
         #[command(flatten)]
         options: GenesisOptions,
     }
@@ -255,6 +445,39 @@ mod tests {
             (chosen.market.meter_tolerance_permille, chosen.market.block_time_tolerance_ms),
             (100, 500)
         );
+    }
+
+    #[test]
+    fn a_genesis_comes_back_from_the_community_file_it_prints() {
+        let flags = options(&["--k", "0.25", "--network-fee", "0.02", "--mechanism", "pay-as-bid"]);
+        let genesis = build(&flags, 1_000_123_456).unwrap();
+        let text = CommunityFile::of(&genesis).to_toml();
+        assert!(text.contains("k = \"0.25\"") && text.contains("network_fee = \"0.02\""), "{text}");
+        let again = build(&CommunityFile::parse(&text).unwrap().options(), 0).unwrap();
+        assert_eq!(again, genesis);
+        // The example in the repository makes a valid genesis.
+        let example = include_str!("../../examples/community.toml");
+        let example = build(&CommunityFile::parse(example).unwrap().options(), 0).unwrap();
+        assert_eq!((example.name.as_str(), example.validators.len()), ("Sunny Street", 2));
+        assert_eq!(example.tariffs.grid_import_micro_per_kwh, 300_000);
+    }
+
+    #[test]
+    fn a_bad_community_file_is_refused_naming_the_field() {
+        let file = CommunityFile::of(&build(&options(&[]), 0).unwrap()).to_toml();
+        let cases = [
+            (file.replace("name =", "nmae ="), "nmae"),
+            (file.replace("import = \"0.3\"", "import = 0.3"), "import"),
+            (file.replace("k = \"0.5\"", "k = \"1.5\""), "k: `1.5`"),
+            (file.replace("[tariffs]", "[tariffs]\nvat = \"0.2\""), "vat"),
+        ];
+        for (text, named) in cases {
+            let error = match CommunityFile::parse(&text) {
+                Err(error) => error.to_string(),
+                Ok(file) => build(&file.options(), 0).unwrap_err().to_string(),
+            };
+            assert!(error.contains(named), "expected {named:?} in {error}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use gridshare_ledger::encoding::to_bytes;
 use gridshare_node::api::{AdminToken, ApiOptions};
 use gridshare_node::clock::Clock;
 use gridshare_node::config::{self, CONFIG_FILE_NAME, GENESIS_FILE_NAME};
-use gridshare_node::genesis_file::{self, GenesisOptions};
+use gridshare_node::genesis_file::{self, CommunityFile, GenesisOptions};
 use gridshare_node::node::{NodeConfig, Started};
 use gridshare_node::start::{DEV_KEYS_DIR_NAME, default_data_dir, has_ledger, start, start_dev};
 use libp2p::Multiaddr;
@@ -97,17 +97,33 @@ enum GenesisCommand {
 
 Validator keys come from `gridshare-node init` (it prints them); registrar
 keys from `gridshare keys new NAME --role registrar`. Prices are in currency
-per kWh with at most 6 decimals.")]
+per kWh with at most 6 decimals.
+
+Or from a reviewable file, with the same choices as fields:
+  gridshare-node genesis new --from community.toml --out genesis.bin
+  gridshare-node genesis show genesis.bin --toml   (prints such a file back)")]
     New {
+        /// A community file (TOML): the choices below as fields, e.g. what
+        /// `genesis show --toml` prints.
+        #[arg(long, value_name = "FILE", conflicts_with = "GenesisOptions")]
+        from: Option<PathBuf>,
         #[command(flatten)]
         options: Box<GenesisOptions>,
         /// Where to write the genesis (canonical bytes).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Print a genesis file as JSON.
-    #[command(after_help = "Example:\n  gridshare-node genesis show genesis.bin")]
-    Show { file: PathBuf },
+    /// Print a genesis file as JSON, or as the community file that makes it.
+    #[command(
+        after_help = "Examples:\n  gridshare-node genesis show genesis.bin\n  gridshare-node genesis show genesis.bin --toml > community.toml"
+    )]
+    Show {
+        file: PathBuf,
+        /// Print the community file (TOML) that `genesis new --from` turns
+        /// back into this genesis.
+        #[arg(long)]
+        toml: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -236,7 +252,16 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Genesis(GenesisCommand::New { options, out }) => {
+        Command::Genesis(GenesisCommand::New { from, options, out }) => {
+            let options = match from {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let file = CommunityFile::parse(&text).with_context(|| format!("{}", path.display()))?;
+                    Box::new(file.options())
+                }
+                None => options,
+            };
             let genesis = genesis_file::build(&options, Clock::system().now_ms())?;
             if out.exists() {
                 anyhow::bail!("{} exists; choose another --out", out.display());
@@ -247,9 +272,13 @@ fn main() -> anyhow::Result<()> {
             eprintln!("Wrote {}", out.display());
             Ok(())
         }
-        Command::Genesis(GenesisCommand::Show { file }) => {
+        Command::Genesis(GenesisCommand::Show { file, toml }) => {
             let genesis = config::read_genesis(&file)?;
-            println!("{}", serde_json::to_string_pretty(&genesis_file::summary(&genesis))?);
+            if toml {
+                print!("{}", CommunityFile::of(&genesis).to_toml());
+            } else {
+                println!("{}", serde_json::to_string_pretty(&genesis_file::summary(&genesis))?);
+            }
             Ok(())
         }
     }

@@ -316,3 +316,24 @@ fn completions_and_manual_pages_are_written() {
     let run = std::fs::read_to_string(dir.path().join("gridshare-node-run.1")).unwrap();
     assert!(run.contains(".TH") && run.contains("log\\-format"), "{run}");
 }
+
+#[test]
+fn a_genesis_from_a_community_file_prints_back_as_the_same_file() {
+    let binary = std::path::Path::new(common::BINARY);
+    let dir = tempfile::tempdir().unwrap();
+    let node = |args: &[&str]| std::process::Command::new(binary).args(args).output().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/community.toml");
+    let (first, second) = (dir.path().join("first.bin"), dir.path().join("second.bin"));
+    let made = node(&["genesis", "new", "--from", example, "--out", first.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let printed = node(&["genesis", "show", first.to_str().unwrap(), "--toml"]);
+    let file = dir.path().join("community.toml");
+    std::fs::write(&file, &printed.stdout).unwrap();
+    let again =
+        node(&["genesis", "new", "--from", file.to_str().unwrap(), "--out", second.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap());
+    // A file and flags at once: refused.
+    let both = node(&["genesis", "new", "--from", example, "--name", "X", "--out", "x.bin"]);
+    assert_eq!(both.status.code(), Some(2));
+}
