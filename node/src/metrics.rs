@@ -186,4 +186,33 @@ mod tests {
         );
         assert!(text.contains(&build), "{text}");
     }
+
+    #[test]
+    #[allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+    fn the_grafana_dashboard_queries_only_metrics_the_node_exposes() {
+        let text = Metrics::new(&[("mempool_transactions_max", 1)]).encode();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../deploy/grafana-dashboard.json")).unwrap();
+        let exprs: Vec<&str> = dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|panel| panel["targets"].as_array().unwrap())
+            .map(|target| target["expr"].as_str().unwrap())
+            .collect();
+        assert!(exprs.len() >= 10, "{exprs:?}");
+        for expr in exprs {
+            let mut rest = expr;
+            while let Some(start) = rest.find("gridshare_") {
+                let name: String =
+                    rest[start..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                rest = &rest[start + name.len()..];
+                // A counter is declared under its name without `_total`.
+                let declared = [name.as_str(), name.trim_end_matches("_total")]
+                    .iter()
+                    .any(|declared| text.contains(&format!("# TYPE {declared} ")));
+                assert!(declared, "{name} (in `{expr}`) is not among the node's metrics:\n{text}");
+            }
+        }
+    }
 }
