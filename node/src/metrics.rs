@@ -11,6 +11,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// A gossip message's topic and the verdict it got.
@@ -39,6 +40,23 @@ pub struct BoundLabels {
     pub bound: &'static str,
 }
 
+/// A latency in milliseconds: buckets from 50 ms doubling to 51.2 s.
+#[derive(Clone, Debug)]
+pub struct LatencyMs(Histogram);
+
+impl Default for LatencyMs {
+    fn default() -> LatencyMs {
+        LatencyMs(Histogram::new(exponential_buckets(50.0, 2.0, 11)))
+    }
+}
+
+impl LatencyMs {
+    pub fn observe(&self, latency_ms: u64) {
+        // Exact up to 49 days; a longer latency counts in the last bucket.
+        self.0.observe(f64::from(u32::try_from(latency_ms).unwrap_or(u32::MAX)));
+    }
+}
+
 /// Every metric; cheap to update from the event loop (atomics).
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -62,6 +80,14 @@ pub struct Metrics {
     pub api_requests: Counter,
     pub events_dropped: Counter,
     pub bounds: Family<BoundLabels, Gauge>,
+    /// Between the timestamps of consecutive committed blocks.
+    pub block_interval_ms: LatencyMs,
+    /// From a transaction's acknowledgement here to the commit of the block
+    /// that holds it.
+    pub offer_to_ledger_ms: LatencyMs,
+    /// From an interval's gate closure to the commit of its clearing, on
+    /// this node's clock.
+    pub clearing_after_gate_closure_ms: LatencyMs,
 }
 
 impl Metrics {
@@ -148,6 +174,21 @@ impl Metrics {
             self.events_dropped.clone(),
         );
         registry.register("bound", "Capacity of each bounded queue, cache and size", self.bounds.clone());
+        registry.register(
+            "block_interval_ms",
+            "Time between consecutive committed blocks' timestamps, ms",
+            self.block_interval_ms.0.clone(),
+        );
+        registry.register(
+            "offer_to_ledger_ms",
+            "From a transaction's acknowledgement by this node to the commit of its block, ms",
+            self.offer_to_ledger_ms.0.clone(),
+        );
+        registry.register(
+            "clearing_after_gate_closure_ms",
+            "From an interval's gate closure to the commit of its clearing on this node's clock, ms",
+            self.clearing_after_gate_closure_ms.0.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -172,6 +213,8 @@ mod tests {
         let metrics = Metrics::new(&[("mempool_transactions_max", 20_000)]);
         metrics.height.set(7);
         metrics.gossip("tx", "reject");
+        metrics.offer_to_ledger_ms.observe(120);
+        metrics.offer_to_ledger_ms.observe(70_000);
         let text = metrics.encode();
         assert!(text.contains("gridshare_height 7"), "{text}");
         assert!(
@@ -185,6 +228,11 @@ mod tests {
             gridshare_ledger::encoding::PROTOCOL_VERSION
         );
         assert!(text.contains(&build), "{text}");
+        // 120 ms falls in the 200 ms bucket; 70 s only in +Inf.
+        assert!(text.contains("gridshare_offer_to_ledger_ms_bucket{le=\"100.0\"} 0"), "{text}");
+        assert!(text.contains("gridshare_offer_to_ledger_ms_bucket{le=\"200.0\"} 1"), "{text}");
+        assert!(text.contains("gridshare_offer_to_ledger_ms_bucket{le=\"51200.0\"} 1"), "{text}");
+        assert!(text.contains("gridshare_offer_to_ledger_ms_count 2"), "{text}");
     }
 
     #[test]
@@ -207,9 +255,11 @@ mod tests {
                 let name: String =
                     rest[start..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
                 rest = &rest[start + name.len()..];
-                // A counter is declared under its name without `_total`.
-                let declared = [name.as_str(), name.trim_end_matches("_total")]
+                // A counter is declared under its name without `_total`, a
+                // histogram without `_bucket`, `_sum` or `_count`.
+                let declared = ["", "_total", "_bucket", "_sum", "_count"]
                     .iter()
+                    .filter_map(|suffix| name.strip_suffix(suffix))
                     .any(|declared| text.contains(&format!("# TYPE {declared} ")));
                 assert!(declared, "{name} (in `{expr}`) is not among the node's metrics:\n{text}");
             }

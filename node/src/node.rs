@@ -297,6 +297,7 @@ pub(crate) fn event_loop(
         isolated_until: None,
         served,
         serving: BTreeSet::new(),
+        last_block_ms: None,
     };
     (client, Box::pin(node.run(inbox, served_inbox, shutdown)))
 }
@@ -332,6 +333,8 @@ struct Node {
     /// whose responses are being read.
     served: mpsc::Sender<Served>,
     serving: BTreeSet<PeerId>,
+    /// The timestamp of the last block committed, for the block interval.
+    last_block_ms: Option<u64>,
 }
 
 impl Node {
@@ -703,6 +706,9 @@ impl Node {
                 Effect::Count(Count::TransactionsReceived(transactions)) => {
                     self.metrics.direct_transactions_received.inc_by(transactions);
                 }
+                Effect::Count(Count::Included(delay_ms)) => {
+                    self.metrics.offer_to_ledger_ms.observe(delay_ms);
+                }
                 Effect::Dropped { id, dropped } => {
                     // The testnet reads these lines for its findings (the
                     // drops by reason, and at how many nodes).
@@ -735,13 +741,22 @@ impl Node {
     fn broadcast(&mut self, event: Event) {
         let metrics = &self.metrics;
         match &event {
-            Event::Block { height, transactions, .. } => {
+            Event::Block { height, transactions, timestamp_ms, .. } => {
+                if let Some(last_ms) = self.last_block_ms {
+                    metrics.block_interval_ms.observe(timestamp_ms.saturating_sub(last_ms));
+                }
+                self.last_block_ms = Some(*timestamp_ms);
                 metrics.height.set(i64::try_from(*height).unwrap_or(i64::MAX));
                 metrics.blocks_committed.inc();
                 metrics.transactions_committed.inc_by(*transactions as u64);
                 metrics.mempool_transactions.set(gauge(self.core.mempool().len()));
             }
             Event::Clearing { receipt, .. } => {
+                if let Some(gate_ms) = self.core.genesis().gate_closure_ms(receipt.interval) {
+                    metrics
+                        .clearing_after_gate_closure_ms
+                        .observe(self.clock.now_ms().saturating_sub(gate_ms));
+                }
                 metrics.intervals_cleared.inc();
                 metrics.trades.inc_by(receipt.trades.len() as u64);
             }

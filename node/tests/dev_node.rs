@@ -250,6 +250,13 @@ fn a_dev_community_clears_settles_answers_its_api_and_resumes() {
     let metrics = api.metrics().unwrap();
     assert!(metrics.contains("gridshare_blocks_committed_total"), "{metrics}");
     assert!(metrics.contains("gridshare_bound{bound=\"mempool_transactions_max\"} 20000"), "{metrics}");
+    // Latency histograms: blocks and clearings happened.
+    let count = |name: &str| -> u64 {
+        let prefix = format!("{name}_count ");
+        metrics.lines().find_map(|line| line.strip_prefix(&prefix)?.parse().ok()).unwrap_or(0)
+    };
+    assert!(count("gridshare_block_interval_ms") > 0, "{metrics}");
+    assert!(count("gridshare_clearing_after_gate_closure_ms") > 0, "{metrics}");
 
     // The export over HTTP is a whole ledger that passes the audit.
     let mut export = Vec::new();

@@ -142,6 +142,13 @@ fn a_household_trades_with_the_dev_community() {
         (!gridshare.ok(&["offers", "--json"]).contains(&cancelled_id)).then_some(())
     });
 
+    // The node timed its acknowledged offers into the ledger.
+    let metrics = api.metrics().unwrap();
+    let counted = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("gridshare_offer_to_ledger_ms_count ")?.parse::<u64>().ok());
+    assert!(counted.is_some_and(|count| count >= 2), "{metrics}");
+
     // The dev community's solar household sells about 1 kWh an interval at
     // 0.09 to 0.13: a bid of 0.90 trades.
     let trade = poll("the offer to trade", Duration::from_secs(60), &node, || {

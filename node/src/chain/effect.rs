@@ -203,4 +203,7 @@ pub enum Count {
     /// Transactions a peer sent directly (fetched or announced) that were
     /// new here and joined the batch to verify.
     TransactionsReceived(u64),
+    /// A transaction acknowledged here is in a committed block, this many
+    /// ms after its acknowledgement.
+    Included(u64),
 }

@@ -969,6 +969,7 @@ impl<S: Store> ChainCore<S> {
             })
             .collect();
         let mut included = Vec::new();
+        let mut delays_ms = Vec::new();
         if !self.submitted.is_empty() {
             for tx in &certified.block.transactions {
                 let id = tx.id(&self.genesis.community_id);
@@ -977,6 +978,7 @@ impl<S: Store> ChainCore<S> {
                     let delay_ms = now_ms.saturating_sub(submitted.admitted_ms);
                     self.inclusion_delay_ms = (3 * self.inclusion_delay_ms + delay_ms) / 4;
                     included.push(id);
+                    delays_ms.push(delay_ms);
                 }
             }
         }
@@ -993,6 +995,8 @@ impl<S: Store> ChainCore<S> {
         }
         self.best_seen_height = self.best_seen_height.max(self.state.height);
         self.report(certified);
+        // After the block's own events.
+        self.effects.extend(delays_ms.into_iter().map(|delay_ms| Effect::Count(Count::Included(delay_ms))));
     }
 
     /// Indexes the committed blocks the index lacks (`just_committed`, the
