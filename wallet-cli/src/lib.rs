@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod amount;
 pub mod audit;
+pub mod bulk;
 pub mod clear;
 pub mod gateway;
 pub mod household;

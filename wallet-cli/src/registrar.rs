@@ -123,7 +123,10 @@ pub struct TariffsSetArgs {
 }
 
 /// The registrar's key, which must be a registrar of the community.
-fn registrar_key(wallet: &Wallet, options: &RegistrarOptions) -> Result<(String, Keypair), CommandError> {
+pub(crate) fn registrar_key(
+    wallet: &Wallet,
+    options: &RegistrarOptions,
+) -> Result<(String, Keypair), CommandError> {
     let file = wallet.key_file(options.registrar.as_deref(), Role::Registrar, "--as")?;
     let key = file.public_key()?;
     let community = wallet.community()?;
