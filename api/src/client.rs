@@ -126,6 +126,28 @@ pub enum Submission {
 }
 
 impl Submission {
+    /// Whether the node was too busy to take it (429: its mempool, a
+    /// signer's or an interval's share of it is full, or its backlog too
+    /// long): the same transaction may be taken later.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Submission::Refused { status: 429, .. })
+    }
+
+    /// The refusal as an error of the request, for a caller that asks again
+    /// while `ClientError::is_transient`.
+    pub fn refusal_error(&self) -> Option<ClientError> {
+        match self {
+            Submission::Admitted { .. } => None,
+            Submission::Refused { status, code, message, .. } => Some(ClientError::Refused {
+                method: "POST",
+                path: "/v1/transactions".to_string(),
+                status: *status,
+                code: *code,
+                message: message.clone(),
+            }),
+        }
+    }
+
     /// The rejection code (`insufficient_funds`, ...), or the API code
     /// (`duplicate`, `mempool_full`) when there is none.
     pub fn refusal_code(&self) -> Option<&str> {

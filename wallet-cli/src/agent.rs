@@ -596,6 +596,7 @@ impl Sending<'_> {
         match self.wallet.submit_with_nonce(account, tx) {
             Ok(submitted) => Ok(match submitted.outcome.refusal_code() {
                 None => "admitted".to_string(),
+                Some(code) if submitted.outcome.is_busy() => format!("not sent: the node is busy ({code})"),
                 Some(code) => format!("rejected: {code}"),
             }),
             Err(CommandError::Node(error)) if error.is_transient() => Ok(format!("not sent: {error}")),

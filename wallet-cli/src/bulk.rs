@@ -19,7 +19,7 @@ use gridshare_ledger::tx::Tx;
 
 use crate::amount::{parse_money, parse_power_w};
 use crate::registrar::{RegistrarOptions, registrar_key};
-use crate::wallet::{CommandError, Wallet, until_the_node_answers, write_json};
+use crate::wallet::{CommandError, Wallet, submit_when_taken, until_the_node_answers, write_json};
 
 /// The header a bulk file starts with.
 pub const HEADER: &str = "account,credit_limit,meter,max_import_kw,max_export_kw,zone";
@@ -204,8 +204,7 @@ pub fn register_bulk(wallet: &Wallet, args: &BulkArgs, out: &mut dyn Write) -> R
                 }),
             ),
         };
-        let submitted =
-            until_the_node_answers("register bulk: the node", || wallet.submit_with_nonce(&registrar, &tx))?;
+        let submitted = submit_when_taken(wallet, "register bulk: the node", &registrar, &tx)?;
         let (outcome, reason) = match submitted.outcome.refusal_code() {
             None => (Outcome::Registered, None),
             Some("account_exists" | "meter_exists") => match entry {

@@ -288,6 +288,24 @@ pub fn until_the_node_answers<T>(
     retrying(what, NODE_RETRY_FIRST, ask)
 }
 
+/// Submits `build`'s transaction, asking again as
+/// [`until_the_node_answers`] does while the node cannot be reached or says
+/// it is busy (429); what it finally answered.
+pub fn submit_when_taken(
+    wallet: &Wallet,
+    what: &str,
+    signer: &Keypair,
+    build: impl Fn(u64) -> Tx,
+) -> Result<Submitted, CommandError> {
+    until_the_node_answers(what, || {
+        let submitted = wallet.submit_with_nonce(signer, &build)?;
+        match submitted.outcome.refusal_error() {
+            Some(busy) if submitted.outcome.is_busy() => Err(CommandError::Node(busy)),
+            _ => Ok(submitted),
+        }
+    })
+}
+
 fn retrying<T>(
     what: &str,
     first_pause: std::time::Duration,

@@ -1,7 +1,8 @@
 //! `gridshare register bulk`: a street of households from one CSV file,
 //! against a dev node. Everything registers; the same file again registers
 //! nothing twice; a longer file registers only what is new; a meter that
-//! belongs to another account is reported and makes the exit status 1; a
+//! belongs to another account is reported and makes the exit status 1; more
+//! entries than a registrar may have waiting wait for blocks; a
 //! bad line is refused before anything is sent, naming its line and field.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
@@ -83,6 +84,15 @@ fn a_street_registers_once_and_a_stopped_run_is_run_again() {
         "{}",
         text(&output.stdout)
     );
+
+    // More than a registrar may have waiting (64): it waits for blocks.
+    let many = dir.path().join("many.csv");
+    let rows: String = (100..180_u8).map(|seed| format!("{},0,,,,\n", key(seed))).collect();
+    std::fs::write(&many, format!("{HEADER}{rows}")).unwrap();
+    let output = registrar.run(&["register", "bulk", many.to_str().unwrap()]);
+    assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(text(&output.stdout).contains("80 entries: 80 registered"), "{}", text(&output.stdout));
+    assert!(text(&output.stderr).contains("trying again"), "it never had to wait: {}", text(&output.stderr));
 
     // Bad lines: refused by line and field, nothing sent.
     for (rows, expected) in [

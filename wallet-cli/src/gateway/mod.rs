@@ -260,7 +260,7 @@ fn send(
     };
     let submitted = match wallet.submit(tx.clone()) {
         // Busy (429) or away: the same reading goes again later.
-        Ok(submitted) if matches!(submitted.outcome, Submission::Refused { status: 429, .. }) => {
+        Ok(submitted) if submitted.outcome.is_busy() => {
             Err(format!("the node is busy: {}", submitted.outcome.refusal_code().unwrap_or("429")))
         }
         Err(CommandError::Node(error)) if error.is_transient() => Err(error.to_string()),
