@@ -216,7 +216,8 @@ enum OfferCommand {
   gridshare offer sell 1.2 --price 0.10 --interval 2026-11-21T17:20Z --json
 
 Intervals: next (the first whose gate closes at least 2 s from now), +N
-(N after next), an interval number, or a UTC time in the interval."))]
+(N after next), an interval number, or a time in the interval with its zone
+(2026-11-21T17:20Z, 2026-11-21T18:20+01:00)."))]
     Sell(OfferArgs),
     /// Offer to buy energy: at most --price per kWh, network fee included.
     #[command(after_help = with_exit_status!("Examples:

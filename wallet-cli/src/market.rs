@@ -18,7 +18,7 @@ pub const CHART_HEIGHT: usize = 14;
 #[derive(Debug, Clone, clap::Args)]
 pub struct MarketArgs {
     /// The interval (default: the latest cleared one): a number, next, +N or
-    /// a UTC time.
+    /// a time with its zone (2026-11-21T17:20Z, 2026-11-21T18:20+01:00).
     #[arg(long, value_name = "INTERVAL")]
     pub interval: Option<IntervalSpec>,
     #[arg(long)]

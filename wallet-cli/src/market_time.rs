@@ -150,18 +150,26 @@ pub fn format_utc(time_ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}{fraction} UTC")
 }
 
-/// Parses a UTC time: `YYYY-MM-DDTHH:MM[:SS[.fff]]` followed by `Z` or
-/// `+00:00` (a space may replace the `T`). The time zone is required, so
-/// that nobody's local time is taken for UTC.
+/// Parses an RFC 3339 time into ms since the Unix epoch (UTC):
+/// `YYYY-MM-DDTHH:MM[:SS[.fff]]` followed by `Z` or an offset from UTC,
+/// `+01:00` or `-05:00` (a space may replace the `T`). The zone is
+/// required, so that nobody's local time is taken for another.
 pub fn parse_utc(text: &str) -> Result<u64, TimeError> {
     let bad = |reason| TimeError::BadTime { text: text.to_string(), reason };
     let trimmed = text.trim();
-    let body = if let Some(body) = trimmed.strip_suffix('Z').or_else(|| trimmed.strip_suffix('z')) {
-        body
-    } else if let Some(body) = trimmed.strip_suffix("+00:00") {
-        body
+    let (body, offset_ms) = if let Some(body) =
+        trimmed.strip_suffix('Z').or_else(|| trimmed.strip_suffix('z'))
+    {
+        (body, 0_i64)
+    } else if let Some((body, offset)) =
+        trimmed.len().checked_sub(6).and_then(|at| trimmed.is_char_boundary(at).then(|| trimmed.split_at(at)))
+        && let Some(offset_ms) = utc_offset_ms(offset)
+    {
+        (body, offset_ms)
     } else {
-        return Err(bad("times are UTC: end it with Z, e.g. 2026-11-21T17:20Z"));
+        return Err(bad(
+            "a time needs its zone: end it with Z (UTC) or an offset, e.g. 2026-11-21T17:20Z or 2026-11-21T18:20+01:00",
+        ));
     };
     let (date, time) = body
         .split_once(['T', 't', ' '])
@@ -194,7 +202,27 @@ pub fn parse_utc(text: &str) -> Result<u64, TimeError> {
     if !(2..=3).contains(&parts.len()) || (parts.len() == 2 && millis > 0) {
         return Err(invalid);
     }
-    Ok(day_ms + ((hour * 60 + minute) * 60 + second) * MS_PER_SECOND + millis)
+    let local_ms = day_ms + ((hour * 60 + minute) * 60 + second) * MS_PER_SECOND + millis;
+    // A local time at +01:00 is an hour ahead of UTC.
+    u64::try_from(i128::from(local_ms) - i128::from(offset_ms)).map_err(|_| bad("the time is before 1970"))
+}
+
+/// An RFC 3339 offset `+HH:MM` or `-HH:MM` (up to ±23:59) in ms.
+fn utc_offset_ms(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let sign = match bytes.first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    if bytes.len() != 6 || bytes[3] != b':' {
+        return None;
+    }
+    let (hours, minutes) = (digits(&text[1..3])?, digits(&text[4..6])?);
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    Some(sign * i64::try_from((hours * 60 + minutes) * 60_000).ok()?)
 }
 
 /// Parses a UTC day `YYYY-MM-DD` (1970 to 9999) into the time it starts.
@@ -280,7 +308,10 @@ mod tests {
         let message = "later".parse::<IntervalSpec>().unwrap_err().to_string();
         assert!(message.starts_with("bad interval `later`: use next, +N"), "{message}");
         let message = "2026-11-21T17:20".parse::<IntervalSpec>().unwrap_err().to_string();
-        assert!(message.contains("times are UTC: end it with Z"), "{message}");
+        assert!(message.contains("a time needs its zone: end it with Z (UTC) or an offset"), "{message}");
+        // Any RFC 3339 offset names the same instant.
+        assert_eq!("2026-11-21T18:20+01:00".parse(), Ok(IntervalSpec::At(1_795_281_600_000)));
+        assert_eq!("2026-11-21T12:20-05:00".parse(), Ok(IntervalSpec::At(1_795_281_600_000)));
     }
 
     #[test]
@@ -328,7 +359,20 @@ mod tests {
         for bad in ["2026-02-29", "2026-13-01", "2026-1-01", "1969-12-31", "2026-11-21T00:00Z"] {
             assert!(parse_day(bad).is_err(), "{bad:?} was accepted");
         }
-        for bad in ["2026-11-21T24:00Z", "2026-11-21T17:60Z", "2026-11-21T17Z", "2026-11-21T17:20:00.1234Z"] {
+        assert_eq!(parse_utc("2026-11-21T22:50:04.8+05:30"), Ok(1_795_281_604_800));
+        assert_eq!(parse_utc("1970-01-01T01:00+01:00"), Ok(0));
+        for bad in [
+            "2026-11-21T24:00Z",
+            "2026-11-21T17:60Z",
+            "2026-11-21T17Z",
+            "2026-11-21T17:20:00.1234Z",
+            "2026-11-21T17:20+24:00",
+            "2026-11-21T17:20+01:60",
+            "2026-11-21T17:20+0100",
+            "2026-11-21T17:20 01:00",
+            "1970-01-01T00:00+01:00",
+            "2026-11-21T17:20+é:00",
+        ] {
             assert!(parse_utc(bad).is_err(), "{bad:?} was accepted");
         }
         // Every day from 1970 to 2100 survives the round trip.

@@ -248,7 +248,10 @@ fn bad_input_exits_2_and_an_unreachable_node_3() {
         (&["offer", "sell", "0", "--price", "0.1"], "bad amount `0`: an offer is for at least 1 Wh"),
         (&["offer", "sell", "1", "--price", "0.1234567"], "bad amount `0.1234567`"),
         (&["offer", "sell", "1", "--price", "0.1", "--interval", "soon"], "bad interval `soon`"),
-        (&["offer", "sell", "1", "--price", "0.1", "--interval", "2026-11-21T17:20"], "times are UTC"),
+        (
+            &["offer", "sell", "1", "--price", "0.1", "--interval", "2026-11-21T17:20"],
+            "a time needs its zone",
+        ),
         (&["offer", "sell", "1", "--price", "0.1", "--from", "nobody"], "unknown key `nobody`"),
         (
             &["register", "meter", "m", "--owner", "home", "--max-import-kw", "7kVA", "--max-export-kw", "1"],

@@ -135,7 +135,7 @@ pub struct TradesArgs {
     /// The account (default: the only account key).
     #[arg(long, value_name = "NAME")]
     pub from: Option<String>,
-    /// One interval: a number, next, +N or a UTC time.
+    /// One interval: a number, next, +N or a time with its zone.
     #[arg(long, value_name = "INTERVAL", conflicts_with_all = ["from_interval", "to_interval"])]
     pub interval: Option<IntervalSpec>,
     /// The first interval of a range (with --to-interval).
@@ -258,7 +258,7 @@ pub struct BillArgs {
     /// The account (default: the only account key).
     #[arg(long, value_name = "NAME")]
     pub from: Option<String>,
-    /// One interval, itemised: a number, or a UTC time in it.
+    /// One interval, itemised: a number, or a time in it with its zone.
     #[arg(long, value_name = "INTERVAL", conflicts_with = "day")]
     pub interval: Option<IntervalSpec>,
     /// Every settled interval of a UTC day, YYYY-MM-DD.

@@ -42,7 +42,8 @@ pub struct OfferArgs {
     pub price: u64,
     /// The delivery interval: next (the first whose gate closes at least 2 s
     /// from now, time for the offer to reach a block), +N (N after next), an
-    /// interval number, or a UTC time such as 2026-11-21T17:20Z.
+    /// interval number, or an RFC 3339 time in it with its zone, such as
+    /// 2026-11-21T17:20Z or 2026-11-21T18:20+01:00.
     #[arg(long, value_name = "INTERVAL", default_value = "next")]
     pub interval: IntervalSpec,
     /// The account key that offers (default: the only account key).
