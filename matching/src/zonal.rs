@@ -227,20 +227,18 @@ fn last_price(max_price: u64, holds: impl Fn(u64) -> bool) -> u64 {
 
 /// Each zone's book, and the ranks of each level's orders.
 fn zone_books(book: &[Entry], zone_count: usize, fee: u64) -> (Vec<ZoneBook>, Vec<usize>) {
-    // Keys (zone, side, price rank, rank) packed into a u128 as
-    // zone · 2⁹⁷ + side · 2⁹⁶ + price rank · 2³² + rank: a bid's price rank
-    // is the complement of its effective price, so ascending is best first
-    // on both sides. Bids that cannot pay the fee take no part. Counted
-    // into one bucket per zone first, so that each sort is a zone's.
+    // Each order goes into its zone's bucket as a key (side, price rank,
+    // rank) packed into a u128 as side · 2⁹⁶ + price rank · 2³² + rank: a
+    // bid's price rank is the complement of its effective price, so
+    // ascending is best first on both sides, asks before bids. Bids that
+    // cannot pay the fee take no part. Each bucket is then sorted alone.
     let key = |rank: usize, entry: &Entry| -> Option<u128> {
         let (side, price_rank) = match entry.side {
             Side::Sell => (0, entry.price_micro_per_kwh),
             Side::Buy => (1, u64::MAX - entry.price_micro_per_kwh.checked_sub(fee)?),
         };
         let rank = u32::try_from(rank).expect("the order bound keeps ranks within a u32");
-        Some(
-            (u128::from(entry.zone) << 97) | (side << 96) | (u128::from(price_rank) << 32) | u128::from(rank),
-        )
+        Some((side << 96) | (u128::from(price_rank) << 32) | u128::from(rank))
     };
     let mut starts = vec![0_usize; zone_count + 1];
     for entry in book {
@@ -249,50 +247,38 @@ fn zone_books(book: &[Entry], zone_count: usize, fee: u64) -> (Vec<ZoneBook>, Ve
     for zone in 0..zone_count {
         starts[zone + 1] += starts[zone];
     }
-    let mut next = starts.clone();
+    let mut ends = starts.clone();
     let mut packed = vec![0_u128; book.len()];
-    let mut used = vec![false; book.len()];
     for (rank, entry) in book.iter().enumerate() {
         if let Some(key) = key(rank, entry) {
-            let slot = &mut next[entry.zone as usize];
-            packed[*slot] = key;
-            used[*slot] = true;
-            *slot += 1;
+            let end = &mut ends[entry.zone as usize];
+            packed[*end] = key;
+            *end += 1;
         }
     }
-    for zone in 0..zone_count {
-        packed[starts[zone]..next[zone]].sort_unstable();
-    }
-    let keys: Vec<(u32, Side, u64, usize)> = packed
-        .into_iter()
-        .zip(used)
-        .filter(|(_, used)| *used)
-        .map(|(key, _)| {
-            let zone = u32::try_from(key >> 97).expect("zones are u32");
-            let side = if (key >> 96) & 1 == 0 { Side::Sell } else { Side::Buy };
-            let price_rank = u64::try_from((key >> 32) & u128::from(u64::MAX)).expect("masked to 64 bits");
-            let rank = usize::try_from(key & u128::from(u32::MAX)).expect("masked to 32 bits");
-            (zone, side, price_rank, rank)
-        })
-        .collect();
     let mut books = vec![ZoneBook::default(); zone_count];
-    let members: Vec<usize> = keys.iter().map(|key| key.3).collect();
-    let mut start = 0;
-    while start < keys.len() {
-        let (zone, side, price_rank, _) = keys[start];
-        let mut end = start;
-        let mut energy_wh = 0;
-        while end < keys.len() && keys[end].0 == zone && keys[end].1 == side && keys[end].2 == price_rank {
-            energy_wh += book[keys[end].3].energy_wh;
-            end += 1;
+    let mut members: Vec<usize> = Vec::with_capacity(book.len());
+    for (zone, zone_book) in books.iter_mut().enumerate() {
+        let keys = &mut packed[starts[zone]..ends[zone]];
+        keys.sort_unstable();
+        // A level: keys with the same side and price rank (the bits above the rank).
+        for level in keys.chunk_by(|a, b| a >> 32 == b >> 32) {
+            let first = level[0];
+            let price_rank = u64::try_from((first >> 32) & u128::from(u64::MAX)).expect("masked to 64 bits");
+            let start = members.len();
+            let mut energy_wh = 0;
+            for &key in level {
+                let rank = usize::try_from(key & u128::from(u32::MAX)).expect("masked to 32 bits");
+                energy_wh += book[rank].energy_wh;
+                members.push(rank);
+            }
+            let (levels, price) = if first >> 96 == 0 {
+                (&mut zone_book.asks, price_rank)
+            } else {
+                (&mut zone_book.bids, u64::MAX - price_rank)
+            };
+            levels.push(Level { price, energy_wh, orders: start..members.len() });
         }
-        let zone_book = &mut books[zone as usize];
-        let (levels, price) = match side {
-            Side::Sell => (&mut zone_book.asks, price_rank),
-            Side::Buy => (&mut zone_book.bids, u64::MAX - price_rank),
-        };
-        levels.push(Level { price, energy_wh, orders: start..end });
-        start = end;
     }
     for zone_book in &mut books {
         let prefix = |levels: &[Level]| {

@@ -11,6 +11,31 @@ use gridshare_ledger::genesis::{Genesis, GenesisError, MarketParams, Mechanism, 
 use gridshare_ledger::ids::{CommunityId, PublicKey};
 use serde::{Deserialize, Serialize};
 
+/// What `genesis new` takes when a flag (or a community file's field) is
+/// not given: one definition for both.
+pub mod defaults {
+    pub const CURRENCY: &str = "EUR";
+    pub const INTERVAL_MS: u64 = 900_000;
+    pub const GATE_CLOSURE_LEAD_MS: u64 = 300_000;
+    pub const SETTLEMENT_DELAY_MS: u64 = 900_000;
+    pub const OFFER_HORIZON_INTERVALS: u64 = 96;
+    pub const ATTESTATION_MAX_AGE_INTERVALS: u64 = 8;
+    pub const MECHANISM: &str = "uniform";
+    pub const K: &str = "0.5";
+    pub const PRICE_FLOOR: &str = "0";
+    pub const PRICE_CAP: &str = "1";
+    pub const IMPORT_TARIFF: &str = "0.30";
+    pub const FEED_IN_TARIFF: &str = "0.08";
+    pub const NETWORK_FEE: &str = "0.01";
+    pub const MAX_OPEN_OFFERS_PER_ACCOUNT: u32 = 16;
+    pub const MAX_OFFERS_PER_INTERVAL: u32 = 10_000;
+    pub const MAX_TRANSACTIONS_PER_BLOCK: u32 = 10_000;
+    pub const METER_TOLERANCE_PERMILLE: u16 = 50;
+    pub const BLOCK_TIME_TOLERANCE_MS: u64 = 2_000;
+    /// A validator's voting power when none is named.
+    pub const VOTING_POWER: u64 = 1;
+}
+
 /// The operator's choices for a new community. Prices are in currency per
 /// kWh with at most six decimals.
 #[derive(Clone, Debug, clap::Args)]
@@ -19,7 +44,7 @@ pub struct GenesisOptions {
     #[arg(long, required_unless_present = "from", default_value = "")]
     pub name: String,
     /// ISO 4217 currency code.
-    #[arg(long, default_value = "EUR")]
+    #[arg(long, default_value = defaults::CURRENCY)]
     pub currency: String,
     /// A validator's public key (64 hex digits), optionally with its voting
     /// power as KEY:POWER (default 1). Repeat for each validator.
@@ -33,55 +58,55 @@ pub struct GenesisOptions {
     #[arg(long, value_name = "MS")]
     pub genesis_time_ms: Option<u64>,
     /// Length of a delivery interval.
-    #[arg(long, value_name = "MS", default_value_t = 900_000)]
+    #[arg(long, value_name = "MS", default_value_t = defaults::INTERVAL_MS)]
     pub interval_ms: u64,
     /// Gate closure of an interval is this long before its start.
-    #[arg(long, value_name = "MS", default_value_t = 300_000)]
+    #[arg(long, value_name = "MS", default_value_t = defaults::GATE_CLOSURE_LEAD_MS)]
     pub gate_closure_lead_ms: u64,
     /// An interval settles this long after its end (time for meter readings).
-    #[arg(long, value_name = "MS", default_value_t = 900_000)]
+    #[arg(long, value_name = "MS", default_value_t = defaults::SETTLEMENT_DELAY_MS)]
     pub settlement_delay_ms: u64,
     /// How many intervals ahead offers may be made.
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = defaults::OFFER_HORIZON_INTERVALS)]
     pub offer_horizon_intervals: u64,
     /// How many intervals old an offer's meter attestation may be.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = defaults::ATTESTATION_MAX_AGE_INTERVALS)]
     pub attestation_max_age_intervals: u64,
     /// uniform (pay-as-clear) or pay-as-bid.
-    #[arg(long, default_value = "uniform", value_parser = ["uniform", "pay-as-bid"])]
+    #[arg(long, default_value = defaults::MECHANISM, value_parser = ["uniform", "pay-as-bid"])]
     pub mechanism: String,
     /// Where the uniform price lies between the marginal ask (0) and bid (1).
-    #[arg(long, default_value = "0.5")]
+    #[arg(long, default_value = defaults::K)]
     pub k: String,
     /// The lowest price an offer may name, per kWh.
-    #[arg(long, default_value = "0")]
+    #[arg(long, default_value = defaults::PRICE_FLOOR)]
     pub price_floor: String,
     /// The highest price an offer may name, per kWh.
-    #[arg(long, default_value = "1")]
+    #[arg(long, default_value = defaults::PRICE_CAP)]
     pub price_cap: String,
     /// What the grid charges per kWh imported beyond trades.
-    #[arg(long, default_value = "0.30")]
+    #[arg(long, default_value = defaults::IMPORT_TARIFF)]
     pub import_tariff: String,
     /// What the grid pays per kWh fed in beyond trades.
-    #[arg(long, default_value = "0.08")]
+    #[arg(long, default_value = defaults::FEED_IN_TARIFF)]
     pub feed_in_tariff: String,
     /// The network fee buyers pay per traded kWh.
-    #[arg(long, default_value = "0.01")]
+    #[arg(long, default_value = defaults::NETWORK_FEE)]
     pub network_fee: String,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = defaults::MAX_OPEN_OFFERS_PER_ACCOUNT)]
     pub max_open_offers_per_account: u32,
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = defaults::MAX_OFFERS_PER_INTERVAL)]
     pub max_offers_per_interval: u32,
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = defaults::MAX_TRANSACTIONS_PER_BLOCK)]
     pub max_transactions_per_block: u32,
     /// How far a meter may exceed its registered power, per mille (0 to
     /// 1000): readings that rise faster are refused.
-    #[arg(long, value_name = "PER_MILLE", default_value_t = 50)]
+    #[arg(long, value_name = "PER_MILLE", default_value_t = defaults::METER_TOLERANCE_PERMILLE)]
     pub meter_tolerance_permille: u16,
     /// δ, the clock synchronisation the community needs: a validator
     /// refuses a proposal whose time is more than this off its own clock
     /// (1 to 3600000).
-    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    #[arg(long, value_name = "MS", default_value_t = defaults::BLOCK_TIME_TOLERANCE_MS)]
     pub block_time_tolerance_ms: u64,
 }
 
@@ -141,7 +166,7 @@ fn parse_validator(text: &str) -> Result<Validator, GenesisOptionsError> {
                 .map_err(|_| bad("validator", text, "has a voting power that is not a positive integer"))?;
             (key, power)
         }
-        None => (text, 1),
+        None => (text, defaults::VOTING_POWER),
     };
     Ok(Validator { key: parse_key("validator", key)?, voting_power: power })
 }
@@ -244,20 +269,20 @@ pub struct MarketFile {
 impl Default for MarketFile {
     fn default() -> MarketFile {
         MarketFile {
-            interval_ms: 900_000,
-            gate_closure_lead_ms: 300_000,
-            settlement_delay_ms: 900_000,
-            offer_horizon_intervals: 96,
-            attestation_max_age_intervals: 8,
-            mechanism: "uniform".into(),
-            k: "0.5".into(),
-            price_floor: "0".into(),
-            price_cap: "1".into(),
-            max_open_offers_per_account: 16,
-            max_offers_per_interval: 10_000,
-            max_transactions_per_block: 10_000,
-            meter_tolerance_permille: 50,
-            block_time_tolerance_ms: 2_000,
+            interval_ms: defaults::INTERVAL_MS,
+            gate_closure_lead_ms: defaults::GATE_CLOSURE_LEAD_MS,
+            settlement_delay_ms: defaults::SETTLEMENT_DELAY_MS,
+            offer_horizon_intervals: defaults::OFFER_HORIZON_INTERVALS,
+            attestation_max_age_intervals: defaults::ATTESTATION_MAX_AGE_INTERVALS,
+            mechanism: defaults::MECHANISM.into(),
+            k: defaults::K.into(),
+            price_floor: defaults::PRICE_FLOOR.into(),
+            price_cap: defaults::PRICE_CAP.into(),
+            max_open_offers_per_account: defaults::MAX_OPEN_OFFERS_PER_ACCOUNT,
+            max_offers_per_interval: defaults::MAX_OFFERS_PER_INTERVAL,
+            max_transactions_per_block: defaults::MAX_TRANSACTIONS_PER_BLOCK,
+            meter_tolerance_permille: defaults::METER_TOLERANCE_PERMILLE,
+            block_time_tolerance_ms: defaults::BLOCK_TIME_TOLERANCE_MS,
         }
     }
 }
@@ -280,11 +305,11 @@ pub struct ValidatorFile {
 }
 
 fn default_currency() -> String {
-    "EUR".into()
+    defaults::CURRENCY.into()
 }
 
 fn default_voting_power() -> u64 {
-    1
+    defaults::VOTING_POWER
 }
 
 /// Why a community file makes no genesis.

@@ -26,13 +26,7 @@ fn a_street_registers_once_and_a_stopped_run_is_run_again() {
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(dir.path());
     let api = Client::new(&node.api).unwrap();
-    let registrar = Gridshare { keystore: dir.path().join("keys"), node: node.api.clone() };
-    let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("registrar.seed")).unwrap();
-    let imported = registrar.run_with_stdin(
-        &["keys", "import", "registrar", "--role", "registrar", "--insecure-plaintext"],
-        &seed,
-    );
-    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let registrar = Gridshare::with_dev_registrar(&node, &dir.path().join("keys"));
 
     // Three households: one with two meters, one without a meter.
     let street = format!(

@@ -65,6 +65,19 @@ pub(crate) fn text(bytes: &[u8]) -> String {
 }
 
 impl Gridshare {
+    /// A keystore at `keystore` holding `node`'s dev registrar key, as
+    /// `registrar`.
+    pub(crate) fn with_dev_registrar(node: &DevNode, keystore: &Path) -> Gridshare {
+        let gridshare = Gridshare { keystore: keystore.to_path_buf(), node: node.api.clone() };
+        let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("registrar.seed")).unwrap();
+        let imported = gridshare.run_with_stdin(
+            &["keys", "import", "registrar", "--role", "registrar", "--insecure-plaintext"],
+            &seed,
+        );
+        assert!(imported.status.success(), "{}", text(&imported.stderr));
+        gridshare
+    }
+
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gridshare"));
         command
@@ -157,14 +170,8 @@ impl Household {
         max_import_kw: &str,
         max_export_kw: &str,
     ) -> Household {
-        let keys = Gridshare { keystore: dir.join("keys"), node: node.api.clone() };
+        let keys = Gridshare::with_dev_registrar(node, &dir.join("keys"));
         let gateway = Gridshare { keystore: dir.join("gateway"), node: node.api.clone() };
-        let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("registrar.seed")).unwrap();
-        let imported = keys.run_with_stdin(
-            &["keys", "import", "registrar", "--role", "registrar", "--insecure-plaintext"],
-            &seed,
-        );
-        assert!(imported.status.success(), "{}", text(&imported.stderr));
         keys.ok(&["keys", "new", "home"]);
         gateway.ok(&["keys", "new", "meter", "--role", "meter"]);
         let meter =
