@@ -79,6 +79,40 @@ pub fn format_scaled_short(value: u64, decimals: u32) -> String {
     full.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// Energy for people: `2.500` (kWh, 3 decimals).
+pub fn format_kwh(energy_wh: u64) -> String {
+    format_scaled(energy_wh, 3)
+}
+
+/// A signed energy for people: `-0.800` (kWh, 3 decimals).
+pub fn format_signed_kwh(energy_wh: i64) -> String {
+    let magnitude = format_kwh(energy_wh.unsigned_abs());
+    if energy_wh < 0 { format!("-{magnitude}") } else { magnitude }
+}
+
+/// A price for people: `0.110000` (currency per kWh, 6 decimals).
+pub fn format_price(price_micro_per_kwh: u64) -> String {
+    format_scaled(price_micro_per_kwh, 6)
+}
+
+/// A power for people: `7.400` (kW, 3 decimals).
+pub fn format_kw(power_w: u64) -> String {
+    format_scaled(power_w, 3)
+}
+
+/// Money for people, exactly: at least 2 decimals, more only when they are
+/// not zero, then the currency: `100.00 EUR`, `-0.2755 EUR`.
+pub fn format_money(nano: i128, currency: &str) -> String {
+    const NANOS_PER_UNIT: u128 = 1_000_000_000;
+    let magnitude = nano.unsigned_abs();
+    let whole = magnitude / NANOS_PER_UNIT;
+    let fraction = format!("{:09}", magnitude % NANOS_PER_UNIT);
+    let significant = fraction.trim_end_matches('0');
+    let shown = if significant.len() < 2 { &fraction[..2] } else { significant };
+    let sign = if nano < 0 { "-" } else { "" };
+    format!("{sign}{whole}.{shown} {currency}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ enum Command {
     #[command(after_help = "Examples:
   gridshare-testnet run testnet/manifests/demo.toml
   gridshare-testnet run testnet/manifests/faults.toml --seed 7 --report report.json --workdir ./run
+  gridshare-testnet run testnet/manifests/demo.toml --keep   (then explore the dashboard it prints)
 
 The seed (default: the manifest's) derives every key, household, profile and
 price, so a seed and a manifest reproduce a run's community. Without
@@ -45,12 +46,16 @@ check passes and kept otherwise.")]
         /// Use this gridshare-node binary instead of building the workspace's.
         #[arg(long, value_name = "PATH")]
         node_binary: Option<PathBuf>,
+        /// After the checks, leave the community running (with its dashboard)
+        /// until Enter is pressed.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
 fn main() -> ExitCode {
-    let Command::Run { manifest, seed, report, workdir, node_binary } = Cli::parse().command;
-    let options = Options { manifest: manifest.clone(), seed, report, workdir, node_binary };
+    let Command::Run { manifest, seed, report, workdir, node_binary, keep } = Cli::parse().command;
+    let options = Options { manifest: manifest.clone(), seed, report, workdir, node_binary, keep };
     let outcome = match run(&options) {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -68,6 +73,12 @@ fn main() -> ExitCode {
         println!("Work dir: {} (node data, logs, the exported ledger)", report.workdir);
     }
     if report.passed {
+        if !keep {
+            println!(
+                "To explore: run again with --keep to leave the community running after its checks, \
+                 with the dashboard printed above open in a browser"
+            );
+        }
         return ExitCode::SUCCESS;
     }
     println!(

@@ -48,6 +48,9 @@ pub struct Options {
     pub report: Option<PathBuf>,
     pub workdir: Option<PathBuf>,
     pub node_binary: Option<PathBuf>,
+    /// After the checks, leave the community running until Enter is pressed
+    /// (or stdin ends), for exploring its dashboard.
+    pub keep: bool,
 }
 
 /// Why a run could not be carried out (as opposed to a check failing).
@@ -163,6 +166,16 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
     };
     checks.extend(live.checks.iter().cloned());
     checks.push(exits_check(nodes));
+    if options.keep {
+        let passed = checks.iter().all(|check| check.passed);
+        println!(
+            "Checks done ({}). The community keeps running: its dashboard is at {}",
+            if passed { "all passed" } else { "one failed; the report says which" },
+            dashboard_node(nodes).api().url()
+        );
+        println!("Press Enter to stop it and print the report.");
+        let _ = std::io::stdin().read_line(&mut String::new());
+    }
 
     // Stop everyone, then read the logs.
     stop_monitors.store(true, Ordering::Relaxed);
@@ -197,6 +210,12 @@ pub fn run(options: &Options) -> Result<Outcome, RunError> {
         let _ = std::fs::remove_dir_all(workdir);
     }
     Ok(Outcome { report, report_path, manifest_text })
+}
+
+/// The node whose dashboard a run points at: the first household node (no
+/// perturbation a manifest names stops it in the demo), else validator-0.
+fn dashboard_node(nodes: &[Arc<Node>]) -> &Arc<Node> {
+    nodes.iter().find(|node| node.name.starts_with("household-")).unwrap_or(&nodes[0])
 }
 
 /// Reads the manifest, writes the genesis and data directories, starts the
@@ -237,6 +256,10 @@ fn set_up(options: &Options) -> Result<Community, RunError> {
         nodes.len(),
         nodes[0].p2p(),
         nodes[0].api().url()
+    );
+    println!(
+        "Dashboard: {} (open it in a browser while the community trades)",
+        dashboard_node(&nodes).api().url()
     );
     let journal = Arc::new(Journal::default());
     let idle_meters = setup::IdleMeters::start(&genesis, &keys, nodes[0].clone(), &journal);

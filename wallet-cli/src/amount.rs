@@ -2,8 +2,10 @@
 //! kWh) and the integers the protocol uses (Wh, micro-currency per kWh).
 //! Input with more precision than the unit is refused, never rounded.
 
-pub use gridshare_api::decimal::format_scaled;
 use gridshare_api::decimal::{self, DecimalError};
+pub use gridshare_api::decimal::{
+    format_kw, format_kwh, format_money, format_price, format_scaled, format_signed_kwh,
+};
 
 /// Decimal places of each unit relative to what people type.
 pub mod scale {
@@ -65,8 +67,6 @@ pub fn parse_fraction_thousandths(text: &str) -> Result<u16, FractionError> {
 const KW_TO_W: u32 = 3;
 /// Decimal places of money typed in currency units, stored in nano-currency.
 const CURRENCY_TO_NANO: u32 = 9;
-/// Nano-currency in one unit of the currency.
-const NANOS_PER_UNIT: u128 = 1_000_000_000;
 
 /// An amount with a unit that was refused, said the way people read it:
 /// ``bad amount `2.5kwhh`: the unit must be kWh or Wh ...``.
@@ -179,39 +179,6 @@ pub fn parse_money(text: &str) -> Result<Money, BadAmount> {
     let nano = parse_scaled(number, CURRENCY_TO_NANO)
         .map_err(|error| BadAmount::of(text, &error, "currency units"))?;
     Ok(Money { nano: i128::from(nano), currency })
-}
-
-/// Energy for people: `2.500` (kWh, 3 decimals).
-pub fn format_kwh(energy_wh: u64) -> String {
-    format_scaled(energy_wh, scale::KWH_TO_WH)
-}
-
-/// A signed energy for people: `-0.800` (kWh, 3 decimals).
-pub fn format_signed_kwh(energy_wh: i64) -> String {
-    let magnitude = format_kwh(energy_wh.unsigned_abs());
-    if energy_wh < 0 { format!("-{magnitude}") } else { magnitude }
-}
-
-/// A price for people: `0.110000` (currency per kWh, 6 decimals).
-pub fn format_price(price_micro_per_kwh: u64) -> String {
-    format_scaled(price_micro_per_kwh, scale::CURRENCY_TO_MICRO)
-}
-
-/// A power for people: `7.400` (kW, 3 decimals).
-pub fn format_kw(power_w: u64) -> String {
-    format_scaled(power_w, KW_TO_W)
-}
-
-/// Money for people, exactly: at least 2 decimals, more only when they are
-/// not zero, then the currency: `100.00 EUR`, `-0.2755 EUR`.
-pub fn format_money(nano: i128, currency: &str) -> String {
-    let magnitude = nano.unsigned_abs();
-    let whole = magnitude / NANOS_PER_UNIT;
-    let fraction = format!("{:09}", magnitude % NANOS_PER_UNIT);
-    let significant = fraction.trim_end_matches('0');
-    let shown = if significant.len() < 2 { &fraction[..2] } else { significant };
-    let sign = if nano < 0 { "-" } else { "" };
-    format!("{sign}{whole}.{shown} {currency}")
 }
 
 #[cfg(test)]

@@ -4,13 +4,18 @@
 use axum::extract::{Path, RawQuery, State};
 use gridshare_api::{Account, ErrorCode, Meter, Nonce, Offer, Offers, OffersQuery};
 use gridshare_ledger::Hash;
+use gridshare_ledger::ids::PublicKey;
 
 use super::{ApiError, LIST_MAX, Reply, json, parse_key, parse_u64, query, read};
 use crate::node::Client;
 
 pub(super) async fn account(State(client): State<Client>, Path(key): Path<String>) -> Reply {
-    let key = parse_key(&key)?;
-    let account = read(&client, move |view| {
+    json(&account_of(&client, parse_key(&key)?).await?)
+}
+
+/// An account with its meters (up to `LIST_MAX`).
+pub(super) async fn account_of(client: &Client, key: PublicKey) -> Result<Account, ApiError> {
+    read(client, move |view| {
         let account = view.state.accounts.get(&key).ok_or_else(|| {
             ApiError::new(ErrorCode::UnknownAccount, format!("account {key} is not registered"))
         })?;
@@ -24,8 +29,7 @@ pub(super) async fn account(State(client): State<Client>, Path(key): Path<String
             .collect();
         Ok(Account::of(key, account, &view.genesis.currency, meters))
     })
-    .await?;
-    json(&account)
+    .await
 }
 
 pub(super) async fn nonce(State(client): State<Client>, Path(key): Path<String>) -> Reply {
@@ -71,7 +75,13 @@ pub(super) async fn offers(State(client): State<Client>, RawQuery(raw): RawQuery
         account: parameters.get("account").map(|text| parse_key(text)).transpose()?,
         interval: parameters.get("interval").map(|text| parse_u64("interval", text)).transpose()?,
     };
-    let offers = read(&client, move |view| {
+    json(&offers_of(&client, filter).await?)
+}
+
+/// The open offers `filter` selects (up to `LIST_MAX`), ascending by
+/// interval then id.
+pub(super) async fn offers_of(client: &Client, filter: OffersQuery) -> Result<Offers, ApiError> {
+    read(client, move |view| {
         let state = view.state;
         let ids: Box<dyn Iterator<Item = &Hash>> = match filter.interval {
             Some(interval) => Box::new(
@@ -90,6 +100,5 @@ pub(super) async fn offers(State(client): State<Client>, RawQuery(raw): RawQuery
             .collect();
         Ok(Offers { offers })
     })
-    .await?;
-    json(&offers)
+    .await
 }

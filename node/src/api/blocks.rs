@@ -26,10 +26,14 @@ pub(super) async fn block(State(client): State<Client>, Path(height): Path<Strin
 /// reported, two conflicting votes or two conflicting proposals, each
 /// checked against the genesis before it was kept.
 pub(super) async fn evidence(State(client): State<Client>) -> Reply {
-    let list = read(&client, |view| {
+    json(&evidence_of(&client).await?)
+}
+
+/// The equivocations the store holds (up to `LIST_MAX`).
+pub(super) async fn evidence_of(client: &Client) -> Result<EvidenceList, ApiError> {
+    read(client, |view| {
         let evidence = view.store.evidence().map_err(storage)?;
         Ok(EvidenceList { equivocations: evidence.iter().take(LIST_MAX).map(Equivocation::from).collect() })
     })
-    .await?;
-    json(&list)
+    .await
 }

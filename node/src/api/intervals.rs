@@ -11,7 +11,8 @@ use gridshare_api::{
     AccountBill, AccountTrade, Bill, Bills, BookEntry, Clearing, ErrorCode, Interval, IntervalStatus,
     MeterReadings, SettlementSummary, Side, SignedReading, SpanQuery, Trades,
 };
-use gridshare_ledger::block::{CertifiedBlock, Receipt};
+use gridshare_ledger::block::{CertifiedBlock, ClearingReceipt, Receipt, SettlementReceipt};
+use gridshare_ledger::ids::PublicKey;
 use gridshare_ledger::store::{BlockReader, Store, StoreError};
 use gridshare_ledger::tx::{SignedMeterReading, Tx};
 
@@ -49,8 +50,13 @@ fn receipt_at(
 }
 
 pub(super) async fn interval(State(client): State<Client>, Path(interval): Path<String>) -> Reply {
-    let interval = parse_u64("interval", &interval)?;
-    let body = read(&client, move |view| {
+    json(&interval_of(&client, parse_u64("interval", &interval)?).await?)
+}
+
+/// An interval's times, status, tariffs, book (up to `LIST_MAX` offers),
+/// clearing and settlement.
+pub(super) async fn interval_of(client: &Client, interval: u64) -> Result<Interval, ApiError> {
+    read(client, move |view| {
         let genesis = view.genesis;
         let times = (
             genesis.interval_start_ms(interval),
@@ -125,8 +131,7 @@ pub(super) async fn interval(State(client): State<Client>, Path(interval): Path<
             settlement,
         })
     })
-    .await?;
-    json(&body)
+    .await
 }
 
 /// The intervals of a trades or bills query: `from_interval..=to_interval`,
@@ -182,39 +187,9 @@ pub(super) async fn trades(
 ) -> Reply {
     let key = parse_key(&key)?;
     let span = interval_span(raw)?;
-    let (found, reader) = read(&client, move |view| {
-        let span = resolve_span(span, view.state.next_clearing_interval);
-        located(&view, span, |interval| view.index.clearing(interval))
-    })
-    .await?;
-    let body = off_loop(move || {
-        let mut trades = Vec::new();
-        for (interval, found) in found {
-            let Receipt::Clearing(clearing) =
-                receipt_at(|height| reader.block(height), found.height, found.index)?.1
-            else {
-                return Err(storage("the index names a settlement as a clearing"));
-            };
-            for trade in clearing.trades.iter().filter(|trade| trade.buyer == key || trade.seller == key) {
-                let selling = trade.seller == key;
-                let amount = i128::from(trade.energy_wh) * i128::from(trade.price_micro_per_kwh);
-                trades.push(AccountTrade {
-                    interval,
-                    height: found.height,
-                    side: if selling { Side::Sell } else { Side::Buy },
-                    offer: if selling { trade.sell_offer } else { trade.buy_offer },
-                    counterparty: if selling { trade.buyer } else { trade.seller },
-                    energy_wh: trade.energy_wh,
-                    price_micro_per_kwh: trade.price_micro_per_kwh,
-                    amount_nano: if selling { amount } else { -amount },
-                });
-            }
-        }
-        trades.truncate(LIST_MAX);
-        Ok(Trades { trades })
-    })
-    .await?;
-    json(&body)
+    let mut trades = account_trades(&clearings_of(&client, span).await?, &key);
+    trades.truncate(LIST_MAX);
+    json(&Trades { trades })
 }
 
 pub(super) async fn bills(
@@ -224,27 +199,96 @@ pub(super) async fn bills(
 ) -> Reply {
     let key = parse_key(&key)?;
     let span = interval_span(raw)?;
-    let (found, reader) = read(&client, move |view| {
+    let bills = settlements_of(&client, span)
+        .await?
+        .into_iter()
+        .filter_map(|(interval, height, settlement)| {
+            let bill = settlement.bills.iter().find(|bill| bill.account == key)?;
+            Some(AccountBill { interval, height, bill: Bill::from(bill) })
+        })
+        .collect();
+    json(&Bills { bills })
+}
+
+/// The trades of `account` in `clearings`, in their order.
+pub(super) fn account_trades(
+    clearings: &[(u64, u64, ClearingReceipt)],
+    account: &PublicKey,
+) -> Vec<AccountTrade> {
+    let mut trades = Vec::new();
+    for (interval, height, clearing) in clearings {
+        for trade in
+            clearing.trades.iter().filter(|trade| trade.buyer == *account || trade.seller == *account)
+        {
+            let selling = trade.seller == *account;
+            let amount = i128::from(trade.energy_wh) * i128::from(trade.price_micro_per_kwh);
+            trades.push(AccountTrade {
+                interval: *interval,
+                height: *height,
+                side: if selling { Side::Sell } else { Side::Buy },
+                offer: if selling { trade.sell_offer } else { trade.buy_offer },
+                counterparty: if selling { trade.buyer } else { trade.seller },
+                energy_wh: trade.energy_wh,
+                price_micro_per_kwh: trade.price_micro_per_kwh,
+                amount_nano: if selling { amount } else { -amount },
+            });
+        }
+    }
+    trades
+}
+
+/// The clearing receipts of the cleared intervals of `span` (by default the
+/// last `INTERVAL_SPAN_DEFAULT` cleared), each with its interval and the
+/// height of its block; decoded off the event loop.
+pub(super) async fn clearings_of(
+    client: &Client,
+    span: SpanQuery,
+) -> Result<Vec<(u64, u64, ClearingReceipt)>, ApiError> {
+    let (found, reader) = read(client, move |view| {
+        let span = resolve_span(span, view.state.next_clearing_interval);
+        located(&view, span, |interval| view.index.clearing(interval))
+    })
+    .await?;
+    off_loop(move || {
+        let mut clearings = Vec::with_capacity(found.len());
+        for (interval, found) in found {
+            let Receipt::Clearing(clearing) =
+                receipt_at(|height| reader.block(height), found.height, found.index)?.1
+            else {
+                return Err(storage("the index names a settlement as a clearing"));
+            };
+            clearings.push((interval, found.height, clearing));
+        }
+        Ok(clearings)
+    })
+    .await
+}
+
+/// The settlement receipts (bills and tariffs) of the settled intervals of
+/// `span` (by default the last `INTERVAL_SPAN_DEFAULT` settled), each with
+/// its interval and the height of its block; decoded off the event loop.
+pub(super) async fn settlements_of(
+    client: &Client,
+    span: SpanQuery,
+) -> Result<Vec<(u64, u64, SettlementReceipt)>, ApiError> {
+    let (found, reader) = read(client, move |view| {
         let span = resolve_span(span, view.state.next_settlement_interval);
         located(&view, span, |interval| view.index.settlement(interval))
     })
     .await?;
-    let body = off_loop(move || {
-        let mut bills = Vec::new();
+    off_loop(move || {
+        let mut settlements = Vec::with_capacity(found.len());
         for (interval, found) in found {
             let Receipt::Settlement(settlement) =
                 receipt_at(|height| reader.block(height), found.height, found.index)?.1
             else {
                 return Err(storage("the index names a clearing as a settlement"));
             };
-            if let Some(bill) = settlement.bills.iter().find(|bill| bill.account == key) {
-                bills.push(AccountBill { interval, height: found.height, bill: Bill::from(bill) });
-            }
+            settlements.push((interval, found.height, settlement));
         }
-        Ok(Bills { bills })
+        Ok(settlements)
     })
-    .await?;
-    json(&body)
+    .await
 }
 
 /// `GET /v1/meters/{key}/readings`: the meter's readings in a span (by

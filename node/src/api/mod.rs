@@ -9,6 +9,7 @@
 mod accounts;
 mod admin;
 mod blocks;
+mod dashboard;
 mod intervals;
 mod metrics;
 mod proofs;
@@ -131,7 +132,8 @@ pub fn router(client: Client, options: ApiOptions) -> Router {
         .route("/v1/proofs/settlements/{interval}", get(proofs::prove_settlement))
         .route("/v1/events", get(streams::events))
         .route("/v1/export", get(streams::export))
-        .route("/metrics", get(metrics::prometheus));
+        .route("/metrics", get(metrics::prometheus))
+        .merge(dashboard::routes());
     if let Some(token) = options.admin_token {
         router = router.route("/v1/admin/isolate", admin::route(token));
     }

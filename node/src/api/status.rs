@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use gridshare_api::{GenesisResponse, Health, NotReady, Role, Status, SyncStatus};
 use gridshare_ledger::encoding::PROTOCOL_VERSION;
 
-use super::{Reply, count, json, read};
+use super::{ApiError, Reply, count, json, read};
 use crate::node::Client;
 
 /// This build's release.
@@ -18,9 +18,14 @@ pub(super) async fn genesis(State(client): State<Client>) -> Reply {
 }
 
 pub(super) async fn status(State(client): State<Client>) -> Reply {
+    json(&status_of(&client).await?)
+}
+
+/// The node's status, read in its event loop.
+pub(super) async fn status_of(client: &Client) -> Result<Status, ApiError> {
     let metrics = client.metrics.clone();
     let worker_threads = tokio::runtime::Handle::current().metrics().num_workers();
-    let status = read(&client, move |view| {
+    read(client, move |view| {
         let state = view.state;
         Ok(Status {
             community_id: view.genesis.community_id,
@@ -45,13 +50,12 @@ pub(super) async fn status(State(client): State<Client>) -> Reply {
             worker_threads: count(worker_threads),
         })
     })
-    .await?;
-    json(&status)
+    .await
 }
 
 /// The node's readiness, read in its event loop: an answer at all means
 /// the loop runs.
-async fn health_of(client: &Client) -> Result<Health, super::ApiError> {
+pub(super) async fn health_of(client: &Client) -> Result<Health, ApiError> {
     read(client, move |view| {
         let (height, peers) = (view.state.height, count(view.peers));
         let reason = NotReady::of(height, view.best_seen_height, peers, view.validator);
