@@ -7,7 +7,9 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use gridshare_ledger::audit::{Report, audit_export, audit_store};
+use gridshare_ledger::block::CertifiedBlock;
 use gridshare_ledger::export::{ExportError, ExportReader, export_store};
+use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::store::{RedbStore, STORE_FILE_NAME, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -134,17 +136,111 @@ pub fn export_node(node: &Client, out: &Path) -> Result<u64, LedgerAccessError> 
     result
 }
 
-/// Downloads a node's ledger to a temporary file and audits it.
-pub fn audit_node(node: &Client) -> Result<Report, LedgerAccessError> {
+/// Where a ledger is read from.
+#[derive(Clone, Copy, Debug)]
+pub enum LedgerSource<'a> {
+    /// An export file.
+    File(&'a Path),
+    /// A node's data directory.
+    DataDir(&'a Path),
+    /// A node's API: its export, downloaded to a temporary file first.
+    Node(&'a Client),
+}
+
+/// A ledger's genesis and its blocks in height order, from any source.
+#[derive(Debug)]
+pub struct Blocks {
+    genesis: Genesis,
+    path: PathBuf,
+    inner: BlocksFrom,
+    /// A node's export while it is read (removed when dropped).
+    _download: Option<tempfile::NamedTempFile>,
+}
+
+#[derive(Debug)]
+enum BlocksFrom {
+    Export(ExportReader<BufReader<File>>),
+    Store { store: Box<RedbStore>, next: u64, tip: u64 },
+}
+
+impl Blocks {
+    pub fn open(source: LedgerSource<'_>) -> Result<Blocks, LedgerAccessError> {
+        match source {
+            LedgerSource::File(path) => Blocks::export(path, None),
+            LedgerSource::DataDir(data_dir) => {
+                let store = open_store(data_dir)?;
+                let path = store_path(data_dir);
+                let store_error = |error| LedgerAccessError::Store { path: path.clone(), error };
+                let genesis = store.genesis().map_err(store_error)?;
+                let tip = store.height().map_err(store_error)?;
+                Ok(Blocks {
+                    genesis,
+                    path: path.clone(),
+                    inner: BlocksFrom::Store { store: Box::new(store), next: 1, tip },
+                    _download: None,
+                })
+            }
+            LedgerSource::Node(node) => {
+                let download = download(node)?;
+                let path = download.path().to_path_buf();
+                Blocks::export(&path, Some(download))
+            }
+        }
+    }
+
+    fn export(path: &Path, download: Option<tempfile::NamedTempFile>) -> Result<Blocks, LedgerAccessError> {
+        let file = File::open(path).map_err(|error| LedgerAccessError::Open { path: path.into(), error })?;
+        let (reader, genesis) = ExportReader::open(BufReader::new(file))
+            .map_err(|error| LedgerAccessError::Export { path: path.into(), error })?;
+        Ok(Blocks { genesis, path: path.into(), inner: BlocksFrom::Export(reader), _download: download })
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// The next block, or `None` after the last.
+    pub fn next_block(&mut self) -> Result<Option<CertifiedBlock>, LedgerAccessError> {
+        match &mut self.inner {
+            BlocksFrom::Export(reader) => reader
+                .next_block()
+                .map_err(|error| LedgerAccessError::Export { path: self.path.clone(), error }),
+            BlocksFrom::Store { store, next, tip } => {
+                if *next > *tip {
+                    return Ok(None);
+                }
+                let height = *next;
+                *next += 1;
+                let store_error = |error| LedgerAccessError::Store { path: self.path.clone(), error };
+                match store.block(height).map_err(store_error)? {
+                    Some(block) => Ok(Some(block)),
+                    None => Err(LedgerAccessError::Store {
+                        path: self.path.clone(),
+                        error: StoreError::Corrupt(format!("block {height} is missing below the tip")),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Downloads a node's ledger (`GET /v1/export`) to a temporary file,
+/// removed when dropped.
+fn download(node: &Client) -> Result<tempfile::NamedTempFile, LedgerAccessError> {
     let temporary = tempfile::Builder::new()
-        .prefix("gridshare-audit-")
+        .prefix("gridshare-ledger-")
         .suffix(".export")
         .tempfile()
         .map_err(|error| LedgerAccessError::Open { path: std::env::temp_dir(), error })?;
     let mut writer = BufWriter::new(temporary.as_file());
     node.export(&mut writer).map_err(LedgerAccessError::Node)?;
     drop(writer);
-    audit_file(temporary.path())
+    Ok(temporary)
+}
+
+/// Downloads a node's ledger to a temporary file and audits it.
+pub fn audit_node(node: &Client) -> Result<Report, LedgerAccessError> {
+    audit_file(download(node)?.path())
 }
 
 /// The `--json` form of a report.

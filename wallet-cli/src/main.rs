@@ -5,10 +5,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use gridshare_api::client::{Client, DEFAULT_NODE_URL, NODE_ENV};
 use gridshare_cli::agent::{AgentArgs, AgentRunArgs};
 use gridshare_cli::amount::{AmountError, parse_fraction_thousandths, parse_scaled, scale};
+use gridshare_cli::audit::{Blocks, LedgerAccessError, LedgerSource};
 use gridshare_cli::bulk::BulkArgs;
 use gridshare_cli::gateway::MeterRunArgs;
 use gridshare_cli::household::{
@@ -20,8 +22,9 @@ use gridshare_cli::prove::ProveArgs;
 use gridshare_cli::registrar::{
     Direction, MoneyArgs, RegisterAccountArgs, RegisterMeterArgs, TariffsSetArgs,
 };
+use gridshare_cli::report::{Per, Report, ReportFormat, ReportKind, Request};
 use gridshare_cli::table::{self, Align};
-use gridshare_cli::wallet::{CommandError, EXIT_BAD_INPUT, EXIT_FINDING, Wallet};
+use gridshare_cli::wallet::{CommandError, EXIT_BAD_INPUT, EXIT_FINDING, EXIT_TRANSIENT, Wallet};
 use gridshare_cli::watch::WatchArgs;
 use gridshare_cli::{agent, audit, bulk, clear, gateway, household, market, prove, registrar, watch};
 use gridshare_ledger::tx::Side;
@@ -201,6 +204,21 @@ Exit status: 0 when the audit finds nothing, 1 when it finds anything,
 With --data-dir the node must be stopped: its store is opened exclusively.
 With --node it keeps running.")]
     Export(ExportArgs),
+    /// Write a report a spreadsheet opens: clearings, trades, bills or meter
+    /// readings of the intervals that start between two times.
+    #[command(after_help = "Examples:
+  gridshare report bills --from 2026-11-01 --to 2026-12-01 --tz Europe/Amsterdam --per day > bills.csv
+  gridshare report trades --from -24h                  (the last day, from the node)
+  gridshare report clearings ledger.export --from 2026-11-21T00:00+01:00 --to 2026-11-22T00:00+01:00
+  gridshare report readings --data-dir ./node --from 2026-11-21 --format json
+
+Times: RFC 3339 (2026-11-21T17:20Z, 2026-11-21T18:20+01:00), a date (midnight in
+--tz), a time without zone (in --tz), now, or a duration from now (-24h, -P1D,
++15m, PT15M). An interval is in the report when its start is in [--from, --to);
+a report covers at most 366 days. Interval times are written in --tz with
+their offset; energy in kWh (3 decimals), prices per kWh (6), money in the
+currency (9 decimals, exact).")]
+    Report(ReportArgs),
     /// Create, list, show, import and export keys: accounts, meters,
     /// registrars, validators.
     #[command(subcommand)]
@@ -366,6 +384,38 @@ struct AuditArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// What to report.
+    #[arg(value_enum)]
+    kind: ReportKind,
+    /// An export file (or give --data-dir, or --node to read what a running
+    /// node serves; by default the node of --node or $GRIDSHARE_NODE).
+    #[arg(value_name = "FILE", conflicts_with = "data_dir")]
+    file: Option<PathBuf>,
+    /// A node's data directory instead of an export file (the node stopped).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The first time of the range (see Times below).
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
+    from: String,
+    /// The end of the range, excluded.
+    #[arg(long, value_name = "WHEN", default_value = "now", allow_hyphen_values = true)]
+    to: String,
+    /// The time zone times are read and written in: an IANA name.
+    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    tz: String,
+    /// Bills only: one row per account and interval, or summed per local day
+    /// or month.
+    #[arg(long, value_enum, default_value = "interval")]
+    per: Per,
+    #[arg(long, value_enum, default_value = "csv")]
+    format: ReportFormat,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 struct ExportArgs {
     /// The node's data directory (or give --node to export over its API).
     #[arg(long, value_name = "DIR")]
@@ -429,6 +479,7 @@ fn main() -> ExitCode {
         Command::Clear(args) => run_clear(&args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => run_audit(&args, explicit_node(cli.node)),
         Command::Export(args) => run_export(&args, explicit_node(cli.node)).map(|()| ExitCode::SUCCESS),
+        Command::Report(args) => run_report(&args, explicit_node(cli.node)).map(|()| ExitCode::SUCCESS),
         Command::Keys(command) => run_keys(cli.keystore, command).map(|()| ExitCode::SUCCESS),
         command => run_node_command(cli.keystore, cli.node, command).map(|()| ExitCode::SUCCESS),
     };
@@ -436,7 +487,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            let code = error.downcast_ref::<CommandError>().map_or(EXIT_BAD_INPUT, CommandError::exit_code);
+            let code = match (error.downcast_ref::<CommandError>(), error.downcast_ref::<LedgerAccessError>())
+            {
+                (Some(error), _) => error.exit_code(),
+                (None, Some(LedgerAccessError::Node(error))) if error.is_transient() => EXIT_TRANSIENT,
+                _ => EXIT_BAD_INPUT,
+            };
             ExitCode::from(code)
         }
     }
@@ -485,6 +541,7 @@ fn run_node_command(keystore: Option<PathBuf>, node: Option<String>, command: Co
         Command::Clear(_)
         | Command::Audit(_)
         | Command::Export(_)
+        | Command::Report(_)
         | Command::Keys(_)
         | Command::Completions { .. }
         | Command::Man { .. } => {
@@ -567,6 +624,37 @@ fn run_audit(args: &AuditArgs, node: Option<String>) -> anyhow::Result<ExitCode>
     }
     stdout.flush()?;
     Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FINDING) })
+}
+
+fn run_report(args: &ReportArgs, node: Option<String>) -> anyhow::Result<()> {
+    let now = jiff::Timestamp::now();
+    let request = Request::new(args.kind, (&args.from, &args.to), &args.tz, args.per, args.format, now)?;
+    let client = match (&args.file, &args.data_dir, node) {
+        (None, None, Some(url)) => Some(Client::new(&url)?),
+        _ => None,
+    };
+    let source = match (&args.file, &args.data_dir, &client) {
+        (Some(file), _, _) => LedgerSource::File(file),
+        (None, Some(data_dir), _) => LedgerSource::DataDir(data_dir),
+        (None, None, Some(client)) => LedgerSource::Node(client),
+        (None, None, None) => anyhow::bail!("name an export file, a --data-dir or a --node URL"),
+    };
+    let mut blocks = Blocks::open(source)?;
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut report = Report::new(&request, blocks.genesis().clone(), &mut out)?;
+    while let Some(block) = blocks.next_block()? {
+        report.block(&block)?;
+    }
+    let rows = report.finish()?;
+    if let Some(path) = &args.out {
+        eprintln!("Wrote {rows} rows to {}", path.display());
+    }
+    Ok(())
 }
 
 fn run_export(args: &ExportArgs, node: Option<String>) -> anyhow::Result<()> {

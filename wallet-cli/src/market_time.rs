@@ -27,13 +27,16 @@ pub enum IntervalSpec {
     Index(u64),
     /// The interval that contains this time (ms since the epoch).
     At(u64),
+    /// The interval that contains the time this long from now, in ms
+    /// (negative: ago): `+15m`, `PT1H`, `-30m`.
+    In(i64),
 }
 
 /// Why an interval or a time was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimeError {
     #[error(
-        "bad interval `{0}`: use next, +N (N intervals after next), an interval number, or a UTC time such as 2026-11-21T17:20Z"
+        "bad interval `{0}`: use next, +N (N intervals after next), an interval number, a time such as 2026-11-21T17:20Z or 2026-11-21T18:20+01:00, or a duration from now such as +15m or PT1H"
     )]
     BadInterval(String),
     #[error("bad time `{text}`: {reason}")]
@@ -55,8 +58,8 @@ impl FromStr for IntervalSpec {
         if text.eq_ignore_ascii_case("next") {
             return Ok(IntervalSpec::Next);
         }
-        if let Some(count) = text.strip_prefix('+') {
-            return digits(count).map(IntervalSpec::AfterNext).ok_or_else(bad);
+        if let Some(count) = text.strip_prefix('+').and_then(digits) {
+            return Ok(IntervalSpec::AfterNext(count));
         }
         if let Some(index) = digits(text) {
             return Ok(IntervalSpec::Index(index));
@@ -64,8 +67,23 @@ impl FromStr for IntervalSpec {
         if text.len() >= 10 && text.as_bytes().get(4) == Some(&b'-') {
             return parse_utc(text).map(IntervalSpec::At);
         }
-        Err(bad())
+        parse_duration_ms(text).map(IntervalSpec::In).ok_or_else(bad)
     }
+}
+
+/// A duration as people write it: `15m`, `2h 30m`, `-24h`, `+1d`, or ISO
+/// 8601 (`PT15M`, `-P1D`); calendar units (months, years) need a date and a
+/// zone to mean a length, see `report::parse_when`.
+pub fn parse_duration(text: &str) -> Option<jiff::Span> {
+    let text = text.trim();
+    text.strip_prefix('+').unwrap_or(text).parse::<jiff::Span>().ok()
+}
+
+/// A duration of fixed length in ms (a day is 24 hours): [`parse_duration`]
+/// without months or years.
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
+    let duration = parse_duration(text)?.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).ok()?;
+    i64::try_from(duration.as_millis()).ok()
 }
 
 /// A non-empty run of ASCII digits as a number.
@@ -85,7 +103,9 @@ impl IntervalSpec {
             IntervalSpec::Next | IntervalSpec::AfterNext(_) => {
                 self.resolve(genesis, now_ms.saturating_add(OFFER_MARGIN_MS))
             }
-            IntervalSpec::Index(_) | IntervalSpec::At(_) => self.resolve(genesis, now_ms),
+            IntervalSpec::Index(_) | IntervalSpec::At(_) | IntervalSpec::In(_) => {
+                self.resolve(genesis, now_ms)
+            }
         }
     }
 
@@ -97,6 +117,10 @@ impl IntervalSpec {
                 next_open_interval(genesis, now_ms).checked_add(count).ok_or(TimeError::OutOfRange)
             }
             IntervalSpec::Index(index) => Ok(index),
+            IntervalSpec::In(offset_ms) => {
+                let time_ms = now_ms.checked_add_signed(offset_ms).ok_or(TimeError::OutOfRange)?;
+                IntervalSpec::At(time_ms).resolve(genesis, now_ms)
+            }
             IntervalSpec::At(time_ms) => {
                 if time_ms < genesis.genesis_time_ms {
                     return Err(TimeError::BeforeGenesis {
@@ -312,6 +336,20 @@ mod tests {
         // Any RFC 3339 offset names the same instant.
         assert_eq!("2026-11-21T18:20+01:00".parse(), Ok(IntervalSpec::At(1_795_281_600_000)));
         assert_eq!("2026-11-21T12:20-05:00".parse(), Ok(IntervalSpec::At(1_795_281_600_000)));
+        // A duration from now, as people or ISO 8601 write it.
+        assert_eq!("+15m".parse(), Ok(IntervalSpec::In(900_000)));
+        assert_eq!("PT15M".parse(), Ok(IntervalSpec::In(900_000)));
+        assert_eq!("2h 30m".parse(), Ok(IntervalSpec::In(9_000_000)));
+        assert_eq!("-30m".parse(), Ok(IntervalSpec::In(-1_800_000)));
+        assert_eq!("+1d".parse(), Ok(IntervalSpec::In(86_400_000)));
+        assert!("P1M".parse::<IntervalSpec>().is_err(), "a month has no fixed length");
+        let genesis = genesis();
+        let now = genesis.genesis_time_ms + 3_600_000;
+        assert_eq!(
+            IntervalSpec::In(900_000).resolve(&genesis, now),
+            IntervalSpec::At(now + 900_000).resolve(&genesis, now)
+        );
+        assert!(IntervalSpec::In(-7_200_000).resolve(&genesis, now).is_err(), "before the community began");
     }
 
     #[test]
