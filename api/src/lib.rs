@@ -5,7 +5,8 @@
 //! through the one blocking [`client::Client`] (feature `client`). Beside
 //! the wire: the process [`harness`] that starts and stops `gridshare-node`
 //! for tests and benchmarks, the exact [`decimal`] conversions people's
-//! amounts go through, and [`stats::percentile`].
+//! amounts go through, [`report`] (a ledger's trades, clearings, bills and
+//! readings as CSV or JSON in local time) and [`stats::percentile`].
 //!
 //! Money is a JSON string of nano-currency (an `i128` here); keys, ids and
 //! hashes are the ledger's types, 64 hex digits on the wire; canonical
@@ -24,6 +25,7 @@ pub mod harness;
 pub mod intervals;
 pub mod market;
 pub mod proofs;
+pub mod report;
 pub mod stats;
 pub mod status;
 mod text;

@@ -250,8 +250,47 @@ fn the_dashboard_shows_the_market_in_a_real_browser() {
     // The regulator: the audit of the node's own ledger passes.
     let dom = browser.dom(&format!("{url}/regulator"));
     assert!(dom.contains("href=\"/regulator/audit\"") && dom.contains("href=\"/v1/export\""));
+    assert!(dom.contains("action=\"/regulator/report\"") && dom.contains("name=\"kind\""), "{dom}");
     let dom = browser.dom(&format!("{url}/regulator/audit"));
     assert_eq!(tested(&dom, "verdict").1, "passed: no findings", "{dom}");
+
+    // A report from the regulator's form: every trade of the traded
+    // interval, as CSV with UTC times, named for its days.
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let yesterday = today.yesterday().unwrap();
+    let query = format!("kind=trades&from={yesterday}&to={today}&tz=Etc%2FUTC");
+    let (code, headers, body) = http_get(&url, &format!("/regulator/report?{query}"));
+    assert_eq!(code, 200, "{body}");
+    let header =
+        |wanted: &str| headers.iter().find(|(name, _)| name == wanted).map(|(_, value)| value.clone());
+    assert_eq!(header("content-type").as_deref(), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        header("content-disposition"),
+        Some(format!(
+            "attachment; filename=\"gridshare-trades-{yesterday}-{}.csv\"",
+            today.tomorrow().unwrap()
+        ))
+    );
+    let lines: Vec<&str> = body.lines().collect();
+    assert!(lines[0].starts_with("interval,start,end,seller,buyer,energy_kwh,"), "{}", lines[0]);
+    let rows: Vec<&&str> =
+        lines.iter().filter(|line| line.starts_with(&format!("{},", traded.interval))).collect();
+    assert_eq!(rows.len(), receipt.trades.len(), "{body}");
+    let start = gridshare_api::report::rfc3339_in(traded.start_ms, &jiff::tz::TimeZone::UTC);
+    assert!(rows[0].contains(&format!(",{start},")) && start.ends_with("+00:00"), "{} {start}", rows[0]);
+    for (query, says) in [
+        ("kind=bill&from=2026-11-01&to=2026-11-02", "is not a report"),
+        ("kind=trades&from=2026-11-02&to=2026-10-01", "is not before"),
+        ("kind=trades&from=2024-01-01&to=2026-01-01", "at most 366 days"),
+        ("kind=trades&from=2026-11-01&to=2026-11-02&tz=Mars%2FOlympus", "unknown time zone"),
+        ("kind=trades&from=2026-11-01&to=2026-11-02&per=day", "sums bills only"),
+        ("kind=trades&from=yesterday&to=2026-11-02", "is not a day"),
+        ("kind=trades&from=2026-11-01&to=2026-11-02&color=red", "unknown parameter"),
+    ] {
+        let (code, _, body) = http_get(&url, &format!("/regulator/report?{query}"));
+        assert_eq!(code, 400, "{query}: {body}");
+        assert!(body.contains(says), "{query}: {body}");
+    }
 
     // On a phone: the pages render, and not blank.
     for (name, path) in [("community", "/".to_string()), ("household", format!("/accounts/{seller}"))] {

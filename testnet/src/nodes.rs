@@ -57,7 +57,12 @@ fn build_command(profile: &Path) -> (String, Vec<String>) {
         Some("debug") | None => {}
         Some(other) => args.extend(["--profile".into(), other.to_string()]),
     }
-    args.extend(["-p".into(), "gridshare-node".into()]);
+    // The pair the README's first command builds in one go: cargo unifies
+    // the features of the packages one invocation builds, so each shared
+    // crate is compiled once, and this build is then a no-op. Building the
+    // node alone would compile every crate the two share a second time,
+    // with the node's features.
+    args.extend(["-p".into(), "gridshare-node".into(), "-p".into(), "gridshare-testnet".into()]);
     if let Some(target_dir) = profile.parent() {
         args.extend(["--target-dir".into(), target_dir.display().to_string()]);
     }
@@ -69,9 +74,10 @@ fn build_command(profile: &Path) -> (String, Vec<String>) {
 /// The `gridshare-node` binary: `explicit` if given; otherwise the one next
 /// to this binary, which is first brought up to date with `cargo build`
 /// when this binary runs from the workspace's target directory (a no-op
-/// when nothing changed). `cargo run -p gridshare-testnet` does not build
-/// other packages' binaries, so without this a fresh checkout would have no
-/// node, and an old checkout a stale one.
+/// when nothing changed, as after the README's `cargo build -p
+/// gridshare-node -p gridshare-testnet`). `cargo run -p gridshare-testnet`
+/// does not build other packages' binaries, so without this a fresh
+/// checkout would have no node, and an old checkout a stale one.
 pub fn node_binary(explicit: Option<&Path>) -> Result<PathBuf, ProcessError> {
     if let Some(path) = explicit {
         if !path.exists() {

@@ -14,7 +14,6 @@ pub mod market;
 pub mod market_time;
 pub mod prove;
 pub mod registrar;
-pub mod report;
 pub mod table;
 pub mod wallet;
 pub mod watch;

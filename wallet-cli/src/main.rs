@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use gridshare_api::client::{Client, DEFAULT_NODE_URL, NODE_ENV};
+use gridshare_api::report::{Per, Report, ReportFormat, ReportKind, Request, time_zone};
 use gridshare_cli::agent::{AgentArgs, AgentRunArgs};
 use gridshare_cli::amount::{AmountError, parse_fraction_thousandths, parse_scaled, scale};
 use gridshare_cli::audit::{Blocks, LedgerAccessError, LedgerSource};
@@ -18,11 +19,11 @@ use gridshare_cli::household::{
 };
 use gridshare_cli::keystore::{KeyFile, Keystore, PassphraseSource, Role, parse_seed};
 use gridshare_cli::market::MarketArgs;
+use gridshare_cli::market_time::parse_when;
 use gridshare_cli::prove::ProveArgs;
 use gridshare_cli::registrar::{
     Direction, MoneyArgs, RegisterAccountArgs, RegisterMeterArgs, TariffsSetArgs,
 };
-use gridshare_cli::report::{Per, Report, ReportFormat, ReportKind, Request};
 use gridshare_cli::table::{self, Align};
 use gridshare_cli::wallet::{CommandError, EXIT_BAD_INPUT, EXIT_FINDING, EXIT_TRANSIENT, Wallet};
 use gridshare_cli::watch::WatchArgs;
@@ -385,8 +386,8 @@ struct AuditArgs {
 
 #[derive(Debug, clap::Args)]
 struct ReportArgs {
-    /// What to report.
-    #[arg(value_enum)]
+    /// What to report: clearings, trades, bills or readings.
+    #[arg(value_parser = |text: &str| text.parse::<ReportKind>())]
     kind: ReportKind,
     /// An export file (or give --data-dir, or --node to read what a running
     /// node serves; by default the node of --node or $GRIDSHARE_NODE).
@@ -404,11 +405,12 @@ struct ReportArgs {
     /// The time zone times are read and written in: an IANA name.
     #[arg(long, value_name = "ZONE", default_value = "UTC")]
     tz: String,
-    /// Bills only: one row per account and interval, or summed per local day
-    /// or month.
-    #[arg(long, value_enum, default_value = "interval")]
+    /// Bills only: one row per account and interval (interval), or summed
+    /// per local day (day) or month (month).
+    #[arg(long, default_value = "interval", value_parser = |text: &str| text.parse::<Per>())]
     per: Per,
-    #[arg(long, value_enum, default_value = "csv")]
+    /// csv or json.
+    #[arg(long, default_value = "csv", value_parser = |text: &str| text.parse::<ReportFormat>())]
     format: ReportFormat,
     /// Write the report to this file instead of standard output.
     #[arg(long, value_name = "FILE")]
@@ -628,7 +630,9 @@ fn run_audit(args: &AuditArgs, node: Option<String>) -> anyhow::Result<ExitCode>
 
 fn run_report(args: &ReportArgs, node: Option<String>) -> anyhow::Result<()> {
     let now = jiff::Timestamp::now();
-    let request = Request::new(args.kind, (&args.from, &args.to), &args.tz, args.per, args.format, now)?;
+    let tz = time_zone(&args.tz)?;
+    let range = (parse_when(&args.from, now, &tz)?, parse_when(&args.to, now, &tz)?);
+    let request = Request::new(args.kind, range, tz, args.per, args.format)?;
     let client = match (&args.file, &args.data_dir, node) {
         (None, None, Some(url)) => Some(Client::new(&url)?),
         _ => None,

@@ -47,6 +47,12 @@ pub enum TimeError {
     BeforeGenesis { time: String, genesis: String },
     #[error("the interval is beyond any representable time")]
     OutOfRange,
+    #[error(
+        "`{0}` is not a time: give RFC 3339 (2026-11-21T17:20Z, 2026-11-21T18:20+01:00), a date \
+         (2026-11-21, midnight in --tz), a time without zone (2026-11-21T18:20, in --tz), `now`, or a \
+         duration from now (-24h, -P1D, +15m, PT15M)"
+    )]
+    BadWhen(String),
 }
 
 impl FromStr for IntervalSpec {
@@ -71,9 +77,35 @@ impl FromStr for IntervalSpec {
     }
 }
 
+/// Reads a time as people write it (see [`TimeError::BadWhen`]); civil
+/// times and durations are in `tz`, from `now`.
+pub fn parse_when(
+    text: &str,
+    now: jiff::Timestamp,
+    tz: &jiff::tz::TimeZone,
+) -> Result<jiff::Timestamp, TimeError> {
+    let bad = || TimeError::BadWhen(text.to_string());
+    let trimmed = text.trim();
+    if trimmed.eq_ignore_ascii_case("now") {
+        return Ok(now);
+    }
+    if let Ok(ms) = parse_utc(trimmed) {
+        return i64::try_from(ms)
+            .ok()
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+            .ok_or_else(bad);
+    }
+    // A date alone is its midnight.
+    if let Ok(civil) = trimmed.parse::<jiff::civil::DateTime>() {
+        return civil.to_zoned(tz.clone()).map(|zoned| zoned.timestamp()).map_err(|_| bad());
+    }
+    let duration = parse_duration(trimmed).ok_or_else(bad)?;
+    now.to_zoned(tz.clone()).checked_add(duration).map(|zoned| zoned.timestamp()).map_err(|_| bad())
+}
+
 /// A duration as people write it: `15m`, `2h 30m`, `-24h`, `+1d`, or ISO
 /// 8601 (`PT15M`, `-P1D`); calendar units (months, years) need a date and a
-/// zone to mean a length, see `report::parse_when`.
+/// zone to mean a length, see [`parse_when`].
 pub fn parse_duration(text: &str) -> Option<jiff::Span> {
     let text = text.trim();
     text.strip_prefix('+').unwrap_or(text).parse::<jiff::Span>().ok()
@@ -317,6 +349,27 @@ mod tests {
         market.interval_length_ms = 10_000;
         market.gate_closure_lead_ms = 4_000;
         TestCommunity::new(1, 0, market, 1_795_219_200_000).genesis
+    }
+
+    #[test]
+    fn times_are_read_in_every_form_people_write() {
+        let now: jiff::Timestamp = "2026-11-21T17:20:00Z".parse().unwrap();
+        let at = |text: &str, tz: &str| {
+            let tz = if tz == "UTC" { jiff::tz::TimeZone::UTC } else { jiff::tz::TimeZone::get(tz).unwrap() };
+            parse_when(text, now, &tz).map(|time| time.to_string()).unwrap_or_else(|e| e.to_string())
+        };
+        assert_eq!(at("2026-11-21T18:20+01:00", "UTC"), "2026-11-21T17:20:00Z");
+        assert_eq!(at("2026-11-21T17:20Z", "Europe/Amsterdam"), "2026-11-21T17:20:00Z");
+        assert_eq!(at("2026-11-21", "Europe/Amsterdam"), "2026-11-20T23:00:00Z", "local midnight");
+        assert_eq!(at("2026-07-01", "Europe/Amsterdam"), "2026-06-30T22:00:00Z", "summer time");
+        assert_eq!(at("2026-11-21T18:20", "Europe/Amsterdam"), "2026-11-21T17:20:00Z");
+        assert_eq!(at("now", "UTC"), "2026-11-21T17:20:00Z");
+        assert_eq!(at("-24h", "UTC"), "2026-11-20T17:20:00Z");
+        assert_eq!(at("+15m", "UTC"), "2026-11-21T17:35:00Z");
+        assert_eq!(at("PT15M", "UTC"), "2026-11-21T17:35:00Z");
+        assert_eq!(at("-P1D", "UTC"), "2026-11-20T17:20:00Z");
+        assert_eq!(at("-1 month", "Europe/Amsterdam"), "2026-10-21T16:20:00Z", "18:20 local, in summer time");
+        assert!(at("yesterday-ish", "UTC").contains("is not a time"));
     }
 
     #[test]

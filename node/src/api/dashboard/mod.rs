@@ -22,6 +22,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use gridshare_api::decimal::{format_kwh, format_money, format_price};
+use gridshare_api::report::{Per, Report, ReportFormat, ReportKind, Request, time_zone};
 use gridshare_api::{ErrorCode, NotReady, OffersQuery, Role, SpanQuery, SyncStatus};
 use gridshare_ledger::audit::Auditor;
 use gridshare_ledger::genesis::grid_only_nano;
@@ -52,9 +53,14 @@ const PROPOSALS_LOOKBACK_BLOCKS: u64 = 256;
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
      img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// One audit at a time for the whole node: an audit re-executes the whole
-/// chain, so a page asked for many times must not run many.
-static AUDITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+/// One audit or report at a time for the whole node: each reads the chain
+/// (an audit re-executes all of it), so a page asked for many times must
+/// not run many.
+static LEDGER_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+/// The largest report the node writes; a wider one is refused with a
+/// request to narrow the range (`gridshare report` over the export has no
+/// such bound).
+const REPORT_BYTES_MAX: usize = 64 << 20;
 
 /// The dashboard's routes, for the API's router.
 pub(super) fn routes() -> Router<Client> {
@@ -66,6 +72,7 @@ pub(super) fn routes() -> Router<Client> {
         .route("/operator", get(operator))
         .route("/regulator", get(regulator))
         .route("/regulator/audit", get(audit))
+        .route("/regulator/report", get(report))
         .route("/assets/dashboard.css", get(|| asset("text/css", include_str!("assets/dashboard.css"))))
         .route("/assets/dashboard.js", get(|| asset("text/javascript", include_str!("assets/dashboard.js"))))
         .layer(axum::middleware::map_response(|mut response: Response| async move {
@@ -708,7 +715,138 @@ async fn regulator(State(client): State<Client>) -> Response {
          `gridshare report` on your own machine.</p></section>"
     );
     page.push(html);
+    let today = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC).date();
+    let week_ago = today.checked_sub(jiff::Span::new().days(7)).unwrap_or(today);
+    let mut form = String::new();
+    let _ = write!(
+        form,
+        "<section aria-labelledby=\"reports\"><h2 id=\"reports\">Reports</h2>\
+         <p>The intervals that start from the first day to the last, in the time zone given, \
+         as CSV for a spreadsheet or JSON: the same as <code>gridshare report</code>.</p>\
+         <form action=\"/regulator/report\" method=\"get\" class=\"report\">\
+         <label>Report <select name=\"kind\">{kinds}</select></label>\
+         <label>First day <input type=\"date\" name=\"from\" required value=\"{week_ago}\"></label>\
+         <label>Last day <input type=\"date\" name=\"to\" required value=\"{today}\"></label>\
+         <label>Time zone <input name=\"tz\" value=\"UTC\" data-local-zone autocomplete=\"off\"></label>\
+         <label>Bills per <select name=\"per\"><option value=\"interval\">interval</option>\
+         <option value=\"day\">day</option><option value=\"month\">month</option></select></label>\
+         <label>Format <select name=\"format\"><option value=\"csv\">CSV</option>\
+         <option value=\"json\">JSON</option></select></label>\
+         <button type=\"submit\">Download</button></form></section>",
+        kinds = ReportKind::ALL
+            .iter()
+            .map(|kind| format!("<option value=\"{0}\">{0}</option>", kind.as_str()))
+            .collect::<String>(),
+    );
+    page.push(form);
     answer(&genesis.name, Ok(page))
+}
+
+/// `/regulator/report?kind=&from=DAY&to=DAY&tz=&per=&format=`: a report
+/// file of the intervals that start from the local midnight of `from` to
+/// the one after `to`.
+async fn report(
+    State(client): State<Client>,
+    axum::extract::Query(parameters): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    match report_file(&client, &parameters).await {
+        Ok(response) => response,
+        Err(error) => answer(&client.genesis.name, Err(error)),
+    }
+}
+
+async fn report_file(client: &Client, parameters: &BTreeMap<String, String>) -> Result<Response, ApiError> {
+    const KNOWN: [&str; 6] = ["kind", "from", "to", "tz", "per", "format"];
+    let bad = |message: String| ApiError::new(ErrorCode::BadQuery, message);
+    if let Some(unknown) = parameters.keys().find(|name| !KNOWN.contains(&name.as_str())) {
+        return Err(bad(format!("unknown parameter `{unknown}`; a report takes {}", KNOWN.join(", "))));
+    }
+    let get = |name: &str| parameters.get(name).map(String::as_str);
+    let kind: ReportKind = get("kind").unwrap_or_default().parse().map_err(bad)?;
+    let per: Per = get("per").unwrap_or("interval").parse().map_err(bad)?;
+    let format: ReportFormat = get("format").unwrap_or("csv").parse().map_err(bad)?;
+    let tz = time_zone(get("tz").unwrap_or("UTC")).map_err(|error| bad(error.to_string()))?;
+    let day = |name: &str| -> Result<jiff::civil::Date, ApiError> {
+        let text = get(name).unwrap_or_default();
+        text.parse().map_err(|_| bad(format!("{name}: `{text}` is not a day (YYYY-MM-DD)")))
+    };
+    let midnight = |date: jiff::civil::Date| {
+        date.to_zoned(tz.clone()).map(|zoned| zoned.timestamp()).map_err(|error| bad(error.to_string()))
+    };
+    let from = midnight(day("from")?)?;
+    let to =
+        midnight(day("to")?.checked_add(jiff::Span::new().days(1)).map_err(|error| bad(error.to_string()))?)?;
+    let request = Request::new(kind, (from, to), tz, per, format).map_err(|error| bad(error.to_string()))?;
+    let _permit = LEDGER_READS.try_acquire().map_err(|_| busy())?;
+    let reader = read(client, |view| view.store.reader().map_err(storage)).await?;
+    let genesis = (*client.genesis).clone();
+    // What concerns an interval is in a block at or after its gate
+    // closure, and block times increase: the report starts there.
+    let first_ms = u64::try_from(from.as_millisecond())
+        .unwrap_or_default()
+        .saturating_sub(genesis.market.gate_closure_lead_ms);
+    let file_name = request.file_name();
+    let body = off_loop(move || {
+        let timestamp = |height: u64| -> Result<u64, ApiError> {
+            let block = reader.block(height).map_err(storage)?;
+            Ok(block.map_or(u64::MAX, |block| block.block.header.timestamp_ms))
+        };
+        let (mut low, mut high) = (1, reader.height().saturating_add(1));
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if timestamp(middle)? < first_ms { low = middle + 1 } else { high = middle }
+        }
+        let mut out = Bounded(Vec::new());
+        let mut report = Report::new(&request, genesis, &mut out).map_err(storage)?;
+        for height in low..=reader.height() {
+            let Some(block) = reader.block(height).map_err(storage)? else { continue };
+            report.block(&block).map_err(|_| too_large())?;
+        }
+        report.finish().map_err(|_| too_large())?;
+        Ok(out.0)
+    })
+    .await?;
+    let content_type = match format {
+        ReportFormat::Csv => "text/csv; charset=utf-8",
+        ReportFormat::Json => "application/json",
+    };
+    let disposition = format!("attachment; filename=\"{file_name}\"");
+    Ok(([(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_DISPOSITION, disposition)], body)
+        .into_response())
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        ErrorCode::BadRange,
+        format!(
+            "the report is larger than the {} MiB a node writes: narrow the range, or run `gridshare report` on the export",
+            REPORT_BYTES_MAX >> 20
+        ),
+    )
+}
+
+/// A buffer that refuses to grow past [`REPORT_BYTES_MAX`].
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.0.len().saturating_add(bytes.len()) > REPORT_BYTES_MAX {
+            return Err(std::io::Error::other("the report is too large"));
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn busy() -> ApiError {
+    ApiError::new(
+        ErrorCode::Busy,
+        "an audit or a report is already running on this node: try again when it ends",
+    )
 }
 
 async fn audit(State(client): State<Client>) -> Response {
@@ -716,9 +854,7 @@ async fn audit(State(client): State<Client>) -> Response {
 }
 
 async fn audit_page(client: &Client) -> Result<Page, ApiError> {
-    let _permit = AUDITS.try_acquire().map_err(|_| {
-        ApiError::new(ErrorCode::Busy, "an audit is already running on this node: try again when it ends")
-    })?;
+    let _permit = LEDGER_READS.try_acquire().map_err(|_| busy())?;
     let (reader, evidence) = read(client, |view| {
         Ok((view.store.reader().map_err(storage)?, view.store.evidence().map_err(storage)?))
     })

@@ -11,6 +11,13 @@
       element.textContent = when.toLocaleString();
     }
   }
+  // A report's time zone: the browser's own, unless one was typed.
+  for (const input of document.querySelectorAll("input[data-local-zone]")) {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone && input.value === "UTC") {
+      input.value = zone;
+    }
+  }
   const height = document.querySelector("[data-live=height]");
   const reloadOn = (document.body.dataset.reloadOn || "").split(" ").filter(Boolean);
   if (typeof EventSource !== "function") {

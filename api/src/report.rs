@@ -1,10 +1,10 @@
-//! `gridshare report`: a ledger's clearings, trades, bills or meter
-//! readings between two times, as CSV a spreadsheet opens (or JSON): each
-//! interval's start and end in RFC 3339 in a chosen time zone, energy in
-//! kWh with 3 decimals, prices per kWh with 6 and money with 9 (exact: the
+//! Reports of a ledger (`gridshare report`, and the node dashboard's
+//! downloads): clearings, trades, bills or meter readings between two
+//! times, as CSV a spreadsheet opens (or JSON): each interval's start and
+//! end in RFC 3339 in a chosen time zone with its offset, energy in kWh
+//! with 3 decimals, prices per kWh with 6 and money with 9 (exact: the
 //! ledger's nano-currency); bills also summed per account by local day or
-//! month. It reads an export file, a node's data directory or a node's
-//! export (`audit::read_blocks`), in one pass.
+//! month. A [`Report`] is handed a ledger's blocks in height order, once.
 //!
 //! An interval belongs to a report when its start is in `[from, to)`. A
 //! range is at most [`REPORT_DAYS_MAX`] days, and `from` comes first.
@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use gridshare_api::decimal::{format_kwh, format_price, format_signed_kwh};
+use crate::decimal::{format_kwh, format_price, format_signed_kwh};
 use gridshare_ledger::block::{Bill, CertifiedBlock, Receipt};
 use gridshare_ledger::genesis::{Genesis, Mechanism, grid_only_nano};
 use gridshare_ledger::ids::PublicKey;
@@ -20,14 +20,12 @@ use gridshare_ledger::tx::Tx;
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, Zoned};
 
-use crate::market_time::{parse_duration, parse_utc};
-
 /// The widest range a report covers, in days.
 pub const REPORT_DAYS_MAX: i64 = 366;
 const MS_PER_DAY: i64 = 86_400_000;
 
 /// What a report lists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReportKind {
     /// Each interval's clearing: price, volume, offers and trades.
     Clearings,
@@ -40,36 +38,88 @@ pub enum ReportKind {
 }
 
 /// How a report is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReportFormat {
     Csv,
     Json,
 }
 
 /// What a bills report sums over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Per {
     Interval,
     Day,
     Month,
 }
 
+impl ReportKind {
+    pub const ALL: [ReportKind; 4] =
+        [ReportKind::Clearings, ReportKind::Trades, ReportKind::Bills, ReportKind::Readings];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportKind::Clearings => "clearings",
+            ReportKind::Trades => "trades",
+            ReportKind::Bills => "bills",
+            ReportKind::Readings => "readings",
+        }
+    }
+}
+
+impl std::str::FromStr for ReportKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ReportKind, String> {
+        ReportKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| format!("`{text}` is not a report: clearings, trades, bills or readings"))
+    }
+}
+
+impl std::str::FromStr for ReportFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ReportFormat, String> {
+        match text {
+            "csv" => Ok(ReportFormat::Csv),
+            "json" => Ok(ReportFormat::Json),
+            _ => Err(format!("`{text}` is not a format: csv or json")),
+        }
+    }
+}
+
+impl Per {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Per::Interval => "interval",
+            Per::Day => "day",
+            Per::Month => "month",
+        }
+    }
+}
+
+impl std::str::FromStr for Per {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Per, String> {
+        [Per::Interval, Per::Day, Per::Month]
+            .into_iter()
+            .find(|per| per.as_str() == text)
+            .ok_or_else(|| format!("`{text}` is not a period: interval, day or month"))
+    }
+}
+
 /// Why a report was refused or could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error(
-        "`{text}` is not a time: give RFC 3339 (2026-11-21T17:20Z, 2026-11-21T18:20+01:00), a date \
-         (2026-11-21, midnight in --tz), a time without zone (2026-11-21T18:20, in --tz), `now`, or a \
-         duration from now (-24h, -P1D, +15m, PT15M)"
-    )]
-    BadTime { text: String },
     #[error("unknown time zone `{name}`: give an IANA name such as Europe/Amsterdam, or UTC")]
     BadZone { name: String },
-    #[error("the range is backwards: --from {from} is not before --to {to}")]
+    #[error("the range is backwards: its start {from} is not before its end {to}")]
     Backwards { from: String, to: String },
     #[error("the range is {days} days; a report covers at most {REPORT_DAYS_MAX} days")]
     TooWide { days: i64 },
-    #[error("--per {per} sums bills only; other reports list each interval")]
+    #[error("per {per} sums bills only; other reports list each interval")]
     PerNotBills { per: &'static str },
     #[error("cannot write the report: {0}")]
     Write(#[from] std::io::Error),
@@ -96,66 +146,66 @@ pub fn time_zone(name: &str) -> Result<TimeZone, ReportError> {
     TimeZone::get(name).map_err(|_| ReportError::BadZone { name: name.to_string() })
 }
 
-/// Reads a time as people write it (see [`ReportError::BadTime`]); civil
-/// times and durations are in `tz`, from `now`.
-pub fn parse_when(text: &str, now: Timestamp, tz: &TimeZone) -> Result<Timestamp, ReportError> {
-    let bad = || ReportError::BadTime { text: text.to_string() };
-    let trimmed = text.trim();
-    if trimmed.eq_ignore_ascii_case("now") {
-        return Ok(now);
-    }
-    if let Ok(ms) = parse_utc(trimmed) {
-        return i64::try_from(ms).ok().and_then(|ms| Timestamp::from_millisecond(ms).ok()).ok_or_else(bad);
-    }
-    // A date alone is its midnight.
-    if let Ok(civil) = trimmed.parse::<jiff::civil::DateTime>() {
-        return civil.to_zoned(tz.clone()).map(|zoned| zoned.timestamp()).map_err(|_| bad());
-    }
-    let duration = parse_duration(trimmed).ok_or_else(bad)?;
-    now.to_zoned(tz.clone()).checked_add(duration).map(|zoned| zoned.timestamp()).map_err(|_| bad())
-}
-
 impl Request {
-    /// A request for `from..to` (as people write them) in the zone named
-    /// `tz`, refused when backwards or wider than [`REPORT_DAYS_MAX`].
+    /// A request for `from..to` in `tz`, refused when backwards or wider
+    /// than [`REPORT_DAYS_MAX`], or summed per day or month when it does
+    /// not list bills.
     pub fn new(
         kind: ReportKind,
-        (from, to): (&str, &str),
-        tz: &str,
+        (from, to): (Timestamp, Timestamp),
+        tz: TimeZone,
         per: Per,
         format: ReportFormat,
-        now: Timestamp,
     ) -> Result<Request, ReportError> {
-        let tz = time_zone(tz)?;
-        let (from_text, to_text) = (from, to);
-        let from = parse_when(from_text, now, &tz)?;
-        let to = parse_when(to_text, now, &tz)?;
         if from >= to {
-            return Err(ReportError::Backwards { from: from_text.to_string(), to: to_text.to_string() });
+            return Err(ReportError::Backwards { from: from.to_string(), to: to.to_string() });
         }
         let width_ms = to.as_millisecond() - from.as_millisecond();
         if width_ms > REPORT_DAYS_MAX * MS_PER_DAY {
             return Err(ReportError::TooWide { days: (width_ms + MS_PER_DAY - 1) / MS_PER_DAY });
         }
         if kind != ReportKind::Bills && per != Per::Interval {
-            let per = if per == Per::Day { "day" } else { "month" };
-            return Err(ReportError::PerNotBills { per });
+            return Err(ReportError::PerNotBills { per: per.as_str() });
         }
         Ok(Request { kind, from, to, tz, per, format })
     }
 
-    fn local(&self, time_ms: u64) -> Zoned {
-        let timestamp = i64::try_from(time_ms)
-            .ok()
-            .and_then(|ms| Timestamp::from_millisecond(ms).ok())
-            .unwrap_or(Timestamp::MAX);
-        timestamp.to_zoned(self.tz.clone())
+    /// A name for the report's file: `gridshare-trades-2026-11-21-2026-11-22.csv`.
+    pub fn file_name(&self) -> String {
+        let day = |time: Timestamp| time.to_zoned(self.tz.clone()).strftime("%Y-%m-%d").to_string();
+        let extension = match self.format {
+            ReportFormat::Csv => "csv",
+            ReportFormat::Json => "json",
+        };
+        format!("gridshare-{}-{}-{}.{extension}", self.kind.as_str(), day(self.from), day(self.to))
     }
 
-    /// RFC 3339 with the zone's offset at that time: `2026-11-21T18:20:00+01:00`.
-    fn rfc3339(&self, time_ms: u64) -> String {
-        self.local(time_ms).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    fn local(&self, time_ms: u64) -> Zoned {
+        local(time_ms, &self.tz)
     }
+
+    fn rfc3339(&self, time_ms: u64) -> String {
+        rfc3339_in(time_ms, &self.tz)
+    }
+}
+
+/// A time (ms since the epoch) in `tz`.
+fn local(time_ms: u64, tz: &TimeZone) -> Zoned {
+    let timestamp = i64::try_from(time_ms)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .unwrap_or(Timestamp::MAX);
+    timestamp.to_zoned(tz.clone())
+}
+
+/// RFC 3339 in `tz` with its offset at that time:
+/// `2026-11-21T18:20:00+01:00`.
+pub fn rfc3339_in(time_ms: u64, tz: &TimeZone) -> String {
+    rfc3339_in_zoned(&local(time_ms, tz))
+}
+
+fn rfc3339_in_zoned(zoned: &Zoned) -> String {
+    zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
 /// One value of a row: a count, or text (decimals, keys, times).
@@ -528,10 +578,10 @@ impl<'a> Report<'a> {
                     (zoned.strftime("%Y-%m-%d").to_string(), zoned.checked_add(Span::new().days(1)))
                 }
             };
-            let end = end.map_or(String::new(), |end| end.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string());
+            let end = end.map_or(String::new(), |end| rfc3339_in_zoned(&end));
             let mut values: Vec<Value> = vec![
                 name.into(),
-                zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string().into(),
+                rfc3339_in_zoned(&zoned).into(),
                 end.into(),
                 account.to_string().into(),
                 sums.intervals.into(),
@@ -547,45 +597,26 @@ impl<'a> Report<'a> {
 mod tests {
     use super::*;
 
-    fn now() -> Timestamp {
-        "2026-11-21T17:20:00Z".parse().unwrap()
-    }
-
-    fn at(text: &str, tz: &str) -> String {
-        parse_when(text, now(), &time_zone(tz).unwrap())
-            .map(|time| time.to_string())
-            .unwrap_or_else(|e| e.to_string())
-    }
-
-    #[test]
-    fn times_are_read_in_every_form_people_write() {
-        assert_eq!(at("2026-11-21T18:20+01:00", "UTC"), "2026-11-21T17:20:00Z");
-        assert_eq!(at("2026-11-21T17:20Z", "Europe/Amsterdam"), "2026-11-21T17:20:00Z");
-        assert_eq!(at("2026-11-21", "Europe/Amsterdam"), "2026-11-20T23:00:00Z", "local midnight");
-        assert_eq!(at("2026-07-01", "Europe/Amsterdam"), "2026-06-30T22:00:00Z", "summer time");
-        assert_eq!(at("2026-11-21T18:20", "Europe/Amsterdam"), "2026-11-21T17:20:00Z");
-        assert_eq!(at("now", "UTC"), "2026-11-21T17:20:00Z");
-        assert_eq!(at("-24h", "UTC"), "2026-11-20T17:20:00Z");
-        assert_eq!(at("+15m", "UTC"), "2026-11-21T17:35:00Z");
-        assert_eq!(at("PT15M", "UTC"), "2026-11-21T17:35:00Z");
-        assert_eq!(at("-P1D", "UTC"), "2026-11-20T17:20:00Z");
-        assert!(at("yesterday-ish", "UTC").contains("is not a time"));
-        assert!(time_zone("Mars/Olympus").unwrap_err().to_string().contains("Mars/Olympus"));
-    }
-
     #[test]
     fn ranges_are_refused_backwards_or_too_wide_with_the_limit_named() {
-        let request = |from: &str, to: &str| {
-            Request::new(ReportKind::Trades, (from, to), "UTC", Per::Interval, ReportFormat::Csv, now())
+        let time = |text: &str| text.parse::<Timestamp>().unwrap();
+        let request = |from: &str, to: &str, kind: ReportKind, per: Per| {
+            Request::new(kind, (time(from), time(to)), TimeZone::UTC, per, ReportFormat::Csv)
         };
-        assert!(request("2026-11-01", "2026-11-21").is_ok());
-        let backwards = request("2026-11-21", "2026-11-01").unwrap_err().to_string();
+        let trades = |from: &str, to: &str| request(from, to, ReportKind::Trades, Per::Interval);
+        assert!(trades("2026-11-01T00:00Z", "2026-11-21T00:00Z").is_ok());
+        let backwards = trades("2026-11-21T00:00Z", "2026-11-01T00:00Z").unwrap_err().to_string();
         assert!(backwards.contains("not before"), "{backwards}");
-        assert!(request("now", "now").is_err());
-        let wide = request("2025-01-01", "2026-11-21").unwrap_err().to_string();
+        assert!(trades("2026-11-21T00:00Z", "2026-11-21T00:00Z").is_err());
+        let wide = trades("2025-01-01T00:00Z", "2026-11-21T00:00Z").unwrap_err().to_string();
         assert!(wide.contains("at most 366 days"), "{wide}");
-        let per = Request::new(ReportKind::Trades, ("-1d", "now"), "UTC", Per::Day, ReportFormat::Csv, now());
+        let per = request("2026-11-01T00:00Z", "2026-11-21T00:00Z", ReportKind::Trades, Per::Day);
         assert!(per.unwrap_err().to_string().contains("sums bills only"));
+        let bills = request("2026-11-01T00:00Z", "2026-11-21T00:00Z", ReportKind::Bills, Per::Month).unwrap();
+        assert_eq!(bills.file_name(), "gridshare-bills-2026-11-01-2026-11-21.csv");
+        assert!(time_zone("Mars/Olympus").unwrap_err().to_string().contains("Mars/Olympus"));
+        assert_eq!("readings".parse(), Ok(ReportKind::Readings));
+        assert!("bill".parse::<ReportKind>().is_err());
     }
 
     #[test]
