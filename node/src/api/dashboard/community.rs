@@ -1,0 +1,254 @@
+//! The community's page (`/`) and an interval's (`/intervals/{n}`).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use gridshare_api::ErrorCode;
+use gridshare_api::decimal::format_kwh;
+
+use super::chart::{self, Mark, Series};
+use super::html::{Cell, Page, Text, View, account_link, facts, interval_link, table, time};
+use super::{against_grid, answer, money, price, recent};
+use crate::api::intervals::{clearings_of, interval_of, settlements_of};
+use crate::api::status::status_of;
+use crate::api::{ApiError, read};
+use crate::node::Client;
+
+/// Rows of the community's table of recent clearings.
+const RECENT_ROWS: usize = 12;
+
+pub(super) async fn community(State(client): State<Client>) -> Response {
+    answer(&client.genesis.name, community_page(&client).await)
+}
+
+async fn community_page(client: &Client) -> Result<Page, ApiError> {
+    let status = status_of(client).await?;
+    let clearings = clearings_of(client, recent(status.next_clearing_interval)).await?;
+    let settlements = settlements_of(client, recent(status.next_settlement_interval)).await?;
+    let zones = read(client, |view| {
+        let mut zones: BTreeMap<String, u64> = BTreeMap::new();
+        for meter in view.state.meters.values() {
+            *zones.entry(meter.zone.clone()).or_default() += 1;
+        }
+        Ok(zones)
+    })
+    .await?;
+
+    let mut page = Page::new(&client.genesis.name, "The community's market", View::Community)
+        .reload_on("clearing settlement");
+    let traded_wh: u64 = clearings.iter().map(|(_, _, clearing)| clearing.volume_wh).sum();
+    // What each settled interval's households saved, all of them together.
+    let saved: Vec<i128> = settlements
+        .iter()
+        .map(|(_, _, settlement)| {
+            let against = settlement.bills.iter().map(|bill| against_grid(settlement, bill));
+            against.map(|(billed, alone)| billed - alone).sum()
+        })
+        .collect();
+    page.push(facts(
+        "The market now",
+        &[
+            ("Interval now", interval_link(status.current_interval)),
+            ("Next to clear", interval_link(status.next_clearing_interval)),
+            ("Intervals cleared", status.intervals_cleared.to_string()),
+            ("Households", status.accounts.to_string()),
+            (
+                "Traded, last intervals",
+                format!("{} kWh in {} intervals", format_kwh(traded_wh), clearings.len()),
+            ),
+            (
+                "Saved against grid-only prices",
+                format!(
+                    "<span data-test=\"saved\">{}</span> over {} settled intervals",
+                    Text(&money(client, saved.iter().sum())),
+                    settlements.len()
+                ),
+            ),
+        ],
+    ));
+
+    let intervals: Vec<u64> = clearings.iter().map(|(interval, _, _)| *interval).collect();
+    page.push("<section aria-labelledby=\"prices\"><h2 id=\"prices\">Prices and volumes</h2>");
+    if clearings.is_empty() {
+        page.push("<p class=\"empty\">No interval has cleared yet.</p>");
+    } else {
+        let prices =
+            clearings.iter().map(|(_, _, c)| c.clearing_price_micro_per_kwh.map(i128::from)).collect();
+        let volumes = clearings.iter().map(|(_, _, c)| Some(i128::from(c.volume_wh))).collect();
+        page.push(chart::over_intervals(
+            "Clearing price per interval",
+            &intervals,
+            &[Series { name: "Clearing price per kWh", mark: Mark::Line, class: "a", values: prices }],
+            &chart::price_label,
+        ));
+        page.push(chart::over_intervals(
+            "Energy traded per interval",
+            &intervals,
+            &[Series { name: "Energy traded (kWh)", mark: Mark::Bars, class: "b", values: volumes }],
+            &|wh| format!("{} kWh", format_kwh(u64::try_from(wh).unwrap_or_default())),
+        ));
+    }
+    let rows: Vec<Vec<Cell>> = clearings
+        .iter()
+        .rev()
+        .take(RECENT_ROWS)
+        .map(|(interval, height, clearing)| {
+            vec![
+                Cell::html(interval_link(*interval)),
+                Cell::html(time(client.genesis.interval_start_ms(*interval).unwrap_or_default())),
+                Cell::number(price(client, clearing.clearing_price_micro_per_kwh)),
+                Cell::number(format_kwh(clearing.volume_wh)),
+                Cell::number(clearing.trades.len().to_string()),
+                Cell::number(clearing.offers.to_string()),
+                Cell::number(height.to_string()),
+            ]
+        })
+        .collect();
+    page.push(table(
+        "Recent clearings, latest first",
+        &["Interval", "Starts", "Price", "Traded (kWh)", "Trades", "Offers", "Block"],
+        &rows,
+        "Nothing cleared yet.",
+    ));
+    page.push("</section>");
+
+    if !saved.is_empty() {
+        let intervals: Vec<u64> = settlements.iter().map(|(interval, _, _)| *interval).collect();
+        page.push("<section aria-labelledby=\"savings\"><h2 id=\"savings\">Savings</h2>");
+        page.push(chart::over_intervals(
+            "What the community saved against grid-only prices, per settled interval",
+            &intervals,
+            &[Series {
+                name: "Saved",
+                mark: Mark::Bars,
+                class: "a",
+                values: saved.into_iter().map(Some).collect(),
+            }],
+            &|nano| money(client, nano),
+        ));
+        page.push("</section>");
+    }
+
+    page.push("<section aria-labelledby=\"zones\"><h2 id=\"zones\">Zones</h2>");
+    let rows: Vec<Vec<Cell>> =
+        zones.iter().map(|(zone, meters)| vec![Cell::text(zone), Cell::number(meters.to_string())]).collect();
+    page.push(table("Meters per zone", &["Zone", "Meters"], &rows, "No meter is registered yet."));
+    page.push("</section>");
+    page.push(account_form());
+    Ok(page)
+}
+
+/// The form that opens a household's page by its account key.
+pub(super) fn account_form() -> &'static str {
+    "<section aria-labelledby=\"find\"><h2 id=\"find\">A household</h2>\
+     <form action=\"/accounts\" method=\"get\" class=\"find\"><label for=\"key\">Account key \
+     (64 hex digits)</label><input id=\"key\" name=\"key\" required minlength=\"64\" maxlength=\"64\" \
+     pattern=\"[0-9a-fA-F]{64}\" autocomplete=\"off\" spellcheck=\"false\"><button type=\"submit\">Show \
+     the household</button></form></section>"
+}
+
+pub(super) async fn interval(State(client): State<Client>, Path(interval): Path<String>) -> Response {
+    answer(&client.genesis.name, interval_page(&client, &interval).await)
+}
+
+async fn interval_page(client: &Client, text: &str) -> Result<Page, ApiError> {
+    let not_found = || ApiError::new(ErrorCode::NotFound, format!("there is no interval `{text}` to show"));
+    let interval: u64 = text.parse().map_err(|_| not_found())?;
+    let now = status_of(client).await?.current_interval;
+    if interval > now.saturating_add(client.genesis.market.offer_horizon_intervals) {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "interval {interval} is not open for offers yet: the market takes offers up to interval {}",
+                now.saturating_add(client.genesis.market.offer_horizon_intervals)
+            ),
+        ));
+    }
+    let body = interval_of(client, interval).await.map_err(|error| match error.body.code {
+        ErrorCode::BadInterval => not_found(),
+        _ => error,
+    })?;
+    let mut page = Page::new(&client.genesis.name, format!("Interval {interval}"), View::Community)
+        .reload_on("clearing settlement");
+    let clearing = body.clearing.as_ref().map(|clearing| &clearing.receipt);
+    page.push(format!(
+        "<nav aria-label=\"Intervals\" class=\"pager\"><a href=\"/intervals/{}\" rel=\"prev\">← Interval {}</a> \
+         <a href=\"/intervals/{}\" rel=\"next\">Interval {} →</a></nav>",
+        interval.saturating_sub(1),
+        interval.saturating_sub(1),
+        interval.saturating_add(1),
+        interval.saturating_add(1)
+    ));
+    page.push(facts(
+        "The interval",
+        &[
+            ("Status", format!("<span data-test=\"status\">{}</span>", body.status.as_str())),
+            ("Delivery", format!("{} to {}", time(body.start_ms), time(body.end_ms))),
+            ("Gate closure", time(body.gate_closure_ms)),
+            ("Settlement", time(body.settlement_ms)),
+            (
+                "Clearing price",
+                format!(
+                    "<span data-test=\"price\">{}</span>",
+                    Text(&price(client, clearing.and_then(|clearing| clearing.clearing_price_micro_per_kwh)))
+                ),
+            ),
+            (
+                "Traded",
+                format!("{} kWh", format_kwh(clearing.map(|clearing| clearing.volume_wh).unwrap_or(0))),
+            ),
+            (
+                "Grid tariffs",
+                Text(&format!(
+                    "import {}, feed-in {}, network fee {}",
+                    price(client, Some(body.tariffs.grid_import_micro_per_kwh)),
+                    price(client, Some(body.tariffs.grid_feed_in_micro_per_kwh)),
+                    price(client, Some(body.tariffs.network_fee_micro_per_kwh))
+                ))
+                .to_string(),
+            ),
+        ],
+    ));
+    page.push("<section aria-labelledby=\"curves\"><h2 id=\"curves\">Supply and demand</h2>");
+    if body.book.is_empty() {
+        page.push("<p class=\"empty\">No offers in this interval's book.</p>");
+    } else {
+        page.push(chart::curves(
+            &body.book,
+            clearing.and_then(|clearing| clearing.clearing_price_micro_per_kwh),
+        ));
+    }
+    let rows: Vec<Vec<Cell>> = body
+        .book
+        .iter()
+        .map(|entry| {
+            vec![
+                Cell::text(entry.side.as_str()),
+                Cell::html(account_link(&entry.account)),
+                Cell::number(format_kwh(entry.energy_wh)),
+                Cell::number(price(client, Some(entry.price_micro_per_kwh))),
+            ]
+        })
+        .collect();
+    let caption = if body.book_truncated { "The book (the first offers only)" } else { "The book" };
+    page.push(table(caption, &["Side", "Account", "Energy (kWh)", "Limit price"], &rows, ""));
+    page.push("</section><section aria-labelledby=\"trades\"><h2 id=\"trades\">Trades</h2>");
+    let rows: Vec<Vec<Cell>> = clearing
+        .map(|clearing| clearing.trades.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|trade| {
+            vec![
+                Cell::html(account_link(&trade.seller)),
+                Cell::html(account_link(&trade.buyer)),
+                Cell::number(format_kwh(trade.energy_wh)),
+                Cell::number(price(client, Some(trade.price_micro_per_kwh))),
+            ]
+        })
+        .collect();
+    let none = if clearing.is_some() { "Nothing traded in this interval." } else { "Not cleared yet." };
+    page.push(table("Trades", &["Seller", "Buyer", "Energy (kWh)", "Price"], &rows, none));
+    page.push("</section>");
+    Ok(page)
+}
