@@ -3,8 +3,9 @@
 //! its type, the event stream as an iterator of typed events, the export
 //! as a streamed download, and errors that tell a node that cannot be
 //! reached from one that refused from an answer that is not the API's.
-//! Plain http for a node on loopback, https (rustls, webpki roots) for one
-//! behind a reverse proxy.
+//! Plain http for a node on loopback, https (rustls) for one behind a
+//! reverse proxy: with the public web's roots (webpki), or with only the
+//! certificates of a private CA ([`Client::with_ca`]).
 
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
@@ -32,6 +33,9 @@ use crate::transactions::{Admitted, SubmitRequest, TransactionStatus};
 pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:8700";
 /// The environment variable that names a node's API for the CLI.
 pub const NODE_ENV: &str = "GRIDSHARE_NODE";
+/// The environment variable that names a private CA's certificate (PEM)
+/// for the CLI's https.
+pub const CA_CERT_ENV: &str = "GRIDSHARE_CA_CERT";
 /// How much of an answer that is not the API's is quoted in an error.
 const QUOTE_CHARS_MAX: usize = 200;
 /// Bytes copied at a time from an export.
@@ -81,6 +85,16 @@ pub enum ClientError {
     Genesis { url: String, error: GenesisError },
     #[error("writing what the node sent: {0}")]
     Write(std::io::Error),
+    /// The TLS handshake failed: a certificate that does not check out (a
+    /// node behind a private CA needs that CA), or no TLS at the address.
+    /// Trying again does not help.
+    #[error(
+        "TLS with {url} failed: {cause} (for a node whose certificate a private CA signed, give that CA's certificate)"
+    )]
+    Tls { url: String, cause: String },
+    /// A private CA's certificates that cannot be used.
+    #[error("the CA certificates are not usable: {reason}")]
+    BadCa { reason: String },
 }
 
 impl ClientError {
@@ -101,7 +115,11 @@ impl ClientError {
             ClientError::Refused { status, .. } | ClientError::BadResponse { status, .. } => {
                 *status == 429 || *status >= 500
             }
-            ClientError::BadUrl { .. } | ClientError::Genesis { .. } | ClientError::Write(_) => false,
+            ClientError::BadUrl { .. }
+            | ClientError::Genesis { .. }
+            | ClientError::Write(_)
+            | ClientError::Tls { .. }
+            | ClientError::BadCa { .. } => false,
         }
     }
 
@@ -235,8 +253,14 @@ fn normalize_url(url: &str) -> Result<String, ClientError> {
     Ok(format!("{scheme}://{rest}"))
 }
 
-fn agent(timeouts: &Timeouts, whole: Option<Duration>, per_read: Option<Duration>) -> ureq::Agent {
+fn agent(
+    timeouts: &Timeouts,
+    whole: Option<Duration>,
+    per_read: Option<Duration>,
+    roots: &ureq::tls::RootCerts,
+) -> ureq::Agent {
     ureq::Agent::config_builder()
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots.clone()).build())
         .http_status_as_error(false)
         .timeout_connect(Some(timeouts.connect))
         .timeout_global(whole)
@@ -256,10 +280,32 @@ impl Client {
     }
 
     pub fn with_timeouts(url: &str, timeouts: Timeouts) -> Result<Client, ClientError> {
+        Client::build(url, timeouts, &ureq::tls::RootCerts::WebPki)
+    }
+
+    /// A client that trusts only the certificates of `ca_pem` (PEM, one or
+    /// more) for https: a node behind a reverse proxy whose certificate a
+    /// private CA signed. Plain http is unaffected.
+    pub fn with_ca(url: &str, timeouts: Timeouts, ca_pem: &[u8]) -> Result<Client, ClientError> {
+        let mut certificates = Vec::new();
+        for item in ureq::tls::parse_pem(ca_pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(certificate)) => certificates.push(certificate),
+                Ok(_) => {}
+                Err(error) => return Err(ClientError::BadCa { reason: error.to_string() }),
+            }
+        }
+        if certificates.is_empty() {
+            return Err(ClientError::BadCa { reason: "no PEM certificate (BEGIN CERTIFICATE) in it".into() });
+        }
+        Client::build(url, timeouts, &ureq::tls::RootCerts::new_with_certs(&certificates))
+    }
+
+    fn build(url: &str, timeouts: Timeouts, roots: &ureq::tls::RootCerts) -> Result<Client, ClientError> {
         Ok(Client {
             url: normalize_url(url)?,
-            agent: agent(&timeouts, Some(timeouts.request), None),
-            stream_agent: agent(&timeouts, None, Some(timeouts.stream_read)),
+            agent: agent(&timeouts, Some(timeouts.request), None, roots),
+            stream_agent: agent(&timeouts, None, Some(timeouts.stream_read), roots),
             timeouts,
         })
     }
@@ -278,6 +324,12 @@ impl Client {
         let url = self.url.clone();
         match error {
             ureq::Error::Timeout(_) => ClientError::Timeout { url, seconds: timeout.as_secs() },
+            // rustls reports a handshake that failed as invalid data.
+            ureq::Error::Io(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                ClientError::Tls { url, cause: error.to_string() }
+            }
+            ureq::Error::Rustls(error) => ClientError::Tls { url, cause: error.to_string() },
+            ureq::Error::Tls(cause) => ClientError::Tls { url, cause: cause.to_string() },
             ureq::Error::Io(error) => ClientError::Unreachable { url, cause: error.to_string() },
             ureq::Error::HostNotFound => ClientError::Unreachable { url, cause: "host not found".into() },
             ureq::Error::BadUri(_) => ClientError::BadUrl { url, reason: "not a valid URL" },

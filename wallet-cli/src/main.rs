@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use gridshare_api::client::{Client, DEFAULT_NODE_URL, NODE_ENV};
+use gridshare_api::client::{CA_CERT_ENV, Client, DEFAULT_NODE_URL, NODE_ENV, Timeouts};
 use gridshare_api::report::{Per, Report, ReportFormat, ReportKind, Request, time_zone};
 use gridshare_cli::agent::{AgentArgs, AgentRunArgs};
 use gridshare_cli::amount::{AmountError, parse_fraction_thousandths, parse_scaled, scale};
@@ -41,6 +41,11 @@ struct Cli {
     /// The node's HTTP API (default: $GRIDSHARE_NODE, else http://127.0.0.1:8700).
     #[arg(long, global = true, value_name = "URL")]
     node: Option<String>,
+    /// For a node behind https whose certificate a private CA signed: that
+    /// CA's certificate (PEM), the only one trusted then (default:
+    /// $GRIDSHARE_CA_CERT, else the public web's roots).
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -479,11 +484,16 @@ fn main() -> ExitCode {
         }
         Command::Man { out } => write_manual(&out).map(|()| ExitCode::SUCCESS),
         Command::Clear(args) => run_clear(&args).map(|()| ExitCode::SUCCESS),
-        Command::Audit(args) => run_audit(&args, explicit_node(cli.node)),
-        Command::Export(args) => run_export(&args, explicit_node(cli.node)).map(|()| ExitCode::SUCCESS),
-        Command::Report(args) => run_report(&args, explicit_node(cli.node)).map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => run_audit(&args, &NodeChoice::of(cli.node, cli.ca_cert)),
+        Command::Export(args) => {
+            run_export(&args, &NodeChoice::of(cli.node, cli.ca_cert)).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Report(args) => {
+            run_report(&args, &NodeChoice::of(cli.node, cli.ca_cert)).map(|()| ExitCode::SUCCESS)
+        }
         Command::Keys(command) => run_keys(cli.keystore, command).map(|()| ExitCode::SUCCESS),
-        command => run_node_command(cli.keystore, cli.node, command).map(|()| ExitCode::SUCCESS),
+        command => run_node_command(cli.keystore, &NodeChoice::of(cli.node, cli.ca_cert), command)
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -500,9 +510,44 @@ fn main() -> ExitCode {
     }
 }
 
-/// The node named with --node or $GRIDSHARE_NODE, if any.
-fn explicit_node(flag: Option<String>) -> Option<String> {
-    flag.or_else(|| std::env::var(NODE_ENV).ok().filter(|url| !url.trim().is_empty()))
+/// The node a command talks to and how its https is trusted: --node or
+/// $GRIDSHARE_NODE, and --ca-cert or $GRIDSHARE_CA_CERT.
+#[derive(Debug)]
+struct NodeChoice {
+    url: Option<String>,
+    ca_cert: Option<PathBuf>,
+}
+
+impl NodeChoice {
+    fn of(url: Option<String>, ca_cert: Option<PathBuf>) -> NodeChoice {
+        let from_env = |name| std::env::var(name).ok().filter(|value: &String| !value.trim().is_empty());
+        NodeChoice {
+            url: url.or_else(|| from_env(NODE_ENV)),
+            ca_cert: ca_cert.or_else(|| from_env(CA_CERT_ENV).map(PathBuf::from)),
+        }
+    }
+
+    /// A client of the node named, if one was.
+    fn explicit(&self) -> anyhow::Result<Option<Client>> {
+        self.url.as_deref().map(|url| self.client_of(url)).transpose()
+    }
+
+    /// A client of the node named, else of the default address.
+    fn client(&self) -> anyhow::Result<Client> {
+        self.client_of(self.url.as_deref().unwrap_or(DEFAULT_NODE_URL))
+    }
+
+    fn client_of(&self, url: &str) -> anyhow::Result<Client> {
+        let client = match &self.ca_cert {
+            None => Client::new(url),
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+                Client::with_ca(url, Timeouts::default(), &pem)
+            }
+        };
+        Ok(client.map_err(CommandError::from)?)
+    }
 }
 
 fn keystore_of(dir: Option<PathBuf>) -> anyhow::Result<Keystore> {
@@ -513,9 +558,8 @@ fn keystore_of(dir: Option<PathBuf>) -> anyhow::Result<Keystore> {
 }
 
 /// The commands that talk to a node.
-fn run_node_command(keystore: Option<PathBuf>, node: Option<String>, command: Command) -> anyhow::Result<()> {
-    let url = explicit_node(node).unwrap_or_else(|| DEFAULT_NODE_URL.to_string());
-    let node = Client::new(&url).map_err(CommandError::from)?;
+fn run_node_command(keystore: Option<PathBuf>, node: &NodeChoice, command: Command) -> anyhow::Result<()> {
+    let node = node.client()?;
     let wallet = Wallet::new(keystore_of(keystore)?, node);
     let mut stdout = std::io::stdout().lock();
     let out: &mut dyn Write = &mut stdout;
@@ -610,11 +654,12 @@ fn run_clear(args: &ClearArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_audit(args: &AuditArgs, node: Option<String>) -> anyhow::Result<ExitCode> {
-    let report = match (&args.file, &args.data_dir, node) {
+fn run_audit(args: &AuditArgs, node: &NodeChoice) -> anyhow::Result<ExitCode> {
+    let client = if args.file.is_none() && args.data_dir.is_none() { node.explicit()? } else { None };
+    let report = match (&args.file, &args.data_dir, client) {
         (Some(file), _, _) => audit::audit_file(file)?,
         (None, Some(data_dir), _) => audit::audit_data_dir(data_dir)?,
-        (None, None, Some(url)) => audit::audit_node(&Client::new(&url)?)?,
+        (None, None, Some(client)) => audit::audit_node(&client)?,
         (None, None, None) => anyhow::bail!("name an export file, a --data-dir or a --node URL"),
     };
     let mut stdout = std::io::stdout().lock();
@@ -628,15 +673,12 @@ fn run_audit(args: &AuditArgs, node: Option<String>) -> anyhow::Result<ExitCode>
     Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FINDING) })
 }
 
-fn run_report(args: &ReportArgs, node: Option<String>) -> anyhow::Result<()> {
+fn run_report(args: &ReportArgs, node: &NodeChoice) -> anyhow::Result<()> {
     let now = jiff::Timestamp::now();
     let tz = time_zone(&args.tz)?;
     let range = (parse_when(&args.from, now, &tz)?, parse_when(&args.to, now, &tz)?);
     let request = Request::new(args.kind, range, tz, args.per, args.format)?;
-    let client = match (&args.file, &args.data_dir, node) {
-        (None, None, Some(url)) => Some(Client::new(&url)?),
-        _ => None,
-    };
+    let client = if args.file.is_none() && args.data_dir.is_none() { node.explicit()? } else { None };
     let source = match (&args.file, &args.data_dir, &client) {
         (Some(file), _, _) => LedgerSource::File(file),
         (None, Some(data_dir), _) => LedgerSource::DataDir(data_dir),
@@ -661,14 +703,14 @@ fn run_report(args: &ReportArgs, node: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_export(args: &ExportArgs, node: Option<String>) -> anyhow::Result<()> {
-    match (&args.data_dir, node) {
+fn run_export(args: &ExportArgs, node: &NodeChoice) -> anyhow::Result<()> {
+    let client = if args.data_dir.is_none() { node.explicit()? } else { None };
+    match (&args.data_dir, client) {
         (Some(data_dir), _) => {
             let blocks = audit::export_data_dir(data_dir, &args.out)?;
             println!("Exported {blocks} blocks to {}", args.out.display());
         }
-        (None, Some(url)) => {
-            let client = Client::new(&url)?;
+        (None, Some(client)) => {
             let blocks = audit::export_node(&client, &args.out)?;
             println!("Exported {blocks} blocks from {} to {}", client.url(), args.out.display());
         }

@@ -14,9 +14,9 @@ use super::html::Text;
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 240.0;
-const LEFT: f64 = 96.0;
+const LEFT: f64 = 12.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 12.0;
+const TOP: f64 = 28.0;
 const BOTTOM: f64 = 32.0;
 
 /// How a series is drawn.
@@ -84,19 +84,34 @@ fn open(label: &str, html: &mut String) {
     );
 }
 
-/// The y axis: lines and labels at the low end, zero and the high end.
-fn y_axis(axis: Axis, format: &dyn Fn(i128) -> String, html: &mut String) {
+/// The y axis's ticks: the low end, zero and the high end.
+fn ticks(axis: Axis) -> Vec<i128> {
     let mut ticks = vec![axis.low, 0, axis.high];
     ticks.dedup();
-    for tick in ticks {
+    ticks
+}
+
+/// The y axis's grid lines, drawn under the marks.
+fn grid_lines(axis: Axis, html: &mut String) {
+    for tick in ticks(axis) {
         let y = axis.y(tick);
         let _ = write!(
             html,
-            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
-             <text class=\"tick\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            y + 4.0,
+            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>",
+            WIDTH - RIGHT
+        );
+    }
+}
+
+/// The y axis's labels, just above their lines at the left, drawn over the
+/// marks (inside the plot, so no label is cut off however long).
+fn tick_labels(axis: Axis, format: &dyn Fn(i128) -> String, html: &mut String) {
+    for tick in ticks(axis) {
+        let _ = write!(
+            html,
+            "<text class=\"tick\" x=\"{}\" y=\"{:.1}\">{}</text>",
+            LEFT + 2.0,
+            axis.y(tick) - 5.0,
             Text(&format(tick))
         );
     }
@@ -113,7 +128,7 @@ pub(super) fn over_intervals(
     let mut html = String::new();
     open(label, &mut html);
     let axis = Axis::of(series.iter().flat_map(|series| series.values.iter().flatten().copied()));
-    y_axis(axis, format, &mut html);
+    grid_lines(axis, &mut html);
     let slots = intervals.len();
     let bar_width = ((WIDTH - LEFT - RIGHT) / slots.max(1) as f64 * 0.7).max(1.0);
     for series in series {
@@ -166,6 +181,7 @@ pub(super) fn over_intervals(
             }
         }
     }
+    tick_labels(axis, format, &mut html);
     // The first and last interval under the plot.
     if let (Some(first), Some(last)) = (intervals.first(), intervals.last()) {
         let y = HEIGHT - 8.0;
@@ -178,7 +194,7 @@ pub(super) fn over_intervals(
     }
     html.push_str("</svg><figcaption>");
     for series in series {
-        let _ = write!(html, "<span class=\"key {}\">{}</span> ", series.class, Text(series.name));
+        let _ = write!(html, "<span class=\"legend {}\">{}</span> ", series.class, Text(series.name));
     }
     html.push_str("</figcaption></figure>");
     html
@@ -198,7 +214,7 @@ pub(super) fn curves(book: &[BookEntry], clearing_price_micro_per_kwh: Option<u6
     let axis = Axis::of(prices.chain(clearing_price_micro_per_kwh.map(i128::from)));
     let mut html = String::new();
     open("Supply and demand curves: price per kWh against energy", &mut html);
-    y_axis(axis, &|micro| price_label(micro), &mut html);
+    grid_lines(axis, &mut html);
     let x = |energy: i128| LEFT + position(energy, energy_max) * (WIDTH - LEFT - RIGHT);
     for (side, class) in [(&sells, "a"), (&buys, "b")] {
         let mut path = String::new();
@@ -221,14 +237,15 @@ pub(super) fn curves(book: &[BookEntry], clearing_price_micro_per_kwh: Option<u6
             WIDTH - RIGHT
         );
     }
+    tick_labels(axis, &price_label, &mut html);
     let y = HEIGHT - 8.0;
     let _ = write!(
         html,
         "<text class=\"tick\" x=\"{LEFT}\" y=\"{y}\">0 kWh</text>\
          <text class=\"tick\" x=\"{}\" y=\"{y}\" text-anchor=\"end\">{} kWh</text></svg>\
-         <figcaption><span class=\"key a\">Supply (offers to sell)</span> \
-         <span class=\"key b\">Demand (bids to buy)</span> \
-         <span class=\"key clearing\">Clearing price</span></figcaption></figure>",
+         <figcaption><span class=\"legend a\">Supply (offers to sell)</span> \
+         <span class=\"legend b\">Demand (bids to buy)</span> \
+         <span class=\"legend clearing\">Clearing price</span></figcaption></figure>",
         WIDTH - RIGHT,
         gridshare_api::decimal::format_kwh(u64::try_from(energy_max).unwrap_or(u64::MAX))
     );

@@ -36,7 +36,8 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
     .await?;
 
     let mut page = Page::new(&client.genesis.name, "The community's market", View::Community)
-        .reload_on("clearing settlement");
+        .reload_on("clearing settlement")
+        .at_height(status.height);
     let traded_wh: u64 = clearings.iter().map(|(_, _, clearing)| clearing.volume_wh).sum();
     // What each settled interval's households saved, all of them together.
     let saved: Vec<i128> = settlements
@@ -155,7 +156,8 @@ pub(super) async fn interval(State(client): State<Client>, Path(interval): Path<
 async fn interval_page(client: &Client, text: &str) -> Result<Page, ApiError> {
     let not_found = || ApiError::new(ErrorCode::NotFound, format!("there is no interval `{text}` to show"));
     let interval: u64 = text.parse().map_err(|_| not_found())?;
-    let now = status_of(client).await?.current_interval;
+    let status = status_of(client).await?;
+    let now = status.current_interval;
     if interval > now.saturating_add(client.genesis.market.offer_horizon_intervals) {
         return Err(ApiError::new(
             ErrorCode::NotFound,
@@ -170,7 +172,8 @@ async fn interval_page(client: &Client, text: &str) -> Result<Page, ApiError> {
         _ => error,
     })?;
     let mut page = Page::new(&client.genesis.name, format!("Interval {interval}"), View::Community)
-        .reload_on("clearing settlement");
+        .reload_on("clearing settlement")
+        .at_height(status.height);
     let clearing = body.clearing.as_ref().map(|clearing| &clearing.receipt);
     page.push(format!(
         "<nav aria-label=\"Intervals\" class=\"pager\"><a href=\"/intervals/{}\" rel=\"prev\">← Interval {}</a> \

@@ -75,7 +75,9 @@ async fn household_page(client: &Client, key: PublicKey) -> Result<Page, ApiErro
             Some((*interval, billed, alone, bill.sold_wh, bill.bought_wh))
         })
         .collect();
-    let mut page = Page::new(&client.genesis.name, "A household", View::Household).reload_on("settlement");
+    let mut page = Page::new(&client.genesis.name, "A household", View::Household)
+        .reload_on("settlement")
+        .at_height(status.height);
     let (billed, alone): (i128, i128) = bills.iter().fold((0, 0), |(b, g), bill| (b + bill.1, g + bill.2));
     page.push(facts(
         "The account",

@@ -65,6 +65,9 @@ pub(super) struct Page {
     /// Which events make the page reload (`data-reload-on`): a page that
     /// shows the market follows it.
     reload_on: &'static str,
+    /// The node's height when the page was made, until the script follows
+    /// the blocks.
+    height: Option<u64>,
     pub(super) body: String,
 }
 
@@ -75,6 +78,7 @@ impl Page {
             title: title.into(),
             view,
             reload_on: "",
+            height: None,
             body: String::new(),
         }
     }
@@ -83,6 +87,12 @@ impl Page {
     /// separated names of docs/API.md's event stream).
     pub(super) fn reload_on(mut self, events: &'static str) -> Page {
         self.reload_on = events;
+        self
+    }
+
+    /// Shows the node's height when the page was made.
+    pub(super) fn at_height(mut self, height: u64) -> Page {
+        self.height = Some(height);
         self
     }
 
@@ -113,9 +123,10 @@ impl Page {
         let _ = writeln!(
             html,
             "</ul></nav><p class=\"live\" role=\"status\" aria-live=\"polite\">Block \
-             <span data-live=\"height\">…</span></p></header><main><h1>{}</h1>{}</main>\
+             <span data-live=\"height\">{}</span></p></header><main><h1>{}</h1>{}</main>\
              <footer><p>Read-only: this page changes nothing on the ledger. Times are shown in your \
              browser's time zone; the ledger keeps UTC.</p></footer></body></html>",
+            self.height.map_or("…".to_string(), |height| height.to_string()),
             Text(&self.title),
             self.body
         );

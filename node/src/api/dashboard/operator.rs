@@ -46,7 +46,9 @@ async fn operator_page(client: &Client) -> Result<Page, ApiError> {
     .await?;
     let (proposed, signed) = seen;
 
-    let mut page = Page::new(&client.genesis.name, "Operator", View::Operator).reload_on("clearing");
+    let mut page = Page::new(&client.genesis.name, "Operator", View::Operator)
+        .reload_on("clearing")
+        .at_height(status.height);
     let readiness = match &health.reason {
         None => "<span class=\"ok\" data-test=\"ready\">ready</span>".to_string(),
         Some(NotReady::CatchingUp) => {
