@@ -114,7 +114,8 @@ enum Command {
     #[command(after_help = "Examples:
   gridshare bill                                (the last 24 settled intervals)
   gridshare bill --interval 1234                (one interval, line by line)
-  gridshare bill --day 2026-11-21 --json        (a UTC day)")]
+  gridshare bill --day 2026-11-21 --json        (a UTC day)
+  gridshare bill --day 2026-11-21 --tz Europe/Amsterdam")]
     Bill(BillArgs),
     /// Show an interval's market: clearing price, volume, the supply and
     /// demand curves as a chart, the book and the trades.

@@ -208,13 +208,17 @@ pub fn format_utc(time_ms: u64) -> String {
 
 /// Parses an RFC 3339 time into ms since the Unix epoch (UTC):
 /// `YYYY-MM-DDTHH:MM[:SS[.fff]]` followed by `Z` or an offset from UTC,
-/// `+01:00` or `-05:00` (a space may replace the `T`). The zone is
-/// required, so that nobody's local time is taken for another.
+/// `+01:00` or `-05:00` (a space may replace the `T`), or ` UTC` as
+/// [`format_utc`] writes it, so that every time the CLI prints is one it
+/// takes. The zone is required, so that nobody's local time is taken for
+/// another.
 pub fn parse_utc(text: &str) -> Result<u64, TimeError> {
     let bad = |reason| TimeError::BadTime { text: text.to_string(), reason };
     let trimmed = text.trim();
-    let (body, offset_ms) = if let Some(body) =
-        trimmed.strip_suffix('Z').or_else(|| trimmed.strip_suffix('z'))
+    let (body, offset_ms) = if let Some(body) = trimmed
+        .strip_suffix('Z')
+        .or_else(|| trimmed.strip_suffix('z'))
+        .or_else(|| trimmed.strip_suffix(" UTC"))
     {
         (body, 0_i64)
     } else if let Some((body, offset)) =
@@ -466,11 +470,16 @@ mod tests {
         ] {
             assert!(parse_utc(bad).is_err(), "{bad:?} was accepted");
         }
-        // Every day from 1970 to 2100 survives the round trip.
+        // Every day from 1970 to 2100 survives the round trip, and every
+        // time the CLI prints it takes back.
         let mut day_ms = 0;
         while day_ms < 4_102_444_800_000 {
             let text = format_utc(day_ms);
             assert_eq!(parse_day(&text[..10]), Ok(day_ms), "{text}");
+            for time_ms in [day_ms, day_ms + 63_904_800, day_ms + 86_399_999] {
+                assert_eq!(parse_utc(&format_utc(time_ms)), Ok(time_ms), "{}", format_utc(time_ms));
+                assert_eq!(IntervalSpec::from_str(&format_utc(time_ms)), Ok(IntervalSpec::At(time_ms)));
+            }
             day_ms += MS_PER_DAY;
         }
     }

@@ -67,7 +67,10 @@ fn openssl(dir: &Path, args: &[&str]) {
             .args(["install", "-y", "-q", "openssl"])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status();
-        assert!(status.is_ok_and(|status| status.success()), "this test needs openssl: apt-get install openssl");
+        assert!(
+            status.is_ok_and(|status| status.success()),
+            "this test needs openssl: apt-get install openssl"
+        );
     }
     let output = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
     assert!(output.status.success(), "openssl {args:?}: {}", text(&output.stderr));
@@ -100,8 +103,21 @@ fn private_ca(dir: &Path) {
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days",
-            "2", "-extfile", "server.ext", "-out", "server.pem",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
         ],
     );
 }
@@ -152,7 +168,8 @@ fn the_cli_reaches_a_node_behind_https_with_a_private_ca() {
     let ca_arg = ca.to_str().unwrap();
 
     // JSON requests through the proxy: the market, as the node has it.
-    let output = gridshare(&["--node", &url, "--ca-cert", ca_arg, "market", "--interval", "next", "--json"], &[]);
+    let output =
+        gridshare(&["--node", &url, "--ca-cert", ca_arg, "market", "--interval", "next", "--json"], &[]);
     assert!(output.status.success(), "{}{}", text(&output.stderr), node.log());
     let market: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(market.get("interval").is_some_and(serde_json::Value::is_u64), "{market}");

@@ -186,6 +186,16 @@ fn a_household_trades_with_the_dev_community() {
     assert!(stdout.contains("Bought (traded)") && stdout.contains("Total"), "{stdout}");
     let stdout = gridshare.ok(&["prove", "bill", &interval]);
     assert!(stdout.contains("Bill of home for interval"), "{stdout}");
+    // The same bill among those of its local day, wherever that day is.
+    let start_ms = node_status_start_ms(&node, &interval);
+    for zone in ["UTC", "Pacific/Kiritimati", "America/Adak"] {
+        let tz = jiff::tz::TimeZone::get(zone).unwrap();
+        let day = jiff::Timestamp::from_millisecond(start_ms).unwrap().to_zoned(tz).date().to_string();
+        let bills = gridshare.json(&["bill", "--day", &day, "--tz", zone, "--json"]);
+        let intervals: Vec<String> =
+            bills["bills"].as_array().unwrap().iter().map(|bill| bill["interval"].to_string()).collect();
+        assert!(intervals.contains(&interval), "{zone} {day}: {intervals:?}");
+    }
     let balance = gridshare.json(&["balance", "--json"]);
     let balance_nano: i128 = balance["balance_nano"].as_str().unwrap().parse().unwrap();
     assert!(balance_nano < 50_000_000_000, "{balance}");
@@ -258,6 +268,8 @@ fn bad_input_exits_2_and_an_unreachable_node_3() {
             "bad amount `7kVA`",
         ),
         (&["bill", "--day", "2026-02-30"], "bad day `2026-02-30`"),
+        (&["bill", "--day", "2026-11-21", "--tz", "Mars/Olympus"], "unknown time zone `Mars/Olympus`"),
+        (&["report", "bills", "--from", "yesterday"], "is not a time"),
         (&["prove", "cafe"], "cannot prove `cafe`"),
         (&["trades", "--from-interval", "3"], "--to-interval"),
         (&["--node", "ftp://example.org", "balance"], "only http:// and https:// addresses are supported"),
@@ -293,10 +305,19 @@ fn bad_input_exits_2_and_an_unreachable_node_3() {
         &["tariffs", "set"],
         &["export"],
         &["audit"],
+        &["report"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");
         let stdout = gridshare.ok(&args);
         assert!(stdout.contains("Example"), "{command:?} --help has no example:\n{stdout}");
     }
+}
+
+/// The start (ms since the epoch) of interval `interval` of the node's
+/// community.
+fn node_status_start_ms(node: &DevNode, interval: &str) -> i64 {
+    let client = Client::new(&node.api).unwrap();
+    let start_ms = client.interval(interval.parse().unwrap()).unwrap().start_ms;
+    i64::try_from(start_ms).unwrap()
 }

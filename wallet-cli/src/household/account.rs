@@ -11,7 +11,7 @@ use gridshare_ledger::ids::PublicKey;
 
 use crate::amount::{format_kw, format_kwh, format_money, format_price, format_signed_kwh};
 use crate::keystore::Role;
-use crate::market_time::{DAY_MS, IntervalSpec, format_utc, now_ms, parse_day};
+use crate::market_time::{IntervalSpec, format_utc, now_ms};
 use crate::table::{self, Align};
 use crate::wallet::{CommandError, Wallet, bad_input, plural, write_json};
 
@@ -261,9 +261,12 @@ pub struct BillArgs {
     /// One interval, itemised: a number, or a time in it with its zone.
     #[arg(long, value_name = "INTERVAL", conflicts_with = "day")]
     pub interval: Option<IntervalSpec>,
-    /// Every settled interval of a UTC day, YYYY-MM-DD.
+    /// Every settled interval of a day, YYYY-MM-DD, in --tz.
     #[arg(long, value_name = "DAY")]
     pub day: Option<String>,
+    /// The time zone --day is a day in: an IANA name.
+    #[arg(long, value_name = "ZONE", default_value = "UTC", requires = "day")]
+    pub tz: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -384,24 +387,38 @@ pub fn bills_text(bills: &[AccountBill], currency: &str) -> String {
     )
 }
 
+/// The start and end (ms since the epoch) of a day, YYYY-MM-DD, in the time
+/// zone named `tz`: 23 or 25 hours on a day the clocks change.
+fn local_day_ms(day: &str, tz: &str) -> Result<(u64, u64), CommandError> {
+    let zone =
+        gridshare_api::report::time_zone(tz).map_err(|error| CommandError::BadInput(error.to_string()))?;
+    let bad = || CommandError::BadInput(format!("bad day `{day}`: use YYYY-MM-DD, e.g. 2026-11-21"));
+    let date: jiff::civil::Date = day.parse().map_err(|_| bad())?;
+    let midnight = |date: jiff::civil::Date| -> Result<u64, CommandError> {
+        let zoned = date.to_zoned(zone.clone()).map_err(|_| bad())?;
+        u64::try_from(zoned.timestamp().as_millisecond()).map_err(|_| bad())
+    };
+    Ok((midnight(date)?, midnight(date.tomorrow().map_err(|_| bad())?)?))
+}
+
 /// `gridshare bill`: itemised bills of settled intervals.
 pub fn bill(wallet: &Wallet, args: &BillArgs, out: &mut dyn Write) -> Result<(), CommandError> {
     // Input is checked before anything is asked of the node.
-    let day_start_ms = args.day.as_deref().map(parse_day).transpose().map_err(bad_input)?;
+    let day = args.day.as_deref().map(|day| local_day_ms(day, &args.tz)).transpose()?;
     let account_file = wallet.key_file(args.from.as_deref(), Role::Account, "--from")?;
     let account_key = account_file.public_key()?;
     let community = wallet.community()?;
     let genesis = &community.genesis;
-    let range = match (&args.day, day_start_ms) {
-        (Some(day), Some(start_ms)) => {
-            let end_ms = start_ms + DAY_MS - 1;
-            if end_ms < genesis.genesis_time_ms {
+    let range = match (&args.day, day) {
+        (Some(day), Some((start_ms, end_ms))) => {
+            if end_ms <= genesis.genesis_time_ms {
                 return Err(CommandError::BadInput(format!(
                     "{day} is before the community began ({})",
                     format_utc(genesis.genesis_time_ms)
                 )));
             }
-            IntervalRange::Span { from: genesis.interval_at(start_ms), to: genesis.interval_at(end_ms) }
+            let start_ms = start_ms.max(genesis.genesis_time_ms);
+            IntervalRange::Span { from: genesis.interval_at(start_ms), to: genesis.interval_at(end_ms - 1) }
         }
         _ => range_of(wallet, args.interval, None, None)?,
     };
