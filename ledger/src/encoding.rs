@@ -16,8 +16,10 @@ use crate::ids::CommunityId;
 /// physics bound, estimated settlement and the bounds that keep clearing
 /// and settlement inside their integers (docs/PROTOCOL.md §5); version 3
 /// bounds each block's clearing and settlement work and transaction bytes,
-/// so that every block fits in `BLOCK_BYTES_MAX`.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// so that every block fits in `BLOCK_BYTES_MAX`; version 4 lets tariffs
+/// change only for an interval still open for offers and bounds the tariff
+/// schedule (`TARIFF_SCHEDULE_MAX`).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// What a domain-separated message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

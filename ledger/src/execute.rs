@@ -51,6 +51,10 @@ pub const ACCOUNT_POWER_MAX_W: u64 = 10_000_000_000;
 /// The most meters a community may register: one interval's settlement
 /// then fits in a block (docs/PROTOCOL.md §5.7).
 pub const METERS_MAX: usize = 1 << 14;
+/// At most this many tariff entries (the one in force for the next
+/// interval to settle, and the changes to come): a day of 15-minute
+/// dynamic prices ten times over.
+pub const TARIFF_SCHEDULE_MAX: usize = 1 << 10;
 /// The most money the registrars may ever credit, in total, in nano.
 pub const CREDITS_TOTAL_MAX_NANO: i128 = 1_000_000_000_000_000_000_000_000_000_000_000_000;
 /// How long a community lives: no block is later than the genesis time
@@ -150,8 +154,14 @@ pub enum Rejection {
     InvalidAmount { field: &'static str, value: i128 },
     #[error("{field} is longer than {TEXT_LEN_MAX} bytes")]
     TextTooLong { field: &'static str },
-    #[error("tariffs may only change for a future interval: {effective_from} is not after {current}")]
-    TariffsNotInFuture { effective_from: u64, current: u64 },
+    #[error(
+        "tariffs may only change for an interval still open for offers: interval {effective_from} closed at {gate_closure_ms} ms, the block's time is {time_ms} ms"
+    )]
+    TariffsNotInFuture { effective_from: u64, gate_closure_ms: u64, time_ms: u64 },
+    #[error(
+        "the tariff schedule holds {TARIFF_SCHEDULE_MAX} changes to come; no more until some take effect"
+    )]
+    TariffScheduleFull,
     #[error("tariffs must be at most 1000 per kWh")]
     TariffTooHigh,
     #[error("an amount overflowed")]
@@ -218,6 +228,7 @@ impl Rejection {
             Rejection::TextTooLong { .. } => "text_too_long",
             Rejection::TariffsNotInFuture { .. } => "tariffs_not_in_future",
             Rejection::TariffTooHigh => "tariff_too_high",
+            Rejection::TariffScheduleFull => "tariff_schedule_full",
             Rejection::Overflow => "overflow",
             Rejection::MeterPowerAboveBound { .. } => "meter_power_above_bound",
             Rejection::AccountPowerAboveBound { .. } => "account_power_above_bound",
@@ -981,14 +992,12 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
         }
         Tx::SetTariffs { registrar, nonce, tariffs } => {
             check_registrar(genesis, state, registrar, *nonce)?;
-            let current = genesis.interval_at(time_ms);
-            // Not retroactive: cleared and settled intervals keep their tariffs.
-            let earliest = current.max(state.next_clearing_interval);
-            if tariffs.effective_from_interval <= earliest {
-                return Err(Rejection::TariffsNotInFuture {
-                    effective_from: tariffs.effective_from_interval,
-                    current: earliest,
-                });
+            // Not retroactive: every offer for the interval was made knowing
+            // its tariffs, and cleared and settled intervals keep theirs.
+            let effective_from = tariffs.effective_from_interval;
+            let gate_closure_ms = genesis.gate_closure_ms(effective_from).unwrap_or(u64::MAX);
+            if time_ms >= gate_closure_ms {
+                return Err(Rejection::TariffsNotInFuture { effective_from, gate_closure_ms, time_ms });
             }
             let bound = crate::genesis::PRICE_MAX_MICRO_PER_KWH;
             if tariffs.grid_import_micro_per_kwh > bound
@@ -997,11 +1006,23 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
             {
                 return Err(Rejection::TariffTooHigh);
             }
-            // A later change replaces any scheduled one from the same interval on.
-            state
+            // A later change replaces any scheduled one from the same interval
+            // on; an entry that no interval left to settle uses is dropped.
+            let mut schedule: Vec<Tariffs> = state
                 .tariffs
-                .retain(|existing| existing.effective_from_interval < tariffs.effective_from_interval);
-            state.tariffs.push(*tariffs);
+                .iter()
+                .copied()
+                .filter(|existing| existing.effective_from_interval < effective_from)
+                .collect();
+            schedule.push(*tariffs);
+            let settling = state.next_settlement_interval;
+            let in_force =
+                schedule.iter().rposition(|entry| entry.effective_from_interval <= settling).unwrap_or(0);
+            schedule.drain(..in_force);
+            if schedule.len() > TARIFF_SCHEDULE_MAX {
+                return Err(Rejection::TariffScheduleFull);
+            }
+            state.tariffs = schedule;
             state.registrar_nonces.insert(*registrar, *nonce);
         }
         Tx::Offer(offer) => admit_offer(genesis, state, time_ms, tx.id(&genesis.community_id), offer)?,

@@ -944,3 +944,69 @@ fn the_largest_refund_the_lifetime_allows_fits() {
     let (next, receipts) = execute(&genesis, &state, &built.block, Signatures::Verify).unwrap();
     assert_eq!((next, receipts), (built.state, built.block.receipts));
 }
+
+/// Tariffs change only for an interval still open for offers; the schedule
+/// holds at most `TARIFF_SCHEDULE_MAX` entries, and an entry no interval
+/// left to settle uses is dropped when the schedule changes.
+#[test]
+fn tariffs_change_only_ahead_and_their_schedule_is_bounded() {
+    use gridshare_ledger::execute::TARIFF_SCHEDULE_MAX;
+    use gridshare_ledger::genesis::Tariffs;
+    let s = registered();
+    let genesis = s.genesis().clone();
+    let registrar = &s.community.registrar;
+    let tariffs = |effective_from_interval, grid_import_micro_per_kwh| Tariffs {
+        effective_from_interval,
+        grid_import_micro_per_kwh,
+        grid_feed_in_micro_per_kwh: 50_000,
+        network_fee_micro_per_kwh: 10_000,
+    };
+    // The registrar's next transaction on `state`.
+    let set = |state: &State, tariffs: Tariffs| {
+        let nonce = state.registrar_nonces.get(&registrar.public()).copied().unwrap_or(0) + 1;
+        let tx = Tx::SetTariffs { registrar: registrar.public(), nonce, tariffs };
+        SignedTx::sign(tx, registrar, &genesis.community_id)
+    };
+    // Interval 3 closes at T0 + 2_500: a change for it is refused from then
+    // on, and taken just before.
+    let gate = genesis.gate_closure_ms(3).unwrap();
+    let mut state = s.state.clone();
+    let late = set(&state, tariffs(3, 300_000));
+    let refused = admit(&genesis, &mut state, gate, &late).unwrap_err();
+    assert!(matches!(refused, Rejection::TariffsNotInFuture { effective_from: 3, .. }), "{refused:?}");
+    assert_eq!(state, s.state, "a rejected transaction changes nothing");
+    admit(&genesis, &mut state, gate - 1, &late).unwrap();
+    assert_eq!(state.tariffs_for(3).grid_import_micro_per_kwh, 300_000);
+    assert_eq!(state.tariffs_for(2), s.state.tariffs_for(2), "earlier intervals keep theirs");
+
+    // A schedule of every interval ahead fills up, then refuses the next.
+    let first = 10;
+    let time = genesis.gate_closure_ms(first).unwrap() - 1;
+    let entries = u64::try_from(TARIFF_SCHEDULE_MAX).unwrap();
+    for interval in first..first + entries - 2 {
+        let tx = set(&state, tariffs(interval, interval));
+        admit(&genesis, &mut state, time, &tx).unwrap();
+    }
+    assert_eq!(state.tariffs.len(), TARIFF_SCHEDULE_MAX, "the genesis entry, interval 3's and those to come");
+    let one_more = set(&state, tariffs(first + entries, 1));
+    let full = admit(&genesis, &mut state.clone(), time, &one_more).unwrap_err();
+    assert!(matches!(full, Rejection::TariffScheduleFull), "{full:?}");
+    // A change from an interval already scheduled replaces the rest of the
+    // schedule, so it is taken.
+    let replace = set(&state, tariffs(first + 5, 7));
+    admit(&genesis, &mut state, time, &replace).unwrap();
+    assert_eq!(state.tariffs.len(), 8, "the genesis entry, 3, 10 to 14, and 15 on");
+    assert_eq!(state.tariffs_for(first + 100).grid_import_micro_per_kwh, 7);
+
+    // Once intervals settle, what they used is dropped at the next change.
+    state.next_settlement_interval = first + 3;
+    let later = set(&state, tariffs(first + 50, 9));
+    admit(&genesis, &mut state, time, &later).unwrap();
+    let kept: Vec<u64> = state.tariffs.iter().map(|entry| entry.effective_from_interval).collect();
+    assert_eq!(
+        kept,
+        [first + 3, first + 4, first + 5, first + 50],
+        "the one in force at 13 and the changes after"
+    );
+    assert_eq!(state.tariffs_for(first + 3).grid_import_micro_per_kwh, first + 3);
+}

@@ -607,20 +607,27 @@ fn verdicts(community: &TestCommunity, links: &[Link]) -> Vec<Verdict> {
             network_fee_micro_per_kwh: 0,
         },
     };
-    // At 450 ms interval 0 has closed (next_clearing_interval is 1): tariffs
-    // may change from interval 2 on.
+    // At 450 ms interval 0 has closed and interval 1 closes at 500 ms: tariffs
+    // may change from interval 1 on.
+    verdict(
+        "set-tariffs: from interval 0, closed, above 10^9",
+        4,
+        450,
+        by_registrar(tariffs(0, 1_000_000_001)),
+        "tariffs_not_in_future",
+    );
+    verdict(
+        "set-tariffs: from interval 1 at its gate closure",
+        4,
+        500,
+        by_registrar(tariffs(1, 100)),
+        "tariffs_not_in_future",
+    );
     verdict(
         "set-tariffs: from interval 1, above 10^9",
         4,
         450,
         by_registrar(tariffs(1, 1_000_000_001)),
-        "tariffs_not_in_future",
-    );
-    verdict(
-        "set-tariffs: from interval 2, above 10^9",
-        4,
-        450,
-        by_registrar(tariffs(2, 1_000_000_001)),
         "tariff_too_high",
     );
     // After block 9: A sells 600 Wh and B buys 500 Wh in interval 2; A's
