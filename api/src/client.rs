@@ -325,7 +325,10 @@ impl Client {
         match error {
             ureq::Error::Timeout(_) => ClientError::Timeout { url, seconds: timeout.as_secs() },
             // rustls reports a handshake that failed as invalid data.
-            ureq::Error::Io(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+            ureq::Error::Io(error)
+                if error.kind() == std::io::ErrorKind::InvalidData
+                    && error.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) =>
+            {
                 ClientError::Tls { url, cause: error.to_string() }
             }
             ureq::Error::Rustls(error) => ClientError::Tls { url, cause: error.to_string() },

@@ -100,6 +100,15 @@ pub fn format_kw(power_w: u64) -> String {
     format_scaled(power_w, 3)
 }
 
+/// Money with exactly 9 decimals (the ledger's nano-currency), for files
+/// a spreadsheet reads: `-0.275500000`.
+pub fn format_money_fixed(nano: i128) -> String {
+    const NANOS_PER_UNIT: u128 = 1_000_000_000;
+    let magnitude = nano.unsigned_abs();
+    let sign = if nano < 0 { "-" } else { "" };
+    format!("{sign}{}.{:09}", magnitude / NANOS_PER_UNIT, magnitude % NANOS_PER_UNIT)
+}
+
 /// Money for people, exactly: at least 2 decimals, more only when they are
 /// not zero, then the currency: `100.00 EUR`, `-0.2755 EUR`.
 pub fn format_money(nano: i128, currency: &str) -> String {
@@ -167,5 +176,12 @@ mod tests {
             assert_eq!(parse_scaled(&format_scaled(value, decimals), decimals), Ok(value));
             assert_eq!(parse_scaled(&format_scaled_short(value, decimals), decimals), Ok(value));
         }
+    }
+
+    #[test]
+    fn money_for_files_has_fixed_decimals() {
+        assert_eq!(format_money_fixed(-275_500_000), "-0.275500000");
+        assert_eq!(format_money_fixed(12_000_000_000), "12.000000000");
+        assert_eq!(format_money_fixed(i128::MIN), "-170141183460469231731687303715.884105728");
     }
 }

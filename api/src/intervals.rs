@@ -44,9 +44,10 @@ pub struct Interval {
     pub gate_closure_ms: u64,
     pub settlement_ms: u64,
     pub status: IntervalStatus,
-    /// The grid tariffs in force for the interval under the ledger's
-    /// schedule as it stands (a registrar may still schedule a change for
-    /// an interval that has not begun; a settled interval's are final).
+    /// The grid tariffs in force for the interval: a settled interval's
+    /// settlement's, any other's under the ledger's schedule as it stands
+    /// (a registrar may still schedule a change for an interval open for
+    /// offers).
     pub tariffs: Tariffs,
     /// The open offers before clearing; after it, the offers that took part
     /// in the auction (at most `LIST_MAX`).

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use crate::decimal::{format_kwh, format_price, format_signed_kwh};
+use crate::decimal::{format_kwh, format_money_fixed, format_price, format_signed_kwh};
 use gridshare_ledger::block::{Bill, CertifiedBlock, Receipt};
 use gridshare_ledger::genesis::{Genesis, Mechanism, grid_only_nano};
 use gridshare_ledger::ids::PublicKey;
@@ -20,6 +20,9 @@ use gridshare_ledger::tx::Tx;
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, Zoned};
 
+/// At most this many (account, day or month) sums a bills report keeps in
+/// memory until it writes them.
+pub const PERIODS_MAX: usize = 1 << 20;
 /// The widest range a report covers, in days.
 pub const REPORT_DAYS_MAX: i64 = 366;
 const MS_PER_DAY: i64 = 86_400_000;
@@ -121,6 +124,8 @@ pub enum ReportError {
     TooWide { days: i64 },
     #[error("per {per} sums bills only; other reports list each interval")]
     PerNotBills { per: &'static str },
+    #[error("the bills fill more than {PERIODS_MAX} account periods; a report sums at most that many")]
+    TooManyPeriods,
     #[error("cannot write the report: {0}")]
     Write(#[from] std::io::Error),
     #[error("cannot write the report: {0}")]
@@ -170,14 +175,16 @@ impl Request {
         Ok(Request { kind, from, to, tz, per, format })
     }
 
-    /// A name for the report's file: `gridshare-trades-2026-11-21-2026-11-22.csv`.
+    /// A name for the report's file, with its first and last day:
+    /// `gridshare-trades-2026-11-21-2026-11-22.csv`.
     pub fn file_name(&self) -> String {
         let day = |time: Timestamp| time.to_zoned(self.tz.clone()).strftime("%Y-%m-%d").to_string();
+        let last = self.to.checked_sub(jiff::SignedDuration::from_millis(1)).unwrap_or(self.to);
         let extension = match self.format {
             ReportFormat::Csv => "csv",
             ReportFormat::Json => "json",
         };
-        format!("gridshare-{}-{}-{}.{extension}", self.kind.as_str(), day(self.from), day(self.to))
+        format!("gridshare-{}-{}-{}.{extension}", self.kind.as_str(), day(self.from), day(last))
     }
 
     fn local(&self, time_ms: u64) -> Zoned {
@@ -295,14 +302,6 @@ impl<'a> Sink<'a> {
     }
 }
 
-/// Money with 9 decimals, exact: `-0.275500000`.
-fn money(nano: i128) -> String {
-    const NANOS_PER_UNIT: u128 = 1_000_000_000;
-    let magnitude = nano.unsigned_abs();
-    let sign = if nano < 0 { "-" } else { "" };
-    format!("{sign}{}.{:09}", magnitude / NANOS_PER_UNIT, magnitude % NANOS_PER_UNIT)
-}
-
 /// An account's bill lines summed over a period.
 #[derive(Clone, Copy, Debug, Default)]
 struct Sums {
@@ -344,18 +343,18 @@ impl Sums {
         vec![
             format_kwh(self.sold_wh).into(),
             format_kwh(self.bought_wh).into(),
-            money(self.sold_nano).into(),
-            money(self.bought_nano).into(),
-            money(self.fees_nano).into(),
+            format_money_fixed(self.sold_nano).into(),
+            format_money_fixed(self.bought_nano).into(),
+            format_money_fixed(self.fees_nano).into(),
             format_kwh(self.grid_import_wh).into(),
-            money(self.grid_import_nano).into(),
+            format_money_fixed(self.grid_import_nano).into(),
             format_kwh(self.feed_in_wh).into(),
-            money(self.feed_in_nano).into(),
+            format_money_fixed(self.feed_in_nano).into(),
             format_signed_kwh(self.metered_net_export_wh).into(),
             format_signed_kwh(self.deviation_wh).into(),
-            money(self.total_nano).into(),
-            money(self.grid_only_nano).into(),
-            money(self.total_nano - self.grid_only_nano).into(),
+            format_money_fixed(self.total_nano).into(),
+            format_money_fixed(self.grid_only_nano).into(),
+            format_money_fixed(self.total_nano - self.grid_only_nano).into(),
         ]
     }
 }
@@ -520,7 +519,7 @@ impl<'a> Report<'a> {
                         trade.buyer.to_string().into(),
                         format_kwh(trade.energy_wh).into(),
                         format_price(trade.price_micro_per_kwh).into(),
-                        money(amount).into(),
+                        format_money_fixed(amount).into(),
                         height.into(),
                     ]);
                     self.sink.row(values)?;
@@ -546,7 +545,11 @@ impl<'a> Report<'a> {
                         }
                         Per::Day | Per::Month => {
                             let period = self.period_start(times.0);
-                            self.periods.entry((period, bill.account)).or_default().add(bill, grid_only);
+                            let key = (period, bill.account);
+                            if !self.periods.contains_key(&key) && self.periods.len() >= PERIODS_MAX {
+                                return Err(ReportError::TooManyPeriods);
+                            }
+                            self.periods.entry(key).or_default().add(bill, grid_only);
                         }
                     }
                 }
@@ -578,10 +581,13 @@ impl<'a> Report<'a> {
                     (zoned.strftime("%Y-%m-%d").to_string(), zoned.checked_add(Span::new().days(1)))
                 }
             };
+            // A period covers no more than the range does.
+            let start = zoned.timestamp().max(self.request.from).to_zoned(self.request.tz.clone());
+            let end = end.map(|end| end.timestamp().min(self.request.to).to_zoned(self.request.tz.clone()));
             let end = end.map_or(String::new(), |end| rfc3339_in_zoned(&end));
             let mut values: Vec<Value> = vec![
                 name.into(),
-                rfc3339_in_zoned(&zoned).into(),
+                rfc3339_in_zoned(&start).into(),
                 end.into(),
                 account.to_string().into(),
                 sums.intervals.into(),
@@ -613,16 +619,13 @@ mod tests {
         let per = request("2026-11-01T00:00Z", "2026-11-21T00:00Z", ReportKind::Trades, Per::Day);
         assert!(per.unwrap_err().to_string().contains("sums bills only"));
         let bills = request("2026-11-01T00:00Z", "2026-11-21T00:00Z", ReportKind::Bills, Per::Month).unwrap();
-        assert_eq!(bills.file_name(), "gridshare-bills-2026-11-01-2026-11-21.csv");
+        assert_eq!(
+            bills.file_name(),
+            "gridshare-bills-2026-11-01-2026-11-20.csv",
+            "the last day, not the end"
+        );
         assert!(time_zone("Mars/Olympus").unwrap_err().to_string().contains("Mars/Olympus"));
         assert_eq!("readings".parse(), Ok(ReportKind::Readings));
         assert!("bill".parse::<ReportKind>().is_err());
-    }
-
-    #[test]
-    fn money_has_fixed_decimals() {
-        assert_eq!(money(-275_500_000), "-0.275500000");
-        assert_eq!(money(12_000_000_000), "12.000000000");
-        assert_eq!(money(i128::MIN), "-170141183460469231731687303715.884105728");
     }
 }

@@ -116,10 +116,15 @@ impl Browser {
 /// `GET path` on the node's API address over a plain socket: the status
 /// line's code, the headers (lower-case names) and the body.
 fn http_get(api: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
+    http_get_with(api, path, "")
+}
+
+/// [`http_get`] with more header lines (each ending in CRLF).
+fn http_get_with(api: &str, path: &str, headers: &str) -> (u16, Vec<(String, String)>, String) {
     let address = api.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
@@ -171,7 +176,13 @@ fn the_dashboard_shows_the_market_in_a_real_browser() {
     assert!(dom.contains("Gridshare dev community"));
     assert!(dom.contains("aria-label=\"Clearing price per interval\""));
     assert!(dom.contains("aria-label=\"Energy traded per interval\""));
-    assert!(dom.contains("<time datetime=\"") && dom.contains("\" title=\""), "the script did not run");
+    // The script ran: it wrote each time in the browser's zone and kept the
+    // UTC time as the element's title.
+    let time = &dom[dom.find("<time datetime=\"").expect("a time")..];
+    let time = &time[..time.find("</time>").unwrap()];
+    let utc = &time[16..16 + time[16..].find('"').unwrap()];
+    assert!(time.contains(&format!("title=\"{utc}\"")), "the script did not run: {time}");
+    assert!(!time.ends_with(&format!(">{utc}")), "the script did not rewrite the time: {time}");
     // Each row of recent clearings says what the API says of its interval.
     let table = &dom[dom.find("Recent clearings").unwrap()..];
     let table = &table[..table.find("</table>").unwrap()];
@@ -256,9 +267,10 @@ fn the_dashboard_shows_the_market_in_a_real_browser() {
 
     // A report from the regulator's form: every trade of the traded
     // interval, as CSV with UTC times, named for its days.
+    // From yesterday to tomorrow: the traded interval, whenever this runs.
     let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
-    let yesterday = today.yesterday().unwrap();
-    let query = format!("kind=trades&from={yesterday}&to={today}&tz=Etc%2FUTC");
+    let (yesterday, tomorrow) = (today.yesterday().unwrap(), today.tomorrow().unwrap());
+    let query = format!("kind=trades&from={yesterday}&to={tomorrow}&tz=Etc%2FUTC");
     let (code, headers, body) = http_get(&url, &format!("/regulator/report?{query}"));
     assert_eq!(code, 200, "{body}");
     let header =
@@ -329,6 +341,12 @@ fn the_dashboard_shows_the_market_in_a_real_browser() {
     assert!(policy.is_some_and(
         |policy| policy.contains("frame-ancestors 'none'") && policy.contains("script-src 'self'")
     ));
+    // Another site's image cannot load a page, nor its link start an audit.
+    let image = "Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: image\r\n";
+    let link = "Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\n";
+    assert_eq!(http_get_with(&url, "/", image).0, 403);
+    assert_eq!(http_get_with(&url, "/regulator/audit", link).0, 403);
+    assert_eq!(http_get_with(&url, "/", link).0, 200);
     // A dashboard page never changes anything: it answers GET alone.
     let response = api.raw(Method::Post, "/", Some("application/json"), &[], b"{}").unwrap();
     assert_eq!(response.status, 405);

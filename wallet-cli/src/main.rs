@@ -215,7 +215,7 @@ With --node it keeps running.")]
     /// readings of the intervals that start between two times.
     #[command(after_help = "Examples:
   gridshare report bills --from 2026-11-01 --to 2026-12-01 --tz Europe/Amsterdam --per day > bills.csv
-  gridshare report trades --from -24h                  (the last day, from the node)
+  gridshare report trades --from -24h                  (the last day, from the node of --node)
   gridshare report clearings ledger.export --from 2026-11-21T00:00+01:00 --to 2026-11-22T00:00+01:00
   gridshare report readings --data-dir ./node --from 2026-11-21 --format json
 
@@ -679,7 +679,8 @@ fn run_report(args: &ReportArgs, node: &NodeChoice) -> anyhow::Result<()> {
     let tz = time_zone(&args.tz)?;
     let range = (parse_when(&args.from, now, &tz)?, parse_when(&args.to, now, &tz)?);
     let request = Request::new(args.kind, range, tz, args.per, args.format)?;
-    let client = if args.file.is_none() && args.data_dir.is_none() { node.explicit()? } else { None };
+    // Without a file or a data directory, the node (by default the local one).
+    let client = if args.file.is_none() && args.data_dir.is_none() { Some(node.client()?) } else { None };
     let source = match (&args.file, &args.data_dir, &client) {
         (Some(file), _, _) => LedgerSource::File(file),
         (None, Some(data_dir), _) => LedgerSource::DataDir(data_dir),

@@ -95,8 +95,11 @@ pub fn parse_when(
             .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
             .ok_or_else(bad);
     }
+    // A time with a zone that `parse_utc` refused is refused, never read
+    // as a time in `tz` without it.
+    let zoned = trimmed.get(10..).is_some_and(|rest| rest.contains(['+', '-', 'Z', 'z', '[']));
     // A date alone is its midnight.
-    if let Ok(civil) = trimmed.parse::<jiff::civil::DateTime>() {
+    if !zoned && let Ok(civil) = trimmed.parse::<jiff::civil::DateTime>() {
         return civil.to_zoned(tz.clone()).map(|zoned| zoned.timestamp()).map_err(|_| bad());
     }
     let duration = parse_duration(trimmed).ok_or_else(bad)?;
@@ -374,6 +377,11 @@ mod tests {
         assert_eq!(at("-P1D", "UTC"), "2026-11-20T17:20:00Z");
         assert_eq!(at("-1 month", "Europe/Amsterdam"), "2026-10-21T16:20:00Z", "18:20 local, in summer time");
         assert!(at("yesterday-ish", "UTC").contains("is not a time"));
+        // An offset or zone parse_utc does not take is refused, not dropped.
+        for zoned in ["2026-11-21T18:20+01", "2026-11-21T18:20+0100", "2026-11-21T18:20:00.1234+01:00"] {
+            assert!(at(zoned, "Europe/Amsterdam").contains("is not a time"), "{zoned} was read");
+        }
+        assert!(at("2026-11-21T18:20+01:00[Europe/Paris]", "UTC").contains("is not a time"));
     }
 
     #[test]

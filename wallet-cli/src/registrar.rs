@@ -114,8 +114,9 @@ pub struct TariffsSetArgs {
     /// What buyers pay per kWh traded on top of the price, to the network.
     #[arg(long = "network-fee", value_name = "PRICE", value_parser = parse_price_micro_per_kwh)]
     pub network_fee: u64,
-    /// The first interval the tariffs apply to: an interval number, or next
-    /// (the earliest that has not begun clearing, with a margin of one interval).
+    /// The first interval the tariffs apply to: an interval number still open
+    /// for offers, or next (the earliest that will still be open when the
+    /// transaction reaches a block, with a margin of one interval).
     #[arg(long, value_name = "N|next")]
     pub from_interval: TariffStart,
     #[command(flatten)]
@@ -310,8 +311,9 @@ pub fn set_tariffs(wallet: &Wallet, args: &TariffsSetArgs, out: &mut dyn Write) 
     let community = wallet.community()?;
     let genesis = &community.genesis;
     let effective_from_interval = match args.from_interval {
-        // A change applies only after the interval that clears next; leave
-        // one interval for the transaction to reach a block.
+        // A change applies only to an interval still open for offers
+        // (docs/PROTOCOL.md §5.4); leave one interval for the transaction
+        // to reach a block.
         TariffStart::Next => {
             next_open_interval(genesis, now_ms().saturating_add(genesis.market.interval_length_ms)) + 1
         }

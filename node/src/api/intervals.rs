@@ -115,7 +115,13 @@ pub(super) async fn interval_of(client: &Client, interval: u64) -> Result<Interv
             gate_closure_ms,
             settlement_ms,
             status,
-            tariffs: (&view.state.tariffs_for(interval)).into(),
+            // A settled interval's are its settlement's (the schedule
+            // drops what no interval left to settle uses); any other's, the
+            // schedule as it stands.
+            tariffs: match &settlement {
+                Some(settlement) => settlement.tariffs,
+                None => (&view.state.tariffs_for(interval)).into(),
+            },
             book: book
                 .iter()
                 .map(|entry| BookEntry {
@@ -187,7 +193,10 @@ pub(super) async fn trades(
 ) -> Reply {
     let key = parse_key(&key)?;
     let span = interval_span(raw)?;
-    let mut trades = account_trades(&clearings_of(&client, span).await?, &key);
+    let trades = clearings_of(&client, span, move |interval, height, clearing| {
+        account_trades(interval, height, &clearing, &key)
+    });
+    let mut trades = trades.await?.concat();
     trades.truncate(LIST_MAX);
     json(&Trades { trades })
 }
@@ -199,51 +208,49 @@ pub(super) async fn bills(
 ) -> Reply {
     let key = parse_key(&key)?;
     let span = interval_span(raw)?;
-    let bills = settlements_of(&client, span)
-        .await?
-        .into_iter()
-        .filter_map(|(interval, height, settlement)| {
-            let bill = settlement.bills.iter().find(|bill| bill.account == key)?;
-            Some(AccountBill { interval, height, bill: Bill::from(bill) })
-        })
-        .collect();
-    json(&Bills { bills })
+    let bills = settlements_of(&client, span, move |interval, height, settlement| {
+        let bill = settlement.bills.iter().find(|bill| bill.account == key)?;
+        Some(AccountBill { interval, height, bill: Bill::from(bill) })
+    });
+    json(&Bills { bills: bills.await?.into_iter().flatten().collect() })
 }
 
-/// The trades of `account` in `clearings`, in their order.
+/// The trades of `account` in the clearing of `interval` at `height`, in
+/// their order.
 pub(super) fn account_trades(
-    clearings: &[(u64, u64, ClearingReceipt)],
+    interval: u64,
+    height: u64,
+    clearing: &ClearingReceipt,
     account: &PublicKey,
 ) -> Vec<AccountTrade> {
-    let mut trades = Vec::new();
-    for (interval, height, clearing) in clearings {
-        for trade in
-            clearing.trades.iter().filter(|trade| trade.buyer == *account || trade.seller == *account)
-        {
+    let theirs = clearing.trades.iter().filter(|trade| trade.buyer == *account || trade.seller == *account);
+    theirs
+        .map(|trade| {
             let selling = trade.seller == *account;
             let amount = i128::from(trade.energy_wh) * i128::from(trade.price_micro_per_kwh);
-            trades.push(AccountTrade {
-                interval: *interval,
-                height: *height,
+            AccountTrade {
+                interval,
+                height,
                 side: if selling { Side::Sell } else { Side::Buy },
                 offer: if selling { trade.sell_offer } else { trade.buy_offer },
                 counterparty: if selling { trade.buyer } else { trade.seller },
                 energy_wh: trade.energy_wh,
                 price_micro_per_kwh: trade.price_micro_per_kwh,
                 amount_nano: if selling { amount } else { -amount },
-            });
-        }
-    }
-    trades
+            }
+        })
+        .collect()
 }
 
-/// The clearing receipts of the cleared intervals of `span` (by default the
-/// last `INTERVAL_SPAN_DEFAULT` cleared), each with its interval and the
-/// height of its block; decoded off the event loop.
-pub(super) async fn clearings_of(
+/// What `project` takes from the clearing receipt of each cleared interval
+/// of `span` (by default the last `INTERVAL_SPAN_DEFAULT` cleared), given
+/// the interval and the height of its block: the receipts are decoded and
+/// projected off the event loop, and only the projections are kept.
+pub(super) async fn clearings_of<T: Send + 'static>(
     client: &Client,
     span: SpanQuery,
-) -> Result<Vec<(u64, u64, ClearingReceipt)>, ApiError> {
+    project: impl Fn(u64, u64, ClearingReceipt) -> T + Send + 'static,
+) -> Result<Vec<T>, ApiError> {
     let (found, reader) = read(client, move |view| {
         let span = resolve_span(span, view.state.next_clearing_interval);
         located(&view, span, |interval| view.index.clearing(interval))
@@ -257,20 +264,22 @@ pub(super) async fn clearings_of(
             else {
                 return Err(storage("the index names a settlement as a clearing"));
             };
-            clearings.push((interval, found.height, clearing));
+            clearings.push(project(interval, found.height, clearing));
         }
         Ok(clearings)
     })
     .await
 }
 
-/// The settlement receipts (bills and tariffs) of the settled intervals of
-/// `span` (by default the last `INTERVAL_SPAN_DEFAULT` settled), each with
-/// its interval and the height of its block; decoded off the event loop.
-pub(super) async fn settlements_of(
+/// What `project` takes from the settlement receipt (bills and tariffs) of
+/// each settled interval of `span` (by default the last
+/// `INTERVAL_SPAN_DEFAULT` settled), given the interval and the height of
+/// its block; decoded and projected off the event loop.
+pub(super) async fn settlements_of<T: Send + 'static>(
     client: &Client,
     span: SpanQuery,
-) -> Result<Vec<(u64, u64, SettlementReceipt)>, ApiError> {
+    project: impl Fn(u64, u64, SettlementReceipt) -> T + Send + 'static,
+) -> Result<Vec<T>, ApiError> {
     let (found, reader) = read(client, move |view| {
         let span = resolve_span(span, view.state.next_settlement_interval);
         located(&view, span, |interval| view.index.settlement(interval))
@@ -284,7 +293,7 @@ pub(super) async fn settlements_of(
             else {
                 return Err(storage("the index names a clearing as a settlement"));
             };
-            settlements.push((interval, found.height, settlement));
+            settlements.push(project(interval, found.height, settlement));
         }
         Ok(settlements)
     })

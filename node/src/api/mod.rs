@@ -93,6 +93,12 @@ fn refusal(request: &axum::extract::Request, names: &[String]) -> Option<ApiErro
             return Some(ApiError::new(ErrorCode::BadOrigin, "this node answers only its own pages"));
         }
     }
+    if cross_site_fetch(request) {
+        return Some(ApiError::new(
+            ErrorCode::BadOrigin,
+            "this node answers another site's pages only with a link to its dashboard",
+        ));
+    }
     if request.method() == axum::http::Method::POST {
         let json = text(axum::http::header::CONTENT_TYPE)
             .and_then(|value| value.split(';').next())
@@ -105,6 +111,29 @@ fn refusal(request: &axum::extract::Request, names: &[String]) -> Option<ApiErro
         }
     }
     None
+}
+
+/// The paths whose answer reads the whole ledger (or streams it): not for
+/// another site to start, even with a link.
+const LEDGER_READING_PATHS: [&str; 3] = ["/regulator/audit", "/regulator/report", "/v1/export"];
+
+/// Whether a browser sent this for a page of another site (its
+/// `Sec-Fetch-Site` is `cross-site` or `same-site`) as anything but a link
+/// the user followed to one of the dashboard's pages: an image, a script, a
+/// frame, a `no-cors` fetch, which send no `Origin` and would otherwise
+/// make the node read blocks or hold a stream for that page. Requests
+/// without the header (the CLI, older browsers) are not this.
+fn cross_site_fetch(request: &axum::extract::Request) -> bool {
+    let header = |name: &str| request.headers().get(name).and_then(|value| value.to_str().ok());
+    match header("sec-fetch-site") {
+        None | Some("same-origin" | "none") => false,
+        Some(_) => {
+            let followed_link = header("sec-fetch-mode") == Some("navigate")
+                && header("sec-fetch-dest") == Some("document")
+                && request.method() == axum::http::Method::GET;
+            !followed_link || LEDGER_READING_PATHS.contains(&request.uri().path())
+        }
+    }
 }
 
 pub fn router(client: Client, options: ApiOptions) -> Router {
@@ -347,6 +376,43 @@ mod tests {
                 expected,
                 "{method} {host} {origin:?} {content_type:?}"
             );
+        }
+    }
+
+    /// Another site's page may link to the dashboard, but not load the
+    /// node's answers as images, scripts or frames, nor start an audit, a
+    /// report or an export even with a link; the node's own pages and
+    /// clients that send no `Sec-Fetch-Site` are served.
+    #[test]
+    fn another_sites_page_can_only_link_to_the_dashboard() {
+        let names: Vec<String> = Vec::new();
+        let request = |path: &str, site: Option<&str>, mode: &str, dest: &str| {
+            let mut builder = axum::http::Request::builder().uri(path).header("host", "127.0.0.1:8700");
+            if let Some(site) = site {
+                builder = builder
+                    .header("sec-fetch-site", site)
+                    .header("sec-fetch-mode", mode)
+                    .header("sec-fetch-dest", dest);
+            }
+            builder.body(axum::body::Body::empty()).unwrap()
+        };
+        let code = |request: axum::extract::Request| refusal(&request, &names).map(|error| error.body.code);
+        let refused = Some(ErrorCode::BadOrigin);
+        for (path, site, mode, dest, expected) in [
+            ("/", Some("cross-site"), "navigate", "document", None),
+            ("/accounts/ab", Some("same-site"), "navigate", "document", None),
+            ("/", Some("cross-site"), "no-cors", "image", refused),
+            ("/v1/status", Some("cross-site"), "no-cors", "script", refused),
+            ("/operator", Some("cross-site"), "navigate", "iframe", refused),
+            ("/regulator/audit", Some("cross-site"), "navigate", "document", refused),
+            ("/regulator/report", Some("same-site"), "navigate", "document", refused),
+            ("/v1/export", Some("cross-site"), "navigate", "document", refused),
+            ("/regulator/audit", Some("same-origin"), "navigate", "document", None),
+            ("/v1/events", Some("same-origin"), "cors", "empty", None),
+            ("/regulator/audit", Some("none"), "navigate", "document", None),
+            ("/v1/export", None, "", "", None),
+        ] {
+            assert_eq!(code(request(path, site, mode, dest)), expected, "{path} {site:?} {mode} {dest}");
         }
     }
 

@@ -417,8 +417,17 @@ pub fn bill(wallet: &Wallet, args: &BillArgs, out: &mut dyn Write) -> Result<(),
                     format_utc(genesis.genesis_time_ms)
                 )));
             }
+            // The intervals that start on the day (as `gridshare report
+            // --per day` counts them): one that straddles midnight is the
+            // day's it starts on.
             let start_ms = start_ms.max(genesis.genesis_time_ms);
-            IntervalRange::Span { from: genesis.interval_at(start_ms), to: genesis.interval_at(end_ms - 1) }
+            let first = genesis.interval_at(start_ms);
+            let first = if genesis.interval_start_ms(first) == Some(start_ms) { first } else { first + 1 };
+            let last = genesis.interval_at(end_ms - 1);
+            if first > last {
+                return Err(CommandError::BadInput(format!("no interval starts on {day} in {}", args.tz)));
+            }
+            IntervalRange::Span { from: first, to: last }
         }
         _ => range_of(wallet, args.interval, None, None)?,
     };

@@ -9,11 +9,22 @@ use gridshare_api::decimal::format_kwh;
 
 use super::chart::{self, Mark, Series};
 use super::html::{Cell, Page, Text, View, account_link, facts, interval_link, table, time};
-use super::{against_grid, answer, money, price, recent};
+use super::{answer, grid_alone, money, price, recent};
 use crate::api::intervals::{clearings_of, interval_of, settlements_of};
 use crate::api::status::status_of;
 use crate::api::{ApiError, read};
 use crate::node::Client;
+
+/// What the community page shows of a clearing.
+#[derive(Debug)]
+struct Cleared {
+    interval: u64,
+    height: u64,
+    price_micro_per_kwh: Option<u64>,
+    volume_wh: u64,
+    trades: usize,
+    offers: u32,
+}
 
 /// Rows of the community's table of recent clearings.
 const RECENT_ROWS: usize = 12;
@@ -24,8 +35,23 @@ pub(super) async fn community(State(client): State<Client>) -> Response {
 
 async fn community_page(client: &Client) -> Result<Page, ApiError> {
     let status = status_of(client).await?;
-    let clearings = clearings_of(client, recent(status.next_clearing_interval)).await?;
-    let settlements = settlements_of(client, recent(status.next_settlement_interval)).await?;
+    let clearings =
+        clearings_of(client, recent(status.next_clearing_interval), |interval, height, clearing| Cleared {
+            interval,
+            height,
+            price_micro_per_kwh: clearing.clearing_price_micro_per_kwh,
+            volume_wh: clearing.volume_wh,
+            trades: clearing.trades.len(),
+            offers: clearing.offers,
+        })
+        .await?;
+    // What each settled interval's households saved, all of them together.
+    let settlements =
+        settlements_of(client, recent(status.next_settlement_interval), |interval, _, settlement| {
+            let saved = settlement.bills.iter().map(|bill| bill.total_nano - grid_alone(&settlement, bill));
+            (interval, saved.sum::<i128>())
+        })
+        .await?;
     let zones = read(client, |view| {
         let mut zones: BTreeMap<String, u64> = BTreeMap::new();
         for meter in view.state.meters.values() {
@@ -38,15 +64,7 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
     let mut page = Page::new(&client.genesis.name, "The community's market", View::Community)
         .reload_on("clearing settlement")
         .at_height(status.height);
-    let traded_wh: u64 = clearings.iter().map(|(_, _, clearing)| clearing.volume_wh).sum();
-    // What each settled interval's households saved, all of them together.
-    let saved: Vec<i128> = settlements
-        .iter()
-        .map(|(_, _, settlement)| {
-            let against = settlement.bills.iter().map(|bill| against_grid(settlement, bill));
-            against.map(|(billed, alone)| billed - alone).sum()
-        })
-        .collect();
+    let traded_wh: u64 = clearings.iter().map(|cleared| cleared.volume_wh).sum();
     page.push(facts(
         "The market now",
         &[
@@ -62,21 +80,20 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
                 "Saved against grid-only prices",
                 format!(
                     "<span data-test=\"saved\">{}</span> over {} settled intervals",
-                    Text(&money(client, saved.iter().sum())),
+                    Text(&money(client, settlements.iter().map(|(_, saved)| saved).sum())),
                     settlements.len()
                 ),
             ),
         ],
     ));
 
-    let intervals: Vec<u64> = clearings.iter().map(|(interval, _, _)| *interval).collect();
+    let intervals: Vec<u64> = clearings.iter().map(|cleared| cleared.interval).collect();
     page.push("<section aria-labelledby=\"prices\"><h2 id=\"prices\">Prices and volumes</h2>");
     if clearings.is_empty() {
         page.push("<p class=\"empty\">No interval has cleared yet.</p>");
     } else {
-        let prices =
-            clearings.iter().map(|(_, _, c)| c.clearing_price_micro_per_kwh.map(i128::from)).collect();
-        let volumes = clearings.iter().map(|(_, _, c)| Some(i128::from(c.volume_wh))).collect();
+        let prices = clearings.iter().map(|cleared| cleared.price_micro_per_kwh.map(i128::from)).collect();
+        let volumes = clearings.iter().map(|cleared| Some(i128::from(cleared.volume_wh))).collect();
         page.push(chart::over_intervals(
             "Clearing price per interval",
             &intervals,
@@ -94,15 +111,15 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
         .iter()
         .rev()
         .take(RECENT_ROWS)
-        .map(|(interval, height, clearing)| {
+        .map(|cleared| {
             vec![
-                Cell::html(interval_link(*interval)),
-                Cell::html(time(client.genesis.interval_start_ms(*interval).unwrap_or_default())),
-                Cell::number(price(client, clearing.clearing_price_micro_per_kwh)),
-                Cell::number(format_kwh(clearing.volume_wh)),
-                Cell::number(clearing.trades.len().to_string()),
-                Cell::number(clearing.offers.to_string()),
-                Cell::number(height.to_string()),
+                Cell::html(interval_link(cleared.interval)),
+                Cell::html(time(client.genesis.interval_start_ms(cleared.interval).unwrap_or_default())),
+                Cell::number(price(client, cleared.price_micro_per_kwh)),
+                Cell::number(format_kwh(cleared.volume_wh)),
+                Cell::number(cleared.trades.to_string()),
+                Cell::number(cleared.offers.to_string()),
+                Cell::number(cleared.height.to_string()),
             ]
         })
         .collect();
@@ -114,8 +131,8 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
     ));
     page.push("</section>");
 
-    if !saved.is_empty() {
-        let intervals: Vec<u64> = settlements.iter().map(|(interval, _, _)| *interval).collect();
+    if !settlements.is_empty() {
+        let intervals: Vec<u64> = settlements.iter().map(|(interval, _)| *interval).collect();
         page.push("<section aria-labelledby=\"savings\"><h2 id=\"savings\">Savings</h2>");
         page.push(chart::over_intervals(
             "What the community saved against grid-only prices, per settled interval",
@@ -124,7 +141,7 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
                 name: "Saved",
                 mark: Mark::Bars,
                 class: "a",
-                values: saved.into_iter().map(Some).collect(),
+                values: settlements.iter().map(|(_, saved)| Some(*saved)).collect(),
             }],
             &|nano| money(client, nano),
         ));

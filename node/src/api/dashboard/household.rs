@@ -10,7 +10,7 @@ use gridshare_ledger::ids::PublicKey;
 use super::chart::{self, Mark, Series};
 use super::community::account_form;
 use super::html::{Cell, Page, Text, View, account_link, facts, interval_link, table};
-use super::{against_grid, answer, money, price, recent};
+use super::{answer, grid_alone, money, price, recent};
 use crate::api::accounts::{account_of, offers_of};
 use crate::api::intervals::{account_trades, clearings_of, settlements_of};
 use crate::api::status::status_of;
@@ -64,17 +64,19 @@ async fn household_page(client: &Client, key: PublicKey) -> Result<Page, ApiErro
     let account = account_of(client, key).await?;
     let offers = offers_of(client, OffersQuery { account: Some(key), interval: None }).await?;
     let status = status_of(client).await?;
-    let trades = account_trades(&clearings_of(client, recent(status.next_clearing_interval)).await?, &key);
+    let trades =
+        clearings_of(client, recent(status.next_clearing_interval), move |interval, height, clearing| {
+            account_trades(interval, height, &clearing, &key)
+        });
+    let trades = trades.await?.concat();
     let span = recent(status.next_settlement_interval);
-    let bills: Vec<(u64, i128, i128, u64, u64)> = settlements_of(client, span)
-        .await?
-        .iter()
-        .filter_map(|(interval, _, settlement)| {
-            let bill = settlement.bills.iter().find(|bill| bill.account == key)?;
-            let (billed, alone) = against_grid(settlement, bill);
-            Some((*interval, billed, alone, bill.sold_wh, bill.bought_wh))
-        })
-        .collect();
+    // Each settled bill: interval, what it came to, the grid alone, sold
+    // and bought.
+    let bills = settlements_of(client, span, move |interval, _, settlement| {
+        let bill = settlement.bills.iter().find(|bill| bill.account == key)?;
+        Some((interval, bill.total_nano, grid_alone(&settlement, bill), bill.sold_wh, bill.bought_wh))
+    });
+    let bills: Vec<(u64, i128, i128, u64, u64)> = bills.await?.into_iter().flatten().collect();
     let mut page = Page::new(&client.genesis.name, "A household", View::Household)
         .reload_on("settlement")
         .at_height(status.height);

@@ -88,7 +88,11 @@ fn answer(community: &str, page: Result<Page, ApiError>) -> Response {
             (error.status, page.finish())
         }
     };
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+    let mut response = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+        response.headers_mut().insert(header::RETRY_AFTER, super::RETRY_AFTER_S.into());
+    }
+    response
 }
 
 /// Money for people in the community's currency.
@@ -109,14 +113,14 @@ fn recent(next: u64) -> SpanQuery {
     SpanQuery { from_interval: Some(next.saturating_sub(CHART_INTERVALS)), to_interval: next.checked_sub(1) }
 }
 
-/// What a bill came to (money in, or out when negative) and what the same
-/// metered energy would have at the interval's grid tariffs alone.
-fn against_grid(settlement: &SettlementReceipt, bill: &Bill) -> (i128, i128) {
+/// What a bill's metered energy would have come to at its interval's grid
+/// tariffs alone (money in, or out when negative), to set beside the bill's
+/// `total_nano`.
+fn grid_alone(settlement: &SettlementReceipt, bill: &Bill) -> i128 {
     let tariffs = &settlement.tariffs;
-    let alone = grid_only_nano(
+    grid_only_nano(
         bill.metered_net_export_wh,
         tariffs.grid_feed_in_micro_per_kwh,
         tariffs.grid_import_micro_per_kwh,
-    );
-    (bill.total_nano, alone)
+    )
 }

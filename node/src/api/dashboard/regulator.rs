@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use gridshare_api::ErrorCode;
 use gridshare_api::decimal::format_kwh;
-use gridshare_api::report::{Per, Report, ReportFormat, ReportKind, Request, time_zone};
+use gridshare_api::report::{Per, Report, ReportError, ReportFormat, ReportKind, Request, time_zone};
 use gridshare_ledger::audit::Auditor;
 use gridshare_ledger::store::Store;
 
@@ -18,9 +19,10 @@ use super::{answer, price};
 use crate::api::{ApiError, off_loop, read, storage};
 use crate::node::Client;
 
-/// One audit or report at a time for the whole node: each reads the chain
-/// (an audit re-executes all of it), so a page asked for many times must
-/// not run many.
+/// One audit or report at a time in this process (a node is one process):
+/// each reads the chain (an audit re-executes all of it), so a page asked
+/// for many times must not run many. The permit goes with the read off the
+/// loop, which runs to its end even if its client goes away.
 static LEDGER_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 /// The largest report the node writes; a wider one is refused with a
 /// request to narrow the range (`gridshare report` over the export has no
@@ -101,8 +103,16 @@ pub(super) async fn regulator(State(client): State<Client>) -> Response {
 /// the one after `to`.
 pub(super) async fn report(
     State(client): State<Client>,
-    Query(parameters): Query<BTreeMap<String, String>>,
+    parameters: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Response {
+    let parameters = match parameters {
+        Ok(Query(parameters)) => parameters,
+        Err(rejection) => {
+            let error =
+                ApiError::new(ErrorCode::BadQuery, format!("the query is not understood: {rejection}"));
+            return answer(&client.genesis.name, Err(error));
+        }
+    };
     match report_file(&client, &parameters).await {
         Ok(response) => response,
         Err(error) => answer(&client.genesis.name, Err(error)),
@@ -131,8 +141,22 @@ async fn report_file(client: &Client, parameters: &BTreeMap<String, String>) -> 
     let to =
         midnight(day("to")?.checked_add(jiff::Span::new().days(1)).map_err(|error| bad(error.to_string()))?)?;
     let request = Request::new(kind, (from, to), tz, per, format).map_err(|error| bad(error.to_string()))?;
-    let _permit = LEDGER_READS.try_acquire().map_err(|_| busy())?;
-    let reader = read(client, |view| view.store.reader().map_err(storage)).await?;
+    // Held until the read off the loop ends, even if the client goes away.
+    let permit = LEDGER_READS.try_acquire().map_err(|_| busy())?;
+    // The last block to read: the one that settles the range's last
+    // interval (its clearing comes before), or the tip; readings may come
+    // after settlement, so a readings report reads to the tip.
+    let last_interval =
+        client.genesis.interval_at(u64::try_from(to.as_millisecond() - 1).unwrap_or_default());
+    let (reader, last_height) = read(client, move |view| {
+        let settled = match kind {
+            ReportKind::Readings => None,
+            _ => view.index.settlement(last_interval).map_err(storage)?,
+        };
+        let tip = view.state.height;
+        Ok((view.store.reader().map_err(storage)?, settled.map_or(tip, |found| found.height.min(tip))))
+    })
+    .await?;
     let genesis = (*client.genesis).clone();
     // What concerns an interval is in a block at or after its gate
     // closure, and block times increase: the report starts there.
@@ -141,22 +165,24 @@ async fn report_file(client: &Client, parameters: &BTreeMap<String, String>) -> 
         .saturating_sub(genesis.market.gate_closure_lead_ms);
     let file_name = request.file_name();
     let body = off_loop(move || {
-        let timestamp = |height: u64| -> Result<u64, ApiError> {
-            let block = reader.block(height).map_err(storage)?;
-            Ok(block.map_or(u64::MAX, |block| block.block.header.timestamp_ms))
+        let _permit = permit;
+        let block = |height: u64| {
+            reader
+                .block(height)
+                .map_err(storage)?
+                .ok_or_else(|| storage(format!("block {height} is missing below the tip")))
         };
-        let (mut low, mut high) = (1, reader.height().saturating_add(1));
+        let (mut low, mut high) = (1, last_height.saturating_add(1));
         while low < high {
             let middle = low + (high - low) / 2;
-            if timestamp(middle)? < first_ms { low = middle + 1 } else { high = middle }
+            if block(middle)?.block.header.timestamp_ms < first_ms { low = middle + 1 } else { high = middle }
         }
         let mut out = Bounded(Vec::new());
         let mut report = Report::new(&request, genesis, &mut out).map_err(storage)?;
-        for height in low..=reader.height() {
-            let Some(block) = reader.block(height).map_err(storage)? else { continue };
-            report.block(&block).map_err(|_| too_large())?;
+        for height in low..=last_height {
+            report.block(&block(height)?).map_err(too_large)?;
         }
-        report.finish().map_err(|_| too_large())?;
+        report.finish().map_err(too_large)?;
         Ok(out.0)
     })
     .await?;
@@ -169,13 +195,16 @@ async fn report_file(client: &Client, parameters: &BTreeMap<String, String>) -> 
         .into_response())
 }
 
-fn too_large() -> ApiError {
+/// Why a report was not written: the only failures of writing to memory
+/// are the bounds, on its bytes or on its bills' periods.
+fn too_large(error: ReportError) -> ApiError {
+    let why = match error {
+        ReportError::TooManyPeriods => error.to_string(),
+        _ => format!("the report is larger than the {} MiB a node writes", REPORT_BYTES_MAX >> 20),
+    };
     ApiError::new(
         ErrorCode::BadRange,
-        format!(
-            "the report is larger than the {} MiB a node writes: narrow the range, or run `gridshare report` on the export",
-            REPORT_BYTES_MAX >> 20
-        ),
+        format!("{why}: narrow the range, or run `gridshare report` on the export"),
     )
 }
 
@@ -208,13 +237,15 @@ pub(super) async fn audit(State(client): State<Client>) -> Response {
 }
 
 async fn audit_page(client: &Client) -> Result<Page, ApiError> {
-    let _permit = LEDGER_READS.try_acquire().map_err(|_| busy())?;
+    // Held until the audit off the loop ends, even if the client goes away.
+    let permit = LEDGER_READS.try_acquire().map_err(|_| busy())?;
     let (reader, evidence) = read(client, |view| {
         Ok((view.store.reader().map_err(storage)?, view.store.evidence().map_err(storage)?))
     })
     .await?;
     let genesis = (*client.genesis).clone();
     let report = off_loop(move || {
+        let _permit = permit;
         let mut auditor = Auditor::new(genesis);
         for height in 1..=reader.height() {
             match reader.block(height).map_err(storage)? {
