@@ -25,7 +25,6 @@ use jiff::{Span, Timestamp, Zoned};
 pub const PERIODS_MAX: usize = 1 << 20;
 /// The widest range a report covers, in days.
 pub const REPORT_DAYS_MAX: i64 = 366;
-const MS_PER_DAY: i64 = 86_400_000;
 
 /// What a report lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,9 +164,14 @@ impl Request {
         if from >= to {
             return Err(ReportError::Backwards { from: from.to_string(), to: to.to_string() });
         }
-        let width_ms = to.as_millisecond() - from.as_millisecond();
-        if width_ms > REPORT_DAYS_MAX * MS_PER_DAY {
-            return Err(ReportError::TooWide { days: (width_ms + MS_PER_DAY - 1) / MS_PER_DAY });
+        // Local days, so that a year across a change of the clocks is a
+        // year: the days from the first to the last the range touches.
+        let last = to.checked_sub(jiff::SignedDuration::from_millis(1)).unwrap_or(to);
+        let (first_day, last_day) = (from.to_zoned(tz.clone()).date(), last.to_zoned(tz.clone()).date());
+        let days =
+            first_day.until(last_day).map_or(i64::MAX, |span| i64::from(span.get_days()).saturating_add(1));
+        if days > REPORT_DAYS_MAX {
+            return Err(ReportError::TooWide { days });
         }
         if kind != ReportKind::Bills && per != Per::Interval {
             return Err(ReportError::PerNotBills { per: per.as_str() });
@@ -616,6 +620,17 @@ mod tests {
         assert!(trades("2026-11-21T00:00Z", "2026-11-21T00:00Z").is_err());
         let wide = trades("2025-01-01T00:00Z", "2026-11-21T00:00Z").unwrap_err().to_string();
         assert!(wide.contains("at most 366 days"), "{wide}");
+        // 366 local days across the end of summer time are 366 days (and
+        // an hour more than 366 × 24 hours); one more day is too many.
+        let amsterdam = time_zone("Europe/Amsterdam").unwrap();
+        let local =
+            |text: &str| text.parse::<jiff::civil::DateTime>().unwrap().to_zoned(amsterdam.clone()).unwrap();
+        let year = |to: &str| {
+            let range = (local("2027-10-30T00:00").timestamp(), local(to).timestamp());
+            Request::new(ReportKind::Trades, range, amsterdam.clone(), Per::Interval, ReportFormat::Csv)
+        };
+        assert!(year("2028-10-30T00:00").is_ok());
+        assert!(year("2028-10-31T00:00").unwrap_err().to_string().contains("the range is 367 days"));
         let per = request("2026-11-01T00:00Z", "2026-11-21T00:00Z", ReportKind::Trades, Per::Day);
         assert!(per.unwrap_err().to_string().contains("sums bills only"));
         let bills = request("2026-11-01T00:00Z", "2026-11-21T00:00Z", ReportKind::Bills, Per::Month).unwrap();

@@ -13,7 +13,7 @@ use gridshare_api::{
 };
 use gridshare_ledger::block::{CertifiedBlock, ClearingReceipt, Receipt, SettlementReceipt};
 use gridshare_ledger::ids::PublicKey;
-use gridshare_ledger::store::{BlockReader, Store, StoreError};
+use gridshare_ledger::store::{BlockReader, StoreError};
 use gridshare_ledger::tx::{SignedMeterReading, Tx};
 
 use super::{
@@ -54,9 +54,10 @@ pub(super) async fn interval(State(client): State<Client>, Path(interval): Path<
 }
 
 /// An interval's times, status, tariffs, book (up to `LIST_MAX` offers),
-/// clearing and settlement.
+/// clearing and settlement: what the index says is read on the event loop,
+/// the blocks that hold the receipts are decoded off it.
 pub(super) async fn interval_of(client: &Client, interval: u64) -> Result<Interval, ApiError> {
-    read(client, move |view| {
+    let (mut body, clearing, settlement, reader) = read(client, move |view| {
         let genesis = view.genesis;
         let times = (
             genesis.interval_start_ms(interval),
@@ -71,34 +72,8 @@ pub(super) async fn interval_of(client: &Client, interval: u64) -> Result<Interv
             ));
         };
         let (book, book_truncated) = view.index.book(interval, LIST_MAX).map_err(storage)?;
-        let clearing = match view.index.clearing(interval).map_err(storage)? {
-            Some(found) => {
-                match receipt_at(|height| view.store.block(height), found.height, found.index)?.1 {
-                    Receipt::Clearing(clearing) => {
-                        Some(Clearing { height: found.height, receipt: (&clearing).into() })
-                    }
-                    Receipt::Settlement(_) => {
-                        return Err(storage("the index names a settlement as a clearing"));
-                    }
-                }
-            }
-            None => None,
-        };
-        let settlement = match view.index.settlement(interval).map_err(storage)? {
-            Some(found) => {
-                match receipt_at(|height| view.store.block(height), found.height, found.index)?.1 {
-                    Receipt::Settlement(settlement) => Some(SettlementSummary {
-                        height: found.height,
-                        bills: count(settlement.bills.len()),
-                        tariffs: (&settlement.tariffs).into(),
-                    }),
-                    Receipt::Clearing(_) => {
-                        return Err(storage("the index names a clearing as a settlement"));
-                    }
-                }
-            }
-            None => None,
-        };
+        let clearing = view.index.clearing(interval).map_err(storage)?;
+        let settlement = view.index.settlement(interval).map_err(storage)?;
         let status = if settlement.is_some() {
             IntervalStatus::Settled
         } else if clearing.is_some() {
@@ -108,20 +83,17 @@ pub(super) async fn interval_of(client: &Client, interval: u64) -> Result<Interv
         } else {
             IntervalStatus::Open
         };
-        Ok(Interval {
+        let body = Interval {
             interval,
             start_ms,
             end_ms,
             gate_closure_ms,
             settlement_ms,
             status,
-            // A settled interval's are its settlement's (the schedule
-            // drops what no interval left to settle uses); any other's, the
-            // schedule as it stands.
-            tariffs: match &settlement {
-                Some(settlement) => settlement.tariffs,
-                None => (&view.state.tariffs_for(interval)).into(),
-            },
+            // The schedule as it stands; a settled interval's are its
+            // settlement's (set below: the schedule drops what no interval
+            // left to settle uses).
+            tariffs: (&view.state.tariffs_for(interval)).into(),
             book: book
                 .iter()
                 .map(|entry| BookEntry {
@@ -133,9 +105,39 @@ pub(super) async fn interval_of(client: &Client, interval: u64) -> Result<Interv
                 })
                 .collect(),
             book_truncated,
-            clearing,
-            settlement,
-        })
+            clearing: None,
+            settlement: None,
+        };
+        let reader = if clearing.is_some() || settlement.is_some() {
+            Some(view.store.reader().map_err(storage)?)
+        } else {
+            None
+        };
+        Ok((body, clearing, settlement, reader))
+    })
+    .await?;
+    let Some(reader) = reader else { return Ok(body) };
+    off_loop(move || {
+        if let Some(found) = clearing {
+            let Receipt::Clearing(receipt) =
+                receipt_at(|height| reader.block(height), found.height, found.index)?.1
+            else {
+                return Err(storage("the index names a settlement as a clearing"));
+            };
+            body.clearing = Some(Clearing { height: found.height, receipt: (&receipt).into() });
+        }
+        if let Some(found) = settlement {
+            let Receipt::Settlement(receipt) =
+                receipt_at(|height| reader.block(height), found.height, found.index)?.1
+            else {
+                return Err(storage("the index names a clearing as a settlement"));
+            };
+            let tariffs = (&receipt.tariffs).into();
+            body.tariffs = tariffs;
+            body.settlement =
+                Some(SettlementSummary { height: found.height, bills: count(receipt.bills.len()), tariffs });
+        }
+        Ok(body)
     })
     .await
 }

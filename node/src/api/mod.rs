@@ -277,21 +277,42 @@ fn parse_u64(what: &str, text: &str) -> Result<u64, ApiError> {
     })
 }
 
-/// The query string's parameters; unknown ones are refused so that a typo
-/// is not silently ignored.
+/// The query string's parameters, percent-decoded (`+` is a space);
+/// unknown ones are refused so that a typo is not silently ignored.
 fn query(raw: Option<String>, known: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
     let mut parameters = BTreeMap::new();
     for pair in raw.as_deref().unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if !known.contains(&name) {
+        let (name, value) = (percent_decoded(name)?, percent_decoded(value)?);
+        if !known.contains(&name.as_str()) {
             return Err(ApiError::new(
                 ErrorCode::BadQuery,
                 format!("unknown parameter `{name}`; this endpoint takes {}", known.join(", ")),
             ));
         }
-        parameters.insert(name.to_string(), value.to_string());
+        parameters.insert(name, value);
     }
     Ok(parameters)
+}
+
+/// A query string's part with `%XX` and `+` decoded, as UTF-8.
+fn percent_decoded(text: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::new(ErrorCode::BadQuery, format!("`{text}` is not a well-formed query part"));
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, after)) = rest.split_first() {
+        rest = after;
+        match byte {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = rest.get(..2).and_then(|hex| std::str::from_utf8(hex).ok()).ok_or_else(bad)?;
+                bytes.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                rest = &rest[2..];
+            }
+            byte => bytes.push(byte),
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -414,6 +435,22 @@ mod tests {
         ] {
             assert_eq!(code(request(path, site, mode, dest)), expected, "{path} {site:?} {mode} {dest}");
         }
+    }
+
+    #[test]
+    fn query_parts_are_percent_decoded_and_unknown_names_refused() {
+        let known = ["tz", "key"];
+        let parsed = query(Some("tz=Europe%2FAmsterdam&key=a+b%20c".into()), &known).unwrap();
+        assert_eq!(parsed.get("tz").map(String::as_str), Some("Europe/Amsterdam"));
+        assert_eq!(parsed.get("key").map(String::as_str), Some("a b c"));
+        for bad in ["tz=%FF", "tz=%2", "tz=%zz", "t%7A=x%", "color=red"] {
+            let error = query(Some(bad.into()), &known).unwrap_err();
+            assert_eq!(error.body.code, ErrorCode::BadQuery, "{bad}");
+        }
+        assert_eq!(
+            query(Some("t%7A=UTC".into()), &known).unwrap().get("tz").map(String::as_str),
+            Some("UTC")
+        );
     }
 
     #[test]

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use gridshare_api::ErrorCode;
@@ -16,7 +15,7 @@ use gridshare_ledger::store::Store;
 
 use super::html::{Cell, Page, Text, View, facts, table, time};
 use super::{answer, price};
-use crate::api::{ApiError, off_loop, read, storage};
+use crate::api::{ApiError, off_loop, query, read, storage};
 use crate::node::Client;
 
 /// One audit or report at a time in this process (a node is one process):
@@ -101,30 +100,19 @@ pub(super) async fn regulator(State(client): State<Client>) -> Response {
 /// `/regulator/report?kind=&from=DAY&to=DAY&tz=&per=&format=`: a report
 /// file of the intervals that start from the local midnight of `from` to
 /// the one after `to`.
-pub(super) async fn report(
-    State(client): State<Client>,
-    parameters: Result<Query<BTreeMap<String, String>>, QueryRejection>,
-) -> Response {
-    let parameters = match parameters {
-        Ok(Query(parameters)) => parameters,
-        Err(rejection) => {
-            let error =
-                ApiError::new(ErrorCode::BadQuery, format!("the query is not understood: {rejection}"));
-            return answer(&client.genesis.name, Err(error));
-        }
+pub(super) async fn report(State(client): State<Client>, RawQuery(raw): RawQuery) -> Response {
+    let result = match query(raw, &REPORT_PARAMETERS) {
+        Ok(parameters) => report_file(&client, &parameters).await,
+        Err(error) => Err(error),
     };
-    match report_file(&client, &parameters).await {
-        Ok(response) => response,
-        Err(error) => answer(&client.genesis.name, Err(error)),
-    }
+    result.unwrap_or_else(|error| answer(&client.genesis.name, Err(error)))
 }
 
+/// What a report request takes.
+const REPORT_PARAMETERS: [&str; 6] = ["kind", "from", "to", "tz", "per", "format"];
+
 async fn report_file(client: &Client, parameters: &BTreeMap<String, String>) -> Result<Response, ApiError> {
-    const KNOWN: [&str; 6] = ["kind", "from", "to", "tz", "per", "format"];
     let bad = |message: String| ApiError::new(ErrorCode::BadQuery, message);
-    if let Some(unknown) = parameters.keys().find(|name| !KNOWN.contains(&name.as_str())) {
-        return Err(bad(format!("unknown parameter `{unknown}`; a report takes {}", KNOWN.join(", "))));
-    }
     let get = |name: &str| parameters.get(name).map(String::as_str);
     let kind: ReportKind = get("kind").unwrap_or_default().parse().map_err(bad)?;
     let per: Per = get("per").unwrap_or("interval").parse().map_err(bad)?;
