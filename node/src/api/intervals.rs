@@ -253,22 +253,9 @@ pub(super) async fn clearings_of<T: Send + 'static>(
     span: SpanQuery,
     project: impl Fn(u64, u64, ClearingReceipt) -> T + Send + 'static,
 ) -> Result<Vec<T>, ApiError> {
-    let (found, reader) = read(client, move |view| {
-        let span = resolve_span(span, view.state.next_clearing_interval);
-        located(&view, span, |interval| view.index.clearing(interval))
-    })
-    .await?;
-    off_loop(move || {
-        let mut clearings = Vec::with_capacity(found.len());
-        for (interval, found) in found {
-            let Receipt::Clearing(clearing) =
-                receipt_at(|height| reader.block(height), found.height, found.index)?.1
-            else {
-                return Err(storage("the index names a settlement as a clearing"));
-            };
-            clearings.push(project(interval, found.height, clearing));
-        }
-        Ok(clearings)
+    receipts_of(client, span, Done::Cleared, move |interval, height, receipt| match receipt {
+        Receipt::Clearing(clearing) => Ok(project(interval, height, clearing)),
+        Receipt::Settlement(_) => Err(storage("the index names a settlement as a clearing")),
     })
     .await
 }
@@ -282,22 +269,46 @@ pub(super) async fn settlements_of<T: Send + 'static>(
     span: SpanQuery,
     project: impl Fn(u64, u64, SettlementReceipt) -> T + Send + 'static,
 ) -> Result<Vec<T>, ApiError> {
-    let (found, reader) = read(client, move |view| {
-        let span = resolve_span(span, view.state.next_settlement_interval);
-        located(&view, span, |interval| view.index.settlement(interval))
+    receipts_of(client, span, Done::Settled, move |interval, height, receipt| match receipt {
+        Receipt::Settlement(settlement) => Ok(project(interval, height, settlement)),
+        Receipt::Clearing(_) => Err(storage("the index names a clearing as a settlement")),
+    })
+    .await
+}
+
+/// Which receipts a span's intervals are read for.
+#[derive(Clone, Copy, Debug)]
+enum Done {
+    Cleared,
+    Settled,
+}
+
+/// The receipts the index names for the intervals of `span` that are
+/// `done`, located on the event loop, read and projected off it.
+async fn receipts_of<T: Send + 'static>(
+    client: &Client,
+    span: SpanQuery,
+    done: Done,
+    project: impl Fn(u64, u64, Receipt) -> Result<T, ApiError> + Send + 'static,
+) -> Result<Vec<T>, ApiError> {
+    let (found, reader) = read(client, move |view| match done {
+        Done::Cleared => {
+            let span = resolve_span(span, view.state.next_clearing_interval);
+            located(&view, span, |interval| view.index.clearing(interval))
+        }
+        Done::Settled => {
+            let span = resolve_span(span, view.state.next_settlement_interval);
+            located(&view, span, |interval| view.index.settlement(interval))
+        }
     })
     .await?;
     off_loop(move || {
-        let mut settlements = Vec::with_capacity(found.len());
+        let mut projected = Vec::with_capacity(found.len());
         for (interval, found) in found {
-            let Receipt::Settlement(settlement) =
-                receipt_at(|height| reader.block(height), found.height, found.index)?.1
-            else {
-                return Err(storage("the index names a clearing as a settlement"));
-            };
-            settlements.push(project(interval, found.height, settlement));
+            let receipt = receipt_at(|height| reader.block(height), found.height, found.index)?.1;
+            projected.push(project(interval, found.height, receipt)?);
         }
-        Ok(settlements)
+        Ok(projected)
     })
     .await
 }
