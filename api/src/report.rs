@@ -14,7 +14,7 @@ use std::io::Write;
 
 use crate::decimal::{format_kwh, format_money_fixed, format_price, format_signed_kwh};
 use gridshare_ledger::block::{Bill, CertifiedBlock, Receipt};
-use gridshare_ledger::genesis::{Genesis, Mechanism, grid_only_nano};
+use gridshare_ledger::genesis::{Genesis, Mechanism};
 use gridshare_ledger::ids::PublicKey;
 use gridshare_ledger::tx::Tx;
 use jiff::tz::TimeZone;
@@ -140,6 +140,18 @@ pub struct Request {
     pub tz: TimeZone,
     pub per: Per,
     pub format: ReportFormat,
+}
+
+/// The local days `first` through `last` in `tz`: from the midnight that
+/// starts `first` to the one that ends `last` (a day is 23 or 25 hours when
+/// the clocks change); `None` beyond the representable times.
+pub fn local_days(
+    first: jiff::civil::Date,
+    last: jiff::civil::Date,
+    tz: &TimeZone,
+) -> Option<(Timestamp, Timestamp)> {
+    let midnight = |date: jiff::civil::Date| date.to_zoned(tz.clone()).ok().map(|zoned| zoned.timestamp());
+    Some((midnight(first)?, midnight(last.tomorrow().ok()?)?))
 }
 
 /// A time zone by its IANA name (or `UTC`).
@@ -531,13 +543,8 @@ impl<'a> Report<'a> {
             }
             (ReportKind::Bills, Receipt::Settlement(settlement)) => {
                 let Some(times) = self.times(settlement.interval) else { return Ok(()) };
-                let tariffs = &settlement.tariffs;
                 for bill in &settlement.bills {
-                    let grid_only = grid_only_nano(
-                        bill.metered_net_export_wh,
-                        tariffs.grid_feed_in_micro_per_kwh,
-                        tariffs.grid_import_micro_per_kwh,
-                    );
+                    let grid_only = settlement.grid_only_nano(bill);
                     match self.request.per {
                         Per::Interval => {
                             let mut values = self.interval_values(settlement.interval, times);

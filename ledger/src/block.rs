@@ -116,6 +116,19 @@ pub struct SettlementReceipt {
     pub bills: Vec<Bill>,
 }
 
+impl SettlementReceipt {
+    /// What `bill`'s metered energy would have come to at this interval's
+    /// grid tariffs alone, with no local trading (`genesis::grid_only_nano`):
+    /// what reports set beside the bill's `total_nano`.
+    pub fn grid_only_nano(&self, bill: &Bill) -> i128 {
+        crate::genesis::grid_only_nano(
+            bill.metered_net_export_wh,
+            self.tariffs.grid_feed_in_micro_per_kwh,
+            self.tariffs.grid_import_micro_per_kwh,
+        )
+    }
+}
+
 /// One account's itemised bill for one interval. Money is in nano-currency,
 /// positive when the account receives it, negative when it pays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]

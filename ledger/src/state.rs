@@ -198,7 +198,9 @@ impl State {
         )
     }
 
-    /// The tariffs in force for `interval`.
+    /// The tariffs in force for `interval`, for an interval not yet settled:
+    /// the schedule drops what settled intervals used (a settled interval's
+    /// are in its `SettlementReceipt`).
     pub fn tariffs_for(&self, interval: u64) -> Tariffs {
         *self
             .tariffs

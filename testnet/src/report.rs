@@ -9,7 +9,6 @@ use std::fmt::Write as _;
 
 use gridshare_households::agent::Flexibility;
 use gridshare_ledger::NANOS_PER_UNIT;
-use gridshare_ledger::genesis::grid_only_nano;
 use serde::Serialize;
 
 use crate::chain::Chain;
@@ -230,7 +229,6 @@ pub fn market(chain: &Chain) -> Market {
     }
     for (_, settlement) in &chain.settlements {
         market.settlements += 1;
-        let tariffs = &settlement.tariffs;
         for bill in &settlement.bills {
             market.bills += 1;
             market.grid_import_wh += bill.grid_import_wh;
@@ -241,11 +239,7 @@ pub fn market(chain: &Chain) -> Market {
             }
             market.estimated_import_wh += bill.estimated_import_wh;
             market.estimate_refund_wh += bill.estimate_refund_wh;
-            market.grid_only_total_nano += grid_only_nano(
-                bill.metered_net_export_wh,
-                tariffs.grid_feed_in_micro_per_kwh,
-                tariffs.grid_import_micro_per_kwh,
-            );
+            market.grid_only_total_nano += settlement.grid_only_nano(bill);
             if bill.metered_net_export_wh < 0 {
                 market.grid_only_import_wh += bill.metered_net_export_wh.unsigned_abs();
             }

@@ -394,11 +394,9 @@ fn local_day_ms(day: &str, tz: &str) -> Result<(u64, u64), CommandError> {
         gridshare_api::report::time_zone(tz).map_err(|error| CommandError::BadInput(error.to_string()))?;
     let bad = || CommandError::BadInput(format!("bad day `{day}`: use YYYY-MM-DD, e.g. 2026-11-21"));
     let date: jiff::civil::Date = day.parse().map_err(|_| bad())?;
-    let midnight = |date: jiff::civil::Date| -> Result<u64, CommandError> {
-        let zoned = date.to_zoned(zone.clone()).map_err(|_| bad())?;
-        u64::try_from(zoned.timestamp().as_millisecond()).map_err(|_| bad())
-    };
-    Ok((midnight(date)?, midnight(date.tomorrow().map_err(|_| bad())?)?))
+    let (start, end) = gridshare_api::report::local_days(date, date, &zone).ok_or_else(bad)?;
+    let ms = |time: jiff::Timestamp| u64::try_from(time.as_millisecond()).map_err(|_| bad());
+    Ok((ms(start)?, ms(end)?))
 }
 
 /// `gridshare bill`: itemised bills of settled intervals.

@@ -9,7 +9,7 @@ use gridshare_api::decimal::format_kwh;
 
 use super::chart::{self, Mark, Series};
 use super::html::{Cell, Page, Text, View, account_link, facts, interval_link, table, time};
-use super::{answer, grid_alone, money, price, recent};
+use super::{answer, money, price, recent};
 use crate::api::intervals::{clearings_of, interval_of, settlements_of};
 use crate::api::status::status_of;
 use crate::api::{ApiError, read};
@@ -48,7 +48,7 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
     // What each settled interval's households saved, all of them together.
     let settlements =
         settlements_of(client, recent(status.next_settlement_interval), |interval, _, settlement| {
-            let saved = settlement.bills.iter().map(|bill| bill.total_nano - grid_alone(&settlement, bill));
+            let saved = settlement.bills.iter().map(|bill| bill.total_nano - settlement.grid_only_nano(bill));
             (interval, saved.sum::<i128>())
         })
         .await?;
@@ -88,7 +88,7 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
     ));
 
     let intervals: Vec<u64> = clearings.iter().map(|cleared| cleared.interval).collect();
-    page.push("<section aria-labelledby=\"prices\"><h2 id=\"prices\">Prices and volumes</h2>");
+    page.section("prices", "Prices and volumes");
     if clearings.is_empty() {
         page.push("<p class=\"empty\">No interval has cleared yet.</p>");
     } else {
@@ -129,11 +129,10 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
         &rows,
         "Nothing cleared yet.",
     ));
-    page.push("</section>");
 
     if !settlements.is_empty() {
         let intervals: Vec<u64> = settlements.iter().map(|(interval, _)| *interval).collect();
-        page.push("<section aria-labelledby=\"savings\"><h2 id=\"savings\">Savings</h2>");
+        page.section("savings", "Savings");
         page.push(chart::over_intervals(
             "What the community saved against grid-only prices, per settled interval",
             &intervals,
@@ -145,25 +144,27 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
             }],
             &|nano| money(client, nano),
         ));
-        page.push("</section>");
     }
 
-    page.push("<section aria-labelledby=\"zones\"><h2 id=\"zones\">Zones</h2>");
+    page.section("zones", "Zones");
     let rows: Vec<Vec<Cell>> =
         zones.iter().map(|(zone, meters)| vec![Cell::text(zone), Cell::number(meters.to_string())]).collect();
     page.push(table("Meters per zone", &["Zone", "Meters"], &rows, "No meter is registered yet."));
-    page.push("</section>");
-    page.push(account_form());
+    account_form(&mut page);
     Ok(page)
 }
 
-/// The form that opens a household's page by its account key.
-pub(super) fn account_form() -> &'static str {
-    "<section aria-labelledby=\"find\"><h2 id=\"find\">A household</h2>\
-     <form action=\"/accounts\" method=\"get\" class=\"find\"><label for=\"key\">Account key \
+/// The form that opens a household's page by its account key, a section
+/// of its own.
+pub(super) fn account_form(page: &mut Page) {
+    page.section("find", "A household");
+    page.push(
+        "<form action=\"/accounts\" method=\"get\" class=\"find\"><label for=\"key\">Account key \
      (64 hex digits)</label><input id=\"key\" name=\"key\" required minlength=\"64\" maxlength=\"64\" \
      pattern=\"[0-9a-fA-F]{64}\" autocomplete=\"off\" spellcheck=\"false\"><button type=\"submit\">Show \
-     the household</button></form></section>"
+     the household</button></form>",
+    );
+    page.end_section();
 }
 
 pub(super) async fn interval(State(client): State<Client>, Path(interval): Path<String>) -> Response {
@@ -230,7 +231,7 @@ async fn interval_page(client: &Client, text: &str) -> Result<Page, ApiError> {
             ),
         ],
     ));
-    page.push("<section aria-labelledby=\"curves\"><h2 id=\"curves\">Supply and demand</h2>");
+    page.section("curves", "Supply and demand");
     if body.book.is_empty() {
         page.push("<p class=\"empty\">No offers in this interval's book.</p>");
     } else {
@@ -253,7 +254,7 @@ async fn interval_page(client: &Client, text: &str) -> Result<Page, ApiError> {
         .collect();
     let caption = if body.book_truncated { "The book (the first offers only)" } else { "The book" };
     page.push(table(caption, &["Side", "Account", "Energy (kWh)", "Limit price"], &rows, ""));
-    page.push("</section><section aria-labelledby=\"trades\"><h2 id=\"trades\">Trades</h2>");
+    page.section("trades", "Trades");
     let rows: Vec<Vec<Cell>> = clearing
         .map(|clearing| clearing.trades.as_slice())
         .unwrap_or_default()
@@ -269,6 +270,5 @@ async fn interval_page(client: &Client, text: &str) -> Result<Page, ApiError> {
         .collect();
     let none = if clearing.is_some() { "Nothing traded in this interval." } else { "Not cleared yet." };
     page.push(table("Trades", &["Seller", "Buyer", "Energy (kWh)", "Price"], &rows, none));
-    page.push("</section>");
     Ok(page)
 }

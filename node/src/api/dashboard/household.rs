@@ -10,7 +10,7 @@ use gridshare_ledger::ids::PublicKey;
 use super::chart::{self, Mark, Series};
 use super::community::account_form;
 use super::html::{Cell, Page, Text, View, account_link, facts, interval_link, table};
-use super::{answer, grid_alone, money, price, recent};
+use super::{answer, money, price, recent};
 use crate::api::accounts::{account_of, offers_of};
 use crate::api::intervals::{account_trades, clearings_of, settlements_of};
 use crate::api::status::status_of;
@@ -39,7 +39,7 @@ pub(super) async fn households(State(client): State<Client>, RawQuery(raw): RawQ
     .await;
     let page = accounts.map(|accounts| {
         let mut page = Page::new(&client.genesis.name, "Households", View::Household);
-        page.push(account_form());
+        account_form(&mut page);
         let rows: Vec<Vec<Cell>> = accounts.iter().map(|key| vec![Cell::html(account_link(key))]).collect();
         page.push(table(
             "Registered accounts (the first 100)",
@@ -74,7 +74,7 @@ async fn household_page(client: &Client, key: PublicKey) -> Result<Page, ApiErro
     // and bought.
     let bills = settlements_of(client, span, move |interval, _, settlement| {
         let bill = settlement.bills.iter().find(|bill| bill.account == key)?;
-        Some((interval, bill.total_nano, grid_alone(&settlement, bill), bill.sold_wh, bill.bought_wh))
+        Some((interval, bill.total_nano, settlement.grid_only_nano(bill), bill.sold_wh, bill.bought_wh))
     });
     let bills: Vec<(u64, i128, i128, u64, u64)> = bills.await?.into_iter().flatten().collect();
     let mut page = Page::new(&client.genesis.name, "A household", View::Household)
@@ -103,7 +103,7 @@ async fn household_page(client: &Client, key: PublicKey) -> Result<Page, ApiErro
             ),
         ],
     ));
-    page.push("<section aria-labelledby=\"bills\"><h2 id=\"bills\">Bills against grid-only prices</h2>");
+    page.section("bills", "Bills against grid-only prices");
     if !bills.is_empty() {
         let intervals: Vec<u64> = bills.iter().map(|bill| bill.0).collect();
         page.push(chart::over_intervals(
@@ -146,7 +146,7 @@ async fn household_page(client: &Client, key: PublicKey) -> Result<Page, ApiErro
         &rows,
         "No settled bill yet.",
     ));
-    page.push("</section><section aria-labelledby=\"offers\"><h2 id=\"offers\">Open offers</h2>");
+    page.section("offers", "Open offers");
     let rows: Vec<Vec<Cell>> = offers
         .offers
         .iter()
@@ -165,7 +165,7 @@ async fn household_page(client: &Client, key: PublicKey) -> Result<Page, ApiErro
         &rows,
         "No open offer.",
     ));
-    page.push("</section><section aria-labelledby=\"trades\"><h2 id=\"trades\">Trades</h2>");
+    page.section("trades", "Trades");
     let rows: Vec<Vec<Cell>> = trades
         .iter()
         .rev()
@@ -186,6 +186,5 @@ async fn household_page(client: &Client, key: PublicKey) -> Result<Page, ApiErro
         &rows,
         "No trade in the last intervals.",
     ));
-    page.push("</section>");
     Ok(page)
 }

@@ -68,6 +68,8 @@ pub(super) struct Page {
     /// The node's height when the page was made, until the script follows
     /// the blocks.
     height: Option<u64>,
+    /// Whether a `<section>` is open (closed by the next one or the end).
+    in_section: bool,
     pub(super) body: String,
 }
 
@@ -79,6 +81,7 @@ impl Page {
             view,
             reload_on: "",
             height: None,
+            in_section: false,
             body: String::new(),
         }
     }
@@ -96,12 +99,28 @@ impl Page {
         self
     }
 
+    /// Starts a section headed `title` (an `h2` that labels it, with `id`),
+    /// ending the one before.
+    pub(super) fn section(&mut self, id: &str, title: &str) {
+        self.end_section();
+        let _ = write!(self.body, "<section aria-labelledby=\"{id}\"><h2 id=\"{id}\">{}</h2>", Text(title));
+        self.in_section = true;
+    }
+
+    /// Ends the open section, if one is.
+    pub(super) fn end_section(&mut self) {
+        if std::mem::take(&mut self.in_section) {
+            self.body.push_str("</section>");
+        }
+    }
+
     /// Appends a fragment of HTML.
     pub(super) fn push(&mut self, html: impl AsRef<str>) {
         self.body.push_str(html.as_ref());
     }
 
-    pub(super) fn finish(self) -> String {
+    pub(super) fn finish(mut self) -> String {
+        self.end_section();
         let mut html = String::with_capacity(self.body.len() + 2_048);
         let _ = write!(
             html,
@@ -217,9 +236,14 @@ pub(super) fn interval_link(interval: u64) -> String {
 /// A link to an account's page, showing its key's first 12 digits (the
 /// whole key in its title).
 pub(super) fn account_link(key: &impl fmt::Display) -> String {
+    format!("<a href=\"/accounts/{key}\">{}</a>", short_key(key))
+}
+
+/// A key as its first 12 digits, the whole key in its title.
+pub(super) fn short_key(key: &impl fmt::Display) -> String {
     let key = key.to_string();
     let short = key.get(..12).unwrap_or(&key);
-    format!("<a href=\"/accounts/{key}\" title=\"{key}\"><code>{short}…</code></a>")
+    format!("<code title=\"{key}\">{short}…</code>")
 }
 
 #[cfg(test)]

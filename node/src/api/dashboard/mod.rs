@@ -23,8 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use gridshare_api::SpanQuery;
 use gridshare_api::decimal::{format_money, format_price};
-use gridshare_ledger::block::{Bill, SettlementReceipt};
-use gridshare_ledger::genesis::grid_only_nano;
 
 use self::html::{Page, Text, View};
 use super::ApiError;
@@ -111,16 +109,4 @@ fn price(client: &Client, micro: Option<u64>) -> String {
 /// The recent span of intervals before `next` that the charts show.
 fn recent(next: u64) -> SpanQuery {
     SpanQuery { from_interval: Some(next.saturating_sub(CHART_INTERVALS)), to_interval: next.checked_sub(1) }
-}
-
-/// What a bill's metered energy would have come to at its interval's grid
-/// tariffs alone (money in, or out when negative), to set beside the bill's
-/// `total_nano`.
-fn grid_alone(settlement: &SettlementReceipt, bill: &Bill) -> i128 {
-    let tariffs = &settlement.tariffs;
-    grid_only_nano(
-        bill.metered_net_export_wh,
-        tariffs.grid_feed_in_micro_per_kwh,
-        tariffs.grid_import_micro_per_kwh,
-    )
 }

@@ -8,7 +8,7 @@ use gridshare_api::{NotReady, Role, SyncStatus};
 use gridshare_ledger::ids::PublicKey;
 
 use super::answer;
-use super::html::{Cell, Page, Text, View, facts, table, time};
+use super::html::{Cell, Page, Text, View, facts, short_key, table, time};
 use crate::api::blocks::evidence_of;
 use crate::api::status::{health_of, status_of};
 use crate::api::{ApiError, off_loop, read, storage};
@@ -80,13 +80,12 @@ async fn operator_page(client: &Client) -> Result<Page, ApiError> {
             ("Version", format!("{} (protocol {})", Text(&status.version), status.protocol_version)),
         ],
     ));
-    page.push("<section aria-labelledby=\"validators\"><h2 id=\"validators\">Validators</h2>");
+    page.section("validators", "Validators");
     let rows: Vec<Vec<Cell>> = validators
         .iter()
         .map(|validator| {
-            let key = validator.key.to_string();
             vec![
-                Cell::html(format!("<code title=\"{key}\">{}…</code>", key.get(..12).unwrap_or(&key))),
+                Cell::html(short_key(&validator.key)),
                 Cell::number(validator.voting_power.to_string()),
                 Cell::number(proposed.get(&validator.key).map_or("–".to_string(), u64::to_string)),
                 Cell::text(if signed.contains(&validator.key) { "yes" } else { "no" }),
@@ -99,7 +98,7 @@ async fn operator_page(client: &Client) -> Result<Page, ApiError> {
         &rows,
         "",
     ));
-    page.push("</section><section aria-labelledby=\"evidence\"><h2 id=\"evidence\">Evidence</h2>");
+    page.section("evidence", "Evidence");
     let rows: Vec<Vec<Cell>> = evidence
         .equivocations
         .iter()
@@ -112,8 +111,9 @@ async fn operator_page(client: &Client) -> Result<Page, ApiError> {
         })
         .collect();
     page.push(table("Equivocations", &["What", "Validator"], &rows, "No validator has equivocated."));
+    page.end_section();
     page.push(
-        "</section><p>Metrics for Prometheus: <a href=\"/metrics\">/metrics</a>; probes: \
+        "<p>Metrics for Prometheus: <a href=\"/metrics\">/metrics</a>; probes: \
          <a href=\"/health\">/health</a>, <a href=\"/ready\">/ready</a>.</p>",
     );
     Ok(page)

@@ -2,14 +2,15 @@
 //! (`/regulator/audit`) and report files (`/regulator/report`).
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use gridshare_api::ErrorCode;
 use gridshare_api::decimal::format_kwh;
-use gridshare_api::report::{Per, Report, ReportError, ReportFormat, ReportKind, Request, time_zone};
+use gridshare_api::report::{
+    Per, Report, ReportError, ReportFormat, ReportKind, Request, local_days, time_zone,
+};
 use gridshare_ledger::audit::Auditor;
 use gridshare_ledger::store::Store;
 
@@ -58,25 +59,20 @@ pub(super) async fn regulator(State(client): State<Client>) -> Response {
             ("Genesis", time(genesis.genesis_time_ms)),
         ],
     ));
-    let mut html = String::new();
-    let _ = write!(
-        html,
-        "<section aria-labelledby=\"check\"><h2 id=\"check\">Check the ledger</h2>\
-         <p><a class=\"button\" href=\"/regulator/audit\">Audit this node's ledger</a> re-verifies every \
+    page.section("check", "Check the ledger");
+    page.push(
+        "<p><a class=\"button\" href=\"/regulator/audit\">Audit this node's ledger</a> re-verifies every \
          block from the genesis: links, certificates, signatures, and every clearing and settlement \
          re-run (docs/PROTOCOL.md §9).</p>\
          <p><a class=\"button\" href=\"/v1/export\" download=\"ledger.gridshare\">Download the export</a>: \
          the whole ledger in the export format of docs/PROTOCOL.md, for `gridshare audit` and \
-         `gridshare report` on your own machine.</p></section>"
+         `gridshare report` on your own machine.</p>",
     );
-    page.push(html);
     let today = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC).date();
     let week_ago = today.checked_sub(jiff::Span::new().days(7)).unwrap_or(today);
-    let mut form = String::new();
-    let _ = write!(
-        form,
-        "<section aria-labelledby=\"reports\"><h2 id=\"reports\">Reports</h2>\
-         <p>The intervals that start from the first day to the last, in the time zone given, \
+    page.section("reports", "Reports");
+    let form = format!(
+        "<p>The intervals that start from the first day to the last, in the time zone given, \
          as CSV for a spreadsheet or JSON: the same as <code>gridshare report</code>.</p>\
          <form action=\"/regulator/report\" method=\"get\" class=\"report\">\
          <label>Report <select name=\"kind\">{kinds}</select></label>\
@@ -87,7 +83,7 @@ pub(super) async fn regulator(State(client): State<Client>) -> Response {
          <option value=\"day\">day</option><option value=\"month\">month</option></select></label>\
          <label>Format <select name=\"format\"><option value=\"csv\">CSV</option>\
          <option value=\"json\">JSON</option></select></label>\
-         <button type=\"submit\">Download</button></form></section>",
+         <button type=\"submit\">Download</button></form>",
         kinds = ReportKind::ALL
             .iter()
             .map(|kind| format!("<option value=\"{0}\">{0}</option>", kind.as_str()))
@@ -122,12 +118,8 @@ async fn report_file(client: &Client, parameters: &BTreeMap<String, String>) -> 
         let text = get(name).unwrap_or_default();
         text.parse().map_err(|_| bad(format!("{name}: `{text}` is not a day (YYYY-MM-DD)")))
     };
-    let midnight = |date: jiff::civil::Date| {
-        date.to_zoned(tz.clone()).map(|zoned| zoned.timestamp()).map_err(|error| bad(error.to_string()))
-    };
-    let from = midnight(day("from")?)?;
-    let to =
-        midnight(day("to")?.checked_add(jiff::Span::new().days(1)).map_err(|error| bad(error.to_string()))?)?;
+    let (from, to) = local_days(day("from")?, day("to")?, &tz)
+        .ok_or_else(|| bad("the days are beyond the representable times".to_string()))?;
     let request = Request::new(kind, (from, to), tz, per, format).map_err(|error| bad(error.to_string()))?;
     // Held until the read off the loop ends, even if the client goes away.
     let permit = LEDGER_READS.try_acquire().map_err(|_| busy())?;
