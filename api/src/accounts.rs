@@ -4,6 +4,7 @@
 //! readings, and open offers.
 
 use gridshare_ledger::Hash;
+use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::PublicKey;
 use gridshare_ledger::ids::{CommunityId, Signature};
 use gridshare_ledger::state::{Account as LedgerAccount, Meter as LedgerMeter, OpenOffer};
@@ -225,12 +226,26 @@ pub struct Offer {
     /// Held from the account's balance until the interval clears (buy).
     #[serde(with = "nano")]
     pub reserved_nano: i128,
+    /// The zone the auction places it in: its attesting meter's.
+    pub zone: String,
 }
 
 impl Offer {
-    pub fn of(id: Hash, offer: &OpenOffer) -> Offer {
-        let OpenOffer { account, interval, side, energy_wh, price_micro_per_kwh, reserved_nano } = *offer;
-        Offer { id, account, interval, side: side.into(), energy_wh, price_micro_per_kwh, reserved_nano }
+    /// The offer `id` of `genesis`'s community as the API shows it.
+    pub fn of(id: Hash, offer: &OpenOffer, genesis: &Genesis) -> Offer {
+        let OpenOffer { account, interval, side, energy_wh, price_micro_per_kwh, reserved_nano, zone } =
+            *offer;
+        let zone = genesis.zones.get(zone as usize).map_or_else(String::new, |zone| zone.name.clone());
+        Offer {
+            id,
+            account,
+            interval,
+            side: side.into(),
+            energy_wh,
+            price_micro_per_kwh,
+            reserved_nano,
+            zone,
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use gridshare_ledger::Hash;
 use gridshare_ledger::block::{
     Bill as LedgerBill, CertifiedBlock, ClearingReceipt as LedgerClearingReceipt, Receipt as LedgerReceipt,
     SettlementReceipt as LedgerSettlementReceipt, TradeReceipt as LedgerTradeReceipt, Vote as LedgerVote,
+    ZoneReceipt as LedgerZoneReceipt, ZoneSettlement as LedgerZoneSettlement,
 };
 use gridshare_ledger::consensus::{Equivocation as LedgerEquivocation, Proposal as LedgerProposal};
 use gridshare_ledger::encoding::to_bytes;
@@ -109,6 +110,35 @@ pub struct ClearingReceipt {
     pub clearing_price_micro_per_kwh: Option<u64>,
     pub volume_wh: u64,
     pub trades: Vec<TradeReceipt>,
+    /// Every zone of the genesis, in its order.
+    pub zones: Vec<ZoneReceipt>,
+}
+
+/// One zone's outcome in a clearing (docs/AUCTION.md §6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneReceipt {
+    /// The zone's uniform price; `null` under pay-as-bid or when nothing
+    /// traded.
+    pub price_micro_per_kwh: Option<u64>,
+    /// Sold out of the zone less bought into it.
+    pub net_export_wh: i64,
+    pub import_wh_max: u64,
+    pub export_wh_max: u64,
+    /// A limit bound and the zone's price differs from the clearing price.
+    pub congested: bool,
+}
+
+impl From<&LedgerZoneReceipt> for ZoneReceipt {
+    fn from(zone: &LedgerZoneReceipt) -> ZoneReceipt {
+        let LedgerZoneReceipt { price_micro_per_kwh, net_export_wh, limits, congested } = *zone;
+        ZoneReceipt {
+            price_micro_per_kwh,
+            net_export_wh,
+            import_wh_max: limits.import_wh_max,
+            export_wh_max: limits.export_wh_max,
+            congested,
+        }
+    }
 }
 
 impl From<&LedgerClearingReceipt> for ClearingReceipt {
@@ -122,6 +152,7 @@ impl From<&LedgerClearingReceipt> for ClearingReceipt {
             clearing_price_micro_per_kwh,
             volume_wh,
             trades,
+            zones,
         } = clearing;
         ClearingReceipt {
             interval: *interval,
@@ -132,6 +163,7 @@ impl From<&LedgerClearingReceipt> for ClearingReceipt {
             clearing_price_micro_per_kwh: *clearing_price_micro_per_kwh,
             volume_wh: *volume_wh,
             trades: trades.iter().map(TradeReceipt::from).collect(),
+            zones: zones.iter().map(ZoneReceipt::from).collect(),
         }
     }
 }
@@ -149,14 +181,33 @@ pub struct TradeReceipt {
     #[serde(with = "hex")]
     pub seller: PublicKey,
     pub energy_wh: u64,
+    /// What the seller receives per kWh.
     pub price_micro_per_kwh: u64,
+    /// What the buyer pays per kWh before the fee: more than the seller
+    /// receives only across a congested zone's limit.
+    pub buyer_price_micro_per_kwh: u64,
 }
 
 impl From<&LedgerTradeReceipt> for TradeReceipt {
     fn from(trade: &LedgerTradeReceipt) -> TradeReceipt {
-        let LedgerTradeReceipt { buy_offer, sell_offer, buyer, seller, energy_wh, price_micro_per_kwh } =
-            *trade;
-        TradeReceipt { buy_offer, sell_offer, buyer, seller, energy_wh, price_micro_per_kwh }
+        let LedgerTradeReceipt {
+            buy_offer,
+            sell_offer,
+            buyer,
+            seller,
+            energy_wh,
+            price_micro_per_kwh,
+            buyer_price_micro_per_kwh,
+        } = *trade;
+        TradeReceipt {
+            buy_offer,
+            sell_offer,
+            buyer,
+            seller,
+            energy_wh,
+            price_micro_per_kwh,
+            buyer_price_micro_per_kwh,
+        }
     }
 }
 
@@ -165,14 +216,37 @@ impl From<&LedgerTradeReceipt> for TradeReceipt {
 pub struct SettlementReceipt {
     pub interval: u64,
     pub bills: Vec<Bill>,
+    /// What each zone's meters measured, in genesis zone order.
+    pub zones: Vec<ZoneSettlement>,
+}
+
+/// What a zone's meters measured in a settled interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneSettlement {
+    /// Σ of the net export of the zone's meters measured in the interval.
+    pub measured_net_export_wh: i64,
+    pub measured_meters: u32,
+    /// Meters billed at an estimate: their energy is not in the sum.
+    pub estimated_meters: u32,
+}
+
+impl From<&LedgerZoneSettlement> for ZoneSettlement {
+    fn from(zone: &LedgerZoneSettlement) -> ZoneSettlement {
+        let LedgerZoneSettlement { measured_net_export_wh, measured_meters, estimated_meters } = *zone;
+        ZoneSettlement { measured_net_export_wh, measured_meters, estimated_meters }
+    }
 }
 
 impl From<&LedgerSettlementReceipt> for SettlementReceipt {
     fn from(settlement: &LedgerSettlementReceipt) -> SettlementReceipt {
         // The tariffs are in `GET /v1/intervals/{n}` and in the canonical
         // bytes; a block's JSON lists the bills.
-        let LedgerSettlementReceipt { interval, tariffs: _, bills } = settlement;
-        SettlementReceipt { interval: *interval, bills: bills.iter().map(Bill::from).collect() }
+        let LedgerSettlementReceipt { interval, tariffs: _, bills, zones } = settlement;
+        SettlementReceipt {
+            interval: *interval,
+            bills: bills.iter().map(Bill::from).collect(),
+            zones: zones.iter().map(ZoneSettlement::from).collect(),
+        }
     }
 }
 

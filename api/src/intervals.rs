@@ -124,6 +124,9 @@ pub struct AccountTrade {
     #[serde(with = "hex")]
     pub counterparty: PublicKey,
     pub energy_wh: u64,
+    /// What the account received per kWh (sell) or paid before the fee
+    /// (buy): its own zone's price, so across a congested zone's limit
+    /// the two sides of a trade differ.
     pub price_micro_per_kwh: u64,
     /// What the account received (sell), or paid (buy, negative), network
     /// fee excluded: the fee is on the bill.

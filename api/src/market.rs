@@ -116,6 +116,7 @@ pub enum TxKind {
     Offer,
     CancelOffer,
     MeterReading,
+    SetZoneLimits,
 }
 
 impl From<&Tx> for TxKind {
@@ -129,6 +130,7 @@ impl From<&Tx> for TxKind {
             Tx::Offer(_) => TxKind::Offer,
             Tx::CancelOffer { .. } => TxKind::CancelOffer,
             Tx::MeterReading(_) => TxKind::MeterReading,
+            Tx::SetZoneLimits { .. } => TxKind::SetZoneLimits,
         }
     }
 }

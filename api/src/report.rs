@@ -31,7 +31,8 @@ pub const REPORT_DAYS_MAX: i64 = 366;
 pub enum ReportKind {
     /// Each interval's clearing: price, volume, offers and trades.
     Clearings,
-    /// Each trade: seller, buyer, energy, price and amount.
+    /// Each trade: seller, buyer, energy, the seller's and the buyer's
+    /// prices and the seller's amount.
     Trades,
     /// Each account's bill, per interval or summed per local day or month.
     Bills,
@@ -447,6 +448,7 @@ impl<'a> Report<'a> {
                     "buyer".into(),
                     "energy_kwh".into(),
                     format!("price_{currency}_per_kwh"),
+                    format!("buyer_price_{currency}_per_kwh"),
                     format!("amount_{currency}"),
                     "block".into(),
                 ],
@@ -535,6 +537,7 @@ impl<'a> Report<'a> {
                         trade.buyer.to_string().into(),
                         format_kwh(trade.energy_wh).into(),
                         format_price(trade.price_micro_per_kwh).into(),
+                        format_price(trade.buyer_price_micro_per_kwh).into(),
                         format_money_fixed(amount).into(),
                         height.into(),
                     ]);

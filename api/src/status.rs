@@ -45,6 +45,21 @@ pub struct GenesisSummary {
     pub validators: Vec<Validator>,
     #[serde(with = "hex_list")]
     pub registrars: Vec<PublicKey>,
+    /// The zones, in the order the auction numbers them, with the limits
+    /// that hold where the DSO sets none.
+    pub zones: Vec<Zone>,
+    /// Who may set zone limits.
+    #[serde(with = "hex_list")]
+    pub dsos: Vec<PublicKey>,
+}
+
+/// A zone of the genesis and its default limits on the zone's net import
+/// and export per interval, in Wh (18446744073709551615: no limit).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Zone {
+    pub name: String,
+    pub import_wh_max: u64,
+    pub export_wh_max: u64,
 }
 
 /// A genesis validator and its voting power.
@@ -104,6 +119,16 @@ impl From<&Genesis> for GenesisSummary {
                 .map(|validator| Validator { key: validator.key, voting_power: validator.voting_power })
                 .collect(),
             registrars: genesis.registrars.clone(),
+            zones: genesis
+                .zones
+                .iter()
+                .map(|zone| Zone {
+                    name: zone.name.clone(),
+                    import_wh_max: zone.limits.import_wh_max,
+                    export_wh_max: zone.limits.export_wh_max,
+                })
+                .collect(),
+            dsos: genesis.dsos.clone(),
         }
     }
 }

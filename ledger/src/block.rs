@@ -4,7 +4,7 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::encoding::{Domain, domain_bytes, domain_hash, to_bytes};
-use crate::genesis::{Genesis, Mechanism, Tariffs};
+use crate::genesis::{Genesis, Mechanism, Tariffs, ZoneLimits};
 use crate::ids::{AccountId, CommunityId, Keypair, PublicKey, Signature};
 use crate::tx::SignedTx;
 use crate::{Hash, merkle};
@@ -92,6 +92,22 @@ pub struct ClearingReceipt {
     pub clearing_price_micro_per_kwh: Option<u64>,
     pub volume_wh: u64,
     pub trades: Vec<TradeReceipt>,
+    /// Every zone of the genesis, in its order.
+    pub zones: Vec<ZoneReceipt>,
+}
+
+/// One zone's outcome in a clearing (docs/AUCTION.md §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ZoneReceipt {
+    /// The zone's uniform price: the clearing price unless the zone is
+    /// congested. `None` under pay-as-bid and when nothing trades.
+    pub price_micro_per_kwh: Option<u64>,
+    /// What the zone's offers sold less what they bought, in Wh.
+    pub net_export_wh: i64,
+    /// The limits the interval was cleared with.
+    pub limits: ZoneLimits,
+    /// A limit bound: the zone's price differs from the clearing price.
+    pub congested: bool,
 }
 
 /// One bilateral trade of a clearing.
@@ -102,8 +118,31 @@ pub struct TradeReceipt {
     pub buyer: AccountId,
     pub seller: AccountId,
     pub energy_wh: u64,
-    /// What the seller receives per kWh; the buyer pays this plus the fee.
+    /// What the seller receives per kWh.
     pub price_micro_per_kwh: u64,
+    /// What the buyer pays per kWh before the network fee: the seller's
+    /// price, but for a trade out of or into a congested zone the buyer's
+    /// zone's price, which is higher (the difference, the congestion rent,
+    /// goes to the network account).
+    pub buyer_price_micro_per_kwh: u64,
+}
+
+impl TradeReceipt {
+    /// What the party on `side` pays (buy, before the fee) or receives
+    /// (sell) per kWh.
+    pub fn price_of(&self, side: crate::tx::Side) -> u64 {
+        match side {
+            crate::tx::Side::Buy => self.buyer_price_micro_per_kwh,
+            crate::tx::Side::Sell => self.price_micro_per_kwh,
+        }
+    }
+
+    /// The congestion rent, in nano-currency: what the buyer pays beyond
+    /// what the seller receives, fee aside.
+    pub fn congestion_rent_nano(&self) -> i128 {
+        i128::from(self.energy_wh)
+            * (i128::from(self.buyer_price_micro_per_kwh) - i128::from(self.price_micro_per_kwh))
+    }
 }
 
 /// The metered settlement of one interval: every account's bill.
@@ -114,6 +153,22 @@ pub struct SettlementReceipt {
     pub tariffs: Tariffs,
     /// One bill per account with trades or metered energy, ascending account.
     pub bills: Vec<Bill>,
+    /// What each zone's meters measured, in genesis zone order.
+    pub zones: Vec<ZoneSettlement>,
+}
+
+/// What a zone's meters measured in a settled interval: beside the zone's
+/// traded net export (its `ZoneReceipt`), the energy that really flowed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ZoneSettlement {
+    /// Σ of the net export (export less import) of the zone's meters that
+    /// were measured in the interval, in Wh.
+    pub measured_net_export_wh: i64,
+    /// The zone's meters billed from readings.
+    pub measured_meters: u32,
+    /// The zone's meters billed at an estimate (no reading): their energy
+    /// is not in `measured_net_export_wh`.
+    pub estimated_meters: u32,
 }
 
 impl SettlementReceipt {

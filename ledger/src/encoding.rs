@@ -19,7 +19,7 @@ use crate::ids::CommunityId;
 /// so that every block fits in `BLOCK_BYTES_MAX`; version 4 lets tariffs
 /// change only for an interval still open for offers and bounds the tariff
 /// schedule (`TARIFF_SCHEDULE_MAX`).
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// What a domain-separated message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

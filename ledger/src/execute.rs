@@ -34,8 +34,8 @@ use gridshare_matching as matching;
 
 use crate::Hash;
 use crate::block::{
-    Bill, Block, BlockHeader, ClearingReceipt, Receipt, SettlementReceipt, TradeReceipt, receipt_root,
-    tx_root,
+    Bill, Block, BlockHeader, ClearingReceipt, Receipt, SettlementReceipt, TradeReceipt, ZoneReceipt,
+    ZoneSettlement, receipt_root, tx_root,
 };
 use crate::genesis::{Genesis, Mechanism, Tariffs};
 use crate::ids::{AccountId, KeyError, MeterId, PublicKey, SignatureError};
@@ -55,14 +55,19 @@ pub const METERS_MAX: usize = 1 << 14;
 /// interval to settle, and the changes to come): a day of 15-minute
 /// dynamic prices ten times over.
 pub const TARIFF_SCHEDULE_MAX: usize = 1 << 10;
+/// The most (interval, zone) limits the DSO may have set for intervals not
+/// yet cleared: also the most a block can set.
+pub const ZONE_LIMITS_MAX: usize = 1 << 14;
+/// The most intervals one `SetZoneLimits` covers.
+pub const ZONE_LIMIT_INTERVALS_MAX: u32 = 1 << 10;
 /// The most money the registrars may ever credit, in total, in nano.
 pub const CREDITS_TOTAL_MAX_NANO: i128 = 1_000_000_000_000_000_000_000_000_000_000_000_000;
 /// How long a community lives: no block is later than the genesis time
 /// plus this (2^50 ms, about 35,700 years), which bounds every sum over
 /// intervals.
 pub const LIFETIME_MS: u64 = 1 << 50;
-/// A block clears intervals, in order, while the open offers of those it
-/// cleared add up to at most this; it always clears the first due one, and
+/// A block clears intervals, in order, while the open offers and zones of
+/// those it cleared add up to at most this; it always clears the first due one, and
 /// later blocks go on where it stopped. Also the most offers an interval
 /// may have (the genesis's `max_offers_per_interval`).
 pub const CLEARING_WORK_PER_BLOCK_MAX: usize = 1 << 14;
@@ -166,6 +171,14 @@ pub enum Rejection {
     TariffTooHigh,
     #[error("an amount overflowed")]
     Overflow,
+    #[error("{0} is not a DSO of this community")]
+    NotADso(PublicKey),
+    #[error("zone `{0}` is not one of the community's zones")]
+    UnknownZone(String),
+    #[error("zone limits must cover 1 to {ZONE_LIMIT_INTERVALS_MAX} intervals, not {intervals}")]
+    ZoneLimitIntervals { intervals: u32 },
+    #[error("the DSO has set {ZONE_LIMITS_MAX} zone limits for intervals to come; no more until some clear")]
+    ZoneLimitsFull,
     #[error("meter {meter}: its {direction} power of {power_w} W exceeds the bound of {max_w} W per meter")]
     MeterPowerAboveBound { meter: MeterId, direction: &'static str, power_w: u64, max_w: u64 },
     #[error(
@@ -230,6 +243,10 @@ impl Rejection {
             Rejection::TariffTooHigh => "tariff_too_high",
             Rejection::TariffScheduleFull => "tariff_schedule_full",
             Rejection::Overflow => "overflow",
+            Rejection::NotADso(_) => "not_a_dso",
+            Rejection::UnknownZone(_) => "unknown_zone",
+            Rejection::ZoneLimitIntervals { .. } => "zone_limit_intervals",
+            Rejection::ZoneLimitsFull => "zone_limits_full",
             Rejection::MeterPowerAboveBound { .. } => "meter_power_above_bound",
             Rejection::AccountPowerAboveBound { .. } => "account_power_above_bound",
             Rejection::TooManyMeters { .. } => "too_many_meters",
@@ -472,17 +489,21 @@ fn clear_due(genesis: &Genesis, state: &mut State, time_ms: u64) -> Result<Vec<R
         }
         // Bounded work: after an outage the backlog clears over several
         // blocks, each within what a block can carry.
+        // An interval's work is its offers and its receipt's zones.
         let mut cleared_below = due_below;
         let mut work = 0_usize;
         for (interval, offers) in due {
-            if work > 0 && work.saturating_add(offers) > CLEARING_WORK_PER_BLOCK_MAX {
+            let interval_work = offers.saturating_add(genesis.zones.len());
+            if work > 0 && work.saturating_add(interval_work) > CLEARING_WORK_PER_BLOCK_MAX {
                 cleared_below = interval;
                 break;
             }
             receipts.push(Receipt::Clearing(clear_interval(genesis, state, interval)?));
-            work = work.saturating_add(offers);
+            work = work.saturating_add(interval_work);
         }
         state.next_clearing_interval = cleared_below;
+        // Cleared intervals, with offers or not, need their limits no more.
+        state.zone_limits = state.zone_limits.split_off(&(cleared_below, 0));
     }
     Ok(receipts)
 }
@@ -529,7 +550,7 @@ fn settle_due(
         let mut registered: Vec<u64> = state.meters.values().map(|meter| meter.registered_interval).collect();
         registered.sort_unstable();
         for interval in contract_intervals.into_iter().chain(every_interval_from..settled_below) {
-            let interval_work = settlement_work(state, &registered, interval);
+            let interval_work = settlement_work(genesis, state, &registered, interval);
             if !first && work.saturating_add(interval_work) > SETTLEMENT_WORK_PER_BLOCK_MAX {
                 settled_to = interval;
                 break;
@@ -549,13 +570,14 @@ fn settle_due(
 
 /// The work of settling `interval`: the meters registered by then (those
 /// registered in it included; `registered` holds every meter's registration
-/// interval, sorted) and the interval's contracts. It bounds the interval's
-/// bills (one per account with a meter or a contract).
-fn settlement_work(state: &State, registered: &[u64], interval: u64) -> usize {
+/// interval, sorted), the interval's contracts and the zones. It bounds the
+/// interval's bills (one per account with a meter or a contract) and its
+/// receipt's zones.
+fn settlement_work(genesis: &Genesis, state: &State, registered: &[u64], interval: u64) -> usize {
     let meters = registered.partition_point(|&registered| registered <= interval);
     let contracts =
         state.contracts.range((interval, PublicKey([0; 32]))..=(interval, PublicKey([0xff; 32]))).count();
-    meters + contracts
+    meters + contracts + genesis.zones.len()
 }
 
 /// How many intervals have started by `time_ms`: the index of the first
@@ -585,16 +607,27 @@ fn clear_interval(
         state.offers_by_interval.remove(&(interval, *id));
         offers.push((*id, offer));
     }
-    let orders: Vec<matching::Order<Hash>> = offers
+    let orders: Vec<matching::ZonalOrder<Hash>> = offers
         .iter()
-        .map(|(id, offer)| matching::Order {
-            id: *id,
-            side: match offer.side {
-                Side::Buy => matching::Side::Buy,
-                Side::Sell => matching::Side::Sell,
+        .map(|(id, offer)| matching::ZonalOrder {
+            order: matching::Order {
+                id: *id,
+                side: match offer.side {
+                    Side::Buy => matching::Side::Buy,
+                    Side::Sell => matching::Side::Sell,
+                },
+                energy_wh: offer.energy_wh,
+                price_micro_per_kwh: offer.price_micro_per_kwh,
             },
-            energy_wh: offer.energy_wh,
-            price_micro_per_kwh: offer.price_micro_per_kwh,
+            zone: offer.zone,
+        })
+        .collect();
+    let limits = state.zone_limits_for(genesis, interval);
+    let zones: Vec<matching::ZoneLimits> = limits
+        .iter()
+        .map(|limits| matching::ZoneLimits {
+            import_wh_max: limits.import_wh_max,
+            export_wh_max: limits.export_wh_max,
         })
         .collect();
     let params = matching::Params {
@@ -606,24 +639,35 @@ fn clear_interval(
         network_fee_micro_per_kwh: tariffs.network_fee_micro_per_kwh,
         limits: matching::Limits::default(),
     };
-    // Admission keeps every order inside the auction's bounds.
-    let clearing = matching::clear(orders, &params).expect("admitted offers are valid auction input");
+    // Admission keeps every order inside the auction's bounds and in a zone.
+    let matching::ZonalClearing { clearing, zones: zone_clearings } =
+        matching::clear_zonal(orders, &zones, &params).expect("admitted offers are valid auction input");
 
     // Offers are in ascending id order, as are the fills: index i is offer i.
     let mut trades = Vec::with_capacity(clearing.trades.len());
     for trade in &clearing.trades {
         let (buy_id, buy) = &offers[trade.buy];
         let (sell_id, sell) = &offers[trade.sell];
+        // Under uniform pricing the buyer pays its zone's price (§6.5).
+        let buyer_price = match genesis.market.mechanism {
+            Mechanism::Uniform => {
+                zone_clearings[buy.zone as usize].price_micro_per_kwh.unwrap_or(trade.price_micro_per_kwh)
+            }
+            Mechanism::PayAsBid => trade.price_micro_per_kwh,
+        };
         let energy = i128::from(trade.energy_wh);
         let paid_to_seller = energy * i128::from(trade.price_micro_per_kwh);
+        let paid_by_buyer = energy * i128::from(buyer_price);
         let fee = energy * i128::from(tariffs.network_fee_micro_per_kwh);
-        move_money(state, &buy.account, -(paid_to_seller + fee))?;
+        move_money(state, &buy.account, -(paid_by_buyer + fee))?;
         move_money(state, &sell.account, paid_to_seller)?;
+        // The fee and the congestion rent go to the network account.
+        let to_network = fee + (paid_by_buyer - paid_to_seller);
         state.network_balance_nano =
-            state.network_balance_nano.checked_add(fee).ok_or(BlockError::Overflow)?;
+            state.network_balance_nano.checked_add(to_network).ok_or(BlockError::Overflow)?;
         let buyer = state.contracts.entry((interval, buy.account)).or_default();
         buyer.bought_wh += trade.energy_wh;
-        buyer.bought_nano -= paid_to_seller;
+        buyer.bought_nano -= paid_by_buyer;
         buyer.fees_nano -= fee;
         let seller = state.contracts.entry((interval, sell.account)).or_default();
         seller.sold_wh += trade.energy_wh;
@@ -635,6 +679,7 @@ fn clear_interval(
             seller: sell.account,
             energy_wh: trade.energy_wh,
             price_micro_per_kwh: trade.price_micro_per_kwh,
+            buyer_price_micro_per_kwh: buyer_price,
         });
     }
     state.offer_counts.remove(&interval);
@@ -653,6 +698,16 @@ fn clear_interval(
         clearing_price_micro_per_kwh: clearing.clearing_price_micro_per_kwh,
         volume_wh: clearing.volume_wh,
         trades,
+        zones: zone_clearings
+            .iter()
+            .zip(&limits)
+            .map(|(zone, limits)| ZoneReceipt {
+                price_micro_per_kwh: zone.price_micro_per_kwh,
+                net_export_wh: zone.net_export_wh,
+                limits: *limits,
+                congested: zone.congested,
+            })
+            .collect(),
     })
 }
 
@@ -690,6 +745,7 @@ fn settle_interval(
     // refunded at, so that a refund never beats an honest bill.
     let rate_micro_per_kwh = tariffs.grid_feed_in_micro_per_kwh.min(tariffs.grid_import_micro_per_kwh);
     let mut metered: BTreeMap<AccountId, Metered> = BTreeMap::new();
+    let mut zones = vec![ZoneSettlement::default(); genesis.zones.len()];
     let readings = &state.readings;
     for (key, meter) in &mut state.meters {
         if meter.registered_interval > interval {
@@ -707,7 +763,19 @@ fn settle_interval(
             continue;
         }
         let entry = metered.entry(meter.owner).or_default();
-        settle_meter(genesis, meter, reading, interval, rate_micro_per_kwh, entry)?;
+        let measured = settle_meter(genesis, meter, reading, interval, rate_micro_per_kwh, entry)?;
+        // What the zone's meters measured; an estimated one counts apart.
+        let zone =
+            genesis.zone_index(&meter.zone).expect("registration admits meters in the genesis's zones only");
+        let zone = &mut zones[zone as usize];
+        match measured {
+            Some(net) => {
+                zone.measured_net_export_wh = i64::try_from(i128::from(zone.measured_net_export_wh) + net)
+                    .map_err(|_| BlockError::Overflow)?;
+                zone.measured_meters += 1;
+            }
+            None => zone.estimated_meters += 1,
+        }
     }
     let contracts: Vec<(AccountId, Contract)> = state
         .contracts
@@ -736,11 +804,12 @@ fn settle_interval(
             state.grid_balance_nano.checked_sub(grid_money).ok_or(BlockError::Overflow)?;
         bills.push(bill);
     }
-    Ok(Some(SettlementReceipt { interval, tariffs, bills }))
+    Ok(Some(SettlementReceipt { interval, tariffs, bills, zones }))
 }
 
 /// Bills one meter registered before `interval` for it, moving its base and
-/// estimate, into its owner's `entry` (cases 1 to 4 of docs/PROTOCOL.md §5.6).
+/// estimate, into its owner's `entry` (cases 1 to 4 of docs/PROTOCOL.md
+/// §5.6). Its measured net export, `None` when it was estimated.
 fn settle_meter(
     genesis: &Genesis,
     meter: &mut Meter,
@@ -748,7 +817,7 @@ fn settle_meter(
     interval: u64,
     rate_micro_per_kwh: u64,
     entry: &mut Metered,
-) -> Result<(), BlockError> {
+) -> Result<Option<i128>, BlockError> {
     let capacity_wh = genesis.meter_capacity_wh(meter.max_import_w);
     let estimated = |entry: &mut Metered| -> Result<(), BlockError> {
         entry.net_export_wh =
@@ -764,7 +833,7 @@ fn settle_meter(
             rate_micro_per_kwh: estimate.rate_micro_per_kwh.min(rate_micro_per_kwh),
         })
     };
-    match (meter.base, reading) {
+    let measured = match (meter.base, reading) {
         // 1. Nothing to measure from: the least the physics bound allows,
         //    and not refundable, since no reading before it bounds a refund.
         (None, reading) => {
@@ -772,6 +841,7 @@ fn settle_meter(
             if reading.is_some() {
                 meter.base = reading;
             }
+            None
         }
         // 2. Readings at both ends of the interval: measured exactly.
         (Some(base), Some(reading)) if base.interval + 1 == interval => {
@@ -780,6 +850,7 @@ fn settle_meter(
                 - register_rise(base.import_wh_total, reading.import_wh_total);
             entry.net_export_wh = entry.net_export_wh.checked_add(net).ok_or(BlockError::Overflow)?;
             meter.base = Some(reading);
+            Some(net)
         }
         // 3. A reading closes a gap: this interval is estimated like the
         //    ones before it, then the whole gap is trued up.
@@ -811,14 +882,16 @@ fn settle_meter(
             entry.refund_nano = entry.refund_nano.checked_add(refund_nano).ok_or(BlockError::Overflow)?;
             meter.base = Some(reading);
             meter.estimate = None;
+            None
         }
         // 4. No reading yet for the interval: estimated, refundable later.
         (Some(_), None) => {
             estimated(entry)?;
             meter.estimate = Some(extend(meter.estimate)?);
+            None
         }
-    }
-    Ok(())
+    };
+    Ok(measured)
 }
 
 /// How much a register rose from `before` to `after`. Admission refuses a
@@ -906,6 +979,9 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
         Tx::RegisterMeter { registrar, nonce, meter, owner, max_import_w, max_export_w, zone } => {
             check_registrar(genesis, state, registrar, *nonce)?;
             check_text("zone", zone)?;
+            if genesis.zone_index(zone).is_none() {
+                return Err(Rejection::UnknownZone(zone.clone()));
+            }
             meter.validate().map_err(|reason| Rejection::InvalidKey { key: *meter, reason })?;
             if state.meters.contains_key(meter) {
                 return Err(Rejection::MeterExists(*meter));
@@ -991,7 +1067,12 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
             state.registrar_nonces.insert(*registrar, *nonce);
         }
         Tx::SetTariffs { registrar, nonce, tariffs } => {
-            check_registrar(genesis, state, registrar, *nonce)?;
+            // A registrar's or the DSO's: dynamic tariffs are the DSO's too.
+            if genesis.is_dso(registrar) && !genesis.is_registrar(registrar) {
+                check_dso(genesis, state, registrar, *nonce)?;
+            } else {
+                check_registrar(genesis, state, registrar, *nonce)?;
+            }
             // Not retroactive: every offer for the interval was made knowing
             // its tariffs, and cleared and settled intervals keep theirs.
             let effective_from = tariffs.effective_from_interval;
@@ -1052,6 +1133,37 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
             entry.last_nonce = *nonce;
         }
         Tx::MeterReading(reading) => admit_reading(genesis, state, time_ms, reading)?,
+        Tx::SetZoneLimits { dso, nonce, zone, first_interval, intervals, limits } => {
+            check_dso(genesis, state, dso, *nonce)?;
+            // An operating envelope (docs/PROTOCOL.md §5.4): for a known
+            // zone, only for intervals still open for offers (every offer
+            // for one was made under its limits) and within the offer
+            // horizon, replacing what was set for them, the schedule bounded.
+            check_text("zone", zone)?;
+            let index = genesis.zone_index(zone).ok_or_else(|| Rejection::UnknownZone(zone.to_string()))?;
+            if *intervals == 0 || *intervals > ZONE_LIMIT_INTERVALS_MAX {
+                return Err(Rejection::ZoneLimitIntervals { intervals: *intervals });
+            }
+            // Not retroactive: every offer for the interval was made under them.
+            check_open(genesis, *first_interval, time_ms)?;
+            let last_interval =
+                first_interval.checked_add(u64::from(*intervals) - 1).ok_or(Rejection::Overflow)?;
+            let horizon_interval =
+                genesis.interval_at(time_ms).saturating_add(genesis.market.offer_horizon_intervals);
+            if last_interval > horizon_interval {
+                return Err(Rejection::IntervalTooFarAhead { interval: last_interval, horizon_interval });
+            }
+            let new_entries = (*first_interval..=last_interval)
+                .filter(|interval| !state.zone_limits.contains_key(&(*interval, index)))
+                .count();
+            if state.zone_limits.len().saturating_add(new_entries) > ZONE_LIMITS_MAX {
+                return Err(Rejection::ZoneLimitsFull);
+            }
+            for interval in *first_interval..=last_interval {
+                state.zone_limits.insert((interval, index), *limits);
+            }
+            state.registrar_nonces.insert(*dso, *nonce);
+        }
     }
     Ok(())
 }
@@ -1157,6 +1269,8 @@ fn admit_offer(
     if meter.owner != offer.account {
         return Err(Rejection::ForeignMeter { meter: reading.meter, account: offer.account });
     }
+    let zone =
+        genesis.zone_index(&meter.zone).expect("registration admits meters in the genesis's zones only");
     let max_age = market.attestation_max_age_intervals;
     if reading.interval > offer.interval || offer.interval - reading.interval > max_age {
         return Err(Rejection::StaleAttestation {
@@ -1226,6 +1340,7 @@ fn admit_offer(
             energy_wh: offer.energy_wh,
             price_micro_per_kwh: offer.price_micro_per_kwh,
             reserved_nano,
+            zone,
         },
     );
     Ok(())
@@ -1242,6 +1357,14 @@ fn check_registrar(
     }
     let last = state.registrar_nonces.get(registrar).copied().unwrap_or(0);
     check_next_nonce(registrar, nonce, last)
+}
+
+fn check_dso(genesis: &Genesis, state: &State, dso: &PublicKey, nonce: u64) -> Result<(), Rejection> {
+    if !genesis.is_dso(dso) {
+        return Err(Rejection::NotADso(*dso));
+    }
+    let last = state.registrar_nonces.get(dso).copied().unwrap_or(0);
+    check_next_nonce(dso, nonce, last)
 }
 
 /// A signer's transactions are numbered 1, 2, 3, ... with no gap, so that

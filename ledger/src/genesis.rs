@@ -1,5 +1,5 @@
-//! The genesis of a community: its market rules, tariffs, validators and
-//! registrars, and the market-time arithmetic derived from them.
+//! The genesis of a community: its market rules, tariffs, zones, validators,
+//! registrars and DSOs, and the market-time arithmetic derived from them.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 
@@ -70,6 +70,29 @@ pub struct MarketParams {
     pub block_time_tolerance_ms: u64,
 }
 
+/// What a zone's feeder carries in one interval, in Wh: the zone's net
+/// export (what its offers sell less what they buy) stays within
+/// `[-import_wh_max, export_wh_max]` (docs/AUCTION.md §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ZoneLimits {
+    pub import_wh_max: u64,
+    pub export_wh_max: u64,
+}
+
+impl ZoneLimits {
+    /// No limit: more than any interval's offers can add up to.
+    pub const OPEN: ZoneLimits = ZoneLimits { import_wh_max: u64::MAX, export_wh_max: u64::MAX };
+}
+
+/// A zone of the community's grid: a feeder or a secondary substation,
+/// connected to the community's point of connection, with the limits that
+/// hold in every interval the DSO sets none for.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Zone {
+    pub name: String,
+    pub limits: ZoneLimits,
+}
+
 /// A validator and its voting power.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Validator {
@@ -90,6 +113,12 @@ pub struct Genesis {
     pub tariffs: Tariffs,
     pub validators: Vec<Validator>,
     pub registrars: Vec<PublicKey>,
+    /// The zones, in the order the auction numbers them; every meter is in
+    /// one (docs/PROTOCOL.md §4).
+    pub zones: Vec<Zone>,
+    /// The distribution system operators' keys: who may set zone limits
+    /// (`Tx::SetZoneLimits`). May be empty.
+    pub dsos: Vec<PublicKey>,
 }
 
 /// A genesis that cannot start a community.
@@ -106,6 +135,10 @@ pub const PRICE_MAX_MICRO_PER_KWH: u64 = 1_000 * MICROS_PER_UNIT;
 pub const METER_TOLERANCE_PERMILLE_MAX: u16 = 1_000;
 /// The widest clock tolerance a community may choose: an hour.
 pub const BLOCK_TIME_TOLERANCE_MS_MAX: u64 = 3_600_000;
+/// At most this many zones (and every receipt lists each).
+pub const ZONES_MAX: usize = 256;
+/// At most this many DSO keys.
+pub const DSOS_MAX: usize = 16;
 
 impl Genesis {
     pub fn hash(&self) -> Hash {
@@ -186,13 +219,32 @@ impl Genesis {
         if self.registrars.is_empty() {
             return fail("there must be at least one registrar");
         }
+        if self.zones.is_empty() || self.zones.len() > ZONES_MAX {
+            return fail("there must be 1 to 256 zones");
+        }
+        if self
+            .zones
+            .iter()
+            .any(|zone| zone.name.is_empty() || zone.name.len() > crate::execute::TEXT_LEN_MAX)
+        {
+            return fail("a zone's name must be 1 to 64 bytes");
+        }
+        let mut names: Vec<&str> = self.zones.iter().map(|zone| zone.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|pair| pair[0] == pair[1]) {
+            return fail("a zone is listed twice");
+        }
+        if self.dsos.len() > DSOS_MAX {
+            return fail("there must be at most 16 DSO keys");
+        }
         // Every key must be a canonical encoding that is not of a point of
         // small order (docs/PROTOCOL.md §3.3).
         let keys = self
             .validators
             .iter()
             .map(|v| ("validator", v.key))
-            .chain(self.registrars.iter().map(|r| ("registrar", *r)));
+            .chain(self.registrars.iter().map(|r| ("registrar", *r)))
+            .chain(self.dsos.iter().map(|d| ("DSO", *d)));
         for (role, key) in keys {
             if let Err(reason) = key.validate() {
                 return Err(GenesisError(format!("{role} {key} is not a valid key: {reason}")));
@@ -218,6 +270,16 @@ impl Genesis {
 
     pub fn is_registrar(&self, key: &PublicKey) -> bool {
         self.registrars.contains(key)
+    }
+
+    pub fn is_dso(&self, key: &PublicKey) -> bool {
+        self.dsos.contains(key)
+    }
+
+    /// The index of the zone named `name`: its place in `zones`.
+    pub fn zone_index(&self, name: &str) -> Option<u32> {
+        let index = self.zones.iter().position(|zone| zone.name == name)?;
+        u32::try_from(index).ok()
     }
 
     /// Start of interval `interval`, or `None` past any representable time.

@@ -8,7 +8,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::Hash;
 use crate::encoding::{Domain, domain_hash};
-use crate::genesis::{Genesis, Tariffs};
+use crate::genesis::{Genesis, Tariffs, ZoneLimits};
 use crate::ids::{AccountId, CommunityId, MeterId, PublicKey};
 use crate::tx::{MeterReading, Side};
 
@@ -75,6 +75,9 @@ pub struct OpenOffer {
     pub energy_wh: u64,
     pub price_micro_per_kwh: u64,
     pub reserved_nano: i128,
+    /// The zone of the meter that attested the offer (its index in the
+    /// genesis's zones): where the auction places it.
+    pub zone: u32,
 }
 
 /// One account's position in one interval: its offers' side and energy.
@@ -103,7 +106,7 @@ pub struct State {
     /// The last block's timestamp; the genesis time before block 1.
     pub last_timestamp_ms: u64,
     pub accounts: BTreeMap<AccountId, Account>,
-    /// The highest nonce each registrar has used.
+    /// The highest nonce each registrar or DSO has used.
     pub registrar_nonces: BTreeMap<PublicKey, u64>,
     pub meters: BTreeMap<MeterId, Meter>,
     /// Readings kept for settlement: (interval, meter) → (import, export)
@@ -126,6 +129,10 @@ pub struct State {
     pub network_balance_nano: i128,
     pub credits_nano: i128,
     pub debits_nano: i128,
+    /// The DSO's limits: (interval, zone index) → the zone's limits in that
+    /// interval, for intervals not yet cleared; a zone without an entry has
+    /// its genesis limits.
+    pub zone_limits: BTreeMap<(u64, u32), ZoneLimits>,
 }
 
 impl State {
@@ -151,6 +158,7 @@ impl State {
             network_balance_nano: 0,
             credits_nano: 0,
             debits_nano: 0,
+            zone_limits: BTreeMap::new(),
         }
     }
 
@@ -180,6 +188,7 @@ impl State {
             network_balance_nano,
             credits_nano,
             debits_nano,
+            zone_limits,
         } = self;
         domain_hash(
             Domain::State,
@@ -193,6 +202,7 @@ impl State {
                     network_balance_nano,
                     credits_nano,
                     debits_nano,
+                    zone_limits,
                 ),
             ),
         )
@@ -208,6 +218,18 @@ impl State {
             .rev()
             .find(|tariffs| tariffs.effective_from_interval <= interval)
             .unwrap_or(&self.tariffs[0])
+    }
+
+    /// Each zone's limits in `interval`: the DSO's where it set some, else
+    /// the genesis's; in zone order.
+    pub fn zone_limits_for(&self, genesis: &Genesis, interval: u64) -> Vec<ZoneLimits> {
+        let mut limits: Vec<ZoneLimits> = genesis.zones.iter().map(|zone| zone.limits).collect();
+        for (&(_, zone), set) in self.zone_limits.range((interval, 0)..=(interval, u32::MAX)) {
+            if let Some(entry) = limits.get_mut(zone as usize) {
+                *entry = *set;
+            }
+        }
+        limits
     }
 
     /// Checks the invariants of docs/PROTOCOL.md §5.7 (conservation of

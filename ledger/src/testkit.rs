@@ -4,7 +4,7 @@
 
 use crate::block::{CertifiedBlock, CommitCertificate};
 use crate::execute::{BlockError, BuiltBlock, Signatures, build_block};
-use crate::genesis::{Genesis, MarketParams, Mechanism, Tariffs, Validator};
+use crate::genesis::{Genesis, MarketParams, Mechanism, Tariffs, Validator, Zone, ZoneLimits};
 use crate::ids::{CommunityId, Keypair};
 use crate::state::State;
 use crate::tx::{MeterReading, Offer, Side, SignedMeterReading, SignedTx, Tx};
@@ -24,6 +24,8 @@ pub struct TestCommunity {
     pub genesis: Genesis,
     pub registrar: Keypair,
     pub validator: Keypair,
+    /// The community's DSO, listed in its genesis.
+    pub dso: Keypair,
     pub households: Vec<Household>,
     next_registrar_nonce: u64,
 }
@@ -65,6 +67,7 @@ impl TestCommunity {
     pub fn new(seed: u64, households: u32, market: MarketParams, genesis_time_ms: u64) -> TestCommunity {
         let registrar = derived_key(seed, 1, 0);
         let validator = derived_key(seed, 2, 0);
+        let dso = derived_key(seed, 5, 0);
         let genesis = Genesis {
             community_id: CommunityId(*blake3::hash(&seed.to_le_bytes()).as_bytes()),
             name: "Test community".to_string(),
@@ -79,6 +82,8 @@ impl TestCommunity {
             },
             validators: vec![Validator { key: validator.public(), voting_power: 1 }],
             registrars: vec![registrar.public()],
+            zones: vec![Zone { name: "main".to_string(), limits: ZoneLimits::OPEN }],
+            dsos: vec![dso.public()],
         };
         let households = (0..households)
             .map(|index| Household {
@@ -86,7 +91,7 @@ impl TestCommunity {
                 meter: derived_key(seed, 4, index),
             })
             .collect();
-        TestCommunity { genesis, registrar, validator, households, next_registrar_nonce: 1 }
+        TestCommunity { genesis, registrar, validator, dso, households, next_registrar_nonce: 1 }
     }
 
     /// Signs `tx` with the registrar's key and the next registrar nonce.
@@ -96,12 +101,13 @@ impl TestCommunity {
         SignedTx::sign(tx(self.registrar.public(), nonce), &self.registrar, &self.genesis.community_id)
     }
 
-    /// Registers every household with a 7 kW meter both ways and credits it
-    /// 100 currency units.
+    /// Registers every household with a 7 kW meter both ways, household `i`
+    /// in zone `i mod zones`, and credits it 100 currency units.
     pub fn registrations(&mut self) -> Vec<SignedTx> {
         let mut txs = Vec::new();
         let keys: Vec<_> = self.households.iter().map(|h| (h.account.public(), h.meter.public())).collect();
-        for (account, meter) in keys {
+        for (index, (account, meter)) in keys.into_iter().enumerate() {
+            let zone = self.genesis.zones[index % self.genesis.zones.len()].name.clone();
             txs.push(self.registrar_tx(|registrar, nonce| Tx::RegisterAccount {
                 registrar,
                 nonce,
@@ -115,7 +121,7 @@ impl TestCommunity {
                 owner: account,
                 max_import_w: 7_000_000,
                 max_export_w: 7_000_000,
-                zone: "main".to_string(),
+                zone,
             }));
             txs.push(self.registrar_tx(|registrar, nonce| Tx::Credit {
                 registrar,

@@ -1,11 +1,11 @@
-//! Transactions: the eight kinds of docs/PROTOCOL.md §4, their signers, signed bytes
+//! Transactions: the nine kinds of docs/PROTOCOL.md §4, their signers, signed bytes
 //! and ids, and meter readings with their attestations.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::Hash;
 use crate::encoding::{Domain, domain_bytes, domain_hash};
-use crate::genesis::Tariffs;
+use crate::genesis::{Tariffs, ZoneLimits};
 use crate::ids::{AccountId, CommunityId, Keypair, MeterId, PublicKey, Signature, SignatureError};
 
 /// Which way an offer trades.
@@ -110,6 +110,17 @@ pub enum Tx {
         offer_id: Hash,
     },
     MeterReading(MeterReading),
+    /// A DSO's operating envelope: `limits` for `zone` in each of the
+    /// `intervals` intervals from `first_interval` on, all still open for
+    /// offers.
+    SetZoneLimits {
+        dso: PublicKey,
+        nonce: u64,
+        zone: String,
+        first_interval: u64,
+        intervals: u32,
+        limits: ZoneLimits,
+    },
 }
 
 impl Tx {
@@ -124,6 +135,7 @@ impl Tx {
             Tx::Offer(offer) => offer.account,
             Tx::CancelOffer { account, .. } => *account,
             Tx::MeterReading(reading) => reading.meter,
+            Tx::SetZoneLimits { dso, .. } => *dso,
         }
     }
 
@@ -135,7 +147,8 @@ impl Tx {
             | Tx::Credit { nonce, .. }
             | Tx::Debit { nonce, .. }
             | Tx::SetTariffs { nonce, .. }
-            | Tx::CancelOffer { nonce, .. } => Some(*nonce),
+            | Tx::CancelOffer { nonce, .. }
+            | Tx::SetZoneLimits { nonce, .. } => Some(*nonce),
             Tx::Offer(offer) => Some(offer.nonce),
             Tx::MeterReading(_) => None,
         }
@@ -166,6 +179,7 @@ impl Tx {
             Tx::Offer(_) => "offer",
             Tx::CancelOffer { .. } => "cancel-offer",
             Tx::MeterReading(_) => "meter-reading",
+            Tx::SetZoneLimits { .. } => "set-zone-limits",
         }
     }
 }

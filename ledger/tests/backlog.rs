@@ -12,13 +12,15 @@
 use std::collections::BTreeSet;
 
 use gridshare_ledger::Hash;
-use gridshare_ledger::block::{Bill, BlockHeader, ClearingReceipt, Receipt, SettlementReceipt, TradeReceipt};
+use gridshare_ledger::block::{
+    Bill, BlockHeader, ClearingReceipt, Receipt, SettlementReceipt, TradeReceipt, ZoneReceipt, ZoneSettlement,
+};
 use gridshare_ledger::encoding::to_bytes;
 use gridshare_ledger::execute::{
     BLOCK_BYTES_MAX, CLEARING_WORK_PER_BLOCK_MAX, METERS_MAX, SETTLEMENT_WORK_PER_BLOCK_MAX, Signatures,
     TRANSACTION_BYTES_PER_BLOCK_MAX, build_block, execute,
 };
-use gridshare_ledger::genesis::{MarketParams, Mechanism, Tariffs};
+use gridshare_ledger::genesis::{MarketParams, Mechanism, Tariffs, ZONES_MAX, ZoneLimits};
 use gridshare_ledger::ids::PublicKey;
 use gridshare_ledger::state::State;
 use gridshare_ledger::testkit::{TestCommunity, test_market};
@@ -141,7 +143,7 @@ fn a_long_outage_s_backlog_drains_block_by_block() {
 /// most one clearing receipt and one trade per offer of the block's clearing
 /// work; at most one settlement receipt and one bill per unit of settlement
 /// work, which is `SETTLEMENT_WORK_PER_BLOCK_MAX`, or one interval's alone:
-/// its meters (at most `METERS_MAX`) and contracts (at most one per account
+/// its zones, meters (at most `METERS_MAX`) and contracts (at most one per account
 /// that traded, so at most its offers).
 #[test]
 fn a_block_within_every_work_bound_fits_in_block_bytes_max() {
@@ -167,7 +169,14 @@ fn a_block_within_every_work_bound_fits_in_block_bytes_max() {
         clearing_price_micro_per_kwh: Some(u64::MAX),
         volume_wh: u64::MAX,
         trades: Vec::new(),
+        zones: Vec::new(),
     });
+    let zone = ZoneReceipt {
+        price_micro_per_kwh: Some(u64::MAX),
+        net_export_wh: i64::MIN,
+        limits: ZoneLimits::OPEN,
+        congested: true,
+    };
     let trade = TradeReceipt {
         buy_offer: Hash::ZERO,
         sell_offer: Hash::ZERO,
@@ -175,6 +184,7 @@ fn a_block_within_every_work_bound_fits_in_block_bytes_max() {
         seller: key,
         energy_wh: u64::MAX,
         price_micro_per_kwh: u64::MAX,
+        buyer_price_micro_per_kwh: u64::MAX,
     };
     let tariffs = Tariffs {
         effective_from_interval: u64::MAX,
@@ -182,8 +192,17 @@ fn a_block_within_every_work_bound_fits_in_block_bytes_max() {
         grid_feed_in_micro_per_kwh: u64::MAX,
         network_fee_micro_per_kwh: u64::MAX,
     };
-    let settlement =
-        Receipt::Settlement(SettlementReceipt { interval: u64::MAX, tariffs, bills: Vec::new() });
+    let settlement = Receipt::Settlement(SettlementReceipt {
+        interval: u64::MAX,
+        tariffs,
+        bills: Vec::new(),
+        zones: Vec::new(),
+    });
+    let zone_settlement = ZoneSettlement {
+        measured_net_export_wh: i64::MIN,
+        measured_meters: u32::MAX,
+        estimated_meters: u32::MAX,
+    };
     let bill = Bill {
         account: key,
         sold_wh: u64::MAX,
@@ -209,16 +228,25 @@ fn a_block_within_every_work_bound_fits_in_block_bytes_max() {
             &to_bytes(&header),
             &to_bytes(&clearing),
             &to_bytes(&trade),
+            &to_bytes(&zone),
             &to_bytes(&settlement),
-            &to_bytes(&bill)
+            &to_bytes(&bill),
+            &to_bytes(&zone_settlement)
         ]
         .map(|bytes| bytes.len()),
-        [216, 45, 144, 45, 208]
+        [216, 49, 152, 34, 49, 208, 16]
     );
-    // Vec lengths are u32 prefixes.
-    let clearing_bytes = CLEARING_WORK_PER_BLOCK_MAX * (size(to_bytes(&clearing)) + size(to_bytes(&trade)));
-    let settlement_work = SETTLEMENT_WORK_PER_BLOCK_MAX.max(METERS_MAX + CLEARING_WORK_PER_BLOCK_MAX);
-    let settlement_bytes = settlement_work * (size(to_bytes(&settlement)) + size(to_bytes(&bill)));
+    // Vec lengths are u32 prefixes. A unit of clearing work is an offer
+    // (at most one trade) or a zone of an interval's receipt.
+    // The first interval alone may have 2^14 offers and every zone.
+    let clearing_bytes = (CLEARING_WORK_PER_BLOCK_MAX + ZONES_MAX)
+        * (size(to_bytes(&clearing)) + size(to_bytes(&trade)) + size(to_bytes(&zone)));
+    // A unit of settlement work is a meter or a contract (at most one
+    // bill) or a zone of the receipt.
+    let settlement_work =
+        SETTLEMENT_WORK_PER_BLOCK_MAX.max(METERS_MAX + CLEARING_WORK_PER_BLOCK_MAX) + ZONES_MAX;
+    let settlement_bytes = settlement_work
+        * (size(to_bytes(&settlement)) + size(to_bytes(&bill)) + size(to_bytes(&zone_settlement)));
     let total =
         size(to_bytes(&header)) + 4 + TRANSACTION_BYTES_PER_BLOCK_MAX + 4 + clearing_bytes + settlement_bytes;
     assert!(total <= BLOCK_BYTES_MAX, "the bounds allow a block of {total} bytes");

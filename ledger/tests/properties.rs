@@ -21,12 +21,14 @@
 
 use std::collections::BTreeMap;
 
-use gridshare_ledger::block::{Bill, Block, Receipt, SettlementReceipt};
+use gridshare_ledger::block::{Bill, Block, Receipt, SettlementReceipt, ZoneSettlement};
 use gridshare_ledger::execute::{
     ACCOUNT_POWER_MAX_W, CREDITS_TOTAL_MAX_NANO, METER_POWER_MAX_W, Rejection, Signatures, admit,
     build_block, cleared, execute,
 };
-use gridshare_ledger::genesis::{Genesis, MarketParams, Mechanism, PRICE_MAX_MICRO_PER_KWH, Tariffs};
+use gridshare_ledger::genesis::{
+    Genesis, MarketParams, Mechanism, PRICE_MAX_MICRO_PER_KWH, Tariffs, Zone, ZoneLimits,
+};
 use gridshare_ledger::ids::{AccountId, Keypair, MeterId};
 use gridshare_ledger::state::{Account, Contract, State};
 use gridshare_ledger::testkit::{SplitMix64, TestCommunity, derived_key, test_market};
@@ -43,6 +45,8 @@ const METERS: usize = 9;
 const KEY_MIN: AccountId = gridshare_ledger::ids::PublicKey([0; 32]);
 const KEY_MAX: AccountId = gridshare_ledger::ids::PublicKey([0xff; 32]);
 /// The most money a credit, a debit or a credit limit may be.
+/// The community's zones; a third name that is none of them.
+const ZONE_NAMES: [&str; 3] = ["north", "south", "nowhere"];
 const AMOUNT_MAX_NANO: i128 = 1_000_000_000_000_000_000_000_000_000_000;
 
 /// An index of the few keys as an action's byte.
@@ -128,6 +132,8 @@ enum Action {
         owner: u8,
         import: Pick,
         export: Pick,
+        /// `ZONE_NAMES[zone % 3]`.
+        zone: u8,
     },
     Credit {
         account: u8,
@@ -176,13 +182,23 @@ enum Action {
         skip: u16,
         seed: u64,
     },
+    /// Zone limits for `intervals` intervals from `ahead` after the current
+    /// one, signed by the DSO or (`by_dso` false) by the registrar.
+    SetZoneLimits {
+        by_dso: bool,
+        zone: u8,
+        ahead: u8,
+        intervals: u16,
+        import: Pick,
+        export: Pick,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         2 => (any::<u8>(), pick()).prop_map(|(account, credit_limit)| Action::RegisterAccount { account, credit_limit }),
-        3 => (any::<u8>(), any::<u8>(), pick(), pick())
-            .prop_map(|(meter, owner, import, export)| Action::RegisterMeter { meter, owner, import, export }),
+        3 => (any::<u8>(), any::<u8>(), pick(), pick(), any::<u8>())
+            .prop_map(|(meter, owner, import, export, zone)| Action::RegisterMeter { meter, owner, import, export, zone }),
         2 => (any::<u8>(), pick()).prop_map(|(account, amount)| Action::Credit { account, amount }),
         1 => (any::<u8>(), pick()).prop_map(|(account, amount)| Action::Debit { account, amount }),
         1 => (0_u8..=4, pick(), pick(), pick())
@@ -198,6 +214,10 @@ fn action() -> impl Strategy<Value = Action> {
         3 => (any::<u8>(), 0_u8..=3, pick(), pick())
             .prop_map(|(meter, back, import, export)| Action::Reading { meter, back, import, export }),
         5 => (any::<u16>(), any::<u64>()).prop_map(|(skip, seed)| Action::ReportAll { skip, seed }),
+        2 => (prop::bool::weighted(0.9), any::<u8>(), 0_u8..=24, prop_oneof![0_u16..=4, Just(1_025), Just(1_024)], pick(), pick())
+            .prop_map(|(by_dso, zone, ahead, intervals, import, export)| Action::SetZoneLimits {
+                by_dso, zone, ahead, intervals, import, export
+            }),
     ]
 }
 
@@ -273,6 +293,8 @@ struct ModelMeter {
     import_w: u64,
     export_w: u64,
     registered_interval: u64,
+    /// Its zone's index.
+    zone: usize,
     last: Option<MeterReading>,
     /// Readings on the ledger when their interval settled (or before).
     kept: BTreeMap<u64, (u64, u64)>,
@@ -287,6 +309,9 @@ struct Model {
     meters: BTreeMap<MeterId, ModelMeter>,
     tariffs: Vec<Tariffs>,
     contracts: BTreeMap<(u64, AccountId), Contract>,
+    /// Each zone's genesis limits, and the DSO's by (interval, zone).
+    zones: Vec<ZoneLimits>,
+    zone_limits: BTreeMap<(u64, u32), ZoneLimits>,
 }
 
 impl Model {
@@ -299,9 +324,12 @@ impl Model {
         &self,
         meter: &MeterId,
         owner: &AccountId,
-        import_w: u64,
-        export_w: u64,
+        (import_w, export_w): (u64, u64),
+        zone: &str,
     ) -> Result<(), &'static str> {
+        if !ZONE_NAMES[..2].contains(&zone) {
+            return Err("unknown_zone");
+        }
         if self.meters.contains_key(meter) {
             return Err("meter_exists");
         }
@@ -353,6 +381,7 @@ impl Model {
             let tariffs = self.tariffs_for(interval);
             // (net export, estimated import, refund Wh, refund nano)
             let mut metered: BTreeMap<AccountId, (i128, u64, u64, i128)> = BTreeMap::new();
+            let mut zones = vec![ZoneSettlement::default(); genesis.zones.len()];
             for meter in self.meters.values().filter(|meter| meter.registered_interval < interval) {
                 let capacity = genesis.meter_capacity_wh(meter.import_w);
                 let entry = metered.entry(meter.owner).or_default();
@@ -363,7 +392,10 @@ impl Model {
                         let net = i128::from(after.1 - before.1) - i128::from(after.0 - before.0);
                         if base_interval + 1 == interval {
                             entry.0 += net;
+                            zones[meter.zone].measured_net_export_wh += i64::try_from(net).unwrap();
+                            zones[meter.zone].measured_meters += 1;
                         } else {
+                            zones[meter.zone].estimated_meters += 1;
                             entry.0 -= i128::from(capacity);
                             entry.1 += capacity;
                             let estimated = i128::from(interval - base_interval) * i128::from(capacity);
@@ -383,6 +415,7 @@ impl Model {
                     _ => {
                         entry.0 -= i128::from(capacity);
                         entry.1 += capacity;
+                        zones[meter.zone].estimated_meters += 1;
                     }
                 }
             }
@@ -427,25 +460,73 @@ impl Model {
                     }
                 })
                 .collect();
-            receipts.push(SettlementReceipt { interval, tariffs, bills });
+            receipts.push(SettlementReceipt { interval, tariffs, bills, zones });
         }
         receipts
     }
 
-    /// Records the trades of a clearing as contracts.
-    fn clearing(&mut self, receipt: &gridshare_ledger::block::ClearingReceipt) {
+    /// Checks a clearing's zones against the limits set for its interval
+    /// (docs/AUCTION.md §6) and records its trades as contracts, the buyer
+    /// at its zone's price.
+    fn clearing(&mut self, receipt: &gridshare_ledger::block::ClearingReceipt) -> Result<(), TestCaseError> {
+        prop_assert_eq!(receipt.zones.len(), self.zones.len());
+        let mut net_sum = 0_i128;
+        for (index, zone) in receipt.zones.iter().enumerate() {
+            let key = (receipt.interval, u32::try_from(index).unwrap());
+            let limits = self.zone_limits.get(&key).copied().unwrap_or(self.zones[index]);
+            prop_assert_eq!(zone.limits, limits, "zone {} of interval {}", index, receipt.interval);
+            let net = i128::from(zone.net_export_wh);
+            prop_assert!(
+                -i128::from(limits.import_wh_max) <= net && net <= i128::from(limits.export_wh_max),
+                "zone {} of interval {} moves {} Wh past its limits {:?}",
+                index,
+                receipt.interval,
+                net,
+                limits
+            );
+            net_sum += net;
+        }
+        prop_assert_eq!(net_sum, 0, "the zones' net exports of interval {} do not balance", receipt.interval);
+        let congested = receipt.zones.iter().any(|zone| zone.congested);
         for trade in &receipt.trades {
+            prop_assert!(trade.buyer_price_micro_per_kwh >= trade.price_micro_per_kwh);
+            if !congested {
+                prop_assert_eq!(trade.buyer_price_micro_per_kwh, trade.price_micro_per_kwh);
+            }
             let energy = i128::from(trade.energy_wh);
-            let paid = energy * i128::from(trade.price_micro_per_kwh);
             let fee = energy * i128::from(receipt.network_fee_micro_per_kwh);
             let buyer = self.contracts.entry((receipt.interval, trade.buyer)).or_default();
             buyer.bought_wh += trade.energy_wh;
-            buyer.bought_nano -= paid;
+            buyer.bought_nano -= energy * i128::from(trade.buyer_price_micro_per_kwh);
             buyer.fees_nano -= fee;
             let seller = self.contracts.entry((receipt.interval, trade.seller)).or_default();
             seller.sold_wh += trade.energy_wh;
-            seller.sold_nano += paid;
+            seller.sold_nano += energy * i128::from(trade.price_micro_per_kwh);
         }
+        Ok(())
+    }
+
+    /// The expected outcome of a DSO's zone limits at block time `time_ms`
+    /// (the nonce is always the next).
+    fn zone_limits(&self, genesis: &Genesis, tx: &Tx, time_ms: u64) -> Result<(), &'static str> {
+        let Tx::SetZoneLimits { dso, zone, first_interval, intervals, .. } = tx else { unreachable!() };
+        if !genesis.dsos.contains(dso) {
+            return Err("not_a_dso");
+        }
+        if !ZONE_NAMES[..2].contains(&zone.as_str()) {
+            return Err("unknown_zone");
+        }
+        if *intervals == 0 || *intervals > 1_024 {
+            return Err("zone_limit_intervals");
+        }
+        if time_ms >= genesis.gate_closure_ms(*first_interval).unwrap() {
+            return Err("interval_closed");
+        }
+        let last = first_interval + u64::from(*intervals) - 1;
+        if last > genesis.interval_at(time_ms) + genesis.market.offer_horizon_intervals {
+            return Err("interval_too_far_ahead");
+        }
+        Ok(())
     }
 }
 
@@ -477,6 +558,7 @@ fn chain() -> impl Strategy<Value = Chain> {
                     owner,
                     import: *import,
                     export: *export,
+                    zone: small(index % 2),
                 });
             }
             for (index, (_, amount)) in accounts.iter().enumerate() {
@@ -509,6 +591,12 @@ struct Runner {
 impl Runner {
     fn new(case: &Chain) -> Runner {
         let mut community = TestCommunity::new(21, 0, case.market.clone(), T0);
+        // Two feeders: one open, one that carries little.
+        let tight = ZoneLimits { import_wh_max: 3_000, export_wh_max: 2_000 };
+        community.genesis.zones = vec![
+            Zone { name: ZONE_NAMES[0].into(), limits: ZoneLimits::OPEN },
+            Zone { name: ZONE_NAMES[1].into(), limits: tight },
+        ];
         community.genesis.tariffs = Tariffs {
             effective_from_interval: 0,
             grid_import_micro_per_kwh: 300_000,
@@ -521,7 +609,11 @@ impl Runner {
         let meters: Vec<Keypair> =
             (0..METERS).map(|index| derived_key(21, 4, u32::try_from(index).unwrap())).collect();
         let mut state = State::genesis(&community.genesis);
-        let mut model = Model { tariffs: vec![community.genesis.tariffs], ..Model::default() };
+        let mut model = Model {
+            tariffs: vec![community.genesis.tariffs],
+            zones: community.genesis.zones.iter().map(|zone| zone.limits).collect(),
+            ..Model::default()
+        };
         if case.funded {
             // Credits a hair below their bound, held by account 0: the state
             // a million credits of 10^30 would leave, which no test can sign.
@@ -628,7 +720,7 @@ impl Runner {
                     credit_limit_nano,
                 })]
             }
-            Action::RegisterMeter { meter: index, owner, import, export } => {
+            Action::RegisterMeter { meter: index, owner, import, export, zone } => {
                 let (meter, owner) = (meter(index).public(), account(owner).public());
                 vec![self.registrar_tx(scratch, |nonce| Tx::RegisterMeter {
                     registrar: self.community.registrar.public(),
@@ -637,7 +729,7 @@ impl Runner {
                     owner,
                     max_import_w: import.power_w(),
                     max_export_w: export.power_w(),
-                    zone: "z".into(),
+                    zone: ZONE_NAMES[usize::from(zone) % 3].into(),
                 })]
             }
             Action::Credit { account: index, amount } => {
@@ -776,6 +868,22 @@ impl Runner {
                     &genesis.community_id,
                 )]
             }
+            Action::SetZoneLimits { by_dso, zone, ahead, intervals, import, export } => {
+                let signer = if by_dso { &self.community.dso } else { &self.community.registrar };
+                let nonce = scratch.registrar_nonces.get(&signer.public()).copied().unwrap_or(0) + 1;
+                let tx = Tx::SetZoneLimits {
+                    dso: signer.public(),
+                    nonce,
+                    zone: ZONE_NAMES[usize::from(zone) % 3].into(),
+                    first_interval: genesis.interval_at(time_ms) + u64::from(ahead),
+                    intervals: u32::from(intervals),
+                    limits: ZoneLimits {
+                        import_wh_max: import.up_to(50_000),
+                        export_wh_max: export.up_to(50_000),
+                    },
+                };
+                vec![SignedTx::sign(tx, signer, &genesis.community_id)]
+            }
             Action::Reading { meter: index, back, import, export } => {
                 let keypair = registered_meter(index);
                 let interval = ended.unwrap_or(0).saturating_sub(u64::from(back));
@@ -826,9 +934,10 @@ impl Runner {
     /// the transactions it leaves to the state machine.
     fn predict(&self, tx: &SignedTx, time_ms: u64) -> Option<Result<(), &'static str>> {
         match &tx.tx {
-            Tx::RegisterMeter { meter, owner, max_import_w, max_export_w, .. } => {
-                Some(self.model.register_meter(meter, owner, *max_import_w, *max_export_w))
+            Tx::RegisterMeter { meter, owner, max_import_w, max_export_w, zone, .. } => {
+                Some(self.model.register_meter(meter, owner, (*max_import_w, *max_export_w), zone))
             }
+            Tx::SetZoneLimits { .. } => Some(self.model.zone_limits(self.genesis(), &tx.tx, time_ms)),
             Tx::RegisterAccount { account, credit_limit_nano, .. } => {
                 Some(if !(0..=AMOUNT_MAX_NANO).contains(credit_limit_nano) {
                     Err("invalid_amount")
@@ -851,7 +960,7 @@ impl Runner {
             Tx::RegisterAccount { account, .. } => {
                 self.model.accounts.insert(*account, (0, 0));
             }
-            Tx::RegisterMeter { meter, owner, max_import_w, max_export_w, .. } => {
+            Tx::RegisterMeter { meter, owner, max_import_w, max_export_w, zone, .. } => {
                 let sums = self.model.accounts.get_mut(owner).unwrap();
                 sums.0 += max_import_w;
                 sums.1 += max_export_w;
@@ -862,6 +971,7 @@ impl Runner {
                         import_w: *max_import_w,
                         export_w: *max_export_w,
                         registered_interval: genesis.interval_at(time_ms),
+                        zone: usize::try_from(genesis.zone_index(zone).unwrap()).unwrap(),
                         last: None,
                         kept: BTreeMap::new(),
                     },
@@ -870,6 +980,12 @@ impl Runner {
             Tx::SetTariffs { tariffs, .. } => {
                 self.model.tariffs.retain(|t| t.effective_from_interval < tariffs.effective_from_interval);
                 self.model.tariffs.push(*tariffs);
+            }
+            Tx::SetZoneLimits { zone, first_interval, intervals, limits, .. } => {
+                let zone = genesis.zone_index(zone).unwrap();
+                for interval in *first_interval..first_interval + u64::from(*intervals) {
+                    self.model.zone_limits.insert((interval, zone), *limits);
+                }
             }
             Tx::MeterReading(reading) => {
                 let meter = self.model.meters.get_mut(&reading.meter).unwrap();
@@ -893,7 +1009,7 @@ impl Runner {
             .map_err(|error| TestCaseError::fail(format!("clearing at {time_ms} fails: {error}")))?;
         for receipt in &clearings {
             if let Receipt::Clearing(clearing) = receipt {
-                self.model.clearing(clearing);
+                self.model.clearing(clearing)?;
             }
         }
         let settled_from = self.state.next_settlement_interval;
@@ -1062,7 +1178,7 @@ fn household_balance(
             owner: account,
             max_import_w: power_w,
             max_export_w: power_w,
-            zone: String::new(),
+            zone: "main".into(),
         }));
         txs.push(community.registrar_tx(|registrar, nonce| Tx::Credit {
             registrar,

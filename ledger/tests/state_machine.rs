@@ -599,7 +599,7 @@ fn a_reading_before_the_meters_registration_is_refused() {
         owner,
         max_import_w: 5_000,
         max_export_w: 5_000,
-        zone: String::new(),
+        zone: "main".into(),
     });
     s.block(vec![register], T0 + 3_200);
     assert_eq!(s.state.meters[&meter].registered_interval, 3);
@@ -677,7 +677,7 @@ fn a_reading_no_meter_could_make_is_refused_and_the_chain_keeps_settling() {
         owner: account,
         max_import_w: 11_000,
         max_export_w: 7_000,
-        zone: String::new(),
+        zone: "main".into(),
     }));
     let genesis = community.genesis.clone();
     let mut state = State::genesis(&genesis);
@@ -754,7 +754,7 @@ fn registrations_and_credits_beyond_the_bounds_are_refused() {
             owner,
             max_import_w: import,
             max_export_w: export,
-            zone: String::new(),
+            zone: "main".into(),
         };
         (meter, sign(s, tx))
     };
@@ -912,7 +912,7 @@ fn the_largest_refund_the_lifetime_allows_fits() {
             owner: account,
             max_import_w: METER_POWER_MAX_W,
             max_export_w: METER_POWER_MAX_W,
-            zone: String::new(),
+            zone: "main".into(),
             last_reading: Some(reading(last, exported)),
             registered_interval: 0,
             base: Some(reading(0, 0)),

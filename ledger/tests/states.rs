@@ -19,7 +19,7 @@ use expect_test::expect_file;
 use gridshare_ledger::block::{Block, ClearingReceipt, Receipt};
 use gridshare_ledger::encoding::{Domain, domain_bytes, to_bytes};
 use gridshare_ledger::execute::{Signatures, build_block, execute};
-use gridshare_ledger::genesis::{MarketParams, Mechanism, Tariffs};
+use gridshare_ledger::genesis::{MarketParams, Mechanism, Tariffs, Zone, ZoneLimits};
 use gridshare_ledger::ids::{Keypair, PublicKey};
 use gridshare_ledger::state::State;
 use gridshare_ledger::testkit::{LocalValidator, TestCommunity, test_market};
@@ -60,6 +60,7 @@ fn root_preimage(state: &State) -> Vec<u8> {
             &state.network_balance_nano,
             &state.credits_nano,
             &state.debits_nano,
+            &state.zone_limits,
         ),
     ))
 }
@@ -80,15 +81,17 @@ struct Step {
 
 /// The chain's steps. Times are offsets from the genesis time; the market is
 /// `test_market()`: 1-second intervals, gate closure 500 ms before the start,
-/// settlement 1.5 s after the end. Household 0 (A) sells, household 1 (B)
-/// buys, in interval 2.
+/// settlement 1.5 s after the end. Household 0 (A, on feeder 1) sells,
+/// household 1 (B, on feeder 2) buys, in interval 2, for which the DSO
+/// limits what feeder 2 imports: the trade crosses a congested boundary.
 fn steps(community: &mut TestCommunity) -> Vec<Step> {
     let id = community.genesis.community_id;
     let a = community.households[0].account.public();
     let a_meter = community.households[0].meter.public();
     let b = community.households[1].account.public();
     let b_meter = community.households[1].meter.public();
-    let register_meter = |meter: PublicKey, owner: PublicKey| {
+    let register_meter = |meter: PublicKey, owner: PublicKey, zone: &str| {
+        let zone = zone.to_string();
         move |registrar, nonce| Tx::RegisterMeter {
             registrar,
             nonce,
@@ -96,7 +99,7 @@ fn steps(community: &mut TestCommunity) -> Vec<Step> {
             owner,
             max_import_w: METER_W,
             max_export_w: METER_W,
-            zone: "feeder-1".into(),
+            zone,
         }
     };
     let credit = |account: PublicKey, amount_nano: i128, reference: &str| {
@@ -116,7 +119,7 @@ fn steps(community: &mut TestCommunity) -> Vec<Step> {
             credit_limit_nano: 2 * NANOS_PER_UNIT,
         })],
     );
-    step("register-meter", 200, vec![community.registrar_tx(register_meter(a_meter, a))]);
+    step("register-meter", 200, vec![community.registrar_tx(register_meter(a_meter, a, "feeder-1"))]);
     step("credit", 300, vec![community.registrar_tx(credit(a, 100 * NANOS_PER_UNIT, "deposit A"))]);
     step(
         "debit",
@@ -149,9 +152,18 @@ fn steps(community: &mut TestCommunity) -> Vec<Step> {
             account: b,
             credit_limit_nano: 0,
         }),
-        community.registrar_tx(register_meter(b_meter, b)),
+        community.registrar_tx(register_meter(b_meter, b, "feeder-2")),
         community.registrar_tx(credit(b, 50 * NANOS_PER_UNIT, "deposit B")),
     ];
+    let limits = Tx::SetZoneLimits {
+        dso: community.dso.public(),
+        nonce: 1,
+        zone: "feeder-2".into(),
+        first_interval: 2,
+        intervals: 1,
+        limits: ZoneLimits { import_wh_max: 300, export_wh_max: u64::MAX },
+    };
+    step("set-zone-limits", 550, vec![SignedTx::sign(limits, &community.dso, &id)]);
     step("setup: register household B", 600, b_registration);
     // A's readings: interval 0, 1 and 2, every one measured.
     step("meter-reading", 1_100, vec![community.reading_tx(0, 0, 1_000, 5_000)]);
@@ -202,7 +214,16 @@ fn check_receipts(label: &str, receipts: &[Receipt]) {
     };
     match label {
         "clears interval 2" => {
-            let traded = |clearing: &ClearingReceipt| clearing.trades.len() == 1 && clearing.offers == 2;
+            // 300 Wh, as feeder 2's limit allows, the buyer paying more than
+            // the seller gets.
+            let traded = |clearing: &ClearingReceipt| {
+                let [trade] = clearing.trades[..] else { return false };
+                clearing.offers == 2
+                    && trade.energy_wh == 300
+                    && trade.buyer_price_micro_per_kwh > trade.price_micro_per_kwh
+                    && clearing.zones.iter().map(|zone| zone.net_export_wh).eq([300, -300])
+                    && clearing.zones[1].congested
+            };
             assert!(
                 matches!(receipts, [Receipt::Clearing(clearing)] if traded(clearing)),
                 "{label}: {receipts:?}"
@@ -216,6 +237,11 @@ fn check_receipts(label: &str, receipts: &[Receipt]) {
                 estimated.len() == 2 && estimated.contains(&0) && estimated.contains(&1_050),
                 "{label}: {receipts:?}"
             );
+            // So is each's feeder: A's measured, B's estimated.
+            let [Receipt::Settlement(settlement)] = receipts else { panic!("{label}: {receipts:?}") };
+            let counts: Vec<(u32, u32)> =
+                settlement.zones.iter().map(|zone| (zone.measured_meters, zone.estimated_meters)).collect();
+            assert_eq!(counts, [(1, 0), (0, 1)], "{label}");
         }
         "settles interval 3" => assert!(
             bills().any(|bill| bill.estimate_refund_wh == 1_500 && bill.estimate_refund_nano == 120_000_000),
@@ -240,6 +266,8 @@ struct Link {
 /// price community of `objects.txt`.
 fn chain() -> (TestCommunity, State, Vec<Link>) {
     let mut community = TestCommunity::new(1, 2, test_market(), T0);
+    community.genesis.zones =
+        ["feeder-1", "feeder-2"].map(|name| Zone { name: name.into(), limits: ZoneLimits::OPEN }).into();
     let steps = steps(&mut community);
     let (first, links) = replay(&community, steps);
     for link in &links {
@@ -322,6 +350,7 @@ fn state_vectors() {
         "offer",
         "cancel-offer",
         "meter-reading",
+        "set-zone-limits",
     ] {
         assert!(kinds_seen.contains(&kind), "no {kind} in the state vectors");
     }
@@ -435,8 +464,8 @@ fn verdicts(community: &TestCommunity, links: &[Link]) -> Vec<Verdict> {
     let reading = |household: usize, interval, import, export| {
         community.reading_tx(household, interval, import, export)
     };
-    let b_bid = links[8].block.transactions[0].id(&id);
-    let withdrawn = links[9].block.transactions[0].id(&id);
+    let b_bid = links[9].block.transactions[0].id(&id);
+    let withdrawn = links[10].block.transactions[0].id(&id);
     let stranger = Keypair::from_seed([9; 32]);
     let stranger_reading = gridshare_ledger::tx::SignedMeterReading::sign(
         gridshare_ledger::tx::MeterReading {
@@ -533,31 +562,38 @@ fn verdicts(community: &TestCommunity, links: &[Link]) -> Vec<Verdict> {
         "text_too_long",
     );
     verdict(
-        "register-meter: zone of 64 bytes, A's meter again",
+        "register-meter: zone of 64 bytes, none of the community's, A's meter again",
         2,
         250,
         by_registrar(meter(3, a_meter, a, 1, &long_zone[1..])),
+        "unknown_zone",
+    );
+    verdict(
+        "register-meter: A's meter again",
+        2,
+        250,
+        by_registrar(meter(3, a_meter, a, 1, "feeder-2")),
         "meter_exists",
     );
     verdict(
         "register-meter: above 10^9 W, unregistered owner",
         2,
         250,
-        by_registrar(meter(3, b_meter, b, 1_000_000_001, "")),
+        by_registrar(meter(3, b_meter, b, 1_000_000_001, "feeder-1")),
         "meter_power_above_bound",
     );
     verdict(
         "register-meter: unregistered owner",
         2,
         250,
-        by_registrar(meter(3, b_meter, b, 1_000_000_000, "")),
+        by_registrar(meter(3, b_meter, b, 1_000_000_000, "feeder-1")),
         "unknown_account",
     );
     verdict(
         "register-meter: A's second meter of 10^9 W",
         2,
         250,
-        by_registrar(meter(3, b_meter, a, 1_000_000_000, "")),
+        by_registrar(meter(3, b_meter, a, 1_000_000_000, "feeder-1")),
         "admitted",
     );
     let credit = |nonce, account, amount_nano| Tx::Credit {
@@ -623,6 +659,23 @@ fn verdicts(community: &TestCommunity, links: &[Link]) -> Vec<Verdict> {
         by_registrar(tariffs(1, 100)),
         "tariffs_not_in_future",
     );
+    let dso_tariffs = Tx::SetTariffs {
+        registrar: community.dso.public(),
+        nonce: 1,
+        tariffs: Tariffs {
+            effective_from_interval: 1,
+            grid_import_micro_per_kwh: 100,
+            grid_feed_in_micro_per_kwh: 0,
+            network_fee_micro_per_kwh: 0,
+        },
+    };
+    verdict(
+        "set-tariffs: by the DSO, from interval 1",
+        4,
+        450,
+        SignedTx::sign(dso_tariffs, &community.dso, &id),
+        "admitted",
+    );
     verdict(
         "set-tariffs: from interval 1, above 10^9",
         4,
@@ -630,146 +683,215 @@ fn verdicts(community: &TestCommunity, links: &[Link]) -> Vec<Verdict> {
         by_registrar(tariffs(1, 1_000_000_001)),
         "tariff_too_high",
     );
-    // After block 9: A sells 600 Wh and B buys 500 Wh in interval 2; A's
+    let zone_limits = |signer: &Keypair, nonce, zone: &str, first_interval, intervals| {
+        let tx = Tx::SetZoneLimits {
+            dso: signer.public(),
+            nonce,
+            zone: zone.into(),
+            first_interval,
+            intervals,
+            limits: ZoneLimits { import_wh_max: 0, export_wh_max: 0 },
+        };
+        SignedTx::sign(tx, signer, &id)
+    };
+    let dso = &community.dso;
+    // At 550 ms intervals 0 and 1 have closed; the horizon is interval 100.
+    verdict(
+        "set-zone-limits: by the registrar, unknown zone",
+        5,
+        550,
+        zone_limits(registrar, 5, "feeder-9", 2, 1),
+        "not_a_dso",
+    );
+    verdict(
+        "set-zone-limits: nonce 2 skips 1, unknown zone",
+        5,
+        550,
+        zone_limits(dso, 2, "feeder-9", 2, 1),
+        "nonce_gap",
+    );
+    verdict(
+        "set-zone-limits: unknown zone, no intervals",
+        5,
+        550,
+        zone_limits(dso, 1, "feeder-9", 2, 0),
+        "unknown_zone",
+    );
+    verdict(
+        "set-zone-limits: no intervals, from a closed one",
+        5,
+        550,
+        zone_limits(dso, 1, "feeder-1", 1, 0),
+        "zone_limit_intervals",
+    );
+    verdict(
+        "set-zone-limits: 1,025 intervals",
+        5,
+        550,
+        zone_limits(dso, 1, "feeder-1", 2, 1_025),
+        "zone_limit_intervals",
+    );
+    verdict(
+        "set-zone-limits: from interval 1, closed, past the horizon",
+        5,
+        550,
+        zone_limits(dso, 1, "feeder-1", 1, 1_024),
+        "interval_closed",
+    );
+    verdict(
+        "set-zone-limits: intervals 2 to 101, past the horizon",
+        5,
+        550,
+        zone_limits(dso, 1, "feeder-1", 2, 100),
+        "interval_too_far_ahead",
+    );
+    verdict(
+        "set-zone-limits: intervals 2 to 100, the horizon",
+        5,
+        550,
+        zone_limits(dso, 1, "feeder-1", 2, 99),
+        "admitted",
+    );
+    // After block 10: A sells 600 Wh and B buys 500 Wh in interval 2; A's
     // last nonce is 1.
     verdict(
         "offer: A buys in interval 2 where it sells, nonce 3 skips 2",
-        9,
+        10,
         1_350,
         offer(3, 2, Side::Buy, 100, 100_000, a_read),
         "nonce_gap",
     );
     verdict(
         "offer: A sells in interval 1, whose gate closed, 0 Wh",
-        9,
+        10,
         1_350,
         offer(2, 1, Side::Sell, 0, 100_000, a_read),
         "interval_closed",
     );
     verdict(
         "offer: interval 102, beyond the horizon, 0 Wh",
-        9,
+        10,
         1_350,
         offer(2, 102, Side::Sell, 0, 100_000, a_read),
         "interval_too_far_ahead",
     );
     verdict(
         "offer: interval 101, the horizon, 0 Wh",
-        9,
+        10,
         1_350,
         offer(2, 101, Side::Sell, 0, 100_000, a_read),
         "energy_out_of_range",
     );
     verdict(
         "offer: above the price cap, attested by B's meter",
-        9,
+        10,
         1_350,
         offer(2, 3, Side::Sell, 1, 1_000_001, community.reading(1, 0, 0, 0)),
         "price_out_of_range",
     );
     verdict(
         "offer: attested by an unregistered meter",
-        9,
+        10,
         1_350,
         offer(2, 3, Side::Sell, 1, 1, stranger_reading),
         "unknown_meter",
     );
     verdict(
         "offer: attested by B's meter",
-        9,
+        10,
         1_350,
         offer(2, 3, Side::Sell, 1, 1, community.reading(1, 0, 0, 0)),
         "foreign_meter",
     );
     verdict(
         "offer: attestation 11 intervals older",
-        9,
+        10,
         1_350,
         offer(2, 11, Side::Sell, 1, 1, a_read),
         "stale_attestation",
     );
     verdict(
         "offer: attestation of a later interval",
-        9,
+        10,
         1_350,
         offer(2, 3, Side::Sell, 1, 1, community.reading(0, 4, 0, 0)),
         "stale_attestation",
     );
     verdict(
         "offer: A buys in interval 2, where it sells, above its limit",
-        9,
+        10,
         1_350,
         offer(2, 2, Side::Buy, 2_000, 100_000, a_read),
         "both_sides",
     );
     verdict(
         "offer: A sells 401 Wh more in interval 2 (limit 1,000)",
-        9,
+        10,
         1_350,
         offer(2, 2, Side::Sell, 401, 100_000, a_read),
         "energy_above_meter_limit",
     );
     verdict(
         "offer: A sells 400 Wh more in interval 2 (limit 1,000)",
-        9,
+        10,
         1_350,
         offer(2, 2, Side::Sell, 400, 100_000, a_read),
         "admitted",
     );
     let cancel =
         |nonce, offer_id| SignedTx::sign(Tx::CancelOffer { account: a, nonce, offer_id }, a_key, &id);
-    verdict("cancel-offer: an offer already withdrawn", 11, 1_460, cancel(4, withdrawn), "unknown_offer");
-    verdict("cancel-offer: B's bid", 11, 1_460, cancel(4, b_bid), "not_your_offer");
-    verdict("cancel-offer: B's bid, stale nonce", 11, 1_460, cancel(3, b_bid), "stale_nonce");
-    verdict("meter-reading: A's, signed by B's meter", 9, 1_350, misread, "bad_signature");
+    verdict("cancel-offer: an offer already withdrawn", 12, 1_460, cancel(4, withdrawn), "unknown_offer");
+    verdict("cancel-offer: B's bid", 12, 1_460, cancel(4, b_bid), "not_your_offer");
+    verdict("cancel-offer: B's bid, stale nonce", 12, 1_460, cancel(3, b_bid), "stale_nonce");
+    verdict("meter-reading: A's, signed by B's meter", 10, 1_350, misread, "bad_signature");
     verdict(
         "meter-reading: of an unregistered meter",
-        9,
+        10,
         1_350,
         SignedTx { tx: Tx::MeterReading(stranger_reading.reading), signature: stranger_reading.signature },
         "unknown_meter",
     );
-    // After block 13: A's last reading is of interval 1, 1,100 Wh imported
+    // After block 14: A's last reading is of interval 1, 1,100 Wh imported
     // and 5,600 exported; its capacity is 1,050 Wh an interval.
     verdict(
         "meter-reading: A's of interval 3, before its end, registers down",
-        13,
+        14,
         2_200,
         reading(0, 3, 0, 0),
         "reading_before_interval_end",
     );
     verdict(
         "meter-reading: A's of interval 1 again",
-        13,
+        14,
         2_200,
         reading(0, 1, 1_100, 5_600),
         "reading_not_increasing",
     );
     verdict(
         "meter-reading: A's import down, export too fast",
-        13,
+        14,
         3_050,
         reading(0, 2, 1_099, 9_000),
         "register_decreased",
     );
-    verdict("meter-reading: A's export down", 13, 3_050, reading(0, 2, 1_100, 5_599), "register_decreased");
+    verdict("meter-reading: A's export down", 14, 3_050, reading(0, 2, 1_100, 5_599), "register_decreased");
     verdict(
         "meter-reading: A's import 1,051 Wh up in one interval",
-        13,
+        14,
         3_050,
         reading(0, 2, 2_151, 5_600),
         "reading_above_capacity",
     );
     verdict(
         "meter-reading: A's export 1,051 Wh up in one interval",
-        13,
+        14,
         3_050,
         reading(0, 2, 1_100, 6_651),
         "reading_above_capacity",
     );
     verdict(
         "meter-reading: A's registers 1,050 Wh up in one interval",
-        13,
+        14,
         3_050,
         reading(0, 2, 2_150, 6_650),
         "admitted",

@@ -11,13 +11,13 @@ use expect_test::expect_file;
 use gridshare_ledger::Hash;
 use gridshare_ledger::block::{
     Bill, Block, BlockHeader, ClearingReceipt, CommitCertificate, Receipt, SettlementReceipt, TradeReceipt,
-    Vote, VoteKind, receipt_root, tx_root,
+    Vote, VoteKind, ZoneReceipt, ZoneSettlement, receipt_root, tx_root,
 };
 use gridshare_ledger::consensus::{
     Equivocation, Proposal, ProposalEquivocation, StreamedBlock, VoteEquivocation,
 };
 use gridshare_ledger::encoding::{Domain, domain_bytes, from_bytes, to_bytes};
-use gridshare_ledger::genesis::Mechanism;
+use gridshare_ledger::genesis::{Mechanism, ZoneLimits};
 use gridshare_ledger::ids::{Keypair, PublicKey};
 use gridshare_ledger::state::{Estimate, Meter, State};
 use gridshare_ledger::testkit::{TestCommunity, test_market};
@@ -89,6 +89,18 @@ fn objects() -> (TestCommunity, Vec<SignedTx>, Block, CommitCertificate) {
         &id,
     ));
     txs.push(SignedTx { tx: Tx::MeterReading(reading), signature: attestation.signature });
+    txs.push(SignedTx::sign(
+        Tx::SetZoneLimits {
+            dso: community.dso.public(),
+            nonce: 1,
+            zone: "main".into(),
+            first_interval: 43,
+            intervals: 4,
+            limits: ZoneLimits { import_wh_max: 20_000, export_wh_max: 5_000 },
+        },
+        &community.dso,
+        &id,
+    ));
 
     let receipts = vec![
         Receipt::Clearing(ClearingReceipt {
@@ -106,6 +118,13 @@ fn objects() -> (TestCommunity, Vec<SignedTx>, Block, CommitCertificate) {
                 seller: account.public(),
                 energy_wh: 1_000,
                 price_micro_per_kwh: 150_000,
+                buyer_price_micro_per_kwh: 150_000,
+            }],
+            zones: vec![ZoneReceipt {
+                price_micro_per_kwh: Some(150_000),
+                net_export_wh: 0,
+                limits: ZoneLimits::OPEN,
+                congested: false,
             }],
         }),
         Receipt::Settlement(SettlementReceipt {
@@ -128,6 +147,11 @@ fn objects() -> (TestCommunity, Vec<SignedTx>, Block, CommitCertificate) {
                 estimated_import_wh: 0,
                 estimate_refund_wh: 30,
                 estimate_refund_nano: 2_400_000,
+            }],
+            zones: vec![ZoneSettlement {
+                measured_net_export_wh: 1_200,
+                measured_meters: 1,
+                estimated_meters: 0,
             }],
         }),
     ];
@@ -210,6 +234,7 @@ fn state_with_a_meter(community: &TestCommunity) -> State {
         },
     );
     state.next_settlement_interval = 44;
+    state.zone_limits.insert((45, 0), ZoneLimits { import_wh_max: 20_000, export_wh_max: 5_000 });
     state
 }
 
@@ -315,11 +340,11 @@ fn every_object_round_trips_and_decodes_strictly() {
 #[test]
 fn unknown_tags_and_non_canonical_values_are_refused() {
     let (_, txs, block, _) = objects();
-    // Transaction kinds are tags 0 to 7.
+    // Transaction kinds are tags 0 to 8.
     let mut bytes = to_bytes(&txs[0].tx);
-    bytes[0] = 8;
+    bytes[0] = 9;
     let error = from_bytes::<Tx>(&bytes).unwrap_err().to_string();
-    assert!(error.contains("Tx") && error.contains("8"), "{error}");
+    assert!(error.contains("Tx") && error.contains("9"), "{error}");
     // Receipts are tags 0 and 1.
     let mut bytes = to_bytes(&block.receipts[0]);
     bytes[0] = 2;

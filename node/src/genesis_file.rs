@@ -7,7 +7,9 @@
 use gridshare_api::GenesisSummary;
 use gridshare_api::decimal::{DecimalError, format_scaled_short, parse_scaled};
 use gridshare_ledger::encoding::to_bytes;
-use gridshare_ledger::genesis::{Genesis, GenesisError, MarketParams, Mechanism, Tariffs, Validator};
+use gridshare_ledger::genesis::{
+    Genesis, GenesisError, MarketParams, Mechanism, Tariffs, Validator, Zone, ZoneLimits,
+};
 use gridshare_ledger::ids::{CommunityId, PublicKey};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +36,8 @@ pub mod defaults {
     pub const BLOCK_TIME_TOLERANCE_MS: u64 = 2_000;
     /// A validator's voting power when none is named.
     pub const VOTING_POWER: u64 = 1;
+    /// The one zone of a community that names none, without limits.
+    pub const ZONE: &str = "main";
 }
 
 /// The operator's choices for a new community. Prices are in currency per
@@ -53,6 +57,15 @@ pub struct GenesisOptions {
     /// A registrar's public key. Repeat for each registrar.
     #[arg(long = "registrar", value_name = "KEY", required_unless_present = "from")]
     pub registrars: Vec<String>,
+    /// A zone (feeder or substation), optionally with the limits on its net
+    /// import and export per interval in Wh that hold where the DSO sets
+    /// none. Repeat for each zone, in order (default: one zone `main`
+    /// without limits).
+    #[arg(long = "zone", value_name = "NAME[:IMPORT_WH_MAX:EXPORT_WH_MAX]")]
+    pub zones: Vec<String>,
+    /// A DSO's public key: who may set zone limits. Repeat for each.
+    #[arg(long = "dso", value_name = "KEY")]
+    pub dsos: Vec<String>,
     /// Start of interval 0, in ms since the Unix epoch (default: now, rounded
     /// down to a whole interval).
     #[arg(long, value_name = "MS")]
@@ -171,6 +184,26 @@ fn parse_validator(text: &str) -> Result<Validator, GenesisOptionsError> {
     Ok(Validator { key: parse_key("validator", key)?, voting_power: power })
 }
 
+/// A zone as `--zone` names it: `NAME` (no limits) or
+/// `NAME:IMPORT_WH_MAX:EXPORT_WH_MAX`.
+fn parse_zone(text: &str) -> Result<Zone, GenesisOptionsError> {
+    let mut parts = text.split(':');
+    let name = parts.next().unwrap_or_default().to_string();
+    let limits = match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => ZoneLimits::OPEN,
+        (Some(import), Some(export), None) => {
+            let wh = |value: &str| {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| bad("zone", text, "has a limit that is not a whole number of Wh"))
+            };
+            ZoneLimits { import_wh_max: wh(import)?, export_wh_max: wh(export)? }
+        }
+        _ => return Err(bad("zone", text, "is not NAME or NAME:IMPORT_WH_MAX:EXPORT_WH_MAX")),
+    };
+    Ok(Zone { name, limits })
+}
+
 /// The genesis of `options`, with `now_ms` as the default genesis time. The
 /// community id is the hash of everything else, so two communities differ.
 pub fn build(options: &GenesisOptions, now_ms: u64) -> Result<Genesis, GenesisOptionsError> {
@@ -205,6 +238,12 @@ pub fn build(options: &GenesisOptions, now_ms: u64) -> Result<Genesis, GenesisOp
     let validators = options.validators.iter().map(|text| parse_validator(text)).collect::<Result<_, _>>()?;
     let registrars =
         options.registrars.iter().map(|text| parse_key("registrar", text)).collect::<Result<_, _>>()?;
+    let zones = if options.zones.is_empty() {
+        vec![Zone { name: defaults::ZONE.into(), limits: ZoneLimits::OPEN }]
+    } else {
+        options.zones.iter().map(|text| parse_zone(text)).collect::<Result<_, _>>()?
+    };
+    let dsos = options.dsos.iter().map(|text| parse_key("dso", text)).collect::<Result<_, _>>()?;
     let mut genesis = Genesis {
         community_id: CommunityId([0; 32]),
         name: options.name.clone(),
@@ -216,6 +255,8 @@ pub fn build(options: &GenesisOptions, now_ms: u64) -> Result<Genesis, GenesisOp
         tariffs,
         validators,
         registrars,
+        zones,
+        dsos,
     };
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"gridshare/community-id\0");
@@ -242,6 +283,24 @@ pub struct CommunityFile {
     pub tariffs: TariffsFile,
     pub validators: Vec<ValidatorFile>,
     pub registrars: Vec<String>,
+    /// The zones in order (default: one zone `main` without limits).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<ZoneFile>,
+    /// The DSOs' keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dsos: Vec<String>,
+}
+
+/// A zone in a `CommunityFile`: its name and, optionally, the limits on its
+/// net import and export per interval in Wh (absent: no limit).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneFile {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_wh_max: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_wh_max: Option<u64>,
 }
 
 /// The market's rules in a `CommunityFile`; absent fields take the
@@ -341,6 +400,17 @@ impl CommunityFile {
                 .map(|validator| format!("{}:{}", validator.key, validator.voting_power))
                 .collect(),
             registrars: self.registrars.clone(),
+            zones: self
+                .zones
+                .iter()
+                .map(|zone| match (zone.import_wh_max, zone.export_wh_max) {
+                    (None, None) => zone.name.clone(),
+                    (import, export) => {
+                        format!("{}:{}:{}", zone.name, import.unwrap_or(u64::MAX), export.unwrap_or(u64::MAX))
+                    }
+                })
+                .collect(),
+            dsos: self.dsos.clone(),
             genesis_time_ms: self.genesis_time_ms,
             interval_ms: market.interval_ms,
             gate_closure_lead_ms: market.gate_closure_lead_ms,
@@ -400,6 +470,19 @@ impl CommunityFile {
                 })
                 .collect(),
             registrars: genesis.registrars.iter().map(ToString::to_string).collect(),
+            zones: genesis
+                .zones
+                .iter()
+                .map(|zone| {
+                    let limit = |wh: u64| (wh != u64::MAX).then_some(wh);
+                    ZoneFile {
+                        name: zone.name.clone(),
+                        import_wh_max: limit(zone.limits.import_wh_max),
+                        export_wh_max: limit(zone.limits.export_wh_max),
+                    }
+                })
+                .collect(),
+            dsos: genesis.dsos.iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -485,6 +568,42 @@ mod tests {
         let example = build(&CommunityFile::parse(example).unwrap().options(), 0).unwrap();
         assert_eq!((example.name.as_str(), example.validators.len()), ("Sunny Street", 2));
         assert_eq!(example.tariffs.grid_import_micro_per_kwh, 300_000);
+        let feeder = ZoneLimits { import_wh_max: 25_000, export_wh_max: 25_000 };
+        assert_eq!(
+            example.zones,
+            vec![
+                Zone { name: "feeder-1".into(), limits: ZoneLimits::OPEN },
+                Zone { name: "feeder-2".into(), limits: feeder },
+            ]
+        );
+        // Zones and DSOs as flags come back from the file too.
+        let dso = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+        let flags = options(&["--zone", "north", "--zone", "south:1000:0", "--dso", dso]);
+        let genesis = build(&flags, 0).unwrap();
+        assert_eq!(genesis.zones[1].limits, ZoneLimits { import_wh_max: 1_000, export_wh_max: 0 });
+        assert_eq!(genesis.dsos, vec![dso.parse().unwrap()]);
+        let text = CommunityFile::of(&genesis).to_toml();
+        assert_eq!(build(&CommunityFile::parse(&text).unwrap().options(), 0).unwrap(), genesis);
+        // Without zones, one zone `main` without limits.
+        assert_eq!(
+            build(&options(&[]), 0).unwrap().zones,
+            vec![Zone { name: "main".into(), limits: ZoneLimits::OPEN }]
+        );
+    }
+
+    #[test]
+    fn bad_zones_are_refused_with_a_reason() {
+        for (zone, problem) in [
+            ("south:1000", "is not NAME or NAME:IMPORT_WH_MAX:EXPORT_WH_MAX"),
+            ("south:1000:lots", "has a limit that is not a whole number of Wh"),
+            ("a:1:2:3", "is not NAME or NAME:IMPORT_WH_MAX:EXPORT_WH_MAX"),
+        ] {
+            assert_eq!(build(&options(&["--zone", zone]), 0).unwrap_err(), bad("zone", zone, problem));
+        }
+        let twice = build(&options(&["--zone", "north", "--zone", "north"]), 0).unwrap_err();
+        assert!(twice.to_string().contains("a zone is listed twice"), "{twice}");
+        let unnamed = build(&options(&["--zone", ""]), 0).unwrap_err();
+        assert!(unnamed.to_string().contains("a zone's name must be 1 to 64 bytes"), "{unnamed}");
     }
 
     #[test]

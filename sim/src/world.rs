@@ -292,6 +292,8 @@ impl World {
             currency: "EUR".into(),
             validators: validator_keys.iter().map(|key| key.public().to_string()).collect(),
             registrars: vec![registrar_key.public().to_string()],
+            zones: Vec::new(),
+            dsos: Vec::new(),
             // Interval 0 starts an interval before the run, as the testnet
             // has it.
             genesis_time_ms: Some((ORIGIN_MS / interval_ms * interval_ms).saturating_sub(interval_ms)),

@@ -14,6 +14,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use gridshare_ledger::execute::TEXT_LEN_MAX;
+use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::PublicKey;
 use gridshare_ledger::tx::Tx;
 
@@ -68,8 +69,10 @@ fn refuse(line: u64, field: &'static str, problem: impl Into<String>) -> BulkErr
 }
 
 /// Parses and checks a whole bulk file: accounts first (in order of first
-/// mention), then meters (in file order). `currency` is the community's.
-pub fn read_bulk(text: &str, currency: &str) -> Result<Vec<Entry>, BulkError> {
+/// mention), then meters (in file order), for `genesis`'s community (its
+/// currency and zones; an empty zone is the community's only one).
+pub fn read_bulk(text: &str, genesis: &Genesis) -> Result<Vec<Entry>, BulkError> {
+    let currency = genesis.currency.as_str();
     let mut lines = text.lines().enumerate().map(|(index, line)| (index as u64 + 1, line.trim()));
     match lines.next() {
         Some((_, header)) if header == HEADER => {}
@@ -135,14 +138,9 @@ pub fn read_bulk(text: &str, currency: &str) -> Result<Vec<Entry>, BulkError> {
         if zone.len() > TEXT_LEN_MAX {
             return Err(refuse(line, "zone", format!("{} bytes long: at most {TEXT_LEN_MAX}", zone.len())));
         }
-        entries_meters.push(Entry::Meter {
-            line,
-            meter,
-            owner: account,
-            max_import_w,
-            max_export_w,
-            zone: zone.into(),
-        });
+        let zone = crate::registrar::meter_zone(genesis, Some(zone).filter(|zone| !zone.is_empty()))
+            .map_err(|problem| refuse(line, "zone", problem))?;
+        entries_meters.push(Entry::Meter { line, meter, owner: account, max_import_w, max_export_w, zone });
     }
     let mut entries: Vec<Entry> = account_order
         .into_iter()
@@ -172,7 +170,7 @@ pub fn register_bulk(wallet: &Wallet, args: &BulkArgs, out: &mut dyn Write) -> R
         .and_then(|mut file| file.read_to_string(&mut text))
         .map_err(|error| CommandError::BadInput(format!("cannot read {}: {error}", args.file.display())))?;
     let community = wallet.community()?.clone();
-    let entries = read_bulk(&text, &community.genesis.currency)
+    let entries = read_bulk(&text, &community.genesis)
         .map_err(|error| CommandError::BadInput(format!("{}: {error}", args.file.display())))?;
     let (_, registrar) = registrar_key(wallet, &args.options)?;
     let registrar_public = registrar.public();

@@ -161,7 +161,7 @@ pub fn check_trades(
             offer == listing.offer
                 && counterparty == listing.counterparty
                 && trade.energy_wh == listing.energy_wh
-                && trade.price_micro_per_kwh == listing.price_micro_per_kwh
+                && trade.price_of(listing.side.into()) == listing.price_micro_per_kwh
         };
         if !own.iter().any(|trade| matches(&trade)) {
             return Err(format!(
@@ -240,6 +240,13 @@ pub fn describe_tx(wallet: &Wallet, tx: &Tx, currency: &str) -> String {
             reading.interval,
             format_kwh(reading.import_wh_total),
             format_kwh(reading.export_wh_total)
+        ),
+        Tx::SetZoneLimits { dso, zone, first_interval, intervals, limits, .. } => format!(
+            "zone limits by DSO {} for zone `{zone}` in intervals {first_interval} to {}: import up to {} kWh, export up to {} kWh per interval",
+            name(dso),
+            first_interval.saturating_add(u64::from(*intervals).saturating_sub(1)),
+            format_kwh(limits.import_wh_max),
+            format_kwh(limits.export_wh_max)
         ),
     }
 }
@@ -566,6 +573,7 @@ mod tests {
             seller,
             energy_wh: 1_000,
             price_micro_per_kwh: 175_000,
+            buyer_price_micro_per_kwh: 175_000,
         };
         let clearing = Receipt::Clearing(ClearingReceipt {
             interval: 9,
@@ -576,11 +584,13 @@ mod tests {
             clearing_price_micro_per_kwh: Some(175_000),
             volume_wh: 1_000,
             trades: vec![trade],
+            zones: Vec::new(),
         });
         let settlement = Receipt::Settlement(SettlementReceipt {
             interval: 7,
             tariffs: genesis.tariffs,
             bills: Vec::new(),
+            zones: Vec::new(),
         });
         let proof = proof_of(&community, Vec::new(), vec![settlement, clearing], None, Some(1));
         let proven = verify_receipt(&genesis, ProofTarget::Clearing(9), &proof).unwrap();

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use gridshare_ledger::execute::TEXT_LEN_MAX;
-use gridshare_ledger::genesis::Tariffs;
+use gridshare_ledger::genesis::{Genesis, Tariffs};
 use gridshare_ledger::ids::{Keypair, PublicKey};
 use gridshare_ledger::tx::Tx;
 
@@ -57,9 +57,10 @@ pub struct RegisterMeterArgs {
     /// The most the meter exports, in kW.
     #[arg(long, value_name = "KW", value_parser = parse_power_w)]
     pub max_export_kw: u64,
-    /// The grid zone the meter is in (at most 64 bytes).
-    #[arg(long, value_name = "ZONE", default_value = "")]
-    pub zone: String,
+    /// The grid zone the meter is in, one of the community's (default: its
+    /// only zone, when it has one).
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
     #[command(flatten)]
     pub options: RegistrarOptions,
 }
@@ -167,6 +168,18 @@ fn check_text(field: &str, text: &str) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// The zone a meter is registered in: `named`, which must be one of the
+/// community's zones, or, when none is named, the community's only zone.
+pub fn meter_zone(genesis: &Genesis, named: Option<&str>) -> Result<String, String> {
+    let names = || genesis.zones.iter().map(|zone| zone.name.as_str()).collect::<Vec<_>>().join(", ");
+    match (named, &genesis.zones[..]) {
+        (Some(name), _) if genesis.zone_index(name).is_some() => Ok(name.to_string()),
+        (Some(name), _) => Err(format!("zone `{name}` is not one of the community's zones: {}", names())),
+        (None, [only]) => Ok(only.name.clone()),
+        (None, _) => Err(format!("the community has zones {}: name the meter's", names())),
+    }
+}
+
 /// A key for a message: name and key, or the key alone.
 fn describe_key(wallet: &Wallet, key: &PublicKey) -> String {
     let hex = key.to_string();
@@ -233,7 +246,8 @@ pub fn register_meter(
 ) -> Result<(), CommandError> {
     let meter = wallet.resolve_key(&args.meter)?;
     let owner = wallet.resolve_key(&args.owner)?;
-    check_text("zone", &args.zone)?;
+    let zone = meter_zone(&wallet.community()?.genesis, args.zone.as_deref())
+        .map_err(|problem| CommandError::BadInput(format!("{problem} (--zone)")))?;
     let (_, registrar) = registrar_key(wallet, &args.options)?;
     let registrar_public = registrar.public();
     let submitted = wallet.submit_with_nonce(&registrar, |nonce| Tx::RegisterMeter {
@@ -243,11 +257,10 @@ pub fn register_meter(
         owner,
         max_import_w: args.max_import_kw,
         max_export_w: args.max_export_kw,
-        zone: args.zone.clone(),
+        zone: zone.clone(),
     })?;
-    let zone = if args.zone.is_empty() { String::new() } else { format!(" in zone {}", args.zone) };
     let what = format!(
-        "register meter {} of account {}{zone}, import up to {} kW, export up to {} kW",
+        "register meter {} of account {} in zone {zone}, import up to {} kW, export up to {} kW",
         describe_key(wallet, &meter),
         describe_key(wallet, &owner),
         format_kw(args.max_import_kw),

@@ -230,6 +230,7 @@ mod tests {
                 clearing_price_micro_per_kwh: price,
                 volume_wh,
                 trades,
+                zones: Vec::new(),
             },
         })
     }
@@ -253,6 +254,7 @@ mod tests {
             seller: neighbour,
             energy_wh: 1_000,
             price_micro_per_kwh: 175_000,
+            buyer_price_micro_per_kwh: 175_000,
         };
         let events = [
             Event::Block(BlockEvent { height: 20, hash: Hash([5; 32]), timestamp_ms: 1, transactions: 0 }),

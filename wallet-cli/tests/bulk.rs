@@ -30,7 +30,7 @@ fn a_street_registers_once_and_a_stopped_run_is_run_again() {
 
     // Three households: one with two meters, one without a meter.
     let street = format!(
-        "{HEADER}{a},0,{m1},11,7.4,north\n{a},0,{m2},3.7,0,north\n{b},50,{m3},11,0,south\n{c},0,,,,\n",
+        "{HEADER}{a},0,{m1},11,7.4,main\n{a},0,{m2},3.7,0,main\n{b},50,{m3},11,0,\n{c},0,,,,\n",
         a = key(11),
         b = key(12),
         c = key(13),
@@ -49,13 +49,22 @@ fn a_street_registers_once_and_a_stopped_run_is_run_again() {
         Some((meter, account))
     });
     let meter = api.meter(&key(22).parse().unwrap()).unwrap().unwrap();
-    assert_eq!((meter.owner.to_string(), meter.max_import_w, meter.zone.as_str()), (key(11), 3_700, "north"));
+    assert_eq!((meter.owner.to_string(), meter.max_import_w, meter.zone.as_str()), (key(11), 3_700, "main"));
+    // A zone the community does not have is refused before anything is sent.
+    let elsewhere = dir.path().join("elsewhere.csv");
+    std::fs::write(&elsewhere, format!("{HEADER}{a},0,{m},11,7.4,north\n", a = key(15), m = key(25)))
+        .unwrap();
+    registrar.fails(
+        &["register", "bulk", elsewhere.to_str().unwrap()],
+        2,
+        "line 2: zone: zone `north` is not one of the community's zones: main",
+    );
 
     // Run again, and with one more household: only that one is new.
     let again = registrar.ok(&["register", "bulk", file]);
     assert!(again.contains("6 entries: 6 already registered"), "{again}");
     let longer = dir.path().join("longer.csv");
-    std::fs::write(&longer, format!("{street}{d},0,{m4},11,7.4,south\n", d = key(14), m4 = key(24))).unwrap();
+    std::fs::write(&longer, format!("{street}{d},0,{m4},11,7.4,main\n", d = key(14), m4 = key(24))).unwrap();
     let json = registrar.ok(&["register", "bulk", longer.to_str().unwrap(), "--json"]);
     let statuses: Vec<serde_json::Value> =
         json.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
@@ -68,7 +77,7 @@ fn a_street_registers_once_and_a_stopped_run_is_run_again() {
 
     // A meter of another account: reported, exit status 1.
     let stolen = dir.path().join("stolen.csv");
-    std::fs::write(&stolen, format!("{HEADER}{e},0,{m1},11,7.4,north\n", e = key(15), m1 = key(21))).unwrap();
+    std::fs::write(&stolen, format!("{HEADER}{e},0,{m1},11,7.4,main\n", e = key(15), m1 = key(21))).unwrap();
     let stderr =
         registrar.fails(&["register", "bulk", stolen.to_str().unwrap()], 1, "1 of 2 entries were refused");
     assert!(!stderr.is_empty());
@@ -90,13 +99,13 @@ fn a_street_registers_once_and_a_stopped_run_is_run_again() {
 
     // Bad lines: refused by line and field, nothing sent.
     for (rows, expected) in [
-        (format!("{},0,{},11,x,north\n", key(16), key(26)), "line 2: max_export_kw"),
+        (format!("{},0,{},11,x,main\n", key(16), key(26)), "line 2: max_export_kw"),
         (
-            format!("{},0,{},11,1,n\n{},5,,,,\n", key(16), key(26), key(16)),
+            format!("{},0,{},11,1,main\n{},5,,,,\n", key(16), key(26), key(16)),
             "line 3: credit_limit: differs from line 2",
         ),
         (
-            format!("{},0,{},11,1,n\n{},0,{},1,1,n\n", key(16), key(26), key(17), key(26)),
+            format!("{},0,{},11,1,main\n{},0,{},1,1,main\n", key(16), key(26), key(17), key(26)),
             "line 3: meter: already on line 2",
         ),
         ("cafe,0,,,,\n".to_string(), "line 2: account: `cafe` is not a 64-digit hex public key"),

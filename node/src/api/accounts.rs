@@ -96,7 +96,7 @@ pub(super) async fn offers_of(client: &Client, filter: OffersQuery) -> Result<Of
             .filter_map(|id| state.offers.get(id).map(|offer| (id, offer)))
             .filter(|(_, offer)| filter.account.is_none_or(|account| offer.account == account))
             .take(LIST_MAX)
-            .map(|(id, offer)| Offer::of(*id, offer))
+            .map(|(id, offer)| Offer::of(*id, offer, view.genesis))
             .collect();
         Ok(Offers { offers })
     })

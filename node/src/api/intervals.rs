@@ -14,7 +14,7 @@ use gridshare_api::{
 use gridshare_ledger::block::{CertifiedBlock, ClearingReceipt, Receipt, SettlementReceipt};
 use gridshare_ledger::ids::PublicKey;
 use gridshare_ledger::store::{BlockReader, StoreError};
-use gridshare_ledger::tx::{SignedMeterReading, Tx};
+use gridshare_ledger::tx::{Side as LedgerSide, SignedMeterReading, Tx};
 
 use super::{
     ApiError, INTERVAL_SPAN_DEFAULT, INTERVAL_SPAN_MAX, LIST_MAX, Reply, count, json, off_loop, parse_key,
@@ -229,7 +229,8 @@ pub(super) fn account_trades(
     theirs
         .map(|trade| {
             let selling = trade.seller == *account;
-            let amount = i128::from(trade.energy_wh) * i128::from(trade.price_micro_per_kwh);
+            let price = trade.price_of(if selling { LedgerSide::Sell } else { LedgerSide::Buy });
+            let amount = i128::from(trade.energy_wh) * i128::from(price);
             AccountTrade {
                 interval,
                 height,
@@ -237,7 +238,7 @@ pub(super) fn account_trades(
                 offer: if selling { trade.sell_offer } else { trade.buy_offer },
                 counterparty: if selling { trade.buyer } else { trade.seller },
                 energy_wh: trade.energy_wh,
-                price_micro_per_kwh: trade.price_micro_per_kwh,
+                price_micro_per_kwh: price,
                 amount_nano: if selling { amount } else { -amount },
             }
         })
