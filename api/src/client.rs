@@ -28,6 +28,7 @@ use crate::intervals::{AccountBill, AccountTrade, Bills, Interval, SpanQuery, Tr
 use crate::proofs::{Proof, ProofTarget};
 use crate::status::{GenesisError, GenesisResponse, Health, Status};
 use crate::transactions::{Admitted, SubmitRequest, TransactionStatus};
+use crate::zones::{ZoneFlows, Zones};
 
 /// Where a node's API is when nothing else is said.
 pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:8700";
@@ -570,7 +571,7 @@ impl Client {
     }
 
     /// `GET /v1/nonces/{key}`: the highest nonce `key` has used; `None` if
-    /// it is neither an account nor a registrar.
+    /// it is neither an account, a registrar nor a DSO.
     pub fn last_nonce(&self, key: &PublicKey) -> Result<Option<u64>, ClientError> {
         let nonce: Option<Nonce> = self.get_optional(&format!("/v1/nonces/{key}"), ErrorCode::UnknownKey)?;
         Ok(nonce.map(|nonce| nonce.last_nonce))
@@ -613,6 +614,18 @@ impl Client {
     /// intervals of `span`.
     pub fn bills(&self, key: &PublicKey, span: &SpanQuery) -> Result<Vec<AccountBill>, ClientError> {
         Ok(self.get::<Bills>(&format!("/v1/accounts/{key}/bills{}", span.to_query_string()))?.bills)
+    }
+
+    /// `GET /v1/zones`: the zones, their meters and the DSO's limits to come.
+    pub fn zones(&self) -> Result<Zones, ClientError> {
+        self.get("/v1/zones")
+    }
+
+    /// `GET /v1/zones/{zone}`: the zone's flows in the intervals of `span`;
+    /// `None` for a name that is none of the community's zones.
+    pub fn zone_flows(&self, zone: &str, span: &SpanQuery) -> Result<Option<ZoneFlows>, ClientError> {
+        let path = format!("/v1/zones/{}{}", crate::zones::path_segment(zone), span.to_query_string());
+        self.get_optional(&path, ErrorCode::UnknownZone)
     }
 
     /// `GET /v1/proofs/...`.

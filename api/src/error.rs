@@ -42,10 +42,12 @@ pub enum ErrorCode {
     UnknownTransaction,
     /// 404: a key that is not a registered account.
     UnknownAccount,
-    /// 404: a key that is neither an account nor a registrar.
+    /// 404: a key that is neither an account, a registrar nor a DSO.
     UnknownKey,
     /// 404: a key that is not a registered meter.
     UnknownMeter,
+    /// 404: a name that is none of the community's zones.
+    UnknownZone,
     /// 404: an interval that has not been cleared.
     NotCleared,
     /// 404: an interval that has not been settled.
@@ -79,7 +81,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in declaration order: what tests of the codes and of
     /// docs/API.md walk through.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::BadHex,
@@ -98,6 +100,7 @@ impl ErrorCode {
         ErrorCode::UnknownAccount,
         ErrorCode::UnknownKey,
         ErrorCode::UnknownMeter,
+        ErrorCode::UnknownZone,
         ErrorCode::NotCleared,
         ErrorCode::NotSettled,
         ErrorCode::MethodNotAllowed,
@@ -133,6 +136,7 @@ impl ErrorCode {
             ErrorCode::UnknownAccount => "unknown_account",
             ErrorCode::UnknownKey => "unknown_key",
             ErrorCode::UnknownMeter => "unknown_meter",
+            ErrorCode::UnknownZone => "unknown_zone",
             ErrorCode::NotCleared => "not_cleared",
             ErrorCode::NotSettled => "not_settled",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -169,6 +173,7 @@ impl ErrorCode {
             | ErrorCode::UnknownAccount
             | ErrorCode::UnknownKey
             | ErrorCode::UnknownMeter
+            | ErrorCode::UnknownZone
             | ErrorCode::NotCleared
             | ErrorCode::NotSettled => 404,
             ErrorCode::MethodNotAllowed => 405,

@@ -30,6 +30,7 @@ pub mod stats;
 pub mod status;
 mod text;
 pub mod transactions;
+pub mod zones;
 
 pub use accounts::{
     Account, Meter, MeterReadings, Nonce, Offer, Offers, OffersQuery, Reading, SignedReading,
@@ -49,3 +50,4 @@ pub use market::{Mechanism, Side, TxKind, VoteKind};
 pub use proofs::{Proof, ProofTarget};
 pub use status::{GenesisResponse, GenesisSummary, Health, NotReady, Role, Status, SyncStatus, Validator};
 pub use transactions::{Admitted, AdmittedStatus, SubmitRequest, TransactionState, TransactionStatus};
+pub use zones::{ZoneCleared, ZoneFlows, ZoneInterval, ZoneLimitsRun, ZoneMeasured, ZoneSummary, Zones};

@@ -11,7 +11,7 @@ use gridshare_api::bounds::{INTERVAL_SPAN_MAX, LIST_MAX, REQUEST_BYTES_MAX, STRE
 use gridshare_api::{
     Account, Admitted, Bills, Block, BlockEvent, Clearing, ErrorBody, ErrorCode, EvidenceList,
     GenesisResponse, Health, Interval, IsolateRequest, Isolated, Lagged, Meter, MeterReadings, Nonce, Offers,
-    Proof, SettlementEvent, Status, SubmitRequest, Trades, TransactionStatus,
+    Proof, SettlementEvent, Status, SubmitRequest, Trades, TransactionStatus, ZoneFlows, Zones,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -79,12 +79,14 @@ fn check(tag: &str, json: &serde_json::Value) -> Result<(), String> {
         "EvidenceList" => round_trip::<EvidenceList>(json),
         "IsolateRequest" => round_trip::<IsolateRequest>(json),
         "Isolated" => round_trip::<Isolated>(json),
+        "Zones" => round_trip::<Zones>(json),
+        "ZoneFlows" => round_trip::<ZoneFlows>(json),
         other => Err(format!("`{other}` is not a type of gridshare-api this test knows")),
     }
 }
 
 /// Every body of the API, by the tag its example has.
-const BODIES: [&str; 23] = [
+const BODIES: [&str; 25] = [
     "GenesisResponse",
     "Status",
     "SubmitRequest",
@@ -108,6 +110,8 @@ const BODIES: [&str; 23] = [
     "EvidenceList",
     "IsolateRequest",
     "Isolated",
+    "Zones",
+    "ZoneFlows",
 ];
 
 #[test]

@@ -58,8 +58,10 @@ pub const TARIFF_SCHEDULE_MAX: usize = 1 << 10;
 /// The most (interval, zone) limits the DSO may have set for intervals not
 /// yet cleared: also the most a block can set.
 pub const ZONE_LIMITS_MAX: usize = 1 << 14;
-/// The most intervals one `SetZoneLimits` covers.
-pub const ZONE_LIMIT_INTERVALS_MAX: u32 = 1 << 10;
+/// The most intervals one `SetZoneLimits` covers: a day of 15-minute
+/// intervals. With the bound on a block's transactions, it bounds the
+/// entries a block writes.
+pub const ZONE_LIMIT_INTERVALS_MAX: u32 = 96;
 /// The most money the registrars may ever credit, in total, in nano.
 pub const CREDITS_TOTAL_MAX_NANO: i128 = 1_000_000_000_000_000_000_000_000_000_000_000_000;
 /// How long a community lives: no block is later than the genesis time
@@ -1146,8 +1148,7 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
             }
             // Not retroactive: every offer for the interval was made under them.
             check_open(genesis, *first_interval, time_ms)?;
-            let last_interval =
-                first_interval.checked_add(u64::from(*intervals) - 1).ok_or(Rejection::Overflow)?;
+            let last_interval = first_interval.saturating_add(u64::from(*intervals) - 1);
             let horizon_interval =
                 genesis.interval_at(time_ms).saturating_add(genesis.market.offer_horizon_intervals);
             if last_interval > horizon_interval {

@@ -725,31 +725,38 @@ fn verdicts(community: &TestCommunity, links: &[Link]) -> Vec<Verdict> {
         "zone_limit_intervals",
     );
     verdict(
-        "set-zone-limits: 1,025 intervals",
+        "set-zone-limits: 97 intervals",
         5,
         550,
-        zone_limits(dso, 1, "feeder-1", 2, 1_025),
+        zone_limits(dso, 1, "feeder-1", 2, 97),
         "zone_limit_intervals",
     );
     verdict(
-        "set-zone-limits: from interval 1, closed, past the horizon",
+        "set-zone-limits: from interval 1, closed",
         5,
         550,
-        zone_limits(dso, 1, "feeder-1", 1, 1_024),
+        zone_limits(dso, 1, "feeder-1", 1, 96),
         "interval_closed",
     );
     verdict(
-        "set-zone-limits: intervals 2 to 101, past the horizon",
+        "set-zone-limits: from the last interval there is, past the horizon",
         5,
         550,
-        zone_limits(dso, 1, "feeder-1", 2, 100),
+        zone_limits(dso, 1, "feeder-1", u64::MAX, 96),
         "interval_too_far_ahead",
     );
     verdict(
-        "set-zone-limits: intervals 2 to 100, the horizon",
+        "set-zone-limits: intervals 10 to 105, past the horizon",
         5,
         550,
-        zone_limits(dso, 1, "feeder-1", 2, 99),
+        zone_limits(dso, 1, "feeder-1", 10, 96),
+        "interval_too_far_ahead",
+    );
+    verdict(
+        "set-zone-limits: intervals 5 to 100, the horizon",
+        5,
+        550,
+        zone_limits(dso, 1, "feeder-1", 5, 96),
         "admitted",
     );
     // After block 10: A sells 600 Wh and B buys 500 Wh in interval 2; A's

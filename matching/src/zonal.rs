@@ -304,9 +304,23 @@ fn split<Id>(
     params: &Params,
 ) -> ZonalClearing<Id> {
     let fee = params.network_fee_micro_per_kwh;
-    let max_price = params.limits.max_price_micro_per_kwh;
     let k = u64::from(params.k_thousandths);
     let (books, members) = zone_books(book, zones.len(), fee);
+    // Prices are searched up to the book's highest (an ask's, or a bid's
+    // effective price): above it nothing changes, and no zone's price may
+    // go beyond every order's.
+    let max_price = books
+        .iter()
+        .flat_map(|zone_book| {
+            zone_book
+                .asks
+                .last()
+                .map(|level| level.price)
+                .into_iter()
+                .chain(zone_book.bids.first().map(|level| level.price))
+        })
+        .max()
+        .unwrap_or(0);
     let clamped = |price: u64, take: fn(&ZoneBook, u64) -> i128| -> i128 {
         books.iter().zip(zones).map(|(zone_book, limits)| limits.clamp(take(zone_book, price))).sum()
     };

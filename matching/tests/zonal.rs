@@ -80,6 +80,29 @@ fn a_split_can_trade_more_than_the_plain_clearing_but_never_gains_more() {
     assert_eq!(gains(&rows, &fills(&result.clearing), 0), 6_000_000 + 50_000_000);
 }
 
+/// A zone that may not export, beside one with demand only: the market
+/// splits, and no price goes beyond the book's highest (the bound of the
+/// price search, docs/AUCTION.md §6.2).
+#[test]
+fn no_price_goes_beyond_the_books_highest() {
+    let orders = vec![
+        zonal(1, 0, Side::Sell, 100, 100_000),
+        zonal(2, 0, Side::Buy, 50, 300_000),
+        zonal(3, 1, Side::Buy, 100, 400_000),
+    ];
+    let zones = [ZoneLimits { import_wh_max: 0, export_wh_max: 0 }, ZoneLimits::OPEN];
+    let params = Params::uniform(500);
+    let book = rows(&orders);
+    let result = clear_zonal(orders, &zones, &params).unwrap();
+    check_zonal(&result, &book, &zones, &params).unwrap();
+    // The first zone trades 50 Wh within itself; the second gets nothing.
+    assert_eq!(result.clearing.volume_wh, 50);
+    assert!(result.zones[0].congested);
+    let highest = 400_000;
+    assert!(result.clearing.clearing_price_micro_per_kwh.is_some_and(|price| price <= highest), "{result:?}");
+    assert!(result.zones.iter().all(|zone| zone.price_micro_per_kwh.is_some_and(|price| price <= highest)));
+}
+
 #[test]
 fn unknown_zones_and_too_many_are_refused() {
     let orders = vec![zonal(1, 0, Side::Sell, 10, 1), zonal(2, 2, Side::Buy, 10, 5)];
@@ -221,6 +244,32 @@ fn check_zonal(
             };
             if (better && *fill != row.energy_wh) || (own != price && !better && *fill != 0) {
                 return Err(format!("{row:?} filled {fill} at its zone's price {price}"));
+            }
+        }
+    }
+    // No price beyond every order's: the book's highest ask or effective bid.
+    let highest = rows
+        .iter()
+        .filter_map(|row| match row.side {
+            Side::Buy => effective(row, fee),
+            Side::Sell => Some(row.price_micro_per_kwh),
+        })
+        .max()
+        .unwrap_or(0);
+    let prices = result
+        .zones
+        .iter()
+        .map(|zone| zone.price_micro_per_kwh)
+        .chain([clearing.clearing_price_micro_per_kwh]);
+    if let Some(price) = prices.flatten().find(|price| *price > highest) {
+        return Err(format!("a price of {price} above the book's highest, {highest}"));
+    }
+    // A buyer's zone's price is never below its seller's (uniform).
+    if params.mechanism == Mechanism::Uniform {
+        for trade in &clearing.trades {
+            let price = |index: usize| result.zones[rows[index].zone].price_micro_per_kwh;
+            if price(trade.buy) < price(trade.sell) {
+                return Err(format!("{trade:?}: the buyer's zone's price is below the seller's"));
             }
         }
     }

@@ -218,8 +218,9 @@ impl Mempool {
     }
 
     /// Refuses a transaction whose signer is nobody here: not a registered
-    /// account (offers, cancellations), a registered meter (readings) or a
-    /// registrar of the genesis (the rest), against the committed state with
+    /// account (offers, cancellations), a registered meter (readings), a
+    /// DSO of the genesis (zone limits; tariffs too) or a registrar of the
+    /// genesis (the rest), against the committed state with
     /// what waits applied. Checked before signatures, so a stranger's keys
     /// cost a lookup, not a verification; a registration still waiting
     /// counts, so a household's first offer may follow it at once.
@@ -232,6 +233,9 @@ impl Mempool {
             Tx::MeterReading(_) => {
                 (!self.pending.meters.contains_key(&signer)).then_some(Rejection::UnknownMeter(signer))
             }
+            Tx::SetZoneLimits { .. } => (!genesis.is_dso(&signer)).then_some(Rejection::NotADso(signer)),
+            // Tariffs are a registrar's or a DSO's.
+            Tx::SetTariffs { .. } if genesis.is_dso(&signer) => None,
             _ => (!genesis.is_registrar(&signer)).then_some(Rejection::NotARegistrar(signer)),
         }
     }

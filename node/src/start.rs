@@ -35,13 +35,14 @@ use crate::node::{COMMANDS_MAX, DevError, EVENTS_BUFFER, NodeConfig, NodeError, 
 /// How long start-up waits for the swarm to report its listen addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The directory of a dev community's keys for wallets (the registrar's).
+/// The directory of a dev community's keys for wallets (the registrar's and
+/// the DSO's).
 pub const DEV_KEYS_DIR_NAME: &str = "dev-keys";
 /// The shortest delivery interval of a dev community.
 pub const DEV_INTERVAL_MIN_MS: u64 = 100;
 
 /// Starts the dev community in `config.data_dir`: a new one (writing its
-/// genesis, validator key and registrar key there), or the one already in
+/// genesis, validator key, registrar key and DSO key there), or the one already in
 /// it, whose simulated households resume from the ledger.
 pub async fn start_dev(
     config: NodeConfig,
@@ -75,6 +76,8 @@ pub async fn start_dev(
         )?;
         let registrar = data_dir.join(DEV_KEYS_DIR_NAME).join("registrar.seed");
         config::write_private(&registrar, seed(&community.registrar).as_bytes())?;
+        let dso = data_dir.join(DEV_KEYS_DIR_NAME).join("dso.seed");
+        config::write_private(&dso, seed(&community.dso).as_bytes())?;
         let path = data_dir.join(GENESIS_FILE_NAME);
         std::fs::write(&path, to_bytes(&genesis)).map_err(|error| ConfigError::Io { path, error })?;
     }

@@ -29,6 +29,8 @@ pub enum Role {
     Meter,
     Registrar,
     Validator,
+    /// A distribution system operator's: sets zone limits.
+    Dso,
 }
 
 impl Role {
@@ -38,6 +40,7 @@ impl Role {
             Role::Meter => "meter",
             Role::Registrar => "registrar",
             Role::Validator => "validator",
+            Role::Dso => "dso",
         }
     }
 }

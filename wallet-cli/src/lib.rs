@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bulk;
 pub mod clear;
 pub mod gateway;
+pub mod grid;
 pub mod household;
 pub mod keystore;
 pub mod market;

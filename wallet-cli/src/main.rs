@@ -14,6 +14,7 @@ use gridshare_cli::amount::{AmountError, parse_fraction_thousandths, parse_scale
 use gridshare_cli::audit::{Blocks, LedgerAccessError, LedgerSource};
 use gridshare_cli::bulk::BulkArgs;
 use gridshare_cli::gateway::MeterRunArgs;
+use gridshare_cli::grid::{LimitsArgs, ZoneArgs, ZonesArgs};
 use gridshare_cli::household::{
     BalanceArgs, BillArgs, CancelArgs, MeterReportArgs, OfferArgs, OffersArgs, TradesArgs,
 };
@@ -27,7 +28,7 @@ use gridshare_cli::registrar::{
 use gridshare_cli::table::{self, Align};
 use gridshare_cli::wallet::{CommandError, EXIT_BAD_INPUT, EXIT_FINDING, EXIT_TRANSIENT, Wallet};
 use gridshare_cli::watch::WatchArgs;
-use gridshare_cli::{agent, audit, bulk, clear, gateway, household, market, prove, registrar, watch};
+use gridshare_cli::{agent, audit, bulk, clear, gateway, grid, household, market, prove, registrar, watch};
 use gridshare_ledger::tx::Side;
 use gridshare_matching::{Limits, Mechanism, Params};
 
@@ -176,6 +177,15 @@ Runs until Ctrl-C.")]
   gridshare tariffs set --import 0.30 --feed-in 0.08 --network-fee 0.02 --from-interval next"
     )]
     Tariffs(TariffsCommand),
+    /// The grid's zones: their limits and flows, and the DSO's limits.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  gridshare grid zones
+  gridshare grid zone feeder-2 --from-interval 1200
+  gridshare grid limits --zone feeder-2 --import-max 5kWh --export-max none --intervals 4 --as dso"
+    )]
+    Grid(GridCommand),
     /// Clear a book of orders with the Gridshare auction and print the trades.
     #[command(after_help = "Examples:
   gridshare clear --orders examples/community-book.csv
@@ -334,6 +344,21 @@ enum TariffsCommand {
   gridshare tariffs set --import 0.30 --feed-in 0.08 --network-fee 0.02 --from-interval next
   gridshare tariffs set --import 0.28 --feed-in 0.07 --network-fee 0.02 --from-interval 5000"))]
     Set(TariffsSetArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum GridCommand {
+    /// List the zones: limits, meters and the DSO's limits to come.
+    Zones(ZonesArgs),
+    /// Show a zone interval by interval: price, traded and measured flows
+    /// against its limits.
+    Zone(ZoneArgs),
+    /// DSO: limit what a zone imports and exports per interval, for
+    /// intervals still open for offers.
+    #[command(after_help = with_exit_status!("Examples:
+  gridshare grid limits --zone feeder-2 --import-max 5kWh --export-max 25kWh
+  gridshare grid limits --zone feeder-2 --import-max 0 --export-max none --from-interval 5000 --intervals 8"))]
+    Limits(LimitsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -585,6 +610,9 @@ fn run_node_command(keystore: Option<PathBuf>, node: &NodeChoice, command: Comma
         Command::Credit(args) => registrar::move_money(&wallet, Direction::Credit, args, out),
         Command::Debit(args) => registrar::move_money(&wallet, Direction::Debit, args, out),
         Command::Tariffs(TariffsCommand::Set(args)) => registrar::set_tariffs(&wallet, args, out),
+        Command::Grid(GridCommand::Zones(args)) => grid::zones(&wallet, args, out),
+        Command::Grid(GridCommand::Zone(args)) => grid::zone(&wallet, args, out),
+        Command::Grid(GridCommand::Limits(args)) => grid::set_limits(&wallet, args, out),
         Command::Clear(_)
         | Command::Audit(_)
         | Command::Export(_)

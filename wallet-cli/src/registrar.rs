@@ -181,7 +181,7 @@ pub fn meter_zone(genesis: &Genesis, named: Option<&str>) -> Result<String, Stri
 }
 
 /// A key for a message: name and key, or the key alone.
-fn describe_key(wallet: &Wallet, key: &PublicKey) -> String {
+pub(crate) fn describe_key(wallet: &Wallet, key: &PublicKey) -> String {
     let hex = key.to_string();
     match wallet.name_of(&hex) {
         Some(name) => format!("{name} ({})", short_key(&hex)),
@@ -189,15 +189,16 @@ fn describe_key(wallet: &Wallet, key: &PublicKey) -> String {
     }
 }
 
-/// Prints what was submitted, or turns a refusal into the error.
-fn report(
+/// Prints what was submitted (as JSON with `json`), or turns a refusal
+/// into the error.
+pub(crate) fn report(
     wallet: &Wallet,
-    options: &RegistrarOptions,
+    json: bool,
     what: &str,
     submitted: &Submitted,
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
-    if options.json {
+    if json {
         let mut json = submitted.to_json();
         json["kind"] = serde_json::Value::String(submitted.tx.tx.kind().to_string());
         json["nonce"] = submitted.tx.tx.nonce().unwrap_or(0).into();
@@ -206,7 +207,7 @@ fn report(
     if !submitted.admitted() {
         return Err(wallet.refusal(what, submitted));
     }
-    if !options.json {
+    if !json {
         writeln!(out, "Admitted: {what}")?;
         writeln!(out, "Transaction {}: it takes effect in the next block.", submitted.id)?;
     }
@@ -235,7 +236,7 @@ pub fn register_account(
         describe_key(wallet, &account),
         format_money(credit_limit_nano, community.currency())
     );
-    report(wallet, &args.options, &what, &submitted, out)
+    report(wallet, args.options.json, &what, &submitted, out)
 }
 
 /// `gridshare register meter`.
@@ -266,7 +267,7 @@ pub fn register_meter(
         format_kw(args.max_import_kw),
         format_kw(args.max_export_kw)
     );
-    report(wallet, &args.options, &what, &submitted, out)
+    report(wallet, args.options.json, &what, &submitted, out)
 }
 
 /// Whether money goes into or out of an account.
@@ -316,7 +317,7 @@ pub fn move_money(
         describe_key(wallet, &account),
         args.reference
     );
-    report(wallet, &args.options, &what, &submitted, out)
+    report(wallet, args.options.json, &what, &submitted, out)
 }
 
 /// `gridshare tariffs set`.
@@ -353,7 +354,7 @@ pub fn set_tariffs(wallet: &Wallet, args: &TariffsSetArgs, out: &mut dyn Write) 
         format_price(args.feed_in),
         format_price(args.network_fee)
     );
-    report(wallet, &args.options, &what, &submitted, out)
+    report(wallet, args.options.json, &what, &submitted, out)
 }
 
 #[cfg(test)]

@@ -39,13 +39,13 @@ pub(super) async fn nonce(State(client): State<Client>, Path(key): Path<String>)
         let pending = view.mempool.pending();
         let last_nonce = match pending.accounts.get(&key) {
             Some(account) => account.last_nonce,
-            None if view.genesis.is_registrar(&key) => {
+            None if view.genesis.is_registrar(&key) || view.genesis.is_dso(&key) => {
                 pending.registrar_nonces.get(&key).copied().unwrap_or(0)
             }
             None => {
                 return Err(ApiError::new(
                     ErrorCode::UnknownKey,
-                    format!("{key} is neither an account nor a registrar"),
+                    format!("{key} is neither an account, a registrar nor a DSO"),
                 ));
             }
         };

@@ -144,7 +144,7 @@ pub(super) async fn interval_of(client: &Client, interval: u64) -> Result<Interv
 
 /// The intervals of a trades or bills query: `from_interval..=to_interval`,
 /// by default the last [`INTERVAL_SPAN_DEFAULT`] before `next`.
-fn interval_span(raw: Option<String>) -> Result<SpanQuery, ApiError> {
+pub(super) fn interval_span(raw: Option<String>) -> Result<SpanQuery, ApiError> {
     let parameters = query(raw, &SpanQuery::PARAMETERS)?;
     let span = SpanQuery {
         from_interval: parameters

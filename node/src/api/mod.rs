@@ -17,6 +17,7 @@ pub mod serve;
 mod status;
 mod streams;
 mod transactions;
+mod zones;
 
 use std::collections::BTreeMap;
 
@@ -156,6 +157,8 @@ pub fn router(client: Client, options: ApiOptions) -> Router {
         .route("/v1/meters/{key}/readings", get(intervals::readings))
         .route("/v1/offers", get(accounts::offers))
         .route("/v1/intervals/{interval}", get(intervals::interval))
+        .route("/v1/zones", get(zones::zones))
+        .route("/v1/zones/{zone}", get(zones::zone))
         .route("/v1/proofs/transactions/{id}", get(proofs::prove_transaction))
         .route("/v1/proofs/clearings/{interval}", get(proofs::prove_clearing))
         .route("/v1/proofs/settlements/{interval}", get(proofs::prove_settlement))

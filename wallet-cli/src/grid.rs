@@ -1,0 +1,230 @@
+//! The grid's commands: the zones with their limits and meters (`grid
+//! zones`), one zone's flows interval by interval (`grid zone NAME`), and
+//! the DSO's limits on what a zone carries (`grid limits`, signed here by a
+//! DSO key; the node only receives the transaction).
+
+use std::io::Write;
+
+use gridshare_api::{SpanQuery, ZoneFlows, Zones};
+use gridshare_ledger::genesis::ZoneLimits;
+use gridshare_ledger::tx::Tx;
+
+use crate::amount::{format_kwh, format_price, format_signed_kwh, parse_energy_wh};
+use crate::keystore::Role;
+use crate::market_time::{format_utc, next_open_interval, now_ms};
+use crate::registrar::{TariffStart, describe_key, report};
+use crate::table::{self, Align};
+use crate::wallet::{CommandError, Wallet, write_json};
+
+/// `gridshare grid zones`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ZonesArgs {
+    /// Print JSON for programs.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `gridshare grid zone NAME`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ZoneArgs {
+    /// The zone's name, as `gridshare grid zones` lists it.
+    pub name: String,
+    /// The first interval (default: 24 intervals before the last).
+    #[arg(long, value_name = "N")]
+    pub from_interval: Option<u64>,
+    /// The last interval (default: the last cleared).
+    #[arg(long, value_name = "N")]
+    pub to_interval: Option<u64>,
+    /// Print JSON for programs.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `gridshare grid limits`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsArgs {
+    /// The zone the limits are for.
+    #[arg(long, value_name = "NAME")]
+    pub zone: String,
+    /// The most the zone may import per interval: 5kWh, 5000Wh, or `none`.
+    #[arg(long, value_name = "ENERGY|none", value_parser = parse_limit_wh)]
+    pub import_max: u64,
+    /// The most the zone may export per interval.
+    #[arg(long, value_name = "ENERGY|none", value_parser = parse_limit_wh)]
+    pub export_max: u64,
+    /// The first interval: a number still open for offers, or next (the
+    /// earliest that will still be open when the transaction reaches a
+    /// block, with a margin of one interval).
+    #[arg(long, value_name = "N|next", default_value = "next")]
+    pub from_interval: TariffStart,
+    /// How many intervals from the first (1 to 96).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub intervals: u32,
+    /// The DSO key that signs (default: the only DSO key).
+    #[arg(long = "as", value_name = "NAME")]
+    pub dso: Option<String>,
+    /// Print JSON for programs.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An energy limit, or `none` for no limit.
+fn parse_limit_wh(text: &str) -> Result<u64, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(ZoneLimits::OPEN.import_wh_max);
+    }
+    parse_energy_wh(text).map_err(|error| error.to_string())
+}
+
+/// A limit in words.
+fn limit(wh: u64) -> String {
+    if wh == u64::MAX { "none".to_string() } else { format!("{} kWh", format_kwh(wh)) }
+}
+
+/// `gridshare grid zones`.
+pub fn zones(wallet: &Wallet, args: &ZonesArgs, out: &mut dyn Write) -> Result<(), CommandError> {
+    let zones: Zones = wallet.node().zones()?;
+    if args.json {
+        return write_json(out, &zones);
+    }
+    let rows: Vec<Vec<String>> = zones
+        .zones
+        .iter()
+        .map(|zone| {
+            let set: Vec<String> = zone
+                .limits
+                .iter()
+                .map(|run| {
+                    format!(
+                        "{}-{}: import {}, export {}",
+                        run.first_interval,
+                        run.last_interval,
+                        limit(run.import_wh_max),
+                        limit(run.export_wh_max)
+                    )
+                })
+                .collect();
+            vec![
+                zone.name.clone(),
+                limit(zone.import_wh_max),
+                limit(zone.export_wh_max),
+                zone.meters.to_string(),
+                if set.is_empty() { "-".to_string() } else { set.join("; ") },
+            ]
+        })
+        .collect();
+    let header = [
+        ("ZONE", Align::Left),
+        ("IMPORT LIMIT", Align::Right),
+        ("EXPORT LIMIT", Align::Right),
+        ("METERS", Align::Right),
+        ("DSO LIMITS (INTERVALS)", Align::Left),
+    ];
+    out.write_all(table::render(&header, &rows).as_bytes())?;
+    writeln!(out, "Limits per interval on each zone's net import and export; the DSO's hold where set.")?;
+    Ok(())
+}
+
+/// `gridshare grid zone NAME`.
+pub fn zone(wallet: &Wallet, args: &ZoneArgs, out: &mut dyn Write) -> Result<(), CommandError> {
+    let span = SpanQuery { from_interval: args.from_interval, to_interval: args.to_interval };
+    let flows: ZoneFlows = wallet.node().zone_flows(&args.name, &span)?.ok_or_else(|| {
+        CommandError::BadInput(format!(
+            "`{}` is none of the community's zones (gridshare grid zones)",
+            args.name
+        ))
+    })?;
+    if args.json {
+        return write_json(out, &flows);
+    }
+    if flows.intervals.is_empty() {
+        writeln!(out, "Zone {}: no cleared or settled interval in the span.", flows.zone)?;
+        return Ok(());
+    }
+    let price = |price: Option<u64>| price.map_or_else(|| "-".to_string(), format_price);
+    let rows: Vec<Vec<String>> = flows
+        .intervals
+        .iter()
+        .map(|entry| {
+            let (price, hub, traded, limits, congested) = match &entry.cleared {
+                Some(cleared) => (
+                    price(cleared.price_micro_per_kwh),
+                    price(cleared.clearing_price_micro_per_kwh),
+                    format_signed_kwh(cleared.net_export_wh),
+                    format!("{} / {}", limit(cleared.import_wh_max), limit(cleared.export_wh_max)),
+                    if cleared.congested { "yes" } else { "no" }.to_string(),
+                ),
+                None => ["-"; 5].map(str::to_string).into(),
+            };
+            let (measured, meters) = match &entry.measured {
+                Some(measured) => (
+                    format_signed_kwh(measured.measured_net_export_wh),
+                    format!("{} / {}", measured.measured_meters, measured.estimated_meters),
+                ),
+                None => ("-".to_string(), "-".to_string()),
+            };
+            vec![entry.interval.to_string(), price, hub, traded, limits, congested, measured, meters]
+        })
+        .collect();
+    let header = [
+        ("INTERVAL", Align::Right),
+        ("PRICE", Align::Right),
+        ("HUB PRICE", Align::Right),
+        ("TRADED NET EXPORT (kWh)", Align::Right),
+        ("LIMITS IMPORT / EXPORT", Align::Right),
+        ("CONGESTED", Align::Left),
+        ("MEASURED NET EXPORT (kWh)", Align::Right),
+        ("METERS MEASURED / ESTIMATED", Align::Right),
+    ];
+    writeln!(out, "Zone {}", flows.zone)?;
+    out.write_all(table::render(&header, &rows).as_bytes())?;
+    Ok(())
+}
+
+/// `gridshare grid limits`: the DSO's limits on a zone for intervals to come.
+pub fn set_limits(wallet: &Wallet, args: &LimitsArgs, out: &mut dyn Write) -> Result<(), CommandError> {
+    let community = wallet.community()?;
+    let genesis = &community.genesis;
+    if genesis.zone_index(&args.zone).is_none() {
+        let names: Vec<&str> = genesis.zones.iter().map(|zone| zone.name.as_str()).collect();
+        return Err(CommandError::BadInput(format!(
+            "zone `{}` is not one of the community's zones: {} (--zone)",
+            args.zone,
+            names.join(", ")
+        )));
+    }
+    let first_interval = match args.from_interval {
+        TariffStart::Next => {
+            next_open_interval(genesis, now_ms().saturating_add(genesis.market.interval_length_ms)) + 1
+        }
+        TariffStart::Interval(interval) => interval,
+    };
+    let file = wallet.key_file(args.dso.as_deref(), Role::Dso, "--as")?;
+    let key = file.public_key()?;
+    if !genesis.is_dso(&key) {
+        return Err(CommandError::BadInput(format!(
+            "key `{}` ({key}) is not a DSO of {} (community {})",
+            file.name, genesis.name, genesis.community_id
+        )));
+    }
+    let dso = wallet.unlock(&file)?;
+    let limits = ZoneLimits { import_wh_max: args.import_max, export_wh_max: args.export_max };
+    let submitted = wallet.submit_with_nonce(&dso, |nonce| Tx::SetZoneLimits {
+        dso: key,
+        nonce,
+        zone: args.zone.clone(),
+        first_interval,
+        intervals: args.intervals,
+        limits,
+    })?;
+    let last_interval = first_interval.saturating_add(u64::from(args.intervals.max(1)) - 1);
+    let what = format!(
+        "limits of zone {} by {} for intervals {first_interval} to {last_interval} (starting {}): import {}, export {} per interval",
+        args.zone,
+        describe_key(wallet, &key),
+        format_utc(genesis.interval_start_ms(first_interval).unwrap_or(0)),
+        limit(args.import_max),
+        limit(args.export_max)
+    );
+    report(wallet, args.json, &what, &submitted, out)
+}

@@ -1,0 +1,94 @@
+//! End to end: the grid's commands against a real dev node. A DSO limits
+//! the dev community's zone for intervals to come, the node shows the
+//! limits to come and then the intervals cleared under them, and every bad
+//! request (an unknown zone, a key that is no DSO's, a closed interval) is
+//! refused with its reason and exit status.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{DevNode, Gridshare, poll, text};
+
+#[test]
+fn a_dso_limits_a_zone_and_the_clearings_keep_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(dir.path());
+    let gridshare = Gridshare::with_dev_registrar(&node, &dir.path().join("keys"));
+    let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("dso.seed")).unwrap();
+    let imported =
+        gridshare.run_with_stdin(&["keys", "import", "dso", "--role", "dso", "--insecure-plaintext"], &seed);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+
+    // The dev community's one zone, without limits, with its households' meters.
+    let zones = poll("the dev households' meters", Duration::from_secs(30), &node, || {
+        let zones = gridshare.json(&["grid", "zones", "--json"]);
+        (zones["zones"][0]["meters"] == 2).then_some(zones)
+    });
+    assert_eq!(zones["zones"].as_array().unwrap().len(), 1, "{zones}");
+    assert_eq!(zones["zones"][0]["name"], "main", "{zones}");
+    assert_eq!(zones["zones"][0]["import_wh_max"], u64::MAX, "{zones}");
+    let table = gridshare.ok(&["grid", "zones"]);
+    assert!(table.contains("main") && table.contains("none"), "{table}");
+
+    // Bad requests: refused before signing (exit 2) or by the ledger (exit 1).
+    let limits = |zone: &str, signer: &str, from: &str| {
+        vec![
+            "grid".to_string(),
+            "limits".into(),
+            "--zone".into(),
+            zone.into(),
+            "--import-max".into(),
+            "20Wh".into(),
+            "--export-max".into(),
+            "none".into(),
+            "--intervals".into(),
+            "4".into(),
+            "--from-interval".into(),
+            from.into(),
+            "--as".into(),
+            signer.into(),
+        ]
+    };
+    gridshare.fails(
+        &as_args(&limits("feeder-9", "dso", "next")),
+        2,
+        "zone `feeder-9` is not one of the community's zones: main",
+    );
+    gridshare.fails(&as_args(&limits("main", "registrar", "next")), 2, "registrar");
+    gridshare.fails(&as_args(&limits("main", "dso", "0")), 1, "interval_closed");
+    gridshare.fails(&["grid", "zone", "feeder-9"], 2, "`feeder-9` is none of the community's zones");
+
+    // The DSO's limits for the next intervals: on the ledger, then cleared under.
+    let mut admitted = limits("main", "dso", "next");
+    admitted.push("--json".into());
+    let submitted = gridshare.json(&as_args(&admitted));
+    assert_eq!(submitted["status"], "admitted", "{submitted}");
+    assert_eq!(submitted["kind"], "set-zone-limits", "{submitted}");
+    let run = poll("the DSO's limits on the ledger", Duration::from_secs(30), &node, || {
+        let zones = gridshare.json(&["grid", "zones", "--json"]);
+        let run = zones["zones"][0]["limits"][0].clone();
+        (!run.is_null()).then_some(run)
+    });
+    assert_eq!((run["import_wh_max"].as_u64(), run["export_wh_max"].as_u64()), (Some(20), Some(u64::MAX)));
+    let first = run["first_interval"].as_u64().unwrap();
+    assert_eq!(run["last_interval"].as_u64(), Some(first + 3), "{run}");
+    let cleared = poll("an interval cleared under the limits", Duration::from_secs(60), &node, || {
+        let flows = gridshare.json(&["grid", "zone", "main", "--json"]);
+        flows["intervals"].as_array().unwrap().iter().find_map(|entry| {
+            let cleared = &entry["cleared"];
+            (entry["interval"].as_u64()? >= first && cleared["import_wh_max"] == 20).then(|| cleared.clone())
+        })
+    });
+    // One zone trades only within itself: its net export is nil.
+    assert_eq!(cleared["net_export_wh"], 0, "{cleared}");
+    assert_eq!(cleared["congested"], false, "{cleared}");
+    let table = gridshare.ok(&["grid", "zone", "main"]);
+    assert!(table.starts_with("Zone main") && table.contains("0.020 kWh"), "{table}");
+}
+
+fn as_args(list: &[String]) -> Vec<&str> {
+    list.iter().map(String::as_str).collect()
+}
