@@ -1,6 +1,6 @@
 //! What the end checks read back: the exported ledger, summarized block by
 //! block (hash, state root, certificate, transaction ids, clearings and
-//! bills), and the nodes' logs, which name every transaction a mempool
+//! bills, the DSO's zone limits), and the nodes' logs, which name every transaction a mempool
 //! dropped and why.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,8 @@ use std::path::Path;
 use gridshare_ledger::Hash;
 use gridshare_ledger::block::{ClearingReceipt, Receipt, SettlementReceipt};
 use gridshare_ledger::export::{ExportError, ExportReader};
-use gridshare_ledger::genesis::Genesis;
+use gridshare_ledger::genesis::{Genesis, ZoneLimits};
+use gridshare_ledger::tx::Tx;
 
 /// One block of the export.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +25,16 @@ pub struct BlockSummary {
     pub certificate_signatures: usize,
 }
 
+/// One `SetZoneLimits` on the ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneLimitsSet {
+    pub height: u64,
+    pub zone: String,
+    pub first_interval: u64,
+    pub intervals: u32,
+    pub limits: ZoneLimits,
+}
+
 /// The exported ledger.
 #[derive(Debug)]
 pub struct Chain {
@@ -33,6 +44,8 @@ pub struct Chain {
     pub transactions: BTreeMap<String, u64>,
     pub clearings: Vec<(u64, ClearingReceipt)>,
     pub settlements: Vec<(u64, SettlementReceipt)>,
+    /// The DSO's `SetZoneLimits`, in ledger order.
+    pub zone_limits: Vec<ZoneLimitsSet>,
     /// Why reading stopped early, if it did.
     pub read_error: Option<String>,
 }
@@ -49,6 +62,7 @@ impl Chain {
             transactions: BTreeMap::new(),
             clearings: Vec::new(),
             settlements: Vec::new(),
+            zone_limits: Vec::new(),
             read_error: None,
         };
         loop {
@@ -64,6 +78,15 @@ impl Chain {
             let height = block.header.height;
             for tx in &block.transactions {
                 chain.transactions.insert(tx.id(&community).to_string(), height);
+                if let Tx::SetZoneLimits { zone, first_interval, intervals, limits, .. } = &tx.tx {
+                    chain.zone_limits.push(ZoneLimitsSet {
+                        height,
+                        zone: zone.clone(),
+                        first_interval: *first_interval,
+                        intervals: *intervals,
+                        limits: *limits,
+                    });
+                }
             }
             for receipt in &block.receipts {
                 match receipt {

@@ -25,6 +25,7 @@ use gridshare_api::TransactionState;
 use gridshare_api::client::ClientError;
 use gridshare_ledger::Hash;
 use gridshare_ledger::audit::audit_export;
+use gridshare_ledger::genesis::ZoneLimits;
 
 use crate::chain::{Chain, Drop};
 use crate::journal::Snapshot;
@@ -250,6 +251,67 @@ pub(crate) fn certificate_check(chain: &Chain) -> Check {
         detail.push_str(&format!("; the export could not be read to its end: {error}"));
     }
     Check::new("every block has one valid certificate", bad.is_empty() && chain.read_error.is_none(), detail)
+}
+
+/// The grid's limits held: in every clearing each zone's traded net export
+/// is within the limits the receipt names, and those are the limits the
+/// ledger says hold for the zone in that interval, the genesis's or the
+/// DSO's latest `SetZoneLimits` for it (re-derived here from the
+/// transactions, not from the state machine).
+pub(crate) fn zones_check(chain: &Chain) -> Check {
+    let genesis = &chain.genesis;
+    let mut set: BTreeMap<(u64, usize), ZoneLimits> = BTreeMap::new();
+    for change in &chain.zone_limits {
+        let Some(zone) = genesis.zones.iter().position(|zone| zone.name == change.zone) else { continue };
+        let last = change.first_interval.saturating_add(u64::from(change.intervals).saturating_sub(1));
+        for interval in change.first_interval..=last {
+            set.insert((interval, zone), change.limits);
+        }
+    }
+    let mut problems = Vec::new();
+    let (mut zone_intervals, mut congested, mut under_dso) = (0_u64, 0_u64, 0_u64);
+    for (height, clearing) in &chain.clearings {
+        if clearing.zones.len() != genesis.zones.len() {
+            problems.push(format!(
+                "the clearing of interval {} at height {height} lists {} zones",
+                clearing.interval,
+                clearing.zones.len()
+            ));
+            continue;
+        }
+        for (index, (zone, receipt)) in genesis.zones.iter().zip(&clearing.zones).enumerate() {
+            zone_intervals += 1;
+            let dso = set.get(&(clearing.interval, index));
+            let expected = dso.copied().unwrap_or(zone.limits);
+            under_dso += u64::from(dso.is_some());
+            congested += u64::from(receipt.congested);
+            let net = i128::from(receipt.net_export_wh);
+            if receipt.limits != expected {
+                problems.push(format!(
+                    "zone {} in interval {} was cleared with {:?}, not its limits {expected:?}",
+                    zone.name, clearing.interval, receipt.limits
+                ));
+            }
+            if net > i128::from(expected.export_wh_max) || -net > i128::from(expected.import_wh_max) {
+                problems.push(format!(
+                    "zone {} in interval {} moved {net} Wh past its limits {expected:?}",
+                    zone.name, clearing.interval
+                ));
+            }
+        }
+    }
+    let detail = if problems.is_empty() {
+        format!(
+            "{} zones, {zone_intervals} zone-intervals cleared within their limits ({under_dso} under the DSO's {} changes), {congested} congested",
+            genesis.zones.len(),
+            chain.zone_limits.len()
+        )
+    } else {
+        let count = problems.len();
+        problems.truncate(EXAMPLES_MAX);
+        format!("{count} problems: {}", problems.join("; "))
+    };
+    Check::new("no zone's flow passed its limits, the genesis's or the DSO's", problems.is_empty(), detail)
 }
 
 /// `gridshare_ledger::audit::audit_export` on the export: every link,

@@ -1,6 +1,6 @@
-//! The testnet manifest (TOML): the community's market rules, its
-//! households and their mix of PV, batteries and EVs, the run's length and
-//! the perturbations, checked field by field into a [`Manifest`]. Every
+//! The testnet manifest (TOML): the community's market rules, its zones,
+//! its households and their mix of PV, batteries and EVs, the run's length
+//! and the perturbations, checked field by field into a [`Manifest`]. Every
 //! error names the field it is about.
 
 use std::fmt;
@@ -70,6 +70,9 @@ pub enum Perturbation {
     /// Household `household` submits invalid transactions (garbage, bad
     /// signatures, replays) at `rate_per_s` for `duration_s` seconds.
     Flood { at_s: u64, household: u32, duration_s: u64, rate_per_s: u32 },
+    /// The DSO limits `zone` (`SetZoneLimits`) for `intervals` intervals
+    /// from the first still open when the transaction reaches a block.
+    ZoneLimits { at_s: u64, zone: String, import_wh_max: u64, export_wh_max: u64, intervals: u32 },
 }
 
 impl Perturbation {
@@ -79,7 +82,8 @@ impl Perturbation {
             | Perturbation::Pause { at_s, .. }
             | Perturbation::Disconnect { at_s, .. }
             | Perturbation::ClockSkew { at_s, .. }
-            | Perturbation::Flood { at_s, .. } => *at_s,
+            | Perturbation::Flood { at_s, .. }
+            | Perturbation::ZoneLimits { at_s, .. } => *at_s,
         }
     }
 
@@ -91,6 +95,7 @@ impl Perturbation {
             | Perturbation::Disconnect { at_s, duration_s: span, .. }
             | Perturbation::Flood { at_s, duration_s: span, .. } => at_s.saturating_add(*span),
             Perturbation::ClockSkew { at_s, duration_s, .. } => at_s.saturating_add(duration_s.unwrap_or(0)),
+            Perturbation::ZoneLimits { at_s, .. } => *at_s,
         }
     }
 
@@ -101,7 +106,7 @@ impl Perturbation {
             | Perturbation::Pause { node, .. }
             | Perturbation::Disconnect { node, .. }
             | Perturbation::ClockSkew { node, .. } => Some(node),
-            Perturbation::Flood { .. } => None,
+            Perturbation::Flood { .. } | Perturbation::ZoneLimits { .. } => None,
         }
     }
 
@@ -112,6 +117,7 @@ impl Perturbation {
             Perturbation::Disconnect { .. } => "disconnect",
             Perturbation::ClockSkew { .. } => "clock_skew",
             Perturbation::Flood { .. } => "flood",
+            Perturbation::ZoneLimits { .. } => "zone_limits",
         }
     }
 }
@@ -138,6 +144,10 @@ impl fmt::Display for Perturbation {
             Perturbation::Flood { at_s, household, duration_s, rate_per_s } => write!(
                 f,
                 "at {at_s} s: household {household} floods invalid transactions, {rate_per_s}/s for {duration_s} s"
+            ),
+            Perturbation::ZoneLimits { at_s, zone, import_wh_max, export_wh_max, intervals } => write!(
+                f,
+                "at {at_s} s: the DSO limits zone {zone} to {import_wh_max} Wh of import and {export_wh_max} Wh of export for {intervals} intervals"
             ),
         }
     }
@@ -168,7 +178,33 @@ pub struct Manifest {
     pub offers_per_interval: u32,
     pub tariffs: Tariffs,
     pub profiles: ProfileMix,
+    /// The grid's zones, in order; household `i` is in zone `i % zones`.
+    pub zones: Vec<Zone>,
     pub perturbations: Vec<Perturbation>,
+}
+
+/// A zone of the manifest, with the limits of the genesis (none when
+/// left out).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    pub name: String,
+    #[serde(default)]
+    pub import_wh_max: Option<u64>,
+    #[serde(default)]
+    pub export_wh_max: Option<u64>,
+}
+
+impl Zone {
+    /// The zone as `gridshare-node genesis new --zone` takes it.
+    pub fn flag(&self) -> String {
+        match (self.import_wh_max, self.export_wh_max) {
+            (None, None) => self.name.clone(),
+            (import, export) => {
+                format!("{}:{}:{}", self.name, import.unwrap_or(u64::MAX), export.unwrap_or(u64::MAX))
+            }
+        }
+    }
 }
 
 impl Manifest {
@@ -200,6 +236,11 @@ impl Manifest {
     /// uses: household nodes come after the validators, shared round robin.
     pub fn node_of_household(&self, household: u32) -> usize {
         (self.validators + household % self.household_nodes) as usize
+    }
+
+    /// The zone household `household` is in.
+    pub fn zone_of_household(&self, household: u32) -> &str {
+        &self.zones[household as usize % self.zones.len()].name
     }
 
     /// The names of the nodes: `validator-0`, then `household-0` ...
@@ -281,6 +322,8 @@ struct RawManifest {
     tariffs: RawTariffs,
     #[serde(default)]
     profiles: RawProfiles,
+    #[serde(default)]
+    zones: Vec<Zone>,
     #[serde(default)]
     perturbations: Vec<Perturbation>,
 }
@@ -475,14 +518,36 @@ impl RawManifest {
             offers_per_interval,
             tariffs,
             profiles,
+            zones: if self.zones.is_empty() {
+                vec![Zone { name: "main".into(), import_wh_max: None, export_wh_max: None }]
+            } else {
+                self.zones
+            },
             perturbations: self.perturbations,
         };
         if manifest.name.is_empty() || manifest.name.len() > gridshare_ledger::genesis::NAME_LEN_MAX {
             return Err(invalid("name", "must be 1 to 64 bytes"));
         }
+        check_zones(&manifest)?;
         check_perturbations(&manifest)?;
         Ok(manifest)
     }
+}
+
+fn check_zones(manifest: &Manifest) -> Result<(), ManifestError> {
+    if manifest.zones.len() > gridshare_ledger::genesis::ZONES_MAX {
+        return Err(invalid("zones", format!("at most {} zones", gridshare_ledger::genesis::ZONES_MAX)));
+    }
+    for (index, zone) in manifest.zones.iter().enumerate() {
+        let name = &zone.name;
+        if name.is_empty() || name.len() > gridshare_ledger::execute::TEXT_LEN_MAX || name.contains(':') {
+            return Err(invalid(format!("zones[{index}].name"), "must be 1 to 64 bytes, without `:`"));
+        }
+        if manifest.zones[..index].iter().any(|other| other.name == *name) {
+            return Err(invalid(format!("zones[{index}].name"), format!("zone `{name}` is listed twice")));
+        }
+    }
+    Ok(())
 }
 
 fn check_perturbations(manifest: &Manifest) -> Result<(), ManifestError> {
@@ -508,6 +573,7 @@ fn check_perturbations(manifest: &Manifest) -> Result<(), ManifestError> {
             | Perturbation::Disconnect { duration_s, .. }
             | Perturbation::Flood { duration_s, .. } => Some(("duration_s", *duration_s)),
             Perturbation::ClockSkew { duration_s, .. } => duration_s.map(|seconds| ("duration_s", seconds)),
+            Perturbation::ZoneLimits { .. } => None,
         };
         if let Some((name, seconds)) = span
             && seconds == 0
@@ -537,6 +603,15 @@ fn check_perturbations(manifest: &Manifest) -> Result<(), ManifestError> {
                 }
                 if *rate_per_s == 0 || *rate_per_s > FLOOD_RATE_MAX {
                     return Err(invalid(field("rate_per_s"), format!("must be 1 to {FLOOD_RATE_MAX}")));
+                }
+            }
+            Perturbation::ZoneLimits { zone, intervals, .. } => {
+                if !manifest.zones.iter().any(|known| known.name == *zone) {
+                    return Err(invalid(field("zone"), format!("no zone `{zone}` in `zones`")));
+                }
+                let max = gridshare_ledger::execute::ZONE_LIMIT_INTERVALS_MAX;
+                if *intervals == 0 || *intervals > max {
+                    return Err(invalid(field("intervals"), format!("must be 1 to {max}")));
                 }
             }
             _ => {}
@@ -714,6 +789,34 @@ rate_per_s = 50
     }
 
     #[test]
+    fn zones_are_checked_and_households_shared_among_them() {
+        let zones = "\n[[zones]]\nname = \"north\"\n\n[[zones]]\nname = \"south\"\nimport_wh_max = 500\n";
+        let manifest = Manifest::parse(&format!("{MINIMAL}{zones}")).unwrap();
+        let names: Vec<&str> = (0..3).map(|household| manifest.zone_of_household(household)).collect();
+        assert_eq!(names, ["north", "south", "north"]);
+        assert_eq!(manifest.zones[1].flag(), format!("south:500:{}", u64::MAX));
+        assert_eq!(manifest.zones[0].flag(), "north");
+        // Without zones, one zone `main`.
+        assert_eq!(Manifest::parse(MINIMAL).unwrap().zone_of_household(2), "main");
+        let twice = format!("{MINIMAL}{zones}\n[[zones]]\nname = \"north\"\n");
+        assert!(
+            error_of(&twice).starts_with("`zones[2].name`: zone `north` is listed twice"),
+            "{}",
+            error_of(&twice)
+        );
+        let colon = format!("{MINIMAL}\n[[zones]]\nname = \"a:b\"\n");
+        assert!(error_of(&colon).starts_with("`zones[0].name`: must be 1 to 64 bytes, without `:`"));
+        let limits = |zone: &str, intervals: u32| {
+            format!(
+                "{MINIMAL}{zones}\n[[perturbations]]\nat_s = 1\nkind = \"zone_limits\"\nzone = \"{zone}\"\nimport_wh_max = 0\nexport_wh_max = 0\nintervals = {intervals}\n"
+            )
+        };
+        assert!(Manifest::parse(&limits("south", 4)).is_ok());
+        assert!(error_of(&limits("east", 4)).starts_with("`perturbations[0].zone`: no zone `east`"));
+        assert!(error_of(&limits("south", 97)).starts_with("`perturbations[0].intervals`: must be 1 to 96"));
+    }
+
+    #[test]
     fn the_shipped_manifests_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
         for name in ["demo", "smoke", "faults", "scale"] {
@@ -724,7 +827,7 @@ rate_per_s = 50
         let faults = Manifest::load(&dir.join("faults.toml")).unwrap();
         let kinds: std::collections::BTreeSet<&str> =
             faults.perturbations.iter().map(Perturbation::kind).collect();
-        assert_eq!(kinds.len(), 5, "faults.toml has every kind: {kinds:?}");
+        assert_eq!(kinds.len(), 6, "faults.toml has every kind: {kinds:?}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! kill and restart, pause and resume, disconnect, a restart with a skewed
 //! clock, and a household flooding its node with invalid transactions
 //! (garbage bytes, text that is not hex, bad signatures, replays of its own
-//! committed transactions). Each fault is logged with when it started and
+//! committed transactions), and the DSO limiting a zone. Each fault is logged with when it started and
 //! ended and what went wrong applying it.
 
 use std::sync::Arc;
@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use gridshare_api::TransactionState;
 use gridshare_api::client::Submission;
+use gridshare_ledger::genesis::ZoneLimits;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::testkit::SplitMix64;
 use gridshare_ledger::tx::{MeterReading, Offer, Side, SignedMeterReading, SignedTx, Tx};
 
 use crate::agent::{Market, sleep_until, verdict};
-use crate::journal::{FloodOutcome, Journal, now_ms};
+use crate::journal::{Acknowledged, FloodOutcome, Journal, now_ms};
 use crate::manifest::{Manifest, Perturbation};
 use crate::nodes::{Node, Role};
 
@@ -45,6 +46,8 @@ pub struct Context {
     pub start_ms: u64,
     /// Each household's account and meter key, for floods.
     pub accounts: Arc<Vec<(Keypair, Keypair)>>,
+    /// The DSO's key, for zone limits.
+    pub dso: Arc<Keypair>,
     pub manifest: Manifest,
 }
 
@@ -152,10 +155,61 @@ pub fn apply(context: &Context, perturbation: &Perturbation) -> FaultLog {
         (Perturbation::Flood { household, duration_s, rate_per_s, .. }, _) => {
             flood(context, *household, *duration_s, *rate_per_s, &mut log);
         }
+        (Perturbation::ZoneLimits { zone, import_wh_max, export_wh_max, intervals, .. }, _) => {
+            let limits = ZoneLimits { import_wh_max: *import_wh_max, export_wh_max: *export_wh_max };
+            if let Err(problem) = zone_limits(context, zone, limits, *intervals) {
+                log.problems.push(problem);
+            }
+        }
         (_, None) => log.problems.push("no such node".into()),
     }
     log.healed_at_s = Some(context.seconds_since_start());
     log
+}
+
+/// The DSO's `SetZoneLimits` for `zone`, from the first interval still
+/// open for offers when the transaction reaches a block (an interval of
+/// margin), submitted to the first validator that is up and journaled as
+/// acknowledged, so that the end checks find it on the ledger.
+fn zone_limits(context: &Context, zone: &str, limits: ZoneLimits, intervals: u32) -> Result<(), String> {
+    let genesis = &context.market.genesis;
+    let (index, node) = context
+        .nodes
+        .iter()
+        .enumerate()
+        .find(|(_, node)| node.role == Role::Validator && node.is_up())
+        .ok_or("no validator is up")?;
+    let margin_ms = genesis.market.interval_length_ms + genesis.market.gate_closure_lead_ms;
+    let first_interval = genesis.interval_at(now_ms() + margin_ms) + 1;
+    let dso = context.dso.public();
+    let last = node.api().last_nonce(&dso).map_err(|error| format!("the DSO's nonce: {error}"))?;
+    let tx = Tx::SetZoneLimits {
+        dso,
+        nonce: last.unwrap_or(0) + 1,
+        zone: zone.to_string(),
+        first_interval,
+        intervals,
+        limits,
+    };
+    let tx = SignedTx::sign(tx, &context.dso, &genesis.community_id);
+    let sent_ms = now_ms();
+    match node.api().submit(&tx).map_err(|error| format!("submitting the zone limits: {error}"))? {
+        Submission::Admitted { id } => {
+            context.journal.acknowledged(Acknowledged {
+                id: id.to_string(),
+                kind: tx.tx.kind(),
+                household: None,
+                node: index,
+                interval: Some(first_interval),
+                sent_ms,
+                acknowledged_ms: now_ms(),
+            });
+            Ok(())
+        }
+        Submission::Refused { status, code, message, .. } => {
+            Err(format!("the zone limits were refused: HTTP {status} {code}: {message}"))
+        }
+    }
 }
 
 /// Household `household` sends invalid transactions to its node at

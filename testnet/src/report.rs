@@ -88,6 +88,8 @@ pub struct Report {
     pub height: u64,
     pub intervals_cleared: u64,
     pub trades: u64,
+    /// Each zone of the grid over the run.
+    pub zones: Vec<ZoneReport>,
     pub energy_traded_wh: u64,
     pub average_trade_price_micro_per_kwh: Option<u64>,
     pub settlements: u64,
@@ -248,6 +250,51 @@ pub fn market(chain: &Chain) -> Market {
     market
 }
 
+/// One zone over the run, from the clearing and settlement receipts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ZoneReport {
+    pub name: String,
+    pub intervals_cleared: u64,
+    /// Intervals in which one of its limits bound.
+    pub congested: u64,
+    /// Its lowest and highest price over the intervals with trades.
+    pub min_price_micro_per_kwh: Option<u64>,
+    pub max_price_micro_per_kwh: Option<u64>,
+    /// Σ of its traded net exports.
+    pub traded_net_export_wh: i64,
+    /// Σ of what its meters measured, the measured ones.
+    pub measured_net_export_wh: i64,
+}
+
+/// Each zone's figures from the ledger.
+pub fn zones(chain: &Chain) -> Vec<ZoneReport> {
+    let mut zones: Vec<ZoneReport> = chain
+        .genesis
+        .zones
+        .iter()
+        .map(|zone| ZoneReport { name: zone.name.clone(), ..ZoneReport::default() })
+        .collect();
+    for (_, clearing) in &chain.clearings {
+        for (report, zone) in zones.iter_mut().zip(&clearing.zones) {
+            report.intervals_cleared += 1;
+            report.congested += u64::from(zone.congested);
+            report.traded_net_export_wh += zone.net_export_wh;
+            if let Some(price) = zone.price_micro_per_kwh {
+                report.min_price_micro_per_kwh =
+                    Some(report.min_price_micro_per_kwh.map_or(price, |min| min.min(price)));
+                report.max_price_micro_per_kwh =
+                    Some(report.max_price_micro_per_kwh.map_or(price, |max| max.max(price)));
+            }
+        }
+    }
+    for (_, settlement) in &chain.settlements {
+        for (report, zone) in zones.iter_mut().zip(&settlement.zones) {
+            report.measured_net_export_wh += zone.measured_net_export_wh;
+        }
+    }
+    zones
+}
+
 /// Sorted latencies from the journal: offer to ledger (acknowledged offers
 /// found on the ledger: sent until the block was first seen on an event
 /// stream, or the block's time if no stream saw it), and gate closure to
@@ -310,6 +357,26 @@ impl Report {
             self.trades,
             kwh(self.energy_traded_wh)
         );
+        for zone in &self.zones {
+            let prices = match (zone.min_price_micro_per_kwh, zone.max_price_micro_per_kwh) {
+                (Some(low), Some(high)) => format!(
+                    ", prices {} to {} {currency}/kWh",
+                    format_decimal(low, 6),
+                    format_decimal(high, 6)
+                ),
+                _ => String::new(),
+            };
+            let signed = |wh: i64| format!("{}{}", if wh < 0 { "-" } else { "" }, kwh(wh.unsigned_abs()));
+            let _ = writeln!(
+                out,
+                "  Zone          {}: {} intervals, {} congested{prices}; net export {} kWh traded, {} kWh measured",
+                zone.name,
+                zone.intervals_cleared,
+                zone.congested,
+                signed(zone.traded_net_export_wh),
+                signed(zone.measured_net_export_wh)
+            );
+        }
         let _ = writeln!(
             out,
             "  Grid          {} kWh bought from the grid ({} kWh without local trading), {} kWh fed in",

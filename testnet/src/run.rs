@@ -20,7 +20,7 @@ use crate::agent::{Agent, Market};
 use crate::chain::{Chain, Drop, drops_in_log, warnings_in_log};
 use crate::checks::{
     LiveChecks, audit_check, certificate_check, exits_check, flood_check, flood_report, live_checks,
-    transaction_findings, transactions_check,
+    transaction_findings, transactions_check, zones_check,
 };
 use crate::journal::{Journal, Snapshot, now_ms};
 use crate::manifest::{Manifest, ManifestError, Perturbation};
@@ -346,6 +346,7 @@ fn trade(community: &Community, board: &Board) -> Result<Trading, RunError> {
                 .map(|(account, meter)| (copy(account), copy(meter)))
                 .collect(),
         ),
+        dso: Arc::new(copy(&keys.dso)),
         manifest: manifest.clone(),
     };
     let faults: Vec<_> = manifest
@@ -441,6 +442,7 @@ fn build_report(
     let Ended { chain, snapshot, drops, live, mut checks, mut findings, export_path } = ended;
     let first_interval = market.first_interval;
     let mut report_market = report::Market::default();
+    let mut zones = Vec::new();
     let mut transactions = Transactions::default();
     let (mut offer_latencies, mut finality, mut finality_validator) = (Vec::new(), Vec::new(), Vec::new());
     let mut height = 0;
@@ -448,10 +450,12 @@ fn build_report(
         height = chain.height();
         checks.push(certificate_check(chain));
         checks.push(audit_check(&export_path, chain, &mut findings));
+        checks.push(zones_check(chain));
         let (check, accounted) = transactions_check(chain, &snapshot, &drops, &live.not_on_ledger, nodes);
         checks.push(check);
         transactions = accounted;
         report_market = report::market(chain);
+        zones = report::zones(chain);
         checks.push(Check::new(
             "the community traded and settled",
             report_market.trades > 0 && report_market.settlements > 0,
@@ -556,6 +560,7 @@ fn build_report(
         height,
         intervals_cleared: report_market.intervals_cleared,
         trades: report_market.trades,
+        zones,
         energy_traded_wh: report_market.energy_traded_wh,
         average_trade_price_micro_per_kwh: report_market.average_price_micro_per_kwh,
         settlements: report_market.settlements,

@@ -78,10 +78,12 @@ fn hint(nodes: &[Arc<Node>]) -> String {
 }
 
 /// Every key of the community, derived from the seed with the roles of the
-/// ledger's testkit (1 registrar, 2 validators, 3 accounts, 4 meters).
+/// ledger's testkit (1 registrar, 2 validators, 3 accounts, 4 meters, 5 the
+/// DSO).
 #[derive(Debug)]
 pub struct Keys {
     pub registrar: Keypair,
+    pub dso: Keypair,
     pub validators: Vec<Keypair>,
     pub accounts: Vec<Keypair>,
     pub meters: Vec<Keypair>,
@@ -91,6 +93,7 @@ impl Keys {
     pub fn derive(seed: u64, validators: u32, households: u32) -> Keys {
         Keys {
             registrar: derived_key(seed, 1, 0),
+            dso: derived_key(seed, 5, 0),
             validators: (0..validators).map(|index| derived_key(seed, 2, index)).collect(),
             accounts: (0..households).map(|index| derived_key(seed, 3, index)).collect(),
             meters: (0..households).map(|index| derived_key(seed, 4, index)).collect(),
@@ -138,6 +141,8 @@ pub fn prepare(
         manifest.name.clone(),
         "--registrar".into(),
         keys.registrar.public().to_string(),
+        "--dso".into(),
+        keys.dso.public().to_string(),
         "--interval-ms".into(),
         text(&manifest.interval_ms),
         "--gate-closure-lead-ms".into(),
@@ -169,6 +174,9 @@ pub fn prepare(
     ];
     for key in &keys.validators {
         args.extend(["--validator".into(), key.public().to_string()]);
+    }
+    for zone in &manifest.zones {
+        args.extend(["--zone".into(), zone.flag()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run_to_end(binary, &args)?;
@@ -315,7 +323,7 @@ pub fn registrations(manifest: &Manifest, genesis: &Genesis, keys: &Keys) -> Vec
         nonce
     };
     let mut txs = Vec::with_capacity(keys.accounts.len() * 3);
-    for (account, meter) in keys.accounts.iter().zip(&keys.meters) {
+    for (household, (account, meter)) in (0_u32..).zip(keys.accounts.iter().zip(&keys.meters)) {
         let account = account.public();
         let bodies = [
             Tx::RegisterAccount { registrar, nonce: next(), account, credit_limit_nano: 0 },
@@ -326,7 +334,7 @@ pub fn registrations(manifest: &Manifest, genesis: &Genesis, keys: &Keys) -> Vec
                 owner: account,
                 max_import_w: meter_limit_w(manifest, METER_IMPORT_W),
                 max_export_w: meter_limit_w(manifest, METER_EXPORT_W),
-                zone: "main".into(),
+                zone: manifest.zone_of_household(household).into(),
             },
             Tx::Credit {
                 registrar,
