@@ -1,18 +1,18 @@
 //! The community's page (`/`) and an interval's (`/intervals/{n}`).
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Path, State};
 use axum::response::Response;
 use gridshare_api::ErrorCode;
-use gridshare_api::decimal::format_kwh;
+use gridshare_api::decimal::{format_kwh, format_signed_kwh};
+use gridshare_ledger::block::ZoneReceipt;
 
 use super::chart::{self, Mark, Series};
 use super::html::{Cell, Page, Text, View, account_link, facts, interval_link, table, time};
 use super::{answer, money, price, recent};
+use crate::api::ApiError;
 use crate::api::intervals::{clearings_of, interval_of, settlements_of};
 use crate::api::status::status_of;
-use crate::api::{ApiError, read};
+use crate::api::zones::zones_of;
 use crate::node::Client;
 
 /// What the community page shows of a clearing.
@@ -24,6 +24,8 @@ struct Cleared {
     volume_wh: u64,
     trades: usize,
     offers: u32,
+    /// Each zone's outcome, in genesis order.
+    zones: Vec<ZoneReceipt>,
 }
 
 /// Rows of the community's table of recent clearings.
@@ -43,6 +45,7 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
             volume_wh: clearing.volume_wh,
             trades: clearing.trades.len(),
             offers: clearing.offers,
+            zones: clearing.zones,
         })
         .await?;
     // What each settled interval's households saved, all of them together.
@@ -52,14 +55,7 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
             (interval, saved.sum::<i128>())
         })
         .await?;
-    let zones = read(client, |view| {
-        let mut zones: BTreeMap<String, u64> = BTreeMap::new();
-        for meter in view.state.meters.values() {
-            *zones.entry(meter.zone.clone()).or_default() += 1;
-        }
-        Ok(zones)
-    })
-    .await?;
+    let zones = zones_of(client).await?;
 
     let mut page = Page::new(&client.genesis.name, "The community's market", View::Community)
         .reload_on("clearing settlement")
@@ -147,9 +143,64 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
     }
 
     page.section("zones", "Zones");
-    let rows: Vec<Vec<Cell>> =
-        zones.iter().map(|(zone, meters)| vec![Cell::text(zone), Cell::number(meters.to_string())]).collect();
-    page.push(table("Meters per zone", &["Zone", "Meters"], &rows, "No meter is registered yet."));
+    let last = clearings.last();
+    let limit = |wh: u64| if wh == u64::MAX { "none".to_string() } else { format_kwh(wh) };
+    let rows: Vec<Vec<Cell>> = zones
+        .zones
+        .iter()
+        .enumerate()
+        .map(|(index, zone)| {
+            let dso: Vec<String> = zone
+                .limits
+                .iter()
+                .map(|run| {
+                    format!(
+                        "{}–{}: {} / {}",
+                        run.first_interval,
+                        run.last_interval,
+                        limit(run.import_wh_max),
+                        limit(run.export_wh_max)
+                    )
+                })
+                .collect();
+            let outcome = last.and_then(|cleared| cleared.zones.get(index));
+            vec![
+                Cell::text(&zone.name),
+                Cell::number(zone.meters.to_string()),
+                Cell::number(format!("{} / {}", limit(zone.import_wh_max), limit(zone.export_wh_max))),
+                Cell::text(if dso.is_empty() { "-".to_string() } else { dso.join("; ") }),
+                Cell::number(
+                    outcome.map_or_else(String::new, |zone| price(client, zone.price_micro_per_kwh)),
+                ),
+                Cell::number(outcome.map_or_else(String::new, |zone| format_signed_kwh(zone.net_export_wh))),
+                Cell::text(match outcome {
+                    Some(zone) if zone.congested => "congested",
+                    Some(_) => "within limits",
+                    None => "",
+                }),
+            ]
+        })
+        .collect();
+    let caption = match last {
+        Some(cleared) => {
+            format!("The grid's zones; their outcome in interval {}, the last cleared", cleared.interval)
+        }
+        None => "The grid's zones".to_string(),
+    };
+    page.push(table(
+        &caption,
+        &[
+            "Zone",
+            "Meters",
+            "Limits, import / export (kWh per interval)",
+            "The DSO's limits to come (intervals: import / export)",
+            "Price",
+            "Net export (kWh)",
+            "Limits",
+        ],
+        &rows,
+        "",
+    ));
     account_form(&mut page);
     Ok(page)
 }
@@ -265,10 +316,45 @@ async fn interval_page(client: &Client, text: &str) -> Result<Page, ApiError> {
                 Cell::html(account_link(&trade.buyer)),
                 Cell::number(format_kwh(trade.energy_wh)),
                 Cell::number(price(client, Some(trade.price_micro_per_kwh))),
+                Cell::number(price(client, Some(trade.buyer_price_micro_per_kwh))),
             ]
         })
         .collect();
     let none = if clearing.is_some() { "Nothing traded in this interval." } else { "Not cleared yet." };
-    page.push(table("Trades", &["Seller", "Buyer", "Energy (kWh)", "Price"], &rows, none));
+    page.push(table(
+        "Trades",
+        &["Seller", "Buyer", "Energy (kWh)", "Seller's price", "Buyer's price"],
+        &rows,
+        none,
+    ));
+    if let Some(clearing) = clearing {
+        page.section("zones", "Zones");
+        let limit = |wh: u64| if wh == u64::MAX { "none".to_string() } else { format_kwh(wh) };
+        let rows: Vec<Vec<Cell>> = client
+            .genesis
+            .zones
+            .iter()
+            .zip(&clearing.zones)
+            .map(|(zone, outcome)| {
+                vec![
+                    Cell::text(&zone.name),
+                    Cell::number(price(client, outcome.price_micro_per_kwh)),
+                    Cell::number(format_signed_kwh(outcome.net_export_wh)),
+                    Cell::number(format!(
+                        "{} / {}",
+                        limit(outcome.import_wh_max),
+                        limit(outcome.export_wh_max)
+                    )),
+                    Cell::text(if outcome.congested { "congested" } else { "within limits" }),
+                ]
+            })
+            .collect();
+        page.push(table(
+            "Each zone's price and net export against the limits it was cleared with",
+            &["Zone", "Price", "Net export (kWh)", "Limits, import / export (kWh)", "Limits"],
+            &rows,
+            "",
+        ));
+    }
     Ok(page)
 }
