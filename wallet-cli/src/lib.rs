@@ -13,6 +13,7 @@ pub mod household;
 pub mod keystore;
 pub mod market;
 pub mod market_time;
+pub mod openadr;
 pub mod prove;
 pub mod registrar;
 pub mod table;

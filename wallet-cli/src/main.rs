@@ -21,6 +21,7 @@ use gridshare_cli::household::{
 use gridshare_cli::keystore::{KeyFile, Keystore, PassphraseSource, Role, parse_seed};
 use gridshare_cli::market::MarketArgs;
 use gridshare_cli::market_time::parse_when;
+use gridshare_cli::openadr::BridgeArgs;
 use gridshare_cli::prove::ProveArgs;
 use gridshare_cli::registrar::{
     Direction, MoneyArgs, RegisterAccountArgs, RegisterMeterArgs, TariffsSetArgs,
@@ -28,7 +29,9 @@ use gridshare_cli::registrar::{
 use gridshare_cli::table::{self, Align};
 use gridshare_cli::wallet::{CommandError, EXIT_BAD_INPUT, EXIT_FINDING, EXIT_TRANSIENT, Wallet};
 use gridshare_cli::watch::WatchArgs;
-use gridshare_cli::{agent, audit, bulk, clear, gateway, grid, household, market, prove, registrar, watch};
+use gridshare_cli::{
+    agent, audit, bulk, clear, gateway, grid, household, market, openadr, prove, registrar, watch,
+};
 use gridshare_ledger::tx::Side;
 use gridshare_matching::{Limits, Mechanism, Params};
 
@@ -186,6 +189,9 @@ Runs until Ctrl-C.")]
   gridshare grid limits --zone feeder-2 --import-max 5kWh --export-max none --intervals 4 --as dso"
     )]
     Grid(GridCommand),
+    /// DSO: bring the grid operator's OpenADR 3 events onto the ledger.
+    #[command(subcommand)]
+    Dso(DsoCommand),
     /// Clear a book of orders with the Gridshare auction and print the trades.
     #[command(after_help = "Examples:
   gridshare clear --orders examples/community-book.csv
@@ -359,6 +365,21 @@ enum GridCommand {
   gridshare grid limits --zone feeder-2 --import-max 5kWh --export-max 25kWh
   gridshare grid limits --zone feeder-2 --import-max 0 --export-max none --from-interval 5000 --intervals 8"))]
     Limits(LimitsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum DsoCommand {
+    /// An OpenADR 3 VEN: read the DSO's events from a VTN and put the
+    /// capacity limits of the events that target the community's zones on
+    /// the ledger, once; report the events it cannot map.
+    #[command(after_help = with_exit_status!("Examples:
+  gridshare dso bridge --vtn http://vtn.example:3000 --client-id gridshare-ven --as dso
+  GRIDSHARE_VTN_SECRET=... gridshare dso bridge --vtn https://vtn.example --client-id ven --every 60
+
+An event's targets name the zones it limits; its intervals must cover whole
+intervals of the ledger; IMPORT_CAPACITY_LIMIT and EXPORT_CAPACITY_LIMIT in
+KW (or KWH for one interval) become each zone's limits (docs/OPENADR.md)."))]
+    Bridge(BridgeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -613,6 +634,7 @@ fn run_node_command(keystore: Option<PathBuf>, node: &NodeChoice, command: Comma
         Command::Grid(GridCommand::Zones(args)) => grid::zones(&wallet, args, out),
         Command::Grid(GridCommand::Zone(args)) => grid::zone(&wallet, args, out),
         Command::Grid(GridCommand::Limits(args)) => grid::set_limits(&wallet, args, out),
+        Command::Dso(DsoCommand::Bridge(args)) => openadr::bridge(&wallet, args, out),
         Command::Clear(_)
         | Command::Audit(_)
         | Command::Export(_)

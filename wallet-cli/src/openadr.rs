@@ -1,0 +1,780 @@
+//! `gridshare dso bridge`: an OpenADR 3 VEN for the DSO (docs/OPENADR.md).
+//! It reads the DSO's events from a VTN, maps the capacity limits of the
+//! events that target the community's zones onto the ledger's zone limits,
+//! and reconciles: what the events ask for, interval by interval and zone
+//! by zone (the highest-priority event deciding), against what the ledger
+//! already holds (`GET /v1/zones`), so that each event's limits reach the
+//! ledger once and a rerun submits nothing new. Events it cannot map are
+//! reported with the reason and change nothing.
+//!
+//! The mapping ([`plan`]) is pure: events, the genesis, the ledger's limits
+//! and the time in, transactions to make and reasons out. The shell
+//! ([`bridge`]) talks to the VTN over its REST API (`Vtn`) and to the node.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use gridshare_api::Zones;
+use gridshare_api::decimal::parse_scaled;
+use gridshare_ledger::execute::ZONE_LIMIT_INTERVALS_MAX;
+use gridshare_ledger::genesis::{Genesis, ZoneLimits};
+use gridshare_ledger::tx::Tx;
+use serde::Deserialize;
+
+use crate::keystore::Role;
+use crate::market_time::now_ms;
+use crate::registrar::describe_key;
+use crate::wallet::{CommandError, Wallet};
+
+/// At most this many events are read from the VTN (50 a page).
+pub const EVENTS_MAX: usize = 1_000;
+/// The largest answer read from the VTN.
+const VTN_RESPONSE_BYTES_MAX: u64 = 16 << 20;
+
+/// An OpenADR 3 event, the fields the bridge reads (unknown ones ignored).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub id: String,
+    #[serde(default)]
+    pub event_name: Option<String>,
+    #[serde(default)]
+    pub modification_date_time: Option<String>,
+    /// Lower is more important; none is the least.
+    #[serde(default)]
+    pub priority: Option<u32>,
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
+    #[serde(default)]
+    pub payload_descriptors: Option<Vec<PayloadDescriptor>>,
+    #[serde(default)]
+    pub interval_period: Option<IntervalPeriod>,
+    #[serde(default)]
+    pub intervals: Vec<EventInterval>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayloadDescriptor {
+    pub payload_type: String,
+    #[serde(default)]
+    pub units: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntervalPeriod {
+    pub start: String,
+    #[serde(default)]
+    pub duration: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventInterval {
+    #[serde(default)]
+    pub interval_period: Option<IntervalPeriod>,
+    #[serde(default)]
+    pub payloads: Vec<Payload>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Payload {
+    #[serde(rename = "type")]
+    pub payload_type: String,
+    #[serde(default)]
+    pub values: Vec<serde_json::Value>,
+}
+
+impl Event {
+    fn name(&self) -> String {
+        match &self.event_name {
+            Some(name) => format!("event {} ({name})", self.id),
+            None => format!("event {}", self.id),
+        }
+    }
+}
+
+/// A duration of ISO 8601 (`PT15M`, `P0Y0M0DT0H15M0S`, `PT0.25H`) in ms:
+/// days, hours, minutes and seconds, each a decimal; years and months
+/// (whose length varies) only as 0. `None` when it is none of these or not
+/// a whole number of ms.
+pub fn parse_duration_ms(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix('P')?;
+    let (date, time) = rest.split_once('T').unwrap_or((rest, ""));
+    let mut total: u64 = 0;
+    let mut add = |part: &str, units: &[(char, u64)]| -> Option<()> {
+        let mut number = String::new();
+        let mut unit_index = 0;
+        for character in part.chars() {
+            if character.is_ascii_digit() || character == '.' {
+                number.push(character);
+                continue;
+            }
+            // Units come in order, each at most once.
+            let position = units[unit_index..].iter().position(|(unit, _)| *unit == character)?;
+            let (_, unit_ms) = units[unit_index + position];
+            unit_index += position + 1;
+            let thousandths = parse_scaled(&number, 3).ok()?;
+            number.clear();
+            if unit_ms == 0 {
+                // Years and months: only none of them.
+                if thousandths != 0 {
+                    return None;
+                }
+                continue;
+            }
+            let product = u128::from(thousandths) * u128::from(unit_ms);
+            if product % 1_000 != 0 {
+                return None;
+            }
+            total = total.checked_add(u64::try_from(product / 1_000).ok()?)?;
+        }
+        number.is_empty().then_some(())
+    };
+    add(date, &[('Y', 0), ('M', 0), ('W', 7 * 86_400_000), ('D', 86_400_000)])?;
+    add(time, &[('H', 3_600_000), ('M', 60_000), ('S', 1_000)])?;
+    Some(total)
+}
+
+/// What an event asks of one zone: the limits of a run of ledger intervals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    pub zone: String,
+    pub first_interval: u64,
+    pub intervals: u64,
+    pub import_wh_max: Option<u64>,
+    pub export_wh_max: Option<u64>,
+}
+
+/// Why an event is not mapped: what the DSO reads.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{event}: {reason}")]
+pub struct Unmapped {
+    pub event: String,
+    pub reason: String,
+}
+
+/// The capacity limits `event` asks for, in the ledger's intervals, or why
+/// it cannot be mapped. An event names the zones it limits by its targets;
+/// each of its intervals must cover whole intervals of the ledger, aligned
+/// to them; a limit is `IMPORT_CAPACITY_LIMIT` or `EXPORT_CAPACITY_LIMIT`
+/// in KW (over each ledger interval) or KWH (per ledger interval, for an
+/// event interval of exactly one); an interval's other direction keeps the
+/// zone's genesis limit.
+pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Vec<Wanted>, Unmapped> {
+    let fail = |reason: String| Unmapped { event: event.name(), reason };
+    let targets = event.targets.as_deref().unwrap_or_default();
+    if targets.is_empty() {
+        return Err(fail(
+            "it targets no zone (an event for every VEN): name the zones as its targets".into(),
+        ));
+    }
+    if let Some(unknown) = targets.iter().find(|target| genesis.zone_index(target).is_none()) {
+        let names: Vec<&str> = genesis.zones.iter().map(|zone| zone.name.as_str()).collect();
+        return Err(fail(format!(
+            "target `{unknown}` is none of the community's zones ({})",
+            names.join(", ")
+        )));
+    }
+    let units: BTreeMap<&str, Option<&str>> = event
+        .payload_descriptors
+        .iter()
+        .flatten()
+        .map(|descriptor| (descriptor.payload_type.as_str(), descriptor.units.as_deref()))
+        .collect();
+    let length_ms = genesis.market.interval_length_ms;
+    let default = event.interval_period.as_ref();
+    let mut start_ms = match default {
+        Some(period) => Some(parse_time_ms(&period.start).map_err(fail)?),
+        None => None,
+    };
+    let mut wanted = Vec::new();
+    for (index, interval) in event.intervals.iter().enumerate() {
+        let period = interval.interval_period.as_ref().or(default);
+        let Some(period) = period else {
+            return Err(fail(format!("interval {index} has no period and the event none")));
+        };
+        if interval.interval_period.is_some() {
+            start_ms = Some(parse_time_ms(&period.start).map_err(fail)?);
+        }
+        let start = start_ms.ok_or_else(|| fail(format!("interval {index} has no start")))?;
+        let duration_text = period.duration.as_deref().unwrap_or_default();
+        let duration_ms = parse_duration_ms(duration_text).filter(|&ms| ms > 0).ok_or_else(|| {
+            fail(format!("interval {index}: `{duration_text}` is no fixed, positive duration"))
+        })?;
+        let offset = start.checked_sub(genesis.genesis_time_ms).filter(|offset| offset % length_ms == 0);
+        let Some(offset) = offset.filter(|_| duration_ms % length_ms == 0) else {
+            return Err(fail(format!(
+                "interval {index} does not cover whole intervals of the ledger ({} ms each, from the genesis time)",
+                length_ms
+            )));
+        };
+        start_ms = start.checked_add(duration_ms);
+        let (first_interval, intervals) = (offset / length_ms, duration_ms / length_ms);
+        let mut import = None;
+        let mut export = None;
+        for payload in &interval.payloads {
+            let slot = match payload.payload_type.as_str() {
+                "IMPORT_CAPACITY_LIMIT" => &mut import,
+                "EXPORT_CAPACITY_LIMIT" => &mut export,
+                other => return Err(fail(format!("payload type {other} does not map to zone limits"))),
+            };
+            let unit = units.get(payload.payload_type.as_str()).copied().flatten();
+            *slot = Some(
+                energy_wh(payload, unit, intervals, length_ms)
+                    .map_err(|reason| fail(format!("interval {index}: {reason}")))?,
+            );
+        }
+        if import.is_none() && export.is_none() {
+            return Err(fail(format!("interval {index} has no capacity limit")));
+        }
+        for zone in targets {
+            wanted.push(Wanted {
+                zone: zone.clone(),
+                first_interval,
+                intervals,
+                import_wh_max: import,
+                export_wh_max: export,
+            });
+        }
+    }
+    if wanted.is_empty() {
+        return Err(fail("it has no intervals".into()));
+    }
+    Ok(wanted)
+}
+
+/// A limit in Wh per ledger interval: a KW value × the interval's length,
+/// or a KWH value when the event interval is one ledger interval.
+fn energy_wh(payload: &Payload, unit: Option<&str>, intervals: u64, length_ms: u64) -> Result<u64, String> {
+    let [value] = payload.values.as_slice() else {
+        return Err(format!("{} has {} values, not one", payload.payload_type, payload.values.len()));
+    };
+    let text = match value {
+        serde_json::Value::Number(number) => number.to_string(),
+        other => return Err(format!("{} is {other}, not a number", payload.payload_type)),
+    };
+    let bad = |why: &str| format!("{} of `{text}` {why}", payload.payload_type);
+    match unit {
+        Some("KW") => {
+            let watts = parse_scaled(&text, 3)
+                .map_err(|_| bad("is not a plain, non-negative number of kW with at most 3 decimals"))?;
+            Ok(u64::try_from(u128::from(watts) * u128::from(length_ms) / 3_600_000).unwrap_or(u64::MAX))
+        }
+        Some("KWH") if intervals == 1 => parse_scaled(&text, 3)
+            .map_err(|_| bad("is not a plain, non-negative number of kWh with at most 3 decimals")),
+        Some("KWH") => Err(bad("is energy over several ledger intervals: use KW, or one interval each")),
+        Some(other) => Err(bad(&format!("is in {other}: the bridge takes KW or KWH"))),
+        None => Err(bad("has no units (payloadDescriptors): the bridge takes KW or KWH")),
+    }
+}
+
+/// An RFC 3339 time as ms since the epoch.
+fn parse_time_ms(text: &str) -> Result<u64, String> {
+    let timestamp: jiff::Timestamp = text.parse().map_err(|_| format!("`{text}` is not an RFC 3339 time"))?;
+    u64::try_from(timestamp.as_millisecond()).map_err(|_| format!("`{text}` is before 1970"))
+}
+
+/// One `SetZoneLimits` to make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub zone: String,
+    pub first_interval: u64,
+    pub intervals: u32,
+    pub limits: ZoneLimits,
+}
+
+/// What the bridge does: the transactions, and what it leaves and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub unmapped: Vec<Unmapped>,
+    /// Intervals an event asks for whose gate closed: they stay as they were.
+    pub closed: u64,
+    /// Intervals beyond the offer horizon: a later run applies them.
+    pub later: u64,
+}
+
+/// The changes that bring the ledger's limits to what `events` ask for:
+/// per (zone, interval) the most important event (lowest priority number,
+/// then the latest modified, then the greatest id) decides; intervals whose
+/// gate has closed by `now_ms` plus `margin_ms` (the time to reach a block)
+/// and those beyond the horizon are left; what the ledger already holds is
+/// not sent again; runs of equal limits go in one transaction each (at most
+/// `ZONE_LIMIT_INTERVALS_MAX` intervals).
+pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, margin_ms: u64) -> Plan {
+    let mut plan = Plan::default();
+    let mut ranked: Vec<&Event> = events.iter().collect();
+    ranked.sort_by(|a, b| {
+        let rank = |event: &Event| event.priority.unwrap_or(u32::MAX);
+        rank(a)
+            .cmp(&rank(b))
+            .then_with(|| b.modification_date_time.cmp(&a.modification_date_time))
+            .then_with(|| b.id.cmp(&a.id))
+    });
+    // (zone index, interval) → limits, the first (most important) winning.
+    let mut desired: BTreeMap<(u32, u64), ZoneLimits> = BTreeMap::new();
+    let open_from = genesis
+        .interval_at(now_ms.saturating_add(margin_ms).saturating_add(genesis.market.gate_closure_lead_ms))
+        + 1;
+    let horizon = genesis.interval_at(now_ms).saturating_add(genesis.market.offer_horizon_intervals);
+    for event in ranked {
+        let wanted = match wanted(genesis, event) {
+            Ok(wanted) => wanted,
+            Err(unmapped) => {
+                plan.unmapped.push(unmapped);
+                continue;
+            }
+        };
+        for want in wanted {
+            let zone = genesis.zone_index(&want.zone).expect("wanted names known zones");
+            let defaults = genesis.zones[zone as usize].limits;
+            let limits = ZoneLimits {
+                import_wh_max: want.import_wh_max.unwrap_or(defaults.import_wh_max),
+                export_wh_max: want.export_wh_max.unwrap_or(defaults.export_wh_max),
+            };
+            let last = want.first_interval.saturating_add(want.intervals - 1);
+            for interval in want.first_interval..=last {
+                if interval < open_from {
+                    plan.closed += 1;
+                } else if interval > horizon {
+                    plan.later += 1;
+                } else {
+                    desired.entry((zone, interval)).or_insert(limits);
+                }
+            }
+        }
+    }
+    // What the ledger holds for the intervals to come, by zone and interval.
+    let mut held: BTreeMap<(u32, u64), ZoneLimits> = BTreeMap::new();
+    for (index, zone) in (0_u32..).zip(&ledger.zones) {
+        for run in &zone.limits {
+            for interval in run.first_interval..=run.last_interval {
+                held.insert(
+                    (index, interval),
+                    ZoneLimits { import_wh_max: run.import_wh_max, export_wh_max: run.export_wh_max },
+                );
+            }
+        }
+    }
+    let mut current: Option<Change> = None;
+    for ((zone, interval), limits) in desired {
+        if held.get(&(zone, interval)) == Some(&limits) {
+            continue;
+        }
+        let name = &genesis.zones[zone as usize].name;
+        match &mut current {
+            Some(change)
+                if change.zone == *name
+                    && change.limits == limits
+                    && change.first_interval + u64::from(change.intervals) == interval
+                    && change.intervals < ZONE_LIMIT_INTERVALS_MAX =>
+            {
+                change.intervals += 1;
+            }
+            _ => {
+                plan.changes.extend(current.take());
+                current = Some(Change { zone: name.clone(), first_interval: interval, intervals: 1, limits });
+            }
+        }
+    }
+    plan.changes.extend(current);
+    plan
+}
+
+/// An OpenADR 3 VTN, as a VEN reaches it: client credentials for a bearer
+/// token (`POST /auth/token`), then `GET /events` page by page.
+#[derive(Debug)]
+pub struct Vtn {
+    url: String,
+    agent: ureq::Agent,
+    token: String,
+}
+
+impl Vtn {
+    /// Logs in at `url` with the VEN's client credentials.
+    pub fn connect(url: &str, client_id: &str, client_secret: &str) -> Result<Vtn, String> {
+        let url = url.trim_end_matches('/').to_string();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .post(&format!("{url}/auth/token"))
+            .send_form([
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", client_secret),
+            ])
+            .map_err(|error| format!("the VTN at {url} cannot be reached: {error}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(VTN_RESPONSE_BYTES_MAX)
+            .read_to_string()
+            .map_err(|error| format!("the VTN's answer to the login: {error}"))?;
+        if status != 200 {
+            return Err(format!("the VTN refused the login of `{client_id}` (HTTP {status}): {body}"));
+        }
+        #[derive(Deserialize)]
+        struct Token {
+            access_token: String,
+        }
+        let token: Token =
+            serde_json::from_str(&body).map_err(|error| format!("the VTN's token: {error}"))?;
+        Ok(Vtn { url, agent, token: token.access_token })
+    }
+
+    /// Every event the VEN may see (at most `EVENTS_MAX`).
+    pub fn events(&self) -> Result<Vec<Event>, String> {
+        let mut events = Vec::new();
+        loop {
+            let path = format!("{}/events?skip={}&limit=50", self.url, events.len());
+            let mut response = self
+                .agent
+                .get(&path)
+                .header("Authorization", &format!("Bearer {}", self.token))
+                .call()
+                .map_err(|error| format!("the VTN at {} cannot be reached: {error}", self.url))?;
+            let status = response.status().as_u16();
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(VTN_RESPONSE_BYTES_MAX)
+                .read_to_string()
+                .map_err(|error| format!("the VTN's events: {error}"))?;
+            if status != 200 {
+                return Err(format!("the VTN refused GET /events (HTTP {status}): {body}"));
+            }
+            let page: Vec<Event> = serde_json::from_str(&body)
+                .map_err(|error| format!("the VTN's events are not OpenADR 3 events: {error}"))?;
+            let full = page.len() == 50;
+            events.extend(page);
+            if !full || events.len() >= EVENTS_MAX {
+                return Ok(events);
+            }
+        }
+    }
+}
+
+/// `gridshare dso bridge`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BridgeArgs {
+    /// The VTN's base URL, e.g. http://vtn.example:3000.
+    #[arg(long, value_name = "URL")]
+    pub vtn: String,
+    /// The VEN's OAuth client id at the VTN.
+    #[arg(long, value_name = "ID")]
+    pub client_id: String,
+    /// The VEN's client secret (default: $GRIDSHARE_VTN_SECRET).
+    #[arg(long, value_name = "SECRET", env = "GRIDSHARE_VTN_SECRET", hide_env_values = true)]
+    pub client_secret: String,
+    /// Read the events and reconcile this often; once when not given.
+    #[arg(long, value_name = "SECONDS")]
+    pub every: Option<u64>,
+    /// The DSO key that signs (default: the only DSO key).
+    #[arg(long = "as", value_name = "NAME")]
+    pub dso: Option<String>,
+}
+
+/// `gridshare dso bridge`: reconciles once, or every `--every` seconds (a
+/// failed round is reported and the next one tried).
+pub fn bridge(wallet: &Wallet, args: &BridgeArgs, out: &mut dyn Write) -> Result<(), CommandError> {
+    let community = wallet.community()?;
+    let genesis = &community.genesis;
+    let file = wallet.key_file(args.dso.as_deref(), Role::Dso, "--as")?;
+    let key = file.public_key()?;
+    if !genesis.is_dso(&key) {
+        return Err(CommandError::BadInput(format!(
+            "key `{}` ({key}) is not a DSO of {} (community {})",
+            file.name, genesis.name, genesis.community_id
+        )));
+    }
+    let dso = wallet.unlock(&file)?;
+    loop {
+        let round = reconcile(wallet, args, &dso, out);
+        match (args.every, round) {
+            (None, Ok(0)) => return Ok(()),
+            (None, Ok(refused)) => {
+                return Err(CommandError::Rejected(format!("{refused} of the limits were refused")));
+            }
+            (None, Err(error)) => return Err(error),
+            (Some(_), Ok(_)) => {}
+            (Some(seconds), Err(error)) => writeln!(out, "Failed: {error}; trying again in {seconds} s")?,
+        }
+        std::thread::sleep(Duration::from_secs(args.every.unwrap_or(1).max(1)));
+    }
+}
+
+/// One round: the VTN's events against the ledger's limits, the changes
+/// submitted; how many the node refused.
+fn reconcile(
+    wallet: &Wallet,
+    args: &BridgeArgs,
+    dso: &gridshare_ledger::ids::Keypair,
+    out: &mut dyn Write,
+) -> Result<usize, CommandError> {
+    let genesis = &wallet.community()?.genesis;
+    let key = dso.public();
+    let vtn =
+        Vtn::connect(&args.vtn, &args.client_id, &args.client_secret).map_err(CommandError::Rejected)?;
+    let events = vtn.events().map_err(CommandError::Rejected)?;
+    let ledger = wallet.node().zones()?;
+    let plan = plan(genesis, &events, &ledger, now_ms(), genesis.market.interval_length_ms);
+    writeln!(out, "{} events read from {}", events.len(), args.vtn)?;
+    for unmapped in &plan.unmapped {
+        writeln!(out, "Not mapped: {unmapped}")?;
+    }
+    if plan.closed + plan.later > 0 {
+        writeln!(
+            out,
+            "Left: {} zone-intervals whose gate has closed, {} beyond the offer horizon (a later run takes them)",
+            plan.closed, plan.later
+        )?;
+    }
+    let mut refused = Vec::new();
+    for change in &plan.changes {
+        let submitted = wallet.submit_with_nonce(dso, |nonce| Tx::SetZoneLimits {
+            dso: key,
+            nonce,
+            zone: change.zone.clone(),
+            first_interval: change.first_interval,
+            intervals: change.intervals,
+            limits: change.limits,
+        })?;
+        let what = format!(
+            "zone {} intervals {} to {}: import up to {} Wh, export up to {} Wh, by {}",
+            change.zone,
+            change.first_interval,
+            change.first_interval + u64::from(change.intervals) - 1,
+            change.limits.import_wh_max,
+            change.limits.export_wh_max,
+            describe_key(wallet, &key)
+        );
+        if submitted.admitted() {
+            writeln!(out, "Submitted: {what} (transaction {})", submitted.id)?;
+        } else {
+            refused.push(wallet.refusal(&what, &submitted).to_string());
+        }
+    }
+    writeln!(out, "{} transactions submitted", plan.changes.len() - refused.len())?;
+    for refusal in &refused {
+        writeln!(out, "Refused: {refusal}")?;
+    }
+    Ok(refused.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use gridshare_api::{ZoneLimitsRun, ZoneSummary};
+    use gridshare_ledger::genesis::Zone;
+    use gridshare_ledger::testkit::{TestCommunity, test_market};
+
+    use super::*;
+
+    /// 15-minute intervals from 2026-12-06T00:00Z, two feeders.
+    fn genesis() -> Genesis {
+        let market = gridshare_ledger::genesis::MarketParams { interval_length_ms: 900_000, ..test_market() };
+        let mut community = TestCommunity::new(7, 0, market, 1_796_515_200_000);
+        community.genesis.zones = vec![
+            Zone { name: "feeder-1".into(), limits: ZoneLimits::OPEN },
+            Zone {
+                name: "feeder-2".into(),
+                limits: ZoneLimits { import_wh_max: 30_000, export_wh_max: 30_000 },
+            },
+        ];
+        community.genesis
+    }
+
+    fn event(json: serde_json::Value) -> Event {
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// An export limit on feeder-2 in KW over `intervals` 15-minute intervals from `start`.
+    fn export_limit(id: &str, priority: u32, start: &str, kw: &[f64]) -> Event {
+        let intervals: Vec<serde_json::Value> = kw
+            .iter()
+            .enumerate()
+            .map(|(index, kw)| serde_json::json!({"id": index, "payloads": [{"type": "EXPORT_CAPACITY_LIMIT", "values": [kw]}]}))
+            .collect();
+        event(serde_json::json!({
+            "id": id, "priority": priority, "modificationDateTime": "2026-12-06T00:00:00Z",
+            "targets": ["feeder-2"],
+            "payloadDescriptors": [{"payloadType": "EXPORT_CAPACITY_LIMIT", "units": "KW"}],
+            "intervalPeriod": {"start": start, "duration": "P0Y0M0DT0H15M0S"},
+            "intervals": intervals,
+        }))
+    }
+
+    fn no_limits(genesis: &Genesis) -> Zones {
+        let zones = genesis
+            .zones
+            .iter()
+            .map(|zone| ZoneSummary {
+                name: zone.name.clone(),
+                import_wh_max: zone.limits.import_wh_max,
+                export_wh_max: zone.limits.export_wh_max,
+                meters: 0,
+                limits: Vec::new(),
+            })
+            .collect();
+        Zones { next_clearing_interval: 0, zones }
+    }
+
+    #[test]
+    fn durations_are_read_exactly_or_not_at_all() {
+        for (text, ms) in [
+            ("PT15M", 900_000),
+            ("P0Y0M0DT0H15M0S", 900_000),
+            ("PT0.25H", 900_000),
+            ("P1D", 86_400_000),
+            ("PT1.5S", 1_500),
+        ] {
+            assert_eq!(parse_duration_ms(text), Some(ms), "{text}");
+        }
+        for text in ["P1M", "P1Y", "15M", "PT1.0005S", "PT15", "PT5M3H", "P9999Y", "PTxM"] {
+            assert_eq!(parse_duration_ms(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_capacity_event_becomes_each_intervals_limits() {
+        let genesis = genesis();
+        // 40 kW over 15 minutes is 10 kWh per interval; interval 48 starts at 12:00.
+        let two = wanted(&genesis, &export_limit("e1", 1, "2026-12-06T12:00:00Z", &[40.0, 35.5])).unwrap();
+        assert_eq!(
+            two,
+            vec![
+                Wanted {
+                    zone: "feeder-2".into(),
+                    first_interval: 48,
+                    intervals: 1,
+                    import_wh_max: None,
+                    export_wh_max: Some(10_000)
+                },
+                Wanted {
+                    zone: "feeder-2".into(),
+                    first_interval: 49,
+                    intervals: 1,
+                    import_wh_max: None,
+                    export_wh_max: Some(8_875)
+                },
+            ]
+        );
+        // KWH per ledger interval, an hour-long interval in KW.
+        let hourly = event(serde_json::json!({
+            "id": "e2", "targets": ["feeder-1"],
+            "payloadDescriptors": [{"payloadType": "IMPORT_CAPACITY_LIMIT", "units": "KW"}],
+            "intervalPeriod": {"start": "2026-12-06T01:00:00Z", "duration": "PT1H"},
+            "intervals": [{"id": 0, "payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [8]}]}],
+        }));
+        assert_eq!(
+            wanted(&genesis, &hourly).unwrap(),
+            vec![Wanted {
+                zone: "feeder-1".into(),
+                first_interval: 4,
+                intervals: 4,
+                import_wh_max: Some(2_000),
+                export_wh_max: None
+            }]
+        );
+    }
+
+    #[test]
+    fn events_the_bridge_cannot_map_say_why() {
+        let genesis = genesis();
+        let base = serde_json::json!({
+            "id": "bad", "targets": ["feeder-2"],
+            "payloadDescriptors": [{"payloadType": "EXPORT_CAPACITY_LIMIT", "units": "KW"}],
+            "intervalPeriod": {"start": "2026-12-06T12:00:00Z", "duration": "PT15M"},
+            "intervals": [{"id": 0, "payloads": [{"type": "EXPORT_CAPACITY_LIMIT", "values": [40]}]}],
+        });
+        let with = |path: &str, value: serde_json::Value| {
+            let mut json = base.clone();
+            *json.pointer_mut(path).unwrap() = value;
+            event(json)
+        };
+        let cases = [
+            (with("/targets", serde_json::json!([])), "targets no zone"),
+            (
+                with("/targets", serde_json::json!(["feeder-9"])),
+                "target `feeder-9` is none of the community's zones (feeder-1, feeder-2)",
+            ),
+            (
+                with("/intervalPeriod/start", serde_json::json!("2026-12-06T12:05:00Z")),
+                "does not cover whole intervals",
+            ),
+            (
+                with("/intervalPeriod/duration", serde_json::json!("P1M")),
+                "`P1M` is no fixed, positive duration",
+            ),
+            (with("/intervalPeriod/start", serde_json::json!("noon")), "`noon` is not an RFC 3339 time"),
+            (
+                with("/intervals/0/payloads/0/type", serde_json::json!("PRICE")),
+                "payload type PRICE does not map to zone limits",
+            ),
+            (
+                with("/intervals/0/payloads/0/values", serde_json::json!([-4])),
+                "is not a plain, non-negative number of kW",
+            ),
+            (with("/intervals/0/payloads/0/values", serde_json::json!(["40"])), "is \"40\", not a number"),
+            (with("/payloadDescriptors/0/units", serde_json::json!("KVAR")), "is in KVAR"),
+            (with("/intervals", serde_json::json!([])), "it has no intervals"),
+        ];
+        for (event, expected) in cases {
+            let error = wanted(&genesis, &event).unwrap_err().to_string();
+            assert!(error.starts_with("event bad: ") && error.contains(expected), "{expected:?} in {error}");
+        }
+    }
+
+    #[test]
+    fn the_plan_follows_priority_skips_what_the_ledger_holds_and_merges_runs() {
+        let genesis = genesis();
+        // Now: 11:00; interval 48 (12:00) and later are open.
+        let now = 1_796_515_200_000 + 11 * 3_600_000;
+        let events = [
+            export_limit("low", 5, "2026-12-06T12:00:00Z", &[40.0, 40.0, 40.0, 40.0]),
+            export_limit("high", 1, "2026-12-06T12:30:00Z", &[20.0]),
+            export_limit("past", 1, "2026-12-06T10:00:00Z", &[1.0]),
+        ];
+        let plan = plan(&genesis, &events, &no_limits(&genesis), now, 900_000);
+        let limits = |export_wh_max| ZoneLimits { import_wh_max: 30_000, export_wh_max };
+        assert_eq!(
+            plan.changes,
+            vec![
+                Change { zone: "feeder-2".into(), first_interval: 48, intervals: 2, limits: limits(10_000) },
+                Change { zone: "feeder-2".into(), first_interval: 50, intervals: 1, limits: limits(5_000) },
+                Change { zone: "feeder-2".into(), first_interval: 51, intervals: 1, limits: limits(10_000) },
+            ]
+        );
+        assert_eq!((plan.closed, plan.later, plan.unmapped.len()), (1, 0, 0));
+        // Once the ledger holds them, a rerun changes nothing.
+        let mut ledger = no_limits(&genesis);
+        ledger.zones[1].limits = vec![
+            ZoneLimitsRun {
+                first_interval: 48,
+                last_interval: 49,
+                import_wh_max: 30_000,
+                export_wh_max: 10_000,
+            },
+            ZoneLimitsRun {
+                first_interval: 50,
+                last_interval: 50,
+                import_wh_max: 30_000,
+                export_wh_max: 5_000,
+            },
+            ZoneLimitsRun {
+                first_interval: 51,
+                last_interval: 51,
+                import_wh_max: 30_000,
+                export_wh_max: 10_000,
+            },
+        ];
+        let again = super::plan(&genesis, &events, &ledger, now, 900_000);
+        assert!(again.changes.is_empty(), "{again:?}");
+    }
+}
