@@ -48,9 +48,11 @@ impl Account {
             credit_limit_nano,
             last_nonce,
             open_offers,
-            // The sums of the meters' limits, which the meters list.
+            // The sums of the meters' limits, and their zone, which the
+            // meters list.
             max_import_w: _,
             max_export_w: _,
+            zone: _,
         } = *account;
         Account {
             account: key,

@@ -18,7 +18,7 @@ use gridshare_ledger::ids::PublicKey;
 use serde::{Deserialize, Serialize};
 
 use crate::market::{Mechanism, TxKind, VoteKind};
-use crate::text::{hex, hex_option, nano};
+use crate::text::{hex, hex_option, limit_wh, nano};
 
 /// `GET /v1/blocks/{height}` and `GET /v1/blocks/latest`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +122,9 @@ pub struct ZoneReceipt {
     pub price_micro_per_kwh: Option<u64>,
     /// Sold out of the zone less bought into it.
     pub net_export_wh: i64,
+    #[serde(with = "limit_wh")]
     pub import_wh_max: u64,
+    #[serde(with = "limit_wh")]
     pub export_wh_max: u64,
     /// A limit bound and the zone's price differs from the clearing price.
     pub congested: bool,

@@ -8,7 +8,7 @@ use gridshare_ledger::ids::{CommunityId, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use crate::market::Mechanism;
-use crate::text::{community_id, hex, hex_list};
+use crate::text::{community_id, hex, hex_list, limit_wh};
 
 /// Every field of a genesis, units in the names: what `gridshare-node
 /// genesis show` prints, and the body of `GET /v1/genesis` without the
@@ -54,11 +54,13 @@ pub struct GenesisSummary {
 }
 
 /// A zone of the genesis and its default limits on the zone's net import
-/// and export per interval, in Wh (18446744073709551615: no limit).
+/// and export per interval, in Wh (`null`: no limit).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Zone {
     pub name: String,
+    #[serde(with = "limit_wh")]
     pub import_wh_max: u64,
+    #[serde(with = "limit_wh")]
     pub export_wh_max: u64,
 }
 

@@ -1,6 +1,7 @@
 //! The API's text encodings for serde: money as a JSON string holding a
 //! decimal integer of nano-currency (an `i128` on the ledger, which a JSON
-//! number would round), and keys, ids and hashes as 64 hex digits.
+//! number would round), keys, ids and hashes as 64 hex digits, and a zone's
+//! limit with `null` for none.
 
 use std::fmt::Display;
 use std::str::FromStr;
@@ -10,6 +11,23 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serializer};
 
 /// `#[serde(with = "nano")]`: money in nano-currency as a decimal string.
+/// `#[serde(with = "limit_wh")]`: a zone's limit in Wh, `null` for no limit
+/// (the ledger's `u64::MAX`, which a JSON number would round).
+pub(crate) mod limit_wh {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        match *value {
+            u64::MAX => serializer.serialize_none(),
+            wh => serializer.serialize_some(&wh),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        Ok(Option::<u64>::deserialize(deserializer)?.unwrap_or(u64::MAX))
+    }
+}
+
 pub(crate) mod nano {
     use super::*;
 

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::limit_wh;
+
 /// `GET /v1/zones`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Zones {
@@ -20,8 +22,10 @@ pub struct Zones {
 pub struct ZoneSummary {
     pub name: String,
     /// The limits on the zone's net import and export per interval, in Wh,
-    /// where the DSO set none (18446744073709551615: no limit).
+    /// where the DSO set none (`null`: no limit).
+    #[serde(with = "limit_wh")]
     pub import_wh_max: u64,
+    #[serde(with = "limit_wh")]
     pub export_wh_max: u64,
     /// Meters registered in the zone.
     pub meters: u32,
@@ -35,7 +39,9 @@ pub struct ZoneSummary {
 pub struct ZoneLimitsRun {
     pub first_interval: u64,
     pub last_interval: u64,
+    #[serde(with = "limit_wh")]
     pub import_wh_max: u64,
+    #[serde(with = "limit_wh")]
     pub export_wh_max: u64,
 }
 
@@ -70,7 +76,9 @@ pub struct ZoneCleared {
     /// Sold out of the zone less bought into it.
     pub net_export_wh: i64,
     /// The limits the interval was cleared with.
+    #[serde(with = "limit_wh")]
     pub import_wh_max: u64,
+    #[serde(with = "limit_wh")]
     pub export_wh_max: u64,
     pub congested: bool,
 }

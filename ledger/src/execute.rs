@@ -177,6 +177,8 @@ pub enum Rejection {
     NotADso(PublicKey),
     #[error("zone `{0}` is not one of the community's zones")]
     UnknownZone(String),
+    #[error("account {account} has its meters in zone `{zone}`: an account trades in one zone")]
+    AccountInAnotherZone { account: AccountId, zone: String },
     #[error("zone limits must cover 1 to {ZONE_LIMIT_INTERVALS_MAX} intervals, not {intervals}")]
     ZoneLimitIntervals { intervals: u32 },
     #[error("the DSO has set {ZONE_LIMITS_MAX} zone limits for intervals to come; no more until some clear")]
@@ -247,6 +249,7 @@ impl Rejection {
             Rejection::Overflow => "overflow",
             Rejection::NotADso(_) => "not_a_dso",
             Rejection::UnknownZone(_) => "unknown_zone",
+            Rejection::AccountInAnotherZone { .. } => "account_in_another_zone",
             Rejection::ZoneLimitIntervals { .. } => "zone_limit_intervals",
             Rejection::ZoneLimitsFull => "zone_limits_full",
             Rejection::MeterPowerAboveBound { .. } => "meter_power_above_bound",
@@ -748,6 +751,8 @@ fn settle_interval(
     let rate_micro_per_kwh = tariffs.grid_feed_in_micro_per_kwh.min(tariffs.grid_import_micro_per_kwh);
     let mut metered: BTreeMap<AccountId, Metered> = BTreeMap::new();
     let mut zones = vec![ZoneSettlement::default(); genesis.zones.len()];
+    let zone_of: BTreeMap<&str, usize> =
+        genesis.zones.iter().enumerate().map(|(index, zone)| (zone.name.as_str(), index)).collect();
     let readings = &state.readings;
     for (key, meter) in &mut state.meters {
         if meter.registered_interval > interval {
@@ -767,9 +772,10 @@ fn settle_interval(
         let entry = metered.entry(meter.owner).or_default();
         let measured = settle_meter(genesis, meter, reading, interval, rate_micro_per_kwh, entry)?;
         // What the zone's meters measured; an estimated one counts apart.
-        let zone =
-            genesis.zone_index(&meter.zone).expect("registration admits meters in the genesis's zones only");
-        let zone = &mut zones[zone as usize];
+        let zone = *zone_of
+            .get(meter.zone.as_str())
+            .expect("registration admits meters in the genesis's zones only");
+        let zone = &mut zones[zone];
         match measured {
             Some(net) => {
                 zone.measured_net_export_wh = i64::try_from(i128::from(zone.measured_net_export_wh) + net)
@@ -974,6 +980,7 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
                     open_offers: 0,
                     max_import_w: 0,
                     max_export_w: 0,
+                    zone: None,
                 },
             );
             state.registrar_nonces.insert(*registrar, *nonce);
@@ -1002,6 +1009,17 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
                 return Err(Rejection::TooManyMeters { max: METERS_MAX });
             }
             let account = state.accounts.get(owner).ok_or(Rejection::UnknownAccount(*owner))?;
+            // An account trades in one zone: its offers' zone is its meters'.
+            let zone_index = genesis.zone_index(zone).expect("checked above");
+            if let Some(account_zone) = account.zone
+                && account_zone != zone_index
+            {
+                let name = genesis
+                    .zones
+                    .get(account_zone as usize)
+                    .map_or_else(String::new, |zone| zone.name.clone());
+                return Err(Rejection::AccountInAnotherZone { account: *owner, zone: name });
+            }
             for (direction, sum_w, power_w) in [
                 ("import", account.max_import_w, *max_import_w),
                 ("export", account.max_export_w, *max_export_w),
@@ -1020,6 +1038,7 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
             let account = state.accounts.get_mut(owner).expect("checked above");
             account.max_import_w += max_import_w;
             account.max_export_w += max_export_w;
+            account.zone = Some(zone_index);
             state.meters.insert(
                 *meter,
                 Meter {
@@ -1069,12 +1088,7 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
             state.registrar_nonces.insert(*registrar, *nonce);
         }
         Tx::SetTariffs { registrar, nonce, tariffs } => {
-            // A registrar's or the DSO's: dynamic tariffs are the DSO's too.
-            if genesis.is_dso(registrar) && !genesis.is_registrar(registrar) {
-                check_dso(genesis, state, registrar, *nonce)?;
-            } else {
-                check_registrar(genesis, state, registrar, *nonce)?;
-            }
+            check_registrar(genesis, state, registrar, *nonce)?;
             // Not retroactive: every offer for the interval was made knowing
             // its tariffs, and cleared and settled intervals keep theirs.
             let effective_from = tariffs.effective_from_interval;
@@ -1138,15 +1152,14 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
         Tx::SetZoneLimits { dso, nonce, zone, first_interval, intervals, limits } => {
             check_dso(genesis, state, dso, *nonce)?;
             // An operating envelope (docs/PROTOCOL.md §5.4): for a known
-            // zone, only for intervals still open for offers (every offer
-            // for one was made under its limits) and within the offer
-            // horizon, replacing what was set for them, the schedule bounded.
+            // zone, only for intervals still open for offers (never one
+            // cleared or clearing) and within the offer horizon, replacing
+            // what was set for them, the schedule bounded.
             check_text("zone", zone)?;
             let index = genesis.zone_index(zone).ok_or_else(|| Rejection::UnknownZone(zone.to_string()))?;
             if *intervals == 0 || *intervals > ZONE_LIMIT_INTERVALS_MAX {
                 return Err(Rejection::ZoneLimitIntervals { intervals: *intervals });
             }
-            // Not retroactive: every offer for the interval was made under them.
             check_open(genesis, *first_interval, time_ms)?;
             let last_interval = first_interval.saturating_add(u64::from(*intervals) - 1);
             let horizon_interval =

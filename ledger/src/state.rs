@@ -26,6 +26,9 @@ pub struct Account {
     /// Σ of the account's meters' limits, for the per-interval energy bound.
     pub max_import_w: u64,
     pub max_export_w: u64,
+    /// The zone (index) of the account's meters, all in one; none before
+    /// its first meter.
+    pub zone: Option<u32>,
 }
 
 impl Account {

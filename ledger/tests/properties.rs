@@ -309,6 +309,8 @@ struct Model {
     meters: BTreeMap<MeterId, ModelMeter>,
     tariffs: Vec<Tariffs>,
     contracts: BTreeMap<(u64, AccountId), Contract>,
+    /// Each account's meters' zone.
+    account_zones: BTreeMap<AccountId, usize>,
     /// Each zone's genesis limits, and the DSO's by (interval, zone).
     zones: Vec<ZoneLimits>,
     zone_limits: BTreeMap<(u64, u32), ZoneLimits>,
@@ -337,6 +339,10 @@ impl Model {
             return Err("meter_power_above_bound");
         }
         let Some(&(import_sum, export_sum)) = self.accounts.get(owner) else { return Err("unknown_account") };
+        let index = ZONE_NAMES.iter().position(|name| *name == zone).unwrap();
+        if self.account_zones.get(owner).is_some_and(|known| *known != index) {
+            return Err("account_in_another_zone");
+        }
         if import_sum + import_w > ACCOUNT_POWER_MAX_W || export_sum + export_w > ACCOUNT_POWER_MAX_W {
             return Err("account_power_above_bound");
         }
@@ -629,6 +635,7 @@ impl Runner {
                     open_offers: 0,
                     max_import_w: 0,
                     max_export_w: 0,
+                    zone: None,
                 },
             );
             model.accounts.insert(accounts[0].public(), (0, 0));
@@ -961,6 +968,8 @@ impl Runner {
                 self.model.accounts.insert(*account, (0, 0));
             }
             Tx::RegisterMeter { meter, owner, max_import_w, max_export_w, zone, .. } => {
+                let index = usize::try_from(genesis.zone_index(zone).unwrap()).unwrap();
+                self.model.account_zones.insert(*owner, index);
                 let sums = self.model.accounts.get_mut(owner).unwrap();
                 sums.0 += max_import_w;
                 sums.1 += max_export_w;

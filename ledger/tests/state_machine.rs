@@ -903,6 +903,7 @@ fn the_largest_refund_the_lifetime_allows_fits() {
             open_offers: 0,
             max_import_w: METER_POWER_MAX_W,
             max_export_w: METER_POWER_MAX_W,
+            zone: Some(0),
         },
     );
     let exported = last * capacity_wh;

@@ -590,6 +590,13 @@ fn verdicts(community: &TestCommunity, links: &[Link]) -> Vec<Verdict> {
         "unknown_account",
     );
     verdict(
+        "register-meter: A's second meter, on another feeder",
+        2,
+        250,
+        by_registrar(meter(3, b_meter, a, 1, "feeder-2")),
+        "account_in_another_zone",
+    );
+    verdict(
         "register-meter: A's second meter of 10^9 W",
         2,
         250,
@@ -674,7 +681,7 @@ fn verdicts(community: &TestCommunity, links: &[Link]) -> Vec<Verdict> {
         4,
         450,
         SignedTx::sign(dso_tariffs, &community.dso, &id),
-        "admitted",
+        "not_a_registrar",
     );
     verdict(
         "set-tariffs: from interval 1, above 10^9",

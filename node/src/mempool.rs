@@ -219,7 +219,7 @@ impl Mempool {
 
     /// Refuses a transaction whose signer is nobody here: not a registered
     /// account (offers, cancellations), a registered meter (readings), a
-    /// DSO of the genesis (zone limits; tariffs too) or a registrar of the
+    /// DSO of the genesis (zone limits) or a registrar of the
     /// genesis (the rest), against the committed state with
     /// what waits applied. Checked before signatures, so a stranger's keys
     /// cost a lookup, not a verification; a registration still waiting
@@ -234,8 +234,6 @@ impl Mempool {
                 (!self.pending.meters.contains_key(&signer)).then_some(Rejection::UnknownMeter(signer))
             }
             Tx::SetZoneLimits { .. } => (!genesis.is_dso(&signer)).then_some(Rejection::NotADso(signer)),
-            // Tariffs are a registrar's or a DSO's.
-            Tx::SetTariffs { .. } if genesis.is_dso(&signer) => None,
             _ => (!genesis.is_registrar(&signer)).then_some(Rejection::NotARegistrar(signer)),
         }
     }

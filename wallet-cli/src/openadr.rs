@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use gridshare_api::Zones;
 use gridshare_api::decimal::parse_scaled;
-use gridshare_ledger::execute::ZONE_LIMIT_INTERVALS_MAX;
+use gridshare_ledger::execute::{ZONE_LIMIT_INTERVALS_MAX, ZONE_LIMITS_MAX};
 use gridshare_ledger::genesis::{Genesis, ZoneLimits};
 use gridshare_ledger::tx::Tx;
 use serde::Deserialize;
@@ -29,6 +29,11 @@ use crate::wallet::{CommandError, Wallet};
 
 /// At most this many events are read from the VTN (50 a page).
 pub const EVENTS_MAX: usize = 1_000;
+/// An event with more intervals is not mapped.
+pub const EVENT_INTERVALS_MAX: usize = 1_024;
+/// The most zone-intervals one round plans: the community's zones over
+/// the offer horizon, with room (an event asking for more is reported).
+pub const PLAN_ZONE_INTERVALS_MAX: u64 = 1 << 20;
 /// The largest answer read from the VTN.
 const VTN_RESPONSE_BYTES_MAX: u64 = 16 << 20;
 
@@ -90,10 +95,20 @@ pub struct Payload {
 impl Event {
     fn name(&self) -> String {
         match &self.event_name {
-            Some(name) => format!("event {} ({name})", self.id),
-            None => format!("event {}", self.id),
+            Some(name) => format!("event {} ({})", printable(&self.id), printable(name)),
+            None => format!("event {}", printable(&self.id)),
         }
     }
+}
+
+/// The VTN's text as it may be printed: no control characters (a terminal's
+/// escape sequences), at most 200 characters.
+fn printable(text: &str) -> String {
+    let mut shown: String = text.chars().filter(|character| !character.is_control()).take(200).collect();
+    if text.chars().count() > 200 {
+        shown.push('…');
+    }
+    shown
 }
 
 /// A duration of ISO 8601 (`PT15M`, `P0Y0M0DT0H15M0S`, `PT0.25H`) in ms:
@@ -165,7 +180,9 @@ pub struct Unmapped {
 /// zone's genesis limit.
 pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Vec<Wanted>, Unmapped> {
     let fail = |reason: String| Unmapped { event: event.name(), reason };
-    let targets = event.targets.as_deref().unwrap_or_default();
+    let mut targets: Vec<&String> = event.targets.iter().flatten().collect();
+    targets.sort_unstable();
+    targets.dedup();
     if targets.is_empty() {
         return Err(fail(
             "it targets no zone (an event for every VEN): name the zones as its targets".into(),
@@ -174,8 +191,15 @@ pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Vec<Wanted>, Unmapped>
     if let Some(unknown) = targets.iter().find(|target| genesis.zone_index(target).is_none()) {
         let names: Vec<&str> = genesis.zones.iter().map(|zone| zone.name.as_str()).collect();
         return Err(fail(format!(
-            "target `{unknown}` is none of the community's zones ({})",
+            "target `{}` is none of the community's zones ({})",
+            printable(unknown),
             names.join(", ")
+        )));
+    }
+    if event.intervals.len() > EVENT_INTERVALS_MAX {
+        return Err(fail(format!(
+            "it has {} intervals, more than {EVENT_INTERVALS_MAX}",
+            event.intervals.len()
         )));
     }
     let units: BTreeMap<&str, Option<&str>> = event
@@ -230,9 +254,9 @@ pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Vec<Wanted>, Unmapped>
         if import.is_none() && export.is_none() {
             return Err(fail(format!("interval {index} has no capacity limit")));
         }
-        for zone in targets {
+        for zone in &targets {
             wanted.push(Wanted {
-                zone: zone.clone(),
+                zone: (*zone).clone(),
                 first_interval,
                 intervals,
                 import_wh_max: import,
@@ -316,6 +340,7 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
     });
     // (zone index, interval) → limits, the first (most important) winning.
     let mut desired: BTreeMap<(u32, u64), ZoneLimits> = BTreeMap::new();
+    let mut budget = PLAN_ZONE_INTERVALS_MAX;
     let open_from = genesis
         .interval_at(now_ms.saturating_add(margin_ms).saturating_add(genesis.market.gate_closure_lead_ms))
         + 1;
@@ -328,6 +353,29 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
                 continue;
             }
         };
+        // Only the intervals open now are visited, within a budget: a VTN
+        // cannot make a round loop over years of intervals.
+        let open = |want: &Wanted| {
+            let last = want.first_interval.saturating_add(want.intervals - 1);
+            (want.first_interval.max(open_from), last.min(horizon), last)
+        };
+        let size: u64 = wanted
+            .iter()
+            .map(|want| {
+                let (from, to, _) = open(want);
+                (to + 1).saturating_sub(from)
+            })
+            .fold(0, u64::saturating_add);
+        if size > budget {
+            plan.unmapped.push(Unmapped {
+                event: event.name(),
+                reason: format!(
+                    "it asks for {size} zone-intervals, more than the {PLAN_ZONE_INTERVALS_MAX} a round takes"
+                ),
+            });
+            continue;
+        }
+        budget -= size;
         for want in wanted {
             let zone = genesis.zone_index(&want.zone).expect("wanted names known zones");
             let defaults = genesis.zones[zone as usize].limits;
@@ -335,15 +383,11 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
                 import_wh_max: want.import_wh_max.unwrap_or(defaults.import_wh_max),
                 export_wh_max: want.export_wh_max.unwrap_or(defaults.export_wh_max),
             };
-            let last = want.first_interval.saturating_add(want.intervals - 1);
-            for interval in want.first_interval..=last {
-                if interval < open_from {
-                    plan.closed += 1;
-                } else if interval > horizon {
-                    plan.later += 1;
-                } else {
-                    desired.entry((zone, interval)).or_insert(limits);
-                }
+            let (from, to, last) = open(&want);
+            plan.closed += from.min(last.saturating_add(1)).saturating_sub(want.first_interval);
+            plan.later += last.saturating_sub(to.max(from.saturating_sub(1)));
+            for interval in from..=to {
+                desired.entry((zone, interval)).or_insert(limits);
             }
         }
     }
@@ -351,7 +395,7 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
     let mut held: BTreeMap<(u32, u64), ZoneLimits> = BTreeMap::new();
     for (index, zone) in (0_u32..).zip(&ledger.zones) {
         for run in &zone.limits {
-            for interval in run.first_interval..=run.last_interval {
+            for interval in run.first_interval.max(open_from)..=run.last_interval.min(horizon) {
                 held.insert(
                     (index, interval),
                     ZoneLimits { import_wh_max: run.import_wh_max, export_wh_max: run.export_wh_max },
@@ -381,6 +425,24 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
         }
     }
     plan.changes.extend(current);
+    // No more than the ledger has room for (`ZONE_LIMITS_MAX` entries in
+    // all): the rest waits for a later round, after some intervals cleared.
+    let held_entries: u64 = ledger
+        .zones
+        .iter()
+        .flat_map(|zone| &zone.limits)
+        .map(|run| (run.last_interval + 1).saturating_sub(run.first_interval))
+        .fold(0, u64::saturating_add);
+    let mut room = u64::try_from(ZONE_LIMITS_MAX).unwrap_or(u64::MAX).saturating_sub(held_entries);
+    plan.changes.retain(|change| {
+        let fits = u64::from(change.intervals) <= room;
+        if fits {
+            room -= u64::from(change.intervals);
+        } else {
+            plan.later += u64::from(change.intervals);
+        }
+        fits
+    });
     plan
 }
 
@@ -418,7 +480,10 @@ impl Vtn {
             .read_to_string()
             .map_err(|error| format!("the VTN's answer to the login: {error}"))?;
         if status != 200 {
-            return Err(format!("the VTN refused the login of `{client_id}` (HTTP {status}): {body}"));
+            return Err(format!(
+                "the VTN refused the login of `{client_id}` (HTTP {status}): {}",
+                printable(&body)
+            ));
         }
         #[derive(Deserialize)]
         struct Token {
@@ -429,8 +494,9 @@ impl Vtn {
         Ok(Vtn { url, agent, token: token.access_token })
     }
 
-    /// Every event the VEN may see (at most `EVENTS_MAX`).
-    pub fn events(&self) -> Result<Vec<Event>, String> {
+    /// Every event the VEN may see (at most `EVENTS_MAX`), each read or
+    /// why not.
+    pub fn events(&self) -> Result<Vec<Result<Event, Unmapped>>, String> {
         let mut events = Vec::new();
         loop {
             let path = format!("{}/events?skip={}&limit=50", self.url, events.len());
@@ -448,12 +514,20 @@ impl Vtn {
                 .read_to_string()
                 .map_err(|error| format!("the VTN's events: {error}"))?;
             if status != 200 {
-                return Err(format!("the VTN refused GET /events (HTTP {status}): {body}"));
+                return Err(format!("the VTN refused GET /events (HTTP {status}): {}", printable(&body)));
             }
-            let page: Vec<Event> = serde_json::from_str(&body)
-                .map_err(|error| format!("the VTN's events are not OpenADR 3 events: {error}"))?;
+            // Each event on its own: one the bridge cannot read is reported,
+            // the others still mapped.
+            let page: Vec<serde_json::Value> = serde_json::from_str(&body)
+                .map_err(|error| format!("GET /events did not answer a list: {error}"))?;
             let full = page.len() == 50;
-            events.extend(page);
+            for value in page {
+                let id = value.get("id").and_then(serde_json::Value::as_str).map(printable);
+                events.push(serde_json::from_value::<Event>(value).map_err(|error| Unmapped {
+                    event: format!("event {}", id.unwrap_or_else(|| "without an id".into())),
+                    reason: format!("it is not an OpenADR 3.1 event the bridge reads: {error}"),
+                }));
+            }
             if !full || events.len() >= EVENTS_MAX {
                 return Ok(events);
             }
@@ -522,11 +596,13 @@ fn reconcile(
     let key = dso.public();
     let vtn =
         Vtn::connect(&args.vtn, &args.client_id, &args.client_secret).map_err(CommandError::Rejected)?;
-    let events = vtn.events().map_err(CommandError::Rejected)?;
+    let (events, unread): (Vec<_>, Vec<_>) =
+        vtn.events().map_err(CommandError::Rejected)?.into_iter().partition(Result::is_ok);
+    let events: Vec<Event> = events.into_iter().flatten().collect();
     let ledger = wallet.node().zones()?;
     let plan = plan(genesis, &events, &ledger, now_ms(), genesis.market.interval_length_ms);
-    writeln!(out, "{} events read from {}", events.len(), args.vtn)?;
-    for unmapped in &plan.unmapped {
+    writeln!(out, "{} events read from {}", events.len() + unread.len(), args.vtn)?;
+    for unmapped in unread.into_iter().filter_map(Result::err).chain(plan.unmapped.iter().cloned()) {
         writeln!(out, "Not mapped: {unmapped}")?;
     }
     if plan.closed + plan.later > 0 {
@@ -776,5 +852,15 @@ mod tests {
         ];
         let again = super::plan(&genesis, &events, &ledger, now, 900_000);
         assert!(again.changes.is_empty(), "{again:?}");
+        // A century-long interval is clipped to the horizon, not walked.
+        let mut century = export_limit("century", 1, "2026-12-06T12:00:00Z", &[40.0]);
+        century.interval_period.as_mut().unwrap().duration = Some("P36500D".into());
+        let far = super::plan(&genesis, &[century], &no_limits(&genesis), now, 900_000);
+        let horizon = genesis.interval_at(now) + genesis.market.offer_horizon_intervals;
+        assert_eq!(
+            far.changes.iter().map(|change| u64::from(change.intervals)).sum::<u64>(),
+            horizon - 48 + 1
+        );
+        assert_eq!(far.later, 36_500 * 96 - (horizon - 48 + 1));
     }
 }

@@ -144,7 +144,6 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
 
     page.section("zones", "Zones");
     let last = clearings.last();
-    let limit = |wh: u64| if wh == u64::MAX { "none".to_string() } else { format_kwh(wh) };
     let rows: Vec<Vec<Cell>> = zones
         .zones
         .iter()
@@ -203,6 +202,11 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
     ));
     account_form(&mut page);
     Ok(page)
+}
+
+/// A zone's limit in kWh per interval, `none` for no limit.
+fn limit(wh: u64) -> String {
+    if wh == u64::MAX { "none".to_string() } else { format_kwh(wh) }
 }
 
 /// The form that opens a household's page by its account key, a section
@@ -329,7 +333,6 @@ async fn interval_page(client: &Client, text: &str) -> Result<Page, ApiError> {
     ));
     if let Some(clearing) = clearing {
         page.section("zones", "Zones");
-        let limit = |wh: u64| if wh == u64::MAX { "none".to_string() } else { format_kwh(wh) };
         let rows: Vec<Vec<Cell>> = client
             .genesis
             .zones
