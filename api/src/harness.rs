@@ -135,14 +135,33 @@ pub fn run_to_end(binary: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// `count` distinct loopback ports the OS hands out now, for addresses that
-/// others must know before a node starts (a validator's consensus port).
-/// Every listener is held until all are known, so none repeats.
+/// `count` distinct loopback ports free now, for addresses that others must
+/// know before a node starts (a validator's consensus port). They are below
+/// the OS's ephemeral range (32768 and up on Linux), so that no port the OS
+/// hands to another `:0` bind meanwhile (a node's API, say) takes one before
+/// its node binds it; the search starts at a place of this process's own.
+/// Every listener is held until all are found, so none repeats.
 pub fn loopback_ports(count: usize) -> Result<Vec<u16>, HarnessError> {
-    let listeners = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io("reserving a loopback port"))?;
+    const FIRST: u64 = 20_000;
+    const SPAN: u64 = 12_000;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    let start = u64::from(std::process::id()).wrapping_mul(31).wrapping_add(u64::from(nanos));
+    let mut listeners = Vec::with_capacity(count);
+    // 7919 is prime to SPAN: the steps visit every port of the span once.
+    for step in 0..SPAN {
+        if listeners.len() == count {
+            break;
+        }
+        let port = u16::try_from(FIRST + start.wrapping_add(step * 7_919) % SPAN).unwrap_or(0);
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(listener);
+        }
+    }
+    if listeners.len() < count {
+        return Err(io("reserving a loopback port")(std::io::Error::other("no free port below 32000")));
+    }
     listeners
         .iter()
         .map(|listener| listener.local_addr().map(|address| address.port()))
