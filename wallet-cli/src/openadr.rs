@@ -331,15 +331,17 @@ pub struct Plan {
 pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, margin_ms: u64) -> Plan {
     let mut plan = Plan::default();
     let mut ranked: Vec<&Event> = events.iter().collect();
+    // Modification times as times (an unreadable one is the oldest).
+    let modified = |event: &Event| {
+        event.modification_date_time.as_deref().and_then(|text| text.parse::<jiff::Timestamp>().ok())
+    };
     ranked.sort_by(|a, b| {
         let rank = |event: &Event| event.priority.unwrap_or(u32::MAX);
-        rank(a)
-            .cmp(&rank(b))
-            .then_with(|| b.modification_date_time.cmp(&a.modification_date_time))
-            .then_with(|| b.id.cmp(&a.id))
+        rank(a).cmp(&rank(b)).then_with(|| modified(b).cmp(&modified(a))).then_with(|| b.id.cmp(&a.id))
     });
-    // (zone index, interval) → limits, the first (most important) winning.
-    let mut desired: BTreeMap<(u32, u64), ZoneLimits> = BTreeMap::new();
+    // (zone index, interval) → (import, export) limits, each direction
+    // decided by the most important event that limits it.
+    let mut desired: BTreeMap<(u32, u64), (Option<u64>, Option<u64>)> = BTreeMap::new();
     let mut budget = PLAN_ZONE_INTERVALS_MAX;
     let open_from = genesis
         .interval_at(now_ms.saturating_add(margin_ms).saturating_add(genesis.market.gate_closure_lead_ms))
@@ -378,16 +380,13 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
         budget -= size;
         for want in wanted {
             let zone = genesis.zone_index(&want.zone).expect("wanted names known zones");
-            let defaults = genesis.zones[zone as usize].limits;
-            let limits = ZoneLimits {
-                import_wh_max: want.import_wh_max.unwrap_or(defaults.import_wh_max),
-                export_wh_max: want.export_wh_max.unwrap_or(defaults.export_wh_max),
-            };
             let (from, to, last) = open(&want);
             plan.closed += from.min(last.saturating_add(1)).saturating_sub(want.first_interval);
             plan.later += last.saturating_sub(to.max(from.saturating_sub(1)));
             for interval in from..=to {
-                desired.entry((zone, interval)).or_insert(limits);
+                let (import, export) = desired.entry((zone, interval)).or_default();
+                *import = import.or(want.import_wh_max);
+                *export = export.or(want.export_wh_max);
             }
         }
     }
@@ -404,7 +403,13 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
         }
     }
     let mut current: Option<Change> = None;
-    for ((zone, interval), limits) in desired {
+    for ((zone, interval), (import, export)) in desired {
+        // A direction no event limits keeps the zone's genesis limit.
+        let defaults = genesis.zones[zone as usize].limits;
+        let limits = ZoneLimits {
+            import_wh_max: import.unwrap_or(defaults.import_wh_max),
+            export_wh_max: export.unwrap_or(defaults.export_wh_max),
+        };
         if held.get(&(zone, interval)) == Some(&limits) {
             continue;
         }
@@ -852,6 +857,21 @@ mod tests {
         ];
         let again = super::plan(&genesis, &events, &ledger, now, 900_000);
         assert!(again.changes.is_empty(), "{again:?}");
+        // Each direction is decided on its own: an import limit of a less
+        // important event holds beside a more important export limit.
+        let mut import = export_limit("import", 9, "2026-12-06T12:00:00Z", &[8.0]);
+        import.intervals[0].payloads[0].payload_type = "IMPORT_CAPACITY_LIMIT".into();
+        import.payload_descriptors.as_mut().unwrap()[0].payload_type = "IMPORT_CAPACITY_LIMIT".into();
+        let both = super::plan(&genesis, &[events[0].clone(), import], &no_limits(&genesis), now, 900_000);
+        assert_eq!(
+            both.changes[0],
+            Change {
+                zone: "feeder-2".into(),
+                first_interval: 48,
+                intervals: 1,
+                limits: ZoneLimits { import_wh_max: 2_000, export_wh_max: 10_000 },
+            }
+        );
         // A century-long interval is clipped to the horizon, not walked.
         let mut century = export_limit("century", 1, "2026-12-06T12:00:00Z", &[40.0]);
         century.interval_period.as_mut().unwrap().duration = Some("P36500D".into());
