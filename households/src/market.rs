@@ -59,7 +59,7 @@ impl Market {
 
     /// The first interval whose gate closes after `time_ms`.
     pub fn next_open_interval(&self, time_ms: u64) -> u64 {
-        self.genesis.interval_at(time_ms + self.genesis.market.gate_closure_lead_ms) + 1
+        self.genesis.first_open_interval(time_ms)
     }
 
     /// How long after each interval boundary household `household` wakes:

@@ -297,6 +297,23 @@ impl Genesis {
         Some(self.interval_start_ms(interval)?.saturating_sub(self.market.gate_closure_lead_ms))
     }
 
+    /// The first interval still open for offers at `time_ms` (its gate
+    /// closure is after it): the earliest an offer, a tariff change or a
+    /// zone limit made then can be for.
+    pub fn first_open_interval(&self, time_ms: u64) -> u64 {
+        // gate(i) > t ⇔ start(i) > t + lead: the intervals started by then are closed.
+        let after_lead = time_ms.saturating_add(self.market.gate_closure_lead_ms);
+        let mut interval = match after_lead.checked_sub(self.genesis_time_ms) {
+            Some(elapsed) => elapsed / self.market.interval_length_ms + 1,
+            None => 0,
+        };
+        // Gates saturate at 0 for the intervals within the lead of genesis.
+        while self.gate_closure_ms(interval).is_some_and(|gate_ms| gate_ms <= time_ms) {
+            interval += 1;
+        }
+        interval
+    }
+
     /// Interval `interval` settles in the first block at or after this time.
     pub fn settlement_ms(&self, interval: u64) -> Option<u64> {
         self.interval_end_ms(interval)?.checked_add(self.market.settlement_delay_ms)

@@ -179,8 +179,7 @@ fn zone_limits(context: &Context, zone: &str, limits: ZoneLimits, intervals: u32
         .enumerate()
         .find(|(_, node)| node.role == Role::Validator && node.is_up())
         .ok_or("no validator is up")?;
-    let margin_ms = genesis.market.interval_length_ms + genesis.market.gate_closure_lead_ms;
-    let first_interval = genesis.interval_at(now_ms() + margin_ms) + 1;
+    let first_interval = genesis.first_open_interval(now_ms() + genesis.market.interval_length_ms);
     let dso = context.dso.public();
     let last = node.api().last_nonce(&dso).map_err(|error| format!("the DSO's nonce: {error}"))?;
     let tx = Tx::SetZoneLimits {

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::amount::{format_kwh, format_money, format_price};
 use crate::household::{OfferTerms, build_attested_offer};
 use crate::keystore::{PassphraseSource, Role};
-use crate::market_time::{OFFER_MARGIN_MS, format_utc, next_open_interval, now_ms};
+use crate::market_time::{OFFER_MARGIN_MS, format_utc, now_ms};
 use crate::wallet::{CommandError, Wallet, until_the_node_answers, write_json};
 
 /// Decisions kept in the state file for `agent status`.
@@ -413,7 +413,7 @@ pub fn agent_run(wallet: &Wallet, args: &AgentRunArgs, out: &mut dyn Write) -> R
     let mut decided_now = 0_u64;
     while args.intervals.is_none_or(|intervals| decided_now < intervals) {
         let now = now_ms();
-        let target = next_open_interval(genesis, now.saturating_add(OFFER_MARGIN_MS));
+        let target = genesis.first_open_interval(now.saturating_add(OFFER_MARGIN_MS));
         if target > state.decided {
             // What the node knows, asked again while it cannot be reached.
             let (account, nets, attestation, market) =

@@ -11,7 +11,7 @@ use gridshare_ledger::tx::Tx;
 
 use crate::amount::{format_kwh, format_price, format_signed_kwh, parse_energy_wh};
 use crate::keystore::Role;
-use crate::market_time::{format_utc, next_open_interval, now_ms};
+use crate::market_time::{format_utc, now_ms};
 use crate::registrar::{TariffStart, describe_key, report};
 use crate::table::{self, Align};
 use crate::wallet::{CommandError, Wallet, write_json};
@@ -195,7 +195,7 @@ pub fn set_limits(wallet: &Wallet, args: &LimitsArgs, out: &mut dyn Write) -> Re
     }
     let first_interval = match args.from_interval {
         TariffStart::Next => {
-            next_open_interval(genesis, now_ms().saturating_add(genesis.market.interval_length_ms)) + 1
+            genesis.first_open_interval(now_ms().saturating_add(genesis.market.interval_length_ms)) + 1
         }
         TariffStart::Interval(interval) => interval,
     };

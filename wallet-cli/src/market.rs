@@ -6,7 +6,7 @@ use std::io::Write;
 use gridshare_api::{BookEntry, Interval, Side};
 
 use crate::amount::{format_kwh, format_money, format_price};
-use crate::market_time::{IntervalSpec, format_utc, next_open_interval, now_ms};
+use crate::market_time::{IntervalSpec, format_utc, now_ms};
 use crate::table::{self, Align};
 use crate::wallet::{CommandError, Wallet, bad_input, plural, write_json};
 
@@ -243,7 +243,7 @@ pub fn market(wallet: &Wallet, args: &MarketArgs, out: &mut dyn Write) -> Result
         Some(spec) => spec.resolve(&community.genesis, now_ms()).map_err(bad_input)?,
         None => match wallet.node().status()?.next_clearing_interval.checked_sub(1) {
             Some(last_cleared) => last_cleared,
-            None => next_open_interval(&community.genesis, now_ms()),
+            None => community.genesis.first_open_interval(now_ms()),
         },
     };
     let json = wallet.node().interval(interval)?;

@@ -147,9 +147,9 @@ impl IntervalSpec {
     /// The interval this names at time `now_ms`.
     pub fn resolve(self, genesis: &Genesis, now_ms: u64) -> Result<u64, TimeError> {
         match self {
-            IntervalSpec::Next => Ok(next_open_interval(genesis, now_ms)),
+            IntervalSpec::Next => Ok(genesis.first_open_interval(now_ms)),
             IntervalSpec::AfterNext(count) => {
-                next_open_interval(genesis, now_ms).checked_add(count).ok_or(TimeError::OutOfRange)
+                genesis.first_open_interval(now_ms).checked_add(count).ok_or(TimeError::OutOfRange)
             }
             IntervalSpec::Index(index) => Ok(index),
             IntervalSpec::In(offset_ms) => {
@@ -167,23 +167,6 @@ impl IntervalSpec {
             }
         }
     }
-}
-
-/// The first interval whose gate closure is after `now_ms`: the earliest an
-/// offer can be for.
-pub fn next_open_interval(genesis: &Genesis, now_ms: u64) -> u64 {
-    // gate(i) > now ⇔ start(i) > now + lead: the intervals started by
-    // now + lead are closed.
-    let horizon_ms = now_ms.saturating_add(genesis.market.gate_closure_lead_ms);
-    let mut interval = match horizon_ms.checked_sub(genesis.genesis_time_ms) {
-        Some(elapsed) => elapsed / genesis.market.interval_length_ms + 1,
-        None => 0,
-    };
-    // The same rule the ledger applies, checked directly.
-    while genesis.gate_closure_ms(interval).is_some_and(|gate_ms| gate_ms <= now_ms) {
-        interval += 1;
-    }
-    interval
 }
 
 /// The latest interval that has ended by `now_ms`, if any has.
@@ -423,12 +406,12 @@ mod tests {
         let start = genesis.genesis_time_ms;
         // At the start, interval 0's gate (saturated at genesis − 4 s) has
         // passed: interval 1's gate is at 6 s.
-        assert_eq!(next_open_interval(&genesis, start), 1);
-        assert_eq!(next_open_interval(&genesis, start + 5_999), 1);
-        assert_eq!(next_open_interval(&genesis, start + 6_000), 2);
-        assert_eq!(next_open_interval(&genesis, start - 10_000), 0);
+        assert_eq!(genesis.first_open_interval(start), 1);
+        assert_eq!(genesis.first_open_interval(start + 5_999), 1);
+        assert_eq!(genesis.first_open_interval(start + 6_000), 2);
+        assert_eq!(genesis.first_open_interval(start - 10_000), 0);
         for now in [start, start + 5_999, start + 6_000, start + 123_456] {
-            let next = next_open_interval(&genesis, now);
+            let next = genesis.first_open_interval(now);
             assert!(genesis.gate_closure_ms(next).unwrap() > now);
             assert!(next == 0 || genesis.gate_closure_ms(next - 1).unwrap() <= now);
         }

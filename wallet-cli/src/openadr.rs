@@ -343,9 +343,7 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
     // decided by the most important event that limits it.
     let mut desired: BTreeMap<(u32, u64), (Option<u64>, Option<u64>)> = BTreeMap::new();
     let mut budget = PLAN_ZONE_INTERVALS_MAX;
-    let open_from = genesis
-        .interval_at(now_ms.saturating_add(margin_ms).saturating_add(genesis.market.gate_closure_lead_ms))
-        + 1;
+    let open_from = genesis.first_open_interval(now_ms.saturating_add(margin_ms));
     let horizon = genesis.interval_at(now_ms).saturating_add(genesis.market.offer_horizon_intervals);
     for event in ranked {
         let wanted = match wanted(genesis, event) {

@@ -13,7 +13,7 @@ use crate::amount::{
     Money, format_kw, format_money, format_price, parse_money, parse_power_w, parse_price_micro_per_kwh,
 };
 use crate::keystore::Role;
-use crate::market_time::{format_utc, next_open_interval, now_ms};
+use crate::market_time::{format_utc, now_ms};
 use crate::wallet::{CommandError, Submitted, Wallet, short_key, write_json};
 use gridshare_api::client::Community;
 
@@ -329,7 +329,7 @@ pub fn set_tariffs(wallet: &Wallet, args: &TariffsSetArgs, out: &mut dyn Write) 
         // (docs/PROTOCOL.md §5.4); leave one interval for the transaction
         // to reach a block.
         TariffStart::Next => {
-            next_open_interval(genesis, now_ms().saturating_add(genesis.market.interval_length_ms)) + 1
+            genesis.first_open_interval(now_ms().saturating_add(genesis.market.interval_length_ms)) + 1
         }
         TariffStart::Interval(interval) => interval,
     };

@@ -15,9 +15,7 @@ use crate::amount::{
     BadAmount, format_kwh, format_money, format_price, parse_energy_wh, parse_price_micro_per_kwh,
 };
 use crate::keystore::{KeyFile, Role};
-use crate::market_time::{
-    IntervalSpec, OFFER_MARGIN_MS, format_utc, latest_ended_interval, next_open_interval, now_ms,
-};
+use crate::market_time::{IntervalSpec, OFFER_MARGIN_MS, format_utc, latest_ended_interval, now_ms};
 use crate::table::{self, Align};
 use crate::wallet::{CommandError, Wallet, bad_input, write_json};
 
@@ -204,7 +202,7 @@ pub fn offer(wallet: &Wallet, side: Side, args: &OfferArgs, out: &mut dyn Write)
         return Err(CommandError::BadInput(format!(
             "interval {interval} already closed for offers at {} (its gate closure): offer for a later one, e.g. --interval next (interval {})",
             format_utc(gate_closure_ms),
-            next_open_interval(genesis, now.saturating_add(OFFER_MARGIN_MS))
+            genesis.first_open_interval(now.saturating_add(OFFER_MARGIN_MS))
         )));
     }
     let market = &genesis.market;
