@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gridshare_api::TransactionState;
-use gridshare_api::client::Submission;
+use gridshare_api::client::{ClientError, Submission};
 use gridshare_ledger::genesis::ZoneLimits;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::testkit::SplitMix64;
@@ -158,7 +158,7 @@ pub fn apply(context: &Context, perturbation: &Perturbation) -> FaultLog {
         (Perturbation::ZoneLimits { zone, import_wh_max, export_wh_max, intervals, .. }, _) => {
             let limits = ZoneLimits { import_wh_max: *import_wh_max, export_wh_max: *export_wh_max };
             if let Err(problem) = zone_limits(context, zone, limits, *intervals) {
-                log.problems.push(problem);
+                log.problems.push(problem.to_string());
             }
         }
         (_, None) => log.problems.push("no such node".into()),
@@ -171,17 +171,35 @@ pub fn apply(context: &Context, perturbation: &Perturbation) -> FaultLog {
 /// open for offers when the transaction reaches a block (an interval of
 /// margin), submitted to the first validator that is up and journaled as
 /// acknowledged, so that the end checks find it on the ledger.
-fn zone_limits(context: &Context, zone: &str, limits: ZoneLimits, intervals: u32) -> Result<(), String> {
+/// Why the DSO's zone limits did not reach a node.
+#[derive(Debug, thiserror::Error)]
+enum ZoneLimitsError {
+    #[error("no validator is up")]
+    NoValidator,
+    #[error("the DSO's nonce: {0}")]
+    Nonce(ClientError),
+    #[error("submitting the zone limits: {0}")]
+    Submit(ClientError),
+    #[error("the zone limits were refused: HTTP {status} {code}: {message}")]
+    Refused { status: u16, code: String, message: String },
+}
+
+fn zone_limits(
+    context: &Context,
+    zone: &str,
+    limits: ZoneLimits,
+    intervals: u32,
+) -> Result<(), ZoneLimitsError> {
     let genesis = &context.market.genesis;
     let (index, node) = context
         .nodes
         .iter()
         .enumerate()
         .find(|(_, node)| node.role == Role::Validator && node.is_up())
-        .ok_or("no validator is up")?;
+        .ok_or(ZoneLimitsError::NoValidator)?;
     let first_interval = genesis.first_open_interval(now_ms() + genesis.market.interval_length_ms);
     let dso = context.dso.public();
-    let last = node.api().last_nonce(&dso).map_err(|error| format!("the DSO's nonce: {error}"))?;
+    let last = node.api().last_nonce(&dso).map_err(ZoneLimitsError::Nonce)?;
     let tx = Tx::SetZoneLimits {
         dso,
         nonce: last.unwrap_or(0) + 1,
@@ -192,7 +210,7 @@ fn zone_limits(context: &Context, zone: &str, limits: ZoneLimits, intervals: u32
     };
     let tx = SignedTx::sign(tx, &context.dso, &genesis.community_id);
     let sent_ms = now_ms();
-    match node.api().submit(&tx).map_err(|error| format!("submitting the zone limits: {error}"))? {
+    match node.api().submit(&tx).map_err(ZoneLimitsError::Submit)? {
         Submission::Admitted { id } => {
             context.journal.acknowledged(Acknowledged {
                 id: id.to_string(),
@@ -206,7 +224,7 @@ fn zone_limits(context: &Context, zone: &str, limits: ZoneLimits, intervals: u32
             Ok(())
         }
         Submission::Refused { status, code, message, .. } => {
-            Err(format!("the zone limits were refused: HTTP {status} {code}: {message}"))
+            Err(ZoneLimitsError::Refused { status, code: code.to_string(), message })
         }
     }
 }

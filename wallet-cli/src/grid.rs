@@ -7,9 +7,10 @@ use std::io::Write;
 
 use gridshare_api::{SpanQuery, ZoneFlows, Zones};
 use gridshare_ledger::genesis::ZoneLimits;
+use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::tx::Tx;
 
-use crate::amount::{format_kwh, format_price, format_signed_kwh, parse_energy_wh};
+use crate::amount::{BadAmount, format_kwh, format_price, format_signed_kwh, parse_energy_wh};
 use crate::keystore::Role;
 use crate::market_time::{format_utc, now_ms};
 use crate::registrar::{TariffStart, describe_key, report};
@@ -69,16 +70,31 @@ pub struct LimitsArgs {
 }
 
 /// An energy limit, or `none` for no limit.
-fn parse_limit_wh(text: &str) -> Result<u64, String> {
+fn parse_limit_wh(text: &str) -> Result<u64, BadAmount> {
     if text.eq_ignore_ascii_case("none") {
         return Ok(ZoneLimits::OPEN.import_wh_max);
     }
-    parse_energy_wh(text).map_err(|error| error.to_string())
+    parse_energy_wh(text)
 }
 
 /// A limit in words.
 fn limit(wh: u64) -> String {
     if wh == u64::MAX { "none".to_string() } else { format!("{} kWh", format_kwh(wh)) }
+}
+
+/// The DSO key `name` (default: the only DSO key), which must be a DSO of
+/// the community, unlocked.
+pub(crate) fn dso_key(wallet: &Wallet, name: Option<&str>) -> Result<Keypair, CommandError> {
+    let file = wallet.key_file(name, Role::Dso, "--as")?;
+    let key = file.public_key()?;
+    let genesis = &wallet.community()?.genesis;
+    if !genesis.is_dso(&key) {
+        return Err(CommandError::BadInput(format!(
+            "key `{}` ({key}) is not a DSO of {} (community {})",
+            file.name, genesis.name, genesis.community_id
+        )));
+    }
+    wallet.unlock(&file)
 }
 
 /// `gridshare grid zones`.
@@ -199,15 +215,8 @@ pub fn set_limits(wallet: &Wallet, args: &LimitsArgs, out: &mut dyn Write) -> Re
         }
         TariffStart::Interval(interval) => interval,
     };
-    let file = wallet.key_file(args.dso.as_deref(), Role::Dso, "--as")?;
-    let key = file.public_key()?;
-    if !genesis.is_dso(&key) {
-        return Err(CommandError::BadInput(format!(
-            "key `{}` ({key}) is not a DSO of {} (community {})",
-            file.name, genesis.name, genesis.community_id
-        )));
-    }
-    let dso = wallet.unlock(&file)?;
+    let dso = dso_key(wallet, args.dso.as_deref())?;
+    let key = dso.public();
     let limits = ZoneLimits { import_wh_max: args.import_max, export_wh_max: args.export_max };
     let submitted = wallet.submit_with_nonce(&dso, |nonce| Tx::SetZoneLimits {
         dso: key,

@@ -22,7 +22,6 @@ use gridshare_ledger::genesis::{Genesis, ZoneLimits};
 use gridshare_ledger::tx::Tx;
 use serde::Deserialize;
 
-use crate::keystore::Role;
 use crate::market_time::now_ms;
 use crate::registrar::describe_key;
 use crate::wallet::{CommandError, Wallet};
@@ -168,7 +167,63 @@ pub struct Wanted {
 #[error("{event}: {reason}")]
 pub struct Unmapped {
     pub event: String,
-    pub reason: String,
+    pub reason: Unmappable,
+}
+
+/// What makes an event one the bridge cannot map.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unmappable {
+    #[error("it is not an OpenADR 3.1 event the bridge reads: {0}")]
+    NotAnEvent(String),
+    #[error("it targets no zone (an event for every VEN): name the zones as its targets")]
+    NoTarget,
+    #[error("target `{target}` is none of the community's zones ({zones})")]
+    UnknownZone { target: String, zones: String },
+    #[error("it has {count} intervals, more than {EVENT_INTERVALS_MAX}")]
+    TooManyIntervals { count: usize },
+    #[error("it has no intervals")]
+    NoIntervals,
+    #[error("`{text}` is not an RFC 3339 time after 1970")]
+    BadTime { text: String },
+    #[error("interval {index} has no period and the event none")]
+    NoPeriod { index: usize },
+    #[error("interval {index} has no start")]
+    NoStart { index: usize },
+    #[error("interval {index}: `{text}` is no fixed, positive duration")]
+    BadDuration { index: usize, text: String },
+    #[error(
+        "interval {index} does not cover whole intervals of the ledger ({length_ms} ms each, from the genesis time)"
+    )]
+    Misaligned { index: usize, length_ms: u64 },
+    #[error("payload type {payload_type} does not map to zone limits")]
+    PayloadType { payload_type: String },
+    #[error("interval {index}: {problem}")]
+    Value { index: usize, problem: ValueProblem },
+    #[error("interval {index} has no capacity limit")]
+    NoLimit { index: usize },
+    #[error("it asks for {size} zone-intervals, more than the {PLAN_ZONE_INTERVALS_MAX} a round takes")]
+    TooLarge { size: u64 },
+}
+
+/// What is wrong with a capacity limit's value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValueProblem {
+    #[error("{payload_type} has {count} values, not one")]
+    Count { payload_type: String, count: usize },
+    #[error("{payload_type} is {value}, not a number")]
+    NotANumber { payload_type: String, value: String },
+    #[error(
+        "{payload_type} of `{text}` is not a plain, non-negative number of {unit} with at most 3 decimals"
+    )]
+    NotPlain { payload_type: String, text: String, unit: &'static str },
+    #[error(
+        "{payload_type} of `{text}` is energy over several ledger intervals: use KW, or one interval each"
+    )]
+    KwhOverSeveral { payload_type: String, text: String },
+    #[error("{payload_type} of `{text}` is in {unit}: the bridge takes KW or KWH")]
+    OtherUnit { payload_type: String, text: String, unit: String },
+    #[error("{payload_type} of `{text}` has no units (payloadDescriptors): the bridge takes KW or KWH")]
+    NoUnits { payload_type: String, text: String },
 }
 
 /// The capacity limits `event` asks for, in the ledger's intervals, or why
@@ -179,28 +234,19 @@ pub struct Unmapped {
 /// event interval of exactly one); an interval's other direction keeps the
 /// zone's genesis limit.
 pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Vec<Wanted>, Unmapped> {
-    let fail = |reason: String| Unmapped { event: event.name(), reason };
+    let fail = |reason: Unmappable| Unmapped { event: event.name(), reason };
     let mut targets: Vec<&String> = event.targets.iter().flatten().collect();
     targets.sort_unstable();
     targets.dedup();
     if targets.is_empty() {
-        return Err(fail(
-            "it targets no zone (an event for every VEN): name the zones as its targets".into(),
-        ));
+        return Err(fail(Unmappable::NoTarget));
     }
     if let Some(unknown) = targets.iter().find(|target| genesis.zone_index(target).is_none()) {
         let names: Vec<&str> = genesis.zones.iter().map(|zone| zone.name.as_str()).collect();
-        return Err(fail(format!(
-            "target `{}` is none of the community's zones ({})",
-            printable(unknown),
-            names.join(", ")
-        )));
+        return Err(fail(Unmappable::UnknownZone { target: printable(unknown), zones: names.join(", ") }));
     }
     if event.intervals.len() > EVENT_INTERVALS_MAX {
-        return Err(fail(format!(
-            "it has {} intervals, more than {EVENT_INTERVALS_MAX}",
-            event.intervals.len()
-        )));
+        return Err(fail(Unmappable::TooManyIntervals { count: event.intervals.len() }));
     }
     let units: BTreeMap<&str, Option<&str>> = event
         .payload_descriptors
@@ -218,22 +264,19 @@ pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Vec<Wanted>, Unmapped>
     for (index, interval) in event.intervals.iter().enumerate() {
         let period = interval.interval_period.as_ref().or(default);
         let Some(period) = period else {
-            return Err(fail(format!("interval {index} has no period and the event none")));
+            return Err(fail(Unmappable::NoPeriod { index }));
         };
         if interval.interval_period.is_some() {
             start_ms = Some(parse_time_ms(&period.start).map_err(fail)?);
         }
-        let start = start_ms.ok_or_else(|| fail(format!("interval {index} has no start")))?;
+        let start = start_ms.ok_or_else(|| fail(Unmappable::NoStart { index }))?;
         let duration_text = period.duration.as_deref().unwrap_or_default();
-        let duration_ms = parse_duration_ms(duration_text).filter(|&ms| ms > 0).ok_or_else(|| {
-            fail(format!("interval {index}: `{duration_text}` is no fixed, positive duration"))
-        })?;
+        let duration_ms = parse_duration_ms(duration_text)
+            .filter(|&ms| ms > 0)
+            .ok_or_else(|| fail(Unmappable::BadDuration { index, text: printable(duration_text) }))?;
         let offset = start.checked_sub(genesis.genesis_time_ms).filter(|offset| offset % length_ms == 0);
         let Some(offset) = offset.filter(|_| duration_ms % length_ms == 0) else {
-            return Err(fail(format!(
-                "interval {index} does not cover whole intervals of the ledger ({} ms each, from the genesis time)",
-                length_ms
-            )));
+            return Err(fail(Unmappable::Misaligned { index, length_ms }));
         };
         start_ms = start.checked_add(duration_ms);
         let (first_interval, intervals) = (offset / length_ms, duration_ms / length_ms);
@@ -243,16 +286,16 @@ pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Vec<Wanted>, Unmapped>
             let slot = match payload.payload_type.as_str() {
                 "IMPORT_CAPACITY_LIMIT" => &mut import,
                 "EXPORT_CAPACITY_LIMIT" => &mut export,
-                other => return Err(fail(format!("payload type {other} does not map to zone limits"))),
+                other => return Err(fail(Unmappable::PayloadType { payload_type: printable(other) })),
             };
             let unit = units.get(payload.payload_type.as_str()).copied().flatten();
             *slot = Some(
                 energy_wh(payload, unit, intervals, length_ms)
-                    .map_err(|reason| fail(format!("interval {index}: {reason}")))?,
+                    .map_err(|problem| fail(Unmappable::Value { index, problem }))?,
             );
         }
         if import.is_none() && export.is_none() {
-            return Err(fail(format!("interval {index} has no capacity limit")));
+            return Err(fail(Unmappable::NoLimit { index }));
         }
         for zone in &targets {
             wanted.push(Wanted {
@@ -265,40 +308,51 @@ pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Vec<Wanted>, Unmapped>
         }
     }
     if wanted.is_empty() {
-        return Err(fail("it has no intervals".into()));
+        return Err(fail(Unmappable::NoIntervals));
     }
     Ok(wanted)
 }
 
 /// A limit in Wh per ledger interval: a KW value × the interval's length,
 /// or a KWH value when the event interval is one ledger interval.
-fn energy_wh(payload: &Payload, unit: Option<&str>, intervals: u64, length_ms: u64) -> Result<u64, String> {
+fn energy_wh(
+    payload: &Payload,
+    unit: Option<&str>,
+    intervals: u64,
+    length_ms: u64,
+) -> Result<u64, ValueProblem> {
+    let payload_type = printable(&payload.payload_type);
     let [value] = payload.values.as_slice() else {
-        return Err(format!("{} has {} values, not one", payload.payload_type, payload.values.len()));
+        return Err(ValueProblem::Count { payload_type, count: payload.values.len() });
     };
     let text = match value {
         serde_json::Value::Number(number) => number.to_string(),
-        other => return Err(format!("{} is {other}, not a number", payload.payload_type)),
+        other => return Err(ValueProblem::NotANumber { payload_type, value: printable(&other.to_string()) }),
     };
-    let bad = |why: &str| format!("{} of `{text}` {why}", payload.payload_type);
+    let plain = |unit| {
+        parse_scaled(&text, 3).map_err(|_| ValueProblem::NotPlain {
+            payload_type: payload_type.clone(),
+            text: text.clone(),
+            unit,
+        })
+    };
     match unit {
         Some("KW") => {
-            let watts = parse_scaled(&text, 3)
-                .map_err(|_| bad("is not a plain, non-negative number of kW with at most 3 decimals"))?;
+            let watts = plain("kW")?;
             Ok(u64::try_from(u128::from(watts) * u128::from(length_ms) / 3_600_000).unwrap_or(u64::MAX))
         }
-        Some("KWH") if intervals == 1 => parse_scaled(&text, 3)
-            .map_err(|_| bad("is not a plain, non-negative number of kWh with at most 3 decimals")),
-        Some("KWH") => Err(bad("is energy over several ledger intervals: use KW, or one interval each")),
-        Some(other) => Err(bad(&format!("is in {other}: the bridge takes KW or KWH"))),
-        None => Err(bad("has no units (payloadDescriptors): the bridge takes KW or KWH")),
+        Some("KWH") if intervals == 1 => plain("kWh"),
+        Some("KWH") => Err(ValueProblem::KwhOverSeveral { payload_type, text }),
+        Some(other) => Err(ValueProblem::OtherUnit { payload_type, text, unit: printable(other) }),
+        None => Err(ValueProblem::NoUnits { payload_type, text }),
     }
 }
 
 /// An RFC 3339 time as ms since the epoch.
-fn parse_time_ms(text: &str) -> Result<u64, String> {
-    let timestamp: jiff::Timestamp = text.parse().map_err(|_| format!("`{text}` is not an RFC 3339 time"))?;
-    u64::try_from(timestamp.as_millisecond()).map_err(|_| format!("`{text}` is before 1970"))
+fn parse_time_ms(text: &str) -> Result<u64, Unmappable> {
+    let bad = || Unmappable::BadTime { text: printable(text) };
+    let timestamp: jiff::Timestamp = text.parse().map_err(|_| bad())?;
+    u64::try_from(timestamp.as_millisecond()).map_err(|_| bad())
 }
 
 /// One `SetZoneLimits` to make.
@@ -367,12 +421,7 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
             })
             .fold(0, u64::saturating_add);
         if size > budget {
-            plan.unmapped.push(Unmapped {
-                event: event.name(),
-                reason: format!(
-                    "it asks for {size} zone-intervals, more than the {PLAN_ZONE_INTERVALS_MAX} a round takes"
-                ),
-            });
+            plan.unmapped.push(Unmapped { event: event.name(), reason: Unmappable::TooLarge { size } });
             continue;
         }
         budget -= size;
@@ -449,6 +498,19 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
     plan
 }
 
+/// Why the VTN could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VtnError {
+    #[error("the VTN at {url} cannot be reached: {cause}")]
+    Unreachable { url: String, cause: String },
+    #[error("the VTN's answer to {request} could not be read: {cause}")]
+    Unreadable { request: String, cause: String },
+    #[error("the VTN refused {request} (HTTP {status}): {body}")]
+    Refused { request: String, status: u16, body: String },
+    #[error("the VTN's answer to {request} is not what OpenADR 3 says: {cause}")]
+    Malformed { request: String, cause: String },
+}
+
 /// An OpenADR 3 VTN, as a VEN reaches it: client credentials for a bearer
 /// token (`POST /auth/token`), then `GET /events` page by page.
 #[derive(Debug)]
@@ -458,77 +520,71 @@ pub struct Vtn {
     token: String,
 }
 
+/// The body of the VTN's answer to `request` (at most
+/// `VTN_RESPONSE_BYTES_MAX`) when it is a 200, else why not.
+fn answer(
+    request: &str,
+    sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    url: &str,
+) -> Result<String, VtnError> {
+    let mut response =
+        sent.map_err(|error| VtnError::Unreachable { url: url.to_string(), cause: error.to_string() })?;
+    let status = response.status().as_u16();
+    let body =
+        response.body_mut().with_config().limit(VTN_RESPONSE_BYTES_MAX).read_to_string().map_err(
+            |error| VtnError::Unreadable { request: request.to_string(), cause: error.to_string() },
+        )?;
+    if status != 200 {
+        return Err(VtnError::Refused { request: request.to_string(), status, body: printable(&body) });
+    }
+    Ok(body)
+}
+
 impl Vtn {
     /// Logs in at `url` with the VEN's client credentials.
-    pub fn connect(url: &str, client_id: &str, client_secret: &str) -> Result<Vtn, String> {
+    pub fn connect(url: &str, client_id: &str, client_secret: &str) -> Result<Vtn, VtnError> {
         let url = url.trim_end_matches('/').to_string();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(30)))
             .http_status_as_error(false)
             .build()
             .into();
-        let mut response = agent
-            .post(&format!("{url}/auth/token"))
-            .send_form([
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", client_secret),
-            ])
-            .map_err(|error| format!("the VTN at {url} cannot be reached: {error}"))?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(VTN_RESPONSE_BYTES_MAX)
-            .read_to_string()
-            .map_err(|error| format!("the VTN's answer to the login: {error}"))?;
-        if status != 200 {
-            return Err(format!(
-                "the VTN refused the login of `{client_id}` (HTTP {status}): {}",
-                printable(&body)
-            ));
-        }
+        let sent = agent.post(&format!("{url}/auth/token")).send_form([
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+        ]);
+        let request = format!("the login of `{}`", printable(client_id));
+        let body = answer(&request, sent, &url)?;
         #[derive(Deserialize)]
         struct Token {
             access_token: String,
         }
-        let token: Token =
-            serde_json::from_str(&body).map_err(|error| format!("the VTN's token: {error}"))?;
+        let token: Token = serde_json::from_str(&body)
+            .map_err(|error| VtnError::Malformed { request, cause: error.to_string() })?;
         Ok(Vtn { url, agent, token: token.access_token })
     }
 
     /// Every event the VEN may see (at most `EVENTS_MAX`), each read or
     /// why not.
-    pub fn events(&self) -> Result<Vec<Result<Event, Unmapped>>, String> {
+    pub fn events(&self) -> Result<Vec<Result<Event, Unmapped>>, VtnError> {
+        let request = "GET /events";
         let mut events = Vec::new();
         loop {
             let path = format!("{}/events?skip={}&limit=50", self.url, events.len());
-            let mut response = self
-                .agent
-                .get(&path)
-                .header("Authorization", &format!("Bearer {}", self.token))
-                .call()
-                .map_err(|error| format!("the VTN at {} cannot be reached: {error}", self.url))?;
-            let status = response.status().as_u16();
-            let body = response
-                .body_mut()
-                .with_config()
-                .limit(VTN_RESPONSE_BYTES_MAX)
-                .read_to_string()
-                .map_err(|error| format!("the VTN's events: {error}"))?;
-            if status != 200 {
-                return Err(format!("the VTN refused GET /events (HTTP {status}): {}", printable(&body)));
-            }
+            let sent =
+                self.agent.get(&path).header("Authorization", &format!("Bearer {}", self.token)).call();
+            let body = answer(request, sent, &self.url)?;
             // Each event on its own: one the bridge cannot read is reported,
             // the others still mapped.
             let page: Vec<serde_json::Value> = serde_json::from_str(&body)
-                .map_err(|error| format!("GET /events did not answer a list: {error}"))?;
+                .map_err(|error| VtnError::Malformed { request: request.into(), cause: error.to_string() })?;
             let full = page.len() == 50;
             for value in page {
                 let id = value.get("id").and_then(serde_json::Value::as_str).map(printable);
                 events.push(serde_json::from_value::<Event>(value).map_err(|error| Unmapped {
                     event: format!("event {}", id.unwrap_or_else(|| "without an id".into())),
-                    reason: format!("it is not an OpenADR 3.1 event the bridge reads: {error}"),
+                    reason: Unmappable::NotAnEvent(error.to_string()),
                 }));
             }
             if !full || events.len() >= EVENTS_MAX {
@@ -561,17 +617,7 @@ pub struct BridgeArgs {
 /// `gridshare dso bridge`: reconciles once, or every `--every` seconds (a
 /// failed round is reported and the next one tried).
 pub fn bridge(wallet: &Wallet, args: &BridgeArgs, out: &mut dyn Write) -> Result<(), CommandError> {
-    let community = wallet.community()?;
-    let genesis = &community.genesis;
-    let file = wallet.key_file(args.dso.as_deref(), Role::Dso, "--as")?;
-    let key = file.public_key()?;
-    if !genesis.is_dso(&key) {
-        return Err(CommandError::BadInput(format!(
-            "key `{}` ({key}) is not a DSO of {} (community {})",
-            file.name, genesis.name, genesis.community_id
-        )));
-    }
-    let dso = wallet.unlock(&file)?;
+    let dso = crate::grid::dso_key(wallet, args.dso.as_deref())?;
     loop {
         let round = reconcile(wallet, args, &dso, out);
         match (args.every, round) {
@@ -587,6 +633,11 @@ pub fn bridge(wallet: &Wallet, args: &BridgeArgs, out: &mut dyn Write) -> Result
     }
 }
 
+/// A VTN that cannot be read fails the round (exit status 1).
+fn rejected(error: VtnError) -> CommandError {
+    CommandError::Rejected(error.to_string())
+}
+
 /// One round: the VTN's events against the ledger's limits, the changes
 /// submitted; how many the node refused.
 fn reconcile(
@@ -597,10 +648,9 @@ fn reconcile(
 ) -> Result<usize, CommandError> {
     let genesis = &wallet.community()?.genesis;
     let key = dso.public();
-    let vtn =
-        Vtn::connect(&args.vtn, &args.client_id, &args.client_secret).map_err(CommandError::Rejected)?;
+    let vtn = Vtn::connect(&args.vtn, &args.client_id, &args.client_secret).map_err(rejected)?;
     let (events, unread): (Vec<_>, Vec<_>) =
-        vtn.events().map_err(CommandError::Rejected)?.into_iter().partition(Result::is_ok);
+        vtn.events().map_err(rejected)?.into_iter().partition(Result::is_ok);
     let events: Vec<Event> = events.into_iter().flatten().collect();
     let ledger = wallet.node().zones()?;
     let plan = plan(genesis, &events, &ledger, now_ms(), genesis.market.interval_length_ms);
