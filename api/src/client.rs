@@ -27,6 +27,7 @@ use crate::events::{Event, EventError, SseLine, SseParser, read_line_bounded};
 use crate::intervals::{AccountBill, AccountTrade, Bills, Interval, SpanQuery, Trades};
 use crate::proofs::{Proof, ProofTarget};
 use crate::status::{GenesisError, GenesisResponse, Health, Status};
+use crate::tariffs::TariffSchedule;
 use crate::transactions::{Admitted, SubmitRequest, TransactionStatus};
 use crate::zones::{ZoneFlows, Zones};
 
@@ -617,6 +618,11 @@ impl Client {
     }
 
     /// `GET /v1/zones`: the zones, their meters and the DSO's limits to come.
+    /// `GET /v1/tariffs`: the schedule and the intervals' own tariffs to come.
+    pub fn tariffs(&self) -> Result<TariffSchedule, ClientError> {
+        self.get("/v1/tariffs")
+    }
+
     pub fn zones(&self) -> Result<Zones, ClientError> {
         self.get("/v1/zones")
     }

@@ -45,9 +45,9 @@ pub struct Interval {
     pub settlement_ms: u64,
     pub status: IntervalStatus,
     /// The grid tariffs in force for the interval: a settled interval's
-    /// settlement's, any other's under the ledger's schedule as it stands
-    /// (a registrar may still schedule a change for an interval open for
-    /// offers).
+    /// settlement's, any other's under the ledger's schedule and the
+    /// interval's own tariffs as they stand (a registrar or DSO may still
+    /// change them for an interval open for offers).
     pub tariffs: Tariffs,
     /// The open offers before clearing; after it, the offers that took part
     /// in the auction (at most `LIST_MAX`).

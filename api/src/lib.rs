@@ -28,6 +28,7 @@ pub mod proofs;
 pub mod report;
 pub mod stats;
 pub mod status;
+pub mod tariffs;
 mod text;
 pub mod transactions;
 pub mod zones;
@@ -49,5 +50,6 @@ pub use intervals::{
 pub use market::{Mechanism, Side, TxKind, VoteKind};
 pub use proofs::{Proof, ProofTarget};
 pub use status::{GenesisResponse, GenesisSummary, Health, NotReady, Role, Status, SyncStatus, Validator};
+pub use tariffs::{IntervalTariffs, ScheduledTariffs, TariffSchedule};
 pub use transactions::{Admitted, AdmittedStatus, SubmitRequest, TransactionState, TransactionStatus};
 pub use zones::{ZoneCleared, ZoneFlows, ZoneInterval, ZoneLimitsRun, ZoneMeasured, ZoneSummary, Zones};

@@ -117,6 +117,7 @@ pub enum TxKind {
     CancelOffer,
     MeterReading,
     SetZoneLimits,
+    SetIntervalTariffs,
 }
 
 impl From<&Tx> for TxKind {
@@ -131,6 +132,7 @@ impl From<&Tx> for TxKind {
             Tx::CancelOffer { .. } => TxKind::CancelOffer,
             Tx::MeterReading(_) => TxKind::MeterReading,
             Tx::SetZoneLimits { .. } => TxKind::SetZoneLimits,
+            Tx::SetIntervalTariffs { .. } => TxKind::SetIntervalTariffs,
         }
     }
 }

@@ -11,7 +11,8 @@ use gridshare_api::bounds::{INTERVAL_SPAN_MAX, LIST_MAX, REQUEST_BYTES_MAX, STRE
 use gridshare_api::{
     Account, Admitted, Bills, Block, BlockEvent, Clearing, ErrorBody, ErrorCode, EvidenceList,
     GenesisResponse, Health, Interval, IsolateRequest, Isolated, Lagged, Meter, MeterReadings, Nonce, Offers,
-    Proof, SettlementEvent, Status, SubmitRequest, Trades, TransactionStatus, ZoneFlows, Zones,
+    Proof, SettlementEvent, Status, SubmitRequest, TariffSchedule, Trades, TransactionStatus, ZoneFlows,
+    Zones,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -81,12 +82,13 @@ fn check(tag: &str, json: &serde_json::Value) -> Result<(), String> {
         "Isolated" => round_trip::<Isolated>(json),
         "Zones" => round_trip::<Zones>(json),
         "ZoneFlows" => round_trip::<ZoneFlows>(json),
+        "TariffSchedule" => round_trip::<TariffSchedule>(json),
         other => Err(format!("`{other}` is not a type of gridshare-api this test knows")),
     }
 }
 
 /// Every body of the API, by the tag its example has.
-const BODIES: [&str; 25] = [
+const BODIES: [&str; 26] = [
     "GenesisResponse",
     "Status",
     "SubmitRequest",
@@ -112,6 +114,7 @@ const BODIES: [&str; 25] = [
     "Isolated",
     "Zones",
     "ZoneFlows",
+    "TariffSchedule",
 ];
 
 #[test]

@@ -58,10 +58,13 @@ pub const TARIFF_SCHEDULE_MAX: usize = 1 << 10;
 /// The most (interval, zone) limits the DSO may have set for intervals not
 /// yet cleared: also the most a block can set.
 pub const ZONE_LIMITS_MAX: usize = 1 << 14;
-/// The most intervals one `SetZoneLimits` covers: a day of 15-minute
-/// intervals. With the bound on a block's transactions, it bounds the
-/// entries a block writes.
+/// The most intervals one `SetZoneLimits` or `SetIntervalTariffs` covers: a
+/// day of 15-minute intervals. With the bound on a block's transactions, it
+/// bounds the entries a block writes.
 pub const ZONE_LIMIT_INTERVALS_MAX: u32 = 96;
+/// At most this many intervals have tariffs of their own
+/// (`SetIntervalTariffs`) waiting to be settled.
+pub const INTERVAL_TARIFFS_MAX: usize = 1 << 14;
 /// The most money the registrars may ever credit, in total, in nano.
 pub const CREDITS_TOTAL_MAX_NANO: i128 = 1_000_000_000_000_000_000_000_000_000_000_000_000;
 /// How long a community lives: no block is later than the genesis time
@@ -175,6 +178,12 @@ pub enum Rejection {
     Overflow,
     #[error("{0} is not a DSO of this community")]
     NotADso(PublicKey),
+    #[error("{0} is neither a registrar nor a DSO of this community: only they set tariffs")]
+    NotATariffSetter(PublicKey),
+    #[error("interval tariffs must cover 1 to {ZONE_LIMIT_INTERVALS_MAX} intervals, not {intervals}")]
+    TariffIntervals { intervals: usize },
+    #[error("{INTERVAL_TARIFFS_MAX} intervals to come have tariffs of their own; no more until some settle")]
+    IntervalTariffsFull,
     #[error("zone `{0}` is not one of the community's zones")]
     UnknownZone(String),
     #[error("account {account} has its meters in zone `{zone}`: an account trades in one zone")]
@@ -248,6 +257,9 @@ impl Rejection {
             Rejection::TariffScheduleFull => "tariff_schedule_full",
             Rejection::Overflow => "overflow",
             Rejection::NotADso(_) => "not_a_dso",
+            Rejection::NotATariffSetter(_) => "not_a_tariff_setter",
+            Rejection::TariffIntervals { .. } => "tariff_intervals",
+            Rejection::IntervalTariffsFull => "interval_tariffs_full",
             Rejection::UnknownZone(_) => "unknown_zone",
             Rejection::AccountInAnotherZone { .. } => "account_in_another_zone",
             Rejection::ZoneLimitIntervals { .. } => "zone_limit_intervals",
@@ -567,8 +579,10 @@ fn settle_due(
             work = work.saturating_add(interval_work);
         }
         state.next_settlement_interval = settled_to;
-        // A settled interval's readings are in the meters' bases now.
+        // A settled interval's readings are in the meters' bases now, and
+        // its tariffs in its receipt.
         state.readings = state.readings.split_off(&(settled_to, PublicKey([0; 32])));
+        state.interval_tariffs = state.interval_tariffs.split_off(&settled_to);
     }
     Ok(())
 }
@@ -1160,13 +1174,7 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
             if *intervals == 0 || *intervals > ZONE_LIMIT_INTERVALS_MAX {
                 return Err(Rejection::ZoneLimitIntervals { intervals: *intervals });
             }
-            check_open(genesis, *first_interval, time_ms)?;
-            let last_interval = first_interval.saturating_add(u64::from(*intervals) - 1);
-            let horizon_interval =
-                genesis.interval_at(time_ms).saturating_add(genesis.market.offer_horizon_intervals);
-            if last_interval > horizon_interval {
-                return Err(Rejection::IntervalTooFarAhead { interval: last_interval, horizon_interval });
-            }
+            let last_interval = check_window(genesis, *first_interval, u64::from(*intervals), time_ms)?;
             let new_entries = (*first_interval..=last_interval)
                 .filter(|interval| !state.zone_limits.contains_key(&(*interval, index)))
                 .count();
@@ -1178,8 +1186,59 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
             }
             state.registrar_nonces.insert(*dso, *nonce);
         }
+        Tx::SetIntervalTariffs { signer, nonce, first_interval, tariffs } => {
+            if !genesis.is_registrar(signer) && !genesis.is_dso(signer) {
+                return Err(Rejection::NotATariffSetter(*signer));
+            }
+            let last = state.registrar_nonces.get(signer).copied().unwrap_or(0);
+            check_next_nonce(signer, *nonce, last)?;
+            // Dynamic tariffs (docs/PROTOCOL.md §5.4): like a zone's limits,
+            // only for intervals still open for offers and within the
+            // horizon, replacing what was set for them, bounded in count.
+            if tariffs.is_empty() || tariffs.len() > ZONE_LIMIT_INTERVALS_MAX as usize {
+                return Err(Rejection::TariffIntervals { intervals: tariffs.len() });
+            }
+            if !tariffs.iter().all(|entry| entry.at_most(crate::genesis::PRICE_MAX_MICRO_PER_KWH)) {
+                return Err(Rejection::TariffTooHigh);
+            }
+            check_window(genesis, *first_interval, tariffs.len() as u64, time_ms)?;
+            let entries = (*first_interval..).zip(tariffs);
+            let mut held = state.interval_tariffs.len();
+            for (interval, entry) in entries.clone() {
+                match (state.interval_tariffs.contains_key(&interval), entry.is_empty()) {
+                    (false, false) => held += 1,
+                    (true, true) => held -= 1,
+                    _ => {}
+                }
+            }
+            if held > INTERVAL_TARIFFS_MAX {
+                return Err(Rejection::IntervalTariffsFull);
+            }
+            for (interval, entry) in entries {
+                if entry.is_empty() {
+                    state.interval_tariffs.remove(&interval);
+                } else {
+                    state.interval_tariffs.insert(interval, *entry);
+                }
+            }
+            state.registrar_nonces.insert(*signer, *nonce);
+        }
     }
     Ok(())
+}
+
+/// A run of `count` (≥ 1) intervals from `first_interval` that a schedule
+/// may still change: the first still open for offers at `time_ms`, the last
+/// within the offer horizon. The last interval.
+fn check_window(genesis: &Genesis, first_interval: u64, count: u64, time_ms: u64) -> Result<u64, Rejection> {
+    check_open(genesis, first_interval, time_ms)?;
+    let last_interval = first_interval.saturating_add(count.saturating_sub(1));
+    let horizon_interval =
+        genesis.interval_at(time_ms).saturating_add(genesis.market.offer_horizon_intervals);
+    if last_interval > horizon_interval {
+        return Err(Rejection::IntervalTooFarAhead { interval: last_interval, horizon_interval });
+    }
+    Ok(last_interval)
 }
 
 /// A meter reading (docs/PROTOCOL.md §5.4): after the meter's registration

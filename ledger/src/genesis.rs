@@ -26,6 +26,53 @@ pub struct Tariffs {
     pub network_fee_micro_per_kwh: u64,
 }
 
+/// Tariffs set for one interval ahead of time (`SetIntervalTariffs`): each
+/// part that is set replaces the schedule's for that interval alone, so a
+/// dynamic price changes nothing before or after it. `None` keeps the
+/// schedule's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct IntervalTariffs {
+    pub grid_import_micro_per_kwh: Option<u64>,
+    pub grid_feed_in_micro_per_kwh: Option<u64>,
+    pub network_fee_micro_per_kwh: Option<u64>,
+}
+
+impl IntervalTariffs {
+    /// Sets nothing: what removes an interval's entry.
+    pub fn is_empty(&self) -> bool {
+        *self == IntervalTariffs::default()
+    }
+
+    /// `schedule`, the schedule's tariffs for `interval`, with this entry's
+    /// parts in place of its own; effective from `interval` when it sets
+    /// any.
+    pub fn apply(&self, interval: u64, schedule: Tariffs) -> Tariffs {
+        if self.is_empty() {
+            return schedule;
+        }
+        Tariffs {
+            effective_from_interval: interval,
+            grid_import_micro_per_kwh: self
+                .grid_import_micro_per_kwh
+                .unwrap_or(schedule.grid_import_micro_per_kwh),
+            grid_feed_in_micro_per_kwh: self
+                .grid_feed_in_micro_per_kwh
+                .unwrap_or(schedule.grid_feed_in_micro_per_kwh),
+            network_fee_micro_per_kwh: self
+                .network_fee_micro_per_kwh
+                .unwrap_or(schedule.network_fee_micro_per_kwh),
+        }
+    }
+
+    /// The parts that are set, each at most `max`.
+    pub fn at_most(&self, max: u64) -> bool {
+        [self.grid_import_micro_per_kwh, self.grid_feed_in_micro_per_kwh, self.network_fee_micro_per_kwh]
+            .into_iter()
+            .flatten()
+            .all(|rate| rate <= max)
+    }
+}
+
 /// What a household whose meters measured `metered_net_export_wh` in an
 /// interval would get (positive) or pay (negative) at the grid tariffs
 /// alone, with no local trading: its export at the feed-in tariff, its

@@ -8,7 +8,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::Hash;
 use crate::encoding::{Domain, domain_hash};
-use crate::genesis::{Genesis, Tariffs, ZoneLimits};
+use crate::genesis::{Genesis, IntervalTariffs, Tariffs, ZoneLimits};
 use crate::ids::{AccountId, CommunityId, MeterId, PublicKey};
 use crate::tx::{MeterReading, Side};
 
@@ -136,6 +136,9 @@ pub struct State {
     /// interval, for intervals not yet cleared; a zone without an entry has
     /// its genesis limits.
     pub zone_limits: BTreeMap<(u64, u32), ZoneLimits>,
+    /// Tariffs set for single intervals (`SetIntervalTariffs`), for
+    /// intervals not yet settled; they take precedence over the schedule.
+    pub interval_tariffs: BTreeMap<u64, IntervalTariffs>,
 }
 
 impl State {
@@ -162,6 +165,7 @@ impl State {
             credits_nano: 0,
             debits_nano: 0,
             zone_limits: BTreeMap::new(),
+            interval_tariffs: BTreeMap::new(),
         }
     }
 
@@ -192,6 +196,7 @@ impl State {
             credits_nano,
             debits_nano,
             zone_limits,
+            interval_tariffs,
         } = self;
         domain_hash(
             Domain::State,
@@ -206,21 +211,27 @@ impl State {
                     credits_nano,
                     debits_nano,
                     zone_limits,
+                    interval_tariffs,
                 ),
             ),
         )
     }
 
     /// The tariffs in force for `interval`, for an interval not yet settled:
-    /// the schedule drops what settled intervals used (a settled interval's
+    /// the schedule's, with the interval's own entry in place of the parts
+    /// it sets. Both drop what settled intervals used (a settled interval's
     /// are in its `SettlementReceipt`).
     pub fn tariffs_for(&self, interval: u64) -> Tariffs {
-        *self
+        let schedule = *self
             .tariffs
             .iter()
             .rev()
             .find(|tariffs| tariffs.effective_from_interval <= interval)
-            .unwrap_or(&self.tariffs[0])
+            .unwrap_or(&self.tariffs[0]);
+        match self.interval_tariffs.get(&interval) {
+            Some(set) => set.apply(interval, schedule),
+            None => schedule,
+        }
     }
 
     /// Each zone's limits in `interval`: the DSO's where it set some, else

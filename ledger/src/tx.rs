@@ -1,11 +1,11 @@
-//! Transactions: the nine kinds of docs/PROTOCOL.md §4, their signers, signed bytes
+//! Transactions: the ten kinds of docs/PROTOCOL.md §4, their signers, signed bytes
 //! and ids, and meter readings with their attestations.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::Hash;
 use crate::encoding::{Domain, domain_bytes, domain_hash};
-use crate::genesis::{Tariffs, ZoneLimits};
+use crate::genesis::{IntervalTariffs, Tariffs, ZoneLimits};
 use crate::ids::{AccountId, CommunityId, Keypair, MeterId, PublicKey, Signature, SignatureError};
 
 /// Which way an offer trades.
@@ -121,6 +121,15 @@ pub enum Tx {
         intervals: u32,
         limits: ZoneLimits,
     },
+    /// A registrar's or DSO's tariffs for the intervals from
+    /// `first_interval` on, one entry each (dynamic tariffs), all still open
+    /// for offers; an entry that sets nothing removes the interval's.
+    SetIntervalTariffs {
+        signer: PublicKey,
+        nonce: u64,
+        first_interval: u64,
+        tariffs: Vec<IntervalTariffs>,
+    },
 }
 
 impl Tx {
@@ -136,6 +145,7 @@ impl Tx {
             Tx::CancelOffer { account, .. } => *account,
             Tx::MeterReading(reading) => reading.meter,
             Tx::SetZoneLimits { dso, .. } => *dso,
+            Tx::SetIntervalTariffs { signer, .. } => *signer,
         }
     }
 
@@ -148,7 +158,8 @@ impl Tx {
             | Tx::Debit { nonce, .. }
             | Tx::SetTariffs { nonce, .. }
             | Tx::CancelOffer { nonce, .. }
-            | Tx::SetZoneLimits { nonce, .. } => Some(*nonce),
+            | Tx::SetZoneLimits { nonce, .. }
+            | Tx::SetIntervalTariffs { nonce, .. } => Some(*nonce),
             Tx::Offer(offer) => Some(offer.nonce),
             Tx::MeterReading(_) => None,
         }
@@ -180,6 +191,7 @@ impl Tx {
             Tx::CancelOffer { .. } => "cancel-offer",
             Tx::MeterReading(_) => "meter-reading",
             Tx::SetZoneLimits { .. } => "set-zone-limits",
+            Tx::SetIntervalTariffs { .. } => "set-interval-tariffs",
         }
     }
 }

@@ -27,7 +27,7 @@ use gridshare_ledger::execute::{
     build_block, cleared, execute,
 };
 use gridshare_ledger::genesis::{
-    Genesis, MarketParams, Mechanism, PRICE_MAX_MICRO_PER_KWH, Tariffs, Zone, ZoneLimits,
+    Genesis, IntervalTariffs, MarketParams, Mechanism, PRICE_MAX_MICRO_PER_KWH, Tariffs, Zone, ZoneLimits,
 };
 use gridshare_ledger::ids::{AccountId, Keypair, MeterId};
 use gridshare_ledger::state::{Account, Contract, State};
@@ -192,6 +192,17 @@ enum Action {
         import: Pick,
         export: Pick,
     },
+    /// Tariffs of `count` intervals from `ahead` after the current one,
+    /// signed by the DSO (0), the registrar (1) or a household (2); each
+    /// part set when its pick's kind is odd.
+    SetIntervalTariffs {
+        by: u8,
+        ahead: u8,
+        count: u16,
+        import: Pick,
+        feed_in: Pick,
+        fee: Pick,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -217,6 +228,10 @@ fn action() -> impl Strategy<Value = Action> {
         2 => (prop::bool::weighted(0.9), any::<u8>(), 0_u8..=24, prop_oneof![0_u16..=4, Just(97), Just(96)], pick(), pick())
             .prop_map(|(by_dso, zone, ahead, intervals, import, export)| Action::SetZoneLimits {
                 by_dso, zone, ahead, intervals, import, export
+            }),
+        2 => (0_u8..=2, 0_u8..=24, prop_oneof![0_u16..=4, Just(97), Just(96)], pick(), pick(), pick())
+            .prop_map(|(by, ahead, count, import, feed_in, fee)| Action::SetIntervalTariffs {
+                by, ahead, count, import, feed_in, fee
             }),
     ]
 }
@@ -314,11 +329,31 @@ struct Model {
     /// Each zone's genesis limits, and the DSO's by (interval, zone).
     zones: Vec<ZoneLimits>,
     zone_limits: BTreeMap<(u64, u32), ZoneLimits>,
+    /// The intervals' own tariffs.
+    interval_tariffs: BTreeMap<u64, IntervalTariffs>,
 }
 
 impl Model {
     fn tariffs_for(&self, interval: u64) -> Tariffs {
-        *self.tariffs.iter().rev().find(|t| t.effective_from_interval <= interval).unwrap_or(&self.tariffs[0])
+        let schedule = *self
+            .tariffs
+            .iter()
+            .rev()
+            .find(|t| t.effective_from_interval <= interval)
+            .unwrap_or(&self.tariffs[0]);
+        let Some(own) = self.interval_tariffs.get(&interval) else { return schedule };
+        Tariffs {
+            effective_from_interval: interval,
+            grid_import_micro_per_kwh: own
+                .grid_import_micro_per_kwh
+                .unwrap_or(schedule.grid_import_micro_per_kwh),
+            grid_feed_in_micro_per_kwh: own
+                .grid_feed_in_micro_per_kwh
+                .unwrap_or(schedule.grid_feed_in_micro_per_kwh),
+            network_fee_micro_per_kwh: own
+                .network_fee_micro_per_kwh
+                .unwrap_or(schedule.network_fee_micro_per_kwh),
+        }
     }
 
     /// The expected outcome of registering `meter`.
@@ -529,6 +564,36 @@ impl Model {
             return Err("interval_closed");
         }
         let last = first_interval.saturating_add(u64::from(*intervals) - 1);
+        if last > genesis.interval_at(time_ms) + genesis.market.offer_horizon_intervals {
+            return Err("interval_too_far_ahead");
+        }
+        Ok(())
+    }
+
+    /// The expected outcome of an interval's own tariffs at `time_ms` (the
+    /// nonce is always the next; the bound on entries is never met here).
+    fn interval_tariffs(&self, genesis: &Genesis, tx: &Tx, time_ms: u64) -> Result<(), &'static str> {
+        let Tx::SetIntervalTariffs { signer, first_interval, tariffs, .. } = tx else { unreachable!() };
+        if !genesis.dsos.contains(signer) && !genesis.registrars.contains(signer) {
+            return Err("not_a_tariff_setter");
+        }
+        if tariffs.is_empty() || tariffs.len() > 96 {
+            return Err("tariff_intervals");
+        }
+        let parts = tariffs.iter().flat_map(|entry| {
+            [
+                entry.grid_import_micro_per_kwh,
+                entry.grid_feed_in_micro_per_kwh,
+                entry.network_fee_micro_per_kwh,
+            ]
+        });
+        if parts.flatten().any(|rate| rate > PRICE_MAX_MICRO_PER_KWH) {
+            return Err("tariff_too_high");
+        }
+        if time_ms >= genesis.gate_closure_ms(*first_interval).unwrap() {
+            return Err("interval_closed");
+        }
+        let last = first_interval + tariffs.len() as u64 - 1;
         if last > genesis.interval_at(time_ms) + genesis.market.offer_horizon_intervals {
             return Err("interval_too_far_ahead");
         }
@@ -891,6 +956,27 @@ impl Runner {
                 };
                 vec![SignedTx::sign(tx, signer, &genesis.community_id)]
             }
+            Action::SetIntervalTariffs { by, ahead, count, import, feed_in, fee } => {
+                let signer = match by {
+                    0 => &self.community.dso,
+                    1 => &self.community.registrar,
+                    _ => account(0),
+                };
+                let nonce = scratch.registrar_nonces.get(&signer.public()).copied().unwrap_or(0) + 1;
+                let part = |pick: Pick| (pick.kind % 2 == 1).then(|| pick.price_micro_per_kwh());
+                let entry = IntervalTariffs {
+                    grid_import_micro_per_kwh: part(import),
+                    grid_feed_in_micro_per_kwh: part(feed_in),
+                    network_fee_micro_per_kwh: part(fee).map(|fee| fee / 4),
+                };
+                let tx = Tx::SetIntervalTariffs {
+                    signer: signer.public(),
+                    nonce,
+                    first_interval: genesis.interval_at(time_ms) + u64::from(ahead),
+                    tariffs: vec![entry; usize::from(count)],
+                };
+                vec![SignedTx::sign(tx, signer, &genesis.community_id)]
+            }
             Action::Reading { meter: index, back, import, export } => {
                 let keypair = registered_meter(index);
                 let interval = ended.unwrap_or(0).saturating_sub(u64::from(back));
@@ -945,6 +1031,9 @@ impl Runner {
                 Some(self.model.register_meter(meter, owner, (*max_import_w, *max_export_w), zone))
             }
             Tx::SetZoneLimits { .. } => Some(self.model.zone_limits(self.genesis(), &tx.tx, time_ms)),
+            Tx::SetIntervalTariffs { .. } => {
+                Some(self.model.interval_tariffs(self.genesis(), &tx.tx, time_ms))
+            }
             Tx::RegisterAccount { account, credit_limit_nano, .. } => {
                 Some(if !(0..=AMOUNT_MAX_NANO).contains(credit_limit_nano) {
                     Err("invalid_amount")
@@ -994,6 +1083,15 @@ impl Runner {
                 let zone = genesis.zone_index(zone).unwrap();
                 for interval in *first_interval..first_interval + u64::from(*intervals) {
                     self.model.zone_limits.insert((interval, zone), *limits);
+                }
+            }
+            Tx::SetIntervalTariffs { first_interval, tariffs, .. } => {
+                for (interval, entry) in (*first_interval..).zip(tariffs) {
+                    if entry.is_empty() {
+                        self.model.interval_tariffs.remove(&interval);
+                    } else {
+                        self.model.interval_tariffs.insert(interval, *entry);
+                    }
                 }
             }
             Tx::MeterReading(reading) => {

@@ -1011,3 +1011,87 @@ fn tariffs_change_only_ahead_and_their_schedule_is_bounded() {
     );
     assert_eq!(state.tariffs_for(first + 3).grid_import_micro_per_kwh, first + 3);
 }
+
+/// An interval's own tariffs (`SetIntervalTariffs`) replace the schedule's
+/// parts they set for that interval alone, come from a registrar or a DSO
+/// only, an entry that sets nothing removes one, their count is bounded,
+/// and settling an interval drops its entry (its tariffs are in the receipt).
+#[test]
+fn interval_tariffs_replace_the_schedule_for_their_interval_alone_and_are_bounded() {
+    use gridshare_ledger::execute::INTERVAL_TARIFFS_MAX;
+    use gridshare_ledger::genesis::IntervalTariffs;
+    let mut s = registered();
+    let genesis = s.genesis().clone();
+    let t = genesis.gate_closure_ms(5).unwrap() - 1;
+    let state = {
+        let (registrar, dso) = (&s.community.registrar, &s.community.dso);
+        let set = |state: &State, signer: &Keypair, first_interval, tariffs: Vec<IntervalTariffs>| {
+            let nonce = state.registrar_nonces.get(&signer.public()).copied().unwrap_or(0) + 1;
+            let tx = Tx::SetIntervalTariffs { signer: signer.public(), nonce, first_interval, tariffs };
+            SignedTx::sign(tx, signer, &genesis.community_id)
+        };
+        let import =
+            |micro| IntervalTariffs { grid_import_micro_per_kwh: Some(micro), ..IntervalTariffs::default() };
+        let schedule = s.state.tariffs_for(5);
+
+        // A household may not; the DSO and the registrar may.
+        let household = &s.community.households[0].account;
+        let refused = rejection(&s, &set(&s.state, household, 5, vec![import(1)]), t);
+        assert!(matches!(refused, Rejection::NotATariffSetter(_)), "{refused:?}");
+        let mut state = s.state.clone();
+        let tx = set(&state, dso, 5, vec![import(300_000), IntervalTariffs::default()]);
+        admit(&genesis, &mut state, t, &tx).unwrap();
+        let fee = IntervalTariffs { network_fee_micro_per_kwh: Some(1), ..IntervalTariffs::default() };
+        let tx = set(&state, registrar, 6, vec![fee]);
+        admit(&genesis, &mut state, t, &tx).unwrap();
+        let five = state.tariffs_for(5);
+        assert_eq!(
+            (five.effective_from_interval, five.grid_import_micro_per_kwh, five.grid_feed_in_micro_per_kwh),
+            (5, 300_000, schedule.grid_feed_in_micro_per_kwh),
+            "interval 5's import tariff, the schedule's feed-in"
+        );
+        assert_eq!(state.tariffs_for(6).network_fee_micro_per_kwh, 1);
+        assert_eq!(state.tariffs_for(4), s.state.tariffs_for(4), "the intervals around keep the schedule's");
+        assert_eq!(state.tariffs_for(7), s.state.tariffs_for(7));
+        // An entry that sets nothing removes the interval's.
+        let tx = set(&state, dso, 6, vec![IntervalTariffs::default()]);
+        admit(&genesis, &mut state, t, &tx).unwrap();
+        assert_eq!(state.tariffs_for(6), s.state.tariffs_for(6));
+        assert_eq!(state.interval_tariffs.keys().copied().collect::<Vec<_>>(), [5]);
+
+        // The bound: one short of it, two new entries are refused, one taken,
+        // and a replacement of a held one always.
+        let mut full = state.clone();
+        for interval in 0..u64::try_from(INTERVAL_TARIFFS_MAX).unwrap() - 2 {
+            full.interval_tariffs.insert(1_000_000 + interval, import(2));
+        }
+        assert_eq!(full.interval_tariffs.len(), INTERVAL_TARIFFS_MAX - 1);
+        let two = set(&full, dso, 7, vec![import(3), import(3)]);
+        let refused = admit(&genesis, &mut full.clone(), t, &two).unwrap_err();
+        assert!(matches!(refused, Rejection::IntervalTariffsFull), "{refused:?}");
+        let tx = set(&full, dso, 5, vec![import(4), import(4)]);
+        admit(&genesis, &mut full, t, &tx).unwrap();
+        assert_eq!(full.interval_tariffs.len(), INTERVAL_TARIFFS_MAX);
+        state
+    };
+
+    // Settling interval 5 drops its entry; its bills were at its tariffs.
+    s.state = state;
+    let mut settled = Vec::new();
+    let mut time = t;
+    while s.state.next_settlement_interval <= 5 {
+        time += 1_000;
+        let readings =
+            (0..4).map(|h| s.community.reading_tx(h, genesis.interval_at(time) - 1, 0, 0)).collect();
+        settled.extend(s.block(readings, time));
+    }
+    assert!(s.state.interval_tariffs.is_empty(), "{:?}", s.state.interval_tariffs);
+    let five = settled
+        .iter()
+        .find_map(|receipt| match receipt {
+            Receipt::Settlement(settlement) if settlement.interval == 5 => Some(settlement.tariffs),
+            _ => None,
+        })
+        .expect("interval 5 settled");
+    assert_eq!(five.grid_import_micro_per_kwh, 300_000);
+}

@@ -19,7 +19,7 @@ use expect_test::expect_file;
 use gridshare_ledger::block::{Block, ClearingReceipt, Receipt};
 use gridshare_ledger::encoding::{Domain, domain_bytes, to_bytes};
 use gridshare_ledger::execute::{Signatures, build_block, execute};
-use gridshare_ledger::genesis::{MarketParams, Mechanism, Tariffs, Zone, ZoneLimits};
+use gridshare_ledger::genesis::{IntervalTariffs, MarketParams, Mechanism, Tariffs, Zone, ZoneLimits};
 use gridshare_ledger::ids::{Keypair, PublicKey};
 use gridshare_ledger::state::State;
 use gridshare_ledger::testkit::{LocalValidator, TestCommunity, test_market};
@@ -61,6 +61,7 @@ fn root_preimage(state: &State) -> Vec<u8> {
             &state.credits_nano,
             &state.debits_nano,
             &state.zone_limits,
+            &state.interval_tariffs,
         ),
     ))
 }
@@ -163,7 +164,33 @@ fn steps(community: &mut TestCommunity) -> Vec<Step> {
         intervals: 1,
         limits: ZoneLimits { import_wh_max: 300, export_wh_max: u64::MAX },
     };
-    step("set-zone-limits", 550, vec![SignedTx::sign(limits, &community.dso, &id)]);
+    // The DSO's dynamic tariffs in the same block: interval 2's import
+    // tariff and network fee, interval 3's feed-in tariff.
+    let interval_tariffs = Tx::SetIntervalTariffs {
+        signer: community.dso.public(),
+        nonce: 2,
+        first_interval: 2,
+        tariffs: vec![
+            IntervalTariffs {
+                grid_import_micro_per_kwh: Some(270_000),
+                grid_feed_in_micro_per_kwh: None,
+                network_fee_micro_per_kwh: Some(5_000),
+            },
+            IntervalTariffs {
+                grid_import_micro_per_kwh: None,
+                grid_feed_in_micro_per_kwh: Some(20_000),
+                network_fee_micro_per_kwh: None,
+            },
+        ],
+    };
+    step(
+        "set-zone-limits, set-interval-tariffs",
+        550,
+        vec![
+            SignedTx::sign(limits, &community.dso, &id),
+            SignedTx::sign(interval_tariffs, &community.dso, &id),
+        ],
+    );
     step("setup: register household B", 600, b_registration);
     // A's readings: interval 0, 1 and 2, every one measured.
     step("meter-reading", 1_100, vec![community.reading_tx(0, 0, 1_000, 5_000)]);
@@ -215,10 +242,11 @@ fn check_receipts(label: &str, receipts: &[Receipt]) {
     match label {
         "clears interval 2" => {
             // 300 Wh, as feeder 2's limit allows, the buyer paying more than
-            // the seller gets.
+            // the seller gets, and the DSO's network fee for the interval.
             let traded = |clearing: &ClearingReceipt| {
                 let [trade] = clearing.trades[..] else { return false };
                 clearing.offers == 2
+                    && clearing.network_fee_micro_per_kwh == 5_000
                     && trade.energy_wh == 300
                     && trade.buyer_price_micro_per_kwh > trade.price_micro_per_kwh
                     && clearing.zones.iter().map(|zone| zone.net_export_wh).eq([300, -300])
@@ -242,9 +270,25 @@ fn check_receipts(label: &str, receipts: &[Receipt]) {
             let counts: Vec<(u32, u32)> =
                 settlement.zones.iter().map(|zone| (zone.measured_meters, zone.estimated_meters)).collect();
             assert_eq!(counts, [(1, 0), (0, 1)], "{label}");
+            // Interval 2 at the DSO's own import tariff and fee, the
+            // registrar's feed-in tariff.
+            if label == "settles interval 2" {
+                let tariffs = settlement.tariffs;
+                assert_eq!(
+                    (
+                        tariffs.effective_from_interval,
+                        tariffs.grid_import_micro_per_kwh,
+                        tariffs.network_fee_micro_per_kwh
+                    ),
+                    (2, 270_000, 5_000),
+                    "{label}"
+                );
+            }
         }
+        // The refund is at the lowest tariff over the estimated intervals:
+        // interval 3's own feed-in tariff of 20,000 micro per kWh.
         "settles interval 3" => assert!(
-            bills().any(|bill| bill.estimate_refund_wh == 1_500 && bill.estimate_refund_nano == 120_000_000),
+            bills().any(|bill| bill.estimate_refund_wh == 1_500 && bill.estimate_refund_nano == 30_000_000),
             "{label}: {receipts:?}"
         ),
         _ => assert!(receipts.is_empty(), "{label}: {receipts:?}"),
@@ -764,6 +808,83 @@ fn verdicts(community: &TestCommunity, links: &[Link]) -> Vec<Verdict> {
         5,
         550,
         zone_limits(dso, 1, "feeder-1", 5, 96),
+        "admitted",
+    );
+    let interval_tariffs = |signer: &Keypair, nonce, first_interval, count: usize, import| {
+        let entry = IntervalTariffs {
+            grid_import_micro_per_kwh: Some(import),
+            grid_feed_in_micro_per_kwh: None,
+            network_fee_micro_per_kwh: None,
+        };
+        let tx = Tx::SetIntervalTariffs {
+            signer: signer.public(),
+            nonce,
+            first_interval,
+            tariffs: vec![entry; count],
+        };
+        SignedTx::sign(tx, signer, &id)
+    };
+    verdict(
+        "set-interval-tariffs: by household A, no entries",
+        5,
+        550,
+        interval_tariffs(a_key, 1, 2, 0, 0),
+        "not_a_tariff_setter",
+    );
+    verdict(
+        "set-interval-tariffs: nonce 2 skips 1, no entries",
+        5,
+        550,
+        interval_tariffs(dso, 2, 2, 0, 0),
+        "nonce_gap",
+    );
+    verdict(
+        "set-interval-tariffs: no entries, from a closed interval",
+        5,
+        550,
+        interval_tariffs(dso, 1, 1, 0, 0),
+        "tariff_intervals",
+    );
+    verdict(
+        "set-interval-tariffs: 97 entries",
+        5,
+        550,
+        interval_tariffs(dso, 1, 2, 97, 0),
+        "tariff_intervals",
+    );
+    verdict(
+        "set-interval-tariffs: above 10^9, from interval 1, closed",
+        5,
+        550,
+        interval_tariffs(dso, 1, 1, 1, 1_000_000_001),
+        "tariff_too_high",
+    );
+    verdict(
+        "set-interval-tariffs: from interval 1, closed",
+        5,
+        550,
+        interval_tariffs(dso, 1, 1, 1, 0),
+        "interval_closed",
+    );
+    verdict(
+        "set-interval-tariffs: from the last interval there is, past the horizon",
+        5,
+        550,
+        interval_tariffs(dso, 1, u64::MAX, 1, 0),
+        "interval_too_far_ahead",
+    );
+    verdict(
+        "set-interval-tariffs: intervals 10 to 105, past the horizon",
+        5,
+        550,
+        interval_tariffs(dso, 1, 10, 96, 0),
+        "interval_too_far_ahead",
+    );
+    verdict(
+        "set-interval-tariffs: by the registrar, intervals 5 to 100, the horizon, 10^9",
+        5,
+        550,
+        interval_tariffs(registrar, 6, 5, 96, 1_000_000_000),
         "admitted",
     );
     // After block 10: A sells 600 Wh and B buys 500 Wh in interval 2; A's

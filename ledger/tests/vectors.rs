@@ -101,6 +101,23 @@ fn objects() -> (TestCommunity, Vec<SignedTx>, Block, CommitCertificate) {
         &community.dso,
         &id,
     ));
+    txs.push(SignedTx::sign(
+        Tx::SetIntervalTariffs {
+            signer: community.dso.public(),
+            nonce: 2,
+            first_interval: 43,
+            tariffs: vec![
+                gridshare_ledger::genesis::IntervalTariffs {
+                    grid_import_micro_per_kwh: Some(310_000),
+                    grid_feed_in_micro_per_kwh: None,
+                    network_fee_micro_per_kwh: Some(15_000),
+                },
+                gridshare_ledger::genesis::IntervalTariffs::default(),
+            ],
+        },
+        &community.dso,
+        &id,
+    ));
 
     let receipts = vec![
         Receipt::Clearing(ClearingReceipt {

@@ -234,6 +234,8 @@ impl Mempool {
                 (!self.pending.meters.contains_key(&signer)).then_some(Rejection::UnknownMeter(signer))
             }
             Tx::SetZoneLimits { .. } => (!genesis.is_dso(&signer)).then_some(Rejection::NotADso(signer)),
+            Tx::SetIntervalTariffs { .. } => (!genesis.is_registrar(&signer) && !genesis.is_dso(&signer))
+                .then_some(Rejection::NotATariffSetter(signer)),
             _ => (!genesis.is_registrar(&signer)).then_some(Rejection::NotARegistrar(signer)),
         }
     }

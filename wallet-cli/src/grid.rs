@@ -12,7 +12,7 @@ use gridshare_ledger::tx::Tx;
 
 use crate::amount::{BadAmount, format_kwh, format_price, format_signed_kwh, parse_energy_wh};
 use crate::keystore::Role;
-use crate::market_time::{format_utc, now_ms};
+use crate::market_time::format_utc;
 use crate::registrar::{TariffStart, describe_key, report};
 use crate::table::{self, Align};
 use crate::wallet::{CommandError, Wallet, write_json};
@@ -78,7 +78,7 @@ fn parse_limit_wh(text: &str) -> Result<u64, BadAmount> {
 }
 
 /// A limit in words.
-fn limit(wh: u64) -> String {
+pub(crate) fn limit(wh: u64) -> String {
     if wh == u64::MAX { "none".to_string() } else { format!("{} kWh", format_kwh(wh)) }
 }
 
@@ -209,12 +209,7 @@ pub fn set_limits(wallet: &Wallet, args: &LimitsArgs, out: &mut dyn Write) -> Re
             names.join(", ")
         )));
     }
-    let first_interval = match args.from_interval {
-        TariffStart::Next => {
-            genesis.first_open_interval(now_ms().saturating_add(genesis.market.interval_length_ms)) + 1
-        }
-        TariffStart::Interval(interval) => interval,
-    };
+    let first_interval = args.from_interval.interval(genesis);
     let dso = dso_key(wallet, args.dso.as_deref())?;
     let key = dso.public();
     let limits = ZoneLimits { import_wh_max: args.import_max, export_wh_max: args.export_max };

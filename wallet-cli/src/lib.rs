@@ -17,5 +17,6 @@ pub mod openadr;
 pub mod prove;
 pub mod registrar;
 pub mod table;
+pub mod tariffs;
 pub mod wallet;
 pub mod watch;

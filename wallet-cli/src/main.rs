@@ -30,7 +30,7 @@ use gridshare_cli::table::{self, Align};
 use gridshare_cli::wallet::{CommandError, EXIT_BAD_INPUT, EXIT_FINDING, EXIT_TRANSIENT, Wallet};
 use gridshare_cli::watch::WatchArgs;
 use gridshare_cli::{
-    agent, audit, bulk, clear, gateway, grid, household, market, openadr, prove, registrar, watch,
+    agent, audit, bulk, clear, gateway, grid, household, market, openadr, prove, registrar, tariffs, watch,
 };
 use gridshare_ledger::tx::Side;
 use gridshare_matching::{Limits, Mechanism, Params};
@@ -173,7 +173,8 @@ Runs until Ctrl-C.")]
     #[command(after_help = with_exit_status!("Example:
   gridshare debit home 20 --reference \"payout 2026-11\""))]
     Debit(MoneyArgs),
-    /// Registrar: schedule grid tariffs and the network fee.
+    /// Grid tariffs and the network fee: the registrar's schedule, the
+    /// intervals' own (dynamic) tariffs.
     #[command(
         subcommand,
         after_help = "Example:
@@ -350,6 +351,17 @@ enum TariffsCommand {
   gridshare tariffs set --import 0.30 --feed-in 0.08 --network-fee 0.02 --from-interval next
   gridshare tariffs set --import 0.28 --feed-in 0.07 --network-fee 0.02 --from-interval 5000"))]
     Set(TariffsSetArgs),
+    /// Show the tariff schedule and the intervals with tariffs of their own.
+    Show(tariffs::ShowArgs),
+    /// DSO or registrar: tariffs for a run of intervals still open for
+    /// offers (dynamic tariffs), in place of the schedule's for them alone.
+    #[command(after_help = with_exit_status!("Examples:
+  gridshare tariffs interval --import 0.42 --from-interval next --intervals 4
+  gridshare tariffs interval --network-fee 0.01 --feed-in 0.02 --from-interval 5000 --intervals 8 --as dso
+  gridshare tariffs interval --from-interval 5000   # removes interval 5000's own tariffs
+
+A tariff left out keeps the schedule's in those intervals."))]
+    Interval(tariffs::IntervalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -631,6 +643,8 @@ fn run_node_command(keystore: Option<PathBuf>, node: &NodeChoice, command: Comma
         Command::Credit(args) => registrar::move_money(&wallet, Direction::Credit, args, out),
         Command::Debit(args) => registrar::move_money(&wallet, Direction::Debit, args, out),
         Command::Tariffs(TariffsCommand::Set(args)) => registrar::set_tariffs(&wallet, args, out),
+        Command::Tariffs(TariffsCommand::Show(args)) => tariffs::show(&wallet, args, out),
+        Command::Tariffs(TariffsCommand::Interval(args)) => tariffs::set_interval(&wallet, args, out),
         Command::Grid(GridCommand::Zones(args)) => grid::zones(&wallet, args, out),
         Command::Grid(GridCommand::Zone(args)) => grid::zone(&wallet, args, out),
         Command::Grid(GridCommand::Limits(args)) => grid::set_limits(&wallet, args, out),

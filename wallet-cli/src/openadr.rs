@@ -1,9 +1,10 @@
 //! `gridshare dso bridge`: an OpenADR 3 VEN for the DSO (docs/OPENADR.md).
 //! It reads the DSO's events from a VTN, maps the capacity limits of the
-//! events that target the community's zones onto the ledger's zone limits,
-//! and reconciles: what the events ask for, interval by interval and zone
-//! by zone (the highest-priority event deciding), against what the ledger
-//! already holds (`GET /v1/zones`), so that each event's limits reach the
+//! events that target the community's zones onto the ledger's zone limits
+//! and their prices onto the intervals' own tariffs, and reconciles: what
+//! the events ask for, interval by interval and zone by zone (the
+//! highest-priority event deciding), against what the ledger already holds
+//! (`GET /v1/zones`, `GET /v1/tariffs`), so that each event reaches the
 //! ledger once and a rerun submits nothing new. Events it cannot map are
 //! reported with the reason and change nothing.
 //!
@@ -15,10 +16,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use gridshare_api::Zones;
 use gridshare_api::decimal::parse_scaled;
-use gridshare_ledger::execute::{ZONE_LIMIT_INTERVALS_MAX, ZONE_LIMITS_MAX};
-use gridshare_ledger::genesis::{Genesis, ZoneLimits};
+use gridshare_api::{TariffSchedule, Zones};
+use gridshare_ledger::execute::{INTERVAL_TARIFFS_MAX, ZONE_LIMIT_INTERVALS_MAX, ZONE_LIMITS_MAX};
+use gridshare_ledger::genesis::{Genesis, IntervalTariffs, PRICE_MAX_MICRO_PER_KWH, ZoneLimits};
 use gridshare_ledger::tx::Tx;
 use serde::Deserialize;
 
@@ -64,6 +65,9 @@ pub struct PayloadDescriptor {
     pub payload_type: String,
     #[serde(default)]
     pub units: Option<String>,
+    /// A price's currency (ISO 4217).
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -162,6 +166,23 @@ pub struct Wanted {
     pub export_wh_max: Option<u64>,
 }
 
+/// What an event asks of the community's tariffs: a run of ledger
+/// intervals' import (PRICE) and feed-in (EXPORT_PRICE) tariffs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WantedTariffs {
+    pub first_interval: u64,
+    pub intervals: u64,
+    pub import_micro_per_kwh: Option<u64>,
+    pub feed_in_micro_per_kwh: Option<u64>,
+}
+
+/// What an event asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Asked {
+    pub limits: Vec<Wanted>,
+    pub tariffs: Vec<WantedTariffs>,
+}
+
 /// Why an event is not mapped: what the DSO reads.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{event}: {reason}")]
@@ -195,11 +216,15 @@ pub enum Unmappable {
         "interval {index} does not cover whole intervals of the ledger ({length_ms} ms each, from the genesis time)"
     )]
     Misaligned { index: usize, length_ms: u64 },
-    #[error("payload type {payload_type} does not map to zone limits")]
+    #[error("payload type {payload_type} does not map to zone limits or tariffs")]
     PayloadType { payload_type: String },
+    #[error(
+        "it prices some of the community's zones: tariffs are the whole community's, so a price event targets every zone or none"
+    )]
+    PartialTariff,
     #[error("interval {index}: {problem}")]
-    Value { index: usize, problem: ValueProblem },
-    #[error("interval {index} has no capacity limit")]
+    Value { index: usize, problem: Box<ValueProblem> },
+    #[error("interval {index} has no capacity limit and no price")]
     NoLimit { index: usize },
     #[error("it asks for {size} zone-intervals, more than the {PLAN_ZONE_INTERVALS_MAX} a round takes")]
     TooLarge { size: u64 },
@@ -224,23 +249,29 @@ pub enum ValueProblem {
     OtherUnit { payload_type: String, text: String, unit: String },
     #[error("{payload_type} of `{text}` has no units (payloadDescriptors): the bridge takes KW or KWH")]
     NoUnits { payload_type: String, text: String },
+    #[error(
+        "{payload_type} of `{text}` is not a price per KWH in {currency} with at most 6 decimals, at most 1000"
+    )]
+    NotAPrice { payload_type: String, text: String, currency: String },
+    #[error("{payload_type} of `{text}` is in {currency:?}, not the community's {expected}")]
+    OtherCurrency { payload_type: String, text: String, currency: Option<String>, expected: String },
 }
 
-/// The capacity limits `event` asks for, in the ledger's intervals, or why
-/// it cannot be mapped. An event names the zones it limits by its targets;
-/// each of its intervals must cover whole intervals of the ledger, aligned
-/// to them; a limit is `IMPORT_CAPACITY_LIMIT` or `EXPORT_CAPACITY_LIMIT`
-/// in KW (over each ledger interval) or KWH (per ledger interval, for an
-/// event interval of exactly one); an interval's other direction keeps the
-/// zone's genesis limit.
-pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Vec<Wanted>, Unmapped> {
+/// The capacity limits and prices `event` asks for, in the ledger's
+/// intervals, or why it cannot be mapped. Each of its intervals must cover
+/// whole intervals of the ledger, aligned to them. An event names the
+/// zones it limits by its targets; a limit is `IMPORT_CAPACITY_LIMIT` or
+/// `EXPORT_CAPACITY_LIMIT` in KW (over each ledger interval) or KWH (per
+/// ledger interval, for an event interval of exactly one); an interval's
+/// other direction keeps the zone's genesis limit. A price is the whole
+/// community's (the event targets every zone or none): `PRICE` the import
+/// tariff, `EXPORT_PRICE` the feed-in tariff, per KWH in the community's
+/// currency; a tariff it does not price keeps the schedule's.
+pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Asked, Unmapped> {
     let fail = |reason: Unmappable| Unmapped { event: event.name(), reason };
     let mut targets: Vec<&String> = event.targets.iter().flatten().collect();
     targets.sort_unstable();
     targets.dedup();
-    if targets.is_empty() {
-        return Err(fail(Unmappable::NoTarget));
-    }
     if let Some(unknown) = targets.iter().find(|target| genesis.zone_index(target).is_none()) {
         let names: Vec<&str> = genesis.zones.iter().map(|zone| zone.name.as_str()).collect();
         return Err(fail(Unmappable::UnknownZone { target: printable(unknown), zones: names.join(", ") }));
@@ -248,11 +279,11 @@ pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Vec<Wanted>, Unmapped>
     if event.intervals.len() > EVENT_INTERVALS_MAX {
         return Err(fail(Unmappable::TooManyIntervals { count: event.intervals.len() }));
     }
-    let units: BTreeMap<&str, Option<&str>> = event
+    let descriptors: BTreeMap<&str, &PayloadDescriptor> = event
         .payload_descriptors
         .iter()
         .flatten()
-        .map(|descriptor| (descriptor.payload_type.as_str(), descriptor.units.as_deref()))
+        .map(|descriptor| (descriptor.payload_type.as_str(), descriptor))
         .collect();
     let length_ms = genesis.market.interval_length_ms;
     let default = event.interval_period.as_ref();
@@ -260,7 +291,7 @@ pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Vec<Wanted>, Unmapped>
         Some(period) => Some(parse_time_ms(&period.start).map_err(fail)?),
         None => None,
     };
-    let mut wanted = Vec::new();
+    let mut asked = Asked::default();
     for (index, interval) in event.intervals.iter().enumerate() {
         let period = interval.interval_period.as_ref().or(default);
         let Some(period) = period else {
@@ -280,37 +311,90 @@ pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Vec<Wanted>, Unmapped>
         };
         start_ms = start.checked_add(duration_ms);
         let (first_interval, intervals) = (offset / length_ms, duration_ms / length_ms);
-        let mut import = None;
-        let mut export = None;
+        let (mut import, mut export, mut price, mut export_price) = (None, None, None, None);
         for payload in &interval.payloads {
-            let slot = match payload.payload_type.as_str() {
-                "IMPORT_CAPACITY_LIMIT" => &mut import,
-                "EXPORT_CAPACITY_LIMIT" => &mut export,
+            let descriptor = descriptors.get(payload.payload_type.as_str()).copied();
+            let unit = descriptor.and_then(|descriptor| descriptor.units.as_deref());
+            let value = match payload.payload_type.as_str() {
+                "IMPORT_CAPACITY_LIMIT" => (&mut import, energy_wh(payload, unit, intervals, length_ms)),
+                "EXPORT_CAPACITY_LIMIT" => (&mut export, energy_wh(payload, unit, intervals, length_ms)),
+                "PRICE" => (&mut price, price_micro_per_kwh(genesis, payload, descriptor)),
+                "EXPORT_PRICE" => (&mut export_price, price_micro_per_kwh(genesis, payload, descriptor)),
                 other => return Err(fail(Unmappable::PayloadType { payload_type: printable(other) })),
             };
-            let unit = units.get(payload.payload_type.as_str()).copied().flatten();
-            *slot = Some(
-                energy_wh(payload, unit, intervals, length_ms)
-                    .map_err(|problem| fail(Unmappable::Value { index, problem }))?,
-            );
+            let (slot, parsed) = value;
+            *slot = Some(parsed.map_err(|problem| fail(Unmappable::Value { index, problem: Box::new(problem) }))?);
         }
-        if import.is_none() && export.is_none() {
-            return Err(fail(Unmappable::NoLimit { index }));
+        if import.is_some() || export.is_some() {
+            if targets.is_empty() {
+                return Err(fail(Unmappable::NoTarget));
+            }
+            for zone in &targets {
+                asked.limits.push(Wanted {
+                    zone: (*zone).clone(),
+                    first_interval,
+                    intervals,
+                    import_wh_max: import,
+                    export_wh_max: export,
+                });
+            }
         }
-        for zone in &targets {
-            wanted.push(Wanted {
-                zone: (*zone).clone(),
+        if price.is_some() || export_price.is_some() {
+            if !targets.is_empty() && targets.len() != genesis.zones.len() {
+                return Err(fail(Unmappable::PartialTariff));
+            }
+            asked.tariffs.push(WantedTariffs {
                 first_interval,
                 intervals,
-                import_wh_max: import,
-                export_wh_max: export,
+                import_micro_per_kwh: price,
+                feed_in_micro_per_kwh: export_price,
             });
         }
+        if [import, export, price, export_price].iter().all(Option::is_none) {
+            return Err(fail(Unmappable::NoLimit { index }));
+        }
     }
-    if wanted.is_empty() {
+    if asked == Asked::default() {
         return Err(fail(Unmappable::NoIntervals));
     }
-    Ok(wanted)
+    Ok(asked)
+}
+
+/// A price per kWh in micro-currency: one value, per KWH, in the
+/// community's currency, at most 6 decimals and the ledger's bound.
+fn price_micro_per_kwh(
+    genesis: &Genesis,
+    payload: &Payload,
+    descriptor: Option<&PayloadDescriptor>,
+) -> Result<u64, ValueProblem> {
+    let payload_type = printable(&payload.payload_type);
+    let text = single_number(payload)?;
+    let currency = descriptor.and_then(|descriptor| descriptor.currency.as_deref());
+    if currency != Some(genesis.currency.as_str()) {
+        return Err(ValueProblem::OtherCurrency {
+            payload_type,
+            text,
+            currency: currency.map(printable),
+            expected: genesis.currency.clone(),
+        });
+    }
+    let units = descriptor.and_then(|descriptor| descriptor.units.as_deref());
+    parse_scaled(&text, 6)
+        .ok()
+        .filter(|&micro| micro <= PRICE_MAX_MICRO_PER_KWH && units == Some("KWH"))
+        .ok_or_else(|| ValueProblem::NotAPrice { payload_type, text, currency: genesis.currency.clone() })
+}
+
+/// A payload's one value, a JSON number, as written.
+fn single_number(payload: &Payload) -> Result<String, ValueProblem> {
+    let payload_type = printable(&payload.payload_type);
+    let [value] = payload.values.as_slice() else {
+        return Err(ValueProblem::Count { payload_type, count: payload.values.len() });
+    };
+    match value {
+        serde_json::Value::Number(number) => Ok(number.to_string()),
+        other => Err(ValueProblem::NotANumber { payload_type, value: printable(&other.to_string()) }),
+    }
 }
 
 /// A limit in Wh per ledger interval: a KW value × the interval's length,
@@ -322,13 +406,7 @@ fn energy_wh(
     length_ms: u64,
 ) -> Result<u64, ValueProblem> {
     let payload_type = printable(&payload.payload_type);
-    let [value] = payload.values.as_slice() else {
-        return Err(ValueProblem::Count { payload_type, count: payload.values.len() });
-    };
-    let text = match value {
-        serde_json::Value::Number(number) => number.to_string(),
-        other => return Err(ValueProblem::NotANumber { payload_type, value: printable(&other.to_string()) }),
-    };
+    let text = single_number(payload)?;
     let plain = |unit| {
         parse_scaled(&text, 3).map_err(|_| ValueProblem::NotPlain {
             payload_type: payload_type.clone(),
@@ -364,25 +442,43 @@ pub struct Change {
     pub limits: ZoneLimits,
 }
 
+/// One `SetIntervalTariffs` to make: consecutive intervals' own tariffs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TariffChange {
+    pub first_interval: u64,
+    pub tariffs: Vec<IntervalTariffs>,
+}
+
 /// What the bridge does: the transactions, and what it leaves and why.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub changes: Vec<Change>,
+    pub tariff_changes: Vec<TariffChange>,
     pub unmapped: Vec<Unmapped>,
-    /// Intervals an event asks for whose gate closed: they stay as they were.
+    /// Zone- or tariff-intervals an event asks for whose gate closed: they
+    /// stay as they were.
     pub closed: u64,
-    /// Intervals beyond the offer horizon: a later run applies them.
+    /// Those beyond the offer horizon: a later run applies them.
     pub later: u64,
 }
 
-/// The changes that bring the ledger's limits to what `events` ask for:
-/// per (zone, interval) the most important event (lowest priority number,
-/// then the latest modified, then the greatest id) decides; intervals whose
-/// gate has closed by `now_ms` plus `margin_ms` (the time to reach a block)
-/// and those beyond the horizon are left; what the ledger already holds is
-/// not sent again; runs of equal limits go in one transaction each (at most
-/// `ZONE_LIMIT_INTERVALS_MAX` intervals).
-pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, margin_ms: u64) -> Plan {
+/// The changes that bring the ledger's limits and tariffs to what `events`
+/// ask for: per (zone, interval), and per interval for tariffs, the most
+/// important event (lowest priority number, then the latest modified, then
+/// the greatest id) decides each direction; intervals whose gate has
+/// closed by `now_ms` plus `margin_ms` (the time to reach a block) and
+/// those beyond the horizon are left; what the ledger already holds is not
+/// sent again; runs of equal limits, and runs of consecutive intervals'
+/// tariffs, go in one transaction each (at most `ZONE_LIMIT_INTERVALS_MAX`
+/// intervals).
+pub fn plan(
+    genesis: &Genesis,
+    events: &[Event],
+    ledger: &Zones,
+    ledger_tariffs: &TariffSchedule,
+    now_ms: u64,
+    margin_ms: u64,
+) -> Plan {
     let mut plan = Plan::default();
     let mut ranked: Vec<&Event> = events.iter().collect();
     // Modification times as times (an unreadable one is the oldest).
@@ -396,12 +492,14 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
     // (zone index, interval) → (import, export) limits, each direction
     // decided by the most important event that limits it.
     let mut desired: BTreeMap<(u32, u64), (Option<u64>, Option<u64>)> = BTreeMap::new();
+    // interval → (import, feed-in) tariffs, likewise.
+    let mut desired_tariffs: BTreeMap<u64, (Option<u64>, Option<u64>)> = BTreeMap::new();
     let mut budget = PLAN_ZONE_INTERVALS_MAX;
     let open_from = genesis.first_open_interval(now_ms.saturating_add(margin_ms));
     let horizon = genesis.interval_at(now_ms).saturating_add(genesis.market.offer_horizon_intervals);
     for event in ranked {
-        let wanted = match wanted(genesis, event) {
-            Ok(wanted) => wanted,
+        let asked = match wanted(genesis, event) {
+            Ok(asked) => asked,
             Err(unmapped) => {
                 plan.unmapped.push(unmapped);
                 continue;
@@ -409,14 +507,15 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
         };
         // Only the intervals open now are visited, within a budget: a VTN
         // cannot make a round loop over years of intervals.
-        let open = |want: &Wanted| {
-            let last = want.first_interval.saturating_add(want.intervals - 1);
-            (want.first_interval.max(open_from), last.min(horizon), last)
+        let open = |first_interval: u64, intervals: u64| {
+            let last = first_interval.saturating_add(intervals - 1);
+            (first_interval.max(open_from), last.min(horizon), last)
         };
-        let size: u64 = wanted
-            .iter()
-            .map(|want| {
-                let (from, to, _) = open(want);
+        let runs = asked.limits.iter().map(|want| (want.first_interval, want.intervals));
+        let runs = runs.chain(asked.tariffs.iter().map(|want| (want.first_interval, want.intervals)));
+        let size: u64 = runs
+            .map(|(first_interval, intervals)| {
+                let (from, to, _) = open(first_interval, intervals);
                 (to + 1).saturating_sub(from)
             })
             .fold(0, u64::saturating_add);
@@ -425,18 +524,29 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
             continue;
         }
         budget -= size;
-        for want in wanted {
-            let zone = genesis.zone_index(&want.zone).expect("wanted names known zones");
-            let (from, to, last) = open(&want);
-            plan.closed += from.min(last.saturating_add(1)).saturating_sub(want.first_interval);
+        let mut visit = |first_interval: u64, intervals: u64| {
+            let (from, to, last) = open(first_interval, intervals);
+            plan.closed += from.min(last.saturating_add(1)).saturating_sub(first_interval);
             plan.later += last.saturating_sub(to.max(from.saturating_sub(1)));
-            for interval in from..=to {
+            from..=to
+        };
+        for want in asked.limits {
+            let zone = genesis.zone_index(&want.zone).expect("wanted names known zones");
+            for interval in visit(want.first_interval, want.intervals) {
                 let (import, export) = desired.entry((zone, interval)).or_default();
                 *import = import.or(want.import_wh_max);
                 *export = export.or(want.export_wh_max);
             }
         }
+        for want in asked.tariffs {
+            for interval in visit(want.first_interval, want.intervals) {
+                let (import, feed_in) = desired_tariffs.entry(interval).or_default();
+                *import = import.or(want.import_micro_per_kwh);
+                *feed_in = feed_in.or(want.feed_in_micro_per_kwh);
+            }
+        }
     }
+    plan_tariffs(&mut plan, desired_tariffs, ledger_tariffs);
     // What the ledger holds for the intervals to come, by zone and interval.
     let mut held: BTreeMap<(u32, u64), ZoneLimits> = BTreeMap::new();
     for (index, zone) in (0_u32..).zip(&ledger.zones) {
@@ -496,6 +606,53 @@ pub fn plan(genesis: &Genesis, events: &[Event], ledger: &Zones, now_ms: u64, ma
         fits
     });
     plan
+}
+
+/// The `SetIntervalTariffs` that bring the intervals' own tariffs to
+/// `desired`: a tariff no event prices (the network fee always) stays what
+/// the ledger holds for the interval, what it holds is not sent again, and no
+/// more than it has room for (`INTERVAL_TARIFFS_MAX` in all) is sent.
+fn plan_tariffs(
+    plan: &mut Plan,
+    desired: BTreeMap<u64, (Option<u64>, Option<u64>)>,
+    ledger: &TariffSchedule,
+) {
+    let held: BTreeMap<u64, IntervalTariffs> =
+        ledger.intervals.iter().map(|entry| (entry.interval, entry.to_ledger())).collect();
+    let mut room = INTERVAL_TARIFFS_MAX.saturating_sub(held.len());
+    let mut current: Option<TariffChange> = None;
+    for (interval, (import, feed_in)) in desired {
+        let before = held.get(&interval);
+        let before_part = |part: fn(&IntervalTariffs) -> Option<u64>| before.and_then(part);
+        let entry = IntervalTariffs {
+            grid_import_micro_per_kwh: import.or(before_part(|entry| entry.grid_import_micro_per_kwh)),
+            grid_feed_in_micro_per_kwh: feed_in.or(before_part(|entry| entry.grid_feed_in_micro_per_kwh)),
+            network_fee_micro_per_kwh: before_part(|entry| entry.network_fee_micro_per_kwh),
+        };
+        if before == Some(&entry) {
+            continue;
+        }
+        if before.is_none() {
+            if room == 0 {
+                plan.later += 1;
+                continue;
+            }
+            room -= 1;
+        }
+        match &mut current {
+            Some(change)
+                if change.first_interval + change.tariffs.len() as u64 == interval
+                    && change.tariffs.len() < ZONE_LIMIT_INTERVALS_MAX as usize =>
+            {
+                change.tariffs.push(entry);
+            }
+            _ => {
+                plan.tariff_changes.extend(current.take());
+                current = Some(TariffChange { first_interval: interval, tariffs: vec![entry] });
+            }
+        }
+    }
+    plan.tariff_changes.extend(current);
 }
 
 /// Why the VTN could not be read.
@@ -652,8 +809,9 @@ fn reconcile(
     let (events, unread): (Vec<_>, Vec<_>) =
         vtn.events().map_err(rejected)?.into_iter().partition(Result::is_ok);
     let events: Vec<Event> = events.into_iter().flatten().collect();
-    let ledger = wallet.node().zones()?;
-    let plan = plan(genesis, &events, &ledger, now_ms(), genesis.market.interval_length_ms);
+    let node = wallet.node();
+    let (ledger, ledger_tariffs) = (node.zones()?, node.tariffs()?);
+    let plan = plan(genesis, &events, &ledger, &ledger_tariffs, now_ms(), genesis.market.interval_length_ms);
     writeln!(out, "{} events read from {}", events.len() + unread.len(), args.vtn)?;
     for unmapped in unread.into_iter().filter_map(Result::err).chain(plan.unmapped.iter().cloned()) {
         writeln!(out, "Not mapped: {unmapped}")?;
@@ -661,36 +819,58 @@ fn reconcile(
     if plan.closed + plan.later > 0 {
         writeln!(
             out,
-            "Left: {} zone-intervals whose gate has closed, {} beyond the offer horizon (a later run takes them)",
+            "Left: {} zone- or tariff-intervals whose gate has closed, {} beyond the offer horizon or the ledger's room (a later run takes them)",
             plan.closed, plan.later
         )?;
     }
     let mut refused = Vec::new();
+    let mut submit = |tx: &dyn Fn(u64) -> Tx, what: String| -> Result<(), CommandError> {
+        let submitted = wallet.submit_with_nonce(dso, tx)?;
+        if submitted.admitted() {
+            writeln!(out, "Submitted: {what} (transaction {})", submitted.id)?;
+        } else {
+            refused.push(wallet.refusal(&what, &submitted).to_string());
+        }
+        Ok(())
+    };
+    let by = describe_key(wallet, &key);
     for change in &plan.changes {
-        let submitted = wallet.submit_with_nonce(dso, |nonce| Tx::SetZoneLimits {
+        let tx = |nonce| Tx::SetZoneLimits {
             dso: key,
             nonce,
             zone: change.zone.clone(),
             first_interval: change.first_interval,
             intervals: change.intervals,
             limits: change.limits,
-        })?;
+        };
         let what = format!(
-            "zone {} intervals {} to {}: import up to {} Wh, export up to {} Wh, by {}",
+            "zone {} intervals {} to {}: import up to {} Wh, export up to {} Wh, by {by}",
             change.zone,
             change.first_interval,
             change.first_interval + u64::from(change.intervals) - 1,
             change.limits.import_wh_max,
             change.limits.export_wh_max,
-            describe_key(wallet, &key)
         );
-        if submitted.admitted() {
-            writeln!(out, "Submitted: {what} (transaction {})", submitted.id)?;
-        } else {
-            refused.push(wallet.refusal(&what, &submitted).to_string());
-        }
+        submit(&tx, what)?;
     }
-    writeln!(out, "{} transactions submitted", plan.changes.len() - refused.len())?;
+    let currency = &genesis.currency;
+    for change in &plan.tariff_changes {
+        let tx = |nonce| Tx::SetIntervalTariffs {
+            signer: key,
+            nonce,
+            first_interval: change.first_interval,
+            tariffs: change.tariffs.clone(),
+        };
+        let what = format!(
+            "tariffs of intervals {} to {}: {}, by {by}",
+            change.first_interval,
+            change.first_interval + change.tariffs.len() as u64 - 1,
+            crate::tariffs::describe_interval_tariffs(&change.tariffs, currency)
+        );
+        submit(&tx, what)?;
+    }
+    let made = plan.changes.len() + plan.tariff_changes.len();
+    writeln!(out, "{} transactions submitted", made - refused.len())?;
     for refusal in &refused {
         writeln!(out, "Refused: {refusal}")?;
     }
@@ -754,6 +934,145 @@ mod tests {
         Zones { next_clearing_interval: 0, zones }
     }
 
+    fn no_tariffs() -> TariffSchedule {
+        TariffSchedule { next_settlement_interval: 0, schedule: Vec::new(), intervals: Vec::new() }
+    }
+
+    /// Import prices (PRICE, EUR per KWH) for 15-minute intervals from `start`, for every zone.
+    fn prices(id: &str, priority: u32, start: &str, eur: &[f64]) -> Event {
+        let intervals: Vec<serde_json::Value> = eur
+            .iter()
+            .enumerate()
+            .map(|(index, eur)| serde_json::json!({"id": index, "payloads": [{"type": "PRICE", "values": [eur]}]}))
+            .collect();
+        event(serde_json::json!({
+            "id": id, "priority": priority, "modificationDateTime": "2026-12-06T00:00:00Z",
+            "payloadDescriptors": [{"payloadType": "PRICE", "units": "KWH", "currency": "EUR"}],
+            "intervalPeriod": {"start": start, "duration": "PT15M"},
+            "intervals": intervals,
+        }))
+    }
+
+    #[test]
+    fn price_events_become_the_intervals_tariffs() {
+        let genesis = genesis();
+        let asked = wanted(&genesis, &prices("p1", 1, "2026-12-06T12:00:00Z", &[0.315, 0.1])).unwrap();
+        assert!(asked.limits.is_empty());
+        assert_eq!(
+            asked.tariffs,
+            vec![
+                WantedTariffs {
+                    first_interval: 48,
+                    intervals: 1,
+                    import_micro_per_kwh: Some(315_000),
+                    feed_in_micro_per_kwh: None
+                },
+                WantedTariffs {
+                    first_interval: 49,
+                    intervals: 1,
+                    import_micro_per_kwh: Some(100_000),
+                    feed_in_micro_per_kwh: None
+                },
+            ]
+        );
+        // A price event that also targets every zone by name, with a feed-in price.
+        let mut both = prices("p2", 1, "2026-12-06T12:00:00Z", &[0.3]);
+        both.targets = Some(vec!["feeder-2".into(), "feeder-1".into()]);
+        both.intervals[0]
+            .payloads
+            .push(Payload { payload_type: "EXPORT_PRICE".into(), values: vec![serde_json::json!(0.05)] });
+        both.payload_descriptors.as_mut().unwrap().push(PayloadDescriptor {
+            payload_type: "EXPORT_PRICE".into(),
+            units: Some("KWH".into()),
+            currency: Some("EUR".into()),
+        });
+        assert_eq!(
+            wanted(&genesis, &both).unwrap().tariffs,
+            vec![WantedTariffs {
+                first_interval: 48,
+                intervals: 1,
+                import_micro_per_kwh: Some(300_000),
+                feed_in_micro_per_kwh: Some(50_000)
+            }]
+        );
+        let base = serde_json::to_value(serde_json::json!({
+            "id": "bad",
+            "payloadDescriptors": [{"payloadType": "PRICE", "units": "KWH", "currency": "EUR"}],
+            "intervalPeriod": {"start": "2026-12-06T12:00:00Z", "duration": "PT15M"},
+            "intervals": [{"id": 0, "payloads": [{"type": "PRICE", "values": [0.3]}]}],
+        }))
+        .unwrap();
+        let with = |path: &str, value: serde_json::Value| {
+            let mut json = base.clone();
+            match json.pointer_mut(path) {
+                Some(slot) => *slot = value,
+                None => {
+                    json[path.trim_start_matches('/')] = value;
+                }
+            }
+            event(json)
+        };
+        let cases = [
+            (with("/targets", serde_json::json!(["feeder-2"])), "a price event targets every zone or none"),
+            (
+                with("/payloadDescriptors/0/currency", serde_json::json!("USD")),
+                "in Some(\"USD\"), not the community's EUR",
+            ),
+            (with("/payloadDescriptors/0/units", serde_json::json!("MWH")), "is not a price per KWH in EUR"),
+            (with("/intervals/0/payloads/0/values", serde_json::json!([-0.05])), "is not a price per KWH"),
+            (with("/intervals/0/payloads/0/values", serde_json::json!([0.1234567])), "at most 6 decimals"),
+            (with("/intervals/0/payloads/0/values", serde_json::json!([1000.5])), "at most 1000"),
+        ];
+        for (event, expected) in cases {
+            let error = wanted(&genesis, &event).unwrap_err().to_string();
+            assert!(error.starts_with("event bad: ") && error.contains(expected), "{expected:?} in {error}");
+        }
+    }
+
+    #[test]
+    fn the_tariff_plan_follows_priority_keeps_the_fee_and_sends_nothing_twice() {
+        let genesis = genesis();
+        let now = 1_796_515_200_000 + 11 * 3_600_000;
+        let events = [
+            prices("low", 5, "2026-12-06T12:00:00Z", &[0.30, 0.30, 0.30]),
+            prices("high", 1, "2026-12-06T12:15:00Z", &[0.50]),
+            prices("past", 1, "2026-12-06T10:00:00Z", &[0.10]),
+        ];
+        // The registrar gave interval 50 a network fee of its own.
+        let mut ledger = no_tariffs();
+        ledger.intervals.push(gridshare_api::IntervalTariffs {
+            interval: 50,
+            grid_import_micro_per_kwh: None,
+            grid_feed_in_micro_per_kwh: None,
+            network_fee_micro_per_kwh: Some(10_000),
+        });
+        let plan = plan(&genesis, &events, &no_limits(&genesis), &ledger, now, 900_000);
+        let import = |micro, fee| IntervalTariffs {
+            grid_import_micro_per_kwh: Some(micro),
+            grid_feed_in_micro_per_kwh: None,
+            network_fee_micro_per_kwh: fee,
+        };
+        assert_eq!(
+            plan.tariff_changes,
+            vec![TariffChange {
+                first_interval: 48,
+                tariffs: vec![import(300_000, None), import(500_000, None), import(300_000, Some(10_000))],
+            }]
+        );
+        assert!(plan.changes.is_empty());
+        assert_eq!((plan.closed, plan.later), (1, 0));
+        // Once the ledger holds them, a rerun sends nothing.
+        let held = TariffSchedule {
+            intervals: (48..)
+                .zip(&plan.tariff_changes[0].tariffs)
+                .map(|(interval, entry)| gridshare_api::IntervalTariffs::new(interval, entry))
+                .collect(),
+            ..no_tariffs()
+        };
+        let again = super::plan(&genesis, &events, &no_limits(&genesis), &held, now, 900_000);
+        assert!(again.tariff_changes.is_empty(), "{again:?}");
+    }
+
     #[test]
     fn durations_are_read_exactly_or_not_at_all() {
         for (text, ms) in [
@@ -774,7 +1093,8 @@ mod tests {
     fn a_capacity_event_becomes_each_intervals_limits() {
         let genesis = genesis();
         // 40 kW over 15 minutes is 10 kWh per interval; interval 48 starts at 12:00.
-        let two = wanted(&genesis, &export_limit("e1", 1, "2026-12-06T12:00:00Z", &[40.0, 35.5])).unwrap();
+        let two =
+            wanted(&genesis, &export_limit("e1", 1, "2026-12-06T12:00:00Z", &[40.0, 35.5])).unwrap().limits;
         assert_eq!(
             two,
             vec![
@@ -802,7 +1122,7 @@ mod tests {
             "intervals": [{"id": 0, "payloads": [{"type": "IMPORT_CAPACITY_LIMIT", "values": [8]}]}],
         }));
         assert_eq!(
-            wanted(&genesis, &hourly).unwrap(),
+            wanted(&genesis, &hourly).unwrap().limits,
             vec![Wanted {
                 zone: "feeder-1".into(),
                 first_interval: 4,
@@ -843,8 +1163,8 @@ mod tests {
             ),
             (with("/intervalPeriod/start", serde_json::json!("noon")), "`noon` is not an RFC 3339 time"),
             (
-                with("/intervals/0/payloads/0/type", serde_json::json!("PRICE")),
-                "payload type PRICE does not map to zone limits",
+                with("/intervals/0/payloads/0/type", serde_json::json!("GHG")),
+                "payload type GHG does not map to zone limits or tariffs",
             ),
             (
                 with("/intervals/0/payloads/0/values", serde_json::json!([-4])),
@@ -870,7 +1190,7 @@ mod tests {
             export_limit("high", 1, "2026-12-06T12:30:00Z", &[20.0]),
             export_limit("past", 1, "2026-12-06T10:00:00Z", &[1.0]),
         ];
-        let plan = plan(&genesis, &events, &no_limits(&genesis), now, 900_000);
+        let plan = plan(&genesis, &events, &no_limits(&genesis), &no_tariffs(), now, 900_000);
         let limits = |export_wh_max| ZoneLimits { import_wh_max: 30_000, export_wh_max };
         assert_eq!(
             plan.changes,
@@ -903,14 +1223,21 @@ mod tests {
                 export_wh_max: 10_000,
             },
         ];
-        let again = super::plan(&genesis, &events, &ledger, now, 900_000);
+        let again = super::plan(&genesis, &events, &ledger, &no_tariffs(), now, 900_000);
         assert!(again.changes.is_empty(), "{again:?}");
         // Each direction is decided on its own: an import limit of a less
         // important event holds beside a more important export limit.
         let mut import = export_limit("import", 9, "2026-12-06T12:00:00Z", &[8.0]);
         import.intervals[0].payloads[0].payload_type = "IMPORT_CAPACITY_LIMIT".into();
         import.payload_descriptors.as_mut().unwrap()[0].payload_type = "IMPORT_CAPACITY_LIMIT".into();
-        let both = super::plan(&genesis, &[events[0].clone(), import], &no_limits(&genesis), now, 900_000);
+        let both = super::plan(
+            &genesis,
+            &[events[0].clone(), import],
+            &no_limits(&genesis),
+            &no_tariffs(),
+            now,
+            900_000,
+        );
         assert_eq!(
             both.changes[0],
             Change {
@@ -923,7 +1250,7 @@ mod tests {
         // A century-long interval is clipped to the horizon, not walked.
         let mut century = export_limit("century", 1, "2026-12-06T12:00:00Z", &[40.0]);
         century.interval_period.as_mut().unwrap().duration = Some("P36500D".into());
-        let far = super::plan(&genesis, &[century], &no_limits(&genesis), now, 900_000);
+        let far = super::plan(&genesis, &[century], &no_limits(&genesis), &no_tariffs(), now, 900_000);
         let horizon = genesis.interval_at(now) + genesis.market.offer_horizon_intervals;
         assert_eq!(
             far.changes.iter().map(|change| u64::from(change.intervals)).sum::<u64>(),

@@ -242,11 +242,17 @@ pub fn describe_tx(wallet: &Wallet, tx: &Tx, currency: &str) -> String {
             format_kwh(reading.export_wh_total)
         ),
         Tx::SetZoneLimits { dso, zone, first_interval, intervals, limits, .. } => format!(
-            "zone limits by DSO {} for zone `{zone}` in intervals {first_interval} to {}: import up to {} kWh, export up to {} kWh per interval",
+            "zone limits by DSO {} for zone `{zone}` in intervals {first_interval} to {}: import up to {}, export up to {} per interval",
             name(dso),
             first_interval.saturating_add(u64::from(*intervals).saturating_sub(1)),
-            format_kwh(limits.import_wh_max),
-            format_kwh(limits.export_wh_max)
+            crate::grid::limit(limits.import_wh_max),
+            crate::grid::limit(limits.export_wh_max)
+        ),
+        Tx::SetIntervalTariffs { signer, first_interval, tariffs, .. } => format!(
+            "interval tariffs by {} for intervals {first_interval} to {}: {}",
+            name(signer),
+            first_interval.saturating_add(u64::try_from(tariffs.len()).unwrap_or(u64::MAX).saturating_sub(1)),
+            crate::tariffs::describe_interval_tariffs(tariffs, currency)
         ),
     }
 }

@@ -89,6 +89,20 @@ pub enum TariffStart {
     Interval(u64),
 }
 
+impl TariffStart {
+    /// The interval: `next` is the earliest that will still be open for
+    /// offers when the transaction reaches a block, with a margin of one
+    /// interval (docs/PROTOCOL.md §5.4).
+    pub fn interval(self, genesis: &Genesis) -> u64 {
+        match self {
+            TariffStart::Next => {
+                genesis.first_open_interval(now_ms().saturating_add(genesis.market.interval_length_ms)) + 1
+            }
+            TariffStart::Interval(interval) => interval,
+        }
+    }
+}
+
 impl std::str::FromStr for TariffStart {
     type Err = String;
 
@@ -324,15 +338,7 @@ pub fn move_money(
 pub fn set_tariffs(wallet: &Wallet, args: &TariffsSetArgs, out: &mut dyn Write) -> Result<(), CommandError> {
     let community = wallet.community()?;
     let genesis = &community.genesis;
-    let effective_from_interval = match args.from_interval {
-        // A change applies only to an interval still open for offers
-        // (docs/PROTOCOL.md §5.4); leave one interval for the transaction
-        // to reach a block.
-        TariffStart::Next => {
-            genesis.first_open_interval(now_ms().saturating_add(genesis.market.interval_length_ms)) + 1
-        }
-        TariffStart::Interval(interval) => interval,
-    };
+    let effective_from_interval = args.from_interval.interval(genesis);
     let (_, registrar) = registrar_key(wallet, &args.options)?;
     let registrar_public = registrar.public();
     let tariffs = Tariffs {

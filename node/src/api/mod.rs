@@ -16,6 +16,7 @@ mod proofs;
 pub mod serve;
 mod status;
 mod streams;
+mod tariffs;
 mod transactions;
 mod zones;
 
@@ -157,6 +158,7 @@ pub fn router(client: Client, options: ApiOptions) -> Router {
         .route("/v1/meters/{key}/readings", get(intervals::readings))
         .route("/v1/offers", get(accounts::offers))
         .route("/v1/intervals/{interval}", get(intervals::interval))
+        .route("/v1/tariffs", get(tariffs::tariffs))
         .route("/v1/zones", get(zones::zones))
         .route("/v1/zones/{zone}", get(zones::zone))
         .route("/v1/proofs/transactions/{id}", get(proofs::prove_transaction))
