@@ -323,7 +323,9 @@ pub fn wanted(genesis: &Genesis, event: &Event) -> Result<Asked, Unmapped> {
                 other => return Err(fail(Unmappable::PayloadType { payload_type: printable(other) })),
             };
             let (slot, parsed) = value;
-            *slot = Some(parsed.map_err(|problem| fail(Unmappable::Value { index, problem: Box::new(problem) }))?);
+            *slot = Some(
+                parsed.map_err(|problem| fail(Unmappable::Value { index, problem: Box::new(problem) }))?,
+            );
         }
         if import.is_some() || export.is_some() {
             if targets.is_empty() {
