@@ -7,7 +7,7 @@ use gridshare_ledger::Hash;
 use gridshare_ledger::genesis::Genesis;
 use gridshare_ledger::ids::PublicKey;
 use gridshare_ledger::ids::{CommunityId, Signature};
-use gridshare_ledger::state::{Account as LedgerAccount, Meter as LedgerMeter, OpenOffer};
+use gridshare_ledger::state::{Account as LedgerAccount, Meter as LedgerMeter, OpenOffer, ZoneMeter};
 use gridshare_ledger::tx::{MeterReading, SignedMeterReading};
 use serde::{Deserialize, Serialize};
 
@@ -68,11 +68,24 @@ impl Account {
     }
 }
 
+/// Whose a meter is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeterKind {
+    /// A household's: billed to its owner's account.
+    Household,
+    /// A zone's own (a transformer's), registered by a DSO: it bills
+    /// nobody, and settlement sets it beside the zone's household meters.
+    Zone,
+}
+
 /// `GET /v1/meters/{key}`, and each of an account's meters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meter {
     #[serde(with = "hex")]
     pub meter: PublicKey,
+    pub kind: MeterKind,
+    /// The account it bills; for a zone meter, the DSO that registered it.
     #[serde(with = "hex")]
     pub owner: PublicKey,
     pub max_import_w: u64,
@@ -116,6 +129,7 @@ impl Meter {
         } = meter;
         Meter {
             meter: key,
+            kind: MeterKind::Household,
             owner: *owner,
             max_import_w: *max_import_w,
             max_export_w: *max_export_w,
@@ -127,6 +141,26 @@ impl Meter {
                 import_wh: estimate.import_wh,
                 rate_micro_per_kwh: estimate.rate_micro_per_kwh,
             }),
+        }
+    }
+}
+
+impl Meter {
+    /// The wire form of the ledger's zone meter `key` of zone `zone`.
+    pub fn of_zone(key: PublicKey, meter: &ZoneMeter, zone: &str) -> Meter {
+        let ZoneMeter { dso, zone: _, max_import_w, max_export_w, last_reading, registered_interval, base } =
+            meter;
+        Meter {
+            meter: key,
+            kind: MeterKind::Zone,
+            owner: *dso,
+            max_import_w: *max_import_w,
+            max_export_w: *max_export_w,
+            zone: zone.to_string(),
+            last_reading: last_reading.as_ref().map(Reading::from),
+            registered_interval: *registered_interval,
+            base: base.as_ref().map(Reading::from),
+            estimate: None,
         }
     }
 }

@@ -230,12 +230,19 @@ pub struct ZoneSettlement {
     pub measured_meters: u32,
     /// Meters billed at an estimate: their energy is not in the sum.
     pub estimated_meters: u32,
+    /// The zone's own meter's net export, when it measured the interval.
+    pub zone_meter_net_export_wh: Option<i64>,
 }
 
 impl From<&LedgerZoneSettlement> for ZoneSettlement {
     fn from(zone: &LedgerZoneSettlement) -> ZoneSettlement {
-        let LedgerZoneSettlement { measured_net_export_wh, measured_meters, estimated_meters } = *zone;
-        ZoneSettlement { measured_net_export_wh, measured_meters, estimated_meters }
+        let LedgerZoneSettlement {
+            measured_net_export_wh,
+            measured_meters,
+            estimated_meters,
+            zone_meter_net_export_wh,
+        } = *zone;
+        ZoneSettlement { measured_net_export_wh, measured_meters, estimated_meters, zone_meter_net_export_wh }
     }
 }
 

@@ -118,6 +118,7 @@ pub enum TxKind {
     MeterReading,
     SetZoneLimits,
     SetIntervalTariffs,
+    RegisterZoneMeter,
 }
 
 impl From<&Tx> for TxKind {
@@ -133,6 +134,7 @@ impl From<&Tx> for TxKind {
             Tx::MeterReading(_) => TxKind::MeterReading,
             Tx::SetZoneLimits { .. } => TxKind::SetZoneLimits,
             Tx::SetIntervalTariffs { .. } => TxKind::SetIntervalTariffs,
+            Tx::RegisterZoneMeter { .. } => TxKind::RegisterZoneMeter,
         }
     }
 }

@@ -29,6 +29,9 @@ pub struct ZoneSummary {
     pub export_wh_max: u64,
     /// Meters registered in the zone.
     pub meters: u32,
+    /// The zone's own meter (its transformer's), `null` when it has none.
+    #[serde(with = "crate::text::hex_option")]
+    pub zone_meter: Option<gridshare_ledger::ids::PublicKey>,
     /// The DSO's limits for intervals not cleared yet, ascending, runs of
     /// intervals with the same limits as one entry.
     pub limits: Vec<ZoneLimitsRun>,
@@ -93,6 +96,12 @@ pub struct ZoneMeasured {
     pub measured_meters: u32,
     /// Meters billed at an estimate: their energy is not in the sum.
     pub estimated_meters: u32,
+    /// The zone meter's net export, when it measured the interval.
+    pub zone_meter_net_export_wh: Option<i64>,
+    /// The zone's losses (and any theft): `measured_net_export_wh` less
+    /// `zone_meter_net_export_wh`, when both are complete (no estimated
+    /// meter).
+    pub losses_wh: Option<i64>,
 }
 
 /// A zone's name as one path segment: every byte but the unreserved ones

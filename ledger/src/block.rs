@@ -169,6 +169,19 @@ pub struct ZoneSettlement {
     /// The zone's meters billed at an estimate (no reading): their energy
     /// is not in `measured_net_export_wh`.
     pub estimated_meters: u32,
+    /// The net export of the zone's own meter (its transformer's) over the
+    /// interval, when it has one with readings at both ends of it.
+    pub zone_meter_net_export_wh: Option<i64>,
+}
+
+impl ZoneSettlement {
+    /// The zone's losses (and any theft) in Wh: what its households' meters
+    /// measured leaving less what its zone meter saw arrive, when both are
+    /// complete (every household meter measured, the zone meter too).
+    pub fn losses_wh(&self) -> Option<i64> {
+        let zone_meter = self.zone_meter_net_export_wh?;
+        (self.estimated_meters == 0).then(|| self.measured_net_export_wh.saturating_sub(zone_meter))
+    }
 }
 
 impl SettlementReceipt {

@@ -39,7 +39,7 @@ use crate::block::{
 };
 use crate::genesis::{Genesis, Mechanism, Tariffs};
 use crate::ids::{AccountId, KeyError, MeterId, PublicKey, SignatureError};
-use crate::state::{Account, Contract, Estimate, Meter, OpenOffer, Position, State};
+use crate::state::{Account, Contract, Estimate, Meter, OpenOffer, Position, State, ZoneMeter};
 use crate::tx::{MeterReading, Offer, Side, SignedTx, Tx};
 
 /// The longest text field (zone, payment reference), in bytes.
@@ -184,6 +184,8 @@ pub enum Rejection {
     TariffIntervals { intervals: usize },
     #[error("{INTERVAL_TARIFFS_MAX} intervals to come have tariffs of their own; no more until some settle")]
     IntervalTariffsFull,
+    #[error("zone `{zone}` already has its zone meter")]
+    ZoneMeterExists { zone: String },
     #[error("zone `{0}` is not one of the community's zones")]
     UnknownZone(String),
     #[error("account {account} has its meters in zone `{zone}`: an account trades in one zone")]
@@ -260,6 +262,7 @@ impl Rejection {
             Rejection::NotATariffSetter(_) => "not_a_tariff_setter",
             Rejection::TariffIntervals { .. } => "tariff_intervals",
             Rejection::IntervalTariffsFull => "interval_tariffs_full",
+            Rejection::ZoneMeterExists { .. } => "zone_meter_exists",
             Rejection::UnknownZone(_) => "unknown_zone",
             Rejection::AccountInAnotherZone { .. } => "account_in_another_zone",
             Rejection::ZoneLimitIntervals { .. } => "zone_limit_intervals",
@@ -546,9 +549,12 @@ fn settle_due(
     if settled_below > state.next_settlement_interval {
         let from = state.next_settlement_interval;
         // Every interval is settled, but before the first meter's
-        // registration only contracts can bill anyone: skip to them, so a
-        // community without meters does not walk through empty intervals.
-        let meters_from = state.meters.values().map(|meter| meter.registered_interval).min();
+        // registration (a household's or a zone's) only contracts can bill
+        // anyone: skip to them, so a community without meters does not walk
+        // through empty intervals.
+        let household_meters = state.meters.values().map(|meter| meter.registered_interval);
+        let zone_meters = state.zone_meters.values().map(|meter| meter.registered_interval);
+        let meters_from = household_meters.chain(zone_meters).min();
         let every_interval_from = meters_from.map_or(settled_below, |first| first.clamp(from, settled_below));
         let contract_intervals: std::collections::BTreeSet<u64> = state
             .contracts
@@ -799,6 +805,14 @@ fn settle_interval(
             None => zone.estimated_meters += 1,
         }
     }
+    for (key, meter) in &mut state.zone_meters {
+        let reading = readings.get(&(interval, *key)).map(|&(import_wh_total, export_wh_total)| {
+            MeterReading { meter: *key, interval, import_wh_total, export_wh_total }
+        });
+        if let Some(zone) = zones.get_mut(meter.zone as usize) {
+            zone.zone_meter_net_export_wh = settle_zone_meter(meter, reading, interval)?;
+        }
+    }
     let contracts: Vec<(AccountId, Contract)> = state
         .contracts
         .range((interval, PublicKey([0; 32]))..=(interval, PublicKey([0xff; 32])))
@@ -916,6 +930,30 @@ fn settle_meter(
     Ok(measured)
 }
 
+/// Measures a zone meter over `interval`: its net export when its base is
+/// the reading that ends the interval before and `reading` ends this one;
+/// a reading becomes the base either way. Nobody is billed.
+fn settle_zone_meter(
+    meter: &mut ZoneMeter,
+    reading: Option<MeterReading>,
+    interval: u64,
+) -> Result<Option<i64>, BlockError> {
+    if meter.registered_interval > interval {
+        return Ok(None);
+    }
+    let Some(reading) = reading else { return Ok(None) };
+    let measured = match meter.base {
+        Some(base) if base.interval + 1 == interval => {
+            let net = register_rise(base.export_wh_total, reading.export_wh_total)
+                - register_rise(base.import_wh_total, reading.import_wh_total);
+            Some(i64::try_from(net).map_err(|_| BlockError::Overflow)?)
+        }
+        _ => None,
+    };
+    meter.base = Some(reading);
+    Ok(measured)
+}
+
 /// How much a register rose from `before` to `after`. Admission refuses a
 /// register that goes down, so a fall is a broken invariant.
 fn register_rise(before: u64, after: u64) -> i128 {
@@ -1005,20 +1043,7 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
             if genesis.zone_index(zone).is_none() {
                 return Err(Rejection::UnknownZone(zone.clone()));
             }
-            meter.validate().map_err(|reason| Rejection::InvalidKey { key: *meter, reason })?;
-            if state.meters.contains_key(meter) {
-                return Err(Rejection::MeterExists(*meter));
-            }
-            for (direction, power_w) in [("import", *max_import_w), ("export", *max_export_w)] {
-                if power_w > METER_POWER_MAX_W {
-                    return Err(Rejection::MeterPowerAboveBound {
-                        meter: *meter,
-                        direction,
-                        power_w,
-                        max_w: METER_POWER_MAX_W,
-                    });
-                }
-            }
+            check_new_meter(state, meter, *max_import_w, *max_export_w)?;
             if state.meters.len() >= METERS_MAX {
                 return Err(Rejection::TooManyMeters { max: METERS_MAX });
             }
@@ -1223,6 +1248,54 @@ pub fn admit(genesis: &Genesis, state: &mut State, time_ms: u64, tx: &SignedTx) 
             }
             state.registrar_nonces.insert(*signer, *nonce);
         }
+        Tx::RegisterZoneMeter { dso, nonce, meter, zone, max_import_w, max_export_w } => {
+            check_dso(genesis, state, dso, *nonce)?;
+            check_text("zone", zone)?;
+            let index = genesis.zone_index(zone).ok_or_else(|| Rejection::UnknownZone(zone.to_string()))?;
+            check_new_meter(state, meter, *max_import_w, *max_export_w)?;
+            // One per zone: with at most 256 zones, the map stays small.
+            if state.zone_meters.values().any(|existing| existing.zone == index) {
+                return Err(Rejection::ZoneMeterExists { zone: zone.clone() });
+            }
+            state.zone_meters.insert(
+                *meter,
+                ZoneMeter {
+                    dso: *dso,
+                    zone: index,
+                    max_import_w: *max_import_w,
+                    max_export_w: *max_export_w,
+                    last_reading: None,
+                    registered_interval: genesis.interval_at(time_ms),
+                    base: None,
+                },
+            );
+            state.registrar_nonces.insert(*dso, *nonce);
+        }
+    }
+    Ok(())
+}
+
+/// A meter key to register: a valid key, neither a household's meter nor a
+/// zone's, within the bound on a meter's power.
+fn check_new_meter(
+    state: &State,
+    meter: &MeterId,
+    max_import_w: u64,
+    max_export_w: u64,
+) -> Result<(), Rejection> {
+    meter.validate().map_err(|reason| Rejection::InvalidKey { key: *meter, reason })?;
+    if state.meters.contains_key(meter) || state.zone_meters.contains_key(meter) {
+        return Err(Rejection::MeterExists(*meter));
+    }
+    for (direction, power_w) in [("import", max_import_w), ("export", max_export_w)] {
+        if power_w > METER_POWER_MAX_W {
+            return Err(Rejection::MeterPowerAboveBound {
+                meter: *meter,
+                direction,
+                power_w,
+                max_w: METER_POWER_MAX_W,
+            });
+        }
     }
     Ok(())
 }
@@ -1250,12 +1323,22 @@ fn admit_reading(
     time_ms: u64,
     reading: &MeterReading,
 ) -> Result<(), Rejection> {
-    let meter = state.meters.get(&reading.meter).ok_or(Rejection::UnknownMeter(reading.meter))?;
-    if reading.interval < meter.registered_interval {
+    // A household's meter or a zone's: the same rules.
+    let (registered_interval, max_import_w, max_export_w, last_reading) =
+        match (state.meters.get(&reading.meter), state.zone_meters.get(&reading.meter)) {
+            (Some(meter), _) => {
+                (meter.registered_interval, meter.max_import_w, meter.max_export_w, meter.last_reading)
+            }
+            (None, Some(meter)) => {
+                (meter.registered_interval, meter.max_import_w, meter.max_export_w, meter.last_reading)
+            }
+            (None, None) => return Err(Rejection::UnknownMeter(reading.meter)),
+        };
+    if reading.interval < registered_interval {
         return Err(Rejection::ReadingBeforeRegistration {
             meter: reading.meter,
             interval: reading.interval,
-            registered_interval: meter.registered_interval,
+            registered_interval,
         });
     }
     let end_ms = genesis.interval_end_ms(reading.interval).unwrap_or(u64::MAX);
@@ -1264,7 +1347,7 @@ fn admit_reading(
     }
     // A first reading has nothing to be bounded against: it can only become
     // the base that later readings are measured from, and credits nothing.
-    if let Some(last) = &meter.last_reading {
+    if let Some(last) = &last_reading {
         if reading.interval <= last.interval {
             return Err(Rejection::ReadingNotIncreasing {
                 meter: reading.meter,
@@ -1274,8 +1357,8 @@ fn admit_reading(
         }
         let intervals = reading.interval - last.interval;
         for (register, value_wh, last_wh, power_w) in [
-            ("import", reading.import_wh_total, last.import_wh_total, meter.max_import_w),
-            ("export", reading.export_wh_total, last.export_wh_total, meter.max_export_w),
+            ("import", reading.import_wh_total, last.import_wh_total, max_import_w),
+            ("export", reading.export_wh_total, last.export_wh_total, max_export_w),
         ] {
             if value_wh < last_wh {
                 return Err(Rejection::RegisterDecreased {
@@ -1306,7 +1389,12 @@ fn admit_reading(
             .readings
             .insert((reading.interval, reading.meter), (reading.import_wh_total, reading.export_wh_total));
     }
-    state.meters.get_mut(&reading.meter).expect("checked above").last_reading = Some(*reading);
+    match state.meters.get_mut(&reading.meter) {
+        Some(meter) => meter.last_reading = Some(*reading),
+        None => {
+            state.zone_meters.get_mut(&reading.meter).expect("checked above").last_reading = Some(*reading)
+        }
+    }
     Ok(())
 }
 

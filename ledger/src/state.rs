@@ -58,6 +58,24 @@ pub struct Meter {
     pub estimate: Option<Estimate>,
 }
 
+/// A zone's own meter (a transformer's), registered by a DSO: it bills
+/// nobody; settlement reports what it measured beside the sum of the
+/// zone's household meters, the difference being the zone's losses.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ZoneMeter {
+    /// The DSO that registered it.
+    pub dso: PublicKey,
+    /// The index of its zone.
+    pub zone: u32,
+    pub max_import_w: u64,
+    pub max_export_w: u64,
+    /// As a household meter's (§5.4 bounds its readings the same way).
+    pub last_reading: Option<MeterReading>,
+    pub registered_interval: u64,
+    /// The reading its measurement continues from, moved by settlement.
+    pub base: Option<MeterReading>,
+}
+
 /// Energy a meter was billed as imported for intervals without a reading,
 /// refundable when a later reading shows how much it really moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -139,6 +157,8 @@ pub struct State {
     /// Tariffs set for single intervals (`SetIntervalTariffs`), for
     /// intervals not yet settled; they take precedence over the schedule.
     pub interval_tariffs: BTreeMap<u64, IntervalTariffs>,
+    /// The zones' own meters, at most one per zone.
+    pub zone_meters: BTreeMap<MeterId, ZoneMeter>,
 }
 
 impl State {
@@ -166,6 +186,7 @@ impl State {
             debits_nano: 0,
             zone_limits: BTreeMap::new(),
             interval_tariffs: BTreeMap::new(),
+            zone_meters: BTreeMap::new(),
         }
     }
 
@@ -197,6 +218,7 @@ impl State {
             debits_nano,
             zone_limits,
             interval_tariffs,
+            zone_meters,
         } = self;
         domain_hash(
             Domain::State,
@@ -212,6 +234,7 @@ impl State {
                     debits_nano,
                     zone_limits,
                     interval_tariffs,
+                    zone_meters,
                 ),
             ),
         )

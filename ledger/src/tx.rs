@@ -1,4 +1,4 @@
-//! Transactions: the ten kinds of docs/PROTOCOL.md §4, their signers, signed bytes
+//! Transactions: the eleven kinds of docs/PROTOCOL.md §4, their signers, signed bytes
 //! and ids, and meter readings with their attestations.
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -130,6 +130,17 @@ pub enum Tx {
         first_interval: u64,
         tariffs: Vec<IntervalTariffs>,
     },
+    /// A DSO registers a zone's own meter (a transformer's): it bills
+    /// nobody, and settlement reports what it measured beside the zone's
+    /// household meters.
+    RegisterZoneMeter {
+        dso: PublicKey,
+        nonce: u64,
+        meter: MeterId,
+        zone: String,
+        max_import_w: u64,
+        max_export_w: u64,
+    },
 }
 
 impl Tx {
@@ -146,6 +157,7 @@ impl Tx {
             Tx::MeterReading(reading) => reading.meter,
             Tx::SetZoneLimits { dso, .. } => *dso,
             Tx::SetIntervalTariffs { signer, .. } => *signer,
+            Tx::RegisterZoneMeter { dso, .. } => *dso,
         }
     }
 
@@ -159,7 +171,8 @@ impl Tx {
             | Tx::SetTariffs { nonce, .. }
             | Tx::CancelOffer { nonce, .. }
             | Tx::SetZoneLimits { nonce, .. }
-            | Tx::SetIntervalTariffs { nonce, .. } => Some(*nonce),
+            | Tx::SetIntervalTariffs { nonce, .. }
+            | Tx::RegisterZoneMeter { nonce, .. } => Some(*nonce),
             Tx::Offer(offer) => Some(offer.nonce),
             Tx::MeterReading(_) => None,
         }
@@ -192,6 +205,7 @@ impl Tx {
             Tx::MeterReading(_) => "meter-reading",
             Tx::SetZoneLimits { .. } => "set-zone-limits",
             Tx::SetIntervalTariffs { .. } => "set-interval-tariffs",
+            Tx::RegisterZoneMeter { .. } => "register-zone-meter",
         }
     }
 }

@@ -202,6 +202,7 @@ fn a_block_within_every_work_bound_fits_in_block_bytes_max() {
         measured_net_export_wh: i64::MIN,
         measured_meters: u32::MAX,
         estimated_meters: u32::MAX,
+        zone_meter_net_export_wh: Some(i64::MIN),
     };
     let bill = Bill {
         account: key,
@@ -234,7 +235,7 @@ fn a_block_within_every_work_bound_fits_in_block_bytes_max() {
             &to_bytes(&zone_settlement)
         ]
         .map(|bytes| bytes.len()),
-        [216, 49, 152, 34, 49, 208, 16]
+        [216, 49, 152, 34, 49, 208, 25]
     );
     // Vec lengths are u32 prefixes. A unit of clearing work is an offer
     // (at most one trade) or a zone of an interval's receipt.

@@ -192,6 +192,15 @@ enum Action {
         import: Pick,
         export: Pick,
     },
+    /// A zone meter, by the DSO or (`by_dso` false) by the registrar, with
+    /// a key of the meters' pool (some a household's already).
+    RegisterZoneMeter {
+        by_dso: bool,
+        meter: u8,
+        zone: u8,
+        import: Pick,
+        export: Pick,
+    },
     /// Tariffs of `count` intervals from `ahead` after the current one,
     /// signed by the DSO (0), the registrar (1) or a household (2); each
     /// part set when its pick's kind is odd.
@@ -228,6 +237,10 @@ fn action() -> impl Strategy<Value = Action> {
         2 => (prop::bool::weighted(0.9), any::<u8>(), 0_u8..=24, prop_oneof![0_u16..=4, Just(97), Just(96)], pick(), pick())
             .prop_map(|(by_dso, zone, ahead, intervals, import, export)| Action::SetZoneLimits {
                 by_dso, zone, ahead, intervals, import, export
+            }),
+        1 => (prop::bool::weighted(0.9), any::<u8>(), any::<u8>(), pick(), pick())
+            .prop_map(|(by_dso, meter, zone, import, export)| Action::RegisterZoneMeter {
+                by_dso, meter, zone, import, export
             }),
         2 => (0_u8..=2, 0_u8..=24, prop_oneof![0_u16..=4, Just(97), Just(96)], pick(), pick(), pick())
             .prop_map(|(by, ahead, count, import, feed_in, fee)| Action::SetIntervalTariffs {
@@ -313,6 +326,8 @@ struct ModelMeter {
     last: Option<MeterReading>,
     /// Readings on the ledger when their interval settled (or before).
     kept: BTreeMap<u64, (u64, u64)>,
+    /// A zone's own meter (`owner` the DSO): it bills nobody.
+    zone_meter: bool,
 }
 
 /// An independent model of what the state machine must do with meters and
@@ -423,7 +438,23 @@ impl Model {
             // (net export, estimated import, refund Wh, refund nano)
             let mut metered: BTreeMap<AccountId, (i128, u64, u64, i128)> = BTreeMap::new();
             let mut zones = vec![ZoneSettlement::default(); genesis.zones.len()];
-            for meter in self.meters.values().filter(|meter| meter.registered_interval < interval) {
+            for meter in
+                self.meters.values().filter(|meter| meter.zone_meter && meter.registered_interval < interval)
+            {
+                // Measured when its base (its latest kept reading before the
+                // interval) ends the interval before and it has a reading.
+                let base = meter.kept.range(meter.registered_interval..interval).next_back();
+                if let (Some((&base_interval, before)), Some(after)) = (base, meter.kept.get(&interval))
+                    && base_interval + 1 == interval
+                {
+                    let net = i64::try_from(after.1 - before.1).unwrap()
+                        - i64::try_from(after.0 - before.0).unwrap();
+                    zones[meter.zone].zone_meter_net_export_wh = Some(net);
+                }
+            }
+            for meter in
+                self.meters.values().filter(|meter| !meter.zone_meter && meter.registered_interval < interval)
+            {
                 let capacity = genesis.meter_capacity_wh(meter.import_w);
                 let entry = metered.entry(meter.owner).or_default();
                 let base = meter.kept.range(meter.registered_interval..interval).next_back();
@@ -566,6 +597,34 @@ impl Model {
         let last = first_interval.saturating_add(u64::from(*intervals) - 1);
         if last > genesis.interval_at(time_ms) + genesis.market.offer_horizon_intervals {
             return Err("interval_too_far_ahead");
+        }
+        Ok(())
+    }
+
+    /// The expected outcome of registering a zone meter (the nonce is
+    /// always the next).
+    fn register_zone_meter(
+        &self,
+        genesis: &Genesis,
+        dso: &AccountId,
+        meter: &MeterId,
+        (import_w, export_w): (u64, u64),
+        zone: &str,
+    ) -> Result<(), &'static str> {
+        if !genesis.dsos.contains(dso) {
+            return Err("not_a_dso");
+        }
+        let Some(index) = ZONE_NAMES[..2].iter().position(|name| *name == zone) else {
+            return Err("unknown_zone");
+        };
+        if self.meters.contains_key(meter) {
+            return Err("meter_exists");
+        }
+        if import_w > METER_POWER_MAX_W || export_w > METER_POWER_MAX_W {
+            return Err("meter_power_above_bound");
+        }
+        if self.meters.values().any(|meter| meter.zone_meter && meter.zone == index) {
+            return Err("zone_meter_exists");
         }
         Ok(())
     }
@@ -773,8 +832,14 @@ impl Runner {
             }
         };
         let registered_meter = |index: u8| {
-            let registered: Vec<&Keypair> =
-                self.meters.iter().filter(|key| scratch.meters.contains_key(&key.public())).collect();
+            let registered: Vec<&Keypair> = self
+                .meters
+                .iter()
+                .filter(|key| {
+                    scratch.meters.contains_key(&key.public())
+                        || scratch.zone_meters.contains_key(&key.public())
+                })
+                .collect();
             if index % 8 == 7 || registered.is_empty() {
                 meter(index)
             } else {
@@ -956,6 +1021,19 @@ impl Runner {
                 };
                 vec![SignedTx::sign(tx, signer, &genesis.community_id)]
             }
+            Action::RegisterZoneMeter { by_dso, meter: index, zone, import, export } => {
+                let signer = if by_dso { &self.community.dso } else { &self.community.registrar };
+                let nonce = scratch.registrar_nonces.get(&signer.public()).copied().unwrap_or(0) + 1;
+                let tx = Tx::RegisterZoneMeter {
+                    dso: signer.public(),
+                    nonce,
+                    meter: meter(index).public(),
+                    zone: ZONE_NAMES[usize::from(zone) % 3].into(),
+                    max_import_w: import.power_w(),
+                    max_export_w: export.power_w(),
+                };
+                vec![SignedTx::sign(tx, signer, &genesis.community_id)]
+            }
             Action::SetIntervalTariffs { by, ahead, count, import, feed_in, fee } => {
                 let signer = match by {
                     0 => &self.community.dso,
@@ -1034,6 +1112,15 @@ impl Runner {
             Tx::SetIntervalTariffs { .. } => {
                 Some(self.model.interval_tariffs(self.genesis(), &tx.tx, time_ms))
             }
+            Tx::RegisterZoneMeter { dso, meter, zone, max_import_w, max_export_w, .. } => {
+                Some(self.model.register_zone_meter(
+                    self.genesis(),
+                    dso,
+                    meter,
+                    (*max_import_w, *max_export_w),
+                    zone,
+                ))
+            }
             Tx::RegisterAccount { account, credit_limit_nano, .. } => {
                 Some(if !(0..=AMOUNT_MAX_NANO).contains(credit_limit_nano) {
                     Err("invalid_amount")
@@ -1072,6 +1159,7 @@ impl Runner {
                         zone: usize::try_from(genesis.zone_index(zone).unwrap()).unwrap(),
                         last: None,
                         kept: BTreeMap::new(),
+                        zone_meter: false,
                     },
                 );
             }
@@ -1084,6 +1172,21 @@ impl Runner {
                 for interval in *first_interval..first_interval + u64::from(*intervals) {
                     self.model.zone_limits.insert((interval, zone), *limits);
                 }
+            }
+            Tx::RegisterZoneMeter { dso, meter, zone, max_import_w, max_export_w, .. } => {
+                self.model.meters.insert(
+                    *meter,
+                    ModelMeter {
+                        owner: *dso,
+                        import_w: *max_import_w,
+                        export_w: *max_export_w,
+                        registered_interval: genesis.interval_at(time_ms),
+                        zone: usize::try_from(genesis.zone_index(zone).unwrap()).unwrap(),
+                        last: None,
+                        kept: BTreeMap::new(),
+                        zone_meter: true,
+                    },
+                );
             }
             Tx::SetIntervalTariffs { first_interval, tariffs, .. } => {
                 for (interval, entry) in (*first_interval..).zip(tariffs) {

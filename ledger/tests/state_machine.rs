@@ -1095,3 +1095,77 @@ fn interval_tariffs_replace_the_schedule_for_their_interval_alone_and_are_bounde
         .expect("interval 5 settled");
     assert_eq!(five.grid_import_micro_per_kwh, 300_000);
 }
+
+/// A zone's own meter (`RegisterZoneMeter`) is read like a household's,
+/// bounded the same way, attests no offer and bills nobody; settlement
+/// sets what it measured beside the zone's household meters, and an
+/// interval it has no reading for (or one after a gap) is not measured.
+#[test]
+fn a_zone_meter_measures_the_zones_losses_and_bills_nobody() {
+    use gridshare_ledger::tx::{MeterReading, SignedMeterReading};
+    let mut s = registered();
+    let genesis = s.genesis().clone();
+    let id = genesis.community_id;
+    let zone_meter = Keypair::from_seed([71; 32]);
+    let register = Tx::RegisterZoneMeter {
+        dso: s.community.dso.public(),
+        nonce: 1,
+        meter: zone_meter.public(),
+        zone: genesis.zones[0].name.clone(),
+        max_import_w: 7_000_000,
+        max_export_w: 7_000_000,
+    };
+    s.block(vec![SignedTx::sign(register, &s.community.dso, &id)], T0 + 200);
+    let reading = |interval, export_wh_total| {
+        SignedMeterReading::sign(
+            MeterReading { meter: zone_meter.public(), interval, import_wh_total: 0, export_wh_total },
+            &zone_meter,
+            &id,
+        )
+    };
+    // It attests no offer: it is no household's meter.
+    let offer = s.community.offer_tx(0, 1, 5, Side::Sell, 100, 100_000, reading(0, 0));
+    let refused = rejection(&s, &offer, T0 + 1_100);
+    assert!(matches!(refused, Rejection::UnknownMeter(meter) if meter == zone_meter.public()), "{refused:?}");
+
+    // Households export 100 Wh each per interval; the zone meter sees 390
+    // Wh of the 400 leave the zone, and has no reading of interval 2.
+    let balances: Vec<i128> = (0..4).map(|h| s.balance(h)).collect();
+    let mut zones = std::collections::BTreeMap::new();
+    for interval in 0..8_u64 {
+        let time = T0 + (interval + 1) * 1_000 + 50;
+        let mut txs: Vec<SignedTx> =
+            (0..4).map(|h| s.community.reading_tx(h, interval, 0, 100 * (interval + 1))).collect();
+        if interval != 2 {
+            let signed = reading(interval, 390 * (interval + 1));
+            txs.push(SignedTx { tx: Tx::MeterReading(signed.reading), signature: signed.signature });
+        }
+        if interval == 3 {
+            // The physics bound holds for it too: 2,041 Wh per interval
+            // since its last reading, of interval 1.
+            let too_much = reading(4, 390 * 2 + 3 * 2_041 + 1);
+            let tx = SignedTx { tx: Tx::MeterReading(too_much.reading), signature: too_much.signature };
+            let refused = rejection(&s, &tx, T0 + 5_050);
+            assert!(matches!(refused, Rejection::ReadingAboveCapacity { .. }), "{refused:?}");
+        }
+        for receipt in s.block(txs, time) {
+            if let Receipt::Settlement(settlement) = receipt {
+                zones.insert(settlement.interval, settlement.zones[0]);
+            }
+        }
+    }
+    // Interval 1: 400 Wh measured, 390 Wh at the transformer, 10 Wh lost.
+    assert_eq!(zones[&1].measured_net_export_wh, 400);
+    assert_eq!((zones[&1].zone_meter_net_export_wh, zones[&1].losses_wh()), (Some(390), Some(10)));
+    // Interval 2 has no reading; interval 3 closes a gap: neither measured.
+    assert_eq!(zones[&2].zone_meter_net_export_wh, None);
+    assert_eq!(zones[&3].zone_meter_net_export_wh, None);
+    assert_eq!(zones[&4].losses_wh(), Some(10));
+    // It bills nobody: every bill is a household's, and the households'
+    // money moved as their own meters say.
+    assert!(s.state.zone_meters[&zone_meter.public()].base.is_some());
+    assert!(!s.state.accounts.contains_key(&zone_meter.public()));
+    for (h, before) in balances.iter().enumerate() {
+        assert!(s.balance(h) > *before, "household {h} was paid its feed-in");
+    }
+}

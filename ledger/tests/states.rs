@@ -26,6 +26,27 @@ use gridshare_ledger::testkit::{LocalValidator, TestCommunity, test_market};
 use gridshare_ledger::tx::{Side, SignedTx, Tx};
 use gridshare_ledger::{Hash, NANOS_PER_UNIT};
 
+/// Feeder 1's own meter (its transformer's), which the DSO registers.
+fn zone_meter() -> Keypair {
+    Keypair::from_seed([71; 32])
+}
+
+/// A reading of feeder 1's zone meter.
+fn zone_meter_reading(
+    community: &TestCommunity,
+    interval: u64,
+    import_wh_total: u64,
+    export_wh_total: u64,
+) -> SignedTx {
+    let reading = gridshare_ledger::tx::MeterReading {
+        meter: zone_meter().public(),
+        interval,
+        import_wh_total,
+        export_wh_total,
+    };
+    SignedTx::sign(Tx::MeterReading(reading), &zone_meter(), &community.genesis.community_id)
+}
+
 /// The genesis time of the vector community (the one of `objects.txt`).
 const T0: u64 = 1_700_000_000_000;
 /// The meters' power both ways: 1,000 Wh per 1-second interval, a capacity
@@ -62,6 +83,7 @@ fn root_preimage(state: &State) -> Vec<u8> {
             &state.debits_nano,
             &state.zone_limits,
             &state.interval_tariffs,
+            &state.zone_meters,
         ),
     ))
 }
@@ -183,17 +205,32 @@ fn steps(community: &mut TestCommunity) -> Vec<Step> {
             },
         ],
     };
+    // And feeder 1's own meter, whose readings are A's less the feeder's
+    // losses: 120 Wh in interval 1, 80 Wh in interval 2.
+    let zone_meter = Tx::RegisterZoneMeter {
+        dso: community.dso.public(),
+        nonce: 3,
+        meter: zone_meter().public(),
+        zone: "feeder-1".into(),
+        max_import_w: METER_W,
+        max_export_w: METER_W,
+    };
     step(
-        "set-zone-limits, set-interval-tariffs",
+        "set-zone-limits, set-interval-tariffs, register-zone-meter",
         550,
         vec![
             SignedTx::sign(limits, &community.dso, &id),
             SignedTx::sign(interval_tariffs, &community.dso, &id),
+            SignedTx::sign(zone_meter, &community.dso, &id),
         ],
     );
     step("setup: register household B", 600, b_registration);
     // A's readings: interval 0, 1 and 2, every one measured.
-    step("meter-reading", 1_100, vec![community.reading_tx(0, 0, 1_000, 5_000)]);
+    step(
+        "meter-reading",
+        1_100,
+        vec![community.reading_tx(0, 0, 1_000, 5_000), zone_meter_reading(community, 0, 10_000, 20_000)],
+    );
     let attestation = community.reading(0, 0, 1_000, 5_000);
     step("offer", 1_200, vec![community.offer_tx(0, 1, 2, Side::Sell, 600, 100_000, attestation)]);
     let b_attestation = community.reading(1, 0, 0, 0);
@@ -216,10 +253,18 @@ fn steps(community: &mut TestCommunity) -> Vec<Step> {
     step(
         "setup: readings of interval 1",
         2_100,
-        vec![community.reading_tx(0, 1, 1_100, 5_600), community.reading_tx(1, 1, 200, 0)],
+        vec![
+            community.reading_tx(0, 1, 1_100, 5_600),
+            community.reading_tx(1, 1, 200, 0),
+            zone_meter_reading(community, 1, 10_100, 20_480),
+        ],
     );
     // Settles interval 0 (both meters registered in it: nobody is billed).
-    step("settles interval 0: no receipt", 3_100, vec![community.reading_tx(0, 2, 1_150, 6_200)]);
+    step(
+        "settles interval 0: no receipt",
+        3_100,
+        vec![community.reading_tx(0, 2, 1_150, 6_200), zone_meter_reading(community, 2, 10_150, 21_000)],
+    );
     // A measured (readings of 0 and 1), B estimated (no reading before 1).
     step("settles interval 1", 4_100, Vec::new());
     // The traded interval: A measured, B estimated (no reading of 2); B's
@@ -270,6 +315,11 @@ fn check_receipts(label: &str, receipts: &[Receipt]) {
             let counts: Vec<(u32, u32)> =
                 settlement.zones.iter().map(|zone| (zone.measured_meters, zone.estimated_meters)).collect();
             assert_eq!(counts, [(1, 0), (0, 1)], "{label}");
+            // Feeder 1's zone meter measured what A's meter did, less the
+            // losses; feeder 2 has no zone meter and an estimated meter.
+            let losses: Vec<Option<i64>> = settlement.zones.iter().map(|zone| zone.losses_wh()).collect();
+            let expected = if label == "settles interval 1" { 120 } else { 80 };
+            assert_eq!(losses, [Some(expected), None], "{label}");
             // Interval 2 at the DSO's own import tariff and fee, the
             // registrar's feed-in tariff.
             if label == "settles interval 2" {
@@ -809,6 +859,97 @@ fn verdicts(community: &TestCommunity, links: &[Link]) -> Vec<Verdict> {
         550,
         zone_limits(dso, 1, "feeder-1", 5, 96),
         "admitted",
+    );
+    let zone_meter = |signer: &Keypair, nonce, meter, zone: &str, max_import_w| {
+        let tx = Tx::RegisterZoneMeter {
+            dso: signer.public(),
+            nonce,
+            meter,
+            zone: zone.into(),
+            max_import_w,
+            max_export_w: 0,
+        };
+        SignedTx::sign(tx, signer, &id)
+    };
+    let long_name = "f".repeat(65);
+    verdict(
+        "register-zone-meter: by the registrar, unknown zone",
+        5,
+        550,
+        zone_meter(registrar, 6, small_order, "feeder-9", 0),
+        "not_a_dso",
+    );
+    verdict(
+        "register-zone-meter: nonce 2 skips 1, unknown zone",
+        5,
+        550,
+        zone_meter(dso, 2, small_order, "feeder-9", 0),
+        "nonce_gap",
+    );
+    verdict(
+        "register-zone-meter: a zone name of 65 bytes, a key of small order",
+        5,
+        550,
+        zone_meter(dso, 1, small_order, &long_name, 0),
+        "text_too_long",
+    );
+    verdict(
+        "register-zone-meter: unknown zone, a key of small order",
+        5,
+        550,
+        zone_meter(dso, 1, small_order, "feeder-9", 0),
+        "unknown_zone",
+    );
+    verdict(
+        "register-zone-meter: a key of small order, above 10^9 W",
+        5,
+        550,
+        zone_meter(dso, 1, small_order, "feeder-1", 1_000_000_001),
+        "invalid_key",
+    );
+    verdict(
+        "register-zone-meter: A's meter, above 10^9 W",
+        5,
+        550,
+        zone_meter(dso, 1, a_meter, "feeder-1", 1_000_000_001),
+        "meter_exists",
+    );
+    verdict(
+        "register-zone-meter: above 10^9 W",
+        5,
+        550,
+        zone_meter(dso, 1, self::zone_meter().public(), "feeder-1", 1_000_000_001),
+        "meter_power_above_bound",
+    );
+    verdict(
+        "register-zone-meter: 10^9 W",
+        5,
+        550,
+        zone_meter(dso, 1, self::zone_meter().public(), "feeder-1", 1_000_000_000),
+        "admitted",
+    );
+    // After block 6 feeder 1 has its zone meter; the DSO's last nonce is 3.
+    verdict(
+        "register-zone-meter: a second one for feeder 1",
+        6,
+        650,
+        zone_meter(dso, 4, Keypair::from_seed([72; 32]).public(), "feeder-1", 0),
+        "zone_meter_exists",
+    );
+    verdict(
+        "register-meter: feeder 1's zone meter as a household's",
+        6,
+        650,
+        by_registrar(Tx::RegisterMeter {
+            registrar: r,
+            nonce: 6,
+            meter: self::zone_meter().public(),
+            owner: a,
+            max_import_w: 0,
+            max_export_w: 0,
+            zone: "feeder-1".into(),
+        }),
+        "meter_exists",
     );
     let interval_tariffs = |signer: &Keypair, nonce, first_interval, count: usize, import| {
         let entry = IntervalTariffs {

@@ -118,6 +118,18 @@ fn objects() -> (TestCommunity, Vec<SignedTx>, Block, CommitCertificate) {
         &community.dso,
         &id,
     ));
+    txs.push(SignedTx::sign(
+        Tx::RegisterZoneMeter {
+            dso: community.dso.public(),
+            nonce: 3,
+            meter: Keypair::from_seed([71; 32]).public(),
+            zone: "main".into(),
+            max_import_w: 400_000,
+            max_export_w: 250_000,
+        },
+        &community.dso,
+        &id,
+    ));
 
     let receipts = vec![
         Receipt::Clearing(ClearingReceipt {
@@ -169,6 +181,7 @@ fn objects() -> (TestCommunity, Vec<SignedTx>, Block, CommitCertificate) {
                 measured_net_export_wh: 1_200,
                 measured_meters: 1,
                 estimated_meters: 0,
+                zone_meter_net_export_wh: Some(1_150),
             }],
         }),
     ];

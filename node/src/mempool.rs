@@ -231,9 +231,13 @@ impl Mempool {
                 (!self.pending.accounts.contains_key(&signer)).then_some(Rejection::UnknownAccount(signer))
             }
             Tx::MeterReading(_) => {
-                (!self.pending.meters.contains_key(&signer)).then_some(Rejection::UnknownMeter(signer))
+                let known = self.pending.meters.contains_key(&signer)
+                    || self.pending.zone_meters.contains_key(&signer);
+                (!known).then_some(Rejection::UnknownMeter(signer))
             }
-            Tx::SetZoneLimits { .. } => (!genesis.is_dso(&signer)).then_some(Rejection::NotADso(signer)),
+            Tx::SetZoneLimits { .. } | Tx::RegisterZoneMeter { .. } => {
+                (!genesis.is_dso(&signer)).then_some(Rejection::NotADso(signer))
+            }
             Tx::SetIntervalTariffs { .. } => (!genesis.is_registrar(&signer) && !genesis.is_dso(&signer))
                 .then_some(Rejection::NotATariffSetter(signer)),
             _ => (!genesis.is_registrar(&signer)).then_some(Rejection::NotARegistrar(signer)),

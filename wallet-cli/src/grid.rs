@@ -1,7 +1,8 @@
 //! The grid's commands: the zones with their limits and meters (`grid
-//! zones`), one zone's flows interval by interval (`grid zone NAME`), and
-//! the DSO's limits on what a zone carries (`grid limits`, signed here by a
-//! DSO key; the node only receives the transaction).
+//! zones`), one zone's flows and losses interval by interval (`grid zone
+//! NAME`), the DSO's limits on what a zone carries (`grid limits`) and a
+//! zone's own meter (`grid zone-meter`), both signed here by a DSO key; the
+//! node only receives the transaction.
 
 use std::io::Write;
 
@@ -10,7 +11,9 @@ use gridshare_ledger::genesis::ZoneLimits;
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::tx::Tx;
 
-use crate::amount::{BadAmount, format_kwh, format_price, format_signed_kwh, parse_energy_wh};
+use crate::amount::{
+    BadAmount, format_kw, format_kwh, format_price, format_signed_kwh, parse_energy_wh, parse_power_w,
+};
 use crate::keystore::Role;
 use crate::market_time::format_utc;
 use crate::registrar::{TariffStart, describe_key, report};
@@ -61,6 +64,29 @@ pub struct LimitsArgs {
     /// How many intervals from the first (1 to 96).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub intervals: u32,
+    /// The DSO key that signs (default: the only DSO key).
+    #[arg(long = "as", value_name = "NAME")]
+    pub dso: Option<String>,
+    /// Print JSON for programs.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `gridshare grid zone-meter`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ZoneMeterArgs {
+    /// The meter's device key (64 hex digits) or its keystore name.
+    #[arg(value_name = "METER_KEY|NAME")]
+    pub meter: String,
+    /// The zone whose flow it measures (at its transformer).
+    #[arg(long, value_name = "NAME")]
+    pub zone: String,
+    /// The most it measures coming into the zone, in kW (its rating).
+    #[arg(long, value_name = "KW", value_parser = parse_power_w)]
+    pub max_import_kw: u64,
+    /// The most it measures leaving the zone, in kW.
+    #[arg(long, value_name = "KW", value_parser = parse_power_w)]
+    pub max_export_kw: u64,
     /// The DSO key that signs (default: the only DSO key).
     #[arg(long = "as", value_name = "NAME")]
     pub dso: Option<String>,
@@ -125,6 +151,7 @@ pub fn zones(wallet: &Wallet, args: &ZonesArgs, out: &mut dyn Write) -> Result<(
                 limit(zone.import_wh_max),
                 limit(zone.export_wh_max),
                 zone.meters.to_string(),
+                zone.zone_meter.map_or_else(|| "-".to_string(), |key| describe_key(wallet, &key)),
                 if set.is_empty() { "-".to_string() } else { set.join("; ") },
             ]
         })
@@ -134,6 +161,7 @@ pub fn zones(wallet: &Wallet, args: &ZonesArgs, out: &mut dyn Write) -> Result<(
         ("IMPORT LIMIT", Align::Right),
         ("EXPORT LIMIT", Align::Right),
         ("METERS", Align::Right),
+        ("ZONE METER", Align::Left),
         ("DSO LIMITS (INTERVALS)", Align::Left),
     ];
     out.write_all(table::render(&header, &rows).as_bytes())?;
@@ -172,14 +200,28 @@ pub fn zone(wallet: &Wallet, args: &ZoneArgs, out: &mut dyn Write) -> Result<(),
                 ),
                 None => ["-"; 5].map(str::to_string).into(),
             };
-            let (measured, meters) = match &entry.measured {
+            let signed = |wh: Option<i64>| wh.map_or_else(|| "-".to_string(), format_signed_kwh);
+            let (measured, meters, zone_meter, losses) = match &entry.measured {
                 Some(measured) => (
                     format_signed_kwh(measured.measured_net_export_wh),
                     format!("{} / {}", measured.measured_meters, measured.estimated_meters),
+                    signed(measured.zone_meter_net_export_wh),
+                    signed(measured.losses_wh),
                 ),
-                None => ("-".to_string(), "-".to_string()),
+                None => ["-"; 4].map(str::to_string).into(),
             };
-            vec![entry.interval.to_string(), price, hub, traded, limits, congested, measured, meters]
+            vec![
+                entry.interval.to_string(),
+                price,
+                hub,
+                traded,
+                limits,
+                congested,
+                measured,
+                meters,
+                zone_meter,
+                losses,
+            ]
         })
         .collect();
     let header = [
@@ -191,6 +233,8 @@ pub fn zone(wallet: &Wallet, args: &ZoneArgs, out: &mut dyn Write) -> Result<(),
         ("CONGESTED", Align::Left),
         ("MEASURED NET EXPORT (kWh)", Align::Right),
         ("METERS MEASURED / ESTIMATED", Align::Right),
+        ("ZONE METER NET EXPORT (kWh)", Align::Right),
+        ("LOSSES (kWh)", Align::Right),
     ];
     writeln!(out, "Zone {}", flows.zone)?;
     out.write_all(table::render(&header, &rows).as_bytes())?;
@@ -229,6 +273,43 @@ pub fn set_limits(wallet: &Wallet, args: &LimitsArgs, out: &mut dyn Write) -> Re
         format_utc(genesis.interval_start_ms(first_interval).unwrap_or(0)),
         limit(args.import_max),
         limit(args.export_max)
+    );
+    report(wallet, args.json, &what, &submitted, out)
+}
+
+/// `gridshare grid zone-meter`: the DSO registers a zone's own meter.
+pub fn register_zone_meter(
+    wallet: &Wallet,
+    args: &ZoneMeterArgs,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let genesis = &wallet.community()?.genesis;
+    if genesis.zone_index(&args.zone).is_none() {
+        let names: Vec<&str> = genesis.zones.iter().map(|zone| zone.name.as_str()).collect();
+        return Err(CommandError::BadInput(format!(
+            "zone `{}` is not one of the community's zones: {} (--zone)",
+            args.zone,
+            names.join(", ")
+        )));
+    }
+    let meter = wallet.resolve_key(&args.meter)?;
+    let dso = dso_key(wallet, args.dso.as_deref())?;
+    let key = dso.public();
+    let submitted = wallet.submit_with_nonce(&dso, |nonce| Tx::RegisterZoneMeter {
+        dso: key,
+        nonce,
+        meter,
+        zone: args.zone.clone(),
+        max_import_w: args.max_import_kw,
+        max_export_w: args.max_export_kw,
+    })?;
+    let what = format!(
+        "zone meter {} of zone {} by {}, into the zone up to {} kW, out of it up to {} kW",
+        describe_key(wallet, &meter),
+        args.zone,
+        describe_key(wallet, &key),
+        format_kw(args.max_import_kw),
+        format_kw(args.max_export_kw)
     );
     report(wallet, args.json, &what, &submitted, out)
 }

@@ -14,7 +14,7 @@ use gridshare_cli::amount::{AmountError, parse_fraction_thousandths, parse_scale
 use gridshare_cli::audit::{Blocks, LedgerAccessError, LedgerSource};
 use gridshare_cli::bulk::BulkArgs;
 use gridshare_cli::gateway::MeterRunArgs;
-use gridshare_cli::grid::{LimitsArgs, ZoneArgs, ZonesArgs};
+use gridshare_cli::grid::{LimitsArgs, ZoneArgs, ZoneMeterArgs, ZonesArgs};
 use gridshare_cli::household::{
     BalanceArgs, BillArgs, CancelArgs, MeterReportArgs, OfferArgs, OffersArgs, TradesArgs,
 };
@@ -377,6 +377,16 @@ enum GridCommand {
   gridshare grid limits --zone feeder-2 --import-max 5kWh --export-max 25kWh
   gridshare grid limits --zone feeder-2 --import-max 0 --export-max none --from-interval 5000 --intervals 8"))]
     Limits(LimitsArgs),
+    /// DSO: register a zone's own meter (its transformer's), which bills
+    /// nobody: settlement sets what it measured beside the zone's household
+    /// meters, and `grid zone` shows the difference as the zone's losses.
+    #[command(after_help = with_exit_status!("Example:
+  gridshare keys new feeder-2-meter --role meter --insecure-plaintext
+  gridshare grid zone-meter feeder-2-meter --zone feeder-2 --max-import-kw 400 --max-export-kw 400
+
+Its readings are sent like any meter's: a meter gateway (gridshare meter run) with the key
+in its own keystore, or gridshare meter report --meter feeder-2-meter --import-kwh ... --export-kwh ..."))]
+    ZoneMeter(ZoneMeterArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -648,6 +658,7 @@ fn run_node_command(keystore: Option<PathBuf>, node: &NodeChoice, command: Comma
         Command::Grid(GridCommand::Zones(args)) => grid::zones(&wallet, args, out),
         Command::Grid(GridCommand::Zone(args)) => grid::zone(&wallet, args, out),
         Command::Grid(GridCommand::Limits(args)) => grid::set_limits(&wallet, args, out),
+        Command::Grid(GridCommand::ZoneMeter(args)) => grid::register_zone_meter(&wallet, args, out),
         Command::Dso(DsoCommand::Bridge(args)) => openadr::bridge(&wallet, args, out),
         Command::Clear(_)
         | Command::Audit(_)

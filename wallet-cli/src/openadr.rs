@@ -930,6 +930,7 @@ mod tests {
                 import_wh_max: zone.limits.import_wh_max,
                 export_wh_max: zone.limits.export_wh_max,
                 meters: 0,
+                zone_meter: None,
                 limits: Vec::new(),
             })
             .collect();

@@ -248,6 +248,13 @@ pub fn describe_tx(wallet: &Wallet, tx: &Tx, currency: &str) -> String {
             crate::grid::limit(limits.import_wh_max),
             crate::grid::limit(limits.export_wh_max)
         ),
+        Tx::RegisterZoneMeter { dso, meter, zone, max_import_w, max_export_w, .. } => format!(
+            "registration by DSO {} of zone `{zone}`'s meter {} (import up to {} kW, export up to {} kW)",
+            name(dso),
+            name(meter),
+            format_kw(*max_import_w),
+            format_kw(*max_export_w)
+        ),
         Tx::SetIntervalTariffs { signer, first_interval, tariffs, .. } => format!(
             "interval tariffs by {} for intervals {first_interval} to {}: {}",
             name(signer),

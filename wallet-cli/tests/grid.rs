@@ -94,3 +94,106 @@ fn a_dso_limits_a_zone_and_the_clearings_keep_to_it() {
 fn as_args(list: &[String]) -> Vec<&str> {
     list.iter().map(String::as_str).collect()
 }
+
+#[test]
+fn a_dso_registers_a_zone_meter_and_the_zone_shows_its_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(dir.path());
+    let gridshare = Gridshare::with_dev_registrar(&node, &dir.path().join("keys"));
+    let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("dso.seed")).unwrap();
+    let imported =
+        gridshare.run_with_stdin(&["keys", "import", "dso", "--role", "dso", "--insecure-plaintext"], &seed);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    gridshare.ok(&["keys", "new", "transformer", "--role", "meter", "--insecure-plaintext"]);
+    fn register<'a>(meter: &'a str, signer: &'a str) -> [&'a str; 11] {
+        [
+            "grid",
+            "zone-meter",
+            meter,
+            "--zone",
+            "main",
+            "--max-import-kw",
+            "4000",
+            "--max-export-kw",
+            "4000",
+            "--as",
+            signer,
+        ]
+    }
+    // Only a DSO registers one (exit 2 before signing), one per zone.
+    gridshare.fails(&register("transformer", "registrar"), 2, "registrar");
+    let registered = gridshare.ok(&register("transformer", "dso"));
+    assert!(registered.contains("zone meter transformer"), "{registered}");
+    let zones = poll("the zone meter on the ledger", Duration::from_secs(30), &node, || {
+        let zones = gridshare.json(&["grid", "zones", "--json"]);
+        (!zones["zones"][0]["zone_meter"].is_null()).then_some(zones)
+    });
+    let key = zones["zones"][0]["zone_meter"].as_str().unwrap().to_string();
+    gridshare.ok(&["keys", "new", "spare", "--role", "meter", "--insecure-plaintext"]);
+    gridshare.fails(&register("spare", "dso"), 1, "zone_meter_exists");
+    let api = gridshare_api::client::Client::new(&node.api).unwrap();
+    let zone_meter = api.meter(&key.parse().unwrap()).unwrap().expect("the zone meter is registered");
+    assert_eq!(zone_meter.kind, gridshare_api::accounts::MeterKind::Zone);
+    // Its readings at the end of the interval it was registered in and of
+    // the three after: each 0.1 kWh in, 0.4 kWh out.
+    let first = zone_meter.registered_interval;
+    // Each is sent the moment its interval ends, as a meter gateway does:
+    // a reading counts if it is on the ledger when its interval settles,
+    // 0.8 s after its end here (one that misses it leaves its interval and
+    // the next unmeasured, which the checks below allow for).
+    for step in 0..4_u64 {
+        let interval = (first + step).to_string();
+        let (import, export) = (format!("{}", step * 100), format!("{}", step * 400));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let reported = gridshare.run(&[
+                "meter",
+                "report",
+                "--meter",
+                "transformer",
+                "--interval",
+                &interval,
+                "--import-kwh",
+                &format!("{import}Wh"),
+                "--export-kwh",
+                &format!("{export}Wh"),
+            ]);
+            if reported.status.success() {
+                break;
+            }
+            let said = text(&reported.stderr);
+            assert!(said.contains("has not ended yet"), "{said}");
+            assert!(std::time::Instant::now() < deadline, "interval {interval} never ended: {said}");
+        }
+    }
+    let (from, to) = ((first + 1).to_string(), (first + 3).to_string());
+    let settled = poll("the zone meter's intervals settled", Duration::from_secs(60), &node, || {
+        let flows = gridshare.json(&[
+            "grid",
+            "zone",
+            "main",
+            "--from-interval",
+            &from,
+            "--to-interval",
+            &to,
+            "--json",
+        ]);
+        let measured: Vec<serde_json::Value> =
+            flows["intervals"].as_array()?.iter().map(|entry| entry["measured"].clone()).collect();
+        (measured.len() == 3 && measured.iter().all(|entry| !entry.is_null())).then_some(measured)
+    });
+    let zone_metered: Vec<&serde_json::Value> =
+        settled.iter().filter(|measured| !measured["zone_meter_net_export_wh"].is_null()).collect();
+    assert!(!zone_metered.is_empty(), "no interval measured by the zone meter: {settled:?}");
+    for measured in zone_metered {
+        assert_eq!(measured["zone_meter_net_export_wh"], 300, "{measured}");
+        let households = measured["measured_net_export_wh"].as_i64().unwrap();
+        if measured["estimated_meters"] == 0 {
+            assert_eq!(measured["losses_wh"].as_i64(), Some(households - 300), "{measured}");
+        } else {
+            assert!(measured["losses_wh"].is_null(), "{measured}");
+        }
+    }
+    let table = gridshare.ok(&["grid", "zone", "main", "--from-interval", &from, "--to-interval", &to]);
+    assert!(table.contains("LOSSES") && table.contains("0.300"), "{table}");
+}

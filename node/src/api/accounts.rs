@@ -58,10 +58,14 @@ pub(super) async fn nonce(State(client): State<Client>, Path(key): Path<String>)
 pub(super) async fn meter(State(client): State<Client>, Path(key): Path<String>) -> Reply {
     let key = parse_key(&key)?;
     let meter = read(&client, move |view| {
-        let meter = view.state.meters.get(&key).ok_or_else(|| {
+        if let Some(meter) = view.state.meters.get(&key) {
+            return Ok(Meter::of(key, meter));
+        }
+        let zone_meter = view.state.zone_meters.get(&key).ok_or_else(|| {
             ApiError::new(ErrorCode::UnknownMeter, format!("meter {key} is not registered"))
         })?;
-        Ok(Meter::of(key, meter))
+        let zone = view.genesis.zones.get(zone_meter.zone as usize).map_or("", |zone| zone.name.as_str());
+        Ok(Meter::of_zone(key, zone_meter, zone))
     })
     .await?;
     json(&meter)

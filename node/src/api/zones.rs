@@ -49,16 +49,24 @@ pub(super) async fn zones_of(client: &Client) -> Result<Zones, ApiError> {
                 }),
             }
         }
+        let mut zone_meters = vec![None; genesis.zones.len()];
+        for (key, meter) in &state.zone_meters {
+            if let Some(slot) = zone_meters.get_mut(meter.zone as usize) {
+                *slot = Some(*key);
+            }
+        }
         let zones = genesis
             .zones
             .iter()
             .zip(meters)
             .zip(runs)
-            .map(|((zone, meters), limits)| ZoneSummary {
+            .zip(zone_meters)
+            .map(|(((zone, meters), limits), zone_meter)| ZoneSummary {
                 name: zone.name.clone(),
                 import_wh_max: zone.limits.import_wh_max,
                 export_wh_max: zone.limits.export_wh_max,
                 meters,
+                zone_meter,
                 limits,
             })
             .collect();
@@ -114,6 +122,8 @@ pub(super) async fn zone_flows_of(
                 measured_net_export_wh: zone.measured_net_export_wh,
                 measured_meters: zone.measured_meters,
                 estimated_meters: zone.estimated_meters,
+                zone_meter_net_export_wh: zone.zone_meter_net_export_wh,
+                losses_wh: zone.losses_wh(),
             },
         ))
     })
