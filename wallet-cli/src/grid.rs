@@ -7,7 +7,7 @@
 use std::io::Write;
 
 use gridshare_api::{SpanQuery, ZoneFlows, Zones};
-use gridshare_ledger::genesis::ZoneLimits;
+use gridshare_ledger::genesis::{Genesis, ZoneLimits};
 use gridshare_ledger::ids::Keypair;
 use gridshare_ledger::tx::Tx;
 
@@ -16,7 +16,7 @@ use crate::amount::{
 };
 use crate::keystore::Role;
 use crate::market_time::format_utc;
-use crate::registrar::{TariffStart, describe_key, report};
+use crate::registrar::{TariffStart, describe_key, meter_zone, report};
 use crate::table::{self, Align};
 use crate::wallet::{CommandError, Wallet, write_json};
 
@@ -106,6 +106,13 @@ fn parse_limit_wh(text: &str) -> Result<u64, BadAmount> {
 /// A limit in words.
 pub(crate) fn limit(wh: u64) -> String {
     if wh == u64::MAX { "none".to_string() } else { format!("{} kWh", format_kwh(wh)) }
+}
+
+/// `zone`, when it is one of the community's zones (`--zone`).
+fn known_zone(genesis: &Genesis, zone: &str) -> Result<(), CommandError> {
+    meter_zone(genesis, Some(zone))
+        .map(drop)
+        .map_err(|problem| CommandError::BadInput(format!("{problem} (--zone)")))
 }
 
 /// The DSO key `name` (default: the only DSO key), which must be a DSO of
@@ -245,14 +252,7 @@ pub fn zone(wallet: &Wallet, args: &ZoneArgs, out: &mut dyn Write) -> Result<(),
 pub fn set_limits(wallet: &Wallet, args: &LimitsArgs, out: &mut dyn Write) -> Result<(), CommandError> {
     let community = wallet.community()?;
     let genesis = &community.genesis;
-    if genesis.zone_index(&args.zone).is_none() {
-        let names: Vec<&str> = genesis.zones.iter().map(|zone| zone.name.as_str()).collect();
-        return Err(CommandError::BadInput(format!(
-            "zone `{}` is not one of the community's zones: {} (--zone)",
-            args.zone,
-            names.join(", ")
-        )));
-    }
+    known_zone(genesis, &args.zone)?;
     let first_interval = args.from_interval.interval(genesis);
     let dso = dso_key(wallet, args.dso.as_deref())?;
     let key = dso.public();
@@ -284,14 +284,7 @@ pub fn register_zone_meter(
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
     let genesis = &wallet.community()?.genesis;
-    if genesis.zone_index(&args.zone).is_none() {
-        let names: Vec<&str> = genesis.zones.iter().map(|zone| zone.name.as_str()).collect();
-        return Err(CommandError::BadInput(format!(
-            "zone `{}` is not one of the community's zones: {} (--zone)",
-            args.zone,
-            names.join(", ")
-        )));
-    }
+    known_zone(genesis, &args.zone)?;
     let meter = wallet.resolve_key(&args.meter)?;
     let dso = dso_key(wallet, args.dso.as_deref())?;
     let key = dso.public();

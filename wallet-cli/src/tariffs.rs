@@ -117,31 +117,45 @@ pub fn show(wallet: &Wallet, args: &ShowArgs, out: &mut dyn Write) -> Result<(),
     if args.json {
         return write_json(out, &tariffs);
     }
-    let currency = wallet.community()?.currency();
-    let genesis = &wallet.community()?.genesis;
-    let starts = |interval: u64| format_utc(genesis.interval_start_ms(interval).unwrap_or(0));
-    writeln!(out, "Schedule ({currency}/kWh), from interval {} on:", tariffs.next_settlement_interval)?;
+    let community = wallet.community()?;
+    let genesis = &community.genesis;
+    // An interval, when it starts, and its three tariffs (`-`: the schedule's).
+    let row = |interval: u64, rates: [Option<u64>; 3]| {
+        let mut row =
+            vec![interval.to_string(), format_utc(genesis.interval_start_ms(interval).unwrap_or(0))];
+        row.extend(rates.map(rate));
+        row
+    };
+    let header = |first: &'static str| {
+        [
+            (first, Align::Right),
+            ("STARTS", Align::Left),
+            ("IMPORT", Align::Right),
+            ("FEED-IN", Align::Right),
+            ("NETWORK FEE", Align::Right),
+        ]
+    };
+    writeln!(
+        out,
+        "Schedule ({}/kWh), from interval {} on:",
+        community.currency(),
+        tariffs.next_settlement_interval
+    )?;
     let rows: Vec<Vec<String>> = tariffs
         .schedule
         .iter()
         .map(|entry| {
-            vec![
-                entry.effective_from_interval.to_string(),
-                starts(entry.effective_from_interval),
-                format_price(entry.grid_import_micro_per_kwh),
-                format_price(entry.grid_feed_in_micro_per_kwh),
-                format_price(entry.network_fee_micro_per_kwh),
-            ]
+            row(
+                entry.effective_from_interval,
+                [
+                    Some(entry.grid_import_micro_per_kwh),
+                    Some(entry.grid_feed_in_micro_per_kwh),
+                    Some(entry.network_fee_micro_per_kwh),
+                ],
+            )
         })
         .collect();
-    let header = [
-        ("FROM INTERVAL", Align::Right),
-        ("STARTS", Align::Left),
-        ("IMPORT", Align::Right),
-        ("FEED-IN", Align::Right),
-        ("NETWORK FEE", Align::Right),
-    ];
-    out.write_all(table::render(&header, &rows).as_bytes())?;
+    out.write_all(table::render(&header("FROM INTERVAL"), &rows).as_bytes())?;
     if tariffs.intervals.is_empty() {
         writeln!(out, "No interval has tariffs of its own.")?;
         return Ok(());
@@ -151,23 +165,17 @@ pub fn show(wallet: &Wallet, args: &ShowArgs, out: &mut dyn Write) -> Result<(),
         .intervals
         .iter()
         .map(|entry| {
-            vec![
-                entry.interval.to_string(),
-                starts(entry.interval),
-                rate(entry.grid_import_micro_per_kwh),
-                rate(entry.grid_feed_in_micro_per_kwh),
-                rate(entry.network_fee_micro_per_kwh),
-            ]
+            row(
+                entry.interval,
+                [
+                    entry.grid_import_micro_per_kwh,
+                    entry.grid_feed_in_micro_per_kwh,
+                    entry.network_fee_micro_per_kwh,
+                ],
+            )
         })
         .collect();
-    let header = [
-        ("INTERVAL", Align::Right),
-        ("STARTS", Align::Left),
-        ("IMPORT", Align::Right),
-        ("FEED-IN", Align::Right),
-        ("NETWORK FEE", Align::Right),
-    ];
-    out.write_all(table::render(&header, &rows).as_bytes())?;
+    out.write_all(table::render(&header("INTERVAL"), &rows).as_bytes())?;
     Ok(())
 }
 

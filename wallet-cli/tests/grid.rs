@@ -16,11 +16,7 @@ use common::{DevNode, Gridshare, poll, text};
 fn a_dso_limits_a_zone_and_the_clearings_keep_to_it() {
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(dir.path());
-    let gridshare = Gridshare::with_dev_registrar(&node, &dir.path().join("keys"));
-    let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("dso.seed")).unwrap();
-    let imported =
-        gridshare.run_with_stdin(&["keys", "import", "dso", "--role", "dso", "--insecure-plaintext"], &seed);
-    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let gridshare = Gridshare::with_dev_registrar_and_dso(&node, &dir.path().join("keys"));
 
     // The dev community's one zone, without limits, with its households' meters.
     let zones = poll("the dev households' meters", Duration::from_secs(30), &node, || {
@@ -99,11 +95,7 @@ fn as_args(list: &[String]) -> Vec<&str> {
 fn a_dso_registers_a_zone_meter_and_the_zone_shows_its_losses() {
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(dir.path());
-    let gridshare = Gridshare::with_dev_registrar(&node, &dir.path().join("keys"));
-    let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("dso.seed")).unwrap();
-    let imported =
-        gridshare.run_with_stdin(&["keys", "import", "dso", "--role", "dso", "--insecure-plaintext"], &seed);
-    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let gridshare = Gridshare::with_dev_registrar_and_dso(&node, &dir.path().join("keys"));
     gridshare.ok(&["keys", "new", "transformer", "--role", "meter", "--insecure-plaintext"]);
     fn register<'a>(meter: &'a str, signer: &'a str) -> [&'a str; 11] {
         [

@@ -18,11 +18,7 @@ use gridshare_api::client::Client;
 fn a_dso_sets_the_next_intervals_tariffs_and_they_settle_at_them() {
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(dir.path());
-    let gridshare = Gridshare::with_dev_registrar(&node, &dir.path().join("keys"));
-    let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("dso.seed")).unwrap();
-    let imported =
-        gridshare.run_with_stdin(&["keys", "import", "dso", "--role", "dso", "--insecure-plaintext"], &seed);
-    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let gridshare = Gridshare::with_dev_registrar_and_dso(&node, &dir.path().join("keys"));
     let api = Client::new(&node.api).unwrap();
     let schedule = api.tariffs().unwrap().schedule[0];
 

@@ -78,6 +78,16 @@ impl Gridshare {
         gridshare
     }
 
+    /// The same, with `node`'s dev DSO key too, as `dso`.
+    pub(crate) fn with_dev_registrar_and_dso(node: &DevNode, keystore: &Path) -> Gridshare {
+        let gridshare = Gridshare::with_dev_registrar(node, keystore);
+        let seed = std::fs::read_to_string(node.data_dir.join("dev-keys").join("dso.seed")).unwrap();
+        let imported = gridshare
+            .run_with_stdin(&["keys", "import", "dso", "--role", "dso", "--insecure-plaintext"], &seed);
+        assert!(imported.status.success(), "{}", text(&imported.stderr));
+        gridshare
+    }
+
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gridshare"));
         command
