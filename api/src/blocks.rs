@@ -232,6 +232,9 @@ pub struct ZoneSettlement {
     pub estimated_meters: u32,
     /// The zone's own meter's net export, when it measured the interval.
     pub zone_meter_net_export_wh: Option<i64>,
+    /// The zone's losses: the measured net export less the zone meter's,
+    /// when both are complete (docs/PROTOCOL.md §4, `ZoneSettlement`).
+    pub losses_wh: Option<i64>,
 }
 
 impl From<&LedgerZoneSettlement> for ZoneSettlement {
@@ -242,7 +245,13 @@ impl From<&LedgerZoneSettlement> for ZoneSettlement {
             estimated_meters,
             zone_meter_net_export_wh,
         } = *zone;
-        ZoneSettlement { measured_net_export_wh, measured_meters, estimated_meters, zone_meter_net_export_wh }
+        ZoneSettlement {
+            measured_net_export_wh,
+            measured_meters,
+            estimated_meters,
+            zone_meter_net_export_wh,
+            losses_wh: zone.losses_wh(),
+        }
     }
 }
 

@@ -86,6 +86,8 @@ pub struct SettlementSummary {
     pub height: u64,
     pub bills: u64,
     pub tariffs: Tariffs,
+    /// What each zone's meters measured, in genesis zone order.
+    pub zones: Vec<crate::blocks::ZoneSettlement>,
 }
 
 /// The grid tariffs and network fee in force for an interval.

@@ -217,6 +217,20 @@ fn the_dashboard_shows_the_market_in_a_real_browser() {
     let trades = &trades[..trades.find("</table>").unwrap()];
     assert_eq!(trades.matches("<tr>").count(), receipt.trades.len() + 1);
 
+    // A settled interval: what each zone's meters measured, as the API says.
+    let settled = (0..status.next_settlement_interval)
+        .rev()
+        .map(|number| exact::<Interval>(&api, &format!("/v1/intervals/{number}")))
+        .find(|interval| interval.settlement.is_some())
+        .unwrap();
+    let zones = &settled.settlement.as_ref().unwrap().zones;
+    let dom = browser.dom(&format!("{url}/intervals/{}", settled.interval));
+    let table = &dom[dom.find("What each zone's meters measured").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(table.matches("<tr>").count(), zones.len() + 1, "{table}");
+    let counts = format!("{} / {}", zones[0].measured_meters, zones[0].estimated_meters);
+    assert!(table.contains(&counts), "{counts} not in {table}");
+
     // The seller's household: what it saved over the span the page names,
     // recomputed from its bills and each interval's tariffs.
     let seller = receipt.trades[0].seller;

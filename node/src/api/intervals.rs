@@ -134,8 +134,12 @@ pub(super) async fn interval_of(client: &Client, interval: u64) -> Result<Interv
             };
             let tariffs = (&receipt.tariffs).into();
             body.tariffs = tariffs;
-            body.settlement =
-                Some(SettlementSummary { height: found.height, bills: count(receipt.bills.len()), tariffs });
+            body.settlement = Some(SettlementSummary {
+                height: found.height,
+                bills: count(receipt.bills.len()),
+                tariffs,
+                zones: receipt.zones.iter().map(Into::into).collect(),
+            });
         }
         Ok(body)
     })

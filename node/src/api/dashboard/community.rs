@@ -7,7 +7,7 @@ use gridshare_api::decimal::{format_kwh, format_signed_kwh};
 use gridshare_ledger::block::ZoneReceipt;
 
 use super::chart::{self, Mark, Series};
-use super::html::{Cell, Page, Text, View, account_link, facts, interval_link, table, time};
+use super::html::{Cell, Page, Text, View, account_link, facts, interval_link, short_key, table, time};
 use super::{answer, money, price, recent};
 use crate::api::ApiError;
 use crate::api::intervals::{clearings_of, interval_of, settlements_of};
@@ -166,6 +166,7 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
             vec![
                 Cell::text(&zone.name),
                 Cell::number(zone.meters.to_string()),
+                Cell::text(zone.zone_meter.map_or_else(|| "-".to_string(), |key| short_key(&key))),
                 Cell::number(format!("{} / {}", limit(zone.import_wh_max), limit(zone.export_wh_max))),
                 Cell::text(if dso.is_empty() { "-".to_string() } else { dso.join("; ") }),
                 Cell::number(
@@ -191,6 +192,7 @@ async fn community_page(client: &Client) -> Result<Page, ApiError> {
         &[
             "Zone",
             "Meters",
+            "Zone meter",
             "Limits, import / export (kWh per interval)",
             "The DSO's limits to come (intervals: import / export)",
             "Price",
@@ -355,6 +357,36 @@ async fn interval_page(client: &Client, text: &str) -> Result<Page, ApiError> {
         page.push(table(
             "Each zone's price and net export against the limits it was cleared with",
             &["Zone", "Price", "Net export (kWh)", "Limits, import / export (kWh)", "Limits"],
+            &rows,
+            "",
+        ));
+    }
+    if let Some(settlement) = &body.settlement {
+        let kwh = |wh: Option<i64>| wh.map_or_else(|| "-".to_string(), format_signed_kwh);
+        let rows: Vec<Vec<Cell>> = client
+            .genesis
+            .zones
+            .iter()
+            .zip(&settlement.zones)
+            .map(|(zone, measured)| {
+                vec![
+                    Cell::text(&zone.name),
+                    Cell::number(format_signed_kwh(measured.measured_net_export_wh)),
+                    Cell::number(format!("{} / {}", measured.measured_meters, measured.estimated_meters)),
+                    Cell::number(kwh(measured.zone_meter_net_export_wh)),
+                    Cell::number(kwh(measured.losses_wh)),
+                ]
+            })
+            .collect();
+        page.push(table(
+            "What each zone's meters measured, its own meter (its transformer's) and the difference: its losses",
+            &[
+                "Zone",
+                "Measured net export (kWh)",
+                "Meters measured / estimated",
+                "Zone meter net export (kWh)",
+                "Losses (kWh)",
+            ],
             &rows,
             "",
         ));
