@@ -392,15 +392,18 @@ in its own keystore, or gridshare meter report --meter feeder-2-meter --import-k
 #[derive(Debug, Subcommand)]
 enum DsoCommand {
     /// An OpenADR 3 VEN: read the DSO's events from a VTN and put the
-    /// capacity limits of the events that target the community's zones on
-    /// the ledger, once; report the events it cannot map.
+    /// capacity limits of the events that target the community's zones, and
+    /// the prices of those for the whole community, on the ledger, once;
+    /// report the events it cannot map.
     #[command(after_help = with_exit_status!("Examples:
-  gridshare dso bridge --vtn http://vtn.example:3000 --client-id gridshare-ven --as dso
+  gridshare dso bridge --vtn https://vtn.example:8443 --client-id gridshare-ven --as dso
   GRIDSHARE_VTN_SECRET=... gridshare dso bridge --vtn https://vtn.example --client-id ven --every 60
 
 An event's targets name the zones it limits; its intervals must cover whole
 intervals of the ledger; IMPORT_CAPACITY_LIMIT and EXPORT_CAPACITY_LIMIT in
-KW (or KWH for one interval) become each zone's limits (docs/OPENADR.md)."))]
+KW (or KWH for one interval) become each zone's limits; PRICE and EXPORT_PRICE
+per KWH in the community's currency become the intervals' import and feed-in
+tariffs (docs/OPENADR.md). The VTN is https://, or http:// on loopback only."))]
     Bridge(BridgeArgs),
 }
 

@@ -668,6 +668,41 @@ pub enum VtnError {
     Refused { request: String, status: u16, body: String },
     #[error("the VTN's answer to {request} is not what OpenADR 3 says: {cause}")]
     Malformed { request: String, cause: String },
+    #[error("`{url}` is no VTN address the bridge takes: {reason}")]
+    BadUrl { url: String, reason: &'static str },
+}
+
+/// The VTN's base URL without a trailing slash: `https://` anywhere, plain
+/// `http://` only on loopback, where the VEN's client secret and token
+/// cross no network in clear text.
+pub fn vtn_url(url: &str) -> Result<String, VtnError> {
+    let url = url.trim();
+    let bad = |reason| VtnError::BadUrl { url: printable(url), reason };
+    let (scheme, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => ("https", rest),
+        (None, Some(rest)) => ("http", rest),
+        (None, None) => return Err(bad("it is neither https:// nor http://")),
+    };
+    let rest = rest.trim_end_matches('/');
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || rest.contains(['?', '#', ' ', '@']) {
+        return Err(bad("expected https://HOST[:PORT][/PATH]"));
+    }
+    if scheme == "http" {
+        // The host without its port: `[::1]:3000`, `127.0.0.1:3000`, `localhost`.
+        let host = match authority.strip_prefix('[') {
+            Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+            None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+        };
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback());
+        if !loopback {
+            return Err(bad(
+                "plain http would send the VEN's client secret in clear text: use https://, or http:// on loopback only",
+            ));
+        }
+    }
+    Ok(format!("{scheme}://{rest}"))
 }
 
 /// An OpenADR 3 VTN, as a VEN reaches it: client credentials for a bearer
@@ -702,10 +737,12 @@ fn answer(
 impl Vtn {
     /// Logs in at `url` with the VEN's client credentials.
     pub fn connect(url: &str, client_id: &str, client_secret: &str) -> Result<Vtn, VtnError> {
-        let url = url.trim_end_matches('/').to_string();
+        let url = vtn_url(url)?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(30)))
             .http_status_as_error(false)
+            // A redirect could carry the secret or the token elsewhere.
+            .max_redirects(0)
             .build()
             .into();
         let sent = agent.post(&format!("{url}/auth/token")).send_form([
@@ -756,7 +793,8 @@ impl Vtn {
 /// `gridshare dso bridge`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BridgeArgs {
-    /// The VTN's base URL, e.g. http://vtn.example:3000.
+    /// The VTN's base URL: https://vtn.example[:PORT][/PATH], or http:// on
+    /// loopback only (the client secret must not cross a network in clear).
     #[arg(long, value_name = "URL")]
     pub vtn: String,
     /// The VEN's OAuth client id at the VTN.
@@ -776,6 +814,7 @@ pub struct BridgeArgs {
 /// `gridshare dso bridge`: reconciles once, or every `--every` seconds (a
 /// failed round is reported and the next one tried).
 pub fn bridge(wallet: &Wallet, args: &BridgeArgs, out: &mut dyn Write) -> Result<(), CommandError> {
+    vtn_url(&args.vtn).map_err(|error| CommandError::BadInput(error.to_string()))?;
     let dso = crate::grid::dso_key(wallet, args.dso.as_deref())?;
     loop {
         let round = reconcile(wallet, args, &dso, out);
@@ -1074,6 +1113,30 @@ mod tests {
         };
         let again = super::plan(&genesis, &events, &no_limits(&genesis), &held, now, 900_000);
         assert!(again.tariff_changes.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn the_secret_crosses_a_network_only_over_https() {
+        for url in [
+            "https://vtn.dso.example",
+            "https://vtn.dso.example:8443/openadr3/",
+            "http://127.0.0.1:3000",
+            "http://localhost:3000/",
+            "http://[::1]:3000",
+        ] {
+            assert_eq!(vtn_url(url).unwrap(), url.trim_end_matches('/'), "{url}");
+        }
+        for (url, reason) in [
+            ("http://vtn.dso.example:3000", "clear text"),
+            ("http://10.0.0.7", "clear text"),
+            ("http://127.0.0.1.evil.example", "clear text"),
+            ("http://user@127.0.0.1:3000", "expected https://"),
+            ("ftp://vtn.dso.example", "neither"),
+            ("https://", "expected https://"),
+        ] {
+            let error = vtn_url(url).unwrap_err().to_string();
+            assert!(error.contains(reason), "{url}: {error}");
+        }
     }
 
     #[test]
