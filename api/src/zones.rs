@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::blocks::ZoneSettlement;
 use crate::text::limit_wh;
 
 /// `GET /v1/zones`.
@@ -86,22 +87,14 @@ pub struct ZoneCleared {
     pub congested: bool,
 }
 
-/// What the zone's meters measured, from the settlement receipt.
+/// What the zone's meters measured: its part of the settlement receipt,
+/// with the block that holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZoneMeasured {
     /// The block of the settlement.
     pub height: u64,
-    /// Σ of the net export of the zone's meters measured in the interval.
-    pub measured_net_export_wh: i64,
-    pub measured_meters: u32,
-    /// Meters billed at an estimate: their energy is not in the sum.
-    pub estimated_meters: u32,
-    /// The zone meter's net export, when it measured the interval.
-    pub zone_meter_net_export_wh: Option<i64>,
-    /// The zone's losses (and any theft): `measured_net_export_wh` less
-    /// `zone_meter_net_export_wh`, when both are complete (no estimated
-    /// meter).
-    pub losses_wh: Option<i64>,
+    #[serde(flatten)]
+    pub settlement: ZoneSettlement,
 }
 
 /// A zone's name as one path segment: every byte but the unreserved ones

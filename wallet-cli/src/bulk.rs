@@ -139,7 +139,7 @@ pub fn read_bulk(text: &str, genesis: &Genesis) -> Result<Vec<Entry>, BulkError>
             return Err(refuse(line, "zone", format!("{} bytes long: at most {TEXT_LEN_MAX}", zone.len())));
         }
         let zone = crate::registrar::meter_zone(genesis, Some(zone).filter(|zone| !zone.is_empty()))
-            .map_err(|problem| refuse(line, "zone", problem))?;
+            .map_err(|problem| refuse(line, "zone", problem.to_string()))?;
         entries_meters.push(Entry::Meter { line, meter, owner: account, max_import_w, max_export_w, zone });
     }
     let mut entries: Vec<Entry> = account_order

@@ -208,15 +208,16 @@ pub fn zone(wallet: &Wallet, args: &ZoneArgs, out: &mut dyn Write) -> Result<(),
                 None => ["-"; 5].map(str::to_string).into(),
             };
             let signed = |wh: Option<i64>| wh.map_or_else(|| "-".to_string(), format_signed_kwh);
-            let (measured, meters, zone_meter, losses) = match &entry.measured {
-                Some(measured) => (
-                    format_signed_kwh(measured.measured_net_export_wh),
-                    format!("{} / {}", measured.measured_meters, measured.estimated_meters),
-                    signed(measured.zone_meter_net_export_wh),
-                    signed(measured.losses_wh),
-                ),
-                None => ["-"; 4].map(str::to_string).into(),
-            };
+            let (measured, meters, zone_meter, losses) =
+                match entry.measured.map(|measured| measured.settlement) {
+                    Some(measured) => (
+                        format_signed_kwh(measured.measured_net_export_wh),
+                        format!("{} / {}", measured.measured_meters, measured.estimated_meters),
+                        signed(measured.zone_meter_net_export_wh),
+                        signed(measured.losses_wh),
+                    ),
+                    None => ["-"; 4].map(str::to_string).into(),
+                };
             vec![
                 entry.interval.to_string(),
                 price,

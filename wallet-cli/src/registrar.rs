@@ -182,15 +182,24 @@ fn check_text(field: &str, text: &str) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// Why no zone can be chosen; `zones` lists the community's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ZoneError {
+    #[error("zone `{name}` is not one of the community's zones: {zones}")]
+    Unknown { name: String, zones: String },
+    #[error("the community has zones {zones}: name the meter's")]
+    Unnamed { zones: String },
+}
+
 /// The zone a meter is registered in: `named`, which must be one of the
 /// community's zones, or, when none is named, the community's only zone.
-pub fn meter_zone(genesis: &Genesis, named: Option<&str>) -> Result<String, String> {
-    let names = || genesis.zones.iter().map(|zone| zone.name.as_str()).collect::<Vec<_>>().join(", ");
+pub fn meter_zone(genesis: &Genesis, named: Option<&str>) -> Result<String, ZoneError> {
+    let zones = || genesis.zones.iter().map(|zone| zone.name.as_str()).collect::<Vec<_>>().join(", ");
     match (named, &genesis.zones[..]) {
         (Some(name), _) if genesis.zone_index(name).is_some() => Ok(name.to_string()),
-        (Some(name), _) => Err(format!("zone `{name}` is not one of the community's zones: {}", names())),
+        (Some(name), _) => Err(ZoneError::Unknown { name: name.to_string(), zones: zones() }),
         (None, [only]) => Ok(only.name.clone()),
-        (None, _) => Err(format!("the community has zones {}: name the meter's", names())),
+        (None, _) => Err(ZoneError::Unnamed { zones: zones() }),
     }
 }
 

@@ -115,17 +115,7 @@ pub(super) async fn zone_flows_of(
     .await?;
     let measured = settlements_of(client, span, move |interval, height, settlement| {
         let zone = settlement.zones.get(index)?;
-        Some((
-            interval,
-            ZoneMeasured {
-                height,
-                measured_net_export_wh: zone.measured_net_export_wh,
-                measured_meters: zone.measured_meters,
-                estimated_meters: zone.estimated_meters,
-                zone_meter_net_export_wh: zone.zone_meter_net_export_wh,
-                losses_wh: zone.losses_wh(),
-            },
-        ))
+        Some((interval, ZoneMeasured { height, settlement: zone.into() }))
     })
     .await?;
     let mut intervals: BTreeMap<u64, ZoneInterval> = BTreeMap::new();
